@@ -1,0 +1,269 @@
+//! Roles, credentials and connecting to NATS.
+//!
+//! `nats.conf` defines one user per role and reads each password from the environment
+//! (`LT_PW_<ROLE>`, upper-case, `-` as `_`). `lienthong up` generates random passwords on
+//! first run and writes one file per role, `data/credentials/<role>.env`, holding
+//! `NATS_URL`, `NATS_USER` and `NATS_PASSWORD` — the variables every command reads, like the
+//! `nats` CLI. Nothing secret is in the repository.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use rand::distr::{Alphanumeric, SampleString};
+
+use crate::error::{BusError, Result};
+
+/// The subsystems that have an adapter (and an `adapter-<subsystem>` role).
+pub const SUBSYSTEMS: &[&str] = &["documents", "sso", "field_reports", "open_data"];
+
+/// Every role `nats.conf` defines.
+pub const ROLES: &[&str] = &[
+    "operator",
+    "replay",
+    "auditor",
+    "ingress",
+    "adapter-documents",
+    "adapter-sso",
+    "adapter-field_reports",
+    "adapter-open_data",
+    "agency-urban",
+    "agency-ioc",
+];
+
+/// The environment variable holding a role's password for the server.
+pub fn password_variable(role: &str) -> String {
+    format!("LT_PW_{}", role.to_ascii_uppercase().replace('-', "_"))
+}
+
+/// Passwords of every role.
+#[derive(Clone)]
+pub struct CredentialSet {
+    passwords: BTreeMap<String, String>,
+}
+
+impl std::fmt::Debug for CredentialSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CredentialSet")
+            .field("roles", &self.passwords.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl CredentialSet {
+    /// Fresh random passwords for every role.
+    pub fn generate() -> Self {
+        let mut rng = rand::rng();
+        Self {
+            passwords: ROLES
+                .iter()
+                .map(|r| (r.to_string(), Alphanumeric.sample_string(&mut rng, 32)))
+                .collect(),
+        }
+    }
+
+    /// Reads `<dir>/<role>.env` for every role, generating (and writing) what is missing.
+    pub fn load_or_generate(dir: &Path, url: &str) -> Result<Self> {
+        let fresh = Self::generate();
+        let mut passwords = BTreeMap::new();
+        for role in ROLES {
+            let file = dir.join(format!("{role}.env"));
+            let existing = if file.exists() {
+                read_env_file(&file)?.get("NATS_PASSWORD").cloned()
+            } else {
+                None
+            };
+            match existing {
+                Some(p) => {
+                    passwords.insert(role.to_string(), p);
+                }
+                None => {
+                    passwords.insert(role.to_string(), fresh.passwords[*role].clone());
+                }
+            }
+        }
+        let set = Self { passwords };
+        // Written every time: new roles get a file, and the URL stays current.
+        set.write(dir, url)?;
+        Ok(set)
+    }
+
+    pub fn password(&self, role: &str) -> Option<&str> {
+        self.passwords.get(role).map(String::as_str)
+    }
+
+    /// Settings to connect as `role`.
+    pub fn settings(&self, role: &str, url: &str) -> Result<ConnectSettings> {
+        let password = self
+            .password(role)
+            .ok_or_else(|| BusError::Config(format!("unknown role {role}; roles: {}", ROLES.join(", "))))?;
+        Ok(ConnectSettings {
+            url: url.to_string(),
+            user: Some(role.to_string()),
+            password: Some(password.to_string()),
+            creds: None,
+        })
+    }
+
+    /// The variables `nats.conf` reads, for the server process.
+    pub fn server_env(&self) -> Vec<(String, String)> {
+        self.passwords
+            .iter()
+            .map(|(r, p)| (password_variable(r), p.clone()))
+            .collect()
+    }
+
+    /// Writes one `<role>.env` per role (mode 0600).
+    pub fn write(&self, dir: &Path, url: &str) -> Result<()> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| BusError::io(format!("creating {}", dir.display()), e))?;
+        for (role, password) in &self.passwords {
+            let path = dir.join(format!("{role}.env"));
+            let body = format!(
+                "# Lienthong credentials for the role `{role}`. Generated; keep private.\n\
+                 NATS_URL={url}\nNATS_USER={role}\nNATS_PASSWORD={password}\n"
+            );
+            write_private(&path, &body)?;
+        }
+        Ok(())
+    }
+}
+
+/// Writes a file readable by its owner only.
+pub fn write_private(path: &Path, body: &str) -> Result<()> {
+    use std::io::Write;
+    #[cfg(unix)]
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    opts.mode(0o600);
+    let mut f = opts
+        .open(path)
+        .map_err(|e| BusError::io(format!("writing {}", path.display()), e))?;
+    f.write_all(body.as_bytes())
+        .map_err(|e| BusError::io(format!("writing {}", path.display()), e))
+}
+
+/// Parses a `KEY=VALUE` file (blank lines and `#` comments ignored, optional quotes).
+pub fn read_env_file(path: &Path) -> Result<BTreeMap<String, String>> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| BusError::io(format!("reading credentials file {}", path.display()), e))?;
+    let mut out = BTreeMap::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let line = line.strip_prefix("export ").unwrap_or(line);
+        let (k, v) = line.split_once('=').ok_or_else(|| {
+            BusError::Config(format!("{}:{}: expected KEY=VALUE", path.display(), n + 1))
+        })?;
+        let v = v.trim();
+        let v = v
+            .strip_prefix('"')
+            .and_then(|v| v.strip_suffix('"'))
+            .or_else(|| v.strip_prefix('\'').and_then(|v| v.strip_suffix('\'')))
+            .unwrap_or(v);
+        out.insert(k.trim().to_string(), v.to_string());
+    }
+    Ok(out)
+}
+
+/// How to reach NATS and as whom.
+#[derive(Clone, Default)]
+pub struct ConnectSettings {
+    pub url: String,
+    pub user: Option<String>,
+    pub password: Option<String>,
+    /// A `.creds` file (JWT + nkey), as `NATS_CREDS`.
+    pub creds: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for ConnectSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnectSettings")
+            .field("url", &self.url)
+            .field("user", &self.user)
+            .field("password", &self.password.as_ref().map(|_| "***"))
+            .field("creds", &self.creds)
+            .finish()
+    }
+}
+
+/// The default server address.
+pub const DEFAULT_URL: &str = "nats://127.0.0.1:4222";
+
+impl ConnectSettings {
+    /// From `NATS_URL`, `NATS_USER`, `NATS_PASSWORD`, `NATS_CREDS`; values in `env_file`
+    /// (e.g. `data/credentials/auditor.env`) take precedence.
+    pub fn resolve(env_file: Option<&Path>) -> Result<Self> {
+        let file = match env_file {
+            Some(p) => read_env_file(p)?,
+            None => BTreeMap::new(),
+        };
+        let get = |k: &str| file.get(k).cloned().or_else(|| std::env::var(k).ok()).filter(|v| !v.is_empty());
+        Ok(Self {
+            url: get("NATS_URL").unwrap_or_else(|| DEFAULT_URL.to_string()),
+            user: get("NATS_USER"),
+            password: get("NATS_PASSWORD"),
+            creds: get("NATS_CREDS").map(PathBuf::from),
+        })
+    }
+
+    /// Connects. Each user gets its own inbox prefix (`_INBOX.<user>`), so that `nats.conf`
+    /// can let a role subscribe to its own replies and nothing else.
+    pub async fn connect(&self, client_name: &str) -> Result<async_nats::Client> {
+        let mut opts = match (&self.creds, &self.user, &self.password) {
+            (Some(creds), _, _) => async_nats::ConnectOptions::with_credentials_file(creds.clone())
+                .await
+                .map_err(|e| BusError::Config(format!("NATS_CREDS {}: {e}", creds.display())))?,
+            (None, Some(u), Some(p)) => async_nats::ConnectOptions::with_user_and_password(u.clone(), p.clone()),
+            _ => async_nats::ConnectOptions::new(),
+        };
+        if let Some(user) = &self.user {
+            opts = opts.custom_inbox_prefix(format!("_INBOX.{user}"));
+        }
+        opts = opts
+            .name(client_name)
+            .connection_timeout(std::time::Duration::from_secs(5));
+        opts.connect(&self.url).await.map_err(|e| {
+            let hint = if self.user.is_none() && self.creds.is_none() {
+                " (no NATS_USER/NATS_PASSWORD set: pass --env data/credentials/<role>.env)"
+            } else {
+                ""
+            };
+            BusError::Unavailable {
+                operation: format!("connecting to {} as {}", self.url, self.user.as_deref().unwrap_or("(anonymous)")),
+                attempts: 1,
+                reason: format!("{e}{hint}"),
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_round_trip_through_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = CredentialSet::load_or_generate(dir.path(), "nats://127.0.0.1:1").unwrap();
+        let b = CredentialSet::load_or_generate(dir.path(), "nats://127.0.0.1:2").unwrap();
+        for role in ROLES {
+            assert_eq!(a.password(role), b.password(role));
+            assert_eq!(a.password(role).unwrap().len(), 32);
+        }
+        let s = ConnectSettings::resolve(Some(&dir.path().join("auditor.env"))).unwrap();
+        assert_eq!(s.user.as_deref(), Some("auditor"));
+        assert_eq!(s.url, "nats://127.0.0.1:2");
+        assert_eq!(s.password.as_deref(), a.password("auditor"));
+        assert_eq!(password_variable("adapter-field_reports"), "LT_PW_ADAPTER_FIELD_REPORTS");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(dir.path().join("operator.env")).unwrap().permissions().mode();
+            assert_eq!(mode & 0o077, 0);
+        }
+    }
+}

@@ -1,0 +1,128 @@
+//! Dead letters: input that failed validation, kept with the reason in the `DLQ` stream.
+//!
+//! A dead letter is itself a CloudEvent of type `vn.egov.dlq.event.rejected` whose data
+//! holds the reason, every violation and the rejected event as it arrived. Its NATS subject
+//! is `egov.dlq.<origin subsystem>.<encoded original id>.rejected`, so each adapter may be
+//! allowed to write only its own subsystem's dead letters. Nothing is dropped: when the DLQ
+//! cannot store, the publisher reports `Unavailable` and the sender retries.
+
+use async_nats::HeaderMap;
+use chrono::{DateTime, Utc};
+use cloudevents::{AttributesReader, Event};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use crate::envelope::{self, Classification, STRUCTURED_CONTENT_TYPE};
+use crate::error::{BusError, Result, Violation};
+use crate::publisher::{message_id, Prepared};
+use crate::schema::SchemaRegistry;
+use crate::subject::{encode_key, EventType};
+
+/// The CloudEvents type of every dead letter.
+pub const DEAD_LETTER_TYPE: &str = "vn.egov.dlq.event.rejected";
+
+/// What the DLQ keeps about one rejected input.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeadLetter {
+    /// `schema_violation`, `unknown_type`, `bad_envelope`, …
+    pub reason: String,
+    /// The error in words.
+    pub message: String,
+    pub violations: Vec<Violation>,
+    pub original_id: String,
+    pub original_source: String,
+    pub original_type: String,
+    /// The rejected event, as structured-mode JSON.
+    pub original: Value,
+    pub rejected_at: DateTime<Utc>,
+}
+
+impl DeadLetter {
+    pub fn from_rejection(event: &Event, error: &BusError) -> Self {
+        let (reason, violations) = match error {
+            BusError::Invalid { violations, .. } => ("schema_violation", violations.clone()),
+            BusError::UnknownSchema { .. } => ("unknown_type", Vec::new()),
+            BusError::EventType { .. } => ("bad_type", Vec::new()),
+            _ => ("bad_envelope", Vec::new()),
+        };
+        Self {
+            reason: reason.to_string(),
+            message: error.to_string(),
+            violations,
+            original_id: event.id().to_string(),
+            original_source: event.source().to_string(),
+            original_type: event.ty().to_string(),
+            original: serde_json::to_value(event).unwrap_or(Value::Null),
+            rejected_at: Utc::now(),
+        }
+    }
+
+    /// The subsystem the rejected input was meant for (`unknown` if its type is unreadable).
+    pub fn origin(&self) -> String {
+        EventType::parse(&self.original_type)
+            .map(|t| t.subsystem)
+            .unwrap_or_else(|_| "unknown".to_string())
+    }
+
+    /// The NATS subject: `egov.dlq.<origin>.<encoded original id>.rejected`.
+    pub fn subject(&self) -> String {
+        format!(
+            "egov.dlq.{}.{}.rejected",
+            self.origin(),
+            encode_key(&self.original_id)
+        )
+    }
+
+    /// The dead letter as a CloudEvent, encoded and ready to send. The message id depends
+    /// on the original source, id and content, so the same bad input is kept once.
+    pub fn prepare(&self, registry: &SchemaRegistry) -> Result<Prepared> {
+        let mut digest = Sha256::new();
+        digest.update(self.original.to_string().as_bytes());
+        let id = format!("dlq/{}/{}", self.original_id, hex::encode(&digest.finalize()[..8]));
+        let schema = registry.schema_id(DEAD_LETTER_TYPE, None)?;
+        let event = envelope::build_event(
+            &id,
+            &self.original_source,
+            DEAD_LETTER_TYPE,
+            &self.original_id,
+            self.rejected_at,
+            schema,
+            serde_json::to_value(self).map_err(|e| BusError::Envelope {
+                reason: e.to_string(),
+            })?,
+            Classification::Restricted,
+            None,
+        )?;
+        let mut headers = HeaderMap::new();
+        headers.insert("Content-Type", STRUCTURED_CONTENT_TYPE);
+        headers.insert(
+            async_nats::header::NATS_MESSAGE_ID,
+            message_id(&self.original_source, &id).as_str(),
+        );
+        headers.insert("Lienthong-Reject-Reason", self.reason.as_str());
+        Ok(Prepared {
+            id,
+            subject: self.subject(),
+            headers,
+            payload: envelope::encode_structured(&event)?.into(),
+        })
+    }
+
+    /// Reads a dead letter back from a DLQ message.
+    pub fn from_event(event: &Event) -> Result<Self> {
+        let data = envelope::data_json(event).ok_or_else(|| BusError::Envelope {
+            reason: "dead letter without data".into(),
+        })?;
+        serde_json::from_value(data).map_err(|e| BusError::Envelope {
+            reason: format!("not a dead letter: {e}"),
+        })
+    }
+
+    /// The rejected event as it arrived.
+    pub fn original_event(&self) -> Result<Event> {
+        serde_json::from_value(self.original.clone()).map_err(|e| BusError::Envelope {
+            reason: format!("the kept original is not a CloudEvent: {e}"),
+        })
+    }
+}

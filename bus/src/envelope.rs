@@ -1,0 +1,265 @@
+//! CloudEvents ↔ NATS binding.
+//!
+//! Writers use **structured mode**: the whole event as JSON in the payload, with
+//! `Content-Type: application/cloudevents+json` (the only mode of the released NATS
+//! binding). Readers also accept **binary mode**: attributes in `ce-` headers (lower-case
+//! names, percent-encoded values), `Content-Type` as `datacontenttype`, data in the payload.
+
+use async_nats::HeaderMap;
+use chrono::{DateTime, Utc};
+use cloudevents::event::{Data, ExtensionValue};
+use cloudevents::{AttributesReader, Event, EventBuilder, EventBuilderV10};
+use percent_encoding::percent_decode_str;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::error::{BusError, Result};
+
+pub use cloudevents;
+
+/// `Content-Type` of structured-mode CloudEvents.
+pub const STRUCTURED_CONTENT_TYPE: &str = "application/cloudevents+json";
+/// `datacontenttype` of every event the bus writes.
+pub const DATA_CONTENT_TYPE: &str = "application/json";
+/// Extension naming how sensitive the data is.
+pub const EXT_CLASSIFICATION: &str = "dataclassification";
+/// W3C trace context extension.
+pub const EXT_TRACEPARENT: &str = "traceparent";
+
+/// How sensitive an event's data is (the `dataclassification` extension).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Classification {
+    Public,
+    #[default]
+    Internal,
+    Confidential,
+    Restricted,
+}
+
+impl Classification {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Public => "public",
+            Self::Internal => "internal",
+            Self::Confidential => "confidential",
+            Self::Restricted => "restricted",
+        }
+    }
+}
+
+/// Builds a CloudEvent with JSON data.
+#[allow(clippy::too_many_arguments)]
+pub fn build_event(
+    id: &str,
+    source: &str,
+    ty: &str,
+    subject: &str,
+    time: DateTime<Utc>,
+    dataschema: &str,
+    data: Value,
+    classification: Classification,
+    traceparent: Option<&str>,
+) -> Result<Event> {
+    let mut builder = EventBuilderV10::new()
+        .id(id)
+        .source(source)
+        .ty(ty)
+        .subject(subject)
+        .time(time)
+        .data_with_schema(DATA_CONTENT_TYPE, dataschema, data)
+        .extension(EXT_CLASSIFICATION, classification.as_str());
+    if let Some(tp) = traceparent {
+        builder = builder.extension(EXT_TRACEPARENT, tp);
+    }
+    builder.build().map_err(|e| BusError::Envelope {
+        reason: e.to_string(),
+    })
+}
+
+/// Encodes an event in structured mode.
+pub fn encode_structured(event: &Event) -> Result<Vec<u8>> {
+    serde_json::to_vec(event).map_err(|e| BusError::Envelope {
+        reason: e.to_string(),
+    })
+}
+
+/// Decodes a NATS message (headers + payload) as a CloudEvent, structured or binary mode.
+pub fn decode(headers: Option<&HeaderMap>, payload: &[u8]) -> Result<Event> {
+    let binary = headers
+        .map(|h| h.get("ce-specversion").is_some())
+        .unwrap_or(false);
+    match (binary, headers) {
+        (true, Some(h)) => decode_binary(h, payload),
+        _ => serde_json::from_slice::<Event>(payload).map_err(|e| BusError::Envelope {
+            reason: format!("structured mode: {e}"),
+        }),
+    }
+}
+
+fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).map(|v| v.as_str())
+}
+
+fn decode_binary(headers: &HeaderMap, payload: &[u8]) -> Result<Event> {
+    let bad = |reason: String| BusError::Envelope { reason };
+    let attr = |name: &str| -> Result<Option<String>> {
+        match header(headers, name) {
+            None => Ok(None),
+            Some(raw) => percent_decode_str(raw)
+                .decode_utf8()
+                .map(|s| Some(s.into_owned()))
+                .map_err(|e| bad(format!("{name}: {e}"))),
+        }
+    };
+    let required = |name: &str| -> Result<String> {
+        attr(name)?.ok_or_else(|| bad(format!("binary mode: header {name} is missing")))
+    };
+    let specversion = required("ce-specversion")?;
+    if specversion != "1.0" {
+        return Err(bad(format!("unsupported specversion {specversion}")));
+    }
+    let mut builder = EventBuilderV10::new()
+        .id(required("ce-id")?)
+        .source(required("ce-source")?)
+        .ty(required("ce-type")?);
+    if let Some(s) = attr("ce-subject")? {
+        builder = builder.subject(s);
+    }
+    if let Some(t) = attr("ce-time")? {
+        builder = builder.time(t);
+    }
+    let content_type = header(headers, "Content-Type")
+        .or_else(|| header(headers, "content-type"))
+        .map(str::to_string);
+    for (name, values) in headers.iter() {
+        let name = name.to_string().to_ascii_lowercase();
+        let Some(ext) = name.strip_prefix("ce-") else {
+            continue;
+        };
+        if matches!(
+            ext,
+            "specversion" | "id" | "source" | "type" | "subject" | "time" | "dataschema"
+        ) {
+            continue;
+        }
+        if let Some(v) = values.first() {
+            let value = percent_decode_str(v.as_str())
+                .decode_utf8()
+                .map_err(|e| bad(format!("{name}: {e}")))?;
+            builder = builder.extension(ext, value.as_ref());
+        }
+    }
+    let is_json = content_type
+        .as_deref()
+        .map(|c| c.starts_with("application/json") || c.contains("+json"))
+        .unwrap_or(true);
+    let data: Data = if is_json {
+        Data::Json(serde_json::from_slice(payload).map_err(|e| bad(format!("data is not JSON: {e}")))?)
+    } else {
+        Data::Binary(payload.to_vec())
+    };
+    let ct = content_type.unwrap_or_else(|| DATA_CONTENT_TYPE.to_string());
+    builder = match attr("ce-dataschema")? {
+        Some(schema) => builder.data_with_schema(ct, schema, data),
+        None => builder.data(ct, data),
+    };
+    builder.build().map_err(|e| bad(e.to_string()))
+}
+
+/// The event's data as JSON (`None` when it has none or it is not JSON).
+pub fn data_json(event: &Event) -> Option<Value> {
+    match event.data()? {
+        Data::Json(v) => Some(v.clone()),
+        Data::String(s) => serde_json::from_str(s).ok(),
+        Data::Binary(b) => serde_json::from_slice(b).ok(),
+    }
+}
+
+/// A string extension's value.
+pub fn extension_str<'a>(event: &'a Event, name: &str) -> Option<&'a str> {
+    match event.extension(name)? {
+        ExtensionValue::String(s) => Some(s.as_str()),
+        _ => None,
+    }
+}
+
+/// The `dataschema` as a string.
+pub fn dataschema(event: &Event) -> Option<String> {
+    event.dataschema().map(|u| u.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn sample() -> Event {
+        build_event(
+            "report/PT-1/submitted",
+            "urn:lienthong:test",
+            "vn.egov.field_reports.report.submitted",
+            "PT-1",
+            "2023-11-18T12:42:10Z".parse().unwrap(),
+            "https://lienthong.vn/schemas/field_reports/report.submitted/v1.json",
+            json!({"report_id": "PT-1", "text": "Đèn đường"}),
+            Classification::Public,
+            Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn structured_round_trip() {
+        let ev = sample();
+        let bytes = encode_structured(&ev).unwrap();
+        let text = std::str::from_utf8(&bytes).unwrap();
+        assert!(text.contains("\"specversion\":\"1.0\""));
+        assert!(text.contains("\"dataclassification\":\"public\""));
+        let back = decode(None, &bytes).unwrap();
+        assert_eq!(back, ev);
+    }
+
+    #[test]
+    fn binary_mode_with_percent_encoding() {
+        let mut h = HeaderMap::new();
+        h.insert("ce-specversion", "1.0");
+        h.insert("ce-id", "abc");
+        h.insert("ce-source", "urn:x");
+        h.insert("ce-type", "vn.egov.field_reports.report.submitted");
+        h.insert("ce-subject", "PT%2E2023%2F1003%20%3E");
+        h.insert("ce-time", "2023-11-18T12:42:10Z");
+        h.insert("ce-dataschema", "https://lienthong.vn/schemas/x/v1.json");
+        h.insert("ce-dataclassification", "internal");
+        h.insert("ce-note", "Ph%C6%B0%E1%BB%9Dng");
+        h.insert("Content-Type", "application/json");
+        let ev = decode(Some(&h), br#"{"a":1}"#).unwrap();
+        assert_eq!(ev.id(), "abc");
+        assert_eq!(ev.subject(), Some("PT.2023/1003 >"));
+        assert_eq!(extension_str(&ev, "note"), Some("Phường"));
+        assert_eq!(extension_str(&ev, EXT_CLASSIFICATION), Some("internal"));
+        assert_eq!(data_json(&ev), Some(json!({"a":1})));
+        assert_eq!(
+            dataschema(&ev).as_deref(),
+            Some("https://lienthong.vn/schemas/x/v1.json")
+        );
+    }
+
+    #[test]
+    fn binary_mode_missing_attribute_is_named() {
+        let mut h = HeaderMap::new();
+        h.insert("ce-specversion", "1.0");
+        h.insert("ce-id", "abc");
+        h.insert("ce-type", "t");
+        let err = decode(Some(&h), b"{}").unwrap_err().to_string();
+        assert!(err.contains("ce-source"), "{err}");
+    }
+
+    #[test]
+    fn garbage_is_an_envelope_error() {
+        assert!(matches!(
+            decode(None, b"not json"),
+            Err(BusError::Envelope { .. })
+        ));
+    }
+}

@@ -1,0 +1,39 @@
+//! # Lienthong bus core
+//!
+//! Everything that talks to NATS on behalf of adapters, the ingress, the replay service and
+//! the command line. Nothing here knows an adapter or a projection.
+//!
+//! # Layout
+//! - [`subject`]: event types, subjects and the reversible key encoding.
+//! - [`envelope`]: CloudEvents ↔ NATS binding (structured out; structured and binary in).
+//! - [`schema`]: the JSON Schema registry ([`SchemaRegistry`]), embedded from `schemas/`.
+//! - [`publisher`]: validate → envelope → publish with dedupe id → PubAck ([`Publisher`]).
+//! - [`dead_letter`]: what failed validation, kept in the `DLQ` stream ([`DeadLetter`]).
+//! - [`topology`]: the streams and KV bucket of the contract, provisioned idempotently.
+//! - [`subscriber`]: decoding what comes off a stream; durable consumers ([`Subscriber`]).
+//! - [`credentials`]: roles, generated credentials, connecting ([`ConnectSettings`]).
+//! - [`server`]: the embedded nats-server supervisor ([`NatsServer`]).
+//! - [`error`]: the one error type ([`BusError`]).
+
+pub mod credentials;
+pub mod dead_letter;
+pub mod envelope;
+pub mod error;
+pub mod publisher;
+pub mod schema;
+pub mod server;
+pub mod subject;
+pub mod subscriber;
+pub mod topology;
+
+pub use cloudevents;
+pub use credentials::{ConnectSettings, CredentialSet, ROLES, SUBSYSTEMS};
+pub use dead_letter::DeadLetter;
+pub use envelope::Classification;
+pub use error::{BusError, Result, Violation};
+pub use publisher::{EventDraft, Published, Publisher, RetryPolicy};
+pub use schema::SchemaRegistry;
+pub use server::NatsServer;
+pub use subject::{EventSubject, EventType};
+pub use subscriber::{ReceivedEvent, Subscriber};
+pub use topology::{provision, Provisioned};

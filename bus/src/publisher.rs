@@ -1,0 +1,474 @@
+//! The publisher: validate → envelope → publish with a deterministic `Nats-Msg-Id` → PubAck.
+//!
+//! Input that fails validation is written to the dead-letter stream with every violation
+//! and is never published to the main stream. Timeouts and "no responders" are retried with
+//! the same message id (so a retry can never store an event twice) with bounded backoff.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream::context::PublishErrorKind;
+use async_nats::jetstream::message::PublishMessage;
+use async_nats::jetstream::{self, context::PublishAckFuture};
+use async_nats::HeaderMap;
+use chrono::{DateTime, Utc};
+use cloudevents::{AttributesReader, AttributesWriter, Event};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use tracing::{debug, warn};
+
+use crate::dead_letter::DeadLetter;
+use crate::envelope::{self, Classification, STRUCTURED_CONTENT_TYPE};
+use crate::error::{BusError, Result};
+use crate::schema::{SchemaRegistry, ValidationFailure};
+use crate::subject::EventType;
+
+/// Header naming the subject filter for per-aggregate optimistic concurrency (server ≥ 2.11).
+pub const EXPECTED_LAST_SUBJECT_SEQUENCE_SUBJECT: &str =
+    "Nats-Expected-Last-Subject-Sequence-Subject";
+
+/// What an adapter wants published; the publisher adds the source, schema and envelope.
+#[derive(Debug, Clone)]
+pub struct EventDraft {
+    pub event_type: EventType,
+    /// Deterministic from the subsystem record: the same record always gives the same id.
+    pub id: String,
+    /// The aggregate key (report id, document id, …), raw; the subject encodes it.
+    pub key: String,
+    /// When it happened in the subsystem.
+    pub time: DateTime<Utc>,
+    pub data: Value,
+    pub classification: Classification,
+    /// Schema version to validate against; the newest when `None`.
+    pub schema_version: Option<u32>,
+    pub traceparent: Option<String>,
+    /// Publish only if the aggregate's last stored sequence is this (0: no event yet).
+    pub expected_last_subject_sequence: Option<u64>,
+}
+
+/// The server's confirmation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Published {
+    pub id: String,
+    pub subject: String,
+    pub stream: String,
+    pub sequence: u64,
+    /// True when the server had stored this source+id already (nothing new was stored).
+    pub duplicate: bool,
+}
+
+/// Bounded retry with exponential backoff.
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    pub attempts: u32,
+    pub first_backoff: Duration,
+    pub max_backoff: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            attempts: 5,
+            first_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(2),
+        }
+    }
+}
+
+/// `Nats-Msg-Id` for an event: derived from `source` and `id` only, so the same record
+/// published twice (by a restart, a retry or a re-poll) is stored once.
+pub fn message_id(source: &str, id: &str) -> String {
+    let mut h = Sha256::new();
+    h.update(source.as_bytes());
+    h.update([0]);
+    h.update(id.as_bytes());
+    hex::encode(&h.finalize()[..16])
+}
+
+/// An event checked and encoded, ready to send.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    pub id: String,
+    pub subject: String,
+    pub headers: HeaderMap,
+    pub payload: bytes::Bytes,
+}
+
+#[derive(Clone)]
+pub struct Publisher {
+    js: jetstream::Context,
+    registry: Arc<SchemaRegistry>,
+    source: String,
+    retry: RetryPolicy,
+}
+
+impl Publisher {
+    /// A publisher whose events carry `source` (a URI naming the subsystem instance).
+    pub fn new(js: jetstream::Context, registry: Arc<SchemaRegistry>, source: impl Into<String>) -> Self {
+        Self {
+            js,
+            registry,
+            source: source.into(),
+            retry: RetryPolicy::default(),
+        }
+    }
+
+    pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
+    pub fn registry(&self) -> &Arc<SchemaRegistry> {
+        &self.registry
+    }
+
+    /// Validates, publishes and waits for the PubAck.
+    ///
+    /// # Errors
+    /// [`BusError::Invalid`] (kept in the DLQ), [`BusError::Conflict`],
+    /// [`BusError::Unavailable`] (retry later, same id), [`BusError::Refused`].
+    ///
+    /// # Examples
+    /// ```no_run
+    /// # async fn f(publisher: lienthong_bus::Publisher) -> lienthong_bus::Result<()> {
+    /// use lienthong_bus::{EventDraft, EventType, Classification};
+    /// let published = publisher.publish(EventDraft {
+    ///     event_type: EventType::new("field_reports", "report", "submitted"),
+    ///     id: "report/PT-2023-000981/submitted".into(),
+    ///     key: "PT-2023-000981".into(),
+    ///     time: chrono::Utc::now(),
+    ///     data: serde_json::json!({ /* … */ }),
+    ///     classification: Classification::Public,
+    ///     schema_version: None,
+    ///     traceparent: None,
+    ///     expected_last_subject_sequence: None,
+    /// }).await?;
+    /// println!("stored at {}", published.sequence);
+    /// # Ok(()) }
+    /// ```
+    pub async fn publish(&self, draft: EventDraft) -> Result<Published> {
+        let expected = draft.expected_last_subject_sequence;
+        let event = self.build(draft)?;
+        self.publish_event(event, expected).await
+    }
+
+    /// Publishes a complete CloudEvent (as the HTTP ingress receives it): the same checks.
+    pub async fn publish_event(&self, event: Event, expected_last_subject_sequence: Option<u64>) -> Result<Published> {
+        let prepared = match self.prepare(event, expected_last_subject_sequence) {
+            Ok(p) => p,
+            Err(Rejected { event, error }) => return Err(self.dead_letter(event, error).await),
+        };
+        self.send(prepared).await
+    }
+
+    /// Publishes many events pipelined: every event is sent, then every PubAck awaited.
+    /// Results come back in input order.
+    pub async fn publish_many(&self, drafts: Vec<EventDraft>) -> Vec<Result<Published>> {
+        let mut pending: Vec<std::result::Result<(Prepared, PublishAckFuture), Result<Published>>> =
+            Vec::with_capacity(drafts.len());
+        for draft in drafts {
+            let expected = draft.expected_last_subject_sequence;
+            let prepared = match self.build(draft) {
+                Err(e) => Err(e),
+                Ok(event) => match self.prepare(event, expected) {
+                    Ok(p) => Ok(p),
+                    Err(Rejected { event, error }) => Err(self.dead_letter(event, error).await),
+                },
+            };
+            pending.push(match prepared {
+                Err(e) => Err(Err(e)),
+                Ok(p) => match self.send_once(&p).await {
+                    Ok(fut) => Ok((p, fut)),
+                    // Could not even send: fall back to the retrying path below.
+                    Err(_) => Err(self.send(p).await),
+                },
+            });
+        }
+        let mut out = Vec::with_capacity(pending.len());
+        for item in pending {
+            out.push(match item {
+                Err(result) => result,
+                Ok((prepared, fut)) => match fut.await {
+                    Ok(ack) => Ok(published(&prepared, ack)),
+                    Err(e) => match classify(&prepared, e) {
+                        Retry::Yes(_) => self.send(prepared).await,
+                        Retry::No(err) => Err(err),
+                    },
+                },
+            });
+        }
+        out
+    }
+
+    /// Builds the CloudEvent for a draft (source, subject, schema, extensions).
+    pub fn build(&self, draft: EventDraft) -> Result<Event> {
+        let ty = draft.event_type.to_string();
+        let schema = self.registry.schema_id(&ty, draft.schema_version)?.to_string();
+        envelope::build_event(
+            &draft.id,
+            &self.source,
+            &ty,
+            &draft.key,
+            draft.time,
+            &schema,
+            draft.data,
+            draft.classification,
+            draft.traceparent.as_deref(),
+        )
+    }
+
+    /// Checks an event against the contract and encodes it; what fails is handed back
+    /// with the reason, for the dead-letter stream.
+    pub fn prepare(&self, mut event: Event, expected: Option<u64>) -> std::result::Result<Prepared, Rejected> {
+        let reject = |event: Event, error: BusError| Rejected { event, error };
+        let ty = match EventType::parse(event.ty()) {
+            Ok(t) => t,
+            Err(e) => return Err(reject(event, e)),
+        };
+        let Some(key) = event.subject().map(str::to_string) else {
+            let error = invalid(&event, "", "the `subject` attribute (the aggregate key) is required");
+            return Err(reject(event, error));
+        };
+        let schema_id = match envelope::dataschema(&event) {
+            Some(s) => {
+                let registered = self
+                    .registry
+                    .event_types()
+                    .any(|(t, _, id)| t == event.ty() && id == s);
+                if !registered {
+                    let error = invalid(
+                        &event,
+                        "",
+                        &format!("dataschema {s} is not a registered schema of {}", event.ty()),
+                    );
+                    return Err(reject(event, error));
+                }
+                s
+            }
+            None => match self.registry.schema_id(event.ty(), None) {
+                Ok(id) => {
+                    let id = id.to_string();
+                    if let Ok(url) = id.parse::<url::Url>() {
+                        event.set_dataschema(Some(url));
+                    }
+                    id
+                }
+                Err(e) => return Err(reject(event, e)),
+            },
+        };
+        let Some(data) = envelope::data_json(&event) else {
+            let error = invalid(&event, "", "data is missing or not JSON");
+            return Err(reject(event, error));
+        };
+        if let Err(failure) = self.registry.validate(&schema_id, &data) {
+            let violations = match failure {
+                ValidationFailure::Violations(v) => v,
+                ValidationFailure::UnknownSchema => {
+                    vec![violation("", &format!("no schema {schema_id}"))]
+                }
+            };
+            let error = BusError::Invalid {
+                ty: event.ty().to_string(),
+                id: event.id().to_string(),
+                violations,
+                dead_letter: None,
+            };
+            return Err(reject(event, error));
+        }
+        let payload = match envelope::encode_structured(&event) {
+            Ok(p) => p,
+            Err(e) => return Err(reject(event, e)),
+        };
+        let mut headers = HeaderMap::new();
+        headers.insert("Content-Type", STRUCTURED_CONTENT_TYPE);
+        headers.insert(
+            async_nats::header::NATS_MESSAGE_ID,
+            message_id(event.source().as_str(), event.id()).as_str(),
+        );
+        if let Some(seq) = expected {
+            headers.insert(
+                async_nats::header::NATS_EXPECTED_LAST_SUBJECT_SEQUENCE,
+                seq.to_string().as_str(),
+            );
+            headers.insert(
+                EXPECTED_LAST_SUBJECT_SEQUENCE_SUBJECT,
+                ty.aggregate_filter(&key).as_str(),
+            );
+        }
+        Ok(Prepared {
+            id: event.id().to_string(),
+            subject: ty.subject(&key),
+            headers,
+            payload: payload.into(),
+        })
+    }
+
+    /// Keeps rejected input in the DLQ and returns the error for the caller. When the DLQ
+    /// itself cannot store, the caller gets `Unavailable` so that it retries rather than
+    /// losing the input.
+    async fn dead_letter(&self, event: Event, error: BusError) -> BusError {
+        let letter = DeadLetter::from_rejection(&event, &error);
+        match letter.prepare(&self.registry) {
+            Ok(prepared) => match self.send(prepared).await {
+                Ok(p) => {
+                    warn!(id = %event.id(), ty = %event.ty(), dlq_seq = p.sequence, %error, "rejected into the dead-letter stream");
+                    match error {
+                        BusError::Invalid { ty, id, violations, .. } => BusError::Invalid {
+                            ty,
+                            id,
+                            violations,
+                            dead_letter: Some(p.sequence),
+                        },
+                        other => BusError::Invalid {
+                            ty: event.ty().to_string(),
+                            id: event.id().to_string(),
+                            violations: vec![violation("", &other.to_string())],
+                            dead_letter: Some(p.sequence),
+                        },
+                    }
+                }
+                Err(e) => BusError::Unavailable {
+                    operation: format!("keeping rejected event {} in the DLQ", event.id()),
+                    attempts: self.retry.attempts,
+                    reason: e.to_string(),
+                },
+            },
+            Err(e) => e,
+        }
+    }
+
+    async fn send_once(&self, p: &Prepared) -> std::result::Result<PublishAckFuture, async_nats::jetstream::context::PublishError> {
+        self.js
+            .send_publish(
+                p.subject.clone(),
+                PublishMessage::build()
+                    .payload(p.payload.clone())
+                    .headers(p.headers.clone()),
+            )
+            .await
+    }
+
+    /// Sends with bounded retries on transient failures; the id stays the same.
+    pub async fn send(&self, p: Prepared) -> Result<Published> {
+        let mut backoff = self.retry.first_backoff;
+        let mut last = String::new();
+        for attempt in 1..=self.retry.attempts.max(1) {
+            let result = match self.send_once(&p).await {
+                Ok(fut) => fut.await,
+                Err(e) => Err(e),
+            };
+            match result {
+                Ok(ack) => return Ok(published(&p, ack)),
+                Err(e) => match classify(&p, e) {
+                    Retry::No(err) => return Err(err),
+                    Retry::Yes(reason) => {
+                        debug!(subject = %p.subject, attempt, %reason, "publish not confirmed, retrying");
+                        last = reason;
+                        if attempt < self.retry.attempts {
+                            tokio::time::sleep(backoff).await;
+                            backoff = (backoff * 2).min(self.retry.max_backoff);
+                        }
+                    }
+                },
+            }
+        }
+        Err(BusError::Unavailable {
+            operation: format!("publishing {} to {}", p.id, p.subject),
+            attempts: self.retry.attempts,
+            reason: last,
+        })
+    }
+}
+
+/// An event the publisher would not send, with the reason.
+#[derive(Debug)]
+pub struct Rejected {
+    pub event: Event,
+    pub error: BusError,
+}
+
+enum Retry {
+    Yes(String),
+    No(BusError),
+}
+
+fn classify(p: &Prepared, e: async_nats::jetstream::context::PublishError) -> Retry {
+    match e.kind() {
+        PublishErrorKind::TimedOut | PublishErrorKind::BrokenPipe | PublishErrorKind::MaxAckPending => {
+            Retry::Yes(e.to_string())
+        }
+        // No responders: JetStream not (yet) answering for this subject.
+        PublishErrorKind::StreamNotFound => Retry::Yes(format!(
+            "no stream answered for {} (is the stream provisioned? `lienthong streams provision`)",
+            p.subject
+        )),
+        PublishErrorKind::WrongLastSequence => {
+            let expected = p
+                .headers
+                .get(async_nats::header::NATS_EXPECTED_LAST_SUBJECT_SEQUENCE)
+                .and_then(|v| v.as_str().parse().ok())
+                .unwrap_or_default();
+            let filter = p
+                .headers
+                .get(EXPECTED_LAST_SUBJECT_SEQUENCE_SUBJECT)
+                .map(|v| v.as_str().to_string())
+                .unwrap_or_else(|| p.subject.clone());
+            Retry::No(BusError::Conflict { filter, expected })
+        }
+        PublishErrorKind::MaxPayloadExceeded => Retry::No(BusError::Refused {
+            operation: format!("publishing {}", p.id),
+            reason: e.to_string(),
+        }),
+        _ => Retry::No(BusError::Refused {
+            operation: format!("publishing {} to {}", p.id, p.subject),
+            reason: match std::error::Error::source(&e) {
+                Some(s) => format!("{e}: {s}"),
+                None => e.to_string(),
+            },
+        }),
+    }
+}
+
+fn published(p: &Prepared, ack: async_nats::jetstream::publish::PublishAck) -> Published {
+    Published {
+        id: p.id.clone(),
+        subject: p.subject.clone(),
+        stream: ack.stream,
+        sequence: ack.sequence,
+        duplicate: ack.duplicate,
+    }
+}
+
+fn violation(pointer: &str, message: &str) -> crate::error::Violation {
+    crate::error::Violation {
+        pointer: pointer.to_string(),
+        message: message.to_string(),
+        schema_pointer: String::new(),
+    }
+}
+
+fn invalid(event: &Event, pointer: &str, message: &str) -> BusError {
+    BusError::Invalid {
+        ty: event.ty().to_string(),
+        id: event.id().to_string(),
+        violations: vec![violation(pointer, message)],
+        dead_letter: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn message_ids_depend_on_source_and_id_only() {
+        assert_eq!(message_id("urn:a", "1"), message_id("urn:a", "1"));
+        assert_ne!(message_id("urn:a", "1"), message_id("urn:b", "1"));
+        assert_ne!(message_id("urn:a1", ""), message_id("urn:a", "1"));
+        assert_eq!(message_id("urn:a", "1").len(), 32);
+    }
+}

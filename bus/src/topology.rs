@@ -1,0 +1,281 @@
+//! Topology: the streams and the KV bucket of the contract, provisioned idempotently.
+//!
+//! Every stream is file-stored, `deny_delete`, `deny_purge`, with no age or size limit and a
+//! duplicate window. Provisioning creates what is missing, updates settings that may change
+//! (subjects, duplicate window, description) and refuses — naming each difference — when an
+//! existing stream differs in a setting that would lose or expose history if changed
+//! silently (storage, retention, limits, delete/purge protection, sealing).
+
+use std::time::Duration;
+
+use async_nats::jetstream::{self, kv, stream};
+
+use crate::error::{BusError, Result};
+
+/// The KV bucket where adapters keep their cursors.
+pub const ADAPTER_STATE_BUCKET: &str = "ADAPTER_STATE";
+/// How long the server remembers message ids to drop duplicates.
+pub const DUPLICATE_WINDOW: Duration = Duration::from_secs(2 * 60 * 60);
+
+/// One stream of the contract.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamSpec {
+    pub name: &'static str,
+    pub subject: &'static str,
+    pub description: &'static str,
+}
+
+/// The streams of the contract.
+pub const STREAMS: &[StreamSpec] = &[
+    StreamSpec { name: "DOCUMENTS", subject: "egov.documents.>", description: "Document management and exchange (edXML, register)" },
+    StreamSpec { name: "SSO", subject: "egov.sso.>", description: "Central sign-on (pseudonymised)" },
+    StreamSpec { name: "FIELD_REPORTS", subject: "egov.field_reports.>", description: "Citizen field reports (Open311)" },
+    StreamSpec { name: "OPEN_DATA", subject: "egov.open_data.>", description: "Open data catalogue (CKAN)" },
+    StreamSpec { name: "DLQ", subject: "egov.dlq.>", description: "Input that failed validation, with the reasons; never dropped" },
+    StreamSpec { name: "AUDIT", subject: "egov.audit.>", description: "Signed hash-chain checkpoints" },
+];
+
+/// The stream holding a subsystem's events.
+pub fn stream_for_subsystem(subsystem: &str) -> Option<&'static StreamSpec> {
+    STREAMS
+        .iter()
+        .find(|s| s.subject.strip_prefix("egov.").and_then(|r| r.strip_suffix(".>")) == Some(subsystem))
+}
+
+impl StreamSpec {
+    /// The full stream configuration the contract asks for.
+    pub fn config(&self) -> stream::Config {
+        stream::Config {
+            name: self.name.to_string(),
+            subjects: vec![self.subject.to_string()],
+            description: Some(self.description.to_string()),
+            storage: stream::StorageType::File,
+            retention: stream::RetentionPolicy::Limits,
+            discard: stream::DiscardPolicy::New,
+            max_age: Duration::ZERO,
+            max_messages: -1,
+            max_bytes: -1,
+            max_messages_per_subject: -1,
+            duplicate_window: DUPLICATE_WINDOW,
+            deny_delete: true,
+            deny_purge: true,
+            allow_direct: true,
+            num_replicas: 1,
+            ..Default::default()
+        }
+    }
+}
+
+/// What provisioning did to one stream or bucket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Provisioned {
+    Created(String),
+    Unchanged(String),
+    Updated { name: String, changes: Vec<String> },
+}
+
+impl std::fmt::Display for Provisioned {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Created(n) => write!(f, "{n}: created"),
+            Self::Unchanged(n) => write!(f, "{n}: up to date"),
+            Self::Updated { name, changes } => write!(f, "{name}: updated ({})", changes.join(", ")),
+        }
+    }
+}
+
+/// Settings of `have` that differ from `want` and must not be changed silently.
+pub fn protected_differences(want: &stream::Config, have: &stream::Config) -> Vec<String> {
+    let mut d = Vec::new();
+    let mut check = |what: &str, w: String, h: String| {
+        if w != h {
+            d.push(format!("{what} is {h}, the contract says {w}"));
+        }
+    };
+    check("storage", format!("{:?}", want.storage), format!("{:?}", have.storage));
+    check("retention", format!("{:?}", want.retention), format!("{:?}", have.retention));
+    check("deny_delete", want.deny_delete.to_string(), have.deny_delete.to_string());
+    check("deny_purge", want.deny_purge.to_string(), have.deny_purge.to_string());
+    check("max_age", format!("{:?}", want.max_age), format!("{:?}", have.max_age));
+    check("max_msgs", want.max_messages.to_string(), have.max_messages.to_string());
+    check("max_bytes", want.max_bytes.to_string(), have.max_bytes.to_string());
+    check(
+        "max_msgs_per_subject",
+        want.max_messages_per_subject.to_string(),
+        have.max_messages_per_subject.to_string(),
+    );
+    check("sealed", want.sealed.to_string(), have.sealed.to_string());
+    d
+}
+
+/// Settings that differ but may be brought in line with the contract.
+fn mutable_differences(want: &stream::Config, have: &stream::Config) -> Vec<String> {
+    let mut d = Vec::new();
+    if want.subjects != have.subjects {
+        d.push(format!("subjects {:?} → {:?}", have.subjects, want.subjects));
+    }
+    if want.duplicate_window != have.duplicate_window {
+        d.push(format!(
+            "duplicate_window {:?} → {:?}",
+            have.duplicate_window, want.duplicate_window
+        ));
+    }
+    if want.description != have.description {
+        d.push("description".to_string());
+    }
+    if want.allow_direct != have.allow_direct {
+        d.push(format!("allow_direct → {}", want.allow_direct));
+    }
+    d
+}
+
+/// Creates or checks every stream and the `ADAPTER_STATE` bucket. Safe to run again.
+///
+/// # Errors
+/// [`BusError::Topology`] when an existing stream differs in a protected setting.
+pub async fn provision(js: &jetstream::Context) -> Result<Vec<Provisioned>> {
+    let mut out = Vec::new();
+    for spec in STREAMS {
+        out.push(provision_stream(js, spec.config()).await?);
+    }
+    out.push(provision_adapter_state(js).await?);
+    Ok(out)
+}
+
+async fn provision_stream(js: &jetstream::Context, want: stream::Config) -> Result<Provisioned> {
+    let name = want.name.clone();
+    match js.get_stream(&name).await {
+        Ok(mut existing) => {
+            let have = existing
+                .info()
+                .await
+                .map_err(|e| BusError::nats(format!("reading stream {name}"), e))?
+                .config
+                .clone();
+            let protected = protected_differences(&want, &have);
+            if !protected.is_empty() {
+                return Err(BusError::Topology {
+                    stream: name,
+                    differences: protected,
+                });
+            }
+            let changes = mutable_differences(&want, &have);
+            if changes.is_empty() {
+                return Ok(Provisioned::Unchanged(name));
+            }
+            js.update_stream(want)
+                .await
+                .map_err(|e| BusError::nats(format!("updating stream {name}"), e))?;
+            Ok(Provisioned::Updated { name, changes })
+        }
+        Err(e)
+            if matches!(e.kind(), jetstream::context::GetStreamErrorKind::JetStream(ref je)
+                if je.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND) =>
+        {
+            js.create_stream(want)
+                .await
+                .map_err(|e| BusError::nats(format!("creating stream {name}"), e))?;
+            Ok(Provisioned::Created(name))
+        }
+        Err(e) => Err(BusError::nats(format!("looking up stream {name}"), e)),
+    }
+}
+
+async fn provision_adapter_state(js: &jetstream::Context) -> Result<Provisioned> {
+    match js.get_key_value(ADAPTER_STATE_BUCKET).await {
+        Ok(_) => Ok(Provisioned::Unchanged(format!("KV {ADAPTER_STATE_BUCKET}"))),
+        Err(_) => {
+            js.create_key_value(kv::Config {
+                bucket: ADAPTER_STATE_BUCKET.to_string(),
+                description: "Adapter cursors: adapters are stateless processes".to_string(),
+                history: 5,
+                storage: stream::StorageType::File,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| BusError::nats(format!("creating KV bucket {ADAPTER_STATE_BUCKET}"), e))?;
+            Ok(Provisioned::Created(format!("KV {ADAPTER_STATE_BUCKET}")))
+        }
+    }
+}
+
+/// One line of `streams status`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct StreamStatus {
+    pub name: String,
+    pub exists: bool,
+    pub messages: u64,
+    pub bytes: u64,
+    pub first_seq: u64,
+    pub last_seq: u64,
+    pub consumers: usize,
+    /// Protected settings that differ from the contract.
+    pub drift: Vec<String>,
+}
+
+/// The state of every stream of the contract.
+pub async fn status(js: &jetstream::Context) -> Result<Vec<StreamStatus>> {
+    let mut out = Vec::new();
+    for spec in STREAMS {
+        match js.get_stream(spec.name).await {
+            Ok(mut s) => {
+                let info = s
+                    .info()
+                    .await
+                    .map_err(|e| BusError::nats(format!("reading stream {}", spec.name), e))?;
+                out.push(StreamStatus {
+                    name: spec.name.to_string(),
+                    exists: true,
+                    messages: info.state.messages,
+                    bytes: info.state.bytes,
+                    first_seq: info.state.first_sequence,
+                    last_seq: info.state.last_sequence,
+                    consumers: info.state.consumer_count,
+                    drift: protected_differences(&spec.config(), &info.config),
+                });
+            }
+            Err(_) => out.push(StreamStatus {
+                name: spec.name.to_string(),
+                exists: false,
+                messages: 0,
+                bytes: 0,
+                first_seq: 0,
+                last_seq: 0,
+                consumers: 0,
+                drift: Vec::new(),
+            }),
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn contract_streams_are_protected() {
+        for s in STREAMS {
+            let c = s.config();
+            assert!(c.deny_delete && c.deny_purge);
+            assert_eq!(c.max_age, Duration::ZERO);
+            assert_eq!(c.storage, stream::StorageType::File);
+            assert!(protected_differences(&c, &c).is_empty());
+        }
+        assert_eq!(stream_for_subsystem("field_reports").unwrap().name, "FIELD_REPORTS");
+        assert_eq!(stream_for_subsystem("dlq").unwrap().name, "DLQ");
+        assert!(stream_for_subsystem("nope").is_none());
+    }
+
+    #[test]
+    fn a_changed_age_limit_is_refused() {
+        let want = STREAMS[0].config();
+        let have = stream::Config {
+            max_age: Duration::from_secs(3600),
+            deny_purge: false,
+            ..want.clone()
+        };
+        let d = protected_differences(&want, &have);
+        assert_eq!(d.len(), 2, "{d:?}");
+    }
+}

@@ -1,0 +1,167 @@
+//! The bus core against a real nats-server: publishing, deduplication, dead letters,
+//! optimistic concurrency, provisioning, binary-mode reading.
+
+mod common;
+
+use chrono::TimeZone;
+use common::Bus;
+use lienthong_bus::cloudevents::AttributesReader;
+use lienthong_bus::subscriber::decode_message;
+use lienthong_bus::{BusError, Classification, DeadLetter, EventDraft, EventType, Provisioned};
+use serde_json::json;
+
+const SOURCE: &str = "urn:lienthong:test:field_reports";
+
+fn submitted(id: &str, ward: &str) -> EventDraft {
+    EventDraft {
+        event_type: EventType::new("field_reports", "report", "submitted"),
+        id: format!("report/{id}/submitted"),
+        key: id.to_string(),
+        time: chrono::Utc.with_ymd_and_hms(2023, 11, 18, 12, 42, 10).unwrap(),
+        data: json!({
+            "report_id": id,
+            "category": "CSDT",
+            "category_name": "Chiếu sáng đô thị",
+            "ward": ward,
+            "status": "open",
+            "description": "Đèn đường hỏng",
+            "requested_at": "2023-11-18T19:42:10+07:00",
+        }),
+        classification: Classification::Public,
+        schema_version: None,
+        traceparent: None,
+        expected_last_subject_sequence: None,
+    }
+}
+
+#[tokio::test]
+async fn same_record_published_twice_is_stored_once() {
+    let bus = Bus::start().await;
+    let p = bus.publisher("adapter-field_reports", SOURCE).await;
+    let first = p.publish(submitted("PT.2023/1003 >", "tien-thanh")).await.unwrap();
+    let second = p.publish(submitted("PT.2023/1003 >", "tien-thanh")).await.unwrap();
+    assert!(!first.duplicate);
+    assert!(second.duplicate);
+    assert_eq!(first.sequence, second.sequence);
+    assert_eq!(first.subject, "egov.field_reports.report.PT~2E2023~2F1003~20~3E.submitted");
+    let msgs = bus.read_all("auditor", "FIELD_REPORTS").await;
+    assert_eq!(msgs.len(), 1);
+    let ev = decode_message(&msgs[0], Some(&bus.registry)).unwrap();
+    assert_eq!(ev.event.subject(), Some("PT.2023/1003 >"));
+    assert_eq!(
+        msgs[0].headers.as_ref().unwrap().get("Content-Type").unwrap().as_str(),
+        "application/cloudevents+json"
+    );
+}
+
+#[tokio::test]
+async fn invalid_data_goes_to_the_dlq_with_every_reason_and_not_to_the_stream() {
+    let bus = Bus::start().await;
+    let p = bus.publisher("adapter-field_reports", SOURCE).await;
+    let mut bad = submitted("PT-1", "quan-1");
+    bad.data["requested_at"] = json!("18/11/2023");
+    bad.data["phone"] = json!("0905123456");
+    let err = p.publish(bad).await.unwrap_err();
+    let BusError::Invalid { violations, dead_letter, .. } = err else {
+        panic!("expected Invalid, got {err:?}")
+    };
+    let pointers: Vec<_> = violations.iter().map(|v| v.pointer.as_str()).collect();
+    assert!(pointers.contains(&"/ward"), "{pointers:?}");
+    assert!(pointers.contains(&"/requested_at"), "{pointers:?}");
+    assert!(pointers.contains(&""), "additional property reported at the root: {pointers:?}");
+    assert!(dead_letter.is_some());
+
+    assert!(bus.read_all("auditor", "FIELD_REPORTS").await.is_empty());
+    let dlq = bus.read_all("auditor", "DLQ").await;
+    assert_eq!(dlq.len(), 1);
+    assert_eq!(dlq[0].subject.as_str(), "egov.dlq.field_reports.report~2FPT-1~2Fsubmitted.rejected");
+    let ev = decode_message(&dlq[0], Some(&bus.registry)).unwrap();
+    let letter = DeadLetter::from_event(&ev.event).unwrap();
+    assert_eq!(letter.reason, "schema_violation");
+    assert_eq!(letter.violations.len(), violations.len());
+    assert_eq!(letter.original_source, SOURCE);
+    let original = letter.original_event().unwrap();
+    assert_eq!(original.id(), "report/PT-1/submitted");
+}
+
+#[tokio::test]
+async fn optimistic_concurrency_per_aggregate() {
+    let bus = Bus::start().await;
+    let p = bus.publisher("adapter-field_reports", SOURCE).await;
+    let mut first = submitted("PT-9", "mui-ne");
+    first.expected_last_subject_sequence = Some(0);
+    let a = p.publish(first).await.unwrap();
+
+    let mut change = submitted("PT-9", "mui-ne");
+    change.event_type = EventType::new("field_reports", "report", "status_changed");
+    change.id = "report/PT-9/update/U-1".into();
+    change.data = json!({"report_id": "PT-9", "status": "in_progress", "previous_status": "open",
+        "changed_at": "2023-11-19T08:00:00+07:00", "origin": "update", "update_id": "U-1"});
+    change.expected_last_subject_sequence = Some(a.sequence);
+    p.publish(change.clone()).await.unwrap();
+
+    // Another writer still believes the aggregate is at `a.sequence`.
+    change.id = "report/PT-9/update/U-2".into();
+    let err = p.publish(change).await.unwrap_err();
+    assert!(matches!(err, BusError::Conflict { ref filter, expected } if filter == "egov.field_reports.report.PT-9.>" && expected == a.sequence), "{err:?}");
+    // An event of another aggregate is not affected.
+    let mut other = submitted("PT-10", "mui-ne");
+    other.expected_last_subject_sequence = Some(0);
+    p.publish(other).await.unwrap();
+}
+
+#[tokio::test]
+async fn provisioning_is_idempotent_and_refuses_silent_changes() {
+    let bus = Bus::start().await;
+    let js = bus.js("operator").await;
+    let again = lienthong_bus::provision(&js).await.unwrap();
+    assert!(again.iter().all(|p| matches!(p, Provisioned::Unchanged(_))), "{again:?}");
+
+    // A changed duplicate window may be brought back in line: it is updated, and said so.
+    let mut cfg = lienthong_bus::topology::STREAMS[3].config();
+    cfg.duplicate_window = std::time::Duration::from_secs(60);
+    js.update_stream(cfg).await.unwrap();
+    let fixed = lienthong_bus::provision(&js).await.unwrap();
+    assert!(
+        fixed.iter().any(|p| matches!(p, Provisioned::Updated { name, changes } if name == "OPEN_DATA" && changes[0].contains("duplicate_window"))),
+        "{fixed:?}"
+    );
+
+    // Someone gave SSO an age limit by hand: provisioning must refuse, naming it.
+    let mut cfg = lienthong_bus::topology::STREAMS[1].config();
+    cfg.max_age = std::time::Duration::from_secs(86400);
+    js.update_stream(cfg).await.unwrap();
+    let err = lienthong_bus::provision(&js).await.unwrap_err();
+    let BusError::Topology { stream, differences } = &err else { panic!("{err:?}") };
+    assert_eq!(stream, "SSO");
+    assert!(differences[0].contains("max_age"), "{differences:?}");
+    assert!(err.to_string().contains("will not change these silently"));
+    let info = js.get_stream("SSO").await.unwrap().info().await.unwrap().config.clone();
+    assert_eq!(info.max_age, std::time::Duration::from_secs(86400), "left as found");
+}
+
+#[tokio::test]
+async fn readers_accept_binary_mode() {
+    let bus = Bus::start().await;
+    let client = bus.client("operator").await;
+    let js = async_nats::jetstream::new(client);
+    let mut h = async_nats::HeaderMap::new();
+    h.insert("ce-specversion", "1.0");
+    h.insert("ce-id", "bin-1");
+    h.insert("ce-source", "urn:lienthong:test:binary");
+    h.insert("ce-type", "vn.egov.field_reports.report.submitted");
+    h.insert("ce-subject", "PT%2D7");
+    h.insert("ce-time", "2023-11-18T12:42:10Z");
+    h.insert("ce-dataschema", "https://lienthong.vn/schemas/field_reports/report.submitted/v1.json");
+    h.insert("Content-Type", "application/json");
+    let data = submitted("PT-7", "phu-hai").data.to_string();
+    js.publish_with_headers("egov.field_reports.report.PT-7.submitted", h, data.into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    let msgs = bus.read_all("auditor", "FIELD_REPORTS").await;
+    let ev = decode_message(&msgs[0], Some(&bus.registry)).unwrap();
+    assert_eq!(ev.event.id(), "bin-1");
+    assert_eq!(ev.event.subject(), Some("PT-7"));
+}
