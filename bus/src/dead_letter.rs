@@ -58,6 +58,21 @@ impl DeadLetter {
         }
     }
 
+    /// A source record that could not be read at all (not even mapped to an event). The
+    /// caller must strip personal fields from `original` first: the DLQ is on the bus too.
+    pub fn unreadable(source: &str, ty: &str, record_id: &str, original: Value, message: String) -> Self {
+        Self {
+            reason: "unreadable_record".to_string(),
+            message,
+            violations: Vec::new(),
+            original_id: record_id.to_string(),
+            original_source: source.to_string(),
+            original_type: ty.to_string(),
+            original,
+            rejected_at: Utc::now(),
+        }
+    }
+
     /// The subsystem the rejected input was meant for (`unknown` if its type is unreadable).
     pub fn origin(&self) -> String {
         EventType::parse(&self.original_type)

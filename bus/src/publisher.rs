@@ -341,6 +341,11 @@ impl Publisher {
         }
     }
 
+    /// Keeps a dead letter built by the caller (e.g. an unreadable source record) in the DLQ.
+    pub async fn keep_dead_letter(&self, letter: &DeadLetter) -> Result<Published> {
+        self.send(letter.prepare(&self.registry)?).await
+    }
+
     async fn send_once(&self, p: &Prepared) -> std::result::Result<PublishAckFuture, async_nats::jetstream::context::PublishError> {
         self.js
             .send_publish(

@@ -1,0 +1,511 @@
+//! The field-reports adapter: polls Open311, maps, publishes, remembers where it is.
+//!
+//! State lives in the `ADAPTER_STATE` bucket, so the process itself is stateless:
+//! - `field_reports.cursor`: for each feed, the newest time read and the ids read at that
+//!   exact time (the next poll starts there, inclusive, and skips those ids), plus the
+//!   reports known only from updates (`pending`), looked up again each poll;
+//! - `field_reports.report.<hash>`: per report, whether it was submitted and its newest
+//!   status (for `previous_status` and reopen detection).
+//!
+//! A poll publishes first and saves state after every PubAck. If it stops anywhere in
+//! between, the next poll plans the same events with the same ids, and the server's
+//! duplicate window drops what was stored already: no duplicate, no gap.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream::{self, kv};
+use chrono::{DateTime, FixedOffset, Utc};
+use lienthong_bus::{BusError, DeadLetter, Publisher, SchemaRegistry};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use tracing::{info, warn};
+use url::Url;
+
+use super::client::{Feed, Open311Client};
+use super::mapping::{Mapper, ReportMemory, SUBSYSTEM};
+use super::open311::{ServiceRequest, ServiceRequestUpdate};
+use crate::error::AdapterError;
+use crate::wards::Wards;
+
+const fn default_poll_interval_secs() -> u64 {
+    30
+}
+const fn default_page_size() -> usize {
+    200
+}
+const fn default_max_records_per_poll() -> usize {
+    2000
+}
+const fn default_request_timeout_secs() -> u64 {
+    20
+}
+fn default_source() -> String {
+    "urn:lienthong:phanthiet:field_reports".to_string()
+}
+fn default_start_date() -> DateTime<FixedOffset> {
+    DateTime::parse_from_rfc3339("2000-01-01T00:00:00+07:00").expect("constant date")
+}
+
+/// Configuration of the field-reports adapter (`[field_reports]` in an adapter config).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FieldReportsConfig {
+    /// Base URL of the Open311 GeoReport v2 endpoint (the folder holding `services.json`).
+    pub endpoint: Url,
+    /// CloudEvents `source` of the events: a URI naming this subsystem instance.
+    #[serde(default = "default_source")]
+    pub source: String,
+    /// Seconds between polls once the feed is caught up.
+    #[serde(default = "default_poll_interval_secs")]
+    pub poll_interval_secs: u64,
+    /// Records asked for per page.
+    #[serde(default = "default_page_size")]
+    pub page_size: usize,
+    /// At most this many records per feed in one poll (a backlog is read over several).
+    #[serde(default = "default_max_records_per_poll")]
+    pub max_records_per_poll: usize,
+    /// Where to start on the very first run (later runs continue from the cursor).
+    #[serde(default = "default_start_date")]
+    pub start_date: DateTime<FixedOffset>,
+    /// Open311 `api_key`, if the endpoint wants one.
+    #[serde(default)]
+    pub api_key: Option<String>,
+    /// HTTP timeout per request, in seconds.
+    #[serde(default = "default_request_timeout_secs")]
+    pub request_timeout_secs: u64,
+}
+
+impl FieldReportsConfig {
+    /// A configuration with defaults for everything but the endpoint.
+    pub fn new(endpoint: Url) -> Self {
+        Self {
+            endpoint,
+            source: default_source(),
+            poll_interval_secs: default_poll_interval_secs(),
+            page_size: default_page_size(),
+            max_records_per_poll: default_max_records_per_poll(),
+            start_date: default_start_date(),
+            api_key: None,
+            request_timeout_secs: default_request_timeout_secs(),
+        }
+    }
+
+    fn validate(&self) -> Result<(), AdapterError> {
+        if !matches!(self.endpoint.scheme(), "http" | "https") {
+            return Err(AdapterError::Config(format!("endpoint {} must be http(s)", self.endpoint)));
+        }
+        if self.source.parse::<url::Url>().is_err() {
+            return Err(AdapterError::Config(format!("source {:?} must be a URI", self.source)));
+        }
+        if self.page_size == 0 || self.page_size > 1000 {
+            return Err(AdapterError::Config("page_size must be 1..=1000".into()));
+        }
+        if self.max_records_per_poll < self.page_size {
+            return Err(AdapterError::Config("max_records_per_poll must be at least page_size".into()));
+        }
+        Ok(())
+    }
+}
+
+/// What the adapter gets from outside.
+#[derive(Clone)]
+pub struct AdapterContext {
+    pub js: jetstream::Context,
+    pub registry: Arc<SchemaRegistry>,
+}
+
+/// Where one feed stands.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+struct FeedCursor {
+    since: Option<DateTime<FixedOffset>>,
+    seen: BTreeSet<String>,
+}
+
+impl FeedCursor {
+    fn admits(&self, t: DateTime<FixedOffset>, id: &str) -> bool {
+        match self.since {
+            None => true,
+            Some(s) => t > s || (t == s && !self.seen.contains(id)),
+        }
+    }
+    fn advance(&mut self, t: DateTime<FixedOffset>, id: &str) {
+        if self.since.is_none_or(|s| t > s) {
+            self.since = Some(t);
+            self.seen.clear();
+        }
+        if self.since == Some(t) {
+            self.seen.insert(id.to_string());
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+struct Cursor {
+    requests: FeedCursor,
+    updates: FeedCursor,
+    /// Reports known only from updates, looked up by id every poll.
+    pending: BTreeSet<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct StoredMemory {
+    report_id: String,
+    #[serde(flatten)]
+    memory: ReportMemory,
+}
+
+/// What one poll did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PollReport {
+    pub requests: usize,
+    pub updates: usize,
+    pub published: usize,
+    pub duplicates: usize,
+    pub dead_lettered: usize,
+    pub pending: usize,
+    /// A feed had more than `max_records_per_poll`: poll again at once.
+    pub more: bool,
+}
+
+pub struct FieldReportsAdapter {
+    config: FieldReportsConfig,
+    client: Open311Client,
+    publisher: Publisher,
+    kv: kv::Store,
+    mapper: Mapper,
+    cache: HashMap<String, ReportMemory>,
+}
+
+const CURSOR_KEY: &str = "field_reports.cursor";
+/// Fields of an Open311 request that hold the reporter's personal data.
+const PERSONAL_FIELDS: &[&str] = &["first_name", "last_name", "phone", "email", "account_id", "device_id"];
+
+fn memory_key(report_id: &str) -> String {
+    let digest = Sha256::digest(report_id.as_bytes());
+    format!("field_reports.report.{}", hex::encode(&digest[..12]))
+}
+
+fn state_err(key: &str, e: impl std::fmt::Display) -> AdapterError {
+    AdapterError::State {
+        key: key.to_string(),
+        reason: e.to_string(),
+    }
+}
+
+impl FieldReportsAdapter {
+    /// Validates the configuration, binds to `ADAPTER_STATE` and checks the endpoint.
+    pub async fn build(config: FieldReportsConfig, ctx: AdapterContext) -> Result<Self, AdapterError> {
+        config.validate()?;
+        let client = Open311Client::new(
+            &config.endpoint,
+            Duration::from_secs(config.request_timeout_secs),
+            config.api_key.clone(),
+        )?;
+        let kv = ctx
+            .js
+            .get_key_value(lienthong_bus::topology::ADAPTER_STATE_BUCKET)
+            .await
+            .map_err(|e| state_err("ADAPTER_STATE", format!("{e} (run `lienthong streams provision`)")))?;
+        let services = client.services().await?;
+        let mapper = Mapper::new(services, Wards::phan_thiet());
+        let publisher = Publisher::new(ctx.js, ctx.registry, config.source.clone());
+        Ok(Self {
+            config,
+            client,
+            publisher,
+            kv,
+            mapper,
+            cache: HashMap::new(),
+        })
+    }
+
+    /// The endpoint answers `services.json`.
+    pub async fn healthcheck(&self) -> Result<(), AdapterError> {
+        self.client.services().await.map(|_| ())
+    }
+
+    /// Polls until `shutdown` completes. Errors are logged and retried with backoff.
+    pub async fn run(mut self, shutdown: impl std::future::Future<Output = ()>) -> Result<(), AdapterError> {
+        tokio::pin!(shutdown);
+        let interval = Duration::from_secs(self.config.poll_interval_secs.max(1));
+        let mut backoff = Duration::from_secs(1);
+        loop {
+            let wait = match self.poll_once().await {
+                Ok(r) => {
+                    backoff = Duration::from_secs(1);
+                    if r.published + r.dead_lettered > 0 {
+                        info!(adapter = SUBSYSTEM, requests = r.requests, updates = r.updates, published = r.published,
+                              duplicates = r.duplicates, dead_lettered = r.dead_lettered, pending = r.pending, "poll");
+                    }
+                    if r.more { Duration::ZERO } else { interval }
+                }
+                Err(e) if e.is_transient() => {
+                    warn!(adapter = SUBSYSTEM, error = %e, retry_in = ?backoff, "poll failed; will retry");
+                    let w = backoff;
+                    backoff = (backoff * 2).min(interval.max(Duration::from_secs(60)));
+                    w
+                }
+                Err(e) => return Err(e),
+            };
+            tokio::select! {
+                _ = &mut shutdown => return Ok(()),
+                _ = tokio::time::sleep(wait) => {}
+            }
+        }
+    }
+
+    /// One poll: read both feeds from the cursor, publish, save state.
+    pub async fn poll_once(&mut self) -> Result<PollReport, AdapterError> {
+        let result = self.poll_inner().await;
+        if result.is_err() {
+            // The in-memory view may be ahead of what was stored: reload from the bucket.
+            self.cache.clear();
+        }
+        result
+    }
+
+    async fn poll_inner(&mut self) -> Result<PollReport, AdapterError> {
+        let cursor = self.load_cursor().await?;
+        let now = Utc::now().fixed_offset();
+        let (raw_requests, req_cursor, more_req) = self.fetch(Feed::Requests, &cursor.requests, now).await?;
+        let (raw_updates, upd_cursor, more_upd) = self.fetch(Feed::Updates, &cursor.updates, now).await?;
+        let mut report = PollReport {
+            requests: raw_requests.len(),
+            updates: raw_updates.len(),
+            more: more_req || more_upd,
+            ..Default::default()
+        };
+
+        let mut requests: Vec<ServiceRequest> = Vec::new();
+        for raw in raw_requests {
+            match serde_json::from_value::<ServiceRequest>(raw.clone()) {
+                Ok(r) => requests.push(r),
+                Err(e) => {
+                    self.dead_letter_record(Feed::Requests, raw, e.to_string()).await?;
+                    report.dead_lettered += 1;
+                }
+            }
+        }
+        let mut updates: Vec<ServiceRequestUpdate> = Vec::new();
+        for raw in raw_updates {
+            match serde_json::from_value::<ServiceRequestUpdate>(raw.clone()) {
+                Ok(u) => updates.push(u),
+                Err(e) => {
+                    self.dead_letter_record(Feed::Updates, raw, e.to_string()).await?;
+                    report.dead_lettered += 1;
+                }
+            }
+        }
+
+        // Everything this poll touches, as remembered.
+        let mut ids: BTreeSet<String> = requests.iter().map(|r| r.service_request_id.clone()).collect();
+        ids.extend(updates.iter().map(|u| u.service_request_id.clone()));
+        ids.extend(cursor.pending.iter().cloned());
+        let mut memory = HashMap::new();
+        for id in &ids {
+            memory.insert(id.clone(), self.memory(id).await?);
+        }
+        // Reports seen only through updates: ask for them by id.
+        let in_batch: BTreeSet<String> = requests.iter().map(|r| r.service_request_id.clone()).collect();
+        for id in &ids {
+            if memory[id].submitted || in_batch.contains(id) {
+                continue;
+            }
+            if let Some(raw) = self.client.request(id).await? {
+                match serde_json::from_value::<ServiceRequest>(raw.clone()) {
+                    Ok(r) => requests.push(r),
+                    Err(e) => {
+                        self.dead_letter_record(Feed::Requests, raw, e.to_string()).await?;
+                        report.dead_lettered += 1;
+                    }
+                }
+            }
+        }
+        let before = memory.clone();
+        let drafts = self.mapper.plan(&requests, &updates, &mut memory);
+
+        for chunk in drafts.chunks(256) {
+            for result in self.publisher.publish_many(chunk.to_vec()).await {
+                match result {
+                    Ok(p) if p.duplicate => report.duplicates += 1,
+                    Ok(_) => report.published += 1,
+                    // Kept in the DLQ with the reasons; the feed moves on.
+                    Err(BusError::Invalid { .. }) => report.dead_lettered += 1,
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        }
+
+        for (id, m) in &memory {
+            if before.get(id) != Some(m) {
+                self.save_memory(id, m).await?;
+            }
+        }
+        let pending: BTreeSet<String> = memory
+            .iter()
+            .filter(|(_, m)| !m.submitted)
+            .map(|(id, _)| id.clone())
+            .collect();
+        report.pending = pending.len();
+        let next = Cursor {
+            requests: req_cursor,
+            updates: upd_cursor,
+            pending,
+        };
+        if next != cursor {
+            self.save_cursor(&next).await?;
+        }
+        self.cache.extend(memory);
+        Ok(report)
+    }
+
+    /// Reads a feed from `cursor`, page by page (keyset on time), up to the poll limit.
+    async fn fetch(
+        &self,
+        feed: Feed,
+        cursor: &FeedCursor,
+        now: DateTime<FixedOffset>,
+    ) -> Result<(Vec<Value>, FeedCursor, bool), AdapterError> {
+        let mut c = cursor.clone();
+        let mut out = Vec::new();
+        let mut page = 1;
+        loop {
+            let start = c.since.unwrap_or(self.config.start_date);
+            let items = self.client.list(feed, start, now, page, self.config.page_size).await?;
+            let n = items.len();
+            let before = c.since;
+            for item in items {
+                let t = item
+                    .get(feed.time_field())
+                    .and_then(Value::as_str)
+                    .and_then(|s| DateTime::parse_from_rfc3339(s).ok());
+                let id = item.get(feed.id_field()).map(|v| match v {
+                    Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                });
+                match (t, id) {
+                    (Some(t), Some(id)) if c.admits(t, &id) => {
+                        c.advance(t, &id);
+                        out.push(item);
+                    }
+                    (Some(_), Some(_)) => {}
+                    // No usable time or id: the record cannot be placed in the feed.
+                    _ => out.push(item),
+                }
+            }
+            if n < self.config.page_size {
+                return Ok((out, c, false));
+            }
+            if out.len() >= self.config.max_records_per_poll {
+                return Ok((out, c, true));
+            }
+            page = if c.since == before { page + 1 } else { 1 };
+        }
+    }
+
+    async fn dead_letter_record(&self, feed: Feed, mut raw: Value, reason: String) -> Result<(), AdapterError> {
+        if let Some(obj) = raw.as_object_mut() {
+            for f in PERSONAL_FIELDS {
+                obj.remove(*f);
+            }
+            for v in obj.values_mut() {
+                if let Value::String(s) = v {
+                    *s = crate::pii::mask(s);
+                }
+            }
+        }
+        let id = raw
+            .get(feed.id_field())
+            .map(|v| v.to_string().trim_matches('"').to_string())
+            .unwrap_or_else(|| "unknown".into());
+        let ty = match feed {
+            Feed::Requests => "vn.egov.field_reports.report.submitted",
+            Feed::Updates => "vn.egov.field_reports.report.status_changed",
+        };
+        let letter = DeadLetter::unreadable(
+            self.publisher.source(),
+            ty,
+            &id,
+            raw,
+            format!("{} record {id} could not be read: {reason}", feed.path()),
+        );
+        warn!(adapter = SUBSYSTEM, record = %id, %reason, "unreadable record kept in the DLQ");
+        self.publisher.keep_dead_letter(&letter).await?;
+        Ok(())
+    }
+
+    async fn memory(&mut self, report_id: &str) -> Result<ReportMemory, AdapterError> {
+        if let Some(m) = self.cache.get(report_id) {
+            return Ok(m.clone());
+        }
+        let key = memory_key(report_id);
+        let m = match self.kv.get(&key).await.map_err(|e| state_err(&key, e))? {
+            Some(bytes) => serde_json::from_slice::<StoredMemory>(&bytes)
+                .map_err(|e| state_err(&key, e))?
+                .memory,
+            None => ReportMemory::default(),
+        };
+        self.cache.insert(report_id.to_string(), m.clone());
+        Ok(m)
+    }
+
+    async fn save_memory(&self, report_id: &str, memory: &ReportMemory) -> Result<(), AdapterError> {
+        let key = memory_key(report_id);
+        let body = serde_json::to_vec(&StoredMemory {
+            report_id: report_id.to_string(),
+            memory: memory.clone(),
+        })
+        .map_err(|e| state_err(&key, e))?;
+        self.kv.put(&key, body.into()).await.map_err(|e| state_err(&key, e))?;
+        Ok(())
+    }
+
+    async fn load_cursor(&self) -> Result<Cursor, AdapterError> {
+        match self.kv.get(CURSOR_KEY).await.map_err(|e| state_err(CURSOR_KEY, e))? {
+            Some(bytes) => serde_json::from_slice(&bytes).map_err(|e| state_err(CURSOR_KEY, e)),
+            None => Ok(Cursor::default()),
+        }
+    }
+
+    async fn save_cursor(&self, cursor: &Cursor) -> Result<(), AdapterError> {
+        let body = serde_json::to_vec(cursor).map_err(|e| state_err(CURSOR_KEY, e))?;
+        self.kv
+            .put(CURSOR_KEY, body.into())
+            .await
+            .map_err(|e| state_err(CURSOR_KEY, e))?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_example_config_parses() {
+        let text = include_str!("../../examples/field_reports.toml");
+        let cfg: crate::AdapterConfig = toml::from_str(text).unwrap();
+        let crate::AdapterConfig::FieldReports(c) = cfg;
+        c.validate().unwrap();
+        assert_eq!(c.source, "urn:lienthong:phanthiet:field_reports");
+        assert!(toml::from_str::<crate::AdapterConfig>("[field_reports]\nendpoint = \"http://x/\"\nbogus = 1\n").is_err());
+    }
+
+    #[test]
+    fn cursors_skip_what_was_read_at_the_boundary() {
+        let t = |s: &str| DateTime::parse_from_rfc3339(s).unwrap();
+        let mut c = FeedCursor::default();
+        assert!(c.admits(t("2023-01-01T00:00:00Z"), "a"));
+        c.advance(t("2023-01-01T00:00:00Z"), "a");
+        assert!(!c.admits(t("2023-01-01T00:00:00Z"), "a"));
+        assert!(c.admits(t("2023-01-01T00:00:00Z"), "b"));
+        assert!(!c.admits(t("2022-12-31T00:00:00Z"), "z"));
+        c.advance(t("2023-01-01T00:00:00Z"), "b");
+        assert_eq!(c.seen.len(), 2);
+        c.advance(t("2023-01-02T00:00:00Z"), "c");
+        assert_eq!(c.seen.len(), 1);
+    }
+}
