@@ -1,1 +1,28 @@
+//! # Lienthong replay
+//!
+//! Folds the event streams into read models in sled and serves them over HTTP. Projections
+//! are deterministic folds without side effects; each commits its writes and its checkpoint
+//! in one atomic batch, so a crash and restart never double-counts or skips.
+//!
+//! # Layout
+//! - [`store`]: the sled store, generations and swaps, atomic batches ([`ReadStore`], [`Changes`]).
+//! - [`projection`]: the [`Projection`] trait and [`ProjectedEvent`].
+//! - [`field_reports`]: citizen reports: state, counts, resolution ([`FieldReportsProjection`]).
+//! - [`runner`]: following a stream live, and rebuilding beside and swapping ([`Runner`]).
+//! - [`http`]: the HTTP API and the IOC dashboard.
+//! - [`service`]: the whole service ([`service::serve`]).
+//! - [`error`]: [`ReplayError`].
 
+pub mod error;
+pub mod field_reports;
+pub mod http;
+pub mod projection;
+pub mod runner;
+pub mod service;
+pub mod store;
+
+pub use error::{ReplayError, Result};
+pub use field_reports::{FieldReportStats, FieldReportsProjection, ReportView};
+pub use projection::{ProjectedEvent, Projection};
+pub use runner::{Metrics, Runner};
+pub use store::{Changes, ReadStore};

@@ -1,0 +1,370 @@
+//! `FieldReportsProjection`: the current state of every citizen report, counts by status,
+//! ward and category, and resolution times.
+//!
+//! Keys: `r/<report id>` → [`ReportView`] (JSON); `c/total`, `c/status/<s>`, `c/ward/<w>`,
+//! `c/category/<c>` → counters. The fold is order-tolerant: a status applies only if it is
+//! at least as new (`changed_at`) as the one shown, and a report first known from an
+//! update (its submission not seen yet) is counted once and completed when it arrives.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, FixedOffset};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::error::Result;
+use crate::projection::{ProjectedEvent, Projection};
+use crate::store::{decode_u64, Changes};
+
+pub const NAME: &str = "field_reports";
+const TERMINAL: &[&str] = &["fixed", "closed", "duplicate", "unable_to_fix", "not_responsible"];
+
+/// One report as served by `/api/v1/field-reports`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ReportView {
+    pub report_id: String,
+    pub category: Option<String>,
+    pub category_name: Option<String>,
+    pub category_group: Option<String>,
+    pub ward: String,
+    pub status: String,
+    pub status_at: Option<DateTime<FixedOffset>>,
+    /// False while the report is known only from its updates.
+    pub submitted: bool,
+    pub description: Option<String>,
+    pub address: Option<String>,
+    pub lat: Option<f64>,
+    pub long: Option<f64>,
+    pub agency_responsible: Option<String>,
+    pub requested_at: Option<DateTime<FixedOffset>>,
+    pub expected_at: Option<DateTime<FixedOffset>>,
+    pub resolved_at: Option<DateTime<FixedOffset>>,
+    pub resolution_hours: Option<f64>,
+    pub reopened: u32,
+    pub media_url: Option<String>,
+    /// Events folded into this report.
+    pub events: u32,
+    /// Stream sequence of the newest of them.
+    pub last_sequence: u64,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+pub struct FieldReportsProjection;
+
+fn report_key(id: &str) -> Vec<u8> {
+    format!("r/{id}").into_bytes()
+}
+fn counter(dimension: &str, value: &str) -> Vec<u8> {
+    format!("c/{dimension}/{value}").into_bytes()
+}
+const TOTAL: &[u8] = b"c/total";
+
+fn s(v: &Value, k: &str) -> Option<String> {
+    v.get(k).and_then(Value::as_str).map(str::to_string)
+}
+fn t(v: &Value, k: &str) -> Option<DateTime<FixedOffset>> {
+    v.get(k).and_then(Value::as_str).and_then(|x| DateTime::parse_from_rfc3339(x).ok())
+}
+
+impl ReportView {
+    fn set_status(&mut self, status: &str, at: Option<DateTime<FixedOffset>>) -> bool {
+        if self.status_at.is_some() && at.is_some() && at < self.status_at {
+            return false; // An older status arriving late does not replace a newer one.
+        }
+        let was_terminal = TERMINAL.contains(&self.status.as_str());
+        let is_terminal = TERMINAL.contains(&status);
+        if is_terminal && !was_terminal {
+            self.resolved_at = at;
+        } else if !is_terminal && was_terminal {
+            self.resolved_at = None;
+            self.reopened += 1;
+        }
+        self.status = status.to_string();
+        self.status_at = at;
+        self.update_resolution();
+        true
+    }
+
+    fn update_resolution(&mut self) {
+        self.resolution_hours = match (self.requested_at, self.resolved_at) {
+            (Some(r), Some(d)) => Some(((d - r).num_seconds() as f64 / 3600.0 * 100.0).round() / 100.0),
+            _ => None,
+        };
+    }
+}
+
+impl Projection for FieldReportsProjection {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn stream(&self) -> &'static str {
+        "FIELD_REPORTS"
+    }
+
+    fn apply(&self, changes: &mut Changes<'_>, ev: &ProjectedEvent) -> Result<()> {
+        let action = match ev.ty.strip_prefix("vn.egov.field_reports.report.") {
+            Some(a) => a,
+            None => return Ok(()),
+        };
+        let d = &ev.data;
+        let Some(id) = s(d, "report_id").or_else(|| ev.key.clone()) else {
+            return Ok(());
+        };
+        let key = report_key(&id);
+        let existing: Option<ReportView> = changes.get_json(&key)?;
+        let is_new = existing.is_none();
+        let mut r = existing.unwrap_or_else(|| ReportView {
+            report_id: id.clone(),
+            ward: "unknown".into(),
+            status: "open".into(),
+            ..Default::default()
+        });
+        let before = (r.status.clone(), r.ward.clone(), r.category.clone());
+        match action {
+            "submitted" => {
+                r.submitted = true;
+                r.category = s(d, "category");
+                r.category_name = s(d, "category_name");
+                r.category_group = s(d, "category_group");
+                r.ward = s(d, "ward").unwrap_or_else(|| "unknown".into());
+                r.description = s(d, "description");
+                r.address = s(d, "address");
+                r.lat = d.pointer("/location/lat").and_then(Value::as_f64);
+                r.long = d.pointer("/location/long").and_then(Value::as_f64);
+                r.agency_responsible = s(d, "agency_responsible");
+                r.requested_at = t(d, "requested_at");
+                r.expected_at = t(d, "expected_at");
+                r.media_url = s(d, "media_url");
+                if r.status_at.is_none() {
+                    r.status = s(d, "status").unwrap_or_else(|| "open".into());
+                    r.status_at = r.requested_at;
+                }
+                r.update_resolution();
+            }
+            "status_changed" | "reopened" => {
+                if let Some(status) = s(d, "status") {
+                    r.set_status(&status, t(d, "changed_at"));
+                }
+            }
+            _ => return Ok(()),
+        }
+        r.events += 1;
+        r.last_sequence = ev.sequence;
+
+        if is_new {
+            changes.add(TOTAL.to_vec(), 1)?;
+        } else {
+            changes.add(counter("status", &before.0), -1)?;
+            changes.add(counter("ward", &before.1), -1)?;
+            changes.add(counter("category", before.2.as_deref().unwrap_or("unknown")), -1)?;
+        }
+        changes.add(counter("status", &r.status), 1)?;
+        changes.add(counter("ward", &r.ward), 1)?;
+        changes.add(counter("category", r.category.as_deref().unwrap_or("unknown")), 1)?;
+        changes.put_json(key, &r)
+    }
+}
+
+/// Filters of the report list.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct ReportFilter {
+    pub ward: Option<String>,
+    pub status: Option<String>,
+    pub category: Option<String>,
+}
+
+impl ReportFilter {
+    pub fn matches(&self, r: &ReportView) -> bool {
+        self.ward.as_ref().is_none_or(|w| &r.ward == w)
+            && self.status.as_ref().is_none_or(|s| &r.status == s)
+            && self.category.as_ref().is_none_or(|c| r.category.as_ref() == Some(c))
+    }
+}
+
+/// Reads of the field-reports read model.
+pub struct FieldReportsView<'a> {
+    pub tree: &'a sled::Tree,
+}
+
+/// `/api/v1/field-reports/stats`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FieldReportStats {
+    pub total: u64,
+    pub by_status: BTreeMap<String, u64>,
+    pub by_ward: BTreeMap<String, u64>,
+    pub by_category: BTreeMap<String, u64>,
+    pub resolution: Resolution,
+    /// Stream sequence the read model reflects.
+    pub stream_sequence: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Resolution {
+    pub resolved: u64,
+    pub open: u64,
+    pub mean_hours: Option<f64>,
+    pub median_hours: Option<f64>,
+    pub p90_hours: Option<f64>,
+    /// Resolved no later than `expected_at`, as a share of resolved reports with a deadline.
+    pub on_time_ratio: Option<f64>,
+}
+
+impl FieldReportsView<'_> {
+    pub fn get(&self, id: &str) -> Result<Option<ReportView>> {
+        Ok(match self.tree.get(report_key(id))? {
+            Some(v) => serde_json::from_slice(&v).ok(),
+            None => None,
+        })
+    }
+
+    /// Every report matching `filter`, in id order.
+    pub fn list(&self, filter: &ReportFilter) -> Result<Vec<ReportView>> {
+        let mut out = Vec::new();
+        for item in self.tree.scan_prefix(b"r/") {
+            let (_, v) = item?;
+            if let Ok(r) = serde_json::from_slice::<ReportView>(&v) {
+                if filter.matches(&r) {
+                    out.push(r);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn stats(&self) -> Result<FieldReportStats> {
+        let mut by: BTreeMap<&str, BTreeMap<String, u64>> = BTreeMap::new();
+        for dim in ["status", "ward", "category"] {
+            let prefix = format!("c/{dim}/");
+            let mut m = BTreeMap::new();
+            for item in self.tree.scan_prefix(prefix.as_bytes()) {
+                let (k, v) = item?;
+                let name = String::from_utf8_lossy(&k[prefix.len()..]).into_owned();
+                m.insert(name, decode_u64(&v));
+            }
+            by.insert(dim, m);
+        }
+        let total = self.tree.get(TOTAL)?.map(|v| decode_u64(&v)).unwrap_or(0);
+        let mut hours = Vec::new();
+        let (mut with_deadline, mut on_time) = (0u64, 0u64);
+        for r in self.list(&ReportFilter::default())? {
+            if let Some(h) = r.resolution_hours {
+                hours.push(h);
+                if let (Some(done), Some(due)) = (r.resolved_at, r.expected_at) {
+                    with_deadline += 1;
+                    on_time += u64::from(done <= due);
+                }
+            }
+        }
+        hours.sort_by(f64::total_cmp);
+        let pct = |p: f64| -> Option<f64> {
+            (!hours.is_empty()).then(|| hours[((hours.len() - 1) as f64 * p).round() as usize])
+        };
+        let round = |x: f64| (x * 100.0).round() / 100.0;
+        let resolution = Resolution {
+            resolved: hours.len() as u64,
+            open: total.saturating_sub(hours.len() as u64),
+            mean_hours: (!hours.is_empty()).then(|| round(hours.iter().sum::<f64>() / hours.len() as f64)),
+            median_hours: pct(0.5),
+            p90_hours: pct(0.9),
+            on_time_ratio: (with_deadline > 0).then(|| round(on_time as f64 / with_deadline as f64)),
+        };
+        Ok(FieldReportStats {
+            total,
+            by_status: by.remove("status").unwrap_or_default(),
+            by_ward: by.remove("ward").unwrap_or_default(),
+            by_category: by.remove("category").unwrap_or_default(),
+            resolution,
+            stream_sequence: crate::store::checkpoint(self.tree)?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::ReadStore;
+    use serde_json::json;
+
+    /// Given these events (type suffix, data), then the view.
+    fn given(events: &[(&str, Value)]) -> (ReadStore, sled::Tree) {
+        let store = ReadStore::temporary().unwrap();
+        let tree = store.current(NAME).unwrap();
+        let mut c = Changes::new(&tree);
+        for (i, (action, data)) in events.iter().enumerate() {
+            let ev = ProjectedEvent {
+                ty: format!("vn.egov.field_reports.report.{action}"),
+                id: format!("e{i}"),
+                source: "urn:test".into(),
+                key: data["report_id"].as_str().map(str::to_string),
+                time: None,
+                data: data.clone(),
+                sequence: i as u64 + 1,
+            };
+            FieldReportsProjection.apply(&mut c, &ev).unwrap();
+        }
+        c.commit(events.len() as u64).unwrap();
+        (store, tree)
+    }
+
+    fn submitted(id: &str, ward: &str, at: &str) -> (&'static str, Value) {
+        ("submitted", json!({"report_id": id, "category": "CSDT", "category_name": "Chiếu sáng", "ward": ward,
+            "status": "open", "requested_at": at, "expected_at": "2023-11-20T19:42:10+07:00"}))
+    }
+    fn changed(id: &str, status: &str, at: &str) -> (&'static str, Value) {
+        ("status_changed", json!({"report_id": id, "status": status, "changed_at": at, "origin": "update"}))
+    }
+
+    #[test]
+    fn counts_follow_the_lifecycle() {
+        let (_s, tree) = given(&[
+            submitted("A", "phu-thuy", "2023-11-18T19:42:10+07:00"),
+            submitted("B", "mui-ne", "2023-11-19T07:00:00+07:00"),
+            changed("A", "in_progress", "2023-11-19T08:00:00+07:00"),
+            changed("A", "fixed", "2023-11-19T19:42:10+07:00"),
+        ]);
+        let st = FieldReportsView { tree: &tree }.stats().unwrap();
+        assert_eq!(st.total, 2);
+        assert_eq!(st.by_status, BTreeMap::from([("fixed".into(), 1), ("open".into(), 1)]));
+        assert_eq!(st.by_ward["phu-thuy"], 1);
+        assert_eq!(st.resolution.resolved, 1);
+        assert_eq!(st.resolution.mean_hours, Some(24.0));
+        assert_eq!(st.resolution.on_time_ratio, Some(1.0));
+        assert_eq!(st.stream_sequence, 4);
+    }
+
+    #[test]
+    fn an_update_before_its_report_is_counted_once_and_completed_later() {
+        let (_s, tree) = given(&[
+            changed("X", "in_progress", "2024-01-02T08:00:00+07:00"),
+            submitted("X", "lac-dao", "2024-01-01T10:00:00+07:00"),
+        ]);
+        let v = FieldReportsView { tree: &tree };
+        let st = v.stats().unwrap();
+        assert_eq!(st.total, 1);
+        assert_eq!(st.by_ward, BTreeMap::from([("lac-dao".into(), 1)]));
+        assert_eq!(st.by_status, BTreeMap::from([("in_progress".into(), 1)]));
+        let r = v.get("X").unwrap().unwrap();
+        assert!(r.submitted);
+        assert_eq!(r.status, "in_progress", "the newer status stays");
+    }
+
+    #[test]
+    fn late_older_statuses_do_not_win_and_reopening_clears_resolution() {
+        let (_s, tree) = given(&[
+            submitted("A", "phu-thuy", "2023-11-18T19:42:10+07:00"),
+            changed("A", "fixed", "2023-11-21T08:30:00+07:00"),
+            changed("A", "in_progress", "2023-11-19T08:00:00+07:00"),
+        ]);
+        let v = FieldReportsView { tree: &tree };
+        assert_eq!(v.get("A").unwrap().unwrap().status, "fixed");
+        let (_s, tree) = given(&[
+            submitted("A", "phu-thuy", "2023-11-18T19:42:10+07:00"),
+            changed("A", "fixed", "2023-11-21T08:30:00+07:00"),
+            ("reopened", json!({"report_id": "A", "status": "open", "changed_at": "2023-11-25T08:30:00+07:00", "origin": "update"})),
+        ]);
+        let r = FieldReportsView { tree: &tree }.get("A").unwrap().unwrap();
+        assert_eq!(r.reopened, 1);
+        assert_eq!(r.resolution_hours, None);
+    }
+}

@@ -1,0 +1,51 @@
+//! Projections: deterministic folds of events into a tree, with no side effects.
+
+use chrono::{DateTime, Utc};
+use lienthong_bus::cloudevents::AttributesReader;
+use lienthong_bus::ReceivedEvent;
+use serde_json::Value;
+
+use crate::error::Result;
+use crate::store::Changes;
+
+/// An event as projections see it: its attributes, JSON data and stream position.
+#[derive(Debug, Clone)]
+pub struct ProjectedEvent {
+    pub ty: String,
+    pub id: String,
+    pub source: String,
+    /// The aggregate key (CloudEvents `subject`).
+    pub key: Option<String>,
+    pub time: Option<DateTime<Utc>>,
+    pub data: Value,
+    pub sequence: u64,
+}
+
+impl ProjectedEvent {
+    pub fn from_received(ev: &ReceivedEvent) -> Option<Self> {
+        let e = &ev.event;
+        Some(Self {
+            ty: e.ty().to_string(),
+            id: e.id().to_string(),
+            source: e.source().to_string(),
+            key: e.subject().map(str::to_string),
+            time: e.time().copied(),
+            data: lienthong_bus::envelope::data_json(e)?,
+            sequence: ev.stream_sequence,
+        })
+    }
+}
+
+/// A read model built by folding one stream.
+pub trait Projection: Send + Sync + 'static {
+    /// Name of the read model (and its trees).
+    fn name(&self) -> &'static str;
+    /// The stream it folds.
+    fn stream(&self) -> &'static str;
+    /// Subjects of that stream it needs (empty: all).
+    fn filter_subjects(&self) -> Vec<String> {
+        Vec::new()
+    }
+    /// Folds one event. Must be deterministic and only touch `changes`.
+    fn apply(&self, changes: &mut Changes<'_>, event: &ProjectedEvent) -> Result<()>;
+}

@@ -1,0 +1,249 @@
+//! Folding a stream into a projection: live (following the stream from the checkpoint) and
+//! rebuild (into a fresh generation up to the head, then swap).
+//!
+//! Both read with an ordered consumer that starts right after the tree's checkpoint, and
+//! commit each batch of events together with the new checkpoint. Nothing is acknowledged to
+//! the server: the checkpoint in sled is the only position, so a crash at any point resumes
+//! exactly after the last committed batch — never counting an event twice, never skipping.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use async_nats::jetstream::{self, consumer};
+use futures::{FutureExt, StreamExt};
+use lienthong_bus::subscriber::decode_message;
+use lienthong_bus::SchemaRegistry;
+use tracing::{debug, info, warn};
+
+use crate::error::{ReplayError, Result};
+use crate::projection::{ProjectedEvent, Projection};
+use crate::store::{checkpoint, Changes, ReadStore};
+
+/// Most events committed in one batch.
+pub const MAX_BATCH: usize = 1000;
+
+/// Counters exposed under `/metrics`.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    pub applied: AtomicU64,
+    pub skipped: AtomicU64,
+    pub batches: AtomicU64,
+}
+
+/// Runs one projection against one stream.
+#[derive(Clone)]
+pub struct Runner {
+    js: jetstream::Context,
+    registry: Arc<SchemaRegistry>,
+    store: ReadStore,
+    projection: Arc<dyn Projection>,
+    metrics: Arc<Metrics>,
+}
+
+/// When a fold stops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Until {
+    /// Keep following (live).
+    Forever,
+    /// Stop once the stream's sequence `n` was applied (or nothing is left).
+    Sequence(u64),
+}
+
+/// What a rebuild did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rebuilt {
+    pub projection: String,
+    pub tree: String,
+    pub events: u64,
+    pub checkpoint: u64,
+}
+
+impl Runner {
+    pub fn new(
+        js: jetstream::Context,
+        registry: Arc<SchemaRegistry>,
+        store: ReadStore,
+        projection: Arc<dyn Projection>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Self {
+            js,
+            registry,
+            store,
+            projection,
+            metrics,
+        }
+    }
+
+    /// Follows the stream into the served generation until `shutdown`. When a rebuild swaps
+    /// generations, it continues from the new generation's own checkpoint.
+    pub async fn follow(&self, shutdown: impl std::future::Future<Output = ()>) -> Result<()> {
+        tokio::pin!(shutdown);
+        loop {
+            let tree = self.store.current(self.projection.name())?;
+            let name = self
+                .store
+                .current_name(self.projection.name())?
+                .unwrap_or_default();
+            tokio::select! {
+                _ = &mut shutdown => return Ok(()),
+                r = self.fold(&tree, Some(&name), Until::Forever, &|_, _| {}) => match r {
+                    // The generation was swapped under us: follow the new one.
+                    Ok(_) => continue,
+                    Err(e) => {
+                        warn!(projection = self.projection.name(), error = %e, "fold failed; retrying in 2 s");
+                        tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+                    }
+                },
+            }
+        }
+    }
+
+    /// Builds a fresh generation from the start of the stream up to its current head,
+    /// then serves it. `progress(done, total)` is called after each batch.
+    pub async fn rebuild(&self, progress: &(dyn Fn(u64, u64) + Sync)) -> Result<Rebuilt> {
+        let head = self.head().await?;
+        let (name, tree) = self.store.new_generation(self.projection.name())?;
+        let events = self.fold(&tree, None, Until::Sequence(head), progress).await?;
+        let cp = checkpoint(&tree)?;
+        self.store.swap(self.projection.name(), &name)?;
+        info!(projection = self.projection.name(), tree = %name, events, checkpoint = cp, "rebuilt and swapped");
+        Ok(Rebuilt {
+            projection: self.projection.name().to_string(),
+            tree: name,
+            events,
+            checkpoint: cp,
+        })
+    }
+
+    /// The stream's last sequence.
+    pub async fn head(&self) -> Result<u64> {
+        let mut stream = self.js.get_stream(self.projection.stream()).await.map_err(|e| ReplayError::Nats {
+            operation: format!("opening stream {}", self.projection.stream()),
+            reason: e.to_string(),
+        })?;
+        let info = stream.info().await.map_err(|e| ReplayError::Nats {
+            operation: format!("reading stream {}", self.projection.stream()),
+            reason: e.to_string(),
+        })?;
+        Ok(info.state.last_sequence)
+    }
+
+    /// Folds from the tree's checkpoint. Returns the number of events applied; returns early
+    /// (Ok) when `generation` is no longer the one served.
+    async fn fold(
+        &self,
+        tree: &sled::Tree,
+        generation: Option<&str>,
+        until: Until,
+        progress: &(dyn Fn(u64, u64) + Sync),
+    ) -> Result<u64> {
+        let start = checkpoint(tree)?;
+        if let Until::Sequence(target) = until {
+            if start >= target {
+                return Ok(0);
+            }
+        }
+        let nats = |operation: &str, e: &dyn std::fmt::Display| ReplayError::Nats {
+            operation: format!("{operation} {}", self.projection.stream()),
+            reason: e.to_string(),
+        };
+        let stream = self
+            .js
+            .get_stream_no_info(self.projection.stream())
+            .await
+            .map_err(|e| nats("opening stream", &e))?;
+        let filters = self.projection.filter_subjects();
+        let (filter_subject, filter_subjects) = match filters.len() {
+            0 => (String::new(), Vec::new()),
+            1 => (filters[0].clone(), Vec::new()),
+            _ => (String::new(), filters),
+        };
+        let consumer = stream
+            .create_consumer(consumer::pull::OrderedConfig {
+                deliver_policy: if start == 0 {
+                    consumer::DeliverPolicy::All
+                } else {
+                    consumer::DeliverPolicy::ByStartSequence {
+                        start_sequence: start + 1,
+                    }
+                },
+                filter_subject,
+                filter_subjects,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| nats("reading", &e))?;
+        let mut messages = consumer.messages().await.map_err(|e| nats("reading", &e))?;
+        let total = match until {
+            Until::Sequence(t) => t,
+            Until::Forever => 0,
+        };
+        let mut applied = 0u64;
+        let mut last = start;
+        loop {
+            let Some(first) = messages.next().await else {
+                return Ok(applied);
+            };
+            let mut batch = vec![first.map_err(|e| nats("reading", &e))?];
+            while batch.len() < MAX_BATCH {
+                match messages.next().now_or_never() {
+                    Some(Some(Ok(m))) => batch.push(m),
+                    Some(Some(Err(e))) => return Err(nats("reading", &e)),
+                    _ => break,
+                }
+            }
+            let mut changes = Changes::new(tree);
+            let batch_start = last;
+            let mut pending = u64::MAX;
+            let mut done = false;
+            for msg in &batch {
+                let info = msg.info().map_err(|e| nats("reading", &e))?;
+                if let Until::Sequence(target) = until {
+                    if info.stream_sequence > target {
+                        done = true;
+                        break;
+                    }
+                }
+                last = info.stream_sequence;
+                pending = info.pending;
+                match decode_message(msg, Some(&self.registry)) {
+                    Ok(received) => match ProjectedEvent::from_received(&received) {
+                        Some(ev) => {
+                            self.projection.apply(&mut changes, &ev)?;
+                            applied += 1;
+                        }
+                        None => {
+                            self.metrics.skipped.fetch_add(1, Ordering::Relaxed);
+                        }
+                    },
+                    Err(e) => {
+                        self.metrics.skipped.fetch_add(1, Ordering::Relaxed);
+                        warn!(projection = self.projection.name(), seq = info.stream_sequence, error = %e, "skipped an event that is not valid");
+                    }
+                }
+            }
+            if let Some(g) = generation {
+                if self.store.current_name(self.projection.name())?.as_deref() != Some(g) {
+                    debug!(projection = self.projection.name(), "generation swapped; switching");
+                    return Ok(applied);
+                }
+            }
+            let n = batch.len() as u64;
+            if last > batch_start {
+                changes.commit(last)?;
+            }
+            self.metrics.applied.fetch_add(n, Ordering::Relaxed);
+            self.metrics.batches.fetch_add(1, Ordering::Relaxed);
+            progress(last, total);
+            if done {
+                return Ok(applied);
+            }
+            if let Until::Sequence(target) = until {
+                if last >= target || pending == 0 {
+                    return Ok(applied);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,73 @@
+//! The replay service: projections following their streams, and the HTTP API.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use async_nats::jetstream;
+use lienthong_bus::SchemaRegistry;
+use tokio::net::TcpListener;
+use tracing::info;
+
+use crate::error::Result;
+use crate::field_reports::FieldReportsProjection;
+use crate::http::{router, AppState};
+use crate::projection::Projection;
+use crate::runner::{Metrics, Runner};
+use crate::store::ReadStore;
+
+/// Every projection the service maintains.
+pub fn projections() -> Vec<Arc<dyn Projection>> {
+    vec![Arc::new(FieldReportsProjection)]
+}
+
+/// The default HTTP address.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+
+/// One runner per projection.
+pub fn runners(js: &jetstream::Context, registry: &Arc<SchemaRegistry>, store: &ReadStore, metrics: &Arc<Metrics>) -> Vec<Runner> {
+    projections()
+        .into_iter()
+        .map(|p| Runner::new(js.clone(), registry.clone(), store.clone(), p, metrics.clone()))
+        .collect()
+}
+
+/// Serves the HTTP API on `listener` and, unless `js` is `None` (a read-only copy), follows
+/// every stream into the read models, until `shutdown`.
+pub async fn serve(
+    listener: TcpListener,
+    js: Option<jetstream::Context>,
+    registry: Arc<SchemaRegistry>,
+    store: ReadStore,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<()> {
+    let metrics = Arc::new(Metrics::default());
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut tasks = Vec::new();
+    if let Some(js) = &js {
+        for runner in runners(js, &registry, &store, &metrics) {
+            let mut rx = stop_rx.clone();
+            tasks.push(tokio::spawn(async move {
+                runner
+                    .follow(async move {
+                        let _ = rx.wait_for(|s| *s).await;
+                    })
+                    .await
+            }));
+        }
+    }
+    let addr: SocketAddr = listener.local_addr()?;
+    info!(%addr, read_only = js.is_none(), "replay service listening");
+    let app = router(AppState {
+        store: store.clone(),
+        registry,
+        metrics,
+        read_only: js.is_none(),
+    });
+    let result = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
+    let _ = stop_tx.send(true);
+    for t in tasks {
+        let _ = t.await;
+    }
+    store.flush()?;
+    result.map_err(Into::into)
+}
