@@ -1,1 +1,99 @@
-fn main() {}
+//! `lienthong`: the one command-line binary. Parses arguments and calls into the crates.
+
+mod commands;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Lienthong — an event-sourced integration bus for local e-government.
+///
+/// Every command that talks to NATS reads NATS_URL, NATS_USER and NATS_PASSWORD (or
+/// NATS_CREDS) from the environment; `--env FILE` loads them from a credentials file such as
+/// data/credentials/auditor.env.
+#[derive(Debug, Parser)]
+#[command(name = "lienthong", version, propagate_version = true)]
+pub struct Cli {
+    /// Credentials file (KEY=VALUE lines: NATS_URL, NATS_USER, NATS_PASSWORD).
+    #[arg(long, global = true, value_name = "FILE")]
+    env: Option<PathBuf>,
+    /// Load schemas from this directory instead of the built-in ones.
+    #[arg(long, global = true, value_name = "DIR")]
+    schemas: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run everything on this machine: nats-server, provisioning, adapters, replay, dashboard.
+    Up(commands::up::Args),
+    /// Provision the contract's streams, or show their state.
+    #[command(subcommand)]
+    Streams(commands::streams::Command),
+    /// Check the schemas: every one compiles, every example behaves as named.
+    #[command(subcommand)]
+    Schema(commands::schema::Command),
+    /// Publish one event (validated; invalid data goes to the DLQ).
+    Publish(commands::publish::Args),
+    /// Print the events of a stream, and follow it.
+    Tail(commands::tail::Args),
+    /// Run an adapter.
+    #[command(subcommand)]
+    Adapter(commands::adapter::Command),
+    /// Run a subsystem simulator (for demos and tests).
+    #[command(subcommand)]
+    Simulator(commands::simulator::Command),
+    /// The replay service: serve the read models, or rebuild them.
+    #[command(subcommand)]
+    Replay(commands::replay::Command),
+    /// The dead-letter stream: list what was rejected, or send it again.
+    #[command(subcommand)]
+    Dlq(commands::dlq::Command),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,async_nats=warn,sled=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let global = commands::Global {
+        env: cli.env,
+        schemas: cli.schemas,
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Up(a) => commands::up::run(&global, a).await,
+            Command::Streams(c) => commands::streams::run(&global, c).await,
+            Command::Schema(c) => commands::schema::run(&global, c).await,
+            Command::Publish(a) => commands::publish::run(&global, a).await,
+            Command::Tail(a) => commands::tail::run(&global, a).await,
+            Command::Adapter(c) => commands::adapter::run(&global, c).await,
+            Command::Simulator(c) => commands::simulator::run(&global, c).await,
+            Command::Replay(c) => commands::replay::run(&global, c).await,
+            Command::Dlq(c) => commands::dlq::run(&global, c).await,
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -17,7 +17,9 @@ fn submitted(id: &str, ward: &str) -> EventDraft {
         event_type: EventType::new("field_reports", "report", "submitted"),
         id: format!("report/{id}/submitted"),
         key: id.to_string(),
-        time: chrono::Utc.with_ymd_and_hms(2023, 11, 18, 12, 42, 10).unwrap(),
+        time: chrono::Utc
+            .with_ymd_and_hms(2023, 11, 18, 12, 42, 10)
+            .unwrap(),
         data: json!({
             "report_id": id,
             "category": "CSDT",
@@ -38,18 +40,33 @@ fn submitted(id: &str, ward: &str) -> EventDraft {
 async fn same_record_published_twice_is_stored_once() {
     let bus = Bus::start().await;
     let p = bus.publisher("adapter-field_reports", SOURCE).await;
-    let first = p.publish(submitted("PT.2023/1003 >", "tien-thanh")).await.unwrap();
-    let second = p.publish(submitted("PT.2023/1003 >", "tien-thanh")).await.unwrap();
+    let first = p
+        .publish(submitted("PT.2023/1003 >", "tien-thanh"))
+        .await
+        .unwrap();
+    let second = p
+        .publish(submitted("PT.2023/1003 >", "tien-thanh"))
+        .await
+        .unwrap();
     assert!(!first.duplicate);
     assert!(second.duplicate);
     assert_eq!(first.sequence, second.sequence);
-    assert_eq!(first.subject, "egov.field_reports.report.PT~2E2023~2F1003~20~3E.submitted");
+    assert_eq!(
+        first.subject,
+        "egov.field_reports.report.PT~2E2023~2F1003~20~3E.submitted"
+    );
     let msgs = bus.read_all("auditor", "FIELD_REPORTS").await;
     assert_eq!(msgs.len(), 1);
     let ev = decode_message(&msgs[0], Some(&bus.registry)).unwrap();
     assert_eq!(ev.event.subject(), Some("PT.2023/1003 >"));
     assert_eq!(
-        msgs[0].headers.as_ref().unwrap().get("Content-Type").unwrap().as_str(),
+        msgs[0]
+            .headers
+            .as_ref()
+            .unwrap()
+            .get("Content-Type")
+            .unwrap()
+            .as_str(),
         "application/cloudevents+json"
     );
 }
@@ -62,19 +79,30 @@ async fn invalid_data_goes_to_the_dlq_with_every_reason_and_not_to_the_stream() 
     bad.data["requested_at"] = json!("18/11/2023");
     bad.data["phone"] = json!("0905123456");
     let err = p.publish(bad).await.unwrap_err();
-    let BusError::Invalid { violations, dead_letter, .. } = err else {
+    let BusError::Invalid {
+        violations,
+        dead_letter,
+        ..
+    } = err
+    else {
         panic!("expected Invalid, got {err:?}")
     };
     let pointers: Vec<_> = violations.iter().map(|v| v.pointer.as_str()).collect();
     assert!(pointers.contains(&"/ward"), "{pointers:?}");
     assert!(pointers.contains(&"/requested_at"), "{pointers:?}");
-    assert!(pointers.contains(&""), "additional property reported at the root: {pointers:?}");
+    assert!(
+        pointers.contains(&""),
+        "additional property reported at the root: {pointers:?}"
+    );
     assert!(dead_letter.is_some());
 
     assert!(bus.read_all("auditor", "FIELD_REPORTS").await.is_empty());
     let dlq = bus.read_all("auditor", "DLQ").await;
     assert_eq!(dlq.len(), 1);
-    assert_eq!(dlq[0].subject.as_str(), "egov.dlq.field_reports.report~2FPT-1~2Fsubmitted.rejected");
+    assert_eq!(
+        dlq[0].subject.as_str(),
+        "egov.dlq.field_reports.report~2FPT-1~2Fsubmitted.rejected"
+    );
     let ev = decode_message(&dlq[0], Some(&bus.registry)).unwrap();
     let letter = DeadLetter::from_event(&ev.event).unwrap();
     assert_eq!(letter.reason, "schema_violation");
@@ -103,7 +131,10 @@ async fn optimistic_concurrency_per_aggregate() {
     // Another writer still believes the aggregate is at `a.sequence`.
     change.id = "report/PT-9/update/U-2".into();
     let err = p.publish(change).await.unwrap_err();
-    assert!(matches!(err, BusError::Conflict { ref filter, expected } if filter == "egov.field_reports.report.PT-9.>" && expected == a.sequence), "{err:?}");
+    assert!(
+        matches!(err, BusError::Conflict { ref filter, expected } if filter == "egov.field_reports.report.PT-9.>" && expected == a.sequence),
+        "{err:?}"
+    );
     // An event of another aggregate is not affected.
     let mut other = submitted("PT-10", "mui-ne");
     other.expected_last_subject_sequence = Some(0);
@@ -115,7 +146,10 @@ async fn provisioning_is_idempotent_and_refuses_silent_changes() {
     let bus = Bus::start().await;
     let js = bus.js("operator").await;
     let again = lienthong_bus::provision(&js).await.unwrap();
-    assert!(again.iter().all(|p| matches!(p, Provisioned::Unchanged(_))), "{again:?}");
+    assert!(
+        again.iter().all(|p| matches!(p, Provisioned::Unchanged(_))),
+        "{again:?}"
+    );
 
     // A changed duplicate window may be brought back in line: it is updated, and said so.
     let mut cfg = lienthong_bus::topology::STREAMS[3].config();
@@ -132,12 +166,30 @@ async fn provisioning_is_idempotent_and_refuses_silent_changes() {
     cfg.max_age = std::time::Duration::from_secs(86400);
     js.update_stream(cfg).await.unwrap();
     let err = lienthong_bus::provision(&js).await.unwrap_err();
-    let BusError::Topology { stream, differences } = &err else { panic!("{err:?}") };
+    let BusError::Topology {
+        stream,
+        differences,
+    } = &err
+    else {
+        panic!("{err:?}")
+    };
     assert_eq!(stream, "SSO");
     assert!(differences[0].contains("max_age"), "{differences:?}");
     assert!(err.to_string().contains("will not change these silently"));
-    let info = js.get_stream("SSO").await.unwrap().info().await.unwrap().config.clone();
-    assert_eq!(info.max_age, std::time::Duration::from_secs(86400), "left as found");
+    let info = js
+        .get_stream("SSO")
+        .await
+        .unwrap()
+        .info()
+        .await
+        .unwrap()
+        .config
+        .clone();
+    assert_eq!(
+        info.max_age,
+        std::time::Duration::from_secs(86400),
+        "left as found"
+    );
 }
 
 #[tokio::test]
@@ -152,7 +204,10 @@ async fn readers_accept_binary_mode() {
     h.insert("ce-type", "vn.egov.field_reports.report.submitted");
     h.insert("ce-subject", "PT%2D7");
     h.insert("ce-time", "2023-11-18T12:42:10Z");
-    h.insert("ce-dataschema", "https://lienthong.vn/schemas/field_reports/report.submitted/v1.json");
+    h.insert(
+        "ce-dataschema",
+        "https://lienthong.vn/schemas/field_reports/report.submitted/v1.json",
+    );
     h.insert("Content-Type", "application/json");
     let data = submitted("PT-7", "phu-hai").data.to_string();
     js.publish_with_headers("egov.field_reports.report.PT-7.submitted", h, data.into())

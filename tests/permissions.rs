@@ -10,7 +10,14 @@ use common::Bus;
 use futures::StreamExt;
 
 /// Connects as `role`, recording the server's permission violations.
-async fn connect(bus: &Bus, role: &str) -> (jetstream::Context, Arc<Mutex<Vec<String>>>, async_nats::Client) {
+async fn connect(
+    bus: &Bus,
+    role: &str,
+) -> (
+    jetstream::Context,
+    Arc<Mutex<Vec<String>>>,
+    async_nats::Client,
+) {
     let seen = Arc::new(Mutex::new(Vec::new()));
     let sink = seen.clone();
     let client = async_nats::ConnectOptions::with_user_and_password(
@@ -64,14 +71,24 @@ async fn try_publish(js: &jetstream::Context, subject: &str) -> bool {
 async fn an_adapter_publishes_only_its_own_subsystem() {
     let bus = Bus::start().await;
     let (js, seen, _c) = connect(&bus, "adapter-field_reports").await;
-    assert!(try_publish(&js, "egov.field_reports.report.X.submitted").await, "own subsystem");
-    assert!(try_publish(&js, "egov.dlq.field_reports.X.rejected").await, "own dead letters");
+    assert!(
+        try_publish(&js, "egov.field_reports.report.X.submitted").await,
+        "own subsystem"
+    );
+    assert!(
+        try_publish(&js, "egov.dlq.field_reports.X.rejected").await,
+        "own dead letters"
+    );
     assert!(!try_publish(&js, "egov.documents.document.X.sent").await);
     assert!(!try_publish(&js, "egov.sso.session.X.started").await);
     assert!(!try_publish(&js, "egov.dlq.documents.X.rejected").await);
     assert!(!try_publish(&js, "egov.audit.checkpoint.X.signed").await);
     let v = violations(&seen).await;
-    assert!(v.iter().any(|e| e.contains("Permissions Violation") && e.contains("egov.documents")), "{v:?}");
+    assert!(
+        v.iter()
+            .any(|e| e.contains("Permissions Violation") && e.contains("egov.documents")),
+        "{v:?}"
+    );
     assert_eq!(count(&bus, "DOCUMENTS").await, 0);
     assert_eq!(count(&bus, "SSO").await, 0);
     assert_eq!(count(&bus, "FIELD_REPORTS").await, 1);
@@ -86,7 +103,10 @@ async fn an_adapter_publishes_only_its_own_subsystem() {
 async fn an_agency_reads_only_the_streams_granted_to_it() {
     let bus = Bus::start().await;
     let (op, _, _c0) = connect(&bus, "operator").await;
-    for s in ["egov.field_reports.report.A.submitted", "egov.documents.document.B.sent"] {
+    for s in [
+        "egov.field_reports.report.A.submitted",
+        "egov.documents.document.B.sent",
+    ] {
         op.publish(s, "{}".into()).await.unwrap().await.unwrap();
     }
     let (js, seen, client) = connect(&bus, "agency-urban").await;
@@ -94,12 +114,21 @@ async fn an_agency_reads_only_the_streams_granted_to_it() {
     // Granted: FIELD_REPORTS, with a durable named after the agency.
     let c = js
         .create_consumer_on_stream(
-            consumer::pull::Config { durable_name: Some("agency-urban".into()), ..Default::default() },
+            consumer::pull::Config {
+                durable_name: Some("agency-urban".into()),
+                ..Default::default()
+            },
             "FIELD_REPORTS",
         )
         .await
         .unwrap();
-    let mut batch = c.fetch().max_messages(10).expires(Duration::from_secs(1)).messages().await.unwrap();
+    let mut batch = c
+        .fetch()
+        .max_messages(10)
+        .expires(Duration::from_secs(1))
+        .messages()
+        .await
+        .unwrap();
     let m = batch.next().await.unwrap().unwrap();
     assert_eq!(m.subject.as_str(), "egov.field_reports.report.A.submitted");
     m.ack().await.unwrap();
@@ -111,20 +140,41 @@ async fn an_agency_reads_only_the_streams_granted_to_it() {
         .is_err());
     assert!(js.get_stream("DOCUMENTS").await.is_err());
     let mut live = client.subscribe("egov.documents.>").await.unwrap();
-    op.publish("egov.documents.document.C.sent", "{}".into()).await.unwrap().await.unwrap();
+    op.publish("egov.documents.document.C.sent", "{}".into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
     let got = tokio::time::timeout(Duration::from_millis(500), live.next()).await;
-    assert!(!matches!(got, Ok(Some(_))), "an agency must not see live traffic of other streams");
+    assert!(
+        !matches!(got, Ok(Some(_))),
+        "an agency must not see live traffic of other streams"
+    );
     let v = violations(&seen).await;
-    assert!(v.iter().any(|e| e.contains("Permissions Violation")), "{v:?}");
+    assert!(
+        v.iter().any(|e| e.contains("Permissions Violation")),
+        "{v:?}"
+    );
 }
 
 #[tokio::test]
 async fn the_auditor_reads_everything_and_publishes_nothing() {
     let bus = Bus::start().await;
     let (op, _, _c0) = connect(&bus, "operator").await;
-    op.publish("egov.sso.session.A.started", "{}".into()).await.unwrap().await.unwrap();
+    op.publish("egov.sso.session.A.started", "{}".into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
     let (js, seen, _c) = connect(&bus, "auditor").await;
-    for s in ["DOCUMENTS", "SSO", "FIELD_REPORTS", "OPEN_DATA", "DLQ", "AUDIT"] {
+    for s in [
+        "DOCUMENTS",
+        "SSO",
+        "FIELD_REPORTS",
+        "OPEN_DATA",
+        "DLQ",
+        "AUDIT",
+    ] {
         assert!(js.get_stream(s).await.is_ok(), "auditor reads {s}");
     }
     assert_eq!(common::read_stream(&js, "SSO").await.len(), 1);
@@ -152,8 +202,14 @@ async fn only_the_operator_creates_or_deletes_streams() {
     };
     for role in lienthong_bus::ROLES.iter().filter(|r| **r != "operator") {
         let (js, _, _c) = connect(&bus, role).await;
-        assert!(js.create_stream(scratch.clone()).await.is_err(), "{role} created a stream");
-        assert!(js.delete_stream("FIELD_REPORTS").await.is_err(), "{role} deleted a stream");
+        assert!(
+            js.create_stream(scratch.clone()).await.is_err(),
+            "{role} created a stream"
+        );
+        assert!(
+            js.delete_stream("FIELD_REPORTS").await.is_err(),
+            "{role} deleted a stream"
+        );
     }
     assert_eq!(count(&bus, "FIELD_REPORTS").await, 0, "still there");
     let (op, _, _c) = connect(&bus, "operator").await;

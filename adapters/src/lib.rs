@@ -9,7 +9,7 @@
 //! - [`field_reports`]: citizen field reports, Open311 ([`FieldReportsAdapter`]).
 //! - [`wards`]: the 18 wards and communes of Phan Thiết, and ward derivation ([`Wards`]).
 //! - [`pii`]: masking personal data in free text.
-//! - [`error`]: [`AdapterError`].
+//! - [`error`]: what can go wrong, [`AdapterError`].
 //! - [`AdapterConfig`]: the closed set of adapter configurations.
 
 pub mod error;

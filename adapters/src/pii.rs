@@ -13,9 +13,8 @@ static EMAIL: LazyLock<Regex> =
 static IPV4: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"\b(?:\d{1,3}\.){3}\d{1,3}\b").expect("regex"));
 /// Vietnamese phone numbers: 0 or +84/84, then 9–10 digits, with optional separators.
-static PHONE: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?:\+?84|\b0)(?:[\s.\-]?\d){8,10}\b").expect("regex")
-});
+static PHONE: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"(?:\+?84|\b0)(?:[\s.\-]?\d){8,10}\b").expect("regex"));
 /// National ID numbers: 9 (CMND) or 12 (CCCD) digits standing alone.
 static NATIONAL_ID: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"\b(?:\d{12}|\d{9})\b").expect("regex"));

@@ -71,10 +71,18 @@ impl Wards {
     /// The ward named in the texts, most specific evidence first: an explicit
     /// "phường X"/"xã X"/"P. X" in any text (in the order given), then a bare ward name.
     pub fn derive(&self, texts: &[Option<&str>]) -> Option<&Ward> {
-        let folded: Vec<String> = texts.iter().flatten().map(|t| format!(" {} ", fold(t))).collect();
+        let folded: Vec<String> = texts
+            .iter()
+            .flatten()
+            .map(|t| format!(" {} ", fold(t)))
+            .collect();
         for text in &folded {
             for (name, i) in &self.names {
-                let kind = if self.wards[*i].kind == "xa" { "xa" } else { "phuong" };
+                let kind = if self.wards[*i].kind == "xa" {
+                    "xa"
+                } else {
+                    "phuong"
+                };
                 for prefix in [kind, "p", "ubnd", "ubnd phuong", "ubnd xa"] {
                     if text.contains(&format!(" {prefix} {name} ")) {
                         return Some(&self.wards[*i]);
@@ -108,14 +116,29 @@ mod tests {
     fn derives_from_addresses_and_agencies() {
         let w = Wards::phan_thiet();
         let d = |t: &[Option<&str>]| w.derive(t).map(|w| w.slug.as_str());
-        assert_eq!(d(&[Some("Nguyễn Đình Chiểu, phường Phú Thủy")]), Some("phu-thuy"));
-        assert_eq!(d(&[Some("Nguyễn Đình Chiểu"), Some("UBND phường Phú Thủy")]), Some("phu-thuy"));
-        assert_eq!(d(&[Some("Chợ Đức Long, phường Đức Long")]), Some("duc-long"));
+        assert_eq!(
+            d(&[Some("Nguyễn Đình Chiểu, phường Phú Thủy")]),
+            Some("phu-thuy")
+        );
+        assert_eq!(
+            d(&[Some("Nguyễn Đình Chiểu"), Some("UBND phường Phú Thủy")]),
+            Some("phu-thuy")
+        );
+        assert_eq!(
+            d(&[Some("Chợ Đức Long, phường Đức Long")]),
+            Some("duc-long")
+        );
         assert_eq!(d(&[Some("Xã Tiến Thành")]), Some("tien-thanh"));
         assert_eq!(d(&[Some("Huỳnh Thúc Kháng, P. Mũi Né")]), Some("mui-ne"));
         // An explicit ward in a later text beats a bare name in an earlier one.
-        assert_eq!(d(&[Some("gần chợ Phú Thủy"), Some("phường Đức Thắng")]), Some("duc-thang"));
-        assert_eq!(d(&[Some("Võ Văn Kiệt"), Some("Phòng Quản lý đô thị")]), None);
+        assert_eq!(
+            d(&[Some("gần chợ Phú Thủy"), Some("phường Đức Thắng")]),
+            Some("duc-thang")
+        );
+        assert_eq!(
+            d(&[Some("Võ Văn Kiệt"), Some("Phòng Quản lý đô thị")]),
+            None
+        );
         assert_eq!(d(&[None, Some("phuong phu tai")]), Some("phu-tai"));
     }
 }

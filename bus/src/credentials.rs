@@ -93,9 +93,9 @@ impl CredentialSet {
 
     /// Settings to connect as `role`.
     pub fn settings(&self, role: &str, url: &str) -> Result<ConnectSettings> {
-        let password = self
-            .password(role)
-            .ok_or_else(|| BusError::Config(format!("unknown role {role}; roles: {}", ROLES.join(", "))))?;
+        let password = self.password(role).ok_or_else(|| {
+            BusError::Config(format!("unknown role {role}; roles: {}", ROLES.join(", ")))
+        })?;
         Ok(ConnectSettings {
             url: url.to_string(),
             user: Some(role.to_string()),
@@ -201,7 +201,12 @@ impl ConnectSettings {
             Some(p) => read_env_file(p)?,
             None => BTreeMap::new(),
         };
-        let get = |k: &str| file.get(k).cloned().or_else(|| std::env::var(k).ok()).filter(|v| !v.is_empty());
+        let get = |k: &str| {
+            file.get(k)
+                .cloned()
+                .or_else(|| std::env::var(k).ok())
+                .filter(|v| !v.is_empty())
+        };
         Ok(Self {
             url: get("NATS_URL").unwrap_or_else(|| DEFAULT_URL.to_string()),
             user: get("NATS_USER"),
@@ -217,7 +222,9 @@ impl ConnectSettings {
             (Some(creds), _, _) => async_nats::ConnectOptions::with_credentials_file(creds.clone())
                 .await
                 .map_err(|e| BusError::Config(format!("NATS_CREDS {}: {e}", creds.display())))?,
-            (None, Some(u), Some(p)) => async_nats::ConnectOptions::with_user_and_password(u.clone(), p.clone()),
+            (None, Some(u), Some(p)) => {
+                async_nats::ConnectOptions::with_user_and_password(u.clone(), p.clone())
+            }
             _ => async_nats::ConnectOptions::new(),
         };
         if let Some(user) = &self.user {
@@ -233,7 +240,11 @@ impl ConnectSettings {
                 ""
             };
             BusError::Unavailable {
-                operation: format!("connecting to {} as {}", self.url, self.user.as_deref().unwrap_or("(anonymous)")),
+                operation: format!(
+                    "connecting to {} as {}",
+                    self.url,
+                    self.user.as_deref().unwrap_or("(anonymous)")
+                ),
                 attempts: 1,
                 reason: format!("{e}{hint}"),
             }
@@ -258,11 +269,17 @@ mod tests {
         assert_eq!(s.user.as_deref(), Some("auditor"));
         assert_eq!(s.url, "nats://127.0.0.1:2");
         assert_eq!(s.password.as_deref(), a.password("auditor"));
-        assert_eq!(password_variable("adapter-field_reports"), "LT_PW_ADAPTER_FIELD_REPORTS");
+        assert_eq!(
+            password_variable("adapter-field_reports"),
+            "LT_PW_ADAPTER_FIELD_REPORTS"
+        );
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(dir.path().join("operator.env")).unwrap().permissions().mode();
+            let mode = std::fs::metadata(dir.path().join("operator.env"))
+                .unwrap()
+                .permissions()
+                .mode();
             assert_eq!(mode & 0o077, 0);
         }
     }

@@ -60,7 +60,13 @@ impl DeadLetter {
 
     /// A source record that could not be read at all (not even mapped to an event). The
     /// caller must strip personal fields from `original` first: the DLQ is on the bus too.
-    pub fn unreadable(source: &str, ty: &str, record_id: &str, original: Value, message: String) -> Self {
+    pub fn unreadable(
+        source: &str,
+        ty: &str,
+        record_id: &str,
+        original: Value,
+        message: String,
+    ) -> Self {
         Self {
             reason: "unreadable_record".to_string(),
             message,
@@ -94,7 +100,11 @@ impl DeadLetter {
     pub fn prepare(&self, registry: &SchemaRegistry) -> Result<Prepared> {
         let mut digest = Sha256::new();
         digest.update(self.original.to_string().as_bytes());
-        let id = format!("dlq/{}/{}", self.original_id, hex::encode(&digest.finalize()[..8]));
+        let id = format!(
+            "dlq/{}/{}",
+            self.original_id,
+            hex::encode(&digest.finalize()[..8])
+        );
         let schema = registry.schema_id(DEAD_LETTER_TYPE, None)?;
         let event = envelope::build_event(
             &id,

@@ -155,7 +155,9 @@ fn decode_binary(headers: &HeaderMap, payload: &[u8]) -> Result<Event> {
         .map(|c| c.starts_with("application/json") || c.contains("+json"))
         .unwrap_or(true);
     let data: Data = if is_json {
-        Data::Json(serde_json::from_slice(payload).map_err(|e| bad(format!("data is not JSON: {e}")))?)
+        Data::Json(
+            serde_json::from_slice(payload).map_err(|e| bad(format!("data is not JSON: {e}")))?,
+        )
     } else {
         Data::Binary(payload.to_vec())
     };

@@ -16,7 +16,11 @@ pub struct Violation {
 
 impl std::fmt::Display for Violation {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let at = if self.pointer.is_empty() { "/" } else { &self.pointer };
+        let at = if self.pointer.is_empty() {
+            "/"
+        } else {
+            &self.pointer
+        };
         write!(f, "{at}: {}", self.message)
     }
 }
@@ -114,7 +118,10 @@ impl BusError {
 
     /// True when trying again later may succeed (the sender should retry, not give up).
     pub fn is_transient(&self) -> bool {
-        matches!(self, Self::Unavailable { .. } | Self::Nats { .. } | Self::Io { .. })
+        matches!(
+            self,
+            Self::Unavailable { .. } | Self::Nats { .. } | Self::Io { .. }
+        )
     }
 }
 

@@ -104,7 +104,11 @@ pub struct Publisher {
 
 impl Publisher {
     /// A publisher whose events carry `source` (a URI naming the subsystem instance).
-    pub fn new(js: jetstream::Context, registry: Arc<SchemaRegistry>, source: impl Into<String>) -> Self {
+    pub fn new(
+        js: jetstream::Context,
+        registry: Arc<SchemaRegistry>,
+        source: impl Into<String>,
+    ) -> Self {
         Self {
             js,
             registry,
@@ -157,10 +161,14 @@ impl Publisher {
     }
 
     /// Publishes a complete CloudEvent (as the HTTP ingress receives it): the same checks.
-    pub async fn publish_event(&self, event: Event, expected_last_subject_sequence: Option<u64>) -> Result<Published> {
+    pub async fn publish_event(
+        &self,
+        event: Event,
+        expected_last_subject_sequence: Option<u64>,
+    ) -> Result<Published> {
         let prepared = match self.prepare(event, expected_last_subject_sequence) {
             Ok(p) => p,
-            Err(Rejected { event, error }) => return Err(self.dead_letter(event, error).await),
+            Err(Rejected { event, error }) => return Err(self.dead_letter(*event, error).await),
         };
         self.send(prepared).await
     }
@@ -176,7 +184,7 @@ impl Publisher {
                 Err(e) => Err(e),
                 Ok(event) => match self.prepare(event, expected) {
                     Ok(p) => Ok(p),
-                    Err(Rejected { event, error }) => Err(self.dead_letter(event, error).await),
+                    Err(Rejected { event, error }) => Err(self.dead_letter(*event, error).await),
                 },
             };
             pending.push(match prepared {
@@ -207,7 +215,10 @@ impl Publisher {
     /// Builds the CloudEvent for a draft (source, subject, schema, extensions).
     pub fn build(&self, draft: EventDraft) -> Result<Event> {
         let ty = draft.event_type.to_string();
-        let schema = self.registry.schema_id(&ty, draft.schema_version)?.to_string();
+        let schema = self
+            .registry
+            .schema_id(&ty, draft.schema_version)?
+            .to_string();
         envelope::build_event(
             &draft.id,
             &self.source,
@@ -223,14 +234,25 @@ impl Publisher {
 
     /// Checks an event against the contract and encodes it; what fails is handed back
     /// with the reason, for the dead-letter stream.
-    pub fn prepare(&self, mut event: Event, expected: Option<u64>) -> std::result::Result<Prepared, Rejected> {
-        let reject = |event: Event, error: BusError| Rejected { event, error };
+    pub fn prepare(
+        &self,
+        mut event: Event,
+        expected: Option<u64>,
+    ) -> std::result::Result<Prepared, Rejected> {
+        let reject = |event: Event, error: BusError| Rejected {
+            event: Box::new(event),
+            error,
+        };
         let ty = match EventType::parse(event.ty()) {
             Ok(t) => t,
             Err(e) => return Err(reject(event, e)),
         };
         let Some(key) = event.subject().map(str::to_string) else {
-            let error = invalid(&event, "", "the `subject` attribute (the aggregate key) is required");
+            let error = invalid(
+                &event,
+                "",
+                "the `subject` attribute (the aggregate key) is required",
+            );
             return Err(reject(event, error));
         };
         let schema_id = match envelope::dataschema(&event) {
@@ -243,7 +265,10 @@ impl Publisher {
                     let error = invalid(
                         &event,
                         "",
-                        &format!("dataschema {s} is not a registered schema of {}", event.ty()),
+                        &format!(
+                            "dataschema {s} is not a registered schema of {}",
+                            event.ty()
+                        ),
                     );
                     return Err(reject(event, error));
                 }
@@ -317,7 +342,9 @@ impl Publisher {
                 Ok(p) => {
                     warn!(id = %event.id(), ty = %event.ty(), dlq_seq = p.sequence, %error, "rejected into the dead-letter stream");
                     match error {
-                        BusError::Invalid { ty, id, violations, .. } => BusError::Invalid {
+                        BusError::Invalid {
+                            ty, id, violations, ..
+                        } => BusError::Invalid {
                             ty,
                             id,
                             violations,
@@ -346,7 +373,10 @@ impl Publisher {
         self.send(letter.prepare(&self.registry)?).await
     }
 
-    async fn send_once(&self, p: &Prepared) -> std::result::Result<PublishAckFuture, async_nats::jetstream::context::PublishError> {
+    async fn send_once(
+        &self,
+        p: &Prepared,
+    ) -> std::result::Result<PublishAckFuture, async_nats::jetstream::context::PublishError> {
         self.js
             .send_publish(
                 p.subject.clone(),
@@ -392,7 +422,7 @@ impl Publisher {
 /// An event the publisher would not send, with the reason.
 #[derive(Debug)]
 pub struct Rejected {
-    pub event: Event,
+    pub event: Box<Event>,
     pub error: BusError,
 }
 
@@ -403,9 +433,9 @@ enum Retry {
 
 fn classify(p: &Prepared, e: async_nats::jetstream::context::PublishError) -> Retry {
     match e.kind() {
-        PublishErrorKind::TimedOut | PublishErrorKind::BrokenPipe | PublishErrorKind::MaxAckPending => {
-            Retry::Yes(e.to_string())
-        }
+        PublishErrorKind::TimedOut
+        | PublishErrorKind::BrokenPipe
+        | PublishErrorKind::MaxAckPending => Retry::Yes(e.to_string()),
         // No responders: JetStream not (yet) answering for this subject.
         PublishErrorKind::StreamNotFound => Retry::Yes(format!(
             "no stream answered for {} (is the stream provisioned? `lienthong streams provision`)",

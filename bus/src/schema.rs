@@ -138,7 +138,9 @@ impl SchemaRegistry {
             if id != expected_id {
                 return Err(BusError::Schema {
                     path,
-                    reason: format!("`$id` is {id:?}, expected {expected_id:?} (the id follows the path)"),
+                    reason: format!(
+                        "`$id` is {id:?}, expected {expected_id:?} (the id follows the path)"
+                    ),
                 });
             }
             let event = event_of_path(&path);
@@ -180,7 +182,10 @@ impl SchemaRegistry {
             if !files.contains_key(&ex.schema_id) {
                 return Err(BusError::Schema {
                     path: ex.path.clone(),
-                    reason: format!("example for a schema that does not exist ({})", ex.schema_id),
+                    reason: format!(
+                        "example for a schema that does not exist ({})",
+                        ex.schema_id
+                    ),
                 });
             }
         }
@@ -256,11 +261,17 @@ impl SchemaRegistry {
         for ex in &self.examples {
             match (self.validate(&ex.schema_id, &ex.json), ex.expect_valid) {
                 (Ok(()), true) | (Err(ValidationFailure::Violations(_)), false) => {}
-                (Ok(()), false) => problems.push(format!("{}: expected to be invalid, but validates", ex.path)),
+                (Ok(()), false) => problems.push(format!(
+                    "{}: expected to be invalid, but validates",
+                    ex.path
+                )),
                 (Err(ValidationFailure::Violations(v)), true) => problems.push(format!(
                     "{}: expected to be valid, but: {}",
                     ex.path,
-                    v.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
+                    v.iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join("; ")
                 )),
                 (Err(ValidationFailure::UnknownSchema), _) => {
                     problems.push(format!("{}: its schema is missing", ex.path))
@@ -313,8 +324,8 @@ fn collect_embedded(dir: &Dir<'_>, out: &mut Vec<(String, Vec<u8>)>) {
 }
 
 fn collect_dir(root: &Path, dir: &Path, out: &mut Vec<(String, Vec<u8>)>) -> Result<()> {
-    let entries =
-        std::fs::read_dir(dir).map_err(|e| BusError::io(format!("reading {}", dir.display()), e))?;
+    let entries = std::fs::read_dir(dir)
+        .map_err(|e| BusError::io(format!("reading {}", dir.display()), e))?;
     for entry in entries {
         let entry = entry.map_err(|e| BusError::io(format!("reading {}", dir.display()), e))?;
         let path = entry.path();
@@ -323,7 +334,9 @@ fn collect_dir(root: &Path, dir: &Path, out: &mut Vec<(String, Vec<u8>)>) -> Res
         } else {
             let rel = path
                 .strip_prefix(root)
-                .map_err(|_| BusError::Config(format!("{} is outside {}", path.display(), root.display())))?
+                .map_err(|_| {
+                    BusError::Config(format!("{} is outside {}", path.display(), root.display()))
+                })?
                 .to_string_lossy()
                 .replace('\\', "/");
             let bytes = std::fs::read(&path)
@@ -365,7 +378,10 @@ mod tests {
         let pointers: Vec<&str> = v.iter().map(|v| v.pointer.as_str()).collect();
         assert!(pointers.contains(&"/report_id"), "{pointers:?}");
         assert!(pointers.contains(&"/ward"), "{pointers:?}");
-        assert!(pointers.contains(&""), "missing required reported at the root: {pointers:?}");
+        assert!(
+            pointers.contains(&""),
+            "missing required reported at the root: {pointers:?}"
+        );
     }
 
     #[test]

@@ -29,15 +29,25 @@ NATS_SERVER_BIN at a nats-server binary. Debian's package (2.9) is too old.";
 
 /// Parses `nats-server: v2.15.1` (or `2.15.1`) into a version triple.
 pub fn parse_version(text: &str) -> Option<(u64, u64, u64)> {
-    let v = text
-        .split_whitespace()
-        .find_map(|w| w.trim_start_matches('v').split('-').next().filter(|s| s.contains('.')))?;
+    let v = text.split_whitespace().find_map(|w| {
+        w.trim_start_matches('v')
+            .split('-')
+            .next()
+            .filter(|s| s.contains('.'))
+    })?;
     let mut parts = v.split('.').map(|p| p.parse::<u64>().ok());
-    Some((parts.next()??, parts.next()??, parts.next().flatten().unwrap_or(0)))
+    Some((
+        parts.next()??,
+        parts.next()??,
+        parts.next().flatten().unwrap_or(0),
+    ))
 }
 
 fn version_of(bin: &Path) -> Option<(u64, u64, u64)> {
-    let out = std::process::Command::new(bin).arg("--version").output().ok()?;
+    let out = std::process::Command::new(bin)
+        .arg("--version")
+        .output()
+        .ok()?;
     parse_version(&String::from_utf8_lossy(&out.stdout))
         .or_else(|| parse_version(&String::from_utf8_lossy(&out.stderr)))
 }
@@ -116,9 +126,13 @@ impl NatsServer {
         std::fs::create_dir_all(&opts.data_dir)
             .map_err(|e| BusError::io(format!("creating {}", opts.data_dir.display()), e))?;
         let conf = opts.data_dir.join("nats.conf");
-        std::fs::write(&conf, NATS_CONF).map_err(|e| BusError::io(format!("writing {}", conf.display()), e))?;
+        std::fs::write(&conf, NATS_CONF)
+            .map_err(|e| BusError::io(format!("writing {}", conf.display()), e))?;
         let store = opts.data_dir.join("jetstream");
-        let port = opts.port.map(|p| p.to_string()).unwrap_or_else(|| "-1".into());
+        let port = opts
+            .port
+            .map(|p| p.to_string())
+            .unwrap_or_else(|| "-1".into());
         let mut cmd = Command::new(&bin);
         cmd.arg("-c")
             .arg(&conf)
@@ -129,9 +143,19 @@ impl NatsServer {
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
-        let mut child = cmd
-            .spawn()
-            .map_err(|e| BusError::Server(format!("starting {}: {e}. {INSTALL_HINT}", bin.display())))?;
+        #[cfg(target_os = "linux")]
+        // SAFETY: between fork and exec only async-signal-safe calls are allowed; prctl is a
+        // plain system call. It makes the kernel stop the server if this process dies without
+        // a chance to stop it (SIGKILL, crash), so no orphaned server holds the port or store.
+        unsafe {
+            cmd.pre_exec(|| {
+                nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGTERM)
+                    .map_err(std::io::Error::from)
+            });
+        }
+        let mut child = cmd.spawn().map_err(|e| {
+            BusError::Server(format!("starting {}: {e}. {INSTALL_HINT}", bin.display()))
+        })?;
         let stderr = child.stderr.take().expect("stderr is piped");
         let (ready_tx, ready_rx) = oneshot::channel::<std::result::Result<u16, String>>();
         tokio::spawn(async move {
@@ -158,14 +182,27 @@ impl NatsServer {
                 }
             }
             if let Some(tx) = ready_tx.take() {
-                let _ = tx.send(Err(format!("exited before it was ready:\n{}", recent.join("\n"))));
+                let _ = tx.send(Err(format!(
+                    "exited before it was ready:\n{}",
+                    recent.join("\n")
+                )));
             }
         });
         let port = match tokio::time::timeout(Duration::from_secs(30), ready_rx).await {
             Ok(Ok(Ok(port))) => port,
-            Ok(Ok(Err(log))) => return Err(BusError::Server(format!("{} failed to start: {log}", bin.display()))),
+            Ok(Ok(Err(log))) => {
+                return Err(BusError::Server(format!(
+                    "{} failed to start: {log}",
+                    bin.display()
+                )))
+            }
             Ok(Err(_)) => return Err(BusError::Server("log reader stopped".into())),
-            Err(_) => return Err(BusError::Server(format!("{} not ready after 30 s", bin.display()))),
+            Err(_) => {
+                return Err(BusError::Server(format!(
+                    "{} not ready after 30 s",
+                    bin.display()
+                )))
+            }
         };
         info!(port, data_dir = %opts.data_dir.display(), "nats-server ready");
         Ok(Self {

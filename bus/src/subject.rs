@@ -115,7 +115,11 @@ impl EventType {
             return Err(bad("must be vn.egov.<subsystem>.<entity>.<action>"));
         }
         for p in &parts {
-            if p.is_empty() || !p.bytes().all(|b| b.is_ascii_lowercase() || b == b'_' || b.is_ascii_digit()) {
+            if p.is_empty()
+                || !p
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b == b'_' || b.is_ascii_digit())
+            {
                 return Err(bad("each part must be lower-case letters, digits or `_`"));
             }
         }
@@ -232,10 +236,7 @@ mod tests {
             t.subject("PT.2023/1003 >"),
             "egov.field_reports.report.PT~2E2023~2F1003~20~3E.submitted"
         );
-        assert_eq!(
-            t.aggregate_filter("X"),
-            "egov.field_reports.report.X.>"
-        );
+        assert_eq!(t.aggregate_filter("X"), "egov.field_reports.report.X.>");
         let s = EventSubject::parse(&t.subject("PT.2023/1003 >")).unwrap();
         assert_eq!(s.key, "PT.2023/1003 >");
         assert_eq!(t.to_string(), "vn.egov.field_reports.report.submitted");

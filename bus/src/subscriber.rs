@@ -30,7 +30,10 @@ pub struct ReceivedEvent {
 
 /// Decodes a JetStream message as a CloudEvent (structured or binary) and, with a
 /// registry, validates its data against the schema its `dataschema` names.
-pub fn decode_message(msg: &jetstream::Message, registry: Option<&SchemaRegistry>) -> Result<ReceivedEvent> {
+pub fn decode_message(
+    msg: &jetstream::Message,
+    registry: Option<&SchemaRegistry>,
+) -> Result<ReceivedEvent> {
     let info = msg.info().map_err(|e| BusError::Envelope {
         reason: format!("not a JetStream message: {e}"),
     })?;
@@ -133,7 +136,11 @@ impl Subscriber {
     /// acknowledged only when the handler returned `Ok`; on `Err` it is redelivered after
     /// a delay. A message that is not a valid event is logged and terminated (it stays in
     /// the stream for the auditors, but is not redelivered forever).
-    pub async fn run<F, Fut, E>(&self, mut handler: F, shutdown: impl Future<Output = ()>) -> Result<()>
+    pub async fn run<F, Fut, E>(
+        &self,
+        mut handler: F,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<()>
     where
         F: FnMut(ReceivedEvent) -> Fut,
         Fut: Future<Output = std::result::Result<(), E>>,
@@ -168,7 +175,9 @@ impl Subscriber {
                             .map_err(|e| BusError::nats(format!("acknowledging {seq}"), e))?,
                         Err(e) => {
                             warn!(consumer = %self.name, seq, error = %e, "handler failed; will be redelivered");
-                            let _ = msg.ack_with(AckKind::Nak(Some(Duration::from_secs(1)))).await;
+                            let _ = msg
+                                .ack_with(AckKind::Nak(Some(Duration::from_secs(1))))
+                                .await;
                         }
                     }
                 }

@@ -27,19 +27,46 @@ pub struct StreamSpec {
 
 /// The streams of the contract.
 pub const STREAMS: &[StreamSpec] = &[
-    StreamSpec { name: "DOCUMENTS", subject: "egov.documents.>", description: "Document management and exchange (edXML, register)" },
-    StreamSpec { name: "SSO", subject: "egov.sso.>", description: "Central sign-on (pseudonymised)" },
-    StreamSpec { name: "FIELD_REPORTS", subject: "egov.field_reports.>", description: "Citizen field reports (Open311)" },
-    StreamSpec { name: "OPEN_DATA", subject: "egov.open_data.>", description: "Open data catalogue (CKAN)" },
-    StreamSpec { name: "DLQ", subject: "egov.dlq.>", description: "Input that failed validation, with the reasons; never dropped" },
-    StreamSpec { name: "AUDIT", subject: "egov.audit.>", description: "Signed hash-chain checkpoints" },
+    StreamSpec {
+        name: "DOCUMENTS",
+        subject: "egov.documents.>",
+        description: "Document management and exchange (edXML, register)",
+    },
+    StreamSpec {
+        name: "SSO",
+        subject: "egov.sso.>",
+        description: "Central sign-on (pseudonymised)",
+    },
+    StreamSpec {
+        name: "FIELD_REPORTS",
+        subject: "egov.field_reports.>",
+        description: "Citizen field reports (Open311)",
+    },
+    StreamSpec {
+        name: "OPEN_DATA",
+        subject: "egov.open_data.>",
+        description: "Open data catalogue (CKAN)",
+    },
+    StreamSpec {
+        name: "DLQ",
+        subject: "egov.dlq.>",
+        description: "Input that failed validation, with the reasons; never dropped",
+    },
+    StreamSpec {
+        name: "AUDIT",
+        subject: "egov.audit.>",
+        description: "Signed hash-chain checkpoints",
+    },
 ];
 
 /// The stream holding a subsystem's events.
 pub fn stream_for_subsystem(subsystem: &str) -> Option<&'static StreamSpec> {
-    STREAMS
-        .iter()
-        .find(|s| s.subject.strip_prefix("egov.").and_then(|r| r.strip_suffix(".>")) == Some(subsystem))
+    STREAMS.iter().find(|s| {
+        s.subject
+            .strip_prefix("egov.")
+            .and_then(|r| r.strip_suffix(".>"))
+            == Some(subsystem)
+    })
 }
 
 impl StreamSpec {
@@ -79,7 +106,9 @@ impl std::fmt::Display for Provisioned {
         match self {
             Self::Created(n) => write!(f, "{n}: created"),
             Self::Unchanged(n) => write!(f, "{n}: up to date"),
-            Self::Updated { name, changes } => write!(f, "{name}: updated ({})", changes.join(", ")),
+            Self::Updated { name, changes } => {
+                write!(f, "{name}: updated ({})", changes.join(", "))
+            }
         }
     }
 }
@@ -92,13 +121,41 @@ pub fn protected_differences(want: &stream::Config, have: &stream::Config) -> Ve
             d.push(format!("{what} is {h}, the contract says {w}"));
         }
     };
-    check("storage", format!("{:?}", want.storage), format!("{:?}", have.storage));
-    check("retention", format!("{:?}", want.retention), format!("{:?}", have.retention));
-    check("deny_delete", want.deny_delete.to_string(), have.deny_delete.to_string());
-    check("deny_purge", want.deny_purge.to_string(), have.deny_purge.to_string());
-    check("max_age", format!("{:?}", want.max_age), format!("{:?}", have.max_age));
-    check("max_msgs", want.max_messages.to_string(), have.max_messages.to_string());
-    check("max_bytes", want.max_bytes.to_string(), have.max_bytes.to_string());
+    check(
+        "storage",
+        format!("{:?}", want.storage),
+        format!("{:?}", have.storage),
+    );
+    check(
+        "retention",
+        format!("{:?}", want.retention),
+        format!("{:?}", have.retention),
+    );
+    check(
+        "deny_delete",
+        want.deny_delete.to_string(),
+        have.deny_delete.to_string(),
+    );
+    check(
+        "deny_purge",
+        want.deny_purge.to_string(),
+        have.deny_purge.to_string(),
+    );
+    check(
+        "max_age",
+        format!("{:?}", want.max_age),
+        format!("{:?}", have.max_age),
+    );
+    check(
+        "max_msgs",
+        want.max_messages.to_string(),
+        have.max_messages.to_string(),
+    );
+    check(
+        "max_bytes",
+        want.max_bytes.to_string(),
+        have.max_bytes.to_string(),
+    );
     check(
         "max_msgs_per_subject",
         want.max_messages_per_subject.to_string(),
@@ -112,7 +169,10 @@ pub fn protected_differences(want: &stream::Config, have: &stream::Config) -> Ve
 fn mutable_differences(want: &stream::Config, have: &stream::Config) -> Vec<String> {
     let mut d = Vec::new();
     if want.subjects != have.subjects {
-        d.push(format!("subjects {:?} → {:?}", have.subjects, want.subjects));
+        d.push(format!(
+            "subjects {:?} → {:?}",
+            have.subjects, want.subjects
+        ));
     }
     if want.duplicate_window != have.duplicate_window {
         d.push(format!(
@@ -262,7 +322,10 @@ mod tests {
             assert_eq!(c.storage, stream::StorageType::File);
             assert!(protected_differences(&c, &c).is_empty());
         }
-        assert_eq!(stream_for_subsystem("field_reports").unwrap().name, "FIELD_REPORTS");
+        assert_eq!(
+            stream_for_subsystem("field_reports").unwrap().name,
+            "FIELD_REPORTS"
+        );
         assert_eq!(stream_for_subsystem("dlq").unwrap().name, "DLQ");
         assert!(stream_for_subsystem("nope").is_none());
     }

@@ -17,7 +17,13 @@ use crate::projection::{ProjectedEvent, Projection};
 use crate::store::{decode_u64, Changes};
 
 pub const NAME: &str = "field_reports";
-const TERMINAL: &[&str] = &["fixed", "closed", "duplicate", "unable_to_fix", "not_responsible"];
+const TERMINAL: &[&str] = &[
+    "fixed",
+    "closed",
+    "duplicate",
+    "unable_to_fix",
+    "not_responsible",
+];
 
 /// One report as served by `/api/v1/field-reports`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -63,7 +69,9 @@ fn s(v: &Value, k: &str) -> Option<String> {
     v.get(k).and_then(Value::as_str).map(str::to_string)
 }
 fn t(v: &Value, k: &str) -> Option<DateTime<FixedOffset>> {
-    v.get(k).and_then(Value::as_str).and_then(|x| DateTime::parse_from_rfc3339(x).ok())
+    v.get(k)
+        .and_then(Value::as_str)
+        .and_then(|x| DateTime::parse_from_rfc3339(x).ok())
 }
 
 impl ReportView {
@@ -87,7 +95,9 @@ impl ReportView {
 
     fn update_resolution(&mut self) {
         self.resolution_hours = match (self.requested_at, self.resolved_at) {
-            (Some(r), Some(d)) => Some(((d - r).num_seconds() as f64 / 3600.0 * 100.0).round() / 100.0),
+            (Some(r), Some(d)) => {
+                Some(((d - r).num_seconds() as f64 / 3600.0 * 100.0).round() / 100.0)
+            }
             _ => None,
         };
     }
@@ -157,11 +167,17 @@ impl Projection for FieldReportsProjection {
         } else {
             changes.add(counter("status", &before.0), -1)?;
             changes.add(counter("ward", &before.1), -1)?;
-            changes.add(counter("category", before.2.as_deref().unwrap_or("unknown")), -1)?;
+            changes.add(
+                counter("category", before.2.as_deref().unwrap_or("unknown")),
+                -1,
+            )?;
         }
         changes.add(counter("status", &r.status), 1)?;
         changes.add(counter("ward", &r.ward), 1)?;
-        changes.add(counter("category", r.category.as_deref().unwrap_or("unknown")), 1)?;
+        changes.add(
+            counter("category", r.category.as_deref().unwrap_or("unknown")),
+            1,
+        )?;
         changes.put_json(key, &r)
     }
 }
@@ -178,7 +194,10 @@ impl ReportFilter {
     pub fn matches(&self, r: &ReportView) -> bool {
         self.ward.as_ref().is_none_or(|w| &r.ward == w)
             && self.status.as_ref().is_none_or(|s| &r.status == s)
-            && self.category.as_ref().is_none_or(|c| r.category.as_ref() == Some(c))
+            && self
+                .category
+                .as_ref()
+                .is_none_or(|c| r.category.as_ref() == Some(c))
     }
 }
 
@@ -264,10 +283,12 @@ impl FieldReportsView<'_> {
         let resolution = Resolution {
             resolved: hours.len() as u64,
             open: total.saturating_sub(hours.len() as u64),
-            mean_hours: (!hours.is_empty()).then(|| round(hours.iter().sum::<f64>() / hours.len() as f64)),
+            mean_hours: (!hours.is_empty())
+                .then(|| round(hours.iter().sum::<f64>() / hours.len() as f64)),
             median_hours: pct(0.5),
             p90_hours: pct(0.9),
-            on_time_ratio: (with_deadline > 0).then(|| round(on_time as f64 / with_deadline as f64)),
+            on_time_ratio: (with_deadline > 0)
+                .then(|| round(on_time as f64 / with_deadline as f64)),
         };
         Ok(FieldReportStats {
             total,
@@ -308,11 +329,17 @@ mod tests {
     }
 
     fn submitted(id: &str, ward: &str, at: &str) -> (&'static str, Value) {
-        ("submitted", json!({"report_id": id, "category": "CSDT", "category_name": "Chiếu sáng", "ward": ward,
-            "status": "open", "requested_at": at, "expected_at": "2023-11-20T19:42:10+07:00"}))
+        (
+            "submitted",
+            json!({"report_id": id, "category": "CSDT", "category_name": "Chiếu sáng", "ward": ward,
+            "status": "open", "requested_at": at, "expected_at": "2023-11-20T19:42:10+07:00"}),
+        )
     }
     fn changed(id: &str, status: &str, at: &str) -> (&'static str, Value) {
-        ("status_changed", json!({"report_id": id, "status": status, "changed_at": at, "origin": "update"}))
+        (
+            "status_changed",
+            json!({"report_id": id, "status": status, "changed_at": at, "origin": "update"}),
+        )
     }
 
     #[test]
@@ -325,7 +352,10 @@ mod tests {
         ]);
         let st = FieldReportsView { tree: &tree }.stats().unwrap();
         assert_eq!(st.total, 2);
-        assert_eq!(st.by_status, BTreeMap::from([("fixed".into(), 1), ("open".into(), 1)]));
+        assert_eq!(
+            st.by_status,
+            BTreeMap::from([("fixed".into(), 1), ("open".into(), 1)])
+        );
         assert_eq!(st.by_ward["phu-thuy"], 1);
         assert_eq!(st.resolution.resolved, 1);
         assert_eq!(st.resolution.mean_hours, Some(24.0));
@@ -361,7 +391,10 @@ mod tests {
         let (_s, tree) = given(&[
             submitted("A", "phu-thuy", "2023-11-18T19:42:10+07:00"),
             changed("A", "fixed", "2023-11-21T08:30:00+07:00"),
-            ("reopened", json!({"report_id": "A", "status": "open", "changed_at": "2023-11-25T08:30:00+07:00", "origin": "update"})),
+            (
+                "reopened",
+                json!({"report_id": "A", "status": "open", "changed_at": "2023-11-25T08:30:00+07:00", "origin": "update"}),
+            ),
         ]);
         let r = FieldReportsView { tree: &tree }.get("A").unwrap().unwrap();
         assert_eq!(r.reopened, 1);

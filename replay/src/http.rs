@@ -57,7 +57,11 @@ pub fn problem(status: StatusCode, title: &str, detail: &str) -> Response {
 }
 
 fn internal(e: impl std::fmt::Display) -> Response {
-    problem(StatusCode::INTERNAL_SERVER_ERROR, "read model unavailable", &e.to_string())
+    problem(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "read model unavailable",
+        &e.to_string(),
+    )
 }
 
 async fn dashboard() -> Html<&'static str> {
@@ -119,7 +123,11 @@ fn wants_csv(headers: &HeaderMap, format: Option<&str>) -> bool {
             .is_some_and(|a| a.contains("text/csv"))
 }
 
-async fn list_reports(State(s): State<AppState>, headers: HeaderMap, Query(q): Query<ListQuery>) -> Response {
+async fn list_reports(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<ListQuery>,
+) -> Response {
     let tree = match s.store.current(FIELD_REPORTS) {
         Ok(t) => t,
         Err(e) => return internal(e),
@@ -137,7 +145,10 @@ async fn list_reports(State(s): State<AppState>, headers: HeaderMap, Query(q): Q
             Ok(body) => (
                 [
                     (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
-                    (header::CONTENT_DISPOSITION, "attachment; filename=\"field-reports.csv\""),
+                    (
+                        header::CONTENT_DISPOSITION,
+                        "attachment; filename=\"field-reports.csv\"",
+                    ),
                 ],
                 body,
             )
@@ -145,15 +156,28 @@ async fn list_reports(State(s): State<AppState>, headers: HeaderMap, Query(q): Q
             Err(e) => internal(e),
         };
     }
-    Json(json!({"total": total, "offset": offset, "count": page.len(), "items": page})).into_response()
+    Json(json!({"total": total, "offset": offset, "count": page.len(), "items": page}))
+        .into_response()
 }
 
 fn reports_csv(reports: &[ReportView]) -> Result<Vec<u8>, csv::Error> {
     let mut w = csv::Writer::from_writer(Vec::new());
     w.write_record([
-        "report_id", "category", "category_name", "ward", "status", "status_at", "submitted",
-        "requested_at", "resolved_at", "resolution_hours", "reopened", "agency_responsible",
-        "address", "lat", "long",
+        "report_id",
+        "category",
+        "category_name",
+        "ward",
+        "status",
+        "status_at",
+        "submitted",
+        "requested_at",
+        "resolved_at",
+        "resolution_hours",
+        "reopened",
+        "agency_responsible",
+        "address",
+        "lat",
+        "long",
     ])?;
     let opt = |o: Option<String>| o.unwrap_or_default();
     for r in reports {
@@ -196,7 +220,11 @@ async fn one_report(State(s): State<AppState>, Path(id): Path<String>) -> Respon
         .and_then(|tree| FieldReportsView { tree: &tree }.get(&id))
     {
         Ok(Some(r)) => Json(r).into_response(),
-        Ok(None) => problem(StatusCode::NOT_FOUND, "no such report", &format!("no field report with id {id:?}")),
+        Ok(None) => problem(
+            StatusCode::NOT_FOUND,
+            "no such report",
+            &format!("no field report with id {id:?}"),
+        ),
         Err(e) => internal(e),
     }
 }
@@ -224,6 +252,10 @@ async fn schema_file(State(s): State<AppState>, Path(path): Path<String>) -> Res
             Json(f.json.clone()),
         )
             .into_response(),
-        None => problem(StatusCode::NOT_FOUND, "no such schema", &format!("no schema at /schemas/{path}; see /schemas/")),
+        None => problem(
+            StatusCode::NOT_FOUND,
+            "no such schema",
+            &format!("no schema at /schemas/{path}; see /schemas/"),
+        ),
     }
 }

@@ -11,7 +11,7 @@
 //! - [`runner`]: following a stream live, and rebuilding beside and swapping ([`Runner`]).
 //! - [`http`]: the HTTP API and the IOC dashboard.
 //! - [`service`]: the whole service ([`service::serve`]).
-//! - [`error`]: [`ReplayError`].
+//! - [`error`]: what can go wrong, [`ReplayError`].
 
 pub mod error;
 pub mod field_reports;

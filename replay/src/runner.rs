@@ -38,6 +38,7 @@ pub struct Runner {
     store: ReadStore,
     projection: Arc<dyn Projection>,
     metrics: Arc<Metrics>,
+    max_batch: usize,
 }
 
 /// When a fold stops.
@@ -72,7 +73,15 @@ impl Runner {
             store,
             projection,
             metrics,
+            max_batch: MAX_BATCH,
         }
+    }
+
+    /// At most `n` events per committed batch: smaller batches make new events visible
+    /// sooner under load, larger ones fold faster.
+    pub fn with_max_batch(mut self, n: usize) -> Self {
+        self.max_batch = n.max(1);
+        self
     }
 
     /// Follows the stream into the served generation until `shutdown`. When a rebuild swaps
@@ -104,7 +113,9 @@ impl Runner {
     pub async fn rebuild(&self, progress: &(dyn Fn(u64, u64) + Sync)) -> Result<Rebuilt> {
         let head = self.head().await?;
         let (name, tree) = self.store.new_generation(self.projection.name())?;
-        let events = self.fold(&tree, None, Until::Sequence(head), progress).await?;
+        let events = self
+            .fold(&tree, None, Until::Sequence(head), progress)
+            .await?;
         let cp = checkpoint(&tree)?;
         self.store.swap(self.projection.name(), &name)?;
         info!(projection = self.projection.name(), tree = %name, events, checkpoint = cp, "rebuilt and swapped");
@@ -118,10 +129,14 @@ impl Runner {
 
     /// The stream's last sequence.
     pub async fn head(&self) -> Result<u64> {
-        let mut stream = self.js.get_stream(self.projection.stream()).await.map_err(|e| ReplayError::Nats {
-            operation: format!("opening stream {}", self.projection.stream()),
-            reason: e.to_string(),
-        })?;
+        let mut stream = self
+            .js
+            .get_stream(self.projection.stream())
+            .await
+            .map_err(|e| ReplayError::Nats {
+                operation: format!("opening stream {}", self.projection.stream()),
+                reason: e.to_string(),
+            })?;
         let info = stream.info().await.map_err(|e| ReplayError::Nats {
             operation: format!("reading stream {}", self.projection.stream()),
             reason: e.to_string(),
@@ -186,7 +201,7 @@ impl Runner {
                 return Ok(applied);
             };
             let mut batch = vec![first.map_err(|e| nats("reading", &e))?];
-            while batch.len() < MAX_BATCH {
+            while batch.len() < self.max_batch {
                 match messages.next().now_or_never() {
                     Some(Some(Ok(m))) => batch.push(m),
                     Some(Some(Err(e))) => return Err(nats("reading", &e)),
@@ -225,7 +240,10 @@ impl Runner {
             }
             if let Some(g) = generation {
                 if self.store.current_name(self.projection.name())?.as_deref() != Some(g) {
-                    debug!(projection = self.projection.name(), "generation swapped; switching");
+                    debug!(
+                        projection = self.projection.name(),
+                        "generation swapped; switching"
+                    );
                     return Ok(applied);
                 }
             }

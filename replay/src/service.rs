@@ -24,11 +24,39 @@ pub fn projections() -> Vec<Arc<dyn Projection>> {
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 
 /// One runner per projection.
-pub fn runners(js: &jetstream::Context, registry: &Arc<SchemaRegistry>, store: &ReadStore, metrics: &Arc<Metrics>) -> Vec<Runner> {
+pub fn runners(
+    js: &jetstream::Context,
+    registry: &Arc<SchemaRegistry>,
+    store: &ReadStore,
+    metrics: &Arc<Metrics>,
+) -> Vec<Runner> {
     projections()
         .into_iter()
-        .map(|p| Runner::new(js.clone(), registry.clone(), store.clone(), p, metrics.clone()))
+        .map(|p| {
+            Runner::new(
+                js.clone(),
+                registry.clone(),
+                store.clone(),
+                p,
+                metrics.clone(),
+            )
+        })
         .collect()
+}
+
+/// How the service runs.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    /// Most events per atomic batch (see [`Runner::with_max_batch`]).
+    pub max_batch: usize,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        Self {
+            max_batch: crate::runner::MAX_BATCH,
+        }
+    }
 }
 
 /// Serves the HTTP API on `listener` and, unless `js` is `None` (a read-only copy), follows
@@ -38,6 +66,7 @@ pub async fn serve(
     js: Option<jetstream::Context>,
     registry: Arc<SchemaRegistry>,
     store: ReadStore,
+    options: ServeOptions,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
     let metrics = Arc::new(Metrics::default());
@@ -45,6 +74,7 @@ pub async fn serve(
     let mut tasks = Vec::new();
     if let Some(js) = &js {
         for runner in runners(js, &registry, &store, &metrics) {
+            let runner = runner.with_max_batch(options.max_batch);
             let mut rx = stop_rx.clone();
             tasks.push(tokio::spawn(async move {
                 runner
@@ -63,7 +93,9 @@ pub async fn serve(
         metrics,
         read_only: js.is_none(),
     });
-    let result = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
+    let result = axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await;
     let _ = stop_tx.send(true);
     for t in tasks {
         let _ = t.await;

@@ -76,9 +76,11 @@ impl ReadStore {
             None => {
                 let n = format!("{projection}@1");
                 // Only set it if nobody did meanwhile.
-                let _ = self
-                    .meta
-                    .compare_and_swap(Self::pointer_key(projection), None as Option<&[u8]>, Some(n.as_bytes()))?;
+                let _ = self.meta.compare_and_swap(
+                    Self::pointer_key(projection),
+                    None as Option<&[u8]>,
+                    Some(n.as_bytes()),
+                )?;
                 self.current_name(projection)?.unwrap_or(n)
             }
         };
@@ -122,7 +124,10 @@ impl ReadStore {
 
 /// The last stream sequence applied to `tree` (0: nothing yet).
 pub fn checkpoint(tree: &sled::Tree) -> Result<u64> {
-    Ok(tree.get(CHECKPOINT_KEY)?.map(|v| decode_u64(&v)).unwrap_or(0))
+    Ok(tree
+        .get(CHECKPOINT_KEY)?
+        .map(|v| decode_u64(&v))
+        .unwrap_or(0))
 }
 
 pub fn decode_u64(v: &[u8]) -> u64 {
@@ -173,10 +178,12 @@ impl<'a> Changes<'a> {
     pub fn get_json<T: serde::de::DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>> {
         match self.get(key)? {
             None => Ok(None),
-            Some(v) => serde_json::from_slice(&v).map(Some).map_err(|e| ReplayError::Corrupt {
-                key: String::from_utf8_lossy(key).into_owned(),
-                reason: e.to_string(),
-            }),
+            Some(v) => serde_json::from_slice(&v)
+                .map(Some)
+                .map_err(|e| ReplayError::Corrupt {
+                    key: String::from_utf8_lossy(key).into_owned(),
+                    reason: e.to_string(),
+                }),
         }
     }
 
@@ -230,9 +237,15 @@ mod tests {
         let (name, next) = store.new_generation("p").unwrap();
         assert_eq!(name, "p@2");
         next.insert(b"k", b"new").unwrap();
-        assert_eq!(store.current("p").unwrap().get(b"k").unwrap().unwrap(), b"old");
+        assert_eq!(
+            store.current("p").unwrap().get(b"k").unwrap().unwrap(),
+            b"old"
+        );
         store.swap("p", &name).unwrap();
-        assert_eq!(store.current("p").unwrap().get(b"k").unwrap().unwrap(), b"new");
+        assert_eq!(
+            store.current("p").unwrap().get(b"k").unwrap().unwrap(),
+            b"new"
+        );
         assert_eq!(store.current_name("p").unwrap().unwrap(), "p@2");
     }
 }

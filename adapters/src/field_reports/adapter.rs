@@ -95,16 +95,24 @@ impl FieldReportsConfig {
 
     fn validate(&self) -> Result<(), AdapterError> {
         if !matches!(self.endpoint.scheme(), "http" | "https") {
-            return Err(AdapterError::Config(format!("endpoint {} must be http(s)", self.endpoint)));
+            return Err(AdapterError::Config(format!(
+                "endpoint {} must be http(s)",
+                self.endpoint
+            )));
         }
         if self.source.parse::<url::Url>().is_err() {
-            return Err(AdapterError::Config(format!("source {:?} must be a URI", self.source)));
+            return Err(AdapterError::Config(format!(
+                "source {:?} must be a URI",
+                self.source
+            )));
         }
         if self.page_size == 0 || self.page_size > 1000 {
             return Err(AdapterError::Config("page_size must be 1..=1000".into()));
         }
         if self.max_records_per_poll < self.page_size {
-            return Err(AdapterError::Config("max_records_per_poll must be at least page_size".into()));
+            return Err(AdapterError::Config(
+                "max_records_per_poll must be at least page_size".into(),
+            ));
         }
         Ok(())
     }
@@ -181,7 +189,14 @@ pub struct FieldReportsAdapter {
 
 const CURSOR_KEY: &str = "field_reports.cursor";
 /// Fields of an Open311 request that hold the reporter's personal data.
-const PERSONAL_FIELDS: &[&str] = &["first_name", "last_name", "phone", "email", "account_id", "device_id"];
+const PERSONAL_FIELDS: &[&str] = &[
+    "first_name",
+    "last_name",
+    "phone",
+    "email",
+    "account_id",
+    "device_id",
+];
 
 fn memory_key(report_id: &str) -> String {
     let digest = Sha256::digest(report_id.as_bytes());
@@ -197,7 +212,10 @@ fn state_err(key: &str, e: impl std::fmt::Display) -> AdapterError {
 
 impl FieldReportsAdapter {
     /// Validates the configuration, binds to `ADAPTER_STATE` and checks the endpoint.
-    pub async fn build(config: FieldReportsConfig, ctx: AdapterContext) -> Result<Self, AdapterError> {
+    pub async fn build(
+        config: FieldReportsConfig,
+        ctx: AdapterContext,
+    ) -> Result<Self, AdapterError> {
         config.validate()?;
         let client = Open311Client::new(
             &config.endpoint,
@@ -208,7 +226,12 @@ impl FieldReportsAdapter {
             .js
             .get_key_value(lienthong_bus::topology::ADAPTER_STATE_BUCKET)
             .await
-            .map_err(|e| state_err("ADAPTER_STATE", format!("{e} (run `lienthong streams provision`)")))?;
+            .map_err(|e| {
+                state_err(
+                    "ADAPTER_STATE",
+                    format!("{e} (run `lienthong streams provision`)"),
+                )
+            })?;
         let services = client.services().await?;
         let mapper = Mapper::new(services, Wards::phan_thiet());
         let publisher = Publisher::new(ctx.js, ctx.registry, config.source.clone());
@@ -228,7 +251,10 @@ impl FieldReportsAdapter {
     }
 
     /// Polls until `shutdown` completes. Errors are logged and retried with backoff.
-    pub async fn run(mut self, shutdown: impl std::future::Future<Output = ()>) -> Result<(), AdapterError> {
+    pub async fn run(
+        mut self,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) -> Result<(), AdapterError> {
         tokio::pin!(shutdown);
         let interval = Duration::from_secs(self.config.poll_interval_secs.max(1));
         let mut backoff = Duration::from_secs(1);
@@ -237,10 +263,22 @@ impl FieldReportsAdapter {
                 Ok(r) => {
                     backoff = Duration::from_secs(1);
                     if r.published + r.dead_lettered > 0 {
-                        info!(adapter = SUBSYSTEM, requests = r.requests, updates = r.updates, published = r.published,
-                              duplicates = r.duplicates, dead_lettered = r.dead_lettered, pending = r.pending, "poll");
+                        info!(
+                            adapter = SUBSYSTEM,
+                            requests = r.requests,
+                            updates = r.updates,
+                            published = r.published,
+                            duplicates = r.duplicates,
+                            dead_lettered = r.dead_lettered,
+                            pending = r.pending,
+                            "poll"
+                        );
                     }
-                    if r.more { Duration::ZERO } else { interval }
+                    if r.more {
+                        Duration::ZERO
+                    } else {
+                        interval
+                    }
                 }
                 Err(e) if e.is_transient() => {
                     warn!(adapter = SUBSYSTEM, error = %e, retry_in = ?backoff, "poll failed; will retry");
@@ -270,8 +308,10 @@ impl FieldReportsAdapter {
     async fn poll_inner(&mut self) -> Result<PollReport, AdapterError> {
         let cursor = self.load_cursor().await?;
         let now = Utc::now().fixed_offset();
-        let (raw_requests, req_cursor, more_req) = self.fetch(Feed::Requests, &cursor.requests, now).await?;
-        let (raw_updates, upd_cursor, more_upd) = self.fetch(Feed::Updates, &cursor.updates, now).await?;
+        let (raw_requests, req_cursor, more_req) =
+            self.fetch(Feed::Requests, &cursor.requests, now).await?;
+        let (raw_updates, upd_cursor, more_upd) =
+            self.fetch(Feed::Updates, &cursor.updates, now).await?;
         let mut report = PollReport {
             requests: raw_requests.len(),
             updates: raw_updates.len(),
@@ -284,7 +324,8 @@ impl FieldReportsAdapter {
             match serde_json::from_value::<ServiceRequest>(raw.clone()) {
                 Ok(r) => requests.push(r),
                 Err(e) => {
-                    self.dead_letter_record(Feed::Requests, raw, e.to_string()).await?;
+                    self.dead_letter_record(Feed::Requests, raw, e.to_string())
+                        .await?;
                     report.dead_lettered += 1;
                 }
             }
@@ -294,14 +335,18 @@ impl FieldReportsAdapter {
             match serde_json::from_value::<ServiceRequestUpdate>(raw.clone()) {
                 Ok(u) => updates.push(u),
                 Err(e) => {
-                    self.dead_letter_record(Feed::Updates, raw, e.to_string()).await?;
+                    self.dead_letter_record(Feed::Updates, raw, e.to_string())
+                        .await?;
                     report.dead_lettered += 1;
                 }
             }
         }
 
         // Everything this poll touches, as remembered.
-        let mut ids: BTreeSet<String> = requests.iter().map(|r| r.service_request_id.clone()).collect();
+        let mut ids: BTreeSet<String> = requests
+            .iter()
+            .map(|r| r.service_request_id.clone())
+            .collect();
         ids.extend(updates.iter().map(|u| u.service_request_id.clone()));
         ids.extend(cursor.pending.iter().cloned());
         let mut memory = HashMap::new();
@@ -309,7 +354,10 @@ impl FieldReportsAdapter {
             memory.insert(id.clone(), self.memory(id).await?);
         }
         // Reports seen only through updates: ask for them by id.
-        let in_batch: BTreeSet<String> = requests.iter().map(|r| r.service_request_id.clone()).collect();
+        let in_batch: BTreeSet<String> = requests
+            .iter()
+            .map(|r| r.service_request_id.clone())
+            .collect();
         for id in &ids {
             if memory[id].submitted || in_batch.contains(id) {
                 continue;
@@ -318,7 +366,8 @@ impl FieldReportsAdapter {
                 match serde_json::from_value::<ServiceRequest>(raw.clone()) {
                     Ok(r) => requests.push(r),
                     Err(e) => {
-                        self.dead_letter_record(Feed::Requests, raw, e.to_string()).await?;
+                        self.dead_letter_record(Feed::Requests, raw, e.to_string())
+                            .await?;
                         report.dead_lettered += 1;
                     }
                 }
@@ -374,7 +423,10 @@ impl FieldReportsAdapter {
         let mut page = 1;
         loop {
             let start = c.since.unwrap_or(self.config.start_date);
-            let items = self.client.list(feed, start, now, page, self.config.page_size).await?;
+            let items = self
+                .client
+                .list(feed, start, now, page, self.config.page_size)
+                .await?;
             let n = items.len();
             let before = c.since;
             for item in items {
@@ -406,7 +458,12 @@ impl FieldReportsAdapter {
         }
     }
 
-    async fn dead_letter_record(&self, feed: Feed, mut raw: Value, reason: String) -> Result<(), AdapterError> {
+    async fn dead_letter_record(
+        &self,
+        feed: Feed,
+        mut raw: Value,
+        reason: String,
+    ) -> Result<(), AdapterError> {
         if let Some(obj) = raw.as_object_mut() {
             for f in PERSONAL_FIELDS {
                 obj.remove(*f);
@@ -443,28 +500,42 @@ impl FieldReportsAdapter {
         }
         let key = memory_key(report_id);
         let m = match self.kv.get(&key).await.map_err(|e| state_err(&key, e))? {
-            Some(bytes) => serde_json::from_slice::<StoredMemory>(&bytes)
-                .map_err(|e| state_err(&key, e))?
-                .memory,
+            Some(bytes) => {
+                serde_json::from_slice::<StoredMemory>(&bytes)
+                    .map_err(|e| state_err(&key, e))?
+                    .memory
+            }
             None => ReportMemory::default(),
         };
         self.cache.insert(report_id.to_string(), m.clone());
         Ok(m)
     }
 
-    async fn save_memory(&self, report_id: &str, memory: &ReportMemory) -> Result<(), AdapterError> {
+    async fn save_memory(
+        &self,
+        report_id: &str,
+        memory: &ReportMemory,
+    ) -> Result<(), AdapterError> {
         let key = memory_key(report_id);
         let body = serde_json::to_vec(&StoredMemory {
             report_id: report_id.to_string(),
             memory: memory.clone(),
         })
         .map_err(|e| state_err(&key, e))?;
-        self.kv.put(&key, body.into()).await.map_err(|e| state_err(&key, e))?;
+        self.kv
+            .put(&key, body.into())
+            .await
+            .map_err(|e| state_err(&key, e))?;
         Ok(())
     }
 
     async fn load_cursor(&self) -> Result<Cursor, AdapterError> {
-        match self.kv.get(CURSOR_KEY).await.map_err(|e| state_err(CURSOR_KEY, e))? {
+        match self
+            .kv
+            .get(CURSOR_KEY)
+            .await
+            .map_err(|e| state_err(CURSOR_KEY, e))?
+        {
             Some(bytes) => serde_json::from_slice(&bytes).map_err(|e| state_err(CURSOR_KEY, e)),
             None => Ok(Cursor::default()),
         }
@@ -491,7 +562,10 @@ mod tests {
         let crate::AdapterConfig::FieldReports(c) = cfg;
         c.validate().unwrap();
         assert_eq!(c.source, "urn:lienthong:phanthiet:field_reports");
-        assert!(toml::from_str::<crate::AdapterConfig>("[field_reports]\nendpoint = \"http://x/\"\nbogus = 1\n").is_err());
+        assert!(toml::from_str::<crate::AdapterConfig>(
+            "[field_reports]\nendpoint = \"http://x/\"\nbogus = 1\n"
+        )
+        .is_err());
     }
 
     #[test]

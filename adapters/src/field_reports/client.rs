@@ -46,7 +46,11 @@ pub struct Open311Client {
 }
 
 impl Open311Client {
-    pub fn new(base: &Url, timeout: Duration, api_key: Option<String>) -> Result<Self, AdapterError> {
+    pub fn new(
+        base: &Url,
+        timeout: Duration,
+        api_key: Option<String>,
+    ) -> Result<Self, AdapterError> {
         let mut base = base.clone();
         if !base.path().ends_with('/') {
             base.set_path(&format!("{}/", base.path()));
@@ -56,7 +60,11 @@ impl Open311Client {
             .user_agent(concat!("lienthong/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| AdapterError::Config(format!("HTTP client: {e}")))?;
-        Ok(Self { http, base, api_key })
+        Ok(Self {
+            http,
+            base,
+            api_key,
+        })
     }
 
     fn url(&self, path: &str) -> Url {
@@ -74,8 +82,16 @@ impl Open311Client {
             u.set_query(None);
             u.to_string()
         };
-        let source = |reason: String| AdapterError::Source { url: shown.clone(), reason };
-        let resp = self.http.get(url).send().await.map_err(|e| source(e.to_string()))?;
+        let source = |reason: String| AdapterError::Source {
+            url: shown.clone(),
+            reason,
+        };
+        let resp = self
+            .http
+            .get(url)
+            .send()
+            .await
+            .map_err(|e| source(e.to_string()))?;
         let status = resp.status();
         if status == reqwest::StatusCode::NOT_FOUND {
             return Ok(None);
@@ -128,7 +144,10 @@ impl Open311Client {
             Some(Value::Array(items)) => Ok(items),
             Some(other) => Err(AdapterError::Source {
                 url: shown,
-                reason: format!("expected a JSON list, got {}", other.to_string().chars().take(100).collect::<String>()),
+                reason: format!(
+                    "expected a JSON list, got {}",
+                    other.to_string().chars().take(100).collect::<String>()
+                ),
             }),
         }
     }

@@ -28,7 +28,13 @@ pub const SUBSYSTEM: &str = "field_reports";
 pub const ENTITY: &str = "report";
 
 /// Statuses after which a report counts as resolved.
-pub const TERMINAL_STATUSES: &[&str] = &["fixed", "closed", "duplicate", "unable_to_fix", "not_responsible"];
+pub const TERMINAL_STATUSES: &[&str] = &[
+    "fixed",
+    "closed",
+    "duplicate",
+    "unable_to_fix",
+    "not_responsible",
+];
 
 pub fn is_terminal(status: &str) -> bool {
     TERMINAL_STATUSES.contains(&status)
@@ -64,7 +70,13 @@ fn utc(t: DateTime<FixedOffset>) -> DateTime<Utc> {
     t.with_timezone(&Utc)
 }
 
-fn draft(action: &str, id: String, key: &str, time: DateTime<FixedOffset>, data: serde_json::Value) -> EventDraft {
+fn draft(
+    action: &str,
+    id: String,
+    key: &str,
+    time: DateTime<FixedOffset>,
+    data: serde_json::Value,
+) -> EventDraft {
     EventDraft {
         event_type: EventType::new(SUBSYSTEM, ENTITY, action),
         id,
@@ -81,7 +93,10 @@ fn draft(action: &str, id: String, key: &str, time: DateTime<FixedOffset>, data:
 impl Mapper {
     pub fn new(services: Vec<Service>, wards: Wards) -> Self {
         Self {
-            categories: services.into_iter().map(|s| (s.service_code.clone(), s)).collect(),
+            categories: services
+                .into_iter()
+                .map(|s| (s.service_code.clone(), s))
+                .collect(),
             wards,
         }
     }
@@ -91,7 +106,11 @@ impl Mapper {
         let service = self.categories.get(&r.service_code);
         let ward = self
             .wards
-            .derive(&[r.address.as_deref(), r.agency_responsible.as_deref(), r.description.as_deref()])
+            .derive(&[
+                r.address.as_deref(),
+                r.agency_responsible.as_deref(),
+                r.description.as_deref(),
+            ])
             .map(|w| w.slug.as_str())
             .unwrap_or("unknown");
         let category_name = service
@@ -162,7 +181,12 @@ impl Mapper {
             at,
             "request",
             None,
-            format!("report/{}/status/{}/{}", r.service_request_id, r.status, at.to_rfc3339()),
+            format!(
+                "report/{}/status/{}/{}",
+                r.service_request_id,
+                r.status,
+                at.to_rfc3339()
+            ),
         ))
     }
 
@@ -184,7 +208,9 @@ impl Mapper {
             }
         }
         let mut updates: Vec<&ServiceRequestUpdate> = updates.iter().collect();
-        updates.sort_by(|a, b| (a.updated_datetime, &a.update_id).cmp(&(b.updated_datetime, &b.update_id)));
+        updates.sort_by(|a, b| {
+            (a.updated_datetime, &a.update_id).cmp(&(b.updated_datetime, &b.update_id))
+        });
         for u in updates {
             let m = memory.entry(u.service_request_id.clone()).or_default();
             out.push(self.update(u, m));
@@ -194,7 +220,10 @@ impl Mapper {
             let m = memory.entry(r.service_request_id.clone()).or_default();
             if let Some(d) = self.reconcile(r, m) {
                 out.push(d);
-                m.observe(&r.status, r.updated_datetime.unwrap_or(r.requested_datetime));
+                m.observe(
+                    &r.status,
+                    r.updated_datetime.unwrap_or(r.requested_datetime),
+                );
             }
         }
         out
@@ -214,7 +243,11 @@ fn status_change(
     id: String,
 ) -> EventDraft {
     let reopened = previous.is_some_and(is_terminal) && !is_terminal(status);
-    let action = if reopened { "reopened" } else { "status_changed" };
+    let action = if reopened {
+        "reopened"
+    } else {
+        "status_changed"
+    };
     let data = json!({
         "report_id": report_id,
         "status": status,
@@ -238,7 +271,11 @@ mod tests {
     }
 
     fn plan_fixtures() -> Vec<EventDraft> {
-        mapper().plan(&fixtures::requests(), &fixtures::updates(), &mut HashMap::new())
+        mapper().plan(
+            &fixtures::requests(),
+            &fixtures::updates(),
+            &mut HashMap::new(),
+        )
     }
 
     #[test]
@@ -246,20 +283,41 @@ mod tests {
         let events = plan_fixtures();
         let ids: Vec<&str> = events.iter().map(|e| e.id.as_str()).collect();
         // 7 reports submitted, 7 updates (one for a report not in requests.json).
-        assert_eq!(events.iter().filter(|e| e.event_type.action == "submitted").count(), 7);
+        assert_eq!(
+            events
+                .iter()
+                .filter(|e| e.event_type.action == "submitted")
+                .count(),
+            7
+        );
         assert!(ids.contains(&"report/PT-2024-000001/update/U-7"));
         // 000983 never changed; 000981's request says closed at the same time as U-3 fixed:
         // both resolved, nothing more to say.
-        assert!(!ids.iter().any(|i| i.starts_with("report/PT-2023-000983/status")));
-        assert!(!ids.iter().any(|i| i.starts_with("report/PT-2023-000981/status")));
+        assert!(!ids
+            .iter()
+            .any(|i| i.starts_with("report/PT-2023-000983/status")));
+        assert!(!ids
+            .iter()
+            .any(|i| i.starts_with("report/PT-2023-000981/status")));
         let unique: std::collections::HashSet<_> = ids.iter().collect();
         assert_eq!(unique.len(), ids.len(), "ids are unique");
     }
 
     #[test]
     fn no_personal_data_survives_mapping() {
-        let text = serde_json::to_string(&plan_fixtures().iter().map(|e| &e.data).collect::<Vec<_>>()).unwrap();
-        for personal in ["0905123456", "binh.nv@example.com", "Nguyễn Văn", "5f1c2a9e", "first_name", "phone", "email", "account_id"] {
+        let text =
+            serde_json::to_string(&plan_fixtures().iter().map(|e| &e.data).collect::<Vec<_>>())
+                .unwrap();
+        for personal in [
+            "0905123456",
+            "binh.nv@example.com",
+            "Nguyễn Văn",
+            "5f1c2a9e",
+            "first_name",
+            "phone",
+            "email",
+            "account_id",
+        ] {
             assert!(!text.contains(personal), "{personal} leaked");
         }
     }
@@ -267,8 +325,14 @@ mod tests {
     #[test]
     fn submitted_carries_ward_category_and_location() {
         let events = plan_fixtures();
-        let e = events.iter().find(|e| e.id == "report/PT-2023-000984/submitted").unwrap();
-        assert_eq!(e.data["ward"], "phu-thuy", "from the agency when the address has no ward");
+        let e = events
+            .iter()
+            .find(|e| e.id == "report/PT-2023-000984/submitted")
+            .unwrap();
+        assert_eq!(
+            e.data["ward"], "phu-thuy",
+            "from the agency when the address has no ward"
+        );
         assert_eq!(e.data["category_group"], "Đô thị");
         assert_eq!(e.data["location"]["lat"], 10.929);
         let odd = events.iter().find(|e| e.key == "PT.2023/1003 >").unwrap();
@@ -281,10 +345,16 @@ mod tests {
     #[test]
     fn updates_carry_previous_status_and_unknown_reports_are_kept() {
         let events = plan_fixtures();
-        let u2 = events.iter().find(|e| e.id == "report/PT-2023-000981/update/U-2").unwrap();
+        let u2 = events
+            .iter()
+            .find(|e| e.id == "report/PT-2023-000981/update/U-2")
+            .unwrap();
         assert_eq!(u2.data["previous_status"], "open");
         assert_eq!(u2.data["status"], "in_progress");
-        let u7 = events.iter().find(|e| e.id == "report/PT-2024-000001/update/U-7").unwrap();
+        let u7 = events
+            .iter()
+            .find(|e| e.id == "report/PT-2024-000001/update/U-7")
+            .unwrap();
         assert_eq!(u7.data["previous_status"], serde_json::Value::Null);
         assert_eq!(u7.event_type.action, "status_changed");
     }
@@ -300,7 +370,10 @@ mod tests {
         again.updated_datetime = "2023-11-25T19:00:00+07:00".parse().unwrap();
         updates.push(again);
         let events = m.plan(&fixtures::requests(), &updates, &mut memory);
-        let e = events.iter().find(|e| e.id == "report/PT-2023-000981/update/U-9").unwrap();
+        let e = events
+            .iter()
+            .find(|e| e.id == "report/PT-2023-000981/update/U-9")
+            .unwrap();
         assert_eq!(e.event_type.action, "reopened");
         assert_eq!(e.data["previous_status"], "fixed");
         assert_eq!(memory["PT-2023-000981"].status.as_deref(), Some("open"));
@@ -315,7 +388,11 @@ mod tests {
         assert!(second.is_empty(), "{second:?}");
         // Updates re-read at a cursor boundary produce the same ids (dropped by the server).
         let again = m.plan(&[], &fixtures::updates(), &mut memory);
-        let ids = |v: &[EventDraft]| v.iter().map(|e| e.id.clone()).collect::<std::collections::BTreeSet<_>>();
+        let ids = |v: &[EventDraft]| {
+            v.iter()
+                .map(|e| e.id.clone())
+                .collect::<std::collections::BTreeSet<_>>()
+        };
         assert!(ids(&again).is_subset(&ids(&first)));
     }
 

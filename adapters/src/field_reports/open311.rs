@@ -74,7 +74,9 @@ fn string_or_number<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error>
     match serde_json::Value::deserialize(d)? {
         serde_json::Value::String(s) => Ok(s),
         serde_json::Value::Number(n) => Ok(n.to_string()),
-        other => Err(serde::de::Error::custom(format!("expected a string or number, got {other}"))),
+        other => Err(serde::de::Error::custom(format!(
+            "expected a string or number, got {other}"
+        ))),
     }
 }
 
@@ -89,7 +91,9 @@ fn opt_coordinate<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Err
             .parse()
             .map(Some)
             .map_err(|_| serde::de::Error::custom(format!("coordinate {s:?} is not a number"))),
-        Some(other) => Err(serde::de::Error::custom(format!("coordinate {other} is not a number"))),
+        Some(other) => Err(serde::de::Error::custom(format!(
+            "coordinate {other} is not a number"
+        ))),
     }
 }
 
@@ -100,15 +104,18 @@ mod tests {
     #[test]
     fn fixtures_parse_as_they_are() {
         let requests: Vec<ServiceRequest> =
-            serde_json::from_str(include_str!("../../fixtures/field_reports/requests.json")).unwrap();
+            serde_json::from_str(include_str!("../../fixtures/field_reports/requests.json"))
+                .unwrap();
         assert_eq!(requests.len(), 7);
         assert_eq!(requests[6].service_request_id, "PT.2023/1003 >");
         assert_eq!(requests[0].lat, Some(10.9289));
         let updates: Vec<ServiceRequestUpdate> =
-            serde_json::from_str(include_str!("../../fixtures/field_reports/updates.json")).unwrap();
+            serde_json::from_str(include_str!("../../fixtures/field_reports/updates.json"))
+                .unwrap();
         assert_eq!(updates.len(), 7);
         let services: Vec<Service> =
-            serde_json::from_str(include_str!("../../fixtures/field_reports/services.json")).unwrap();
+            serde_json::from_str(include_str!("../../fixtures/field_reports/services.json"))
+                .unwrap();
         assert_eq!(services.len(), 6);
     }
 

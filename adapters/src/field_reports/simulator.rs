@@ -74,44 +74,72 @@ struct ListQuery {
 }
 
 fn error(code: StatusCode, description: &str) -> Response {
-    (code, Json(json!([{"code": code.as_u16(), "description": description}]))).into_response()
+    (
+        code,
+        Json(json!([{"code": code.as_u16(), "description": description}])),
+    )
+        .into_response()
 }
 
 fn time_of(v: &Value, field: &str) -> Option<DateTime<FixedOffset>> {
-    v.get(field)?.as_str().and_then(|s| DateTime::parse_from_rfc3339(s).ok())
+    v.get(field)?
+        .as_str()
+        .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
 }
 
-fn parse_bound(name: &str, v: &Option<String>) -> Result<Option<DateTime<FixedOffset>>, Response> {
+/// A bad query, answered as an Open311 400.
+struct BadQuery(String);
+
+fn parse_bound(name: &str, v: &Option<String>) -> Result<Option<DateTime<FixedOffset>>, BadQuery> {
     match v {
         None => Ok(None),
         Some(s) => DateTime::parse_from_rfc3339(s)
             .map(Some)
-            .map_err(|_| error(StatusCode::BAD_REQUEST, &format!("{name} must be an ISO 8601 date-time, got {s:?}"))),
+            .map_err(|_| BadQuery(format!("{name} must be an ISO 8601 date-time, got {s:?}"))),
     }
 }
 
-fn list(items: &[Value], time_field: &str, q: &ListQuery) -> Result<Vec<Value>, Response> {
+fn list(items: &[Value], time_field: &str, q: &ListQuery) -> Result<Vec<Value>, BadQuery> {
     let start = parse_bound("start_date", &q.start_date)?;
     let end = parse_bound("end_date", &q.end_date)?;
-    let ids: Option<Vec<&str>> = q.service_request_id.as_deref().map(|s| s.split(',').collect());
+    let ids: Option<Vec<&str>> = q
+        .service_request_id
+        .as_deref()
+        .map(|s| s.split(',').collect());
     let mut out: Vec<(DateTime<FixedOffset>, String, &Value)> = items
         .iter()
         .filter_map(|v| {
             let t = time_of(v, time_field)?;
-            let key = v.get("update_id").or_else(|| v.get("service_request_id")).map(|k| k.to_string()).unwrap_or_default();
+            let key = v
+                .get("update_id")
+                .or_else(|| v.get("service_request_id"))
+                .map(|k| k.to_string())
+                .unwrap_or_default();
             Some((t, key, v))
         })
         .filter(|(t, _, _)| start.is_none_or(|s| *t >= s) && end.is_none_or(|e| *t <= e))
         .filter(|(_, _, v)| {
-            ids.as_ref().is_none_or(|ids| ids.iter().any(|i| v["service_request_id"].as_str() == Some(i)))
-                && q.status.as_ref().is_none_or(|s| v["status"].as_str() == Some(s.as_str()))
-                && q.service_code.as_ref().is_none_or(|s| v["service_code"].as_str() == Some(s.as_str()))
+            ids.as_ref().is_none_or(|ids| {
+                ids.iter()
+                    .any(|i| v["service_request_id"].as_str() == Some(i))
+            }) && q
+                .status
+                .as_ref()
+                .is_none_or(|s| v["status"].as_str() == Some(s.as_str()))
+                && q.service_code
+                    .as_ref()
+                    .is_none_or(|s| v["service_code"].as_str() == Some(s.as_str()))
         })
         .collect();
     out.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
     let size = q.page_size.unwrap_or(100).clamp(1, 1000);
     let page = q.page.unwrap_or(1).max(1);
-    Ok(out.into_iter().skip((page - 1) * size).take(size).map(|(_, _, v)| v.clone()).collect())
+    Ok(out
+        .into_iter()
+        .skip((page - 1) * size)
+        .take(size)
+        .map(|(_, _, v)| v.clone())
+        .collect())
 }
 
 impl Open311Simulator {
@@ -173,7 +201,7 @@ async fn requests(State(sim): State<Open311Simulator>, Query(q): Query<ListQuery
     let data = sim.data.read().expect("lock");
     match list(&data.requests, "requested_datetime", &q) {
         Ok(v) => Json(v).into_response(),
-        Err(r) => r,
+        Err(BadQuery(why)) => error(StatusCode::BAD_REQUEST, &why),
     }
 }
 
@@ -182,7 +210,11 @@ async fn request_by_id(State(sim): State<Open311Simulator>, Path(file): Path<Str
         return error(StatusCode::NOT_FOUND, "only the .json format is served");
     };
     let data = sim.data.read().expect("lock");
-    match data.requests.iter().find(|r| r["service_request_id"].as_str() == Some(id)) {
+    match data
+        .requests
+        .iter()
+        .find(|r| r["service_request_id"].as_str() == Some(id))
+    {
         Some(r) => Json(json!([r])).into_response(),
         None => error(StatusCode::NOT_FOUND, &format!("no service request {id}")),
     }
@@ -192,6 +224,6 @@ async fn updates(State(sim): State<Open311Simulator>, Query(q): Query<ListQuery>
     let data = sim.data.read().expect("lock");
     match list(&data.updates, "updated_datetime", &q) {
         Ok(v) => Json(v).into_response(),
-        Err(r) => r,
+        Err(BadQuery(why)) => error(StatusCode::BAD_REQUEST, &why),
     }
 }

@@ -26,18 +26,68 @@ const CATEGORIES: &[(&str, &str, u32)] = &[
 ];
 
 const STREETS: &[&str] = &[
-    "Trần Hưng Đạo", "Nguyễn Tất Thành", "Tôn Đức Thắng", "Thủ Khoa Huân", "Võ Văn Kiệt",
-    "Nguyễn Đình Chiểu", "Huỳnh Thúc Kháng", "Lê Lợi", "Trần Phú", "Hải Thượng Lãn Ông",
-    "Nguyễn Hội", "Phạm Văn Đồng", "Lê Duẩn", "Hùng Vương", "Ngư Ông",
+    "Trần Hưng Đạo",
+    "Nguyễn Tất Thành",
+    "Tôn Đức Thắng",
+    "Thủ Khoa Huân",
+    "Võ Văn Kiệt",
+    "Nguyễn Đình Chiểu",
+    "Huỳnh Thúc Kháng",
+    "Lê Lợi",
+    "Trần Phú",
+    "Hải Thượng Lãn Ông",
+    "Nguyễn Hội",
+    "Phạm Văn Đồng",
+    "Lê Duẩn",
+    "Hùng Vương",
+    "Ngư Ông",
 ];
 
 const DESCRIPTIONS: &[(&str, &[&str])] = &[
-    ("VSMT", &["Rác thải tồn đọng nhiều ngày, bốc mùi", "Điểm tập kết rác tự phát", "Nước thải chảy ra đường"]),
-    ("CSDT", &["Đèn đường không sáng", "Cột đèn nghiêng, nguy hiểm", "Đèn chiếu sáng chập chờn"]),
-    ("LCVH", &["Buôn bán lấn chiếm vỉa hè", "Quán ăn để bàn ghế dưới lòng đường", "Xe đậu chiếm vỉa hè"]),
-    ("HTGT", &["Ổ gà lớn giữa đường", "Nắp cống bị vỡ", "Mặt đường sụt lún"]),
-    ("NGAP", &["Ngập sâu sau mưa", "Cống thoát nước bị tắc", "Nước không thoát, ngập kéo dài"]),
-    ("ANTT", &["Tụ tập gây ồn ào ban đêm", "Đua xe trái phép", "Karaoke gây ồn quá giờ"]),
+    (
+        "VSMT",
+        &[
+            "Rác thải tồn đọng nhiều ngày, bốc mùi",
+            "Điểm tập kết rác tự phát",
+            "Nước thải chảy ra đường",
+        ],
+    ),
+    (
+        "CSDT",
+        &[
+            "Đèn đường không sáng",
+            "Cột đèn nghiêng, nguy hiểm",
+            "Đèn chiếu sáng chập chờn",
+        ],
+    ),
+    (
+        "LCVH",
+        &[
+            "Buôn bán lấn chiếm vỉa hè",
+            "Quán ăn để bàn ghế dưới lòng đường",
+            "Xe đậu chiếm vỉa hè",
+        ],
+    ),
+    (
+        "HTGT",
+        &["Ổ gà lớn giữa đường", "Nắp cống bị vỡ", "Mặt đường sụt lún"],
+    ),
+    (
+        "NGAP",
+        &[
+            "Ngập sâu sau mưa",
+            "Cống thoát nước bị tắc",
+            "Nước không thoát, ngập kéo dài",
+        ],
+    ),
+    (
+        "ANTT",
+        &[
+            "Tụ tập gây ồn ào ban đêm",
+            "Đua xe trái phép",
+            "Karaoke gây ồn quá giờ",
+        ],
+    ),
 ];
 
 /// Relative population weight: central wards report more than outlying communes.
@@ -75,10 +125,22 @@ pub fn generate_year(year: i32, count: usize, seed: u64, taken: &[String]) -> Sy
     let wards = Wards::phan_thiet();
     let tz = FixedOffset::east_opt(7 * 3600).expect("UTC+7");
     let start = tz
-        .from_local_datetime(&NaiveDate::from_ymd_opt(year, 1, 1).expect("date").and_hms_opt(0, 0, 0).expect("time"))
+        .from_local_datetime(
+            &NaiveDate::from_ymd_opt(year, 1, 1)
+                .expect("date")
+                .and_hms_opt(0, 0, 0)
+                .expect("time"),
+        )
         .single()
         .expect("unambiguous");
-    let days = if NaiveDate::from_ymd_opt(year, 12, 31).expect("date").leap_year() { 366 } else { 365 };
+    let days = if NaiveDate::from_ymd_opt(year, 12, 31)
+        .expect("date")
+        .leap_year()
+    {
+        366
+    } else {
+        365
+    };
     let mut requests = Vec::with_capacity(count);
     let mut updates = Vec::new();
     let mut n = 0u32;
@@ -103,8 +165,15 @@ pub fn generate_year(year: i32, count: usize, seed: u64, taken: &[String]) -> Sy
         let (code, name, _) = *pick(&mut rng, CATEGORIES, |c| c.2);
         let ward = pick(&mut rng, wards.all(), |w| ward_weight(&w.slug, &w.kind)).clone();
         let street = STREETS[rng.random_range(0..STREETS.len())];
-        let texts = DESCRIPTIONS.iter().find(|(c, _)| *c == code).map(|(_, t)| *t).unwrap_or(&["Phản ánh"]);
-        let description = format!("{} tại đường {street}", texts[rng.random_range(0..texts.len())]);
+        let texts = DESCRIPTIONS
+            .iter()
+            .find(|(c, _)| *c == code)
+            .map(|(_, t)| *t)
+            .unwrap_or(&["Phản ánh"]);
+        let description = format!(
+            "{} tại đường {street}",
+            texts[rng.random_range(0..texts.len())]
+        );
         let ward_name = ward.name.to_lowercase();
         let agency = if code == "VSMT" || code == "NGAP" {
             "Phòng Quản lý đô thị".to_string()
@@ -115,26 +184,96 @@ pub fn generate_year(year: i32, count: usize, seed: u64, taken: &[String]) -> Sy
         // Lifecycle.
         let mut t = requested;
         let mut steps: Vec<(&str, DateTime<FixedOffset>, &str, &str)> = Vec::new();
-        let mut step = |rng: &mut StdRng, t: &mut DateTime<FixedOffset>, lo: i64, hi: i64, status: &'static str, note: &'static str, code: &'static str| {
+        let mut step = |rng: &mut StdRng,
+                        t: &mut DateTime<FixedOffset>,
+                        lo: i64,
+                        hi: i64,
+                        status: &'static str,
+                        note: &'static str,
+                        code: &'static str| {
             *t += Duration::minutes(rng.random_range(lo..hi));
             steps.push((status, *t, note, code));
         };
-        step(&mut rng, &mut t, 10, 180, "open", "Đã tiếp nhận, chuyển đơn vị xử lý", "tiep_nhan");
+        step(
+            &mut rng,
+            &mut t,
+            10,
+            180,
+            "open",
+            "Đã tiếp nhận, chuyển đơn vị xử lý",
+            "tiep_nhan",
+        );
         let roll: f64 = rng.random();
         if roll < 0.05 {
-            step(&mut rng, &mut t, 30, 600, "duplicate", "Trùng với phản ánh đã tiếp nhận", "trung_lap");
+            step(
+                &mut rng,
+                &mut t,
+                30,
+                600,
+                "duplicate",
+                "Trùng với phản ánh đã tiếp nhận",
+                "trung_lap",
+            );
         } else {
-            step(&mut rng, &mut t, 60, 1440, "in_progress", "Đơn vị đang xử lý", "dang_xu_ly");
+            step(
+                &mut rng,
+                &mut t,
+                60,
+                1440,
+                "in_progress",
+                "Đơn vị đang xử lý",
+                "dang_xu_ly",
+            );
             if roll < 0.08 {
-                step(&mut rng, &mut t, 600, 4320, "unable_to_fix", "Không thuộc khả năng xử lý, đã báo cáo cấp trên", "khong_xu_ly_duoc");
+                step(
+                    &mut rng,
+                    &mut t,
+                    600,
+                    4320,
+                    "unable_to_fix",
+                    "Không thuộc khả năng xử lý, đã báo cáo cấp trên",
+                    "khong_xu_ly_duoc",
+                );
             } else if roll < 0.95 {
-                step(&mut rng, &mut t, 240, 4320, "fixed", "Đã xử lý xong", "da_xu_ly");
+                step(
+                    &mut rng,
+                    &mut t,
+                    240,
+                    4320,
+                    "fixed",
+                    "Đã xử lý xong",
+                    "da_xu_ly",
+                );
                 if roll < 0.11 {
-                    step(&mut rng, &mut t, 1440, 7200, "open", "Người dân phản ánh lại: chưa khắc phục triệt để", "phan_anh_lai");
-                    step(&mut rng, &mut t, 240, 2880, "fixed", "Đã xử lý lại", "da_xu_ly");
+                    step(
+                        &mut rng,
+                        &mut t,
+                        1440,
+                        7200,
+                        "open",
+                        "Người dân phản ánh lại: chưa khắc phục triệt để",
+                        "phan_anh_lai",
+                    );
+                    step(
+                        &mut rng,
+                        &mut t,
+                        240,
+                        2880,
+                        "fixed",
+                        "Đã xử lý lại",
+                        "da_xu_ly",
+                    );
                 }
                 if rng.random_bool(0.7) {
-                    step(&mut rng, &mut t, 60, 2880, "closed", "Đã kiểm tra, đóng phản ánh", "dong");
+                    step(
+                        &mut rng,
+                        &mut t,
+                        60,
+                        2880,
+                        "closed",
+                        "Đã kiểm tra, đóng phản ánh",
+                        "dong",
+                    );
                 }
             }
         }
@@ -194,13 +333,21 @@ mod tests {
     fn a_year_looks_like_phan_thiet_2023() {
         let y = generate_year(2023, 1100, 7, &["PT-2023-000981".to_string()]);
         assert_eq!(y.requests.len(), 1100);
-        assert!(!y.requests.iter().any(|r| r["service_request_id"] == "PT-2023-000981"));
+        assert!(!y
+            .requests
+            .iter()
+            .any(|r| r["service_request_id"] == "PT-2023-000981"));
         let mut by_code: HashMap<String, usize> = HashMap::new();
         for r in &y.requests {
-            *by_code.entry(r["service_code"].as_str().unwrap().to_string()).or_default() += 1;
+            *by_code
+                .entry(r["service_code"].as_str().unwrap().to_string())
+                .or_default() += 1;
         }
         let urban = by_code["CSDT"] + by_code["LCVH"] + by_code["NGAP"];
-        assert!(urban > y.requests.len() / 3, "urban issues the most frequent: {by_code:?}");
+        assert!(
+            urban > y.requests.len() / 3,
+            "urban issues the most frequent: {by_code:?}"
+        );
         assert!(by_code["ANTT"] < by_code["CSDT"]);
         assert!(y.updates.len() > 2 * y.requests.len());
         // Deterministic.
@@ -212,7 +359,11 @@ mod tests {
         let wards = Wards::phan_thiet();
         let seen: std::collections::HashSet<_> = reqs
             .iter()
-            .filter_map(|r| wards.derive(&[r.address.as_deref()]).map(|w| w.slug.clone()))
+            .filter_map(|r| {
+                wards
+                    .derive(&[r.address.as_deref()])
+                    .map(|w| w.slug.clone())
+            })
             .collect();
         assert_eq!(seen.len(), 18);
     }

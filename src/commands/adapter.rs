@@ -1,0 +1,57 @@
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::Subcommand;
+use lienthong_adapters::field_reports::AdapterContext;
+use lienthong_adapters::{AdapterConfig, FieldReportsAdapter};
+
+use super::Global;
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run one adapter until Ctrl-C. Its state lives in ADAPTER_STATE; restart it any time.
+    Run {
+        /// The subsystem: field_reports.
+        name: String,
+        /// Adapter configuration (TOML), e.g. adapters/examples/field_reports.toml.
+        #[arg(long)]
+        config: PathBuf,
+        /// Poll once and exit.
+        #[arg(long)]
+        once: bool,
+    },
+}
+
+pub async fn run(global: &Global, cmd: Command) -> anyhow::Result<ExitCode> {
+    let Command::Run { name, config, once } = cmd;
+    let text = std::fs::read_to_string(&config)
+        .with_context(|| format!("reading {}", config.display()))?;
+    let cfg: AdapterConfig = toml::from_str(&text)
+        .with_context(|| format!("{} is not a valid adapter configuration", config.display()))?;
+    if cfg.subsystem() != name {
+        anyhow::bail!(
+            "{} configures the {} adapter, not {name}",
+            config.display(),
+            cfg.subsystem()
+        );
+    }
+    let ctx = AdapterContext {
+        js: global
+            .jetstream(&format!("lienthong-adapter-{name}"))
+            .await?,
+        registry: global.registry()?,
+    };
+    match cfg {
+        AdapterConfig::FieldReports(c) => {
+            let mut adapter = FieldReportsAdapter::build(c, ctx).await?;
+            if once {
+                let r = adapter.poll_once().await?;
+                println!("{r:?}");
+            } else {
+                adapter.run(super::interrupted()).await?;
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,37 @@
+use std::process::ExitCode;
+
+use clap::Subcommand;
+
+use super::Global;
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Compile every schema and validate every example; exit 1 on any problem.
+    Check,
+}
+
+pub async fn run(global: &Global, cmd: Command) -> anyhow::Result<ExitCode> {
+    match cmd {
+        Command::Check => {
+            let registry = global.registry()?;
+            for (ty, version, id) in registry.event_types() {
+                println!("ok  {ty} v{version}  {id}");
+            }
+            let problems = registry.check_examples();
+            let examples = registry.examples().len();
+            for p in &problems {
+                println!("FAIL {p}");
+            }
+            if problems.is_empty() {
+                println!(
+                    "{} schemas compile; {examples} examples behave as named",
+                    registry.files().count()
+                );
+                Ok(ExitCode::SUCCESS)
+            } else {
+                println!("{} of {examples} examples misbehave", problems.len());
+                Ok(ExitCode::FAILURE)
+            }
+        }
+    }
+}

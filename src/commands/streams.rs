@@ -1,0 +1,66 @@
+use std::process::ExitCode;
+
+use clap::Subcommand;
+
+use super::Global;
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create the contract's streams and the ADAPTER_STATE bucket (idempotent; operator).
+    Provision,
+    /// Show every stream of the contract: messages, sequences, consumers, drift.
+    Status {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub async fn run(global: &Global, cmd: Command) -> anyhow::Result<ExitCode> {
+    let js = global.jetstream("lienthong-streams").await?;
+    match cmd {
+        Command::Provision => {
+            for p in lienthong_bus::provision(&js).await? {
+                println!("{p}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Status { json } => {
+            let status = lienthong_bus::topology::status(&js).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&status)?);
+            } else {
+                println!(
+                    "{:<14} {:>10} {:>12} {:>10} {:>10} {:>9}  drift",
+                    "stream", "messages", "bytes", "first", "last", "consumers"
+                );
+                for s in &status {
+                    if !s.exists {
+                        println!("{:<14} missing — run `lienthong streams provision`", s.name);
+                        continue;
+                    }
+                    println!(
+                        "{:<14} {:>10} {:>12} {:>10} {:>10} {:>9}  {}",
+                        s.name,
+                        s.messages,
+                        s.bytes,
+                        s.first_seq,
+                        s.last_seq,
+                        s.consumers,
+                        if s.drift.is_empty() {
+                            "none".to_string()
+                        } else {
+                            s.drift.join("; ")
+                        }
+                    );
+                }
+            }
+            let drift = status.iter().any(|s| !s.exists || !s.drift.is_empty());
+            Ok(if drift {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            })
+        }
+    }
+}
