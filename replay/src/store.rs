@@ -38,7 +38,10 @@ impl ReadStore {
             .map_err(|e| ReplayError::Open {
                 path: path.display().to_string(),
                 reason: match &e {
-                    sled::Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock => {
+                    sled::Error::Io(io)
+                        if io.kind() == std::io::ErrorKind::WouldBlock
+                            || io.to_string().contains("could not acquire lock") =>
+                    {
                         "it is in use by another process (is `lienthong replay serve` or `up` running on it?)".into()
                     }
                     other => other.to_string(),
