@@ -6,16 +6,24 @@
 //! subsystem for the demo and the tests. Nothing here knows a projection.
 //!
 //! # Layout
+//! - [`documents`]: edXML exchange and the document register ([`DocumentsAdapter`](documents::DocumentsAdapter)).
 //! - [`field_reports`]: citizen field reports, Open311 ([`FieldReportsAdapter`]).
 //! - [`wards`]: the 18 wards and communes of Phan Thiết, and ward derivation ([`Wards`]).
 //! - [`pii`]: masking personal data in free text.
+//! - [`publish`]: publishing a batch and counting the outcome.
+//! - [`xml`]: a small element tree for edXML.
+//! - [`state`]: adapter cursors in `ADAPTER_STATE` ([`state::AdapterState`]).
 //! - [`error`]: what can go wrong, [`AdapterError`].
 //! - [`AdapterConfig`]: the closed set of adapter configurations.
 
+pub mod documents;
 pub mod error;
 pub mod field_reports;
 pub mod pii;
+pub mod publish;
+pub mod state;
 pub mod wards;
+pub mod xml;
 
 pub use error::AdapterError;
 pub use field_reports::{FieldReportsAdapter, FieldReportsConfig};

@@ -15,12 +15,11 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_nats::jetstream::{self, kv};
+use async_nats::jetstream;
 use chrono::{DateTime, FixedOffset, Utc};
-use lienthong_bus::{BusError, DeadLetter, Publisher, SchemaRegistry};
+use lienthong_bus::{DeadLetter, Publisher, SchemaRegistry};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 use tracing::{info, warn};
 use url::Url;
 
@@ -28,6 +27,7 @@ use super::client::{Feed, Open311Client};
 use super::mapping::{Mapper, ReportMemory, SUBSYSTEM};
 use super::open311::{ServiceRequest, ServiceRequestUpdate};
 use crate::error::AdapterError;
+use crate::state::{hashed, AdapterState};
 use crate::wards::Wards;
 
 const fn default_poll_interval_secs() -> u64 {
@@ -182,12 +182,12 @@ pub struct FieldReportsAdapter {
     config: FieldReportsConfig,
     client: Open311Client,
     publisher: Publisher,
-    kv: kv::Store,
+    state: AdapterState,
     mapper: Mapper,
     cache: HashMap<String, ReportMemory>,
 }
 
-const CURSOR_KEY: &str = "field_reports.cursor";
+const CURSOR: &str = "cursor";
 /// Fields of an Open311 request that hold the reporter's personal data.
 const PERSONAL_FIELDS: &[&str] = &[
     "first_name",
@@ -199,15 +199,7 @@ const PERSONAL_FIELDS: &[&str] = &[
 ];
 
 fn memory_key(report_id: &str) -> String {
-    let digest = Sha256::digest(report_id.as_bytes());
-    format!("field_reports.report.{}", hex::encode(&digest[..12]))
-}
-
-fn state_err(key: &str, e: impl std::fmt::Display) -> AdapterError {
-    AdapterError::State {
-        key: key.to_string(),
-        reason: e.to_string(),
-    }
+    format!("report.{}", hashed(report_id))
 }
 
 impl FieldReportsAdapter {
@@ -222,16 +214,7 @@ impl FieldReportsAdapter {
             Duration::from_secs(config.request_timeout_secs),
             config.api_key.clone(),
         )?;
-        let kv = ctx
-            .js
-            .get_key_value(lienthong_bus::topology::ADAPTER_STATE_BUCKET)
-            .await
-            .map_err(|e| {
-                state_err(
-                    "ADAPTER_STATE",
-                    format!("{e} (run `lienthong streams provision`)"),
-                )
-            })?;
+        let state = AdapterState::open(&ctx.js, SUBSYSTEM).await?;
         let services = client.services().await?;
         let mapper = Mapper::new(services, Wards::phan_thiet());
         let publisher = Publisher::new(ctx.js, ctx.registry, config.source.clone());
@@ -239,7 +222,7 @@ impl FieldReportsAdapter {
             config,
             client,
             publisher,
-            kv,
+            state,
             mapper,
             cache: HashMap::new(),
         })
@@ -376,17 +359,10 @@ impl FieldReportsAdapter {
         let before = memory.clone();
         let drafts = self.mapper.plan(&requests, &updates, &mut memory);
 
-        for chunk in drafts.chunks(256) {
-            for result in self.publisher.publish_many(chunk.to_vec()).await {
-                match result {
-                    Ok(p) if p.duplicate => report.duplicates += 1,
-                    Ok(_) => report.published += 1,
-                    // Kept in the DLQ with the reasons; the feed moves on.
-                    Err(BusError::Invalid { .. }) => report.dead_lettered += 1,
-                    Err(e) => return Err(e.into()),
-                }
-            }
-        }
+        let tally = crate::publish::publish_all(&self.publisher, drafts).await?;
+        report.published += tally.published;
+        report.duplicates += tally.duplicates;
+        report.dead_lettered += tally.dead_lettered;
 
         for (id, m) in &memory {
             if before.get(id) != Some(m) {
@@ -498,15 +474,12 @@ impl FieldReportsAdapter {
         if let Some(m) = self.cache.get(report_id) {
             return Ok(m.clone());
         }
-        let key = memory_key(report_id);
-        let m = match self.kv.get(&key).await.map_err(|e| state_err(&key, e))? {
-            Some(bytes) => {
-                serde_json::from_slice::<StoredMemory>(&bytes)
-                    .map_err(|e| state_err(&key, e))?
-                    .memory
-            }
-            None => ReportMemory::default(),
-        };
+        let m = self
+            .state
+            .get::<StoredMemory>(&memory_key(report_id))
+            .await?
+            .map(|s| s.memory)
+            .unwrap_or_default();
         self.cache.insert(report_id.to_string(), m.clone());
         Ok(m)
     }
@@ -516,38 +489,19 @@ impl FieldReportsAdapter {
         report_id: &str,
         memory: &ReportMemory,
     ) -> Result<(), AdapterError> {
-        let key = memory_key(report_id);
-        let body = serde_json::to_vec(&StoredMemory {
+        let stored = StoredMemory {
             report_id: report_id.to_string(),
             memory: memory.clone(),
-        })
-        .map_err(|e| state_err(&key, e))?;
-        self.kv
-            .put(&key, body.into())
-            .await
-            .map_err(|e| state_err(&key, e))?;
-        Ok(())
+        };
+        self.state.put(&memory_key(report_id), &stored).await
     }
 
     async fn load_cursor(&self) -> Result<Cursor, AdapterError> {
-        match self
-            .kv
-            .get(CURSOR_KEY)
-            .await
-            .map_err(|e| state_err(CURSOR_KEY, e))?
-        {
-            Some(bytes) => serde_json::from_slice(&bytes).map_err(|e| state_err(CURSOR_KEY, e)),
-            None => Ok(Cursor::default()),
-        }
+        Ok(self.state.get(CURSOR).await?.unwrap_or_default())
     }
 
     async fn save_cursor(&self, cursor: &Cursor) -> Result<(), AdapterError> {
-        let body = serde_json::to_vec(cursor).map_err(|e| state_err(CURSOR_KEY, e))?;
-        self.kv
-            .put(CURSOR_KEY, body.into())
-            .await
-            .map_err(|e| state_err(CURSOR_KEY, e))?;
-        Ok(())
+        self.state.put(CURSOR, cursor).await
     }
 }
 

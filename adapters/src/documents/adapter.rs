@@ -1,0 +1,434 @@
+//! The documents adapter: edXML packages and register exports, from a polled folder and
+//! by HTTP push. Both inputs are idempotent (event ids come from the documents themselves).
+//!
+//! Folder: `*.edxml`/`*.xml` packages and `*.jsonl` register exports dropped into `inbox`
+//! are published, then moved to `inbox/processed/`; what cannot be read goes to the DLQ
+//! (as a digest, never the content: it may be secret or personal) and to `inbox/failed/`.
+//!
+//! HTTP (`listen`): `POST /edxml` (one package), `POST /register` (JSON lines or an array),
+//! `GET /healthz`, `GET /metrics`. Answers 202 once stored, 400 with the reason, 503 when
+//! the bus cannot store (nothing is acknowledged that is not stored).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use chrono::Utc;
+use lienthong_bus::{DeadLetter, Publisher};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use tracing::{info, warn};
+
+use super::edxml::{self, SUBSYSTEM};
+use super::register::{self, RegisterEntry, RegisterOutcome};
+use crate::error::AdapterError;
+use crate::field_reports::AdapterContext;
+use crate::publish::{publish_all, Tally};
+
+fn default_source() -> String {
+    "urn:lienthong:phanthiet:documents".to_string()
+}
+const fn default_poll_interval_secs() -> u64 {
+    10
+}
+
+/// Configuration of the documents adapter (`[documents]`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DocumentsConfig {
+    /// CloudEvents `source` of the events.
+    #[serde(default = "default_source")]
+    pub source: String,
+    /// Folder polled for `*.edxml`, `*.xml` and `*.jsonl` files.
+    #[serde(default)]
+    pub inbox: Option<PathBuf>,
+    /// Address of the HTTP push endpoints.
+    #[serde(default)]
+    pub listen: Option<SocketAddr>,
+    /// Seconds between two looks at the inbox.
+    #[serde(default = "default_poll_interval_secs")]
+    pub poll_interval_secs: u64,
+}
+
+impl DocumentsConfig {
+    fn validate(&self) -> Result<(), AdapterError> {
+        if self.inbox.is_none() && self.listen.is_none() {
+            return Err(AdapterError::Config(
+                "documents: give an `inbox` folder, a `listen` address, or both".into(),
+            ));
+        }
+        if self.source.parse::<url::Url>().is_err() {
+            return Err(AdapterError::Config(format!(
+                "source {:?} must be a URI",
+                self.source
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Counters exposed on `/metrics`.
+#[derive(Debug, Default)]
+pub struct DocumentsMetrics {
+    pub published: AtomicU64,
+    pub duplicates: AtomicU64,
+    pub dead_lettered: AtomicU64,
+    /// Secret documents held back (never on the bus).
+    pub withheld: AtomicU64,
+}
+
+/// What one input (a package, an export) did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Intake {
+    #[serde(flatten)]
+    pub tally: Tally,
+    pub withheld: usize,
+    /// Unreadable lines or packages (kept in the DLQ as digests).
+    pub unreadable: usize,
+}
+
+#[derive(Clone)]
+pub struct DocumentsAdapter {
+    config: DocumentsConfig,
+    publisher: Publisher,
+    metrics: Arc<DocumentsMetrics>,
+}
+
+fn digest(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+impl DocumentsAdapter {
+    pub async fn build(config: DocumentsConfig, ctx: AdapterContext) -> Result<Self, AdapterError> {
+        config.validate()?;
+        if let Some(inbox) = &config.inbox {
+            for sub in ["", "processed", "failed"] {
+                std::fs::create_dir_all(inbox.join(sub)).map_err(|e| {
+                    AdapterError::Config(format!("inbox {}: {e}", inbox.join(sub).display()))
+                })?;
+            }
+        }
+        let publisher = Publisher::new(ctx.js, ctx.registry, config.source.clone());
+        Ok(Self {
+            config,
+            publisher,
+            metrics: Arc::new(DocumentsMetrics::default()),
+        })
+    }
+
+    pub fn metrics(&self) -> &Arc<DocumentsMetrics> {
+        &self.metrics
+    }
+
+    fn count(&self, i: &Intake) {
+        self.metrics
+            .published
+            .fetch_add(i.tally.published as u64, Ordering::Relaxed);
+        self.metrics
+            .duplicates
+            .fetch_add(i.tally.duplicates as u64, Ordering::Relaxed);
+        self.metrics.dead_lettered.fetch_add(
+            (i.tally.dead_lettered + i.unreadable) as u64,
+            Ordering::Relaxed,
+        );
+        self.metrics
+            .withheld
+            .fetch_add(i.withheld as u64, Ordering::Relaxed);
+        if i.withheld > 0 {
+            // Deliberately without any identifier or content of what was withheld.
+            info!(
+                adapter = SUBSYSTEM,
+                withheld = i.withheld,
+                "withheld documents classified secret"
+            );
+        }
+    }
+
+    /// Keeps a trace of unreadable input in the DLQ: its digest and the reason, not its
+    /// content (which may be secret or personal).
+    async fn unreadable(
+        &self,
+        what: &str,
+        bytes: &[u8],
+        reason: String,
+    ) -> Result<(), AdapterError> {
+        let sha = digest(bytes);
+        let letter = DeadLetter::unreadable(
+            self.publisher.source(),
+            "vn.egov.documents.document.sent",
+            &format!("{what}/{sha}"),
+            json!({"input": what, "sha256": sha, "size": bytes.len()}),
+            format!("{what} could not be read: {reason}"),
+        );
+        warn!(adapter = SUBSYSTEM, input = what, %reason, "unreadable input kept in the DLQ (digest only)");
+        self.publisher.keep_dead_letter(&letter).await?;
+        Ok(())
+    }
+
+    /// One edXML package.
+    pub async fn take_edxml(&self, bytes: &[u8]) -> Result<Result<Intake, String>, AdapterError> {
+        let text = match std::str::from_utf8(bytes) {
+            Ok(t) => t,
+            Err(e) => {
+                self.unreadable("edxml", bytes, e.to_string()).await?;
+                return Ok(Err(format!("not UTF-8: {e}")));
+            }
+        };
+        match edxml::parse(text) {
+            Ok(package) => {
+                let event = edxml::to_event(&package, Utc::now().fixed_offset());
+                let intake = Intake {
+                    tally: publish_all(&self.publisher, vec![event]).await?,
+                    ..Default::default()
+                };
+                self.count(&intake);
+                Ok(Ok(intake))
+            }
+            Err(reason) => {
+                self.unreadable("edxml", bytes, reason.clone()).await?;
+                self.count(&Intake {
+                    unreadable: 1,
+                    ..Default::default()
+                });
+                Ok(Err(reason))
+            }
+        }
+    }
+
+    /// A register export: JSON lines, or one JSON array.
+    pub async fn take_register(&self, bytes: &[u8]) -> Result<Intake, AdapterError> {
+        let text = String::from_utf8_lossy(bytes);
+        let lines: Vec<String> = match serde_json::from_str::<Vec<serde_json::Value>>(&text) {
+            Ok(items) => items.into_iter().map(|v| v.to_string()).collect(),
+            Err(_) => text
+                .lines()
+                .filter(|l| !l.trim().is_empty())
+                .map(str::to_string)
+                .collect(),
+        };
+        let mut intake = Intake::default();
+        let mut drafts = Vec::new();
+        for (n, line) in lines.iter().enumerate() {
+            // Secrecy first, on its own: a secret line is withheld even if the rest is broken.
+            if register::secrecy_of(line).is_some_and(|s| !register::is_public_level(&s)) {
+                intake.withheld += 1;
+                continue;
+            }
+            match serde_json::from_str::<RegisterEntry>(line) {
+                Ok(entry) => match register::map(&entry) {
+                    RegisterOutcome::Publish(d) => drafts.push(*d),
+                    RegisterOutcome::Withheld => intake.withheld += 1,
+                },
+                Err(e) => {
+                    self.unreadable(
+                        &format!("register line {}", n + 1),
+                        line.as_bytes(),
+                        e.to_string(),
+                    )
+                    .await?;
+                    intake.unreadable += 1;
+                }
+            }
+        }
+        intake.tally = publish_all(&self.publisher, drafts).await?;
+        self.count(&intake);
+        Ok(intake)
+    }
+
+    /// Publishes every file in the inbox, oldest name first; moves each when done.
+    pub async fn poll_inbox(&self) -> Result<Intake, AdapterError> {
+        let Some(inbox) = &self.config.inbox else {
+            return Ok(Intake::default());
+        };
+        let mut files: Vec<PathBuf> = std::fs::read_dir(inbox)
+            .map_err(|e| AdapterError::Source {
+                url: inbox.display().to_string(),
+                reason: e.to_string(),
+            })?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.is_file())
+            .filter(|p| {
+                matches!(
+                    p.extension().and_then(|x| x.to_str()),
+                    Some("edxml" | "xml" | "jsonl" | "json")
+                )
+            })
+            .collect();
+        files.sort();
+        let mut total = Intake::default();
+        for path in files {
+            let bytes = std::fs::read(&path).map_err(|e| AdapterError::Source {
+                url: path.display().to_string(),
+                reason: e.to_string(),
+            })?;
+            let is_register = matches!(
+                path.extension().and_then(|x| x.to_str()),
+                Some("jsonl" | "json")
+            );
+            let (intake, ok) = if is_register {
+                (self.take_register(&bytes).await?, true)
+            } else {
+                match self.take_edxml(&bytes).await? {
+                    Ok(i) => (i, true),
+                    Err(_) => (
+                        Intake {
+                            unreadable: 1,
+                            ..Default::default()
+                        },
+                        false,
+                    ),
+                }
+            };
+            total.tally.add(intake.tally);
+            total.withheld += intake.withheld;
+            total.unreadable += intake.unreadable;
+            move_to(&path, &inbox.join(if ok { "processed" } else { "failed" }))?;
+        }
+        Ok(total)
+    }
+
+    /// The HTTP push endpoints.
+    pub fn router(&self) -> Router {
+        Router::new()
+            .route("/edxml", post(push_edxml))
+            .route("/register", post(push_register))
+            .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
+            .route("/metrics", get(metrics))
+            .with_state(self.clone())
+    }
+
+    /// Serves the push endpoints (if configured) and polls the inbox until `shutdown`.
+    pub async fn run(
+        self,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> Result<(), AdapterError> {
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let server = match self.config.listen {
+            Some(addr) => {
+                let listener = tokio::net::TcpListener::bind(addr)
+                    .await
+                    .map_err(|e| AdapterError::Config(format!("documents listen {addr}: {e}")))?;
+                info!(adapter = SUBSYSTEM, %addr, "push endpoints: POST /edxml, POST /register");
+                let mut rx = stop_rx.clone();
+                let app = self.router();
+                Some(tokio::spawn(async move {
+                    axum::serve(listener, app)
+                        .with_graceful_shutdown(async move {
+                            let _ = rx.wait_for(|s| *s).await;
+                        })
+                        .await
+                }))
+            }
+            None => None,
+        };
+        tokio::pin!(shutdown);
+        let interval = Duration::from_secs(self.config.poll_interval_secs.max(1));
+        loop {
+            match self.poll_inbox().await {
+                Ok(i) if i.tally.published + i.withheld + i.unreadable > 0 => {
+                    info!(
+                        adapter = SUBSYSTEM,
+                        published = i.tally.published,
+                        duplicates = i.tally.duplicates,
+                        dead_lettered = i.tally.dead_lettered + i.unreadable,
+                        withheld = i.withheld,
+                        "inbox"
+                    );
+                }
+                Ok(_) => {}
+                Err(e) if e.is_transient() => {
+                    warn!(adapter = SUBSYSTEM, error = %e, "inbox poll failed; will retry")
+                }
+                Err(e) => {
+                    let _ = stop_tx.send(true);
+                    return Err(e);
+                }
+            }
+            tokio::select! {
+                _ = &mut shutdown => break,
+                _ = tokio::time::sleep(interval) => {}
+            }
+        }
+        let _ = stop_tx.send(true);
+        if let Some(s) = server {
+            let _ = s.await;
+        }
+        Ok(())
+    }
+}
+
+fn move_to(path: &Path, dir: &Path) -> Result<(), AdapterError> {
+    let name = path.file_name().unwrap_or_default();
+    std::fs::rename(path, dir.join(name)).map_err(|e| AdapterError::Source {
+        url: path.display().to_string(),
+        reason: format!("moving to {}: {e}", dir.display()),
+    })
+}
+
+pub(crate) fn problem(status: StatusCode, title: &str, detail: &str) -> Response {
+    (
+        status,
+        [(axum::http::header::CONTENT_TYPE, "application/problem+json")],
+        Json(json!({"type": "about:blank", "title": title, "status": status.as_u16(), "detail": detail})),
+    )
+        .into_response()
+}
+
+pub(crate) fn unavailable(e: &AdapterError) -> Response {
+    problem(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "the bus cannot store this now; retry",
+        &e.to_string(),
+    )
+}
+
+async fn push_edxml(State(a): State<DocumentsAdapter>, body: Bytes) -> Response {
+    match a.take_edxml(&body).await {
+        Ok(Ok(intake)) => (StatusCode::ACCEPTED, Json(intake)).into_response(),
+        Ok(Err(reason)) => problem(
+            StatusCode::BAD_REQUEST,
+            "not a readable edXML package (kept in the DLQ as a digest)",
+            &reason,
+        ),
+        Err(e) => unavailable(&e),
+    }
+}
+
+async fn push_register(State(a): State<DocumentsAdapter>, body: Bytes) -> Response {
+    match a.take_register(&body).await {
+        Ok(intake) => (StatusCode::ACCEPTED, Json(intake)).into_response(),
+        Err(e) => unavailable(&e),
+    }
+}
+
+async fn metrics(State(a): State<DocumentsAdapter>) -> Response {
+    let m = &a.metrics;
+    let body = format!(
+        "# TYPE lienthong_documents_published_total counter\nlienthong_documents_published_total {}\n\
+         # TYPE lienthong_documents_duplicates_total counter\nlienthong_documents_duplicates_total {}\n\
+         # TYPE lienthong_documents_dead_lettered_total counter\nlienthong_documents_dead_lettered_total {}\n\
+         # HELP lienthong_documents_withheld_total Documents classified secret, never published.\n\
+         # TYPE lienthong_documents_withheld_total counter\nlienthong_documents_withheld_total {}\n",
+        m.published.load(Ordering::Relaxed),
+        m.duplicates.load(Ordering::Relaxed),
+        m.dead_lettered.load(Ordering::Relaxed),
+        m.withheld.load(Ordering::Relaxed),
+    );
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        body,
+    )
+        .into_response()
+}
