@@ -42,6 +42,8 @@ enum Command {
     /// Run an adapter.
     #[command(subcommand)]
     Adapter(commands::adapter::Command),
+    /// The HTTP CloudEvents ingress (structured, binary and batch modes; per-caller tokens).
+    Ingress(commands::ingress::Args),
     /// Run a subsystem simulator (for demos and tests).
     #[command(subcommand)]
     Simulator(commands::simulator::Command),
@@ -93,6 +95,7 @@ fn main() -> ExitCode {
             Command::Publish(a) => commands::publish::run(&global, a).await,
             Command::Tail(a) => commands::tail::run(&global, a).await,
             Command::Adapter(c) => commands::adapter::run(&global, c).await,
+            Command::Ingress(a) => commands::ingress::run(&global, a).await,
             Command::Simulator(c) => commands::simulator::run(&global, c).await,
             Command::Replay(c) => commands::replay::run(&global, c).await,
             Command::Dlq(c) => commands::dlq::run(&global, c).await,

@@ -335,7 +335,7 @@ impl Publisher {
     /// Keeps rejected input in the DLQ and returns the error for the caller. When the DLQ
     /// itself cannot store, the caller gets `Unavailable` so that it retries rather than
     /// losing the input.
-    async fn dead_letter(&self, event: Event, error: BusError) -> BusError {
+    pub async fn dead_letter(&self, event: Event, error: BusError) -> BusError {
         let letter = DeadLetter::from_rejection(&event, &error);
         match letter.prepare(&self.registry) {
             Ok(prepared) => match self.send(prepared).await {

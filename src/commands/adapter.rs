@@ -3,8 +3,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::Subcommand;
-use lienthong_adapters::field_reports::AdapterContext;
-use lienthong_adapters::{AdapterConfig, FieldReportsAdapter};
+use lienthong_adapters::{AdapterConfig, AdapterContext};
 
 use super::Global;
 
@@ -12,19 +11,16 @@ use super::Global;
 pub enum Command {
     /// Run one adapter until Ctrl-C. Its state lives in ADAPTER_STATE; restart it any time.
     Run {
-        /// The subsystem: field_reports.
+        /// The subsystem: field_reports, documents, sso or open_data.
         name: String,
         /// Adapter configuration (TOML), e.g. adapters/examples/field_reports.toml.
         #[arg(long)]
         config: PathBuf,
-        /// Poll once and exit.
-        #[arg(long)]
-        once: bool,
     },
 }
 
 pub async fn run(global: &Global, cmd: Command) -> anyhow::Result<ExitCode> {
-    let Command::Run { name, config, once } = cmd;
+    let Command::Run { name, config } = cmd;
     let text = std::fs::read_to_string(&config)
         .with_context(|| format!("reading {}", config.display()))?;
     let cfg: AdapterConfig = toml::from_str(&text)
@@ -42,16 +38,6 @@ pub async fn run(global: &Global, cmd: Command) -> anyhow::Result<ExitCode> {
             .await?,
         registry: global.registry()?,
     };
-    match cfg {
-        AdapterConfig::FieldReports(c) => {
-            let mut adapter = FieldReportsAdapter::build(c, ctx).await?;
-            if once {
-                let r = adapter.poll_once().await?;
-                println!("{r:?}");
-            } else {
-                adapter.run(super::interrupted()).await?;
-            }
-        }
-    }
+    cfg.run(ctx, super::interrupted()).await?;
     Ok(ExitCode::SUCCESS)
 }

@@ -2,6 +2,7 @@
 
 pub mod adapter;
 pub mod dlq;
+pub mod ingress;
 pub mod publish;
 pub mod replay;
 pub mod schema;

@@ -5,8 +5,8 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use lienthong_adapters::field_reports::{AdapterContext, Open311Data, Open311Simulator};
-use lienthong_adapters::{AdapterConfig, FieldReportsAdapter, FieldReportsConfig};
+use lienthong_adapters::field_reports::{Open311Data, Open311Simulator};
+use lienthong_adapters::{AdapterConfig, AdapterContext, FieldReportsConfig};
 use lienthong_bus::server::{NatsServer, ServerOptions};
 use lienthong_bus::{CredentialSet, SchemaRegistry};
 use lienthong_replay::service::DEFAULT_LISTEN;
@@ -123,15 +123,11 @@ pub async fn run(global: &Global, a: Args) -> anyhow::Result<ExitCode> {
             registry: registry.clone(),
         };
         let stop = stopped(&stop_rx);
-        match cfg {
-            AdapterConfig::FieldReports(c) => {
-                let adapter = FieldReportsAdapter::build(c, ctx).await?;
-                tasks.push((
-                    "adapter field_reports",
-                    tokio::spawn(async move { adapter.run(stop).await.map_err(Into::into) }),
-                ));
-            }
-        }
+        let name = cfg.subsystem();
+        tasks.push((
+            name,
+            tokio::spawn(async move { cfg.run(ctx, stop).await.map_err(Into::into) }),
+        ));
     }
 
     // Replay service and dashboard.

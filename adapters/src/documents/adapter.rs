@@ -31,8 +31,8 @@ use tracing::{info, warn};
 use super::edxml::{self, SUBSYSTEM};
 use super::register::{self, RegisterEntry, RegisterOutcome};
 use crate::error::AdapterError;
-use crate::field_reports::AdapterContext;
 use crate::publish::{publish_all, Tally};
+use crate::AdapterContext;
 
 fn default_source() -> String {
     "urn:lienthong:phanthiet:documents".to_string()

@@ -12,12 +12,10 @@
 //! duplicate window drops what was stored already: no duplicate, no gap.
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::Arc;
 use std::time::Duration;
 
-use async_nats::jetstream;
 use chrono::{DateTime, FixedOffset, Utc};
-use lienthong_bus::{DeadLetter, Publisher, SchemaRegistry};
+use lienthong_bus::{DeadLetter, Publisher};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tracing::{info, warn};
@@ -29,6 +27,7 @@ use super::open311::{ServiceRequest, ServiceRequestUpdate};
 use crate::error::AdapterError;
 use crate::state::{hashed, AdapterState};
 use crate::wards::Wards;
+use crate::AdapterContext;
 
 const fn default_poll_interval_secs() -> u64 {
     30
@@ -116,13 +115,6 @@ impl FieldReportsConfig {
         }
         Ok(())
     }
-}
-
-/// What the adapter gets from outside.
-#[derive(Clone)]
-pub struct AdapterContext {
-    pub js: jetstream::Context,
-    pub registry: Arc<SchemaRegistry>,
 }
 
 /// Where one feed stands.
@@ -513,7 +505,9 @@ mod tests {
     fn the_example_config_parses() {
         let text = include_str!("../../examples/field_reports.toml");
         let cfg: crate::AdapterConfig = toml::from_str(text).unwrap();
-        let crate::AdapterConfig::FieldReports(c) = cfg;
+        let crate::AdapterConfig::FieldReports(c) = cfg else {
+            panic!("not a field_reports config")
+        };
         c.validate().unwrap();
         assert_eq!(c.source, "urn:lienthong:phanthiet:field_reports");
         assert!(toml::from_str::<crate::AdapterConfig>(

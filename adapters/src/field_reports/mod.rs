@@ -16,6 +16,7 @@ pub mod open311;
 pub mod simulator;
 pub mod synthetic;
 
-pub use adapter::{AdapterContext, FieldReportsAdapter, FieldReportsConfig, PollReport};
+pub use crate::AdapterContext;
+pub use adapter::{FieldReportsAdapter, FieldReportsConfig, PollReport};
 pub use mapping::Mapper;
 pub use simulator::{Open311Data, Open311Simulator};

@@ -1,0 +1,489 @@
+//! The sign-on adapter.
+//!
+//! - Push: `POST /keycloak/events` takes one Keycloak event or a JSON array of them (user or
+//!   admin events), as an event-listener webhook sends them; with `push_token_file` set,
+//!   callers must send `Authorization: Bearer <token>`. Answers 202 once stored, 400 for
+//!   unreadable input (kept in the DLQ as a digest: it holds personal data), 401, 503.
+//! - Pull: the admin events API (`/admin/realms/{realm}/admin-events`) with a
+//!   client-credentials token, from a cursor in `ADAPTER_STATE` (time + ids at that time).
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use lienthong_bus::{DeadLetter, Publisher};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use tracing::{info, warn};
+use url::Url;
+
+use super::keycloak::{map_admin, map_user, AdminEvent, Pseudonymizer, UserEvent, SUBSYSTEM};
+use crate::documents::adapter::{problem, unavailable};
+use crate::error::AdapterError;
+use crate::publish::{publish_all, Tally};
+use crate::state::AdapterState;
+use crate::AdapterContext;
+
+fn default_source() -> String {
+    "urn:lienthong:phanthiet:sso".to_string()
+}
+fn default_realm() -> String {
+    "binhthuan".to_string()
+}
+const fn default_poll_interval_secs() -> u64 {
+    30
+}
+
+/// The admin events API to poll.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminApiConfig {
+    /// Keycloak base URL (the part before `/realms/…` and `/admin/…`).
+    pub base_url: Url,
+    /// Service-account client with the `view-events` role.
+    pub client_id: String,
+    /// File holding that client's secret.
+    pub client_secret_file: PathBuf,
+    #[serde(default = "default_poll_interval_secs")]
+    pub poll_interval_secs: u64,
+    /// Events per page.
+    #[serde(default = "default_page")]
+    pub page_size: usize,
+}
+
+const fn default_page() -> usize {
+    100
+}
+
+/// Configuration of the sign-on adapter (`[sso]`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SsoConfig {
+    #[serde(default = "default_source")]
+    pub source: String,
+    /// The Keycloak realm.
+    #[serde(default = "default_realm")]
+    pub realm: String,
+    /// File holding the pseudonymisation key (≥ 16 bytes). Never commit it: rotating it
+    /// changes every user reference.
+    pub pseudonymization_key_file: PathBuf,
+    /// Address of the webhook endpoint.
+    #[serde(default)]
+    pub listen: Option<SocketAddr>,
+    /// File holding the bearer token webhook callers must present.
+    #[serde(default)]
+    pub push_token_file: Option<PathBuf>,
+    #[serde(default)]
+    pub admin_api: Option<AdminApiConfig>,
+}
+
+fn read_secret(path: &PathBuf, what: &str) -> Result<String, AdapterError> {
+    std::fs::read_to_string(path)
+        .map(|s| s.trim().to_string())
+        .map_err(|e| AdapterError::Config(format!("{what} {}: {e}", path.display())))
+}
+
+#[derive(Debug, Default)]
+pub struct SsoMetrics {
+    pub published: AtomicU64,
+    pub duplicates: AtomicU64,
+    pub dead_lettered: AtomicU64,
+    /// Event types the bus does not carry (token exchanges, …).
+    pub ignored: AtomicU64,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct SsoIntake {
+    #[serde(flatten)]
+    pub tally: Tally,
+    pub ignored: usize,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+struct AdminCursor {
+    since_ms: i64,
+    seen: BTreeSet<String>,
+}
+
+#[derive(Clone)]
+pub struct SsoAdapter {
+    config: SsoConfig,
+    publisher: Publisher,
+    pseudonymizer: Pseudonymizer,
+    push_token: Option<String>,
+    state: AdapterState,
+    http: reqwest::Client,
+    metrics: Arc<SsoMetrics>,
+}
+
+impl SsoAdapter {
+    pub async fn build(config: SsoConfig, ctx: AdapterContext) -> Result<Self, AdapterError> {
+        let key = std::fs::read(&config.pseudonymization_key_file).map_err(|e| {
+            AdapterError::Config(format!(
+                "pseudonymization_key_file {}: {e}",
+                config.pseudonymization_key_file.display()
+            ))
+        })?;
+        let pseudonymizer = Pseudonymizer::new(&key).map_err(AdapterError::Config)?;
+        let push_token = config
+            .push_token_file
+            .as_ref()
+            .map(|p| read_secret(p, "push_token_file"))
+            .transpose()?;
+        if config.listen.is_none() && config.admin_api.is_none() {
+            return Err(AdapterError::Config(
+                "sso: give a `listen` address, an `admin_api`, or both".into(),
+            ));
+        }
+        let state = AdapterState::open(&ctx.js, SUBSYSTEM).await?;
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(20))
+            .build()
+            .map_err(|e| AdapterError::Config(e.to_string()))?;
+        Ok(Self {
+            publisher: Publisher::new(ctx.js, ctx.registry, config.source.clone()),
+            config,
+            pseudonymizer,
+            push_token,
+            state,
+            http,
+            metrics: Arc::new(SsoMetrics::default()),
+        })
+    }
+
+    pub fn metrics(&self) -> &Arc<SsoMetrics> {
+        &self.metrics
+    }
+
+    fn count(&self, i: &SsoIntake) {
+        self.metrics
+            .published
+            .fetch_add(i.tally.published as u64, Ordering::Relaxed);
+        self.metrics
+            .duplicates
+            .fetch_add(i.tally.duplicates as u64, Ordering::Relaxed);
+        self.metrics
+            .dead_lettered
+            .fetch_add(i.tally.dead_lettered as u64, Ordering::Relaxed);
+        self.metrics
+            .ignored
+            .fetch_add(i.ignored as u64, Ordering::Relaxed);
+    }
+
+    /// Maps and publishes Keycloak events (user or admin, as JSON values), in time order.
+    pub async fn take(
+        &self,
+        events: Vec<Value>,
+    ) -> Result<Result<SsoIntake, String>, AdapterError> {
+        let mut parsed = Vec::with_capacity(events.len());
+        for (n, v) in events.into_iter().enumerate() {
+            let time = v.get("time").and_then(Value::as_i64).unwrap_or(0);
+            let mapped = if v.get("operationType").is_some() {
+                serde_json::from_value::<AdminEvent>(v).map(|e| map_admin(&e, &self.pseudonymizer))
+            } else {
+                serde_json::from_value::<UserEvent>(v).map(|e| map_user(&e, &self.pseudonymizer))
+            };
+            match mapped {
+                Ok(m) => parsed.push((time, m)),
+                Err(e) => return Ok(Err(format!("event {}: {e}", n + 1))),
+            }
+        }
+        parsed.sort_by_key(|(t, _)| *t);
+        let ignored = parsed.iter().filter(|(_, m)| m.is_none()).count();
+        let drafts = parsed.into_iter().filter_map(|(_, m)| m).collect();
+        let intake = SsoIntake {
+            tally: publish_all(&self.publisher, drafts).await?,
+            ignored,
+        };
+        self.count(&intake);
+        Ok(Ok(intake))
+    }
+
+    /// Keeps unreadable input in the DLQ as a digest: Keycloak events carry personal data.
+    async fn unreadable(&self, body: &[u8], reason: &str) -> Result<(), AdapterError> {
+        let sha = hex::encode(Sha256::digest(body));
+        let letter = DeadLetter::unreadable(
+            self.publisher.source(),
+            "vn.egov.sso.session.started",
+            &format!("keycloak-push/{sha}"),
+            json!({"input": "keycloak webhook", "sha256": sha, "size": body.len()}),
+            format!("webhook body could not be read: {reason}"),
+        );
+        self.publisher.keep_dead_letter(&letter).await?;
+        Ok(())
+    }
+
+    async fn token(&self, api: &AdminApiConfig) -> Result<String, AdapterError> {
+        let secret = read_secret(&api.client_secret_file, "client_secret_file")?;
+        let url = api
+            .base_url
+            .join(&format!(
+                "realms/{}/protocol/openid-connect/token",
+                self.config.realm
+            ))
+            .map_err(|e| AdapterError::Config(e.to_string()))?;
+        let body = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("grant_type", "client_credentials")
+            .append_pair("client_id", &api.client_id)
+            .append_pair("client_secret", &secret)
+            .finish();
+        let source = |reason: String| AdapterError::Source {
+            url: url.to_string(),
+            reason,
+        };
+        let resp = self
+            .http
+            .post(url.clone())
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| source(e.to_string()))?;
+        if !resp.status().is_success() {
+            return Err(source(format!("token request answered {}", resp.status())));
+        }
+        let v: Value = resp.json().await.map_err(|e| source(e.to_string()))?;
+        v.get("access_token")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .ok_or_else(|| source("no access_token in the answer".into()))
+    }
+
+    /// One pass over the admin events API from the cursor.
+    pub async fn poll_admin_events(&self) -> Result<SsoIntake, AdapterError> {
+        let Some(api) = &self.config.admin_api else {
+            return Ok(SsoIntake::default());
+        };
+        let cursor: AdminCursor = self.state.get("admin_cursor").await?.unwrap_or_default();
+        let token = self.token(api).await?;
+        let url = api
+            .base_url
+            .join(&format!("admin/realms/{}/admin-events", self.config.realm))
+            .map_err(|e| AdapterError::Config(e.to_string()))?;
+        let date_from = chrono::DateTime::from_timestamp_millis(cursor.since_ms)
+            .unwrap_or_default()
+            .format("%Y-%m-%d")
+            .to_string();
+        let mut fresh: Vec<Value> = Vec::new();
+        let mut first = 0;
+        loop {
+            let source = |reason: String| AdapterError::Source {
+                url: url.to_string(),
+                reason,
+            };
+            let page: Vec<Value> = self
+                .http
+                .get(url.clone())
+                .bearer_auth(&token)
+                .query(&[
+                    ("dateFrom", date_from.as_str()),
+                    ("first", &first.to_string()),
+                    ("max", &api.page_size.to_string()),
+                ])
+                .send()
+                .await
+                .map_err(|e| source(e.to_string()))?
+                .error_for_status()
+                .map_err(|e| source(e.to_string()))?
+                .json()
+                .await
+                .map_err(|e| source(format!("not a list of admin events: {e}")))?;
+            let n = page.len();
+            for v in page {
+                let t = v.get("time").and_then(Value::as_i64).unwrap_or(0);
+                let id = v
+                    .get("id")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string();
+                if t > cursor.since_ms || (t == cursor.since_ms && !cursor.seen.contains(&id)) {
+                    fresh.push(v);
+                }
+            }
+            if n < api.page_size {
+                break;
+            }
+            first += n;
+        }
+        if fresh.is_empty() {
+            return Ok(SsoIntake::default());
+        }
+        let mut next = cursor.clone();
+        for v in &fresh {
+            let t = v.get("time").and_then(Value::as_i64).unwrap_or(0);
+            let id = v
+                .get("id")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string();
+            if t > next.since_ms {
+                next.since_ms = t;
+                next.seen.clear();
+            }
+            if t == next.since_ms {
+                next.seen.insert(id);
+            }
+        }
+        let intake = match self.take(fresh).await? {
+            Ok(i) => i,
+            Err(reason) => {
+                return Err(AdapterError::Source {
+                    url: url.to_string(),
+                    reason,
+                })
+            }
+        };
+        self.state.put("admin_cursor", &next).await?;
+        Ok(intake)
+    }
+
+    pub fn router(&self) -> Router {
+        Router::new()
+            .route("/keycloak/events", post(push))
+            .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
+            .route("/metrics", get(metrics))
+            .with_state(self.clone())
+    }
+
+    pub async fn run(
+        self,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> Result<(), AdapterError> {
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let server = match self.config.listen {
+            Some(addr) => {
+                let listener = tokio::net::TcpListener::bind(addr)
+                    .await
+                    .map_err(|e| AdapterError::Config(format!("sso listen {addr}: {e}")))?;
+                info!(adapter = SUBSYSTEM, %addr, "webhook: POST /keycloak/events");
+                let mut rx = stop_rx.clone();
+                let app = self.router();
+                Some(tokio::spawn(async move {
+                    axum::serve(listener, app)
+                        .with_graceful_shutdown(async move {
+                            let _ = rx.wait_for(|s| *s).await;
+                        })
+                        .await
+                }))
+            }
+            None => None,
+        };
+        tokio::pin!(shutdown);
+        let interval = Duration::from_secs(
+            self.config
+                .admin_api
+                .as_ref()
+                .map(|a| a.poll_interval_secs)
+                .unwrap_or(3600)
+                .max(1),
+        );
+        loop {
+            if self.config.admin_api.is_some() {
+                match self.poll_admin_events().await {
+                    Ok(i) if i.tally.published > 0 => info!(
+                        adapter = SUBSYSTEM,
+                        published = i.tally.published,
+                        "admin events"
+                    ),
+                    Ok(_) => {}
+                    Err(e) if e.is_transient() => {
+                        warn!(adapter = SUBSYSTEM, error = %e, "admin events poll failed; will retry")
+                    }
+                    Err(e) => {
+                        let _ = stop_tx.send(true);
+                        return Err(e);
+                    }
+                }
+            }
+            tokio::select! {
+                _ = &mut shutdown => break,
+                _ = tokio::time::sleep(interval) => {}
+            }
+        }
+        let _ = stop_tx.send(true);
+        if let Some(s) = server {
+            let _ = s.await;
+        }
+        Ok(())
+    }
+}
+
+async fn push(State(a): State<SsoAdapter>, headers: HeaderMap, body: Bytes) -> Response {
+    if let Some(expected) = &a.push_token {
+        let given = headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        if given.map(|g| crate::ingress::constant_time_eq(g.as_bytes(), expected.as_bytes()))
+            != Some(true)
+        {
+            return problem(
+                StatusCode::UNAUTHORIZED,
+                "missing or wrong bearer token",
+                "send Authorization: Bearer <token>",
+            );
+        }
+    }
+    let events = match serde_json::from_slice::<Value>(&body) {
+        Ok(Value::Array(items)) => items,
+        Ok(v @ Value::Object(_)) => vec![v],
+        Ok(_) | Err(_) => {
+            let reason = "the body is not a Keycloak event or a JSON array of them";
+            if let Err(e) = a.unreadable(&body, reason).await {
+                return unavailable(&e);
+            }
+            return problem(
+                StatusCode::BAD_REQUEST,
+                reason,
+                "kept in the DLQ as a digest",
+            );
+        }
+    };
+    match a.take(events).await {
+        Ok(Ok(intake)) => (StatusCode::ACCEPTED, Json(intake)).into_response(),
+        Ok(Err(reason)) => {
+            if let Err(e) = a.unreadable(&body, &reason).await {
+                return unavailable(&e);
+            }
+            problem(
+                StatusCode::BAD_REQUEST,
+                "not a readable Keycloak event (kept in the DLQ as a digest)",
+                &reason,
+            )
+        }
+        Err(e) => unavailable(&e),
+    }
+}
+
+async fn metrics(State(a): State<SsoAdapter>) -> Response {
+    let m = &a.metrics;
+    let body = format!(
+        "# TYPE lienthong_sso_published_total counter\nlienthong_sso_published_total {}\n\
+         # TYPE lienthong_sso_duplicates_total counter\nlienthong_sso_duplicates_total {}\n\
+         # TYPE lienthong_sso_dead_lettered_total counter\nlienthong_sso_dead_lettered_total {}\n\
+         # HELP lienthong_sso_ignored_total Keycloak event types the bus does not carry.\n\
+         # TYPE lienthong_sso_ignored_total counter\nlienthong_sso_ignored_total {}\n",
+        m.published.load(Ordering::Relaxed),
+        m.duplicates.load(Ordering::Relaxed),
+        m.dead_lettered.load(Ordering::Relaxed),
+        m.ignored.load(Ordering::Relaxed),
+    );
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        body,
+    )
+        .into_response()
+}

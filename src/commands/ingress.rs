@@ -1,0 +1,36 @@
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use lienthong_adapters::ingress::{Ingress, IngressConfig};
+use lienthong_bus::Publisher;
+
+use super::Global;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Ingress configuration (TOML): listen address, body limit, callers with their token
+    /// hashes, sources and types. See adapters/examples/ingress.toml.
+    #[arg(long)]
+    config: PathBuf,
+}
+
+pub async fn run(global: &Global, a: Args) -> anyhow::Result<ExitCode> {
+    let text = std::fs::read_to_string(&a.config)
+        .with_context(|| format!("reading {}", a.config.display()))?;
+    let config: IngressConfig = toml::from_str(&text).with_context(|| {
+        format!(
+            "{} is not a valid ingress configuration",
+            a.config.display()
+        )
+    })?;
+    let publisher = Publisher::new(
+        global.jetstream("lienthong-ingress").await?,
+        global.registry()?,
+        "urn:lienthong:ingress",
+    );
+    Ingress::new(config, publisher)?
+        .serve(super::interrupted())
+        .await?;
+    Ok(ExitCode::SUCCESS)
+}
