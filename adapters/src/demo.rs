@@ -14,6 +14,7 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 use crate::field_reports::Open311Data;
+use crate::sso;
 use crate::wards::Wards;
 
 /// What the year holds, counted from the raw records.
@@ -133,10 +134,40 @@ pub fn generate(year: i32, scale: f64, seed: u64) -> CityYear {
 
     // Documents.
     let agencies = agencies();
-    let (register, edxml) = documents(&mut rng, year, scale, &agencies, &mut totals);
+    let (mut register, mut edxml) = documents(&mut rng, year, scale, &agencies);
+    for line in include_str!("../fixtures/documents/register.jsonl")
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+    {
+        register.push(serde_json::from_str(line).expect("fixture"));
+    }
+    for (name, text) in [
+        (
+            "2023-1245-UBND-VP.edxml",
+            include_str!("../fixtures/documents/edxml/2023-1245-UBND-VP.edxml"),
+        ),
+        (
+            "2023-1245-UBND-VP.revoke.edxml",
+            include_str!("../fixtures/documents/edxml/2023-1245-UBND-VP.revoke.edxml"),
+        ),
+        (
+            "status-03-phu-thuy.edxml",
+            include_str!("../fixtures/documents/edxml/status-03-phu-thuy.edxml"),
+        ),
+    ] {
+        edxml.push((name.to_string(), text.to_string()));
+    }
+    count_documents(&register, &edxml, &mut totals);
 
-    // Sign-on.
-    let (sso_user_events, sso_admin_events) = sign_on(&mut rng, year, scale, &mut totals);
+    // Sign-on: the fixtures' events, then the year's.
+    let (mut sso_user_events, mut sso_admin_events) = (
+        sso::simulator::fixture_user_events(),
+        sso::simulator::fixture_admin_events(),
+    );
+    let (users, admins) = sign_on(&mut rng, year, scale);
+    sso_user_events.extend(users);
+    sso_admin_events.extend(admins);
+    count_sign_on(&sso_user_events, &sso_admin_events, year, &mut totals);
 
     // Open data.
     let ckan_packages = catalogue(&mut rng, year, &mut totals);
@@ -176,7 +207,6 @@ fn documents(
     year: i32,
     scale: f64,
     agencies: &[(String, String)],
-    totals: &mut DemoTotals,
 ) -> (Vec<Value>, Vec<(String, String)>) {
     let mut register = Vec::new();
     let mut edxml = Vec::new();
@@ -218,13 +248,9 @@ fn documents(
                 "registered_by": {"name": format!("Cán bộ văn thư {staff}"), "email": format!("vanthu{staff}@example.gov.vn"), "phone": format!("09{:08}", staff * 104_729)},
             }));
             if secrecy != "thuong" {
-                totals.documents_withheld += 1;
                 continue;
             }
-            totals.documents_registered += 1;
-            totals.documents_outgoing += 1;
             if electronic {
-                totals.documents_outgoing_electronic += 1;
                 // The recipient registers it as incoming.
                 let received = at + Duration::minutes(rng.random_range(5..240));
                 register.push(json!({
@@ -236,7 +262,6 @@ fn documents(
                     "registered_at": received.to_rfc3339(),
                     "registered_by": {"name": format!("Văn thư {staff}"), "email": "vt@example.gov.vn", "phone": "0900000000"},
                 }));
-                totals.documents_registered += 1;
                 // The package itself, for one in ten.
                 if n % 10 == 0 {
                     let document_id = format!("{organ_id},{},{code}", at.format("%Y/%m/%d"));
@@ -255,7 +280,6 @@ fn documents(
                             staff,
                         ),
                     ));
-                    totals.edxml_sent += 1;
                 }
             }
         }
@@ -316,6 +340,68 @@ fn package(
     )
 }
 
+/// Counts the documents' totals from the raw register lines and packages.
+fn count_documents(register: &[Value], edxml: &[(String, String)], totals: &mut DemoTotals) {
+    for r in register {
+        if r["secrecy"] != "thuong" {
+            totals.documents_withheld += 1;
+            continue;
+        }
+        totals.documents_registered += 1;
+        if r["direction"] == "outgoing" {
+            totals.documents_outgoing += 1;
+            if r["channel"] == "electronic" {
+                totals.documents_outgoing_electronic += 1;
+            }
+        }
+    }
+    totals.edxml_sent = edxml
+        .iter()
+        .filter(|(_, x)| x.contains("<edXML:BussinessDocType>0</edXML:BussinessDocType>"))
+        .count();
+}
+
+/// Counts the sign-on totals from the raw Keycloak events.
+fn count_sign_on(users: &[Value], admins: &[Value], year: i32, totals: &mut DemoTotals) {
+    let mut registered = std::collections::BTreeSet::new();
+    let mut deleted = std::collections::BTreeSet::new();
+    let mut active = std::collections::BTreeSet::new();
+    let local_year = |ms: i64| {
+        DateTime::from_timestamp_millis(ms).map(|t| t.with_timezone(&tz()).format("%Y").to_string())
+    };
+    for e in users {
+        let user = e["userId"].as_str().map(str::to_string);
+        match e["type"].as_str() {
+            Some("REGISTER") => registered.extend(user),
+            Some("DELETE_ACCOUNT") => deleted.extend(user),
+            Some("LOGIN") => {
+                totals.logins += 1;
+                if local_year(e["time"].as_i64().unwrap_or(0)) == Some(year.to_string()) {
+                    active.extend(user);
+                }
+            }
+            Some("LOGIN_ERROR") => totals.login_failures += 1,
+            Some("USER_DISABLED_BY_TEMPORARY_LOCKOUT" | "USER_DISABLED_BY_PERMANENT_LOCKOUT") => {
+                totals.lockouts += 1
+            }
+            _ => {}
+        }
+    }
+    for e in admins {
+        let user = e["resourcePath"]
+            .as_str()
+            .and_then(|p| p.strip_prefix("users/"))
+            .map(|p| p.split('/').next().unwrap_or(p).to_string());
+        match (e["resourceType"].as_str(), e["operationType"].as_str()) {
+            (Some("USER"), Some("CREATE")) => registered.extend(user),
+            (Some("USER"), Some("DELETE")) => deleted.extend(user),
+            _ => {}
+        }
+    }
+    totals.registered_users = registered.iter().filter(|u| !deleted.contains(*u)).count();
+    totals.active_users = active.len();
+}
+
 const CLIENTS: &[(&str, u32)] = &[
     ("phananh-app", 45),
     ("qlvb", 35),
@@ -323,12 +409,7 @@ const CLIENTS: &[(&str, u32)] = &[
     ("hop-truc-tuyen", 5),
 ];
 
-fn sign_on(
-    rng: &mut StdRng,
-    year: i32,
-    scale: f64,
-    totals: &mut DemoTotals,
-) -> (Vec<Value>, Vec<Value>) {
+fn sign_on(rng: &mut StdRng, year: i32, scale: f64) -> (Vec<Value>, Vec<Value>) {
     let realm = "binhthuan";
     let registered = scaled(12_150, scale);
     let deleted = scaled(150, scale);
@@ -373,18 +454,18 @@ fn sign_on(
             "authDetails": {"realmId": "master", "clientId": "admin-cli", "userId": "admin-0001", "ipAddress": "198.51.100.2"},
             "operationType": "DELETE", "resourceType": "USER", "resourcePath": format!("users/{user}")}));
     }
-    totals.registered_users = registered - deleted;
 
     // Activity in the year, by users registered before the moment and not deleted.
     let living = &users[deleted..];
+    // The local (UTC+7) year, so that every sign-in falls within it in Phan Thiết.
     let start = Utc
-        .with_ymd_and_hms(year, 1, 1, 0, 0, 0)
+        .with_ymd_and_hms(year - 1, 12, 31, 17, 0, 0)
         .single()
         .expect("date");
-    let mut active = std::collections::BTreeSet::new();
+    let year_seconds = 365 * 86_400 - 3_600;
     let logins = scaled(25_000, scale);
     for _ in 0..logins {
-        let at = start + Duration::seconds(rng.random_range(0..365 * 86_400));
+        let at = start + Duration::seconds(rng.random_range(0..year_seconds));
         let (user, since) = &living[rng.random_range(0..living.len())];
         if *since > at {
             continue;
@@ -411,7 +492,6 @@ fn sign_on(
             events.push(json!({"id": next_id(rng, "login_error"), "time": (at - Duration::seconds(20)).timestamp_millis(), "type": "LOGIN_ERROR",
                 "realmId": realm, "clientId": client, "userId": user, "sessionId": null, "ipAddress": ip,
                 "details": {"auth_method": "openid-connect", "username": "someone"}, "error": "invalid_user_credentials"}));
-            totals.login_failures += 1;
         }
         events.push(json!({"id": next_id(rng, "login"), "time": at.timestamp_millis(), "type": "LOGIN", "realmId": realm, "clientId": client,
             "userId": user, "sessionId": session, "ipAddress": ip, "details": {"auth_method": "openid-connect", "username": "someone"}}));
@@ -422,17 +502,13 @@ fn sign_on(
             events.push(json!({"id": next_id(rng, "logout"), "time": (at + Duration::minutes(rng.random_range(2..120))).timestamp_millis(), "type": "LOGOUT",
                 "realmId": realm, "clientId": client, "userId": user, "sessionId": session, "ipAddress": ip, "details": {}}));
         }
-        totals.logins += 1;
-        active.insert(user.clone());
     }
     for _ in 0..scaled(40, scale) {
         let (user, _) = &living[rng.random_range(0..living.len())];
-        let at = start + Duration::seconds(rng.random_range(0..365 * 86_400));
+        let at = start + Duration::seconds(rng.random_range(0..year_seconds));
         events.push(json!({"id": next_id(rng, "lockout"), "time": at.timestamp_millis(), "type": "USER_DISABLED_BY_TEMPORARY_LOCKOUT",
             "realmId": realm, "clientId": "qlvb", "userId": user, "sessionId": null, "ipAddress": "198.51.100.90", "details": {"username": "x"}}));
-        totals.lockouts += 1;
     }
-    totals.active_users = active.len();
     events.sort_by_key(|e| e["time"].as_i64());
     admin.sort_by_key(|e| e["time"].as_i64());
     (events, admin)

@@ -8,17 +8,23 @@
 //! - [`store`]: the sled store, generations and swaps, atomic batches ([`ReadStore`], [`Changes`]).
 //! - [`projection`]: the [`Projection`] trait and [`ProjectedEvent`].
 //! - [`field_reports`]: citizen reports: state, counts, resolution ([`FieldReportsProjection`]).
+//! - [`documents`]: exchange per agency and month, electronic ratio, document trails.
+//! - [`sso`]: registered and active users, sign-ins, failures, lockouts.
+//! - [`open_data`]: the catalogue, withdrawn datasets marked, DCAT.
 //! - [`runner`]: following a stream live, and rebuilding beside and swapping ([`Runner`]).
 //! - [`http`]: the HTTP API and the IOC dashboard.
 //! - [`service`]: the whole service ([`service::serve`]).
 //! - [`error`]: what can go wrong, [`ReplayError`].
 
+pub mod documents;
 pub mod error;
 pub mod field_reports;
 pub mod http;
+pub mod open_data;
 pub mod projection;
 pub mod runner;
 pub mod service;
+pub mod sso;
 pub mod store;
 
 pub use error::{ReplayError, Result};

@@ -17,7 +17,12 @@ use crate::store::ReadStore;
 
 /// Every projection the service maintains.
 pub fn projections() -> Vec<Arc<dyn Projection>> {
-    vec![Arc::new(FieldReportsProjection)]
+    vec![
+        Arc::new(FieldReportsProjection),
+        Arc::new(crate::documents::DocumentExchangeProjection),
+        Arc::new(crate::sso::SignOnProjection),
+        Arc::new(crate::open_data::CatalogueProjection),
+    ]
 }
 
 /// The default HTTP address.

@@ -5,10 +5,10 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use lienthong_adapters::field_reports::{Open311Data, Open311Simulator};
-use lienthong_adapters::{AdapterConfig, AdapterContext, FieldReportsConfig};
+use lienthong_adapters::ingress::{Ingress, IngressConfig};
+use lienthong_adapters::{AdapterConfig, AdapterContext};
 use lienthong_bus::server::{NatsServer, ServerOptions};
-use lienthong_bus::{CredentialSet, SchemaRegistry};
+use lienthong_bus::{CredentialSet, Publisher, SchemaRegistry};
 use lienthong_replay::service::DEFAULT_LISTEN;
 use lienthong_replay::ReadStore;
 use tokio::sync::watch;
@@ -18,9 +18,12 @@ use super::Global;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Feed the adapters from the subsystem simulators (fixtures plus a synthetic 2023).
+    /// Feed the adapters from the subsystem simulators: a synthetic 2023 for the whole city.
     #[arg(long)]
     demo: bool,
+    /// Size of the demo city (1.0: ~12,000 sign-on users, ~10,000 register entries).
+    #[arg(long, default_value_t = 1.0)]
+    demo_scale: f64,
     /// Where the server store, read models and credentials live.
     #[arg(long, default_value = "data")]
     data: PathBuf,
@@ -32,24 +35,29 @@ pub struct Args {
     /// HTTP address of the read models and dashboard.
     #[arg(long, default_value = DEFAULT_LISTEN)]
     http: String,
-    /// HTTP address of the field-reports simulator (with --demo).
-    #[arg(long, default_value = "127.0.0.1:8311")]
-    simulator: String,
+    /// Address of the HTTP CloudEvents ingress (with --demo or --ingress-config).
+    #[arg(long, default_value = "127.0.0.1:8090")]
+    ingress: std::net::SocketAddr,
+    /// Ingress configuration (callers and their token hashes); see adapters/examples/ingress.toml.
+    #[arg(long, value_name = "FILE")]
+    ingress_config: Option<PathBuf>,
     /// Adapter configurations to run (TOML), in addition to the demo's.
     #[arg(long = "adapter-config", value_name = "FILE")]
     adapter_configs: Vec<PathBuf>,
-    /// Synthetic reports in the demo year.
-    #[arg(long, default_value_t = 1100)]
-    demo_reports: usize,
 }
 
-type Task = tokio::task::JoinHandle<anyhow::Result<()>>;
+pub type Task = tokio::task::JoinHandle<anyhow::Result<()>>;
 
-fn stopped(rx: &watch::Receiver<bool>) -> impl std::future::Future<Output = ()> + Send + 'static {
-    let mut rx = rx.clone();
-    async move {
-        let _ = rx.wait_for(|s| *s).await;
-    }
+async fn connect_role(
+    creds: &CredentialSet,
+    url: &str,
+    role: &str,
+) -> anyhow::Result<async_nats::jetstream::Context> {
+    let client = creds
+        .settings(role, url)?
+        .connect(&format!("lienthong-up-{role}"))
+        .await?;
+    Ok(async_nats::jetstream::new(client))
 }
 
 pub async fn run(global: &Global, a: Args) -> anyhow::Result<ExitCode> {
@@ -62,7 +70,8 @@ pub async fn run(global: &Global, a: Args) -> anyhow::Result<ExitCode> {
     if std::net::TcpListener::bind((a.nats_host.as_str(), a.nats_port)).is_err() {
         anyhow::bail!(
             "{}:{} is in use: another nats-server (or `lienthong up`) is running. Stop it, or pass --nats-port",
-            a.nats_host, a.nats_port
+            a.nats_host,
+            a.nats_port
         );
     }
     let server = NatsServer::start(
@@ -75,38 +84,50 @@ pub async fn run(global: &Global, a: Args) -> anyhow::Result<ExitCode> {
         &creds,
     )
     .await?;
-
     for p in lienthong_bus::provision(&connect_role(&creds, &url, "operator").await?).await? {
         info!("{p}");
     }
 
     let (stop_tx, stop_rx) = watch::channel(false);
+    let stop = {
+        let rx = stop_rx.clone();
+        move || -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
+            let mut rx = rx.clone();
+            Box::pin(async move {
+                let _ = rx.wait_for(|s| *s).await;
+            })
+        }
+    };
     let mut tasks: Vec<(&str, Task)> = Vec::new();
+    let mut lines: Vec<String> = Vec::new();
 
-    // Adapter configurations: the demo's, then the ones given.
+    // What to run: the demo's adapters and ingress caller, then the ones given.
     let mut configs: Vec<AdapterConfig> = Vec::new();
+    let mut ingress: Option<IngressConfig> = None;
+    let mut sso_push = None;
     if a.demo {
-        let listener = tokio::net::TcpListener::bind(&a.simulator)
-            .await
-            .with_context(|| {
-                format!(
-                    "simulator address {} is in use; pass --simulator",
-                    a.simulator
-                )
-            })?;
-        let endpoint = format!("http://{}/", listener.local_addr()?);
-        let data = Open311Data::demo(2023, a.demo_reports, 2023);
-        info!(requests = data.requests.len(), updates = data.updates.len(), %endpoint, "field-reports simulator");
-        let sim = Open311Simulator::new(data);
-        let stop = stopped(&stop_rx);
-        tasks.push((
-            "simulator field_reports",
-            tokio::spawn(async move { sim.serve(listener, stop).await.map_err(Into::into) }),
-        ));
-        let mut cfg = FieldReportsConfig::new(endpoint.parse()?);
-        cfg.poll_interval_secs = 5;
-        cfg.start_date = "2023-01-01T00:00:00+07:00".parse()?;
-        configs.push(AdapterConfig::FieldReports(cfg));
+        let (demo, ingress_cfg, token) = super::demo::prepare(&a.data, a.demo_scale, &stop).await?;
+        configs.extend(demo.configs);
+        tasks.extend(demo.tasks);
+        lines.extend(demo.lines);
+        sso_push = demo.sso_push;
+        let env =
+            super::demo::write_ingress_env(&creds_dir, &format!("http://{}", a.ingress), &token)?;
+        lines.push(format!("  Ingress demo       {}", env.display()));
+        ingress = Some(IngressConfig {
+            listen: a.ingress,
+            ..ingress_cfg
+        });
+    }
+    if let Some(path) = &a.ingress_config {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let mut cfg: IngressConfig = toml::from_str(&text)
+            .with_context(|| format!("{} is not a valid ingress configuration", path.display()))?;
+        if let Some(demo) = ingress.take() {
+            cfg.callers.extend(demo.callers);
+        }
+        ingress = Some(cfg);
     }
     for path in &a.adapter_configs {
         let text =
@@ -122,12 +143,35 @@ pub async fn run(global: &Global, a: Args) -> anyhow::Result<ExitCode> {
             js: connect_role(&creds, &url, &format!("adapter-{}", cfg.subsystem())).await?,
             registry: registry.clone(),
         };
-        let stop = stopped(&stop_rx);
+        let s = stop();
         let name = cfg.subsystem();
         tasks.push((
             name,
-            tokio::spawn(async move { cfg.run(ctx, stop).await.map_err(Into::into) }),
+            tokio::spawn(async move { cfg.run(ctx, s).await.map_err(Into::into) }),
         ));
+    }
+    if let Some(cfg) = ingress {
+        let addr = cfg.listen;
+        let publisher = Publisher::new(
+            connect_role(&creds, &url, "ingress").await?,
+            registry.clone(),
+            "urn:lienthong:ingress",
+        );
+        let ingress = Ingress::new(cfg, publisher)?;
+        let s = stop();
+        tasks.push((
+            "ingress",
+            tokio::spawn(async move { ingress.serve(s).await.map_err(Into::into) }),
+        ));
+        lines.push(format!("  CloudEvents ingress http://{addr}/events"));
+    }
+    if let Some((hook, token, events)) = sso_push {
+        let data = a.data.clone();
+        tokio::spawn(async move {
+            if let Err(e) = super::demo::push_sso(&data, hook, token, events).await {
+                error!("pushing the demo's sign-on events: {e:#}");
+            }
+        });
     }
 
     // Replay service and dashboard.
@@ -137,21 +181,14 @@ pub async fn run(global: &Global, a: Args) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("HTTP address {} is in use; pass --http", a.http))?;
     let http = format!("http://{}", listener.local_addr()?);
     let js = connect_role(&creds, &url, "replay").await?;
-    let stop = stopped(&stop_rx);
+    let s = stop();
     let reg = registry.clone();
     tasks.push((
         "replay",
         tokio::spawn(async move {
-            lienthong_replay::service::serve(
-                listener,
-                Some(js),
-                reg,
-                store,
-                Default::default(),
-                stop,
-            )
-            .await
-            .map_err(Into::into)
+            lienthong_replay::service::serve(listener, Some(js), reg, store, Default::default(), s)
+                .await
+                .map_err(Into::into)
         }),
     ));
 
@@ -161,7 +198,8 @@ pub async fn run(global: &Global, a: Args) -> anyhow::Result<ExitCode> {
         if a.demo { " in demo mode" } else { "" }
     );
     println!("  IOC dashboard      {http}/");
-    println!("  Field reports      {http}/api/v1/field-reports/stats   {http}/api/v1/field-reports?format=csv");
+    println!("  KPIs               {http}/api/v1/kpi");
+    println!("  Read models        {http}/api/v1/field-reports/stats  {http}/api/v1/documents/exchange  {http}/api/v1/sso/activity  {http}/api/v1/open-data/datasets");
     println!("  Schemas            {http}/schemas/");
     println!("  Metrics, health    {http}/metrics   {http}/healthz");
     println!(
@@ -173,8 +211,8 @@ pub async fn run(global: &Global, a: Args) -> anyhow::Result<ExitCode> {
         creds_dir.display(),
         lienthong_bus::ROLES.join(", ")
     );
-    if a.demo {
-        println!("  Open311 simulator  http://{}/requests.json", a.simulator);
+    for l in &lines {
+        println!("{l}");
     }
     println!(
         "Try: lienthong tail FIELD_REPORTS --env {}/auditor.env",
@@ -214,16 +252,4 @@ pub async fn run(global: &Global, a: Args) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
-}
-
-async fn connect_role(
-    creds: &CredentialSet,
-    url: &str,
-    role: &str,
-) -> anyhow::Result<async_nats::jetstream::Context> {
-    let client = creds
-        .settings(role, url)?
-        .connect(&format!("lienthong-up-{role}"))
-        .await?;
-    Ok(async_nats::jetstream::new(client))
 }

@@ -1,0 +1,125 @@
+//! `/api/v1/documents/…`: document exchange per agency and month, and document trails.
+//!
+//! - `GET /api/v1/documents/exchange?organ=&month=YYYY-MM&year=YYYY` — one row per agency and
+//!   month with `electronic_ratio`; CSV too.
+//! - `GET /api/v1/documents/exchange/summary?year=` — totals per agency and overall.
+//! - `GET /api/v1/documents/{document_id}` — an edXML document's trail (percent-encoded id).
+
+use std::collections::BTreeMap;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{csv_response, internal, problem, wants_csv, AppState};
+use crate::documents::{DocumentsView, ExchangeFilter, MonthRow, NAME};
+
+#[derive(Debug, Deserialize)]
+pub struct Q {
+    #[serde(flatten)]
+    filter: ExchangeFilter,
+    format: Option<String>,
+}
+
+fn ratio(r: Option<f64>) -> String {
+    r.map(|x| format!("{x:.4}")).unwrap_or_default()
+}
+
+pub async fn exchange(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<Q>,
+) -> Response {
+    let tree = match s.tree(NAME) {
+        Ok(t) => t,
+        Err(e) => return internal(e),
+    };
+    let rows = match (DocumentsView { tree: &tree }).rows(&q.filter) {
+        Ok(r) => r,
+        Err(e) => return internal(e),
+    };
+    if wants_csv(&headers, q.format.as_deref()) {
+        return csv_response(
+            "document-exchange.csv",
+            &[
+                "organ_id",
+                "organ_name",
+                "month",
+                "sent_electronic",
+                "sent_paper",
+                "received_electronic",
+                "received_paper",
+                "edxml_sent",
+                "edxml_revoked",
+                "electronic_ratio",
+            ],
+            rows.iter().map(|r| {
+                vec![
+                    r.organ_id.clone(),
+                    r.organ_name.clone().unwrap_or_default(),
+                    r.month.clone(),
+                    r.sent_electronic.to_string(),
+                    r.sent_paper.to_string(),
+                    r.received_electronic.to_string(),
+                    r.received_paper.to_string(),
+                    r.edxml_sent.to_string(),
+                    r.edxml_revoked.to_string(),
+                    ratio(r.electronic_ratio()),
+                ]
+            }),
+        );
+    }
+    let items: Vec<_> = rows
+        .iter()
+        .map(|r| json!({"row": r, "electronic_ratio": r.electronic_ratio()}))
+        .map(|mut v| {
+            let ratio = v["electronic_ratio"].take();
+            let mut row = v["row"].take();
+            row["electronic_ratio"] = ratio;
+            row
+        })
+        .collect();
+    Json(json!({"totals": DocumentsView::totals(&rows), "rows": items})).into_response()
+}
+
+pub async fn summary(State(s): State<AppState>, Query(q): Query<Q>) -> Response {
+    let tree = match s.tree(NAME) {
+        Ok(t) => t,
+        Err(e) => return internal(e),
+    };
+    let rows = match (DocumentsView { tree: &tree }).rows(&q.filter) {
+        Ok(r) => r,
+        Err(e) => return internal(e),
+    };
+    let mut by_organ: BTreeMap<String, Vec<MonthRow>> = BTreeMap::new();
+    for r in &rows {
+        by_organ
+            .entry(r.organ_id.clone())
+            .or_default()
+            .push(r.clone());
+    }
+    let agencies: Vec<_> = by_organ
+        .iter()
+        .map(|(id, rs)| json!({"organ_id": id, "organ_name": rs.iter().find_map(|r| r.organ_name.clone()), "totals": DocumentsView::totals(rs)}))
+        .collect();
+    Json(json!({"totals": DocumentsView::totals(&rows), "agencies": agencies})).into_response()
+}
+
+pub async fn trail(State(s): State<AppState>, Path(id): Path<String>) -> Response {
+    let tree = match s.tree(NAME) {
+        Ok(t) => t,
+        Err(e) => return internal(e),
+    };
+    match (DocumentsView { tree: &tree }).trail(&id) {
+        Ok(Some(t)) => Json(t).into_response(),
+        Ok(None) => problem(
+            StatusCode::NOT_FOUND,
+            "no such document",
+            &format!("no edXML document {id:?}"),
+        ),
+        Err(e) => internal(e),
+    }
+}

@@ -1,0 +1,118 @@
+//! `/api/v1/field-reports`: the citizen reports read model.
+//!
+//! - `GET /api/v1/field-reports` — filters `ward`, `status`, `category`; paging `limit`,
+//!   `offset`; JSON, or CSV with `Accept: text/csv` (or `?format=csv`).
+//! - `GET /api/v1/field-reports/stats` — totals by status, ward and category; resolution.
+//! - `GET /api/v1/field-reports/{id}` — one report (the id percent-encoded).
+
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{csv_response, internal, problem, wants_csv, AppState};
+use crate::field_reports::{FieldReportsView, ReportFilter, ReportView, NAME};
+
+#[derive(Debug, Deserialize)]
+pub struct ListQuery {
+    #[serde(flatten)]
+    filter: ReportFilter,
+    limit: Option<usize>,
+    offset: Option<usize>,
+    format: Option<String>,
+}
+
+const CSV_HEADER: &[&str] = &[
+    "report_id",
+    "category",
+    "category_name",
+    "ward",
+    "status",
+    "status_at",
+    "submitted",
+    "requested_at",
+    "resolved_at",
+    "resolution_hours",
+    "reopened",
+    "agency_responsible",
+    "address",
+    "lat",
+    "long",
+];
+
+fn csv_row(r: &ReportView) -> Vec<String> {
+    let opt = |o: Option<String>| o.unwrap_or_default();
+    vec![
+        r.report_id.clone(),
+        opt(r.category.clone()),
+        opt(r.category_name.clone()),
+        r.ward.clone(),
+        r.status.clone(),
+        opt(r.status_at.map(|t| t.to_rfc3339())),
+        r.submitted.to_string(),
+        opt(r.requested_at.map(|t| t.to_rfc3339())),
+        opt(r.resolved_at.map(|t| t.to_rfc3339())),
+        opt(r.resolution_hours.map(|h| h.to_string())),
+        r.reopened.to_string(),
+        opt(r.agency_responsible.clone()),
+        opt(r.address.clone()),
+        opt(r.lat.map(|x| x.to_string())),
+        opt(r.long.map(|x| x.to_string())),
+    ]
+}
+
+pub async fn list(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<ListQuery>,
+) -> Response {
+    let tree = match s.tree(NAME) {
+        Ok(t) => t,
+        Err(e) => return internal(e),
+    };
+    let all = match (FieldReportsView { tree: &tree }).list(&q.filter) {
+        Ok(v) => v,
+        Err(e) => return internal(e),
+    };
+    let total = all.len();
+    let offset = q.offset.unwrap_or(0);
+    let page: Vec<ReportView> = all
+        .into_iter()
+        .skip(offset)
+        .take(q.limit.unwrap_or(usize::MAX))
+        .collect();
+    if wants_csv(&headers, q.format.as_deref()) {
+        return csv_response("field-reports.csv", CSV_HEADER, page.iter().map(csv_row));
+    }
+    Json(json!({"total": total, "offset": offset, "count": page.len(), "items": page}))
+        .into_response()
+}
+
+pub async fn stats(State(s): State<AppState>) -> Response {
+    let tree = match s.tree(NAME) {
+        Ok(t) => t,
+        Err(e) => return internal(e),
+    };
+    match (FieldReportsView { tree: &tree }).stats() {
+        Ok(st) => Json(st).into_response(),
+        Err(e) => internal(e),
+    }
+}
+
+pub async fn one(State(s): State<AppState>, Path(id): Path<String>) -> Response {
+    let tree = match s.tree(NAME) {
+        Ok(t) => t,
+        Err(e) => return internal(e),
+    };
+    match (FieldReportsView { tree: &tree }).get(&id) {
+        Ok(Some(r)) => Json(r).into_response(),
+        Ok(None) => problem(
+            StatusCode::NOT_FOUND,
+            "no such report",
+            &format!("no field report with id {id:?}"),
+        ),
+        Err(e) => internal(e),
+    }
+}

@@ -1,0 +1,210 @@
+//! The HTTP API: read models as JSON (and CSV), the schemas, health, metrics, dashboard.
+//! One file per read model; see each for its endpoints.
+//!
+//! - [`field_reports`] — `/api/v1/field-reports`, `…/stats`, `…/{id}`.
+//! - [`documents`] — `/api/v1/documents/exchange`, `…/exchange/summary`, `/api/v1/documents/{id}`.
+//! - [`sso`] — `/api/v1/sso/activity`.
+//! - [`open_data`] — `/api/v1/open-data/datasets`, `…/{id}`, `/api/v1/open-data/catalog.jsonld`.
+//! - [`kpi`] — `/api/v1/kpi`, the operations centre's summary.
+//! - here: `/schemas/`, `/schemas/{path}`, `/healthz`, `/metrics`, `/` (the IOC dashboard).
+//!
+//! Tables answer CSV with `Accept: text/csv` or `?format=csv`; errors are problem+json.
+
+mod documents;
+mod field_reports;
+mod kpi;
+mod open_data;
+mod sso;
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use lienthong_bus::SchemaRegistry;
+use serde_json::json;
+
+use crate::runner::Metrics;
+use crate::store::{checkpoint, ReadStore};
+
+#[derive(Clone)]
+pub struct AppState {
+    pub store: ReadStore,
+    pub registry: Arc<SchemaRegistry>,
+    pub metrics: Arc<Metrics>,
+    /// Serving a point-in-time copy: no live consumer.
+    pub read_only: bool,
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/", get(dashboard))
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .route("/api/v1/field-reports", get(field_reports::list))
+        .route("/api/v1/field-reports/stats", get(field_reports::stats))
+        .route("/api/v1/field-reports/{id}", get(field_reports::one))
+        .route("/api/v1/documents/exchange", get(documents::exchange))
+        .route(
+            "/api/v1/documents/exchange/summary",
+            get(documents::summary),
+        )
+        .route("/api/v1/documents/{id}", get(documents::trail))
+        .route("/api/v1/sso/activity", get(sso::activity))
+        .route("/api/v1/open-data/datasets", get(open_data::list))
+        .route("/api/v1/open-data/datasets/{id}", get(open_data::one))
+        .route("/api/v1/open-data/catalog.jsonld", get(open_data::catalog))
+        .route("/api/v1/kpi", get(kpi::kpi))
+        .route("/schemas", get(schema_index))
+        .route("/schemas/", get(schema_index))
+        .route("/schemas/{*path}", get(schema_file))
+        .with_state(state)
+}
+
+/// An RFC 9457 problem answer.
+pub fn problem(status: StatusCode, title: &str, detail: &str) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/problem+json")],
+        Json(json!({"type": "about:blank", "title": title, "status": status.as_u16(), "detail": detail})),
+    )
+        .into_response()
+}
+
+pub fn internal(e: impl std::fmt::Display) -> Response {
+    problem(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "read model unavailable",
+        &e.to_string(),
+    )
+}
+
+async fn dashboard() -> Html<&'static str> {
+    Html(include_str!("dashboard.html"))
+}
+
+impl AppState {
+    /// The served tree of a projection.
+    pub fn tree(&self, projection: &str) -> crate::Result<sled::Tree> {
+        self.store.current(projection)
+    }
+
+    fn checkpoints(&self) -> crate::Result<Vec<(&'static str, u64)>> {
+        crate::service::projections()
+            .iter()
+            .map(|p| Ok((p.name(), checkpoint(&self.store.current(p.name())?)?)))
+            .collect()
+    }
+}
+
+/// Which format a table is asked in.
+pub fn wants_csv(headers: &HeaderMap, format: Option<&str>) -> bool {
+    format == Some("csv")
+        || headers
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|a| a.contains("text/csv"))
+}
+
+/// A CSV answer from a header and rows.
+pub fn csv_response(
+    filename: &str,
+    header_row: &[&str],
+    rows: impl IntoIterator<Item = Vec<String>>,
+) -> Response {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    let result = (|| -> Result<Vec<u8>, Box<dyn std::error::Error>> {
+        w.write_record(header_row)?;
+        for r in rows {
+            w.write_record(&r)?;
+        }
+        Ok(w.into_inner()?)
+    })();
+    match result {
+        Ok(body) => (
+            [
+                (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
+                (
+                    header::CONTENT_DISPOSITION,
+                    format!("attachment; filename=\"{filename}\""),
+                ),
+            ],
+            body,
+        )
+            .into_response(),
+        Err(e) => internal(e),
+    }
+}
+
+async fn healthz(State(s): State<AppState>) -> Response {
+    match s.checkpoints() {
+        Ok(cps) => {
+            let projections: serde_json::Map<String, serde_json::Value> = cps
+                .into_iter()
+                .map(|(n, cp)| (n.to_string(), json!({"stream_sequence": cp})))
+                .collect();
+            Json(json!({"status": "ok", "read_only": s.read_only, "projections": projections}))
+                .into_response()
+        }
+        Err(e) => internal(e),
+    }
+}
+
+async fn metrics(State(s): State<AppState>) -> Response {
+    let mut body = format!(
+        "# HELP lienthong_replay_events_applied_total Events folded into read models.\n\
+         # TYPE lienthong_replay_events_applied_total counter\n\
+         lienthong_replay_events_applied_total {}\n\
+         # HELP lienthong_replay_events_skipped_total Events not folded (not valid, unreadable).\n\
+         # TYPE lienthong_replay_events_skipped_total counter\n\
+         lienthong_replay_events_skipped_total {}\n\
+         # HELP lienthong_replay_batches_total Atomic batches committed.\n\
+         # TYPE lienthong_replay_batches_total counter\n\
+         lienthong_replay_batches_total {}\n\
+         # HELP lienthong_projection_checkpoint Last stream sequence applied, per projection.\n\
+         # TYPE lienthong_projection_checkpoint gauge\n",
+        s.metrics.applied.load(Ordering::Relaxed),
+        s.metrics.skipped.load(Ordering::Relaxed),
+        s.metrics.batches.load(Ordering::Relaxed),
+    );
+    for (name, cp) in s.checkpoints().unwrap_or_default() {
+        body.push_str(&format!(
+            "lienthong_projection_checkpoint{{projection=\"{name}\"}} {cp}\n"
+        ));
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
+}
+
+async fn schema_index(State(s): State<AppState>) -> Response {
+    let items: Vec<_> = s
+        .registry
+        .files()
+        .map(|f| {
+            json!({
+                "path": format!("/schemas/{}", f.path),
+                "id": f.id,
+                "type": f.event.as_ref().map(|(t, _)| t.to_string()),
+                "version": f.event.as_ref().map(|(_, v)| v),
+            })
+        })
+        .collect();
+    Json(json!({"schemas": items})).into_response()
+}
+
+async fn schema_file(State(s): State<AppState>, Path(path): Path<String>) -> Response {
+    match s.registry.file_by_path(&path) {
+        Some(f) => (
+            [(header::CONTENT_TYPE, "application/schema+json")],
+            Json(f.json.clone()),
+        )
+            .into_response(),
+        None => problem(
+            StatusCode::NOT_FOUND,
+            "no such schema",
+            &format!("no schema at /schemas/{path}; see /schemas/"),
+        ),
+    }
+}

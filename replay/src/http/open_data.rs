@@ -1,0 +1,119 @@
+//! `/api/v1/open-data/…`: the catalogue.
+//!
+//! - `GET /api/v1/open-data/datasets?status=active|withdrawn` — JSON or CSV (one row per
+//!   resource), withdrawn datasets marked.
+//! - `GET /api/v1/open-data/datasets/{id}`.
+//! - `GET /api/v1/open-data/catalog.jsonld` — DCAT-style JSON-LD of the active datasets.
+
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::{csv_response, internal, problem, wants_csv, AppState};
+use crate::open_data::{dcat, CatalogueView, NAME};
+
+#[derive(Debug, Deserialize)]
+pub struct Q {
+    status: Option<String>,
+    format: Option<String>,
+}
+
+pub async fn list(State(s): State<AppState>, headers: HeaderMap, Query(q): Query<Q>) -> Response {
+    let tree = match s.tree(NAME) {
+        Ok(t) => t,
+        Err(e) => return internal(e),
+    };
+    let mut all = match (CatalogueView { tree: &tree }).datasets() {
+        Ok(d) => d,
+        Err(e) => return internal(e),
+    };
+    if let Some(st) = &q.status {
+        all.retain(|d| &d.status == st);
+    }
+    if wants_csv(&headers, q.format.as_deref()) {
+        let text = |v: Option<&Value>| v.and_then(Value::as_str).unwrap_or_default().to_string();
+        let rows = all.iter().flat_map(|d| {
+            let base = vec![
+                d.dataset_id.clone(),
+                d.name.clone().unwrap_or_default(),
+                d.title.clone().unwrap_or_default(),
+                text(d.organization.as_ref().and_then(|o| o.get("title"))),
+                d.license_id.clone().unwrap_or_default(),
+                d.status.clone(),
+                d.metadata_modified.clone().unwrap_or_default(),
+            ];
+            let resources: Vec<Vec<String>> = if d.resources.is_empty() {
+                vec![[base.clone(), vec![String::new(); 3]].concat()]
+            } else {
+                d.resources
+                    .iter()
+                    .map(|r| {
+                        [
+                            base.clone(),
+                            vec![text(r.get("id")), text(r.get("format")), text(r.get("url"))],
+                        ]
+                        .concat()
+                    })
+                    .collect()
+            };
+            resources
+        });
+        return csv_response(
+            "open-data.csv",
+            &[
+                "dataset_id",
+                "name",
+                "title",
+                "organization",
+                "license_id",
+                "status",
+                "metadata_modified",
+                "resource_id",
+                "format",
+                "url",
+            ],
+            rows,
+        );
+    }
+    let active = all.iter().filter(|d| d.status == "active").count();
+    Json(json!({"total": all.len(), "active": active, "withdrawn": all.len() - active, "datasets": all})).into_response()
+}
+
+pub async fn one(State(s): State<AppState>, Path(id): Path<String>) -> Response {
+    let tree = match s.tree(NAME) {
+        Ok(t) => t,
+        Err(e) => return internal(e),
+    };
+    match (CatalogueView { tree: &tree }).get(&id) {
+        Ok(Some(d)) => Json(d).into_response(),
+        Ok(None) => problem(
+            StatusCode::NOT_FOUND,
+            "no such dataset",
+            &format!("no dataset {id:?}"),
+        ),
+        Err(e) => internal(e),
+    }
+}
+
+pub async fn catalog(State(s): State<AppState>, headers: HeaderMap) -> Response {
+    let tree = match s.tree(NAME) {
+        Ok(t) => t,
+        Err(e) => return internal(e),
+    };
+    let base = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(|h| format!("http://{h}"))
+        .unwrap_or_default();
+    match (CatalogueView { tree: &tree }).datasets() {
+        Ok(d) => (
+            [(header::CONTENT_TYPE, "application/ld+json")],
+            Json(dcat(&d, &base)),
+        )
+            .into_response(),
+        Err(e) => internal(e),
+    }
+}
