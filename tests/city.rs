@@ -1,0 +1,260 @@
+//! The whole city: `lienthong up --demo` as a real process. Its KPIs must show the demo
+//! generator's totals; an independent client with the auditor's credentials must find only
+//! valid events on the four streams and no secret document or personal value; and events
+//! posted by another language's CloudEvents SDK (Python) must be stored and appear in the
+//! read models, while an invalid one gets a 400 and lands only in the DLQ.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use lienthong_bus::cloudevents::AttributesReader;
+use lienthong_bus::subscriber::decode_message;
+use lienthong_bus::{ConnectSettings, SchemaRegistry};
+use serde_json::Value;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Up(Child);
+
+impl Drop for Up {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.0.id().to_string())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = self.0.kill();
+    }
+}
+
+fn env_file(path: &Path) -> std::collections::BTreeMap<String, String> {
+    lienthong_bus::credentials::read_env_file(path).unwrap()
+}
+
+/// Personal values and secret documents of the fixtures and of the generated city.
+const FORBIDDEN: &[&str] = &[
+    // Secret documents.
+    "Nội dung mật",
+    "Nội dung tối mật",
+    "1247/UBND-NC",
+    "1302/UBND-NC",
+    // Documents: staff, signers, attachment bodies, signatures.
+    "Nguyễn Thị Hồng",
+    "hong.nt@",
+    "0912345678",
+    "Lê Thị Mai",
+    "0987654321",
+    "Trần Văn An",
+    "JVBERi0",
+    "c2FtcGxl",
+    "Cán bộ văn thư",
+    "Văn thư ",
+    "vanthu",
+    "Người ký",
+    // Sign-on: raw ids, usernames, e-mails, names, IPs, tokens, ID numbers.
+    "5f1c2a9e-0b7d-4c55-9a0e-3d2b1e7c9a10",
+    "nguyenvanbinh",
+    "binh.nv@example.com",
+    "Nguyễn Văn",
+    "203.0.113.",
+    "198.51.100.",
+    "SECRET-TOKEN-ID-MUST-NOT-LEAK",
+    "tok-",
+    "sess-",
+    "nguoidung",
+    "048190001234",
+    "pham.thi.lan",
+    "0905123456",
+    // Field reports: reporters.
+    "nguoidan",
+    "acc-0",
+    "Công dân",
+    // Open data: e-mails.
+    "opendata@example.gov.vn",
+    "tacgia@",
+];
+
+#[tokio::test]
+async fn up_demo_shows_the_generators_totals_and_keeps_secrets_off_the_bus() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (nats, http_port, ingress_port) = (free_port(), free_port(), free_port());
+    let log = std::fs::File::create(dir.path().join("up.log")).unwrap();
+    let _up = Up(Command::new(env!("CARGO_BIN_EXE_lienthong"))
+        .args([
+            "up",
+            "--demo",
+            "--demo-scale",
+            "0.05",
+            "--nats-port",
+            &nats.to_string(),
+        ])
+        .args([
+            "--http",
+            &format!("127.0.0.1:{http_port}"),
+            "--ingress",
+            &format!("127.0.0.1:{ingress_port}"),
+            "--data",
+        ])
+        .arg(&data)
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap());
+    let base = format!("http://127.0.0.1:{http_port}");
+    let http = reqwest::Client::new();
+
+    // Wait until the KPIs show the generator's totals.
+    let totals_file = data.join("demo").join("totals.json");
+    let deadline = Instant::now() + Duration::from_secs(240);
+    let (mut kpi, mut totals) = (Value::Null, Value::Null);
+    let matches = |k: &Value, t: &Value| {
+        k["documents"]["sent"] == t["documents_outgoing"]
+            && k["documents"]["sent_electronic"] == t["documents_outgoing_electronic"]
+            && k["documents"]["edxml_sent"] == t["edxml_sent"]
+            && k["sso"]["registered_users"] == t["registered_users"]
+            && k["sso"]["logins"] == t["logins"]
+            && k["sso"]["login_failures"] == t["login_failures"]
+            && k["sso"]["lockouts"] == t["lockouts"]
+            && k["sso"]["active_users"] == t["active_users"]
+            && k["field_reports"]["total"] == t["field_reports"]
+            && k["open_data"]["datasets"] == t["datasets_active"]
+            && k["open_data"]["withdrawn"] == t["datasets_withdrawn"]
+    };
+    while Instant::now() < deadline {
+        if totals.is_null() {
+            if let Ok(t) = std::fs::read(&totals_file) {
+                totals = serde_json::from_slice(&t).unwrap();
+            }
+        }
+        if let Ok(r) = http.get(format!("{base}/api/v1/kpi")).send().await {
+            kpi = r.json().await.unwrap_or(Value::Null);
+            if !totals.is_null() && matches(&kpi, &totals) {
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let log = std::fs::read_to_string(dir.path().join("up.log")).unwrap_or_default();
+    assert!(
+        matches(&kpi, &totals),
+        "KPI {kpi:#}\ntotals {totals:#}\nlog tail: {}",
+        log.lines().rev().take(20).collect::<Vec<_>>().join("\n")
+    );
+    assert_eq!(kpi["year"], "2023");
+    let ratio = kpi["documents"]["electronic_ratio"].as_f64().unwrap();
+    assert!(ratio > 0.9, "over 90% electronic: {ratio}");
+    assert_eq!(kpi["field_reports"]["wards_reporting"], 18);
+
+    // An independent client with the auditor's credentials.
+    let creds = data.join("credentials");
+    let settings = ConnectSettings::resolve(Some(&creds.join("auditor.env"))).unwrap();
+    let js = async_nats::jetstream::new(settings.connect("independent-auditor").await.unwrap());
+    let registry = SchemaRegistry::embedded().unwrap();
+    let mut total = 0;
+    for stream in ["DOCUMENTS", "SSO", "FIELD_REPORTS", "OPEN_DATA"] {
+        let mut ids = std::collections::BTreeSet::new();
+        for m in common::read_stream(&js, stream).await {
+            let ev = decode_message(&m, Some(&registry)).unwrap_or_else(|e| {
+                panic!(
+                    "{stream} seq {:?}: {e}",
+                    m.info().map(|i| i.stream_sequence)
+                )
+            });
+            assert!(
+                ids.insert((ev.event.source().to_string(), ev.event.id().to_string())),
+                "duplicate id {}",
+                ev.event.id()
+            );
+            let text = String::from_utf8_lossy(&m.payload);
+            for f in FORBIDDEN {
+                assert!(!text.contains(f), "{f:?} on {stream}: {}", ev.event.id());
+            }
+            total += 1;
+        }
+    }
+    assert!(total > 5000, "{total} events");
+
+    // Another language's CloudEvents SDK posts structured and binary events, and an invalid one.
+    let ingress = env_file(&creds.join("ingress-demo.env"));
+    let tools = Path::new(env!("CARGO_MANIFEST_DIR")).join(".tools/python");
+    assert!(
+        tools.join("cloudevents").exists(),
+        "the Python CloudEvents SDK is missing from {}: run ./scripts/install-python-sdk (./scripts/test does)",
+        tools.display()
+    );
+    let out = Command::new("python3")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/post_cloudevents.py"))
+        .args([
+            &ingress["LIENTHONG_INGRESS_URL"],
+            &ingress["LIENTHONG_INGRESS_TOKEN"],
+            &ingress["LIENTHONG_INGRESS_SOURCE"],
+        ])
+        .env("PYTHONPATH", &tools)
+        .output()
+        .expect("python3 is needed for the cross-language test");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let answers: Vec<(u16, String)> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(answers[0].0, 202, "{}", answers[0].1);
+    assert_eq!(answers[1].0, 202, "{}", answers[1].1);
+    assert_eq!(answers[2].0, 400, "{}", answers[2].1);
+    let problem: Value = serde_json::from_str(&answers[2].1).unwrap();
+    assert_eq!(problem["invalid"][0]["violations"][0]["pointer"], "/ward");
+
+    for (id, ward) in [("PY-STRUCT-1", "lac-dao"), ("PY-BIN-2", "hung-long")] {
+        let mut seen = Value::Null;
+        for _ in 0..100 {
+            let r = http
+                .get(format!("{base}/api/v1/field-reports/{id}"))
+                .send()
+                .await
+                .unwrap();
+            if r.status() == 200 {
+                seen = r.json().await.unwrap();
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(seen["ward"], ward, "{id} in the read model");
+    }
+    let fr: Vec<String> = common::read_stream(&js, "FIELD_REPORTS")
+        .await
+        .iter()
+        .map(|m| decode_message(m, None).unwrap().event.id().to_string())
+        .collect();
+    assert!(fr.contains(&"py/PY-BIN-2".to_string()));
+    assert!(
+        !fr.contains(&"py/PY-INVALID-3".to_string()),
+        "the invalid event is in no stream but the DLQ"
+    );
+    let dlq: Vec<Value> = common::read_stream(&js, "DLQ")
+        .await
+        .iter()
+        .map(|m| serde_json::from_slice::<Value>(&m.payload).unwrap())
+        .collect();
+    assert!(dlq
+        .iter()
+        .any(|d| d["data"]["original_id"] == "py/PY-INVALID-3"));
+}
