@@ -460,6 +460,7 @@ async fn a_replay_killed_and_restarted_equals_a_fresh_rebuild() {
         .arg(&fresh)
         .arg("--env")
         .arg(&env)
+        .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .status()
         .unwrap();

@@ -83,7 +83,7 @@ pub fn agencies() -> Vec<(String, String)> {
         };
         out.push((
             format!("{n:03}.31.08.H08"),
-            format!("UBND {}", w.name.to_lowercase()),
+            format!("UBND {}", w.in_sentence()),
         ));
     }
     out

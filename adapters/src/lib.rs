@@ -107,3 +107,25 @@ impl AdapterConfig {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_example_config_parses_as_its_adapter() {
+        for (text, subsystem) in [
+            (
+                include_str!("../examples/field_reports.toml"),
+                "field_reports",
+            ),
+            (include_str!("../examples/documents.toml"), "documents"),
+            (include_str!("../examples/sso.toml"), "sso"),
+            (include_str!("../examples/open_data.toml"), "open_data"),
+        ] {
+            let cfg: AdapterConfig =
+                toml::from_str(text).unwrap_or_else(|e| panic!("{subsystem}: {e}"));
+            assert_eq!(cfg.subsystem(), subsystem);
+        }
+    }
+}

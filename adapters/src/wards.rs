@@ -35,6 +35,16 @@ pub fn fold(text: &str) -> String {
         .join(" ")
 }
 
+impl Ward {
+    /// The name as it appears after "UBND" or in an address: `phường Phú Thủy`, `xã Tiến Thành`.
+    pub fn in_sentence(&self) -> String {
+        match self.name.split_once(' ') {
+            Some((kind, rest)) => format!("{} {rest}", kind.to_lowercase()),
+            None => self.name.clone(),
+        }
+    }
+}
+
 impl Wards {
     /// The wards of Phan Thiết, as in the fixtures.
     pub fn phan_thiet() -> Self {

@@ -174,7 +174,7 @@ pub fn generate_year(year: i32, count: usize, seed: u64, taken: &[String]) -> Sy
             "{} tại đường {street}",
             texts[rng.random_range(0..texts.len())]
         );
-        let ward_name = ward.name.to_lowercase();
+        let ward_name = ward.in_sentence();
         let agency = if code == "VSMT" || code == "NGAP" {
             "Phòng Quản lý đô thị".to_string()
         } else {
