@@ -50,6 +50,9 @@ enum Command {
     /// The replay service: serve the read models, or rebuild them.
     #[command(subcommand)]
     Replay(commands::replay::Command),
+    /// Tamper-evident history: verify the streams against signed checkpoints, export them.
+    #[command(subcommand)]
+    Audit(commands::audit::Command),
     /// The dead-letter stream: list what was rejected, or send it again.
     #[command(subcommand)]
     Dlq(commands::dlq::Command),
@@ -98,6 +101,7 @@ fn main() -> ExitCode {
             Command::Ingress(a) => commands::ingress::run(&global, a).await,
             Command::Simulator(c) => commands::simulator::run(&global, c).await,
             Command::Replay(c) => commands::replay::run(&global, c).await,
+            Command::Audit(c) => commands::audit::run(&global, c).await,
             Command::Dlq(c) => commands::dlq::run(&global, c).await,
         }
     });

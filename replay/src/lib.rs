@@ -5,6 +5,7 @@
 //! in one atomic batch, so a crash and restart never double-counts or skips.
 //!
 //! # Layout
+//! - [`audit`]: hash chains, signed checkpoints, verification and exports.
 //! - [`store`]: the sled store, generations and swaps, atomic batches ([`ReadStore`], [`Changes`]).
 //! - [`projection`]: the [`Projection`] trait and [`ProjectedEvent`].
 //! - [`field_reports`]: citizen reports: state, counts, resolution ([`FieldReportsProjection`]).
@@ -16,6 +17,7 @@
 //! - [`service`]: the whole service ([`service::serve`]).
 //! - [`error`]: what can go wrong, [`ReplayError`].
 
+pub mod audit;
 pub mod documents;
 pub mod error;
 pub mod field_reports;

@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use async_nats::jetstream::{self, consumer};
+use chrono::{DateTime, Utc};
 use futures::{FutureExt, StreamExt};
 use lienthong_bus::subscriber::decode_message;
 use lienthong_bus::SchemaRegistry;
@@ -48,6 +49,15 @@ enum Until {
     Forever,
     /// Stop once the stream's sequence `n` was applied (or nothing is left).
     Sequence(u64),
+}
+
+/// Where a point-in-time rebuild stops.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PointInTime {
+    /// Only events whose CloudEvents `time` (when it happened) is at or before this.
+    pub as_of: Option<DateTime<Utc>>,
+    /// Only stream sequences up to this one.
+    pub until_seq: Option<u64>,
 }
 
 /// What a rebuild did.
@@ -96,7 +106,7 @@ impl Runner {
                 .unwrap_or_default();
             tokio::select! {
                 _ = &mut shutdown => return Ok(()),
-                r = self.fold(&tree, Some(&name), Until::Forever, &|_, _| {}) => match r {
+                r = self.fold(&tree, Some(&name), Until::Forever, None, &|_, _| {}) => match r {
                     // The generation was swapped under us: follow the new one.
                     Ok(_) => continue,
                     Err(e) => {
@@ -111,11 +121,22 @@ impl Runner {
     /// Builds a fresh generation from the start of the stream up to its current head,
     /// then serves it. `progress(done, total)` is called after each batch.
     pub async fn rebuild(&self, progress: &(dyn Fn(u64, u64) + Sync)) -> Result<Rebuilt> {
+        self.rebuild_at(PointInTime::default(), progress).await
+    }
+
+    /// [`Runner::rebuild`] as of a past moment or sequence: the read model as it was then.
+    pub async fn rebuild_at(
+        &self,
+        at: PointInTime,
+        progress: &(dyn Fn(u64, u64) + Sync),
+    ) -> Result<Rebuilt> {
         let head = self.head().await?;
+        let head = at.until_seq.map_or(head, |n| n.min(head));
         let (name, tree) = self.store.new_generation(self.projection.name())?;
         let events = self
-            .fold(&tree, None, Until::Sequence(head), progress)
+            .fold(&tree, None, Until::Sequence(head), at.as_of, progress)
             .await?;
+        self.store.set_point_in_time(self.projection.name(), &at)?;
         let cp = checkpoint(&tree)?;
         self.store.swap(self.projection.name(), &name)?;
         info!(projection = self.projection.name(), tree = %name, events, checkpoint = cp, "rebuilt and swapped");
@@ -125,6 +146,11 @@ impl Runner {
             events,
             checkpoint: cp,
         })
+    }
+
+    /// The read model this runner builds.
+    pub fn projection_name(&self) -> &'static str {
+        self.projection.name()
     }
 
     /// The stream's last sequence.
@@ -151,6 +177,7 @@ impl Runner {
         tree: &sled::Tree,
         generation: Option<&str>,
         until: Until,
+        as_of: Option<DateTime<Utc>>,
         progress: &(dyn Fn(u64, u64) + Sync),
     ) -> Result<u64> {
         let start = checkpoint(tree)?;
@@ -224,6 +251,8 @@ impl Runner {
                 pending = info.pending;
                 match decode_message(msg, Some(&self.registry)) {
                     Ok(received) => match ProjectedEvent::from_received(&received) {
+                        // Point in time: what happened later is not part of the picture.
+                        Some(ev) if as_of.is_some_and(|t| ev.time.is_none_or(|e| e > t)) => {}
                         Some(ev) => {
                             self.projection.apply(&mut changes, &ev)?;
                             applied += 1;

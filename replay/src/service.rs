@@ -50,16 +50,20 @@ pub fn runners(
 }
 
 /// How the service runs.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ServeOptions {
     /// Most events per atomic batch (see [`Runner::with_max_batch`]).
     pub max_batch: usize,
+    /// With a key, the service also chains every stream and writes signed checkpoints to
+    /// `AUDIT`, and serves the public key at `/api/v1/audit/public-key`.
+    pub audit_key: Option<ed25519_dalek::SigningKey>,
 }
 
 impl Default for ServeOptions {
     fn default() -> Self {
         Self {
             max_batch: crate::runner::MAX_BATCH,
+            audit_key: None,
         }
     }
 }
@@ -90,6 +94,19 @@ pub async fn serve(
             }));
         }
     }
+    let audit_public_key = options
+        .audit_key
+        .as_ref()
+        .map(|k| hex::encode(k.verifying_key().to_bytes()));
+    if let (Some(js), Some(key)) = (&js, options.audit_key.clone()) {
+        let writer = Arc::new(crate::audit::AuditWriter::new(
+            js.clone(),
+            registry.clone(),
+            key,
+        ));
+        let rx = stop_rx.clone();
+        tasks.push(tokio::spawn(async move { writer.run(rx).await }));
+    }
     let addr: SocketAddr = listener.local_addr()?;
     info!(%addr, read_only = js.is_none(), "replay service listening");
     let app = router(AppState {
@@ -97,6 +114,7 @@ pub async fn serve(
         registry,
         metrics,
         read_only: js.is_none(),
+        audit_public_key,
     });
     let result = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)

@@ -118,6 +118,36 @@ impl ReadStore {
         Ok(())
     }
 
+    /// Records the point in time a rebuilt generation shows (none: the present).
+    pub fn set_point_in_time(
+        &self,
+        projection: &str,
+        at: &crate::runner::PointInTime,
+    ) -> Result<()> {
+        let key = format!("point_in_time/{projection}");
+        let mut parts = Vec::new();
+        if let Some(t) = at.as_of {
+            parts.push(format!("as_of={}", t.to_rfc3339()));
+        }
+        if let Some(n) = at.until_seq {
+            parts.push(format!("until_seq={n}"));
+        }
+        if parts.is_empty() {
+            self.meta.remove(key)?;
+        } else {
+            self.meta.insert(key, parts.join(" ").as_bytes())?;
+        }
+        Ok(())
+    }
+
+    /// The point in time a projection's served generation shows, if it is not the present.
+    pub fn point_in_time(&self, projection: &str) -> Result<Option<String>> {
+        Ok(self
+            .meta
+            .get(format!("point_in_time/{projection}"))?
+            .map(|v| String::from_utf8_lossy(&v).into_owned()))
+    }
+
     /// Writes everything to disk.
     pub fn flush(&self) -> Result<()> {
         self.db.flush()?;

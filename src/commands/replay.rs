@@ -1,9 +1,10 @@
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::Subcommand;
 use indicatif::{ProgressBar, ProgressStyle};
+use lienthong_replay::runner::PointInTime;
 use lienthong_replay::service::{self, DEFAULT_LISTEN};
 use lienthong_replay::{Metrics, ReadStore};
 
@@ -24,11 +25,25 @@ pub enum Command {
         /// Most events per atomic batch written to the store.
         #[arg(long, default_value_t = lienthong_replay::runner::MAX_BATCH)]
         max_batch: usize,
+        /// Also chain every stream and write signed checkpoints to AUDIT with this Ed25519
+        /// key (64 hex digits; generated if the file does not exist).
+        #[arg(long, conflicts_with = "read_only")]
+        audit_key: Option<PathBuf>,
     },
-    /// Rebuild every read model from the start of its stream into a fresh tree, then swap.
+    /// Rebuild read models from the start of their streams into a fresh tree, then swap.
+    /// With --as-of or --until-seq, the read models as they were then (into their own --db).
     Rebuild {
         #[arg(long, default_value = "data/replay")]
         db: PathBuf,
+        /// Only events that happened at or before this time (RFC 3339).
+        #[arg(long)]
+        as_of: Option<chrono::DateTime<chrono::FixedOffset>>,
+        /// Only stream sequences up to this one (in each stream; use with --projection).
+        #[arg(long)]
+        until_seq: Option<u64>,
+        /// Only these read models: field_reports, documents, sso, open_data (default: all).
+        #[arg(long = "projection")]
+        projections: Vec<String>,
     },
 }
 
@@ -40,7 +55,15 @@ pub async fn run(global: &Global, cmd: Command) -> anyhow::Result<ExitCode> {
             listen,
             read_only,
             max_batch,
+            audit_key,
         } => {
+            let audit_key = match audit_key {
+                Some(path) => Some(
+                    lienthong_replay::audit::checkpoint::load_or_generate_signing_key(&path)
+                        .map_err(anyhow::Error::msg)?,
+                ),
+                None => None,
+            };
             let store = ReadStore::open(&db)?;
             let js = if read_only {
                 None
@@ -58,16 +81,40 @@ pub async fn run(global: &Global, cmd: Command) -> anyhow::Result<ExitCode> {
                 js,
                 registry,
                 store,
-                service::ServeOptions { max_batch },
+                service::ServeOptions {
+                    max_batch,
+                    audit_key,
+                },
                 super::interrupted(),
             )
             .await?;
         }
-        Command::Rebuild { db } => {
+        Command::Rebuild {
+            db,
+            as_of,
+            until_seq,
+            projections,
+        } => {
+            let at = PointInTime {
+                as_of: as_of.map(|t| t.to_utc()),
+                until_seq,
+            };
+            if at != PointInTime::default() && db == Path::new("data/replay") {
+                anyhow::bail!("a point-in-time rebuild goes into its own directory, not the live store: pass --db, then `lienthong replay serve --db DIR --read-only`");
+            }
+            let known: Vec<&str> = service::projections().iter().map(|p| p.name()).collect();
+            if let Some(p) = projections.iter().find(|p| !known.contains(&p.as_str())) {
+                anyhow::bail!("unknown read model {p:?}; known: {}", known.join(", "));
+            }
             let store = ReadStore::open(&db)?;
             let js = global.jetstream("lienthong-replay-rebuild").await?;
             let metrics = Arc::new(Metrics::default());
             for runner in service::runners(&js, &registry, &store, &metrics) {
+                if !projections.is_empty()
+                    && !projections.iter().any(|p| p == runner.projection_name())
+                {
+                    continue;
+                }
                 let bar = ProgressBar::new(0);
                 bar.set_style(
                     ProgressStyle::with_template(
@@ -76,7 +123,7 @@ pub async fn run(global: &Global, cmd: Command) -> anyhow::Result<ExitCode> {
                     .progress_chars("=> "),
                 );
                 let r = runner
-                    .rebuild(&|done, total| {
+                    .rebuild_at(at, &|done, total| {
                         bar.set_length(total);
                         bar.set_position(done);
                     })

@@ -174,6 +174,21 @@ pub async fn run(global: &Global, a: Args) -> anyhow::Result<ExitCode> {
         });
     }
 
+    // The audit key: checkpoints are signed with it; its public half is for auditors.
+    let audit_key = lienthong_replay::audit::checkpoint::load_or_generate_signing_key(
+        &creds_dir.join("audit-signing.key"),
+    )
+    .map_err(anyhow::Error::msg)?;
+    let public_key_file = a.data.join("audit-public.key");
+    std::fs::write(
+        &public_key_file,
+        hex::encode(audit_key.verifying_key().to_bytes()),
+    )?;
+    let options = lienthong_replay::service::ServeOptions {
+        audit_key: Some(audit_key),
+        ..Default::default()
+    };
+
     // Replay service and dashboard.
     let store = ReadStore::open(&a.data.join("replay"))?;
     let listener = tokio::net::TcpListener::bind(&a.http)
@@ -186,7 +201,7 @@ pub async fn run(global: &Global, a: Args) -> anyhow::Result<ExitCode> {
     tasks.push((
         "replay",
         tokio::spawn(async move {
-            lienthong_replay::service::serve(listener, Some(js), reg, store, Default::default(), s)
+            lienthong_replay::service::serve(listener, Some(js), reg, store, options, s)
                 .await
                 .map_err(Into::into)
         }),
@@ -201,6 +216,11 @@ pub async fn run(global: &Global, a: Args) -> anyhow::Result<ExitCode> {
     println!("  KPIs               {http}/api/v1/kpi");
     println!("  Read models        {http}/api/v1/field-reports/stats  {http}/api/v1/documents/exchange  {http}/api/v1/sso/activity  {http}/api/v1/open-data/datasets");
     println!("  Schemas            {http}/schemas/");
+    println!(
+        "  Audit              lienthong audit verify --public-key {} --env {}/auditor.env",
+        public_key_file.display(),
+        creds_dir.display()
+    );
     println!("  Metrics, health    {http}/metrics   {http}/healthz");
     println!(
         "  NATS               {url}  (store {})",

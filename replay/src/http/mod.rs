@@ -6,7 +6,8 @@
 //! - [`sso`] — `/api/v1/sso/activity`.
 //! - [`open_data`] — `/api/v1/open-data/datasets`, `…/{id}`, `/api/v1/open-data/catalog.jsonld`.
 //! - [`kpi`] — `/api/v1/kpi`, the operations centre's summary.
-//! - here: `/schemas/`, `/schemas/{path}`, `/healthz`, `/metrics`, `/` (the IOC dashboard).
+//! - here: `/schemas/`, `/schemas/{path}`, `/healthz`, `/metrics`, `/api/v1/audit/public-key`,
+//!   `/` (the IOC dashboard).
 //!
 //! Tables answer CSV with `Accept: text/csv` or `?format=csv`; errors are problem+json.
 
@@ -37,6 +38,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Serving a point-in-time copy: no live consumer.
     pub read_only: bool,
+    /// Hex Ed25519 key that verifies the audit checkpoints, when this service writes them.
+    pub audit_public_key: Option<String>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -58,6 +61,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/open-data/datasets/{id}", get(open_data::one))
         .route("/api/v1/open-data/catalog.jsonld", get(open_data::catalog))
         .route("/api/v1/kpi", get(kpi::kpi))
+        .route("/api/v1/audit/public-key", get(audit_public_key))
         .route("/schemas", get(schema_index))
         .route("/schemas/", get(schema_index))
         .route("/schemas/{*path}", get(schema_file))
@@ -97,6 +101,10 @@ impl AppState {
             .iter()
             .map(|p| Ok((p.name(), checkpoint(&self.store.current(p.name())?)?)))
             .collect()
+    }
+
+    fn point_in_time(&self, projection: &str) -> Option<String> {
+        self.store.point_in_time(projection).ok().flatten()
     }
 }
 
@@ -139,12 +147,28 @@ pub fn csv_response(
     }
 }
 
+async fn audit_public_key(State(s): State<AppState>) -> Response {
+    match &s.audit_public_key {
+        Some(k) => Json(json!({"algorithm": "Ed25519", "public_key": k})).into_response(),
+        None => problem(
+            StatusCode::NOT_FOUND,
+            "no audit key",
+            "this service does not write audit checkpoints",
+        ),
+    }
+}
+
 async fn healthz(State(s): State<AppState>) -> Response {
     match s.checkpoints() {
         Ok(cps) => {
             let projections: serde_json::Map<String, serde_json::Value> = cps
                 .into_iter()
-                .map(|(n, cp)| (n.to_string(), json!({"stream_sequence": cp})))
+                .map(|(n, cp)| {
+                    (
+                        n.to_string(),
+                        json!({"stream_sequence": cp, "point_in_time": s.point_in_time(n)}),
+                    )
+                })
                 .collect();
             Json(json!({"status": "ok", "read_only": s.read_only, "projections": projections}))
                 .into_response()

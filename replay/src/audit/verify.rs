@@ -1,0 +1,499 @@
+//! Verification: recompute each stream's chain and compare it with the signed checkpoints
+//! (from `AUDIT`, or from exported files), naming the first sequence that differs and how.
+
+use std::collections::HashMap;
+
+use async_nats::jetstream::{self, consumer};
+use ed25519_dalek::VerifyingKey;
+use futures::StreamExt;
+use serde::Serialize;
+
+use super::chain::{entry_of, genesis, Entry};
+use super::checkpoint::{Checkpoint, CheckpointFault};
+use super::writer::{checkpoint_subject, stream_created};
+use crate::error::{ReplayError, Result};
+
+/// What was found wrong.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Tampering {
+    /// A message's content differs from what was recorded.
+    Altered,
+    /// A recorded message is gone (the rest shifted, or the stream ends early).
+    Missing,
+    /// Recorded messages are there, in another order.
+    Reordered,
+    /// The stream was deleted and recreated: its messages were stored again.
+    StreamRecreated,
+    /// A checkpoint's signature does not verify (forged or altered).
+    CheckpointSignatureInvalid,
+    /// A checkpoint signed with a key other than the published audit key.
+    CheckpointUnknownKey,
+    /// Checkpoints do not link up (one removed, replaced, or inconsistent).
+    CheckpointChainBroken,
+}
+
+impl std::fmt::Display for Tampering {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Altered => "altered",
+            Self::Missing => "missing",
+            Self::Reordered => "reordered",
+            Self::StreamRecreated => "stream recreated",
+            Self::CheckpointSignatureInvalid => "checkpoint signature invalid",
+            Self::CheckpointUnknownKey => "checkpoint signed with another key",
+            Self::CheckpointChainBroken => "checkpoint chain broken",
+        })
+    }
+}
+
+/// The verdict on one stream.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StreamReport {
+    pub stream: String,
+    pub checkpoints: usize,
+    /// Last sequence covered by a valid checkpoint.
+    pub covered_to: u64,
+    /// The stream's last sequence now (messages after `covered_to` await a checkpoint).
+    pub stream_last: u64,
+    /// `None`: intact.
+    pub tampering: Option<Tampering>,
+    pub first_bad_seq: Option<u64>,
+    pub detail: Option<String>,
+}
+
+impl StreamReport {
+    pub fn intact(&self) -> bool {
+        self.tampering.is_none()
+    }
+}
+
+impl std::fmt::Display for StreamReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (&self.tampering, self.first_bad_seq) {
+            (None, _) if self.checkpoints == 0 => write!(
+                f,
+                "{}: no checkpoint yet ({} messages unverified)",
+                self.stream, self.stream_last
+            ),
+            (None, _) => write!(
+                f,
+                "{}: intact — sequences 1..={} match {} signed checkpoint(s){}",
+                self.stream,
+                self.covered_to,
+                self.checkpoints,
+                if self.stream_last > self.covered_to {
+                    format!(
+                        "; {} newer message(s) await a checkpoint",
+                        self.stream_last - self.covered_to
+                    )
+                } else {
+                    String::new()
+                }
+            ),
+            (Some(t), seq) => write!(
+                f,
+                "{}: TAMPERED — {t}{}{}",
+                self.stream,
+                seq.map(|s| format!(" at sequence {s}")).unwrap_or_default(),
+                self.detail
+                    .as_ref()
+                    .map(|d| format!(": {d}"))
+                    .unwrap_or_default()
+            ),
+        }
+    }
+}
+
+fn nats(operation: String, e: impl std::fmt::Display) -> ReplayError {
+    ReplayError::Nats {
+        operation,
+        reason: e.to_string(),
+    }
+}
+
+/// Every checkpoint of `stream` in `AUDIT` (as stored; not yet verified).
+pub async fn checkpoints_from_audit(
+    js: &jetstream::Context,
+    stream: &str,
+) -> Result<Vec<Checkpoint>> {
+    let audit = js
+        .get_stream_no_info("AUDIT")
+        .await
+        .map_err(|e| nats("opening AUDIT".into(), e))?;
+    // The last checkpoint's position bounds the read (and says at once when there is none).
+    let last = match audit
+        .direct_get_last_for_subject(checkpoint_subject(stream))
+        .await
+    {
+        Ok(m) => m.sequence,
+        Err(e) if e.kind() == jetstream::stream::DirectGetErrorKind::NotFound => {
+            return Ok(Vec::new())
+        }
+        Err(e) => return Err(nats(format!("reading the checkpoints of {stream}"), e)),
+    };
+    let c = audit
+        .create_consumer(consumer::pull::OrderedConfig {
+            filter_subject: checkpoint_subject(stream),
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| nats("reading AUDIT".into(), e))?;
+    let mut out = Vec::new();
+    let mut messages = c
+        .messages()
+        .await
+        .map_err(|e| nats("reading AUDIT".into(), e))?;
+    while let Some(msg) = messages.next().await {
+        let msg = msg.map_err(|e| nats("reading AUDIT".into(), e))?;
+        let seq = msg.info().map(|i| i.stream_sequence).unwrap_or(last);
+        let ev = lienthong_bus::envelope::decode(msg.headers.as_ref(), &msg.payload)?;
+        if let Some(data) = lienthong_bus::envelope::data_json(&ev) {
+            if let Ok(c) = serde_json::from_value::<Checkpoint>(data) {
+                out.push(c);
+            }
+        }
+        if seq >= last {
+            break;
+        }
+    }
+    Ok(out)
+}
+
+/// Checkpoints from exported files (`*.jsonl`: checkpoint lines, or export lines of kind
+/// `checkpoint`), for `stream`.
+pub fn checkpoints_from_files(dir: &std::path::Path, stream: &str) -> Result<Vec<Checkpoint>> {
+    let mut out = Vec::new();
+    let entries = std::fs::read_dir(dir).map_err(|e| ReplayError::Open {
+        path: dir.display().to_string(),
+        reason: e.to_string(),
+    })?;
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.extension().and_then(|x| x.to_str()) != Some("jsonl") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).map_err(|e| ReplayError::Open {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        for line in text.lines() {
+            let Ok(mut v) = serde_json::from_str::<serde_json::Value>(line) else {
+                continue;
+            };
+            if v.get("kind")
+                .and_then(|k| k.as_str())
+                .is_some_and(|k| k != "checkpoint")
+            {
+                continue;
+            }
+            if let Some(o) = v.as_object_mut() {
+                o.remove("kind");
+            }
+            if let Ok(c) = serde_json::from_value::<Checkpoint>(v) {
+                if c.stream == stream {
+                    out.push(c);
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// What is wrong, where, in words.
+pub type Fault = (Tampering, u64, String);
+
+/// Verifies the checkpoints themselves: signatures, and that they link into one chain.
+/// Returns the recorded entries by sequence, or the fault.
+pub fn verify_checkpoints(
+    stream: &str,
+    mut checkpoints: Vec<Checkpoint>,
+    key: &VerifyingKey,
+) -> std::result::Result<(Vec<Checkpoint>, Vec<Entry>), Fault> {
+    checkpoints.sort_by_key(|c| (c.first_seq, c.last_seq));
+    checkpoints.dedup_by(|a, b| {
+        a.first_seq == b.first_seq && a.last_seq == b.last_seq && a.head == b.head
+    });
+    let mut entries = Vec::new();
+    let mut expected_first = 1;
+    let mut expected_prev = hex::encode(genesis(stream));
+    for c in &checkpoints {
+        let e = c.verify(key).map_err(|f| {
+            let kind = match f {
+                CheckpointFault::UnknownKey { .. } => Tampering::CheckpointUnknownKey,
+                CheckpointFault::BadSignature => Tampering::CheckpointSignatureInvalid,
+                CheckpointFault::Inconsistent(_) => Tampering::CheckpointChainBroken,
+            };
+            (
+                kind,
+                c.first_seq,
+                format!("checkpoint {}..={}: {f}", c.first_seq, c.last_seq),
+            )
+        })?;
+        if c.first_seq != expected_first || c.prev_head != expected_prev {
+            return Err((
+                Tampering::CheckpointChainBroken,
+                c.first_seq,
+                format!("checkpoint {}..={} does not follow the previous one (expected it to start at {expected_first} from head {}…)", c.first_seq, c.last_seq, &expected_prev[..12]),
+            ));
+        }
+        expected_first = c.last_seq + 1;
+        expected_prev = c.head.clone();
+        entries.extend(e);
+    }
+    Ok((checkpoints, entries))
+}
+
+/// Names what happened at the first differing sequence `seq` (1-based), given what was
+/// recorded and what the stream holds now from there on.
+fn classify(
+    seq: u64,
+    recorded: &[Entry],
+    now: &Entry,
+    next_now: Option<&Entry>,
+    recreated: bool,
+) -> (Tampering, String) {
+    let i = (seq - 1) as usize;
+    let rec = recorded[i];
+    if now.content == rec.content {
+        return if recreated {
+            (
+                Tampering::StreamRecreated,
+                "same content, stored again: the stream was deleted and recreated".into(),
+            )
+        } else {
+            (
+                Tampering::Altered,
+                "same content, different store time".into(),
+            )
+        };
+    }
+    let position: HashMap<[u8; 16], usize> = recorded
+        .iter()
+        .enumerate()
+        .map(|(j, e)| (e.content, j))
+        .collect();
+    match position.get(&now.content) {
+        Some(&j) => {
+            let swapped = next_now.is_some_and(|n| n.content == rec.content);
+            if swapped || j != i + 1 {
+                (
+                    Tampering::Reordered,
+                    format!(
+                        "holds the message recorded at {}{}",
+                        j + 1,
+                        if swapped {
+                            ", and the next holds this one"
+                        } else {
+                            ""
+                        }
+                    ),
+                )
+            } else {
+                (
+                    Tampering::Missing,
+                    format!("the message recorded at {seq} is gone; what follows moved up"),
+                )
+            }
+        }
+        None => (
+            Tampering::Altered,
+            "the content differs from the one recorded".into(),
+        ),
+    }
+}
+
+/// Verifies one stream against its checkpoints. `progress(done, total)` as messages are read.
+pub async fn verify_stream(
+    js: &jetstream::Context,
+    stream: &str,
+    checkpoints: Vec<Checkpoint>,
+    key: &VerifyingKey,
+    progress: &(dyn Fn(u64, u64) + Sync),
+) -> Result<StreamReport> {
+    let (created, stream_last) = stream_created(js, stream).await?;
+    let mut report = StreamReport {
+        stream: stream.to_string(),
+        checkpoints: checkpoints.len(),
+        covered_to: 0,
+        stream_last,
+        tampering: None,
+        first_bad_seq: None,
+        detail: None,
+    };
+    let (checkpoints, recorded) = match verify_checkpoints(stream, checkpoints, key) {
+        Ok(v) => v,
+        Err((kind, seq, detail)) => {
+            report.tampering = Some(kind);
+            report.first_bad_seq = Some(seq);
+            report.detail = Some(detail);
+            return Ok(report);
+        }
+    };
+    report.checkpoints = checkpoints.len();
+    let covered = recorded.len() as u64;
+    report.covered_to = covered;
+    if covered == 0 {
+        return Ok(report);
+    }
+    let recreated = checkpoints.iter().any(|c| c.stream_created != created);
+    let recreated_note = || {
+        if recreated {
+            format!(
+                " (the stream was created {created}; the checkpoints recorded {})",
+                checkpoints[0].stream_created
+            )
+        } else {
+            String::new()
+        }
+    };
+    let fail = |report: &mut StreamReport, kind: Tampering, seq: u64, detail: String| {
+        report.tampering = Some(kind);
+        report.first_bad_seq = Some(seq);
+        report.detail = Some(detail);
+    };
+    if stream_last == 0 {
+        fail(
+            &mut report,
+            Tampering::Missing,
+            1,
+            format!(
+                "the stream is empty but {covered} messages were recorded{}",
+                recreated_note()
+            ),
+        );
+        return Ok(report);
+    }
+
+    let s = js
+        .get_stream_no_info(stream)
+        .await
+        .map_err(|e| nats(format!("opening {stream}"), e))?;
+    let c = s
+        .create_consumer(consumer::pull::OrderedConfig::default())
+        .await
+        .map_err(|e| nats(format!("reading {stream}"), e))?;
+    let mut messages = c
+        .messages()
+        .await
+        .map_err(|e| nats(format!("reading {stream}"), e))?;
+    let mut expected = 1u64;
+    let mut held: Option<(u64, Entry)> = None;
+    // Same content stored at another time: the message was stored again (stream recreated).
+    let mut restored_from: Option<u64> = None;
+    while expected <= covered {
+        let (seq, entry) = match held.take() {
+            Some(x) => x,
+            None => match messages.next().await {
+                Some(Ok(m)) => match entry_of(&m) {
+                    Some(x) => x,
+                    None => continue,
+                },
+                Some(Err(e)) => return Err(nats(format!("reading {stream}"), e)),
+                None => break,
+            },
+        };
+        progress(seq.min(covered), covered);
+        let want = recorded[(expected - 1) as usize];
+        if seq > expected {
+            if want != Entry::ABSENT {
+                fail(
+                    &mut report,
+                    Tampering::Missing,
+                    expected,
+                    format!("no message at this sequence any more{}", recreated_note()),
+                );
+                return Ok(report);
+            }
+            held = Some((seq, entry));
+            expected += 1;
+            continue;
+        }
+        if entry.content == want.content && entry.stored_ns != want.stored_ns {
+            restored_from.get_or_insert(expected);
+        } else if entry != want {
+            let next = if expected < covered {
+                match messages.next().await {
+                    Some(Ok(m)) => entry_of(&m).map(|(_, e)| e),
+                    _ => None,
+                }
+            } else {
+                None
+            };
+            let (kind, detail) = classify(expected, &recorded, &entry, next.as_ref(), recreated);
+            fail(
+                &mut report,
+                kind,
+                expected,
+                format!("{detail}{}", recreated_note()),
+            );
+            return Ok(report);
+        }
+        expected += 1;
+        if seq >= stream_last {
+            break;
+        }
+    }
+    if expected <= covered {
+        fail(
+            &mut report,
+            Tampering::Missing,
+            expected,
+            format!(
+                "the stream ends at {} but {covered} messages were recorded{}",
+                expected - 1,
+                recreated_note()
+            ),
+        );
+    } else if recreated || restored_from.is_some() {
+        let from = restored_from.unwrap_or(1);
+        fail(
+            &mut report,
+            Tampering::StreamRecreated,
+            from,
+            format!(
+                "the same contents were stored again from sequence {from}{}",
+                recreated_note()
+            ),
+        );
+    }
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn e(c: u8, t: i64) -> Entry {
+        Entry {
+            content: [c; 16],
+            stored_ns: t,
+        }
+    }
+
+    #[test]
+    fn differences_are_named() {
+        let rec = [e(1, 1), e(2, 2), e(3, 3), e(4, 4)];
+        assert_eq!(
+            classify(2, &rec, &e(9, 2), None, false).0,
+            Tampering::Altered
+        );
+        assert_eq!(
+            classify(2, &rec, &e(3, 3), None, false).0,
+            Tampering::Missing
+        );
+        assert_eq!(
+            classify(2, &rec, &e(4, 4), None, false).0,
+            Tampering::Reordered
+        );
+        assert_eq!(
+            classify(2, &rec, &e(3, 3), Some(&e(2, 2)), false).0,
+            Tampering::Reordered,
+            "a swap"
+        );
+        assert_eq!(
+            classify(2, &rec, &e(2, 99), None, true).0,
+            Tampering::StreamRecreated
+        );
+    }
+}

@@ -1,0 +1,266 @@
+//! The checkpoint writer: follows each audited stream, extends its chain, and writes a signed
+//! checkpoint to `AUDIT` every `every` messages (or after `idle` without new ones). It resumes
+//! from the last checkpoint in `AUDIT`, so it keeps no state of its own.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream::{self, consumer};
+use chrono::{DateTime, Utc};
+use ed25519_dalek::SigningKey;
+use futures::StreamExt;
+use lienthong_bus::{Classification, EventDraft, EventType, Publisher, SchemaRegistry};
+use tracing::{info, warn};
+
+use super::chain::{entry_of, genesis, Entry};
+use super::checkpoint::{parse_head, Checkpoint};
+use crate::error::{ReplayError, Result};
+
+/// The streams whose history is chained.
+pub const AUDITED_STREAMS: &[&str] = &["DOCUMENTS", "SSO", "FIELD_REPORTS", "OPEN_DATA", "DLQ"];
+
+/// The event type of checkpoints.
+pub fn checkpoint_type() -> EventType {
+    EventType::new("audit", "checkpoint", "signed")
+}
+
+/// The subject holding `stream`'s checkpoints.
+pub fn checkpoint_subject(stream: &str) -> String {
+    checkpoint_type().subject(stream)
+}
+
+fn nats(operation: String, e: impl std::fmt::Display) -> ReplayError {
+    ReplayError::Nats {
+        operation,
+        reason: e.to_string(),
+    }
+}
+
+/// The stream's creation time as RFC 3339.
+pub async fn stream_created(js: &jetstream::Context, stream: &str) -> Result<(String, u64)> {
+    let mut s = js
+        .get_stream(stream)
+        .await
+        .map_err(|e| nats(format!("opening {stream}"), e))?;
+    let info = s
+        .info()
+        .await
+        .map_err(|e| nats(format!("reading {stream}"), e))?;
+    let created = DateTime::<Utc>::from_timestamp_nanos(info.created.unix_timestamp_nanos() as i64);
+    Ok((
+        created.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
+        info.state.last_sequence,
+    ))
+}
+
+/// The newest checkpoint of `stream` in `AUDIT`.
+pub async fn last_checkpoint(js: &jetstream::Context, stream: &str) -> Result<Option<Checkpoint>> {
+    let audit = js
+        .get_stream_no_info("AUDIT")
+        .await
+        .map_err(|e| nats("opening AUDIT".into(), e))?;
+    match audit
+        .direct_get_last_for_subject(checkpoint_subject(stream))
+        .await
+    {
+        Ok(msg) => {
+            let ev = lienthong_bus::envelope::decode(Some(&msg.headers), &msg.payload)?;
+            let data = lienthong_bus::envelope::data_json(&ev).unwrap_or_default();
+            Ok(Some(serde_json::from_value(data).map_err(|e| {
+                ReplayError::Corrupt {
+                    key: checkpoint_subject(stream),
+                    reason: e.to_string(),
+                }
+            })?))
+        }
+        Err(e) if e.kind() == jetstream::stream::DirectGetErrorKind::NotFound => Ok(None),
+        Err(e) => Err(nats(format!("reading the last checkpoint of {stream}"), e)),
+    }
+}
+
+pub struct AuditWriter {
+    js: jetstream::Context,
+    key: SigningKey,
+    publisher: Publisher,
+    every: usize,
+    idle: Duration,
+}
+
+impl AuditWriter {
+    /// `js` connects as a role allowed to publish `egov.audit.>` (the replay service).
+    pub fn new(js: jetstream::Context, registry: Arc<SchemaRegistry>, key: SigningKey) -> Self {
+        let publisher = Publisher::new(js.clone(), registry, "urn:lienthong:audit");
+        Self {
+            js,
+            key,
+            publisher,
+            every: 1000,
+            idle: Duration::from_secs(2),
+        }
+    }
+
+    /// Checkpoint every `every` messages, or after `idle` without new messages.
+    pub fn with_cadence(mut self, every: usize, idle: Duration) -> Self {
+        self.every = every.max(1);
+        self.idle = idle;
+        self
+    }
+
+    pub fn public_key_hex(&self) -> String {
+        hex::encode(self.key.verifying_key().to_bytes())
+    }
+
+    async fn write(
+        &self,
+        stream: &str,
+        created: &str,
+        first_seq: u64,
+        prev: [u8; 32],
+        entries: &[Entry],
+    ) -> Result<Checkpoint> {
+        let c = Checkpoint::sign(&self.key, stream, created, first_seq, prev, entries);
+        self.publisher
+            .publish(EventDraft {
+                event_type: checkpoint_type(),
+                id: format!("checkpoint/{stream}/{}", c.last_seq),
+                key: stream.to_string(),
+                time: c.signed_at,
+                data: serde_json::to_value(&c).map_err(|e| ReplayError::Corrupt {
+                    key: stream.into(),
+                    reason: e.to_string(),
+                })?,
+                classification: Classification::Public,
+                schema_version: None,
+                traceparent: None,
+                expected_last_subject_sequence: None,
+            })
+            .await?;
+        Ok(c)
+    }
+
+    /// Chains `stream` until `shutdown`, writing checkpoints as it goes.
+    pub async fn follow(
+        &self,
+        stream: &str,
+        until_head: bool,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) -> Result<Vec<Checkpoint>> {
+        tokio::pin!(shutdown);
+        let (created, head_seq) = stream_created(&self.js, stream).await?;
+        let (mut next, mut head) = match last_checkpoint(&self.js, stream).await? {
+            Some(c) => (
+                c.last_seq + 1,
+                parse_head(&c.head).unwrap_or_else(|| genesis(stream)),
+            ),
+            None => (1, genesis(stream)),
+        };
+        let mut written = Vec::new();
+        if until_head && next > head_seq {
+            return Ok(written);
+        }
+        let s = self
+            .js
+            .get_stream_no_info(stream)
+            .await
+            .map_err(|e| nats(format!("opening {stream}"), e))?;
+        let c = s
+            .create_consumer(consumer::pull::OrderedConfig {
+                deliver_policy: consumer::DeliverPolicy::ByStartSequence {
+                    start_sequence: next,
+                },
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| nats(format!("reading {stream}"), e))?;
+        let mut messages = c
+            .messages()
+            .await
+            .map_err(|e| nats(format!("reading {stream}"), e))?;
+        let mut pending: Vec<Entry> = Vec::new();
+        let mut first = next;
+        loop {
+            let got = tokio::select! {
+                _ = &mut shutdown => None,
+                m = tokio::time::timeout(self.idle, messages.next()) => Some(m),
+            };
+            let flush = match got {
+                None => {
+                    if !pending.is_empty() {
+                        let c = self.write(stream, &created, first, head, &pending).await?;
+                        written.push(c);
+                    }
+                    return Ok(written);
+                }
+                Some(Err(_elapsed)) => !pending.is_empty(),
+                Some(Ok(None)) => return Ok(written),
+                Some(Ok(Some(Err(e)))) => return Err(nats(format!("reading {stream}"), e)),
+                Some(Ok(Some(Ok(msg)))) => {
+                    let Some((seq, entry)) = entry_of(&msg) else {
+                        continue;
+                    };
+                    while next < seq {
+                        // A sequence without a message: recorded as absent.
+                        pending.push(Entry::ABSENT);
+                        next += 1;
+                    }
+                    pending.push(entry);
+                    next = seq + 1;
+                    pending.len() >= self.every || (until_head && seq >= head_seq)
+                }
+            };
+            if flush {
+                let c = self.write(stream, &created, first, head, &pending).await?;
+                head = parse_head(&c.head).unwrap_or(head);
+                first = c.last_seq + 1;
+                pending.clear();
+                written.push(c);
+                if until_head && first > head_seq {
+                    return Ok(written);
+                }
+            }
+        }
+    }
+
+    /// Writes checkpoints up to each stream's current head, then returns.
+    pub async fn checkpoint_all(&self) -> Result<Vec<Checkpoint>> {
+        let mut all = Vec::new();
+        for s in AUDITED_STREAMS {
+            all.extend(self.follow(s, true, std::future::pending()).await?);
+        }
+        Ok(all)
+    }
+
+    /// Follows every audited stream until `shutdown`; errors are logged and retried.
+    pub async fn run(self: Arc<Self>, shutdown: tokio::sync::watch::Receiver<bool>) -> Result<()> {
+        info!(public_key = %self.public_key_hex(), streams = ?AUDITED_STREAMS, "audit checkpoints");
+        let mut tasks = Vec::new();
+        for s in AUDITED_STREAMS {
+            let w = self.clone();
+            let mut rx = shutdown.clone();
+            tasks.push(tokio::spawn(async move {
+                loop {
+                    let stop = {
+                        let mut rx = rx.clone();
+                        async move {
+                            let _ = rx.wait_for(|s| *s).await;
+                        }
+                    };
+                    match w.follow(s, false, stop).await {
+                        Ok(_) => return,
+                        Err(e) => {
+                            warn!(stream = s, error = %e, "audit chain interrupted; retrying in 2 s");
+                            tokio::select! {
+                                _ = rx.wait_for(|s| *s) => return,
+                                _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+                            }
+                        }
+                    }
+                }
+            }));
+        }
+        for t in tasks {
+            let _ = t.await;
+        }
+        Ok(())
+    }
+}

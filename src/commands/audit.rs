@@ -1,0 +1,244 @@
+//! `lienthong audit`: signed checkpoints, verification, exports.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use chrono::{DateTime, Utc};
+use clap::Subcommand;
+use indicatif::{ProgressBar, ProgressStyle};
+use lienthong_replay::audit::checkpoint::{load_or_generate_signing_key, load_public_key};
+use lienthong_replay::audit::export::{export, verify_export, ExportFilter};
+use lienthong_replay::audit::verify::{checkpoints_from_audit, checkpoints_from_files};
+use lienthong_replay::audit::{verify_stream, AuditWriter, AUDITED_STREAMS};
+
+use super::Global;
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Recompute every stream's hash chain and check it against the signed checkpoints.
+    /// Exit 0: intact; 1: something differs (the stream and first bad sequence are named).
+    Verify {
+        /// The audit public key (64 hex digits), as published by the replay service.
+        #[arg(long, env = "LIENTHONG_AUDIT_PUBLIC_KEY")]
+        public_key: PathBuf,
+        /// Only these streams (default: all audited streams).
+        #[arg(long = "stream")]
+        streams: Vec<String>,
+        /// Take the checkpoints from exported files in this folder instead of AUDIT.
+        #[arg(long)]
+        checkpoints: Option<PathBuf>,
+        /// Verify an export file offline (no NATS needed).
+        #[arg(long, conflicts_with_all = ["streams", "checkpoints"])]
+        export: Option<PathBuf>,
+        /// Print the reports as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Export a stream's events with sequences and chain hashes, plus the covering checkpoints.
+    Export {
+        #[arg(long)]
+        stream: String,
+        /// Only events of this CloudEvents type.
+        #[arg(long = "type")]
+        ty: Option<String>,
+        /// Only subjects matching this filter.
+        #[arg(long)]
+        subject: Option<String>,
+        /// Only events that happened at or after / before this time (RFC 3339).
+        #[arg(long)]
+        since: Option<DateTime<Utc>>,
+        #[arg(long)]
+        until: Option<DateTime<Utc>>,
+        /// jsonl (verifiable with `audit verify --export`) or csv (checkpoints beside it).
+        #[arg(long, default_value = "jsonl")]
+        format: String,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Write every stream's checkpoints from AUDIT to files (one JSON Lines file per stream),
+    /// for an auditor to keep outside the system.
+    Checkpoints {
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Write checkpoints up to every stream's head now (replay role; the signing key).
+    Checkpoint {
+        /// The signing key (64 hex digits); generated if the file does not exist.
+        #[arg(long)]
+        key: PathBuf,
+    },
+}
+
+fn bar(stream: &str) -> anyhow::Result<ProgressBar> {
+    let bar = ProgressBar::new(0);
+    bar.set_style(
+        ProgressStyle::with_template("{msg:>14} [{bar:40}] {pos}/{len} ({per_sec}, eta {eta})")?
+            .progress_chars("=> "),
+    );
+    bar.set_message(stream.to_string());
+    Ok(bar)
+}
+
+pub async fn run(global: &Global, cmd: Command) -> anyhow::Result<ExitCode> {
+    match cmd {
+        Command::Verify {
+            public_key,
+            streams,
+            checkpoints,
+            export: Some(file),
+            json,
+        } => {
+            let _ = (streams, checkpoints);
+            let key = load_public_key(&public_key).map_err(anyhow::Error::msg)?;
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("reading {}", file.display()))?;
+            let r = verify_export(&text, &key);
+            if json {
+                println!("{}", serde_json::to_string_pretty(&r)?);
+            } else if let Some(t) = r.tampering {
+                println!(
+                    "{}: TAMPERED — {t} at sequence {}: {}",
+                    file.display(),
+                    r.first_bad_seq.unwrap_or(0),
+                    r.detail.clone().unwrap_or_default()
+                );
+            } else {
+                println!("{}: intact — {} of {} events verified against signed checkpoints ({} not covered)", file.display(), r.verified, r.events, r.uncovered);
+            }
+            Ok(if r.tampering.is_some() {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            })
+        }
+        Command::Verify {
+            public_key,
+            streams,
+            checkpoints,
+            export: None,
+            json,
+        } => {
+            let key = load_public_key(&public_key).map_err(anyhow::Error::msg)?;
+            let js = global.jetstream("lienthong-audit-verify").await?;
+            let streams: Vec<String> = if streams.is_empty() {
+                AUDITED_STREAMS.iter().map(|s| s.to_string()).collect()
+            } else {
+                streams
+            };
+            let mut reports = Vec::new();
+            for stream in &streams {
+                let cps = match &checkpoints {
+                    Some(dir) => checkpoints_from_files(dir, stream)?,
+                    None => checkpoints_from_audit(&js, stream).await?,
+                };
+                let b = bar(stream)?;
+                let report = verify_stream(&js, stream, cps, &key, &|done, total| {
+                    b.set_length(total);
+                    b.set_position(done);
+                })
+                .await?;
+                b.finish_and_clear();
+                if !json {
+                    println!("{report}");
+                }
+                reports.push(report);
+            }
+            if json {
+                println!("{}", serde_json::to_string_pretty(&reports)?);
+            }
+            Ok(if reports.iter().all(|r| r.intact()) {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        Command::Export {
+            stream,
+            ty,
+            subject,
+            since,
+            until,
+            format,
+            out,
+        } => {
+            let js = global.jetstream("lienthong-audit-export").await?;
+            let cps = checkpoints_from_audit(&js, &stream).await?;
+            let filter = ExportFilter {
+                ty,
+                subject,
+                since,
+                until,
+            };
+            let mut file = std::fs::File::create(&out)
+                .with_context(|| format!("creating {}", out.display()))?;
+            let b = bar(&stream)?;
+            let progress = |done: u64, total: u64| {
+                b.set_length(total);
+                b.set_position(done);
+            };
+            let summary = match format.as_str() {
+                "jsonl" => export(&js, &stream, &filter, &cps, &mut file, None, &progress).await?,
+                "csv" => {
+                    let cp_path = out.with_extension("checkpoints.jsonl");
+                    let mut cp_file = std::fs::File::create(&cp_path)
+                        .with_context(|| format!("creating {}", cp_path.display()))?;
+                    export(
+                        &js,
+                        &stream,
+                        &filter,
+                        &cps,
+                        &mut file,
+                        Some(&mut cp_file),
+                        &progress,
+                    )
+                    .await?
+                }
+                other => anyhow::bail!("--format {other:?}: use jsonl or csv"),
+            };
+            b.finish_and_clear();
+            println!(
+                "{} events and {} covering checkpoint(s) written to {}{}",
+                summary.events,
+                summary.checkpoints,
+                out.display(),
+                if summary.uncovered > 0 {
+                    format!(
+                        " ({} newer events not yet covered by a checkpoint)",
+                        summary.uncovered
+                    )
+                } else {
+                    String::new()
+                }
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Checkpoints { out } => {
+            let js = global.jetstream("lienthong-audit-checkpoints").await?;
+            std::fs::create_dir_all(&out)?;
+            for stream in AUDITED_STREAMS {
+                let cps = checkpoints_from_audit(&js, stream).await?;
+                let path = out.join(format!("{stream}.checkpoints.jsonl"));
+                let body: String = cps
+                    .iter()
+                    .map(|c| serde_json::to_string(c).map(|s| s + "\n"))
+                    .collect::<Result<_, _>>()?;
+                std::fs::write(&path, body)?;
+                println!("{stream}: {} checkpoint(s) → {}", cps.len(), path.display());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Checkpoint { key } => {
+            let key = load_or_generate_signing_key(&key).map_err(anyhow::Error::msg)?;
+            let js = global.jetstream("lienthong-audit-checkpoint").await?;
+            let writer = AuditWriter::new(js, global.registry()?, key);
+            let written = writer.checkpoint_all().await?;
+            println!(
+                "{} checkpoint(s) written; public key {}",
+                written.len(),
+                writer.public_key_hex()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
