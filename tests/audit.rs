@@ -414,3 +414,49 @@ async fn a_point_in_time_rebuild_equals_a_rebuild_of_exactly_those_events() {
     };
     assert_eq!(raw(&at), raw(&exact));
 }
+
+#[tokio::test]
+async fn a_v1_event_replays_through_its_upcaster() {
+    let bus = Bus::start().await;
+    let p = bus.publisher("adapter-field_reports", "urn:test:fr").await;
+    // Recorded years ago, before version 2: no ward name.
+    let mut old = report(1, 5);
+    old.schema_version = Some(1);
+    p.publish(old).await.unwrap();
+    // Today's adapter writes version 2.
+    let mut new = report(2, 6);
+    new.data["ward_name"] = json!("Phường Lạc Đạo");
+    p.publish(new).await.unwrap();
+    let msgs = bus.read_all("auditor", "FIELD_REPORTS").await;
+    let schema = |i: usize| {
+        lienthong_bus::envelope::dataschema(
+            &lienthong_bus::subscriber::decode_message(&msgs[i], Some(&bus.registry))
+                .unwrap()
+                .event,
+        )
+        .unwrap()
+    };
+    assert!(schema(0).ends_with("/report.submitted/v1.json"));
+    assert!(schema(1).ends_with("/report.submitted/v2.json"));
+
+    let store = rebuild(bus.js("replay").await, &bus, PointInTime::default()).await;
+    let tree = store.current("field_reports").unwrap();
+    let view = lienthong_replay::field_reports::FieldReportsView { tree: &tree };
+    assert_eq!(
+        view.get("PT-2023-000001")
+            .unwrap()
+            .unwrap()
+            .ward_name
+            .as_deref(),
+        Some("Phường Mũi Né"),
+        "upcast from the v1 slug"
+    );
+    assert_eq!(
+        view.get("PT-2023-000002")
+            .unwrap()
+            .unwrap()
+            .ward_name
+            .as_deref(),
+        Some("Phường Lạc Đạo")
+    );
+}

@@ -7,6 +7,7 @@
 //! - [`subject`]: event types, subjects and the reversible key encoding.
 //! - [`envelope`]: CloudEvents ↔ NATS binding (structured out; structured and binary in).
 //! - [`schema`]: the JSON Schema registry ([`SchemaRegistry`]), embedded from `schemas/`.
+//! - [`evolution`]: compatibility rules between versions of an event's schema.
 //! - [`publisher`]: validate → envelope → publish with dedupe id → PubAck ([`Publisher`]).
 //! - [`dead_letter`]: what failed validation, kept in the `DLQ` stream ([`DeadLetter`]).
 //! - [`topology`]: the streams and KV bucket of the contract, provisioned idempotently.
@@ -19,6 +20,7 @@ pub mod credentials;
 pub mod dead_letter;
 pub mod envelope;
 pub mod error;
+pub mod evolution;
 pub mod publisher;
 pub mod schema;
 pub mod server;

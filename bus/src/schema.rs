@@ -255,6 +255,37 @@ impl SchemaRegistry {
         &self.examples
     }
 
+    /// Checks each version of each event's schema against the previous version: it must
+    /// accept everything the previous one did (see [`crate::evolution`]).
+    pub fn check_evolution(&self) -> Vec<String> {
+        let schemas: BTreeMap<String, Value> = self
+            .files
+            .iter()
+            .map(|(id, f)| (id.clone(), f.json.clone()))
+            .collect();
+        let resolver = crate::evolution::Resolver { schemas: &schemas };
+        let mut problems = Vec::new();
+        let mut previous: Option<(&str, u32, &str)> = None;
+        for ((ty, version), id) in &self.by_type {
+            if let Some((pty, pversion, pid)) = previous {
+                if pty == ty {
+                    for p in crate::evolution::breaking_changes(
+                        &resolver,
+                        pid,
+                        &self.files[pid].json,
+                        id,
+                        &self.files[id].json,
+                        "",
+                    ) {
+                        problems.push(format!("{ty} v{version} breaks v{pversion}: {p}"));
+                    }
+                }
+            }
+            previous = Some((ty.as_str(), *version, id.as_str()));
+        }
+        problems
+    }
+
     /// Validates every example against its schema; returns what did not behave as named.
     pub fn check_examples(&self) -> Vec<String> {
         let mut problems = Vec::new();
@@ -356,6 +387,8 @@ mod tests {
         let reg = SchemaRegistry::embedded().unwrap();
         assert!(reg.event_types().count() >= 3);
         let problems = reg.check_examples();
+        assert!(problems.is_empty(), "{problems:#?}");
+        let problems = reg.check_evolution();
         assert!(problems.is_empty(), "{problems:#?}");
         assert!(reg.examples().iter().any(|e| !e.expect_valid));
     }

@@ -294,6 +294,7 @@ mod tests {
                 key: None,
                 time: None,
                 data: data.clone(),
+                version: 1,
                 sequence: i as u64 + 1,
             };
             DocumentExchangeProjection.apply(&mut c, &ev).unwrap();

@@ -33,6 +33,8 @@ pub struct ReportView {
     pub category_name: Option<String>,
     pub category_group: Option<String>,
     pub ward: String,
+    /// The ward's name (from v2 events; upcast for v1).
+    pub ward_name: Option<String>,
     pub status: String,
     pub status_at: Option<DateTime<FixedOffset>>,
     /// False while the report is known only from its updates.
@@ -138,6 +140,7 @@ impl Projection for FieldReportsProjection {
                 r.category_name = s(d, "category_name");
                 r.category_group = s(d, "category_group");
                 r.ward = s(d, "ward").unwrap_or_else(|| "unknown".into());
+                r.ward_name = s(d, "ward_name");
                 r.description = s(d, "description");
                 r.address = s(d, "address");
                 r.lat = d.pointer("/location/lat").and_then(Value::as_f64);
@@ -320,6 +323,7 @@ mod tests {
                 key: data["report_id"].as_str().map(str::to_string),
                 time: None,
                 data: data.clone(),
+                version: 1,
                 sequence: i as u64 + 1,
             };
             FieldReportsProjection.apply(&mut c, &ev).unwrap();

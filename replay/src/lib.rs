@@ -6,6 +6,7 @@
 //!
 //! # Layout
 //! - [`audit`]: hash chains, signed checkpoints, verification and exports.
+//! - [`upcast`]: older event versions brought to the current shape before projections.
 //! - [`store`]: the sled store, generations and swaps, atomic batches ([`ReadStore`], [`Changes`]).
 //! - [`projection`]: the [`Projection`] trait and [`ProjectedEvent`].
 //! - [`field_reports`]: citizen reports: state, counts, resolution ([`FieldReportsProjection`]).
@@ -28,6 +29,7 @@ pub mod runner;
 pub mod service;
 pub mod sso;
 pub mod store;
+pub mod upcast;
 
 pub use error::{ReplayError, Result};
 pub use field_reports::{FieldReportStats, FieldReportsProjection, ReportView};

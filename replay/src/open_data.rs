@@ -188,6 +188,7 @@ mod tests {
                 key: None,
                 time: None,
                 data,
+                version: 1,
                 sequence: i as u64 + 1,
             };
             CatalogueProjection.apply(&mut c, &ev).unwrap();

@@ -17,20 +17,33 @@ pub struct ProjectedEvent {
     /// The aggregate key (CloudEvents `subject`).
     pub key: Option<String>,
     pub time: Option<DateTime<Utc>>,
+    /// Data in the newest shape (older versions upcast).
     pub data: Value,
+    /// The version of `data` after upcasting.
+    pub version: u32,
     pub sequence: u64,
 }
 
 impl ProjectedEvent {
     pub fn from_received(ev: &ReceivedEvent) -> Option<Self> {
         let e = &ev.event;
+        let stored_version = e
+            .dataschema()
+            .and_then(|u| crate::upcast::version_of(u.as_str()))
+            .unwrap_or(1);
+        let (version, data) = crate::upcast::upcast(
+            e.ty(),
+            stored_version,
+            lienthong_bus::envelope::data_json(e)?,
+        );
         Some(Self {
             ty: e.ty().to_string(),
             id: e.id().to_string(),
             source: e.source().to_string(),
             key: e.subject().map(str::to_string),
             time: e.time().copied(),
-            data: lienthong_bus::envelope::data_json(e)?,
+            data,
+            version,
             sequence: ev.stream_sequence,
         })
     }

@@ -104,15 +104,13 @@ impl Mapper {
     /// `report.submitted`: the report as submitted, without the reporter's personal data.
     pub fn submitted(&self, r: &ServiceRequest) -> EventDraft {
         let service = self.categories.get(&r.service_code);
-        let ward = self
-            .wards
-            .derive(&[
-                r.address.as_deref(),
-                r.agency_responsible.as_deref(),
-                r.description.as_deref(),
-            ])
-            .map(|w| w.slug.as_str())
-            .unwrap_or("unknown");
+        let derived = self.wards.derive(&[
+            r.address.as_deref(),
+            r.agency_responsible.as_deref(),
+            r.description.as_deref(),
+        ]);
+        let ward = derived.map(|w| w.slug.as_str()).unwrap_or("unknown");
+        let ward_name = derived.map(|w| w.name.clone());
         let category_name = service
             .map(|s| s.service_name.clone())
             .or_else(|| r.service_name.clone())
@@ -127,6 +125,7 @@ impl Mapper {
             "category_name": category_name,
             "category_group": service.and_then(|s| s.group.clone()),
             "ward": ward,
+            "ward_name": ward_name,
             "status": "open",
             "description": mask_opt(r.description.as_deref()),
             "address": mask_opt(r.address.as_deref()),

@@ -1,0 +1,281 @@
+//! Schema evolution rules: a new version of an event's schema must accept what the
+//! previous one accepted, so that consumers written for it keep working.
+//!
+//! Allowed: adding an optional property, widening a type or an enum. Refused: removing a
+//! property, retyping one (its set of types no longer covers the old one), adding a
+//! required property, narrowing an enum (or adding one where there was none). `$ref`s are
+//! followed within the registry; `oneOf`/`anyOf` branches count as one domain.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde_json::Value;
+use url::Url;
+
+/// Resolves `$ref`s against the registry's schemas (by `$id`).
+pub struct Resolver<'a> {
+    pub schemas: &'a BTreeMap<String, Value>,
+}
+
+impl Resolver<'_> {
+    fn target(&self, base: &str, reference: &str) -> Option<(String, Value)> {
+        let url = Url::parse(base).ok()?.join(reference).ok()?;
+        let fragment = url.fragment().unwrap_or("").to_string();
+        let mut doc_url = url.clone();
+        doc_url.set_fragment(None);
+        let doc = self.schemas.get(doc_url.as_str())?;
+        let node = if fragment.is_empty() {
+            doc
+        } else {
+            doc.pointer(&fragment)?
+        };
+        Some((doc_url.to_string(), node.clone()))
+    }
+
+    /// The node with its `$ref` (recursively) merged in: properties and required combined.
+    pub fn effective(&self, base: &str, node: &Value, depth: usize) -> (String, Value) {
+        let Some(reference) = node.get("$ref").and_then(Value::as_str) else {
+            return (base.to_string(), node.clone());
+        };
+        let Some((doc, target)) = (depth < 32).then(|| self.target(base, reference)).flatten()
+        else {
+            return (base.to_string(), node.clone());
+        };
+        let (doc, mut merged) = self.effective(&doc, &target, depth + 1);
+        if let (Some(m), Some(local)) = (merged.as_object_mut(), node.as_object()) {
+            for (k, v) in local {
+                match (k.as_str(), m.get_mut(k)) {
+                    ("$ref", _) => {}
+                    ("properties", Some(Value::Object(props))) => {
+                        if let Value::Object(more) = v {
+                            props.extend(more.clone());
+                        }
+                    }
+                    ("required", Some(Value::Array(req))) => {
+                        if let Value::Array(more) = v {
+                            req.extend(more.clone());
+                        }
+                    }
+                    _ => {
+                        m.insert(k.clone(), v.clone());
+                    }
+                }
+            }
+        }
+        (doc, merged)
+    }
+}
+
+/// What a node admits, as atoms: `t:<type>` (any value of a type) or `v:<json>` (one value),
+/// across `oneOf`/`anyOf` branches. `None`: unconstrained.
+fn domain(r: &Resolver, base: &str, node: &Value) -> Option<BTreeSet<String>> {
+    let (base, node) = r.effective(base, node, 0);
+    let branches: Vec<Value> = ["oneOf", "anyOf"]
+        .iter()
+        .filter_map(|k| node.get(*k).and_then(Value::as_array))
+        .flatten()
+        .cloned()
+        .collect();
+    if !branches.is_empty() {
+        let mut all = BTreeSet::new();
+        for b in branches {
+            all.extend(domain(r, &base, &b)?);
+        }
+        return Some(all);
+    }
+    if let Some(values) = node.get("enum").and_then(Value::as_array) {
+        return Some(values.iter().map(|v| format!("v:{v}")).collect());
+    }
+    if let Some(c) = node.get("const") {
+        return Some(BTreeSet::from([format!("v:{c}")]));
+    }
+    match node.get("type") {
+        Some(Value::String(t)) => Some(BTreeSet::from([format!("t:{t}")])),
+        Some(Value::Array(ts)) => Some(
+            ts.iter()
+                .filter_map(Value::as_str)
+                .map(|t| format!("t:{t}"))
+                .collect(),
+        ),
+        _ => None,
+    }
+}
+
+fn type_of(json: &str) -> &'static str {
+    match serde_json::from_str::<Value>(json) {
+        Ok(Value::Null) => "null",
+        Ok(Value::Bool(_)) => "boolean",
+        Ok(Value::Number(n)) if n.is_i64() || n.is_u64() => "integer",
+        Ok(Value::Number(_)) => "number",
+        Ok(Value::String(_)) => "string",
+        Ok(Value::Array(_)) => "array",
+        _ => "object",
+    }
+}
+
+/// Whether `new` admits the atom `atom` of the old domain.
+fn covers(new: &BTreeSet<String>, atom: &str) -> bool {
+    let has_type =
+        |t: &str| new.contains(&format!("t:{t}")) || (t == "integer" && new.contains("t:number"));
+    match atom.split_once(':') {
+        Some(("t", t)) => has_type(t),
+        Some(("v", v)) => new.contains(atom) || has_type(type_of(v)),
+        _ => false,
+    }
+}
+
+/// Every way `new` fails to accept what `old` accepted, with JSON pointers.
+pub fn breaking_changes(
+    r: &Resolver,
+    old_base: &str,
+    old: &Value,
+    new_base: &str,
+    new: &Value,
+    at: &str,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    let (old_base, old) = r.effective(old_base, old, 0);
+    let (new_base, new) = r.effective(new_base, new, 0);
+    let here = if at.is_empty() { "/" } else { at };
+    match (domain(r, &old_base, &old), domain(r, &new_base, &new)) {
+        (Some(od), Some(nd)) => {
+            let lost: Vec<&String> = od.iter().filter(|a| !covers(&nd, a)).collect();
+            let types: Vec<&str> = lost.iter().filter_map(|a| a.strip_prefix("t:")).collect();
+            let values: Vec<&str> = lost.iter().filter_map(|a| a.strip_prefix("v:")).collect();
+            if !types.is_empty() {
+                out.push(format!(
+                    "{here}: retyped — no longer accepts {}",
+                    types.join(", ")
+                ));
+            }
+            if !values.is_empty() {
+                out.push(format!(
+                    "{here}: enum narrowed — {} no longer allowed",
+                    values.join(", ")
+                ));
+            }
+        }
+        (None, Some(nd)) => out.push(format!(
+            "{here}: restricted to {} where anything was allowed",
+            nd.into_iter().collect::<Vec<_>>().join(", ")
+        )),
+        _ => {}
+    }
+    let props = |n: &Value| {
+        n.get("properties")
+            .and_then(Value::as_object)
+            .cloned()
+            .unwrap_or_default()
+    };
+    let required = |n: &Value| -> BTreeSet<String> {
+        n.get("required")
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let (op, np) = (props(&old), props(&new));
+    for (name, old_schema) in &op {
+        match np.get(name) {
+            None => out.push(format!("{at}/{name}: property removed")),
+            Some(new_schema) => out.extend(breaking_changes(
+                r,
+                &old_base,
+                old_schema,
+                &new_base,
+                new_schema,
+                &format!("{at}/{name}"),
+            )),
+        }
+    }
+    for name in required(&new).difference(&required(&old)) {
+        out.push(format!("{at}/{name}: now required"));
+    }
+    if let (Some(oi), Some(ni)) = (old.get("items"), new.get("items")) {
+        out.extend(breaking_changes(
+            r,
+            &old_base,
+            oi,
+            &new_base,
+            ni,
+            &format!("{at}/items"),
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn check(old: Value, new: Value) -> Vec<String> {
+        let schemas = BTreeMap::new();
+        let r = Resolver { schemas: &schemas };
+        breaking_changes(&r, "https://x/a.json", &old, "https://x/b.json", &new, "")
+    }
+
+    fn v1() -> Value {
+        json!({"type": "object", "required": ["a"], "properties": {
+            "a": {"type": "string"}, "b": {"type": ["integer", "null"]}, "c": {"enum": ["x", "y"]}}})
+    }
+
+    #[test]
+    fn adding_an_optional_property_or_widening_is_fine() {
+        let mut v2 = v1();
+        v2["properties"]["d"] = json!({"type": "string"});
+        v2["properties"]["b"] = json!({"type": ["number", "null", "string"]});
+        v2["properties"]["c"] = json!({"enum": ["x", "y", "z"]});
+        assert!(check(v1(), v2).is_empty());
+    }
+
+    #[test]
+    fn breaking_changes_are_named() {
+        let mut v2 = v1();
+        v2["properties"].as_object_mut().unwrap().remove("b");
+        assert_eq!(check(v1(), v2.clone()), ["/b: property removed"]);
+        let mut v2 = v1();
+        v2["properties"]["a"] = json!({"type": "integer"});
+        assert!(check(v1(), v2)[0].starts_with("/a: retyped"));
+        let mut v2 = v1();
+        v2["required"] = json!(["a", "b"]);
+        assert_eq!(check(v1(), v2), ["/b: now required"]);
+        let mut v2 = v1();
+        v2["properties"]["c"] = json!({"enum": ["x"]});
+        assert_eq!(
+            check(v1(), v2),
+            ["/c: enum narrowed — \"y\" no longer allowed"]
+        );
+    }
+
+    #[test]
+    fn refs_and_one_of_are_followed() {
+        let schemas = BTreeMap::from([(
+            "https://x/defs.json".to_string(),
+            json!({"$defs": {"s": {"enum": ["open", "closed"]}, "narrow": {"enum": ["open"]}}}),
+        )]);
+        let r = Resolver { schemas: &schemas };
+        let old = json!({"properties": {"s": {"oneOf": [{"$ref": "defs.json#/$defs/s"}, {"type": "null"}]}}});
+        let same = json!({"properties": {"s": {"oneOf": [{"$ref": "defs.json#/$defs/s"}, {"type": "null"}]}}});
+        let narrower = json!({"properties": {"s": {"oneOf": [{"$ref": "defs.json#/$defs/narrow"}, {"type": "null"}]}}});
+        assert!(
+            breaking_changes(&r, "https://x/a.json", &old, "https://x/b.json", &same, "")
+                .is_empty()
+        );
+        assert_eq!(
+            breaking_changes(
+                &r,
+                "https://x/a.json",
+                &old,
+                "https://x/b.json",
+                &narrower,
+                ""
+            )
+            .len(),
+            1
+        );
+    }
+}

@@ -1,0 +1,98 @@
+//! Upcasters: older versions of an event's data turned into the current shape before any
+//! projection sees them, so years-old history replays into today's read models and
+//! projections only know the newest version.
+//!
+//! The version comes from the event's `dataschema` (`…/v<N>.json`). Each upcaster takes one
+//! type from version N to N+1; they chain.
+
+use std::collections::HashMap;
+use std::sync::LazyLock;
+
+use serde_json::{json, Value};
+
+/// `…/v2.json` → 2.
+pub fn version_of(dataschema: &str) -> Option<u32> {
+    dataschema
+        .rsplit('/')
+        .next()?
+        .strip_prefix('v')?
+        .strip_suffix(".json")?
+        .parse()
+        .ok()
+}
+
+type Upcaster = fn(Value) -> Value;
+
+/// (type, from version) → upcaster to the next version.
+static UPCASTERS: LazyLock<HashMap<(&'static str, u32), Upcaster>> = LazyLock::new(|| {
+    let mut m: HashMap<(&'static str, u32), Upcaster> = HashMap::new();
+    m.insert(
+        ("vn.egov.field_reports.report.submitted", 1),
+        report_submitted_v1_to_v2,
+    );
+    m
+});
+
+/// Ward slugs to names, for reports recorded before v2 carried the name.
+static WARD_NAMES: LazyLock<HashMap<String, String>> = LazyLock::new(|| {
+    let v: Value = serde_json::from_str(include_str!("../../adapters/fixtures/wards.json"))
+        .unwrap_or_default();
+    v["units"]
+        .as_array()
+        .map(|units| {
+            units
+                .iter()
+                .filter_map(|u| {
+                    Some((
+                        u["slug"].as_str()?.to_string(),
+                        u["name"].as_str()?.to_string(),
+                    ))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+});
+
+/// v2 adds `ward_name` (derived here from the slug) and `received_via` (unknown for v1).
+fn report_submitted_v1_to_v2(mut data: Value) -> Value {
+    let name = data
+        .get("ward")
+        .and_then(Value::as_str)
+        .and_then(|w| WARD_NAMES.get(w))
+        .cloned();
+    if let Some(o) = data.as_object_mut() {
+        o.entry("ward_name").or_insert(json!(name));
+        o.entry("received_via").or_insert(Value::Null);
+    }
+    data
+}
+
+/// Brings `data` of type `ty` at `version` up to the newest version there is an upcaster for.
+pub fn upcast(ty: &str, mut version: u32, mut data: Value) -> (u32, Value) {
+    while let Some(f) = UPCASTERS.get(&(ty, version)) {
+        data = f(data);
+        version += 1;
+    }
+    (version, data)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_v1_report_gets_its_ward_name() {
+        let v1 = json!({"report_id": "A", "ward": "mui-ne", "status": "open"});
+        let (v, data) = upcast("vn.egov.field_reports.report.submitted", 1, v1);
+        assert_eq!(v, 2);
+        assert_eq!(data["ward_name"], "Phường Mũi Né");
+        assert_eq!(data["received_via"], Value::Null);
+        let (v, same) = upcast("vn.egov.field_reports.report.submitted", 2, data.clone());
+        assert_eq!((v, same), (2, data));
+        assert_eq!(upcast("vn.egov.sso.session.started", 1, json!({})).0, 1);
+        assert_eq!(
+            version_of("https://lienthong.vn/schemas/x/y.z/v12.json"),
+            Some(12)
+        );
+    }
+}
