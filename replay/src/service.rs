@@ -57,6 +57,9 @@ pub struct ServeOptions {
     /// With a key, the service also chains every stream and writes signed checkpoints to
     /// `AUDIT`, and serves the public key at `/api/v1/audit/public-key`.
     pub audit_key: Option<ed25519_dalek::SigningKey>,
+    /// With a token, `POST /api/v1/admin/rebuild` (bearer token) rebuilds read models beside
+    /// the live ones and swaps, while the service keeps answering.
+    pub admin_token: Option<String>,
 }
 
 impl Default for ServeOptions {
@@ -64,6 +67,7 @@ impl Default for ServeOptions {
         Self {
             max_batch: crate::runner::MAX_BATCH,
             audit_key: None,
+            admin_token: None,
         }
     }
 }
@@ -94,6 +98,16 @@ pub async fn serve(
             }));
         }
     }
+    let admin = match (&js, options.admin_token.clone()) {
+        (Some(js), Some(token)) => Some(crate::http::Admin {
+            token,
+            runners: runners(js, &registry, &store, &metrics)
+                .into_iter()
+                .map(|r| r.with_max_batch(options.max_batch))
+                .collect(),
+        }),
+        _ => None,
+    };
     let audit_public_key = options
         .audit_key
         .as_ref()
@@ -115,6 +129,7 @@ pub async fn serve(
         metrics,
         read_only: js.is_none(),
         audit_public_key,
+        admin,
     });
     let result = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)

@@ -17,11 +17,11 @@ use lienthong_adapters::sso::simulator::push_user_events;
 use lienthong_adapters::sso::{KeycloakSimulator, SsoConfig};
 use lienthong_adapters::{AdapterConfig, FieldReportsConfig};
 use lienthong_bus::credentials::write_private;
-use rand::distr::{Alphanumeric, SampleString};
 use serde_json::Value;
 use tokio::net::TcpListener;
 use tracing::info;
 
+use super::secret;
 use super::up::Task;
 
 /// The demo caller of the ingress.
@@ -34,18 +34,6 @@ pub struct Demo {
     /// Where to push the sign-on user events once the SSO adapter listens, and with what token.
     pub sso_push: Option<(String, String, Vec<Value>)>,
     pub lines: Vec<String>,
-}
-
-/// A secret file, generated on first use.
-fn secret(path: &Path) -> anyhow::Result<String> {
-    if let Ok(s) = std::fs::read_to_string(path) {
-        if !s.trim().is_empty() {
-            return Ok(s.trim().to_string());
-        }
-    }
-    let s = Alphanumeric.sample_string(&mut rand::rng(), 40);
-    write_private(path, &s)?;
-    Ok(s)
 }
 
 /// A free loopback port (the listener is dropped; the adapter binds it right after).

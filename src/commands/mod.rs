@@ -46,6 +46,19 @@ impl Global {
     }
 }
 
+/// A secret in a file (mode 0600), generated on first use.
+pub fn secret(path: &std::path::Path) -> anyhow::Result<String> {
+    use rand::distr::{Alphanumeric, SampleString};
+    if let Ok(s) = std::fs::read_to_string(path) {
+        if !s.trim().is_empty() {
+            return Ok(s.trim().to_string());
+        }
+    }
+    let s = Alphanumeric.sample_string(&mut rand::rng(), 40);
+    lienthong_bus::credentials::write_private(path, &s)?;
+    Ok(s)
+}
+
 /// Completes on Ctrl-C or SIGTERM.
 pub async fn interrupted() {
     #[cfg(unix)]

@@ -29,6 +29,10 @@ pub enum Command {
         /// key (64 hex digits; generated if the file does not exist).
         #[arg(long, conflicts_with = "read_only")]
         audit_key: Option<PathBuf>,
+        /// Enable `POST /api/v1/admin/rebuild` for callers presenting the token in this file
+        /// (live rebuilds beside the served read models).
+        #[arg(long, conflicts_with = "read_only")]
+        admin_token_file: Option<PathBuf>,
     },
     /// Rebuild read models from the start of their streams into a fresh tree, then swap.
     /// With --as-of or --until-seq, the read models as they were then (into their own --db).
@@ -56,7 +60,16 @@ pub async fn run(global: &Global, cmd: Command) -> anyhow::Result<ExitCode> {
             read_only,
             max_batch,
             audit_key,
+            admin_token_file,
         } => {
+            let admin_token = match admin_token_file {
+                Some(p) => Some(
+                    std::fs::read_to_string(&p)
+                        .map(|t| t.trim().to_string())
+                        .map_err(|e| anyhow::anyhow!("admin token file {}: {e}", p.display()))?,
+                ),
+                None => None,
+            };
             let audit_key = match audit_key {
                 Some(path) => Some(
                     lienthong_replay::audit::checkpoint::load_or_generate_signing_key(&path)
@@ -84,6 +97,7 @@ pub async fn run(global: &Global, cmd: Command) -> anyhow::Result<ExitCode> {
                 service::ServeOptions {
                     max_batch,
                     audit_key,
+                    admin_token,
                 },
                 super::interrupted(),
             )

@@ -184,8 +184,10 @@ pub async fn run(global: &Global, a: Args) -> anyhow::Result<ExitCode> {
         &public_key_file,
         hex::encode(audit_key.verifying_key().to_bytes()),
     )?;
+    let admin_token = super::secret(&creds_dir.join("replay-admin.token"))?;
     let options = lienthong_replay::service::ServeOptions {
         audit_key: Some(audit_key),
+        admin_token: Some(admin_token),
         ..Default::default()
     };
 
@@ -222,6 +224,10 @@ pub async fn run(global: &Global, a: Args) -> anyhow::Result<ExitCode> {
         creds_dir.display()
     );
     println!("  Metrics, health    {http}/metrics   {http}/healthz");
+    println!(
+        "  Live rebuild       POST {http}/api/v1/admin/rebuild  (Bearer: {}/replay-admin.token)",
+        creds_dir.display()
+    );
     println!(
         "  NATS               {url}  (store {})",
         server.data_dir().display()

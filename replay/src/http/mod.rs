@@ -40,6 +40,15 @@ pub struct AppState {
     pub read_only: bool,
     /// Hex Ed25519 key that verifies the audit checkpoints, when this service writes them.
     pub audit_public_key: Option<String>,
+    /// Administration (live rebuilds), when enabled.
+    pub admin: Option<Admin>,
+}
+
+/// What `POST /api/v1/admin/rebuild` needs.
+#[derive(Clone)]
+pub struct Admin {
+    pub token: String,
+    pub runners: Vec<crate::runner::Runner>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -62,6 +71,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/open-data/catalog.jsonld", get(open_data::catalog))
         .route("/api/v1/kpi", get(kpi::kpi))
         .route("/api/v1/audit/public-key", get(audit_public_key))
+        .route("/api/v1/admin/rebuild", axum::routing::post(admin_rebuild))
         .route("/schemas", get(schema_index))
         .route("/schemas/", get(schema_index))
         .route("/schemas/{*path}", get(schema_file))
@@ -147,6 +157,71 @@ pub fn csv_response(
     }
 }
 
+#[derive(serde::Deserialize)]
+struct RebuildQuery {
+    projection: Option<String>,
+}
+
+/// Rebuilds read models beside the live ones, then swaps; answers at once (202) while the
+/// rebuild runs, and the service keeps answering from the live generation meanwhile.
+async fn admin_rebuild(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    axum::extract::Query(q): axum::extract::Query<RebuildQuery>,
+) -> Response {
+    let Some(admin) = &s.admin else {
+        return problem(
+            StatusCode::NOT_FOUND,
+            "administration disabled",
+            "start the service with an admin token to enable live rebuilds",
+        );
+    };
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    let ok = given.is_some_and(|g| {
+        g.len() == admin.token.len()
+            && g.bytes()
+                .zip(admin.token.bytes())
+                .fold(0u8, |a, (x, y)| a | (x ^ y))
+                == 0
+    });
+    if !ok {
+        return problem(
+            StatusCode::UNAUTHORIZED,
+            "missing or wrong admin token",
+            "send Authorization: Bearer <token>",
+        );
+    }
+    let chosen: Vec<crate::runner::Runner> = admin
+        .runners
+        .iter()
+        .filter(|r| {
+            q.projection
+                .as_deref()
+                .is_none_or(|p| p == r.projection_name())
+        })
+        .cloned()
+        .collect();
+    if chosen.is_empty() {
+        return problem(
+            StatusCode::NOT_FOUND,
+            "no such read model",
+            &format!("{:?}", q.projection),
+        );
+    }
+    let names: Vec<&str> = chosen.iter().map(|r| r.projection_name()).collect();
+    tokio::spawn(async move {
+        for r in chosen {
+            if let Err(e) = r.rebuild(&|_, _| {}).await {
+                tracing::warn!(projection = r.projection_name(), error = %e, "live rebuild failed; the live read model is unchanged");
+            }
+        }
+    });
+    (StatusCode::ACCEPTED, Json(json!({"rebuilding": names}))).into_response()
+}
+
 async fn audit_public_key(State(s): State<AppState>) -> Response {
     match &s.audit_public_key {
         Some(k) => Json(json!({"algorithm": "Ed25519", "public_key": k})).into_response(),
@@ -166,7 +241,11 @@ async fn healthz(State(s): State<AppState>) -> Response {
                 .map(|(n, cp)| {
                     (
                         n.to_string(),
-                        json!({"stream_sequence": cp, "point_in_time": s.point_in_time(n)}),
+                        json!({
+                            "stream_sequence": cp,
+                            "tree": s.store.current_name(n).ok().flatten(),
+                            "point_in_time": s.point_in_time(n),
+                        }),
                     )
                 })
                 .collect();
