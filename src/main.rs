@@ -53,6 +53,8 @@ enum Command {
     /// Tamper-evident history: verify the streams against signed checkpoints, export them.
     #[command(subcommand)]
     Audit(commands::audit::Command),
+    /// Measure the bus against the raw engine on this machine (ratios, latency, memory).
+    Bench(commands::bench::Args),
     /// The dead-letter stream: list what was rejected, or send it again.
     #[command(subcommand)]
     Dlq(commands::dlq::Command),
@@ -102,6 +104,7 @@ fn main() -> ExitCode {
             Command::Simulator(c) => commands::simulator::run(&global, c).await,
             Command::Replay(c) => commands::replay::run(&global, c).await,
             Command::Audit(c) => commands::audit::run(&global, c).await,
+            Command::Bench(a) => commands::bench::run(&global, a).await,
             Command::Dlq(c) => commands::dlq::run(&global, c).await,
         }
     });

@@ -7,6 +7,7 @@
 //!
 //! # Layout
 //! - [`demo`]: a synthetic city year across the four subsystems, with its totals.
+//! - [`demo_events`]: that year's field reports and documents as events (benchmarks).
 //! - [`documents`]: edXML exchange and the document register ([`DocumentsAdapter`](documents::DocumentsAdapter)).
 //! - [`field_reports`]: citizen field reports, Open311 ([`FieldReportsAdapter`]).
 //! - [`sso`]: central sign-on, Keycloak events, pseudonymised ([`SsoAdapter`](sso::SsoAdapter)).
@@ -21,6 +22,7 @@
 //! - [`AdapterConfig`]: the closed set of adapter configurations.
 
 pub mod demo;
+pub mod demo_events;
 pub mod documents;
 pub mod error;
 pub mod field_reports;

@@ -2,6 +2,7 @@
 
 pub mod adapter;
 pub mod audit;
+pub mod bench;
 pub mod demo;
 pub mod dlq;
 pub mod ingress;

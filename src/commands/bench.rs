@@ -1,0 +1,525 @@
+//! `lienthong bench`: the bus against the raw engine, in one run, on this machine.
+//!
+//! Starts its own nats-server (the project's `nats.conf`, a temporary store) and uses the
+//! same realistic payloads for both sides — the demo city's field reports and documents:
+//! - publish: plain async-nats JetStream publish (pipelined in windows of 256, every PubAck
+//!   awaited) vs the bus publisher (validation, envelope, dedupe id, PubAck), same windows;
+//! - replay: a raw drain of the streams with an ordered consumer vs a full rebuild of the
+//!   field-reports and documents read models in sled, checkpoints included;
+//! - validation: the cost of validating one event's data (p50);
+//! - end to end: publish → visible in the read model, at a steady rate (p50, p99);
+//! - memory: peak RSS of `lienthong replay rebuild` (a child process) over ≥ 1,000,000 events.
+//!
+//! Ratios are medians over `--runs`. Nothing here is a pass/fail test: the targets are shown
+//! beside the figures.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use async_nats::jetstream::{self, consumer, stream};
+use futures::StreamExt;
+use lienthong_adapters::demo;
+use lienthong_bus::publisher::Prepared;
+use lienthong_bus::{CredentialSet, EventDraft, NatsServer, Publisher};
+use lienthong_replay::{Metrics, ReadStore};
+use serde_json::json;
+
+use super::Global;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Events per publish run (and in the replay comparison, times --runs).
+    #[arg(long, default_value_t = 100_000)]
+    events: usize,
+    /// Events in the stream for the memory measurement of a rebuild.
+    #[arg(long, default_value_t = 1_000_000)]
+    rss_events: usize,
+    /// Runs of each comparison; ratios are their median.
+    #[arg(long, default_value_t = 3)]
+    runs: usize,
+    /// Steady rate (events/s) and duration (s) of the end-to-end latency measurement.
+    #[arg(long, default_value_t = 1000)]
+    rate: u64,
+    #[arg(long, default_value_t = 5)]
+    e2e_seconds: u64,
+    /// Write the figures as JSON to this file.
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    if v.is_empty() {
+        return 0.0;
+    }
+    v[v.len() / 2]
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+/// Drafts cycling through the city's events, each with a unique id for `run`.
+fn drafts(base: &[EventDraft], n: usize, run: &str) -> Vec<EventDraft> {
+    (0..n)
+        .map(|i| {
+            let mut d = base[i % base.len()].clone();
+            d.id = format!("{}#{run}-{i}", d.id);
+            d
+        })
+        .collect()
+}
+
+async fn raw_publish(js: &jetstream::Context, prepared: &[Prepared]) -> anyhow::Result<f64> {
+    let start = Instant::now();
+    for window in prepared.chunks(256) {
+        let mut acks = Vec::with_capacity(window.len());
+        for p in window {
+            acks.push(
+                js.publish(format!("bench.raw.{}", p.subject), p.payload.clone())
+                    .await?,
+            );
+        }
+        for a in acks {
+            a.await?;
+        }
+    }
+    Ok(prepared.len() as f64 / start.elapsed().as_secs_f64())
+}
+
+async fn bus_publish(publisher: &Publisher, drafts: Vec<EventDraft>) -> anyhow::Result<f64> {
+    let n = drafts.len();
+    let start = Instant::now();
+    let mut drafts = drafts.into_iter().peekable();
+    while drafts.peek().is_some() {
+        let window: Vec<EventDraft> = drafts.by_ref().take(256).collect();
+        for r in publisher.publish_many(window).await {
+            r?;
+        }
+    }
+    Ok(n as f64 / start.elapsed().as_secs_f64())
+}
+
+async fn drain(js: &jetstream::Context, streams: &[&str]) -> anyhow::Result<(u64, f64)> {
+    let start = Instant::now();
+    let mut n = 0u64;
+    for s in streams {
+        let mut st = js.get_stream(*s).await?;
+        let last = st.info().await?.state.last_sequence;
+        if last == 0 {
+            continue;
+        }
+        let c = st
+            .create_consumer(consumer::pull::OrderedConfig::default())
+            .await?;
+        let mut msgs = c.messages().await?;
+        while let Some(m) = msgs.next().await {
+            let m = m?;
+            n += 1;
+            if m.info().map(|i| i.stream_sequence >= last).unwrap_or(true) {
+                break;
+            }
+        }
+    }
+    Ok((n, n as f64 / start.elapsed().as_secs_f64()))
+}
+
+async fn replay(
+    js: &jetstream::Context,
+    global: &Global,
+    projections: &[&str],
+) -> anyhow::Result<(u64, f64)> {
+    let dir = tempfile::tempdir()?;
+    let store = ReadStore::open(dir.path())?;
+    let registry = global.registry()?;
+    let metrics = Arc::new(Metrics::default());
+    let start = Instant::now();
+    let mut n = 0;
+    for r in lienthong_replay::service::runners(js, &registry, &store, &metrics) {
+        if projections.contains(&r.projection_name()) {
+            n += r.rebuild(&|_, _| {}).await?.events;
+        }
+    }
+    Ok((n, n as f64 / start.elapsed().as_secs_f64()))
+}
+
+pub async fn run(global: &Global, a: Args) -> anyhow::Result<ExitCode> {
+    let creds = CredentialSet::generate();
+    let server = NatsServer::start_ephemeral(&creds).await?;
+    let url = server.url();
+    let js_as = |role: &'static str| {
+        let s = creds.settings(role, &url);
+        async move {
+            anyhow::Ok(jetstream::new(
+                s?.connect(&format!("lienthong-bench-{role}")).await?,
+            ))
+        }
+    };
+    let operator = js_as("operator").await?;
+    lienthong_bus::provision(&operator).await?;
+    operator
+        .create_stream(stream::Config {
+            name: "BENCH_RAW".into(),
+            subjects: vec!["bench.raw.>".into()],
+            storage: stream::StorageType::File,
+            ..Default::default()
+        })
+        .await?;
+    let registry = global.registry()?;
+    let city = demo::generate(2023, 1.0, 2023);
+    let base = lienthong_adapters::demo_events::field_report_and_document_events(&city);
+    eprintln!("bench: {} distinct field-report and document events from the demo city; nats-server at {url}", base.len());
+
+    // Publish: raw vs bus, alternating, same payloads.
+    let publisher = Publisher::new(operator.clone(), registry.clone(), "urn:lienthong:bench");
+    let (mut raw_rates, mut bus_rates) = (Vec::new(), Vec::new());
+    for run in 0..a.runs {
+        let ds = drafts(&base, a.events, &format!("p{run}"));
+        let prepared: Vec<Prepared> = ds
+            .iter()
+            .map(|d| {
+                publisher
+                    .build(d.clone())
+                    .map_err(anyhow::Error::from)
+                    .and_then(|e| {
+                        publisher
+                            .prepare(e, None)
+                            .map_err(|r| anyhow::anyhow!("{}", r.error))
+                    })
+            })
+            .collect::<anyhow::Result<_>>()?;
+        let raw = raw_publish(&operator, &prepared).await?;
+        let bus = bus_publish(&publisher, ds).await?;
+        eprintln!(
+            "bench: publish run {}: raw {raw:.0}/s, bus {bus:.0}/s",
+            run + 1
+        );
+        raw_rates.push(raw);
+        bus_rates.push(bus);
+    }
+    let ratios: Vec<f64> = raw_rates
+        .iter()
+        .zip(&bus_rates)
+        .map(|(r, b)| b / r)
+        .collect();
+
+    // Replay: raw drain vs rebuild of the read models, over the same streams.
+    let replay_js = js_as("replay").await?;
+    let (mut raw_drains, mut rebuilds, mut replayed) = (Vec::new(), Vec::new(), 0);
+    for run in 0..a.runs {
+        let (n, raw) = drain(&replay_js, &["FIELD_REPORTS", "DOCUMENTS"]).await?;
+        let (m, bus) = replay(&replay_js, global, &["field_reports", "documents"]).await?;
+        eprintln!(
+            "bench: replay run {}: raw drain {raw:.0}/s ({n}), rebuild {bus:.0}/s ({m})",
+            run + 1
+        );
+        raw_drains.push(raw);
+        rebuilds.push(bus);
+        replayed = n;
+    }
+    let replay_ratios: Vec<f64> = raw_drains
+        .iter()
+        .zip(&rebuilds)
+        .map(|(r, b)| b / r)
+        .collect();
+
+    // Validation cost per event.
+    let mut ns: Vec<f64> = Vec::with_capacity(base.len());
+    for d in base.iter().cycle().take(20_000) {
+        let id = registry.schema_id(&d.event_type.to_string(), None)?;
+        let t = Instant::now();
+        let ok = registry.validate(id, &d.data).is_ok();
+        ns.push(t.elapsed().as_nanos() as f64);
+        anyhow::ensure!(ok, "a demo event does not validate");
+    }
+    ns.sort_by(f64::total_cmp);
+
+    // End to end at a steady rate: publish → visible in the read model (checkpoint reached).
+    let (e2e_p50, e2e_p99, e2e_n) =
+        end_to_end(&replay_js, &publisher, global, &base, a.rate, a.e2e_seconds).await?;
+
+    // Memory of a rebuild over ≥ rss_events, in a child process.
+    let (rss_mb, rss_events, rss_rate) =
+        rebuild_rss(&operator, &publisher, &base, a.rss_events, &creds, &url).await?;
+
+    let figures = json!({
+        "events": a.events,
+        "runs": a.runs,
+        "publish_raw_per_s": median(raw_rates.clone()).round(),
+        "publish_bus_per_s": median(bus_rates.clone()).round(),
+        "publish_ratio": (median(ratios) * 1000.0).round() / 1000.0,
+        "replay_events": replayed,
+        "replay_raw_per_s": median(raw_drains.clone()).round(),
+        "replay_bus_per_s": median(rebuilds.clone()).round(),
+        "replay_ratio": (median(replay_ratios) * 1000.0).round() / 1000.0,
+        "validate_ns_p50": percentile(&ns, 0.5).round(),
+        "validate_ns_p99": percentile(&ns, 0.99).round(),
+        "e2e_rate_per_s": a.rate,
+        "e2e_samples": e2e_n,
+        "e2e_ms_p50": (e2e_p50 * 100.0).round() / 100.0,
+        "e2e_ms_p99": (e2e_p99 * 100.0).round() / 100.0,
+        "replay_rss_mb": (rss_mb * 10.0).round() / 10.0,
+        "replay_rss_events": rss_events,
+        "replay_rss_rebuild_per_s": rss_rate.round(),
+    });
+    let row = |name: &str, value: String, target: &str, met: Option<bool>| {
+        println!(
+            "{name:<36} {value:>16}   {target:<14} {}",
+            match met {
+                Some(true) => "met",
+                Some(false) => "NOT MET",
+                None => "",
+            }
+        );
+    };
+    println!("{:<36} {:>16}   {:<14}", "measure", "value", "target");
+    let f = |k: &str| figures[k].as_f64().unwrap_or(0.0);
+    row(
+        "publish, raw async-nats (events/s)",
+        format!("{:.0}", f("publish_raw_per_s")),
+        "",
+        None,
+    );
+    row(
+        "publish, bus publisher (events/s)",
+        format!("{:.0}", f("publish_bus_per_s")),
+        "",
+        None,
+    );
+    row(
+        "publish ratio",
+        format!("{:.3}", f("publish_ratio")),
+        ">= 0.90",
+        Some(f("publish_ratio") >= 0.9),
+    );
+    row(
+        "replay, raw drain (events/s)",
+        format!("{:.0}", f("replay_raw_per_s")),
+        "",
+        None,
+    );
+    row(
+        "replay, rebuild into sled (events/s)",
+        format!("{:.0}", f("replay_bus_per_s")),
+        "",
+        None,
+    );
+    row(
+        "replay ratio",
+        format!("{:.3}", f("replay_ratio")),
+        ">= 0.60",
+        Some(f("replay_ratio") >= 0.6),
+    );
+    row(
+        "validation p50 (ns/event)",
+        format!("{:.0}", f("validate_ns_p50")),
+        "<= 2000",
+        Some(f("validate_ns_p50") <= 2000.0),
+    );
+    row(
+        &format!("end to end p50 at {}/s (ms)", a.rate),
+        format!("{:.2}", f("e2e_ms_p50")),
+        "",
+        None,
+    );
+    row(
+        &format!("end to end p99 at {}/s (ms)", a.rate),
+        format!("{:.2}", f("e2e_ms_p99")),
+        "<= 25",
+        Some(f("e2e_ms_p99") <= 25.0),
+    );
+    row(
+        &format!("rebuild peak RSS, {} events (MB)", rss_events),
+        format!("{:.1}", f("replay_rss_mb")),
+        "<= 200",
+        Some(f("replay_rss_mb") <= 200.0 && rss_events >= 1_000_000),
+    );
+    if let Some(path) = &a.json {
+        std::fs::write(path, serde_json::to_vec_pretty(&figures)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+        println!("figures written to {}", path.display());
+    }
+    server.stop().await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn end_to_end(
+    js: &jetstream::Context,
+    publisher: &Publisher,
+    global: &Global,
+    base: &[EventDraft],
+    rate: u64,
+    seconds: u64,
+) -> anyhow::Result<(f64, f64, usize)> {
+    let dir = tempfile::tempdir()?;
+    let store = ReadStore::open(dir.path())?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let service = tokio::spawn(lienthong_replay::service::serve(
+        listener,
+        Some(js.clone()),
+        global.registry()?,
+        store.clone(),
+        Default::default(),
+        async move {
+            let mut rx = stop_rx;
+            let _ = rx.wait_for(|s| *s).await;
+        },
+    ));
+    // Caught up with what is there already.
+    let trees = [
+        ("FIELD_REPORTS", store.current("field_reports")?),
+        ("DOCUMENTS", store.current("documents")?),
+    ];
+    for (stream, tree) in &trees {
+        let last = js
+            .get_stream(*stream)
+            .await?
+            .info()
+            .await?
+            .state
+            .last_sequence;
+        while lienthong_replay::store::checkpoint(tree)? < last {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    let total = (rate * seconds) as usize;
+    let events = drafts(base, total, "e2e");
+    let mut sent: Vec<(usize, u64, Instant)> = Vec::with_capacity(total);
+    let tick = Duration::from_secs_f64(1.0 / rate as f64);
+    let start = Instant::now();
+    for (i, d) in events.into_iter().enumerate() {
+        let due = start + tick * i as u32;
+        if let Some(wait) = due.checked_duration_since(Instant::now()) {
+            tokio::time::sleep(wait).await;
+        }
+        let t0 = Instant::now();
+        let stream = if d.event_type.subsystem == "documents" {
+            1
+        } else {
+            0
+        };
+        let p = publisher.publish(d).await?;
+        sent.push((stream, p.sequence, t0));
+    }
+    // Visible when the projection's checkpoint reaches the event's sequence.
+    let mut latencies = Vec::with_capacity(sent.len());
+    let mut pending: Vec<(usize, u64, Instant)> = sent;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !pending.is_empty() && Instant::now() < deadline {
+        let cps = [
+            lienthong_replay::store::checkpoint(&trees[0].1)?,
+            lienthong_replay::store::checkpoint(&trees[1].1)?,
+        ];
+        let now = Instant::now();
+        pending.retain(|(s, seq, t0)| {
+            if cps[*s] >= *seq {
+                latencies.push((now - *t0).as_secs_f64() * 1000.0);
+                false
+            } else {
+                true
+            }
+        });
+        tokio::time::sleep(Duration::from_micros(200)).await;
+    }
+    let _ = stop_tx.send(true);
+    let _ = service.await;
+    // Observed in order; the ones seen by a later poll carry at most the poll interval more.
+    latencies.sort_by(f64::total_cmp);
+    Ok((
+        percentile(&latencies, 0.5),
+        percentile(&latencies, 0.99),
+        latencies.len(),
+    ))
+}
+
+async fn rebuild_rss(
+    operator: &jetstream::Context,
+    publisher: &Publisher,
+    base: &[EventDraft],
+    n: usize,
+    creds: &CredentialSet,
+    url: &str,
+) -> anyhow::Result<(f64, u64, f64)> {
+    // Fill the streams up to n events with valid, distinct events (prepared once, sent raw).
+    let have = {
+        let mut total = 0;
+        for s in ["FIELD_REPORTS", "DOCUMENTS"] {
+            total += operator.get_stream(s).await?.info().await?.state.messages;
+        }
+        total as usize
+    };
+    if have < n {
+        let missing = n - have;
+        eprintln!("bench: filling the streams to {n} events for the memory measurement");
+        for chunk_start in (0..missing).step_by(10_000) {
+            let ds = drafts(
+                base,
+                (missing - chunk_start).min(10_000),
+                &format!("rss{chunk_start}"),
+            );
+            let mut acks = Vec::new();
+            for d in ds {
+                let p = publisher
+                    .prepare(publisher.build(d)?, None)
+                    .map_err(|r| anyhow::anyhow!("{}", r.error))?;
+                acks.push(
+                    operator
+                        .send_publish(
+                            p.subject,
+                            async_nats::jetstream::message::PublishMessage::build()
+                                .payload(p.payload)
+                                .headers(p.headers),
+                        )
+                        .await?,
+                );
+                if acks.len() >= 256 {
+                    for a in acks.drain(..) {
+                        a.await?;
+                    }
+                }
+            }
+            for a in acks {
+                a.await?;
+            }
+        }
+    }
+    let dir = tempfile::tempdir()?;
+    creds.write(dir.path(), url)?;
+    let exe = std::env::current_exe()?;
+    let start = Instant::now();
+    let status = std::process::Command::new(exe)
+        .args([
+            "replay",
+            "rebuild",
+            "--projection",
+            "field_reports",
+            "--projection",
+            "documents",
+            "--db",
+        ])
+        .arg(dir.path().join("db"))
+        .arg("--env")
+        .arg(dir.path().join("replay.env"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()?;
+    let elapsed = start.elapsed().as_secs_f64();
+    anyhow::ensure!(status.success(), "the rebuild child failed");
+    let usage = nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_CHILDREN)?;
+    let mut total = 0u64;
+    for s in ["FIELD_REPORTS", "DOCUMENTS"] {
+        total += operator.get_stream(s).await?.info().await?.state.messages;
+    }
+    Ok((
+        usage.max_rss() as f64 / 1024.0,
+        total,
+        total as f64 / elapsed,
+    ))
+}
