@@ -257,10 +257,7 @@ impl Publisher {
         };
         let schema_id = match envelope::dataschema(&event) {
             Some(s) => {
-                let registered = self
-                    .registry
-                    .event_types()
-                    .any(|(t, _, id)| t == event.ty() && id == s);
+                let registered = self.registry.is_schema_of(event.ty(), &s);
                 if !registered {
                     let error = invalid(
                         &event,
@@ -285,11 +282,21 @@ impl Publisher {
                 Err(e) => return Err(reject(event, e)),
             },
         };
-        let Some(data) = envelope::data_json(&event) else {
-            let error = invalid(&event, "", "data is missing or not JSON");
-            return Err(reject(event, error));
+        let parsed;
+        let data = match event.data() {
+            Some(cloudevents::event::Data::Json(v)) => v,
+            _ => match envelope::data_json(&event) {
+                Some(v) => {
+                    parsed = v;
+                    &parsed
+                }
+                None => {
+                    let error = invalid(&event, "", "data is missing or not JSON");
+                    return Err(reject(event, error));
+                }
+            },
         };
-        if let Err(failure) = self.registry.validate(&schema_id, &data) {
+        if let Err(failure) = self.registry.validate(&schema_id, data) {
             let violations = match failure {
                 ValidationFailure::Violations(v) => v,
                 ValidationFailure::UnknownSchema => {

@@ -214,6 +214,14 @@ impl SchemaRegistry {
         .ok_or_else(unknown)
     }
 
+    /// Whether `schema_id` is a registered schema of the event type `ty`.
+    pub fn is_schema_of(&self, ty: &str, schema_id: &str) -> bool {
+        self.files
+            .get(schema_id)
+            .and_then(|f| f.event.as_ref())
+            .is_some_and(|(t, _)| t.to_string() == ty)
+    }
+
     /// Validates `data` against the schema `schema_id`, collecting every violation.
     pub fn validate(&self, schema_id: &str, data: &Value) -> Result<(), ValidationFailure> {
         let validator = self

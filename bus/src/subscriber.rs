@@ -61,10 +61,17 @@ pub fn validate_event(registry: &SchemaRegistry, event: &Event) -> Result<()> {
     let schema = envelope::dataschema(event).ok_or_else(|| BusError::Envelope {
         reason: format!("event {} has no dataschema", event.id()),
     })?;
-    let data = envelope::data_json(event).ok_or_else(|| BusError::Envelope {
-        reason: format!("event {} has no JSON data", event.id()),
-    })?;
-    match registry.validate(&schema, &data) {
+    let parsed;
+    let data = match event.data() {
+        Some(cloudevents::event::Data::Json(v)) => v,
+        _ => {
+            parsed = envelope::data_json(event).ok_or_else(|| BusError::Envelope {
+                reason: format!("event {} has no JSON data", event.id()),
+            })?;
+            &parsed
+        }
+    };
+    match registry.validate(&schema, data) {
         Ok(()) => Ok(()),
         Err(ValidationFailure::UnknownSchema) => Err(BusError::UnknownSchema {
             ty: event.ty().to_string(),

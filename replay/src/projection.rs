@@ -25,17 +25,21 @@ pub struct ProjectedEvent {
 }
 
 impl ProjectedEvent {
-    pub fn from_received(ev: &ReceivedEvent) -> Option<Self> {
-        let e = &ev.event;
+    /// Takes the event apart (its data is moved, not copied) and upcasts the data.
+    pub fn from_received(ev: ReceivedEvent) -> Option<Self> {
+        use lienthong_bus::cloudevents::event::Data;
+        let sequence = ev.stream_sequence;
+        let mut e = ev.event;
         let stored_version = e
             .dataschema()
             .and_then(|u| crate::upcast::version_of(u.as_str()))
             .unwrap_or(1);
-        let (version, data) = crate::upcast::upcast(
-            e.ty(),
-            stored_version,
-            lienthong_bus::envelope::data_json(e)?,
-        );
+        let raw = match e.take_data().2? {
+            Data::Json(v) => v,
+            Data::String(s) => serde_json::from_str(&s).ok()?,
+            Data::Binary(b) => serde_json::from_slice(&b).ok()?,
+        };
+        let (version, data) = crate::upcast::upcast(e.ty(), stored_version, raw);
         Some(Self {
             ty: e.ty().to_string(),
             id: e.id().to_string(),
@@ -44,7 +48,7 @@ impl ProjectedEvent {
             time: e.time().copied(),
             data,
             version,
-            sequence: ev.stream_sequence,
+            sequence,
         })
     }
 }

@@ -250,7 +250,7 @@ impl Runner {
                 last = info.stream_sequence;
                 pending = info.pending;
                 match decode_message(msg, Some(&self.registry)) {
-                    Ok(received) => match ProjectedEvent::from_received(&received) {
+                    Ok(received) => match ProjectedEvent::from_received(received) {
                         // Point in time: what happened later is not part of the picture.
                         Some(ev) if as_of.is_some_and(|t| ev.time.is_none_or(|e| e > t)) => {}
                         Some(ev) => {
