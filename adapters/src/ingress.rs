@@ -33,8 +33,8 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use tracing::info;
 
-use crate::documents::adapter::problem;
 use crate::error::AdapterError;
+use crate::push::problem;
 
 fn default_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 8090))

@@ -16,6 +16,7 @@
 //! - [`wards`]: the 18 wards and communes of Phan Thiết, and ward derivation ([`Wards`]).
 //! - [`pii`]: masking personal data in free text.
 //! - [`publish`]: publishing a batch and counting the outcome.
+//! - [`push`]: HTTP push endpoints beside polling, and problem answers.
 //! - [`xml`]: a small element tree for edXML.
 //! - [`state`]: adapter cursors in `ADAPTER_STATE` ([`state::AdapterState`]).
 //! - [`error`]: what can go wrong, [`AdapterError`].
@@ -30,6 +31,7 @@ pub mod ingress;
 pub mod open_data;
 pub mod pii;
 pub mod publish;
+pub mod push;
 pub mod sso;
 pub mod state;
 pub mod wards;

@@ -46,6 +46,31 @@ pub struct EventDraft {
     pub expected_last_subject_sequence: Option<u64>,
 }
 
+impl EventDraft {
+    /// A draft validated against the newest schema, without trace context or concurrency
+    /// expectation (set those fields when needed).
+    pub fn new(
+        event_type: EventType,
+        id: impl Into<String>,
+        key: impl Into<String>,
+        time: DateTime<Utc>,
+        data: Value,
+        classification: Classification,
+    ) -> Self {
+        Self {
+            event_type,
+            id: id.into(),
+            key: key.into(),
+            time,
+            data,
+            classification,
+            schema_version: None,
+            traceparent: None,
+            expected_last_subject_sequence: None,
+        }
+    }
+}
+
 /// The server's confirmation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Published {

@@ -7,7 +7,6 @@
 
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, FixedOffset};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -62,11 +61,7 @@ pub struct DocumentTrail {
 pub struct DocumentExchangeProjection;
 
 fn month_of(at: &str) -> Option<String> {
-    DateTime::parse_from_rfc3339(at).ok().map(|t| {
-        t.with_timezone(&FixedOffset::east_opt(7 * 3600).expect("UTC+7"))
-            .format("%Y-%m")
-            .to_string()
-    })
+    crate::projection::local_time(at).map(|t| t.format("%Y-%m").to_string())
 }
 
 fn row_key(organ: &str, month: &str) -> Vec<u8> {

@@ -53,6 +53,14 @@ impl ProjectedEvent {
     }
 }
 
+/// A moment as it was on the clock in Phan Thiết (UTC+7), for per-day and per-month counts.
+pub fn local_time(at: &str) -> Option<chrono::DateTime<chrono::FixedOffset>> {
+    let tz = chrono::FixedOffset::east_opt(7 * 3600)?;
+    chrono::DateTime::parse_from_rfc3339(at)
+        .ok()
+        .map(|t| t.with_timezone(&tz))
+}
+
 /// A read model built by folding one stream.
 pub trait Projection: Send + Sync + 'static {
     /// Name of the read model (and its trees).

@@ -7,7 +7,6 @@
 
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, FixedOffset};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -25,12 +24,6 @@ pub struct UserState {
 
 #[derive(Debug, Default, Clone, Copy)]
 pub struct SignOnProjection;
-
-fn local(at: &str) -> Option<DateTime<FixedOffset>> {
-    DateTime::parse_from_rfc3339(at)
-        .ok()
-        .map(|t| t.with_timezone(&FixedOffset::east_opt(7 * 3600).expect("UTC+7")))
-}
 
 fn counter(name: &str) -> Vec<u8> {
     format!("c/{name}").into_bytes()
@@ -58,7 +51,10 @@ impl Projection for SignOnProjection {
             .and_then(Value::as_str)
             .unwrap_or("unknown")
             .to_string();
-        let at = d.get("at").and_then(Value::as_str).and_then(local);
+        let at = d
+            .get("at")
+            .and_then(Value::as_str)
+            .and_then(crate::projection::local_time);
         let user_key = |u: &str| format!("u/{u}").into_bytes();
         match kind {
             "user.registered" => {

@@ -32,6 +32,7 @@ use super::edxml::{self, SUBSYSTEM};
 use super::register::{self, RegisterEntry, RegisterOutcome};
 use crate::error::AdapterError;
 use crate::publish::{publish_all, Tally};
+use crate::push::{problem, unavailable, PushServer};
 use crate::AdapterContext;
 
 fn default_source() -> String {
@@ -311,23 +312,16 @@ impl DocumentsAdapter {
         self,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> Result<(), AdapterError> {
-        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let server = match self.config.listen {
-            Some(addr) => {
-                let listener = tokio::net::TcpListener::bind(addr)
-                    .await
-                    .map_err(|e| AdapterError::Config(format!("documents listen {addr}: {e}")))?;
-                info!(adapter = SUBSYSTEM, %addr, "push endpoints: POST /edxml, POST /register");
-                let mut rx = stop_rx.clone();
-                let app = self.router();
-                Some(tokio::spawn(async move {
-                    axum::serve(listener, app)
-                        .with_graceful_shutdown(async move {
-                            let _ = rx.wait_for(|s| *s).await;
-                        })
-                        .await
-                }))
-            }
+            Some(addr) => Some(
+                PushServer::start(
+                    SUBSYSTEM,
+                    addr,
+                    self.router(),
+                    "POST /edxml, POST /register",
+                )
+                .await?,
+            ),
             None => None,
         };
         tokio::pin!(shutdown);
@@ -348,19 +342,15 @@ impl DocumentsAdapter {
                 Err(e) if e.is_transient() => {
                     warn!(adapter = SUBSYSTEM, error = %e, "inbox poll failed; will retry")
                 }
-                Err(e) => {
-                    let _ = stop_tx.send(true);
-                    return Err(e);
-                }
+                Err(e) => return Err(e),
             }
             tokio::select! {
                 _ = &mut shutdown => break,
                 _ = tokio::time::sleep(interval) => {}
             }
         }
-        let _ = stop_tx.send(true);
         if let Some(s) = server {
-            let _ = s.await;
+            s.stop().await;
         }
         Ok(())
     }
@@ -372,23 +362,6 @@ fn move_to(path: &Path, dir: &Path) -> Result<(), AdapterError> {
         url: path.display().to_string(),
         reason: format!("moving to {}: {e}", dir.display()),
     })
-}
-
-pub(crate) fn problem(status: StatusCode, title: &str, detail: &str) -> Response {
-    (
-        status,
-        [(axum::http::header::CONTENT_TYPE, "application/problem+json")],
-        Json(json!({"type": "about:blank", "title": title, "status": status.as_u16(), "detail": detail})),
-    )
-        .into_response()
-}
-
-pub(crate) fn unavailable(e: &AdapterError) -> Response {
-    problem(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "the bus cannot store this now; retry",
-        &e.to_string(),
-    )
 }
 
 async fn push_edxml(State(a): State<DocumentsAdapter>, body: Bytes) -> Response {

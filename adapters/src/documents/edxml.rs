@@ -241,17 +241,14 @@ fn draft(
     time: DateTime<FixedOffset>,
     data: serde_json::Value,
 ) -> EventDraft {
-    EventDraft {
-        event_type: EventType::new(SUBSYSTEM, "document", action),
+    EventDraft::new(
+        EventType::new(SUBSYSTEM, "document", action),
         id,
-        key: key.to_string(),
-        time: time.to_utc(),
+        key.to_string(),
+        time.to_utc(),
         data,
-        classification: Classification::Internal,
-        schema_version: None,
-        traceparent: None,
-        expected_last_subject_sequence: None,
-    }
+        Classification::Internal,
+    )
 }
 
 /// The event for a package. `received_at` stands in when the package carries no time.

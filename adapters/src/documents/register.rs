@@ -84,17 +84,14 @@ pub fn map(entry: &RegisterEntry) -> RegisterOutcome {
         "urgency": entry.urgency,
         "registered_at": entry.registered_at.to_rfc3339(),
     });
-    RegisterOutcome::Publish(Box::new(EventDraft {
-        event_type: EventType::new(SUBSYSTEM, "document", "registered"),
-        id: format!("register/{}", entry.register_id),
-        key: entry.register_id.clone(),
-        time: entry.registered_at.to_utc(),
+    RegisterOutcome::Publish(Box::new(EventDraft::new(
+        EventType::new(SUBSYSTEM, "document", "registered"),
+        format!("register/{}", entry.register_id),
+        entry.register_id.clone(),
+        entry.registered_at.to_utc(),
         data,
-        classification: Classification::Internal,
-        schema_version: None,
-        traceparent: None,
-        expected_last_subject_sequence: None,
-    }))
+        Classification::Internal,
+    )))
 }
 
 #[cfg(test)]

@@ -77,17 +77,14 @@ fn draft(
     time: DateTime<FixedOffset>,
     data: serde_json::Value,
 ) -> EventDraft {
-    EventDraft {
-        event_type: EventType::new(SUBSYSTEM, ENTITY, action),
+    EventDraft::new(
+        EventType::new(SUBSYSTEM, ENTITY, action),
         id,
-        key: key.to_string(),
-        time: utc(time),
+        key.to_string(),
+        utc(time),
         data,
-        classification: Classification::Public,
-        schema_version: None,
-        traceparent: None,
-        expected_last_subject_sequence: None,
-    }
+        Classification::Public,
+    )
 }
 
 impl Mapper {

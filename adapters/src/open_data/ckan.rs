@@ -160,17 +160,14 @@ impl Package {
 }
 
 fn draft(action: &str, p: &Package, at: DateTime<Utc>, data: Value) -> EventDraft {
-    EventDraft {
-        event_type: EventType::new(SUBSYSTEM, "dataset", action),
-        id: format!("ckan/{}/{}", p.id, p.metadata_modified),
-        key: p.id.clone(),
-        time: at,
+    EventDraft::new(
+        EventType::new(SUBSYSTEM, "dataset", action),
+        format!("ckan/{}/{}", p.id, p.metadata_modified),
+        p.id.clone(),
+        at,
         data,
-        classification: Classification::Public,
-        schema_version: None,
-        traceparent: None,
-        expected_last_subject_sequence: None,
-    }
+        Classification::Public,
+    )
 }
 
 /// The event for a dataset revision given what was remembered (`None`: nothing to say),

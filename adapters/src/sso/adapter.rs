@@ -28,9 +28,9 @@ use tracing::{info, warn};
 use url::Url;
 
 use super::keycloak::{map_admin, map_user, AdminEvent, Pseudonymizer, UserEvent, SUBSYSTEM};
-use crate::documents::adapter::{problem, unavailable};
 use crate::error::AdapterError;
 use crate::publish::{publish_all, Tally};
+use crate::push::{problem, unavailable, PushServer};
 use crate::state::AdapterState;
 use crate::AdapterContext;
 
@@ -359,23 +359,10 @@ impl SsoAdapter {
         self,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> Result<(), AdapterError> {
-        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let server = match self.config.listen {
-            Some(addr) => {
-                let listener = tokio::net::TcpListener::bind(addr)
-                    .await
-                    .map_err(|e| AdapterError::Config(format!("sso listen {addr}: {e}")))?;
-                info!(adapter = SUBSYSTEM, %addr, "webhook: POST /keycloak/events");
-                let mut rx = stop_rx.clone();
-                let app = self.router();
-                Some(tokio::spawn(async move {
-                    axum::serve(listener, app)
-                        .with_graceful_shutdown(async move {
-                            let _ = rx.wait_for(|s| *s).await;
-                        })
-                        .await
-                }))
-            }
+            Some(addr) => Some(
+                PushServer::start(SUBSYSTEM, addr, self.router(), "POST /keycloak/events").await?,
+            ),
             None => None,
         };
         tokio::pin!(shutdown);
@@ -399,10 +386,7 @@ impl SsoAdapter {
                     Err(e) if e.is_transient() => {
                         warn!(adapter = SUBSYSTEM, error = %e, "admin events poll failed; will retry")
                     }
-                    Err(e) => {
-                        let _ = stop_tx.send(true);
-                        return Err(e);
-                    }
+                    Err(e) => return Err(e),
                 }
             }
             tokio::select! {
@@ -410,9 +394,8 @@ impl SsoAdapter {
                 _ = tokio::time::sleep(interval) => {}
             }
         }
-        let _ = stop_tx.send(true);
         if let Some(s) = server {
-            let _ = s.await;
+            s.stop().await;
         }
         Ok(())
     }

@@ -113,17 +113,14 @@ fn draft(
     at: DateTime<Utc>,
     data: Value,
 ) -> EventDraft {
-    EventDraft {
-        event_type: EventType::new(SUBSYSTEM, entity, action),
+    EventDraft::new(
+        EventType::new(SUBSYSTEM, entity, action),
         id,
-        key: key.to_string(),
-        time: at,
+        key.to_string(),
+        at,
         data,
-        classification: Classification::Internal,
-        schema_version: None,
-        traceparent: None,
-        expected_last_subject_sequence: None,
-    }
+        Classification::Internal,
+    )
 }
 
 /// Key of events about no known user (a failed login for an unknown username).

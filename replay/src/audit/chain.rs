@@ -68,11 +68,9 @@ pub fn content_digest(subject: &str, headers: &str, payload: &[u8]) -> [u8; 16] 
     out
 }
 
-/// The entry of a stored JetStream message (from a consumer).
-pub fn entry_of(msg: &jetstream::Message) -> Option<(u64, Entry)> {
-    let info = msg.info().ok()?;
-    let headers = msg
-        .headers
+/// The canonical headers of a stored JetStream message.
+pub fn message_headers(msg: &jetstream::Message) -> String {
+    msg.headers
         .as_ref()
         .map(|h| {
             let pairs: Vec<(String, String)> = h
@@ -84,12 +82,17 @@ pub fn entry_of(msg: &jetstream::Message) -> Option<(u64, Entry)> {
                 .collect();
             canonical_headers(pairs.iter().map(|(n, v)| (n.as_str(), v.as_str())))
         })
-        .unwrap_or_default();
+        .unwrap_or_default()
+}
+
+/// The entry of a stored JetStream message (from a consumer).
+pub fn entry_of(msg: &jetstream::Message) -> Option<(u64, Entry)> {
+    let info = msg.info().ok()?;
     let stored_ns = info.published.unix_timestamp_nanos() as i64;
     Some((
         info.stream_sequence,
         Entry {
-            content: content_digest(msg.subject.as_str(), &headers, &msg.payload),
+            content: content_digest(msg.subject.as_str(), &message_headers(msg), &msg.payload),
             stored_ns,
         },
     ))

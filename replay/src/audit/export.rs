@@ -17,7 +17,7 @@ use lienthong_bus::cloudevents::AttributesReader;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use super::chain::{canonical_headers, content_digest, entry_of, genesis, link};
+use super::chain::{content_digest, entry_of, genesis, link, message_headers};
 use super::checkpoint::Checkpoint;
 use super::verify::{verify_checkpoints, Tampering};
 use crate::error::{ReplayError, Result};
@@ -150,20 +150,7 @@ pub async fn export(
                                 && filter.until.is_none_or(|u| t <= u)
                         }));
             if keep {
-                let headers = m
-                    .headers
-                    .as_ref()
-                    .map(|h| {
-                        let pairs: Vec<(String, String)> = h
-                            .iter()
-                            .flat_map(|(n, vs)| {
-                                vs.iter()
-                                    .map(move |v| (n.to_string(), v.as_str().to_string()))
-                            })
-                            .collect();
-                        canonical_headers(pairs.iter().map(|(n, v)| (n.as_str(), v.as_str())))
-                    })
-                    .unwrap_or_default();
+                let headers = message_headers(&m);
                 let record = ExportedEvent {
                     kind: "event".into(),
                     stream: stream.into(),

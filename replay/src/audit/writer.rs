@@ -120,20 +120,17 @@ impl AuditWriter {
     ) -> Result<Checkpoint> {
         let c = Checkpoint::sign(&self.key, stream, created, first_seq, prev, entries);
         self.publisher
-            .publish(EventDraft {
-                event_type: checkpoint_type(),
-                id: format!("checkpoint/{stream}/{}", c.last_seq),
-                key: stream.to_string(),
-                time: c.signed_at,
-                data: serde_json::to_value(&c).map_err(|e| ReplayError::Corrupt {
+            .publish(EventDraft::new(
+                checkpoint_type(),
+                format!("checkpoint/{stream}/{}", c.last_seq),
+                stream.to_string(),
+                c.signed_at,
+                serde_json::to_value(&c).map_err(|e| ReplayError::Corrupt {
                     key: stream.into(),
                     reason: e.to_string(),
                 })?,
-                classification: Classification::Public,
-                schema_version: None,
-                traceparent: None,
-                expected_last_subject_sequence: None,
-            })
+                Classification::Public,
+            ))
             .await?;
         Ok(c)
     }

@@ -1,0 +1,69 @@
+//! HTTP push endpoints that some adapters offer beside polling (documents, sign-on), and the
+//! problem+json answers they share.
+
+use std::net::SocketAddr;
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::{Json, Router};
+use serde_json::json;
+use tracing::info;
+
+use crate::error::AdapterError;
+
+/// A running push server; stopped (gracefully) when dropped.
+pub struct PushServer {
+    _stop: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl PushServer {
+    /// Binds `addr` and serves `app` until the server is stopped or dropped.
+    pub async fn start(
+        adapter: &str,
+        addr: SocketAddr,
+        app: Router,
+        what: &str,
+    ) -> Result<Self, AdapterError> {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| AdapterError::Config(format!("{adapter} listen {addr}: {e}")))?;
+        info!(adapter, %addr, "push endpoints: {what}");
+        let (stop, mut rx) = tokio::sync::watch::channel(false);
+        let task = tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    // Also completes when the sender is dropped.
+                    let _ = rx.wait_for(|s| *s).await;
+                })
+                .await
+        });
+        Ok(Self { _stop: stop, task })
+    }
+
+    /// Stops accepting, finishes the requests in flight.
+    pub async fn stop(self) {
+        let Self { _stop, task } = self;
+        drop(_stop);
+        let _ = task.await;
+    }
+}
+
+/// An RFC 9457 problem answer.
+pub fn problem(status: StatusCode, title: &str, detail: &str) -> Response {
+    (
+        status,
+        [(axum::http::header::CONTENT_TYPE, "application/problem+json")],
+        Json(json!({"type": "about:blank", "title": title, "status": status.as_u16(), "detail": detail})),
+    )
+        .into_response()
+}
+
+/// 503: the bus cannot store now; the caller should retry.
+pub fn unavailable(e: &AdapterError) -> Response {
+    problem(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "the bus cannot store this now; retry",
+        &e.to_string(),
+    )
+}
