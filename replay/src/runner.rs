@@ -12,6 +12,7 @@ use std::sync::Arc;
 use async_nats::jetstream::{self, consumer};
 use chrono::{DateTime, Utc};
 use futures::{FutureExt, StreamExt};
+use lienthong_bus::envelope::Structured;
 use lienthong_bus::subscriber::decode_message;
 use lienthong_bus::SchemaRegistry;
 use tracing::{debug, info, warn};
@@ -148,6 +149,60 @@ impl Runner {
         })
     }
 
+    /// Decodes and validates one stored message for the projection. Structured mode (what
+    /// the bus writes) takes a borrowed fast path; binary mode the full CloudEvents decoder.
+    fn project(
+        &self,
+        msg: &jetstream::Message,
+        sequence: u64,
+    ) -> Result<Option<ProjectedEvent>, lienthong_bus::BusError> {
+        let Some(read) = Structured::read(msg.headers.as_ref(), &msg.payload) else {
+            return Ok(ProjectedEvent::from_received(decode_message(
+                msg,
+                Some(&self.registry),
+            )?));
+        };
+        let s = read?;
+        let (Some(schema), Some(data)) = (s.dataschema.as_deref(), s.data) else {
+            return Err(lienthong_bus::BusError::Envelope {
+                reason: format!("event {} has no dataschema or no JSON data", s.id),
+            });
+        };
+        match self.registry.validate(schema, &data) {
+            Ok(()) => {}
+            Err(lienthong_bus::schema::ValidationFailure::UnknownSchema) => {
+                return Err(lienthong_bus::BusError::UnknownSchema {
+                    ty: s.ty.to_string(),
+                    version: None,
+                })
+            }
+            Err(lienthong_bus::schema::ValidationFailure::Violations(violations)) => {
+                return Err(lienthong_bus::BusError::Invalid {
+                    ty: s.ty.to_string(),
+                    id: s.id.to_string(),
+                    violations,
+                    dead_letter: None,
+                })
+            }
+        }
+        let stored_version = crate::upcast::version_of(schema).unwrap_or(1);
+        let (version, data) = crate::upcast::upcast(&s.ty, stored_version, data);
+        Ok(Some(ProjectedEvent {
+            ty: s.ty.into_owned(),
+            id: s.id.into_owned(),
+            source: s.source.into_owned(),
+            key: s.subject.map(|k| k.into_owned()),
+            time: s
+                .time
+                .as_deref()
+                .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                .map(|t| t.to_utc()),
+            data,
+            version,
+            sequence,
+        }))
+    }
+
     /// The read model this runner builds.
     pub fn projection_name(&self) -> &'static str {
         self.projection.name()
@@ -249,18 +304,17 @@ impl Runner {
                 }
                 last = info.stream_sequence;
                 pending = info.pending;
-                match decode_message(msg, Some(&self.registry)) {
-                    Ok(received) => match ProjectedEvent::from_received(received) {
+                match self.project(msg, info.stream_sequence) {
+                    Ok(Some(ev)) => {
                         // Point in time: what happened later is not part of the picture.
-                        Some(ev) if as_of.is_some_and(|t| ev.time.is_none_or(|e| e > t)) => {}
-                        Some(ev) => {
+                        if as_of.is_none_or(|t| ev.time.is_some_and(|e| e <= t)) {
                             self.projection.apply(&mut changes, &ev)?;
                             applied += 1;
                         }
-                        None => {
-                            self.metrics.skipped.fetch_add(1, Ordering::Relaxed);
-                        }
-                    },
+                    }
+                    Ok(None) => {
+                        self.metrics.skipped.fetch_add(1, Ordering::Relaxed);
+                    }
                     Err(e) => {
                         self.metrics.skipped.fetch_add(1, Ordering::Relaxed);
                         warn!(projection = self.projection.name(), seq = info.stream_sequence, error = %e, "skipped an event that is not valid");
