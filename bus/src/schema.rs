@@ -54,6 +54,10 @@ pub struct SchemaRegistry {
     files: BTreeMap<String, SchemaFile>,
     validators: HashMap<String, jsonschema::Validator>,
     by_type: BTreeMap<(String, u32), String>,
+    /// Type → `$id` of its newest version (the publish path looks this up per event).
+    latest: HashMap<String, String>,
+    /// `$id` → the type it defines.
+    type_of: HashMap<String, String>,
     examples: Vec<Example>,
 }
 
@@ -189,10 +193,19 @@ impl SchemaRegistry {
                 });
             }
         }
+        let mut latest = HashMap::new();
+        let mut type_of = HashMap::new();
+        for ((ty, _), id) in &by_type {
+            // Ascending versions: the last insert per type is the newest.
+            latest.insert(ty.clone(), id.clone());
+            type_of.insert(id.clone(), ty.clone());
+        }
         Ok(Self {
             files,
             validators,
             by_type,
+            latest,
+            type_of,
             examples,
         })
     }
@@ -205,21 +218,14 @@ impl SchemaRegistry {
         };
         match version {
             Some(v) => self.by_type.get(&(ty.to_string(), v)).map(String::as_str),
-            None => self
-                .by_type
-                .range((ty.to_string(), 0)..=(ty.to_string(), u32::MAX))
-                .next_back()
-                .map(|(_, id)| id.as_str()),
+            None => self.latest.get(ty).map(String::as_str),
         }
         .ok_or_else(unknown)
     }
 
     /// Whether `schema_id` is a registered schema of the event type `ty`.
     pub fn is_schema_of(&self, ty: &str, schema_id: &str) -> bool {
-        self.files
-            .get(schema_id)
-            .and_then(|f| f.event.as_ref())
-            .is_some_and(|(t, _)| t.to_string() == ty)
+        self.type_of.get(schema_id).is_some_and(|t| t == ty)
     }
 
     /// Validates `data` against the schema `schema_id`, collecting every violation.
