@@ -128,6 +128,11 @@ impl CredentialSet {
     }
 }
 
+/// Compares two secrets without revealing, by timing, where they first differ.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
 /// Writes a file readable by its owner only.
 pub fn write_private(path: &Path, body: &str) -> Result<()> {
     use std::io::Write;
@@ -255,6 +260,13 @@ impl ConnectSettings {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn secrets_compare_in_constant_time() {
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abd"));
+        assert!(!constant_time_eq(b"abc", b"ab"));
+    }
 
     #[test]
     fn credentials_round_trip_through_files() {

@@ -79,6 +79,25 @@ impl DeadLetter {
         }
     }
 
+    /// Input that could not be read and may hold secret or personal data: kept as its
+    /// SHA-256 and size only, with the reason. `what` names the input (e.g. `edxml`).
+    pub fn unreadable_digest(
+        source: &str,
+        ty: &str,
+        what: &str,
+        bytes: &[u8],
+        message: String,
+    ) -> Self {
+        let sha = hex::encode(Sha256::digest(bytes));
+        Self::unreadable(
+            source,
+            ty,
+            &format!("{what}/{sha}"),
+            serde_json::json!({"input": what, "sha256": sha, "size": bytes.len()}),
+            message,
+        )
+    }
+
     /// The subsystem the rejected input was meant for (`unknown` if its type is unreadable).
     pub fn origin(&self) -> String {
         EventType::parse(&self.original_type)

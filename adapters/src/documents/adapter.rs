@@ -25,7 +25,6 @@ use chrono::Utc;
 use lienthong_bus::{DeadLetter, Publisher};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use sha2::{Digest, Sha256};
 use tracing::{info, warn};
 
 use super::edxml::{self, SUBSYSTEM};
@@ -104,10 +103,6 @@ pub struct DocumentsAdapter {
     metrics: Arc<DocumentsMetrics>,
 }
 
-fn digest(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
-}
-
 impl DocumentsAdapter {
     pub async fn build(config: DocumentsConfig, ctx: AdapterContext) -> Result<Self, AdapterError> {
         config.validate()?;
@@ -162,12 +157,11 @@ impl DocumentsAdapter {
         bytes: &[u8],
         reason: String,
     ) -> Result<(), AdapterError> {
-        let sha = digest(bytes);
-        let letter = DeadLetter::unreadable(
+        let letter = DeadLetter::unreadable_digest(
             self.publisher.source(),
             "vn.egov.documents.document.sent",
-            &format!("{what}/{sha}"),
-            json!({"input": what, "sha256": sha, "size": bytes.len()}),
+            what,
+            bytes,
             format!("{what} could not be read: {reason}"),
         );
         warn!(adapter = SUBSYSTEM, input = what, %reason, "unreadable input kept in the DLQ (digest only)");

@@ -23,7 +23,6 @@ use axum::{Json, Router};
 use lienthong_bus::{DeadLetter, Publisher};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
 use tracing::{info, warn};
 use url::Url;
 
@@ -211,12 +210,11 @@ impl SsoAdapter {
 
     /// Keeps unreadable input in the DLQ as a digest: Keycloak events carry personal data.
     async fn unreadable(&self, body: &[u8], reason: &str) -> Result<(), AdapterError> {
-        let sha = hex::encode(Sha256::digest(body));
-        let letter = DeadLetter::unreadable(
+        let letter = DeadLetter::unreadable_digest(
             self.publisher.source(),
             "vn.egov.sso.session.started",
-            &format!("keycloak-push/{sha}"),
-            json!({"input": "keycloak webhook", "sha256": sha, "size": body.len()}),
+            "keycloak-push",
+            body,
             format!("webhook body could not be read: {reason}"),
         );
         self.publisher.keep_dead_letter(&letter).await?;
@@ -407,8 +405,9 @@ async fn push(State(a): State<SsoAdapter>, headers: HeaderMap, body: Bytes) -> R
             .get("authorization")
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "));
-        if given.map(|g| crate::ingress::constant_time_eq(g.as_bytes(), expected.as_bytes()))
-            != Some(true)
+        if given.map(|g| {
+            lienthong_bus::credentials::constant_time_eq(g.as_bytes(), expected.as_bytes())
+        }) != Some(true)
         {
             return problem(
                 StatusCode::UNAUTHORIZED,

@@ -181,11 +181,7 @@ async fn admin_rebuild(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
     let ok = given.is_some_and(|g| {
-        g.len() == admin.token.len()
-            && g.bytes()
-                .zip(admin.token.bytes())
-                .fold(0u8, |a, (x, y)| a | (x ^ y))
-                == 0
+        lienthong_bus::credentials::constant_time_eq(g.as_bytes(), admin.token.as_bytes())
     });
     if !ok {
         return problem(
