@@ -13,8 +13,8 @@ pub enum ReplayError {
     Corrupt { key: String, reason: String },
     #[error("{operation}: {reason}")]
     Nats { operation: String, reason: String },
-    #[error("HTTP server: {0}")]
-    Http(#[from] std::io::Error),
+    #[error("I/O: {0}")]
+    Io(#[from] std::io::Error),
 }
 
 pub type Result<T, E = ReplayError> = std::result::Result<T, E>;

@@ -292,6 +292,7 @@ impl Runner {
             }
             let mut changes = Changes::new(tree);
             let batch_start = last;
+            let applied_before = applied;
             let mut pending = u64::MAX;
             let mut done = false;
             for msg in &batch {
@@ -330,11 +331,12 @@ impl Runner {
                     return Ok(applied);
                 }
             }
-            let n = batch.len() as u64;
             if last > batch_start {
                 changes.commit(last)?;
             }
-            self.metrics.applied.fetch_add(n, Ordering::Relaxed);
+            self.metrics
+                .applied
+                .fetch_add(applied - applied_before, Ordering::Relaxed);
             self.metrics.batches.fetch_add(1, Ordering::Relaxed);
             progress(last, total);
             if done {

@@ -99,6 +99,19 @@ impl Checkpoint {
         c
     }
 
+    /// Reads a checkpoint back from its `AUDIT` message (a CloudEvent carrying it as data).
+    pub fn from_message(
+        headers: Option<&async_nats::HeaderMap>,
+        payload: &[u8],
+    ) -> crate::Result<Self> {
+        let ev = lienthong_bus::envelope::decode(headers, payload)?;
+        let data = lienthong_bus::envelope::data_json(&ev).unwrap_or_default();
+        serde_json::from_value(data).map_err(|e| crate::ReplayError::Corrupt {
+            key: "AUDIT checkpoint".into(),
+            reason: e.to_string(),
+        })
+    }
+
     /// The entries, in sequence order.
     pub fn entries(&self) -> Result<Vec<Entry>, CheckpointFault> {
         let blob = base64::engine::general_purpose::STANDARD

@@ -84,7 +84,7 @@ pub async fn export(
     csv_checkpoints_out: Option<&mut dyn Write>,
     progress: &(dyn Fn(u64, u64) + Sync),
 ) -> Result<ExportSummary> {
-    let io = |e: std::io::Error| ReplayError::Http(e);
+    let io = |e: std::io::Error| ReplayError::Io(e);
     let nats = |e: &dyn std::fmt::Display| ReplayError::Nats {
         operation: format!("reading {stream}"),
         reason: e.to_string(),

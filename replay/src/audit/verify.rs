@@ -147,11 +147,9 @@ pub async fn checkpoints_from_audit(
     while let Some(msg) = messages.next().await {
         let msg = msg.map_err(|e| nats("reading AUDIT".into(), e))?;
         let seq = msg.info().map(|i| i.stream_sequence).unwrap_or(last);
-        let ev = lienthong_bus::envelope::decode(msg.headers.as_ref(), &msg.payload)?;
-        if let Some(data) = lienthong_bus::envelope::data_json(&ev) {
-            if let Ok(c) = serde_json::from_value::<Checkpoint>(data) {
-                out.push(c);
-            }
+        // Something on the subject that is not a checkpoint is not evidence; it is skipped.
+        if let Ok(c) = Checkpoint::from_message(msg.headers.as_ref(), &msg.payload) {
+            out.push(c);
         }
         if seq >= last {
             break;

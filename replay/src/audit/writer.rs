@@ -63,16 +63,10 @@ pub async fn last_checkpoint(js: &jetstream::Context, stream: &str) -> Result<Op
         .direct_get_last_for_subject(checkpoint_subject(stream))
         .await
     {
-        Ok(msg) => {
-            let ev = lienthong_bus::envelope::decode(Some(&msg.headers), &msg.payload)?;
-            let data = lienthong_bus::envelope::data_json(&ev).unwrap_or_default();
-            Ok(Some(serde_json::from_value(data).map_err(|e| {
-                ReplayError::Corrupt {
-                    key: checkpoint_subject(stream),
-                    reason: e.to_string(),
-                }
-            })?))
-        }
+        Ok(msg) => Ok(Some(Checkpoint::from_message(
+            Some(&msg.headers),
+            &msg.payload,
+        )?)),
         Err(e) if e.kind() == jetstream::stream::DirectGetErrorKind::NotFound => Ok(None),
         Err(e) => Err(nats(format!("reading the last checkpoint of {stream}"), e)),
     }
