@@ -4,10 +4,8 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::Duration;
 
-use async_nats::jetstream;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use chrono::TimeZone;
@@ -18,7 +16,7 @@ use lienthong_replay::audit::export::{export, verify_export, ExportFilter};
 use lienthong_replay::audit::verify::{checkpoints_from_audit, StreamReport};
 use lienthong_replay::audit::{verify_stream, AuditWriter, Checkpoint, Tampering};
 use lienthong_replay::runner::PointInTime;
-use lienthong_replay::{Metrics, ReadStore};
+use lienthong_replay::ReadStore;
 use serde_json::json;
 
 fn key() -> SigningKey {
@@ -222,12 +220,6 @@ async fn a_forged_checkpoint_and_one_signed_with_another_key_are_named() {
 
     // Signed properly, but with a key that is not the published audit key.
     let bus = history(15).await;
-    let other = AuditWriter::new(
-        bus.js("replay").await,
-        bus.registry.clone(),
-        SigningKey::from_bytes(&[7; 32]),
-    );
-    let _ = other.public_key_hex();
     let real = checkpoints_from_audit(&bus.js("auditor").await, "SSO")
         .await
         .unwrap();
@@ -327,15 +319,6 @@ fn dump(store: &ReadStore, projection: &str) -> BTreeMap<Vec<u8>, serde_json::Va
         .collect()
 }
 
-async fn rebuild(js: jetstream::Context, bus: &Bus, at: PointInTime) -> ReadStore {
-    let store = ReadStore::temporary().unwrap();
-    let metrics = Arc::new(Metrics::default());
-    for r in lienthong_replay::service::runners(&js, &bus.registry, &store, &metrics) {
-        r.rebuild_at(at, &|_, _| {}).await.unwrap();
-    }
-    store
-}
-
 #[tokio::test]
 async fn a_point_in_time_rebuild_equals_a_rebuild_of_exactly_those_events() {
     let bus = history(30).await;
@@ -364,16 +347,13 @@ async fn a_point_in_time_rebuild_equals_a_rebuild_of_exactly_those_events() {
         }
     }
     assert!(kept > 5 && kept < 30, "{kept}");
-    let at = rebuild(
-        bus.js("replay").await,
-        &bus,
-        PointInTime {
+    let (at, _) = bus
+        .rebuild(PointInTime {
             as_of: Some(as_of),
             until_seq: None,
-        },
-    )
-    .await;
-    let exact = rebuild(only.js("replay").await, &only, PointInTime::default()).await;
+        })
+        .await;
+    let (exact, _) = only.rebuild(PointInTime::default()).await;
     assert_eq!(dump(&at, "field_reports"), dump(&exact, "field_reports"));
     assert_eq!(
         at.point_in_time("field_reports").unwrap().unwrap(),
@@ -394,16 +374,13 @@ async fn a_point_in_time_rebuild_equals_a_rebuild_of_exactly_those_events() {
         .await
         .unwrap();
     }
-    let at = rebuild(
-        bus.js("replay").await,
-        &bus,
-        PointInTime {
+    let (at, _) = bus
+        .rebuild(PointInTime {
             as_of: None,
             until_seq: Some(12),
-        },
-    )
-    .await;
-    let exact = rebuild(first.js("replay").await, &first, PointInTime::default()).await;
+        })
+        .await;
+    let (exact, _) = first.rebuild(PointInTime::default()).await;
     let raw = |s: &ReadStore| {
         s.current("field_reports")
             .unwrap()
@@ -439,7 +416,7 @@ async fn a_v1_event_replays_through_its_upcaster() {
     assert!(schema(0).ends_with("/report.submitted/v1.json"));
     assert!(schema(1).ends_with("/report.submitted/v2.json"));
 
-    let store = rebuild(bus.js("replay").await, &bus, PointInTime::default()).await;
+    let (store, _) = bus.rebuild(PointInTime::default()).await;
     let tree = store.current("field_reports").unwrap();
     let view = lienthong_replay::field_reports::FieldReportsView { tree: &tree };
     assert_eq!(

@@ -221,13 +221,7 @@ async fn readers_accept_binary_mode() {
     assert_eq!(ev.event.subject(), Some("PT-7"));
 
     // The replay folds it too (binary mode takes the full decoder, structured the fast path).
-    let store = lienthong_replay::ReadStore::temporary().unwrap();
-    let metrics = std::sync::Arc::new(lienthong_replay::Metrics::default());
-    for r in
-        lienthong_replay::service::runners(&bus.js("replay").await, &bus.registry, &store, &metrics)
-    {
-        r.rebuild(&|_, _| {}).await.unwrap();
-    }
+    let (store, metrics) = bus.rebuild(Default::default()).await;
     let tree = store.current("field_reports").unwrap();
     let view = lienthong_replay::field_reports::FieldReportsView { tree: &tree };
     assert_eq!(view.get("PT-7").unwrap().unwrap().ward, "phu-hai");

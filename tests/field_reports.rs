@@ -4,7 +4,7 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
+
 use std::time::Duration;
 
 use common::Bus;
@@ -13,7 +13,7 @@ use lienthong_adapters::{FieldReportsAdapter, FieldReportsConfig};
 use lienthong_bus::cloudevents::AttributesReader;
 use lienthong_bus::subscriber::decode_message;
 use lienthong_bus::{EventSubject, EventType};
-use lienthong_replay::{Metrics, ReadStore};
+use lienthong_replay::ReadStore;
 
 /// Serves `data` as Open311 on a random port; returns the simulator and its endpoint.
 async fn simulator(data: Open311Data) -> (Open311Simulator, String) {
@@ -58,19 +58,6 @@ async fn stream_ids(bus: &Bus) -> (Vec<String>, usize) {
         .map(|m| decode_message(m, None).unwrap().event.id().to_string())
         .collect();
     (ids, msgs.len())
-}
-
-async fn count(bus: &Bus) -> u64 {
-    bus.js("auditor")
-        .await
-        .get_stream("FIELD_REPORTS")
-        .await
-        .unwrap()
-        .info()
-        .await
-        .unwrap()
-        .state
-        .messages
 }
 
 /// Every fixture value that is personal data, plus the synthetic reporters' details.
@@ -121,7 +108,9 @@ async fn the_whole_slice_end_to_end() {
             .await
         {
             stats = r.json().await.unwrap();
-            if stats["total"] == expected_reports && stats["stream_sequence"] == count(&bus).await {
+            if stats["total"] == expected_reports
+                && stats["stream_sequence"] == bus.messages("FIELD_REPORTS").await
+            {
                 break;
             }
         }
@@ -290,7 +279,7 @@ async fn an_adapter_restarted_mid_feed_leaves_no_duplicate_and_no_gap() {
         let a = adapter(&bus, cfg.clone()).await;
         let task = tokio::spawn(a.run(std::future::pending()));
         let threshold = (expected_count / fraction) as u64;
-        while count(&bus).await < threshold {
+        while bus.messages("FIELD_REPORTS").await < threshold {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         task.abort();
@@ -344,13 +333,7 @@ async fn an_update_for_an_unseen_report_is_kept_and_completed_when_the_report_ap
     assert!(text.contains("[phone]"));
 
     // The read model shows it once, complete, with the status from the update.
-    let store = ReadStore::temporary().unwrap();
-    let metrics = Arc::new(Metrics::default());
-    for r in
-        lienthong_replay::service::runners(&bus.js("replay").await, &bus.registry, &store, &metrics)
-    {
-        r.rebuild(&|_, _| {}).await.unwrap();
-    }
+    let (store, _) = bus.rebuild(Default::default()).await;
     let tree = store.current("field_reports").unwrap();
     let view = lienthong_replay::field_reports::FieldReportsView { tree: &tree };
     let r = view.get("PT-2024-000001").unwrap().unwrap();
@@ -375,7 +358,7 @@ async fn a_replay_killed_and_restarted_equals_a_fresh_rebuild() {
     let bus = Bus::start().await;
     let (_sim, endpoint) = simulator(Open311Data::demo(2023, 600, 3)).await;
     drain(&mut adapter(&bus, config(&endpoint)).await).await;
-    let head = count(&bus).await;
+    let head = bus.messages("FIELD_REPORTS").await;
     assert!(head > 2500);
 
     let dir = tempfile::tempdir().unwrap();

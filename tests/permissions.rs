@@ -47,19 +47,6 @@ async fn violations(seen: &Arc<Mutex<Vec<String>>>) -> Vec<String> {
     seen.lock().unwrap().clone()
 }
 
-async fn count(bus: &Bus, stream: &str) -> u64 {
-    bus.js("operator")
-        .await
-        .get_stream(stream)
-        .await
-        .unwrap()
-        .info()
-        .await
-        .unwrap()
-        .state
-        .messages
-}
-
 async fn try_publish(js: &jetstream::Context, subject: &str) -> bool {
     match js.publish(subject.to_string(), "{}".into()).await {
         Ok(ack) => ack.await.is_ok(),
@@ -89,9 +76,9 @@ async fn an_adapter_publishes_only_its_own_subsystem() {
             .any(|e| e.contains("Permissions Violation") && e.contains("egov.documents")),
         "{v:?}"
     );
-    assert_eq!(count(&bus, "DOCUMENTS").await, 0);
-    assert_eq!(count(&bus, "SSO").await, 0);
-    assert_eq!(count(&bus, "FIELD_REPORTS").await, 1);
+    assert_eq!(bus.messages("DOCUMENTS").await, 0);
+    assert_eq!(bus.messages("SSO").await, 0);
+    assert_eq!(bus.messages("FIELD_REPORTS").await, 1);
 
     // Its cursor: its own keys in ADAPTER_STATE, not another adapter's.
     let kv = js.get_key_value("ADAPTER_STATE").await.unwrap();
@@ -189,7 +176,7 @@ async fn the_auditor_reads_everything_and_publishes_nothing() {
     let kv = js.get_key_value("ADAPTER_STATE").await.unwrap();
     assert!(kv.put("sso.cursor", "0".into()).await.is_err());
     assert!(!violations(&seen).await.is_empty());
-    assert_eq!(count(&bus, "SSO").await, 1);
+    assert_eq!(bus.messages("SSO").await, 1);
 }
 
 #[tokio::test]
@@ -211,7 +198,7 @@ async fn only_the_operator_creates_or_deletes_streams() {
             "{role} deleted a stream"
         );
     }
-    assert_eq!(count(&bus, "FIELD_REPORTS").await, 0, "still there");
+    assert_eq!(bus.messages("FIELD_REPORTS").await, 0, "still there");
     let (op, _, _c) = connect(&bus, "operator").await;
     op.create_stream(scratch).await.unwrap();
     op.delete_stream("SCRATCH").await.unwrap();

@@ -6,6 +6,8 @@ use std::sync::Arc;
 
 use async_nats::jetstream;
 use lienthong_bus::{CredentialSet, NatsServer, Publisher, SchemaRegistry};
+use lienthong_replay::runner::PointInTime;
+use lienthong_replay::{Metrics, ReadStore};
 
 pub struct Bus {
     pub server: NatsServer,
@@ -51,6 +53,28 @@ impl Bus {
 
     pub async fn publisher(&self, role: &str, source: &str) -> Publisher {
         Publisher::new(self.js(role).await, self.registry.clone(), source)
+    }
+
+    /// How many messages a stream holds (as the operator sees it).
+    pub async fn messages(&self, stream: &str) -> u64 {
+        let mut s = self
+            .js("operator")
+            .await
+            .get_stream(stream)
+            .await
+            .expect("stream");
+        s.info().await.unwrap().state.messages
+    }
+
+    /// Every read model rebuilt, as the replay role, into a temporary store (as of `at`).
+    pub async fn rebuild(&self, at: PointInTime) -> (ReadStore, Arc<Metrics>) {
+        let store = ReadStore::temporary().unwrap();
+        let metrics = Arc::new(Metrics::default());
+        let js = self.js("replay").await;
+        for r in lienthong_replay::service::runners(&js, &self.registry, &store, &metrics) {
+            r.rebuild_at(at, &|_, _| {}).await.unwrap();
+        }
+        (store, metrics)
     }
 
     /// Every message of a stream, read with the given role through an ordered consumer.
