@@ -82,14 +82,13 @@ fn bar(stream: &str) -> anyhow::Result<ProgressBar> {
 
 pub async fn run(global: &Global, cmd: Command) -> anyhow::Result<ExitCode> {
     match cmd {
+        // Offline: clap refuses --stream and --checkpoints beside --export.
         Command::Verify {
             public_key,
-            streams,
-            checkpoints,
             export: Some(file),
             json,
+            ..
         } => {
-            let _ = (streams, checkpoints);
             let key = load_public_key(&public_key).map_err(anyhow::Error::msg)?;
             let text = std::fs::read_to_string(&file)
                 .with_context(|| format!("reading {}", file.display()))?;
