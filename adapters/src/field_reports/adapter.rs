@@ -294,28 +294,10 @@ impl FieldReportsAdapter {
             ..Default::default()
         };
 
-        let mut requests: Vec<ServiceRequest> = Vec::new();
-        for raw in raw_requests {
-            match serde_json::from_value::<ServiceRequest>(raw.clone()) {
-                Ok(r) => requests.push(r),
-                Err(e) => {
-                    self.dead_letter_record(Feed::Requests, raw, e.to_string())
-                        .await?;
-                    report.dead_lettered += 1;
-                }
-            }
-        }
-        let mut updates: Vec<ServiceRequestUpdate> = Vec::new();
-        for raw in raw_updates {
-            match serde_json::from_value::<ServiceRequestUpdate>(raw.clone()) {
-                Ok(u) => updates.push(u),
-                Err(e) => {
-                    self.dead_letter_record(Feed::Updates, raw, e.to_string())
-                        .await?;
-                    report.dead_lettered += 1;
-                }
-            }
-        }
+        let mut requests: Vec<ServiceRequest> =
+            self.read(Feed::Requests, raw_requests, &mut report).await?;
+        let updates: Vec<ServiceRequestUpdate> =
+            self.read(Feed::Updates, raw_updates, &mut report).await?;
 
         // Everything this poll touches, as remembered.
         let mut ids: BTreeSet<String> = requests
@@ -338,14 +320,10 @@ impl FieldReportsAdapter {
                 continue;
             }
             if let Some(raw) = self.client.request(id).await? {
-                match serde_json::from_value::<ServiceRequest>(raw.clone()) {
-                    Ok(r) => requests.push(r),
-                    Err(e) => {
-                        self.dead_letter_record(Feed::Requests, raw, e.to_string())
-                            .await?;
-                        report.dead_lettered += 1;
-                    }
-                }
+                requests.extend(
+                    self.read::<ServiceRequest>(Feed::Requests, vec![raw], &mut report)
+                        .await?,
+                );
             }
         }
         let before = memory.clone();
@@ -424,6 +402,26 @@ impl FieldReportsAdapter {
             }
             page = if c.since == before { page + 1 } else { 1 };
         }
+    }
+
+    /// Reads raw records of a feed; what cannot be read goes to the DLQ (and is counted).
+    async fn read<T: serde::de::DeserializeOwned>(
+        &self,
+        feed: Feed,
+        raws: Vec<Value>,
+        report: &mut PollReport,
+    ) -> Result<Vec<T>, AdapterError> {
+        let mut out = Vec::with_capacity(raws.len());
+        for raw in raws {
+            match T::deserialize(&raw) {
+                Ok(r) => out.push(r),
+                Err(e) => {
+                    self.dead_letter_record(feed, raw, e.to_string()).await?;
+                    report.dead_lettered += 1;
+                }
+            }
+        }
+        Ok(out)
     }
 
     async fn dead_letter_record(
