@@ -230,3 +230,86 @@ async fn readers_accept_binary_mode() {
         0
     );
 }
+
+#[tokio::test]
+async fn bulk_import_commits_atomic_batches_and_keeps_the_invalid_in_the_dlq() {
+    let bus = Bus::start().await;
+    let p = bus.publisher("adapter-field_reports", SOURCE).await;
+    let mut drafts: Vec<EventDraft> = (0..2_500)
+        .map(|i| submitted(&format!("PT-2023-{i:06}"), "tien-thanh"))
+        .collect();
+    drafts[1_234].data["ward"] = json!("atlantis");
+    let results = p.publish_batched(drafts.clone(), 1_000).await;
+    assert_eq!(results.len(), 2_500);
+    match &results[1_234] {
+        Err(BusError::Invalid {
+            violations,
+            dead_letter: Some(_),
+            ..
+        }) => assert!(violations.iter().any(|v| v.pointer == "/ward")),
+        other => panic!("expected the invalid event in the DLQ, got {other:?}"),
+    }
+    let stored: Vec<_> = results
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != 1_234)
+        .map(|(_, r)| r.as_ref().expect("valid events are stored"))
+        .collect();
+    // In input order, one sequence each, no gap: 2,499 events in three batches.
+    let seqs: Vec<u64> = stored.iter().map(|s| s.sequence).collect();
+    assert_eq!(seqs, (1..=2_499).collect::<Vec<u64>>());
+    assert_eq!(bus.messages("FIELD_REPORTS").await, 2_499);
+    assert_eq!(bus.messages("DLQ").await, 1);
+    // Each reported sequence holds the event it names.
+    let msgs = bus.read_all("auditor", "FIELD_REPORTS").await;
+    for (s, m) in stored.iter().zip(&msgs) {
+        let ev = decode_message(m, Some(&bus.registry)).unwrap();
+        assert_eq!(ev.event.id(), s.id);
+        assert_eq!(m.info().unwrap().stream_sequence, s.sequence);
+    }
+    let batches: std::collections::BTreeSet<String> = msgs
+        .iter()
+        .map(|m| {
+            m.headers
+                .as_ref()
+                .unwrap()
+                .get("Nats-Batch-Id")
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(
+        batches.len(),
+        3,
+        "2,499 events commit in three atomic batches"
+    );
+
+    // The same import again (a backfill re-run after a crash) stores nothing twice.
+    drafts[1_234].data["ward"] = json!("tien-thanh");
+    let again = p.publish_batched(drafts, 1_000).await;
+    for r in &again {
+        r.as_ref().expect("stored or already stored");
+    }
+    let duplicates = again
+        .iter()
+        .filter(|r| r.as_ref().is_ok_and(|p| p.duplicate))
+        .count();
+    assert_eq!(
+        duplicates, 2_499,
+        "the server refuses batches with stored ids; they go one by one"
+    );
+    assert_eq!(bus.messages("FIELD_REPORTS").await, 2_500);
+}
+
+#[tokio::test]
+async fn durable_mode_stores_atomic_batches() {
+    let bus = Bus::start_with(true).await;
+    let p = bus.publisher("adapter-field_reports", SOURCE).await;
+    let drafts: Vec<EventDraft> = (0..300)
+        .map(|i| submitted(&format!("PT-2023-{i:06}"), "tien-thanh"))
+        .collect();
+    for r in p.publish_batched(drafts, 100).await {
+        assert!(!r.unwrap().duplicate);
+    }
+    assert_eq!(bus.messages("FIELD_REPORTS").await, 300);
+}

@@ -1,5 +1,6 @@
 //! Publishing a batch of drafts and counting what happened, shared by every adapter.
 
+use lienthong_bus::batch::MAX_ATOMIC_BATCH;
 use lienthong_bus::{BusError, EventDraft, Publisher};
 
 use crate::error::AdapterError;
@@ -23,23 +24,21 @@ impl Tally {
     }
 }
 
-/// Publishes `drafts` in order (pipelined in chunks). Invalid events are counted (they are in
-/// the DLQ); any other failure stops the batch so the caller does not advance its cursor.
+/// Publishes `drafts` in order, committed to their stream in atomic batches of up to 1,000
+/// (one acknowledgement per batch: what keeps a backfill fast on a durable server). Invalid
+/// events are counted (they are in the DLQ); any other failure stops here so the caller does
+/// not advance its cursor.
 pub async fn publish_all(
     publisher: &Publisher,
     drafts: Vec<EventDraft>,
 ) -> Result<Tally, AdapterError> {
     let mut tally = Tally::default();
-    let mut drafts = drafts.into_iter().peekable();
-    while drafts.peek().is_some() {
-        let chunk: Vec<EventDraft> = drafts.by_ref().take(256).collect();
-        for result in publisher.publish_many(chunk).await {
-            match result {
-                Ok(p) if p.duplicate => tally.duplicates += 1,
-                Ok(_) => tally.published += 1,
-                Err(BusError::Invalid { .. }) => tally.dead_lettered += 1,
-                Err(e) => return Err(e.into()),
-            }
+    for result in publisher.publish_batched(drafts, MAX_ATOMIC_BATCH).await {
+        match result {
+            Ok(p) if p.duplicate => tally.duplicates += 1,
+            Ok(_) => tally.published += 1,
+            Err(BusError::Invalid { .. }) => tally.dead_lettered += 1,
+            Err(e) => return Err(e.into()),
         }
     }
     Ok(tally)

@@ -9,6 +9,7 @@
 //! - [`schema`]: the JSON Schema registry ([`SchemaRegistry`]), embedded from `schemas/`.
 //! - [`evolution`]: compatibility rules between versions of an event's schema.
 //! - [`publisher`]: validate → envelope → publish with dedupe id → PubAck ([`Publisher`]).
+//! - [`batch`]: atomic batch publishing for bulk imports and backfills.
 //! - [`dead_letter`]: what failed validation, kept in the `DLQ` stream ([`DeadLetter`]).
 //! - [`topology`]: the streams and KV bucket of the contract, provisioned idempotently.
 //! - [`subscriber`]: decoding what comes off a stream; durable consumers ([`Subscriber`]).
@@ -16,6 +17,7 @@
 //! - [`server`]: the embedded nats-server supervisor ([`NatsServer`]).
 //! - [`error`]: the one error type ([`BusError`]).
 
+pub mod batch;
 pub mod credentials;
 pub mod dead_letter;
 pub mod envelope;

@@ -155,6 +155,14 @@ impl Publisher {
         &self.registry
     }
 
+    pub fn jetstream(&self) -> &jetstream::Context {
+        &self.js
+    }
+
+    pub fn retry_policy(&self) -> RetryPolicy {
+        self.retry
+    }
+
     /// Validates, publishes and waits for the PubAck.
     ///
     /// # Errors

@@ -105,6 +105,21 @@ pub struct ServerOptions {
     pub host: String,
     /// `None`: a random free port.
     pub port: Option<u16>,
+    /// Durable mode: `sync_interval: always`, every acknowledged message is on disk (fsync)
+    /// before its PubAck. Off: the server's default (flushed every 2 minutes, and on
+    /// shutdown), which loses the last acknowledged messages if the machine — not just the
+    /// process — fails.
+    pub sync_always: bool,
+}
+
+/// The configuration written for the server: the project's `nats.conf`, with
+/// `sync_interval: always` in its JetStream block in durable mode.
+pub fn server_config(sync_always: bool) -> String {
+    if sync_always {
+        NATS_CONF.replacen("jetstream {", "jetstream {\n  sync_interval: always", 1)
+    } else {
+        NATS_CONF.to_string()
+    }
 }
 
 /// A running nats-server child process.
@@ -126,7 +141,7 @@ impl NatsServer {
         std::fs::create_dir_all(&opts.data_dir)
             .map_err(|e| BusError::io(format!("creating {}", opts.data_dir.display()), e))?;
         let conf = opts.data_dir.join("nats.conf");
-        std::fs::write(&conf, NATS_CONF)
+        std::fs::write(&conf, server_config(opts.sync_always))
             .map_err(|e| BusError::io(format!("writing {}", conf.display()), e))?;
         let store = opts.data_dir.join("jetstream");
         let port = opts
@@ -204,7 +219,7 @@ impl NatsServer {
                 )))
             }
         };
-        info!(port, data_dir = %opts.data_dir.display(), "nats-server ready");
+        info!(port, data_dir = %opts.data_dir.display(), sync_always = opts.sync_always, "nats-server ready");
         Ok(Self {
             child: Some(child),
             port,
@@ -216,6 +231,14 @@ impl NatsServer {
 
     /// A server on a random port with a temporary store, removed on drop. For tests.
     pub async fn start_ephemeral(credentials: &CredentialSet) -> Result<Self> {
+        Self::start_ephemeral_with(credentials, false).await
+    }
+
+    /// [`Self::start_ephemeral`], in durable mode (`sync_interval: always`) when asked.
+    pub async fn start_ephemeral_with(
+        credentials: &CredentialSet,
+        sync_always: bool,
+    ) -> Result<Self> {
         let temp = tempfile::Builder::new()
             .prefix("lienthong-nats-")
             .tempdir()
@@ -226,6 +249,7 @@ impl NatsServer {
                 data_dir: temp.path().to_path_buf(),
                 host: "127.0.0.1".into(),
                 port: None,
+                sync_always,
             },
             credentials,
         )
@@ -300,5 +324,15 @@ mod tests {
         assert_eq!(parse_version("v2.11.0-beta.1"), Some((2, 11, 0)));
         assert!(parse_version("nonsense").is_none());
         assert!((2, 9, 11) < MIN_VERSION && (2, 15, 1) >= MIN_VERSION);
+    }
+
+    #[test]
+    fn durable_mode_syncs_every_message_inside_the_jetstream_block() {
+        assert!(!server_config(false).contains("sync_interval"));
+        let durable = server_config(true);
+        assert_eq!(durable.matches("sync_interval: always").count(), 1);
+        let block = &durable[durable.find("jetstream {").unwrap()..];
+        let block = &block[..block.find('}').unwrap()];
+        assert!(block.contains("sync_interval: always"), "{block}");
     }
 }

@@ -87,6 +87,8 @@ impl StreamSpec {
             deny_delete: true,
             deny_purge: true,
             allow_direct: true,
+            // Bulk imports and backfills commit in atomic batches (server ≥ 2.12).
+            allow_atomic_publish: true,
             num_replicas: 1,
             ..Default::default()
         }
@@ -185,6 +187,9 @@ fn mutable_differences(want: &stream::Config, have: &stream::Config) -> Vec<Stri
     }
     if want.allow_direct != have.allow_direct {
         d.push(format!("allow_direct → {}", want.allow_direct));
+    }
+    if want.allow_atomic_publish != have.allow_atomic_publish {
+        d.push(format!("allow_atomic → {}", want.allow_atomic_publish));
     }
     d
 }

@@ -22,6 +22,7 @@ use anyhow::Context as _;
 use async_nats::jetstream::{self, consumer, stream};
 use futures::StreamExt;
 use lienthong_adapters::demo;
+use lienthong_bus::batch::MAX_ATOMIC_BATCH;
 use lienthong_bus::publisher::Prepared;
 use lienthong_bus::{CredentialSet, EventDraft, NatsServer, Publisher};
 use lienthong_replay::{Metrics, ReadStore};
@@ -48,6 +49,22 @@ pub struct Args {
     /// Write the figures as JSON to this file.
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Events per durable-mode run (naive and atomic batches each).
+    #[arg(long, default_value_t = 20_000)]
+    durable_events: usize,
+    /// Measure only these parts (for working on one of them); all when not given.
+    #[arg(long, value_enum)]
+    only: Vec<Part>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Part {
+    Publish,
+    Replay,
+    Validate,
+    E2e,
+    Rss,
+    Durable,
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -149,7 +166,30 @@ async fn replay(
     Ok((n, n as f64 / start.elapsed().as_secs_f64()))
 }
 
+/// One line of the table: a figure, its target when it has one, and whether it is met.
+struct Row {
+    name: String,
+    value: String,
+    target: &'static str,
+    met: Option<bool>,
+}
+
+fn row(name: impl Into<String>, value: String, target: &'static str, met: Option<bool>) -> Row {
+    Row {
+        name: name.into(),
+        value,
+        target,
+        met,
+    }
+}
+
+fn round(x: f64, places: i32) -> f64 {
+    let f = 10f64.powi(places);
+    (x * f).round() / f
+}
+
 pub async fn run(global: &Global, a: Args) -> anyhow::Result<ExitCode> {
+    let wants = |p: Part| a.only.is_empty() || a.only.contains(&p);
     let creds = CredentialSet::generate();
     let server = NatsServer::start_ephemeral(&creds).await?;
     let url = server.url();
@@ -175,178 +215,307 @@ pub async fn run(global: &Global, a: Args) -> anyhow::Result<ExitCode> {
     let city = demo::generate(2023, 1.0, 2023);
     let base = lienthong_adapters::demo_events::field_report_and_document_events(&city);
     eprintln!("bench: {} distinct field-report and document events from the demo city; nats-server at {url}", base.len());
+    let publisher = Publisher::new(operator.clone(), registry.clone(), "urn:lienthong:bench");
+    let mut figures = serde_json::Map::new();
+    figures.insert("events".into(), json!(a.events));
+    figures.insert("runs".into(), json!(a.runs));
+    let mut rows: Vec<Row> = Vec::new();
 
     // Publish: raw vs bus, alternating, same payloads.
-    let publisher = Publisher::new(operator.clone(), registry.clone(), "urn:lienthong:bench");
-    let (mut raw_rates, mut bus_rates) = (Vec::new(), Vec::new());
-    for run in 0..a.runs {
-        let ds = drafts(&base, a.events, &format!("p{run}"));
-        let prepared: Vec<Prepared> = ds
-            .iter()
-            .map(|d| {
-                publisher
-                    .build(d.clone())
-                    .map_err(anyhow::Error::from)
-                    .and_then(|e| {
-                        publisher
-                            .prepare(e, None)
-                            .map_err(|r| anyhow::anyhow!("{}", r.error))
-                    })
-            })
-            .collect::<anyhow::Result<_>>()?;
-        let raw = raw_publish(&operator, &prepared).await?;
-        let bus = bus_publish(&publisher, ds).await?;
-        eprintln!(
-            "bench: publish run {}: raw {raw:.0}/s, bus {bus:.0}/s",
-            run + 1
+    if wants(Part::Publish) {
+        let (mut raw_rates, mut bus_rates) = (Vec::new(), Vec::new());
+        for run in 0..a.runs {
+            let ds = drafts(&base, a.events, &format!("p{run}"));
+            let prepared = prepare_all(&publisher, &ds)?;
+            let raw = raw_publish(&operator, &prepared).await?;
+            let bus = bus_publish(&publisher, ds).await?;
+            eprintln!(
+                "bench: publish run {}: raw {raw:.0}/s, bus {bus:.0}/s",
+                run + 1
+            );
+            raw_rates.push(raw);
+            bus_rates.push(bus);
+        }
+        let ratio = median(
+            raw_rates
+                .iter()
+                .zip(&bus_rates)
+                .map(|(r, b)| b / r)
+                .collect(),
         );
-        raw_rates.push(raw);
-        bus_rates.push(bus);
+        let (raw, bus) = (median(raw_rates), median(bus_rates));
+        figures.insert("publish_raw_per_s".into(), json!(raw.round()));
+        figures.insert("publish_bus_per_s".into(), json!(bus.round()));
+        figures.insert("publish_ratio".into(), json!(round(ratio, 3)));
+        rows.push(row(
+            "publish, raw async-nats (events/s)",
+            format!("{raw:.0}"),
+            "",
+            None,
+        ));
+        rows.push(row(
+            "publish, bus publisher (events/s)",
+            format!("{bus:.0}"),
+            "",
+            None,
+        ));
+        rows.push(row(
+            "publish ratio",
+            format!("{ratio:.3}"),
+            ">= 0.90",
+            Some(ratio >= 0.9),
+        ));
     }
-    let ratios: Vec<f64> = raw_rates
-        .iter()
-        .zip(&bus_rates)
-        .map(|(r, b)| b / r)
-        .collect();
 
     // Replay: raw drain vs rebuild of the read models, over the same streams.
     let replay_js = js_as("replay").await?;
-    let (mut raw_drains, mut rebuilds, mut replayed) = (Vec::new(), Vec::new(), 0);
-    for run in 0..a.runs {
-        let (n, raw) = drain(&replay_js, &["FIELD_REPORTS", "DOCUMENTS"]).await?;
-        let (m, bus) = replay(&replay_js, global, &["field_reports", "documents"]).await?;
-        eprintln!(
-            "bench: replay run {}: raw drain {raw:.0}/s ({n}), rebuild {bus:.0}/s ({m})",
-            run + 1
+    if wants(Part::Replay) {
+        if !wants(Part::Publish) {
+            fill(&operator, &publisher, &base, a.events * a.runs).await?;
+        }
+        let (mut raw_drains, mut rebuilds, mut replayed) = (Vec::new(), Vec::new(), 0);
+        for run in 0..a.runs {
+            let (n, raw) = drain(&replay_js, &["FIELD_REPORTS", "DOCUMENTS"]).await?;
+            let (m, bus) = replay(&replay_js, global, &["field_reports", "documents"]).await?;
+            eprintln!(
+                "bench: replay run {}: raw drain {raw:.0}/s ({n}), rebuild {bus:.0}/s ({m})",
+                run + 1
+            );
+            raw_drains.push(raw);
+            rebuilds.push(bus);
+            replayed = n;
+        }
+        let ratio = median(
+            raw_drains
+                .iter()
+                .zip(&rebuilds)
+                .map(|(r, b)| b / r)
+                .collect(),
         );
-        raw_drains.push(raw);
-        rebuilds.push(bus);
-        replayed = n;
+        let (raw, bus) = (median(raw_drains), median(rebuilds));
+        figures.insert("replay_events".into(), json!(replayed));
+        figures.insert("replay_raw_per_s".into(), json!(raw.round()));
+        figures.insert("replay_bus_per_s".into(), json!(bus.round()));
+        figures.insert("replay_ratio".into(), json!(round(ratio, 3)));
+        rows.push(row(
+            "replay, raw drain (events/s)",
+            format!("{raw:.0}"),
+            "",
+            None,
+        ));
+        rows.push(row(
+            "replay, rebuild into sled (events/s)",
+            format!("{bus:.0}"),
+            "",
+            None,
+        ));
+        rows.push(row(
+            "replay ratio",
+            format!("{ratio:.3}"),
+            ">= 0.60",
+            Some(ratio >= 0.6),
+        ));
     }
-    let replay_ratios: Vec<f64> = raw_drains
-        .iter()
-        .zip(&rebuilds)
-        .map(|(r, b)| b / r)
-        .collect();
 
     // Validation cost per event.
-    let mut ns: Vec<f64> = Vec::with_capacity(base.len());
-    for d in base.iter().cycle().take(20_000) {
-        let id = registry.schema_id(&d.event_type.to_string(), None)?;
-        let t = Instant::now();
-        let ok = registry.validate(id, &d.data).is_ok();
-        ns.push(t.elapsed().as_nanos() as f64);
-        anyhow::ensure!(ok, "a demo event does not validate");
+    if wants(Part::Validate) {
+        let mut ns: Vec<f64> = Vec::with_capacity(20_000);
+        for d in base.iter().cycle().take(20_000) {
+            let id = registry.schema_id(&d.event_type.to_string(), None)?;
+            let t = Instant::now();
+            let ok = registry.validate(id, &d.data).is_ok();
+            ns.push(t.elapsed().as_nanos() as f64);
+            anyhow::ensure!(ok, "a demo event does not validate");
+        }
+        ns.sort_by(f64::total_cmp);
+        let (p50, p99) = (percentile(&ns, 0.5), percentile(&ns, 0.99));
+        figures.insert("validate_ns_p50".into(), json!(p50.round()));
+        figures.insert("validate_ns_p99".into(), json!(p99.round()));
+        rows.push(row(
+            "validation p50 (ns/event)",
+            format!("{p50:.0}"),
+            "<= 2000",
+            Some(p50 <= 2000.0),
+        ));
     }
-    ns.sort_by(f64::total_cmp);
 
     // End to end at a steady rate: publish → visible in the read model (checkpoint reached).
-    let (e2e_p50, e2e_p99, e2e_n) =
-        end_to_end(&replay_js, &publisher, global, &base, a.rate, a.e2e_seconds).await?;
+    if wants(Part::E2e) {
+        let (p50, p99, n) =
+            end_to_end(&replay_js, &publisher, global, &base, a.rate, a.e2e_seconds).await?;
+        figures.insert("e2e_rate_per_s".into(), json!(a.rate));
+        figures.insert("e2e_samples".into(), json!(n));
+        figures.insert("e2e_ms_p50".into(), json!(round(p50, 2)));
+        figures.insert("e2e_ms_p99".into(), json!(round(p99, 2)));
+        rows.push(row(
+            format!("end to end p50 at {}/s (ms)", a.rate),
+            format!("{p50:.2}"),
+            "",
+            None,
+        ));
+        rows.push(row(
+            format!("end to end p99 at {}/s (ms)", a.rate),
+            format!("{p99:.2}"),
+            "<= 25",
+            Some(p99 <= 25.0),
+        ));
+    }
 
     // Memory of a rebuild over ≥ rss_events, in a child process.
-    let (rss_mb, rss_events, rss_rate) =
-        rebuild_rss(&operator, &publisher, &base, a.rss_events, &creds, &url).await?;
+    if wants(Part::Rss) {
+        let (rss_mb, events, rate) =
+            rebuild_rss(&operator, &publisher, &base, a.rss_events, &creds, &url).await?;
+        figures.insert("replay_rss_mb".into(), json!(round(rss_mb, 1)));
+        figures.insert("replay_rss_events".into(), json!(events));
+        figures.insert("replay_rss_rebuild_per_s".into(), json!(rate.round()));
+        rows.push(row(
+            format!("rebuild peak RSS, {events} events (MB)"),
+            format!("{rss_mb:.1}"),
+            "<= 200",
+            Some(rss_mb <= 200.0 && events >= 1_000_000),
+        ));
+    }
+    server.stop().await?;
 
-    let figures = json!({
-        "events": a.events,
-        "runs": a.runs,
-        "publish_raw_per_s": median(raw_rates.clone()).round(),
-        "publish_bus_per_s": median(bus_rates.clone()).round(),
-        "publish_ratio": (median(ratios) * 1000.0).round() / 1000.0,
-        "replay_events": replayed,
-        "replay_raw_per_s": median(raw_drains.clone()).round(),
-        "replay_bus_per_s": median(rebuilds.clone()).round(),
-        "replay_ratio": (median(replay_ratios) * 1000.0).round() / 1000.0,
-        "validate_ns_p50": percentile(&ns, 0.5).round(),
-        "validate_ns_p99": percentile(&ns, 0.99).round(),
-        "e2e_rate_per_s": a.rate,
-        "e2e_samples": e2e_n,
-        "e2e_ms_p50": (e2e_p50 * 100.0).round() / 100.0,
-        "e2e_ms_p99": (e2e_p99 * 100.0).round() / 100.0,
-        "replay_rss_mb": (rss_mb * 10.0).round() / 10.0,
-        "replay_rss_events": rss_events,
-        "replay_rss_rebuild_per_s": rss_rate.round(),
-    });
-    let row = |name: &str, value: String, target: &str, met: Option<bool>| {
-        println!(
-            "{name:<36} {value:>16}   {target:<14} {}",
-            match met {
-                Some(true) => "met",
-                Some(false) => "NOT MET",
-                None => "",
-            }
-        );
-    };
-    println!("{:<36} {:>16}   {:<14}", "measure", "value", "target");
-    let f = |k: &str| figures[k].as_f64().unwrap_or(0.0);
-    row(
-        "publish, raw async-nats (events/s)",
-        format!("{:.0}", f("publish_raw_per_s")),
-        "",
-        None,
-    );
-    row(
-        "publish, bus publisher (events/s)",
-        format!("{:.0}", f("publish_bus_per_s")),
-        "",
-        None,
-    );
-    row(
-        "publish ratio",
-        format!("{:.3}", f("publish_ratio")),
-        ">= 0.90",
-        Some(f("publish_ratio") >= 0.9),
-    );
-    row(
-        "replay, raw drain (events/s)",
-        format!("{:.0}", f("replay_raw_per_s")),
-        "",
-        None,
-    );
-    row(
-        "replay, rebuild into sled (events/s)",
-        format!("{:.0}", f("replay_bus_per_s")),
-        "",
-        None,
-    );
-    row(
-        "replay ratio",
-        format!("{:.3}", f("replay_ratio")),
-        ">= 0.60",
-        Some(f("replay_ratio") >= 0.6),
-    );
-    row(
-        "validation p50 (ns/event)",
-        format!("{:.0}", f("validate_ns_p50")),
-        "<= 2000",
-        Some(f("validate_ns_p50") <= 2000.0),
-    );
-    row(
-        &format!("end to end p50 at {}/s (ms)", a.rate),
-        format!("{:.2}", f("e2e_ms_p50")),
-        "",
-        None,
-    );
-    row(
-        &format!("end to end p99 at {}/s (ms)", a.rate),
-        format!("{:.2}", f("e2e_ms_p99")),
-        "<= 25",
-        Some(f("e2e_ms_p99") <= 25.0),
-    );
-    row(
-        &format!("rebuild peak RSS, {} events (MB)", rss_events),
-        format!("{:.1}", f("replay_rss_mb")),
-        "<= 200",
-        Some(f("replay_rss_mb") <= 200.0 && rss_events >= 1_000_000),
-    );
+    // Durable mode: every PubAck on disk. Naive pipelined publishing vs atomic batches.
+    if wants(Part::Durable) {
+        let (naive, batched) = durable(global, &base, a.durable_events, a.runs).await?;
+        let speedup = batched / naive;
+        figures.insert("durable_events".into(), json!(a.durable_events));
+        figures.insert("durable_naive_per_s".into(), json!(naive.round()));
+        figures.insert("durable_batched_per_s".into(), json!(batched.round()));
+        figures.insert("durable_batch_speedup".into(), json!(round(speedup, 2)));
+        rows.push(row(
+            "durable, naive pipelined (events/s)",
+            format!("{naive:.0}"),
+            "",
+            None,
+        ));
+        rows.push(row(
+            "durable, atomic batches (events/s)",
+            format!("{batched:.0}"),
+            "",
+            None,
+        ));
+        rows.push(row(
+            "durable speed-up of atomic batches",
+            format!("{speedup:.2}x"),
+            ">= 5x",
+            Some(speedup >= 5.0),
+        ));
+    }
+
+    println!("{:<40} {:>14}   {:<10}", "measure", "value", "target");
+    for r in &rows {
+        let met = match r.met {
+            Some(true) => "met",
+            Some(false) => "NOT MET",
+            None => "",
+        };
+        println!("{:<40} {:>14}   {:<10} {met}", r.name, r.value, r.target);
+    }
     if let Some(path) = &a.json {
         std::fs::write(path, serde_json::to_vec_pretty(&figures)?)
             .with_context(|| format!("writing {}", path.display()))?;
         println!("figures written to {}", path.display());
     }
-    server.stop().await?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Builds, validates and encodes drafts once (for the raw side, which only sends).
+fn prepare_all(publisher: &Publisher, ds: &[EventDraft]) -> anyhow::Result<Vec<Prepared>> {
+    ds.iter()
+        .map(|d| {
+            publisher
+                .prepare(publisher.build(d.clone())?, None)
+                .map_err(|r| anyhow::anyhow!("{}", r.error))
+        })
+        .collect()
+}
+
+/// A durable server (`sync_interval: always`): the same events published naively (pipelined
+/// windows of 256, one PubAck each) and in atomic batches of 1,000; median rates.
+async fn durable(
+    global: &Global,
+    base: &[EventDraft],
+    events: usize,
+    runs: usize,
+) -> anyhow::Result<(f64, f64)> {
+    let creds = CredentialSet::generate();
+    let server = NatsServer::start_ephemeral_with(&creds, true).await?;
+    let js = jetstream::new(
+        creds
+            .settings("operator", &server.url())?
+            .connect("lienthong-bench-durable")
+            .await?,
+    );
+    lienthong_bus::provision(&js).await?;
+    let publisher = Publisher::new(js, global.registry()?, "urn:lienthong:bench");
+    let (mut naive, mut batched) = (Vec::new(), Vec::new());
+    for run in 0..runs {
+        let n = bus_publish(&publisher, drafts(base, events, &format!("dn{run}"))).await?;
+        let ds = drafts(base, events, &format!("db{run}"));
+        let start = Instant::now();
+        for r in publisher.publish_batched(ds, MAX_ATOMIC_BATCH).await {
+            r?;
+        }
+        let b = events as f64 / start.elapsed().as_secs_f64();
+        eprintln!(
+            "bench: durable run {}: naive {n:.0}/s, atomic batches {b:.0}/s",
+            run + 1
+        );
+        naive.push(n);
+        batched.push(b);
+    }
+    server.stop().await?;
+    Ok((median(naive), median(batched)))
+}
+
+/// Fills the field-report and document streams up to `n` events (prepared once, sent raw).
+async fn fill(
+    operator: &jetstream::Context,
+    publisher: &Publisher,
+    base: &[EventDraft],
+    n: usize,
+) -> anyhow::Result<()> {
+    let mut have = 0;
+    for s in ["FIELD_REPORTS", "DOCUMENTS"] {
+        have += operator.get_stream(s).await?.info().await?.state.messages as usize;
+    }
+    if have >= n {
+        return Ok(());
+    }
+    let missing = n - have;
+    eprintln!("bench: filling the streams to {n} events");
+    for chunk_start in (0..missing).step_by(10_000) {
+        let ds = drafts(
+            base,
+            (missing - chunk_start).min(10_000),
+            &format!("fill{have}-{chunk_start}"),
+        );
+        let mut acks = Vec::new();
+        for p in prepare_all(publisher, &ds)? {
+            acks.push(
+                operator
+                    .send_publish(
+                        p.subject,
+                        async_nats::jetstream::message::PublishMessage::build()
+                            .payload(p.payload)
+                            .headers(p.headers),
+                    )
+                    .await?,
+            );
+            if acks.len() >= 256 {
+                for a in acks.drain(..) {
+                    a.await?;
+                }
+            }
+        }
+        for a in acks {
+            a.await?;
+        }
+    }
+    Ok(())
 }
 
 async fn end_to_end(
@@ -464,49 +633,7 @@ async fn rebuild_rss(
     creds: &CredentialSet,
     url: &str,
 ) -> anyhow::Result<(f64, u64, f64)> {
-    // Fill the streams up to n events with valid, distinct events (prepared once, sent raw).
-    let have = {
-        let mut total = 0;
-        for s in ["FIELD_REPORTS", "DOCUMENTS"] {
-            total += operator.get_stream(s).await?.info().await?.state.messages;
-        }
-        total as usize
-    };
-    if have < n {
-        let missing = n - have;
-        eprintln!("bench: filling the streams to {n} events for the memory measurement");
-        for chunk_start in (0..missing).step_by(10_000) {
-            let ds = drafts(
-                base,
-                (missing - chunk_start).min(10_000),
-                &format!("rss{chunk_start}"),
-            );
-            let mut acks = Vec::new();
-            for d in ds {
-                let p = publisher
-                    .prepare(publisher.build(d)?, None)
-                    .map_err(|r| anyhow::anyhow!("{}", r.error))?;
-                acks.push(
-                    operator
-                        .send_publish(
-                            p.subject,
-                            async_nats::jetstream::message::PublishMessage::build()
-                                .payload(p.payload)
-                                .headers(p.headers),
-                        )
-                        .await?,
-                );
-                if acks.len() >= 256 {
-                    for a in acks.drain(..) {
-                        a.await?;
-                    }
-                }
-            }
-            for a in acks {
-                a.await?;
-            }
-        }
-    }
+    fill(operator, publisher, base, n).await?;
     let dir = tempfile::tempdir()?;
     creds.write(dir.path(), url)?;
     let exe = std::env::current_exe()?;

@@ -44,6 +44,11 @@ pub struct Args {
     /// Adapter configurations to run (TOML), in addition to the demo's.
     #[arg(long = "adapter-config", value_name = "FILE")]
     adapter_configs: Vec<PathBuf>,
+    /// Durable mode: the server writes every event to disk (fsync) before acknowledging it
+    /// (`sync_interval: always`). Slower per event; bulk imports use atomic batches to
+    /// keep their pace. See docs/performance.md.
+    #[arg(long)]
+    durable: bool,
 }
 
 pub type Task = tokio::task::JoinHandle<anyhow::Result<()>>;
@@ -80,6 +85,7 @@ pub async fn run(global: &Global, a: Args) -> anyhow::Result<ExitCode> {
             data_dir: a.data.join("nats"),
             host: a.nats_host.clone(),
             port: Some(a.nats_port),
+            sync_always: a.durable,
         },
         &creds,
     )

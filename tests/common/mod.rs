@@ -19,12 +19,17 @@ impl Bus {
     /// Starts a server and provisions the contract's streams. Fails (never skips) when
     /// nats-server cannot be found, with the install hint.
     pub async fn start() -> Self {
+        Self::start_with(false).await
+    }
+
+    /// [`Bus::start`], in durable mode (`sync_interval: always`) when asked.
+    pub async fn start_with(sync_always: bool) -> Self {
         let _ = tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
             .with_test_writer()
             .try_init();
         let creds = CredentialSet::generate();
-        let server = NatsServer::start_ephemeral(&creds)
+        let server = NatsServer::start_ephemeral_with(&creds, sync_always)
             .await
             .unwrap_or_else(|e| panic!("{e}"));
         let bus = Self {
