@@ -638,7 +638,7 @@ async fn rebuild_rss(
     creds.write(dir.path(), url)?;
     let exe = std::env::current_exe()?;
     let start = Instant::now();
-    let status = std::process::Command::new(exe)
+    let out = std::process::Command::new(exe)
         .args([
             "replay",
             "rebuild",
@@ -651,19 +651,21 @@ async fn rebuild_rss(
         .arg(dir.path().join("db"))
         .arg("--env")
         .arg(dir.path().join("replay.env"))
-        .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
-        .status()?;
+        .output()?;
     let elapsed = start.elapsed().as_secs_f64();
-    anyhow::ensure!(status.success(), "the rebuild child failed");
-    let usage = nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_CHILDREN)?;
+    anyhow::ensure!(out.status.success(), "the rebuild child failed");
+    // The child reports its own high-water mark: getrusage(RUSAGE_CHILDREN) would count
+    // this process's memory too (the child is forked from it before exec).
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let peak_mb: f64 = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix(super::PEAK_MEMORY_LINE))
+        .and_then(|v| v.trim().parse().ok())
+        .context("the rebuild child did not report its peak memory")?;
     let mut total = 0u64;
     for s in ["FIELD_REPORTS", "DOCUMENTS"] {
         total += operator.get_stream(s).await?.info().await?.state.messages;
     }
-    Ok((
-        usage.max_rss() as f64 / 1024.0,
-        total,
-        total as f64 / elapsed,
-    ))
+    Ok((peak_mb, total, total as f64 / elapsed))
 }

@@ -82,3 +82,22 @@ pub async fn interrupted() {
         let _ = tokio::signal::ctrl_c().await;
     }
 }
+
+/// The line `replay rebuild` ends with, read back by `lienthong bench`.
+pub const PEAK_MEMORY_LINE: &str = "peak resident memory (MB):";
+
+/// This process's peak resident memory in MB, from the kernel's high-water mark of its
+/// address space (`VmHWM`). Not `getrusage`: for a spawned child that also counts the
+/// parent's memory it was forked from (before `exec`).
+pub fn peak_resident_mb() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kb: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kb / 1024.0)
+}

@@ -149,6 +149,9 @@ pub async fn run(global: &Global, cmd: Command) -> anyhow::Result<ExitCode> {
                 );
             }
             store.flush()?;
+            if let Some(mb) = super::peak_resident_mb() {
+                println!("{} {mb:.1}", super::PEAK_MEMORY_LINE);
+            }
         }
     }
     Ok(ExitCode::SUCCESS)
