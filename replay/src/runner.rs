@@ -149,60 +149,6 @@ impl Runner {
         })
     }
 
-    /// Decodes and validates one stored message for the projection. Structured mode (what
-    /// the bus writes) takes a borrowed fast path; binary mode the full CloudEvents decoder.
-    fn project(
-        &self,
-        msg: &jetstream::Message,
-        sequence: u64,
-    ) -> Result<Option<ProjectedEvent>, lienthong_bus::BusError> {
-        let Some(read) = Structured::read(msg.headers.as_ref(), &msg.payload) else {
-            return Ok(ProjectedEvent::from_received(decode_message(
-                msg,
-                Some(&self.registry),
-            )?));
-        };
-        let s = read?;
-        let (Some(schema), Some(data)) = (s.dataschema.as_deref(), s.data) else {
-            return Err(lienthong_bus::BusError::Envelope {
-                reason: format!("event {} has no dataschema or no JSON data", s.id),
-            });
-        };
-        match self.registry.validate(schema, &data) {
-            Ok(()) => {}
-            Err(lienthong_bus::schema::ValidationFailure::UnknownSchema) => {
-                return Err(lienthong_bus::BusError::UnknownSchema {
-                    ty: s.ty.to_string(),
-                    version: None,
-                })
-            }
-            Err(lienthong_bus::schema::ValidationFailure::Violations(violations)) => {
-                return Err(lienthong_bus::BusError::Invalid {
-                    ty: s.ty.to_string(),
-                    id: s.id.to_string(),
-                    violations,
-                    dead_letter: None,
-                })
-            }
-        }
-        let stored_version = crate::upcast::version_of(schema).unwrap_or(1);
-        let (version, data) = crate::upcast::upcast(&s.ty, stored_version, data);
-        Ok(Some(ProjectedEvent {
-            ty: s.ty.into_owned(),
-            id: s.id.into_owned(),
-            source: s.source.into_owned(),
-            key: s.subject.map(|k| k.into_owned()),
-            time: s
-                .time
-                .as_deref()
-                .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
-                .map(|t| t.to_utc()),
-            data,
-            version,
-            sequence,
-        }))
-    }
-
     /// The read model this runner builds.
     pub fn projection_name(&self) -> &'static str {
         self.projection.name()
@@ -271,7 +217,16 @@ impl Runner {
             })
             .await
             .map_err(|e| nats("reading", &e))?;
-        let mut messages = consumer.messages().await.map_err(|e| nats("reading", &e))?;
+        let messages = consumer.messages().await.map_err(|e| nats("reading", &e))?;
+        // Decoding and validating (the costliest part per event) runs in its own task, a
+        // batch ahead of the folding and committing here: on two cores they overlap.
+        let (tx, mut decoded) = tokio::sync::mpsc::channel(DECODED_AHEAD);
+        let _reader = AbortOnDrop(tokio::spawn(read_ahead(
+            messages,
+            self.registry.clone(),
+            self.max_batch,
+            tx,
+        )));
         let total = match until {
             Until::Sequence(t) => t,
             Until::Forever => 0,
@@ -279,15 +234,16 @@ impl Runner {
         let mut applied = 0u64;
         let mut last = start;
         loop {
-            let Some(first) = messages.next().await else {
+            let Some(batch) = decoded.recv().await else {
+                // The reader ended: the consumer's stream closed.
                 return Ok(applied);
             };
-            let mut batch = vec![first.map_err(|e| nats("reading", &e))?];
+            let mut batch = batch.map_err(|e| nats("reading", &e))?;
+            // Folding fell behind: take what was decoded meanwhile into the same commit.
             while batch.len() < self.max_batch {
-                match messages.next().now_or_never() {
-                    Some(Some(Ok(m))) => batch.push(m),
-                    Some(Some(Err(e))) => return Err(nats("reading", &e)),
-                    _ => break,
+                match decoded.try_recv() {
+                    Ok(more) => batch.extend(more.map_err(|e| nats("reading", &e))?),
+                    Err(_) => break,
                 }
             }
             let mut changes = Changes::new(tree);
@@ -295,17 +251,16 @@ impl Runner {
             let applied_before = applied;
             let mut pending = u64::MAX;
             let mut done = false;
-            for msg in &batch {
-                let info = msg.info().map_err(|e| nats("reading", &e))?;
+            for item in batch {
                 if let Until::Sequence(target) = until {
-                    if info.stream_sequence > target {
+                    if item.sequence > target {
                         done = true;
                         break;
                     }
                 }
-                last = info.stream_sequence;
-                pending = info.pending;
-                match self.project(msg, info.stream_sequence) {
+                last = item.sequence;
+                pending = item.pending;
+                match item.event {
                     Ok(Some(ev)) => {
                         // Point in time: what happened later is not part of the picture.
                         if as_of.is_none_or(|t| ev.time.is_some_and(|e| e <= t)) {
@@ -318,7 +273,7 @@ impl Runner {
                     }
                     Err(e) => {
                         self.metrics.skipped.fetch_add(1, Ordering::Relaxed);
-                        warn!(projection = self.projection.name(), seq = info.stream_sequence, error = %e, "skipped an event that is not valid");
+                        warn!(projection = self.projection.name(), seq = item.sequence, error = %e, "skipped an event that is not valid");
                     }
                 }
             }
@@ -349,4 +304,118 @@ impl Runner {
             }
         }
     }
+}
+
+/// Batches decoded ahead of the fold.
+const DECODED_AHEAD: usize = 2;
+
+/// One stored message, decoded and validated for a projection.
+struct Decoded {
+    sequence: u64,
+    /// Messages left in the consumer after this one.
+    pending: u64,
+    event: Result<Option<ProjectedEvent>, lienthong_bus::BusError>,
+}
+
+/// Stops the reader task when the fold returns, whichever way.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Reads what the consumer has (up to `max_batch` at a time, without waiting for more
+/// than the first), decodes and validates it, and hands it on in stream order.
+async fn read_ahead(
+    mut messages: consumer::pull::Ordered,
+    registry: Arc<SchemaRegistry>,
+    max_batch: usize,
+    tx: tokio::sync::mpsc::Sender<std::result::Result<Vec<Decoded>, String>>,
+) {
+    let decode = |m: jetstream::Message| match m.info() {
+        Ok(info) => Ok(Decoded {
+            sequence: info.stream_sequence,
+            pending: info.pending,
+            event: project(&registry, &m, info.stream_sequence),
+        }),
+        Err(e) => Err(e.to_string()),
+    };
+    loop {
+        let batch = match messages.next().await {
+            None => return,
+            Some(Err(e)) => Err(e.to_string()),
+            Some(Ok(first)) => {
+                let mut batch = Vec::with_capacity(max_batch);
+                let mut result = decode(first).map(|d| batch.push(d));
+                while result.is_ok() && batch.len() < max_batch {
+                    match messages.next().now_or_never() {
+                        Some(Some(Ok(m))) => result = decode(m).map(|d| batch.push(d)),
+                        Some(Some(Err(e))) => result = Err(e.to_string()),
+                        _ => break,
+                    }
+                }
+                result.map(|()| batch)
+            }
+        };
+        let failed = batch.is_err();
+        if tx.send(batch).await.is_err() || failed {
+            return;
+        }
+    }
+}
+
+/// Decodes and validates one stored message for the projection. Structured mode (what
+/// the bus writes) takes a borrowed fast path; binary mode the full CloudEvents decoder.
+fn project(
+    registry: &SchemaRegistry,
+    msg: &jetstream::Message,
+    sequence: u64,
+) -> Result<Option<ProjectedEvent>, lienthong_bus::BusError> {
+    let Some(read) = Structured::read(msg.headers.as_ref(), &msg.payload) else {
+        return Ok(ProjectedEvent::from_received(decode_message(
+            msg,
+            Some(registry),
+        )?));
+    };
+    let s = read?;
+    let (Some(schema), Some(data)) = (s.dataschema.as_deref(), s.data) else {
+        return Err(lienthong_bus::BusError::Envelope {
+            reason: format!("event {} has no dataschema or no JSON data", s.id),
+        });
+    };
+    match registry.validate(schema, &data) {
+        Ok(()) => {}
+        Err(lienthong_bus::schema::ValidationFailure::UnknownSchema) => {
+            return Err(lienthong_bus::BusError::UnknownSchema {
+                ty: s.ty.to_string(),
+                version: None,
+            })
+        }
+        Err(lienthong_bus::schema::ValidationFailure::Violations(violations)) => {
+            return Err(lienthong_bus::BusError::Invalid {
+                ty: s.ty.to_string(),
+                id: s.id.to_string(),
+                violations,
+                dead_letter: None,
+            })
+        }
+    }
+    let stored_version = crate::upcast::version_of(schema).unwrap_or(1);
+    let (version, data) = crate::upcast::upcast(&s.ty, stored_version, data);
+    Ok(Some(ProjectedEvent {
+        ty: s.ty.into_owned(),
+        id: s.id.into_owned(),
+        source: s.source.into_owned(),
+        key: s.subject.map(|k| k.into_owned()),
+        time: s
+            .time
+            .as_deref()
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+            .map(|t| t.to_utc()),
+        data,
+        version,
+        sequence,
+    }))
 }

@@ -8,7 +8,7 @@
 //! Within a tree, the projection's writes and its checkpoint (the last applied stream
 //! sequence, under [`CHECKPOINT_KEY`]) are committed in one atomic sled batch.
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::path::Path;
 
 use crate::error::{ReplayError, Result};
@@ -171,21 +171,28 @@ pub fn decode_u64(v: &[u8]) -> u64 {
 /// [`Changes::commit`] applies them together with the checkpoint, atomically.
 pub struct Changes<'a> {
     tree: &'a sled::Tree,
-    pending: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+    /// Written in this batch (`None`: removed). Order does not matter: the batch is applied
+    /// as one.
+    pending: HashMap<Vec<u8>, Option<Vec<u8>>>,
 }
 
 impl<'a> Changes<'a> {
     pub fn new(tree: &'a sled::Tree) -> Self {
         Self {
             tree,
-            pending: BTreeMap::new(),
+            pending: HashMap::new(),
         }
     }
 
     pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        self.read(key, |v| v.map(<[u8]>::to_vec))
+    }
+
+    /// Looks at the current value under `key` without copying it.
+    fn read<R>(&self, key: &[u8], f: impl FnOnce(Option<&[u8]>) -> R) -> Result<R> {
         match self.pending.get(key) {
-            Some(v) => Ok(v.clone()),
-            None => Ok(self.tree.get(key)?.map(|v| v.to_vec())),
+            Some(v) => Ok(f(v.as_deref())),
+            None => Ok(f(self.tree.get(key)?.as_deref())),
         }
     }
 
@@ -199,7 +206,7 @@ impl<'a> Changes<'a> {
 
     /// Adds `delta` to the counter under `key` (removed when it reaches 0).
     pub fn add(&mut self, key: Vec<u8>, delta: i64) -> Result<()> {
-        let now = self.get(&key)?.map(|v| decode_u64(&v)).unwrap_or(0) as i64 + delta;
+        let now = self.read(&key, |v| v.map(decode_u64).unwrap_or(0))? as i64 + delta;
         if now <= 0 {
             self.remove(key);
         } else {
@@ -209,15 +216,15 @@ impl<'a> Changes<'a> {
     }
 
     pub fn get_json<T: serde::de::DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>> {
-        match self.get(key)? {
+        self.read(key, |v| match v {
             None => Ok(None),
-            Some(v) => serde_json::from_slice(&v)
+            Some(v) => serde_json::from_slice(v)
                 .map(Some)
                 .map_err(|e| ReplayError::Corrupt {
                     key: String::from_utf8_lossy(key).into_owned(),
                     reason: e.to_string(),
                 }),
-        }
+        })?
     }
 
     pub fn put_json<T: serde::Serialize>(&mut self, key: Vec<u8>, value: &T) -> Result<()> {
