@@ -64,18 +64,14 @@ impl Publisher {
             let stream = topology::stream_for_subsystem(&draft.event_type.subsystem)
                 .map(|s| s.name)
                 .unwrap_or("");
-            let expected = draft.expected_last_subject_sequence;
-            let event = match self.build(draft) {
-                Ok(event) => event,
-                Err(e) => {
-                    results[i] = Some(Err(e));
+            let prepared = match self.prepare_draft(draft) {
+                Ok(Ok(p)) => p,
+                Ok(Err(Rejected { event, error })) => {
+                    results[i] = Some(Err(self.dead_letter(*event, error).await));
                     continue;
                 }
-            };
-            let prepared = match self.prepare(event, expected) {
-                Ok(p) => p,
-                Err(Rejected { event, error }) => {
-                    results[i] = Some(Err(self.dead_letter(*event, error).await));
+                Err(e) => {
+                    results[i] = Some(Err(e));
                     continue;
                 }
             };

@@ -188,9 +188,10 @@ impl Publisher {
     /// # Ok(()) }
     /// ```
     pub async fn publish(&self, draft: EventDraft) -> Result<Published> {
-        let expected = draft.expected_last_subject_sequence;
-        let event = self.build(draft)?;
-        self.publish_event(event, expected).await
+        match self.prepare_draft(draft)? {
+            Ok(prepared) => self.send(prepared).await,
+            Err(Rejected { event, error }) => Err(self.dead_letter(*event, error).await),
+        }
     }
 
     /// Publishes a complete CloudEvent (as the HTTP ingress receives it): the same checks.
@@ -212,13 +213,10 @@ impl Publisher {
         let mut pending: Vec<std::result::Result<(Prepared, PublishAckFuture), Result<Published>>> =
             Vec::with_capacity(drafts.len());
         for draft in drafts {
-            let expected = draft.expected_last_subject_sequence;
-            let prepared = match self.build(draft) {
+            let prepared = match self.prepare_draft(draft) {
                 Err(e) => Err(e),
-                Ok(event) => match self.prepare(event, expected) {
-                    Ok(p) => Ok(p),
-                    Err(Rejected { event, error }) => Err(self.dead_letter(*event, error).await),
-                },
+                Ok(Ok(p)) => Ok(p),
+                Ok(Err(Rejected { event, error })) => Err(self.dead_letter(*event, error).await),
             };
             pending.push(match prepared {
                 Err(e) => Err(Err(e)),
@@ -243,6 +241,59 @@ impl Publisher {
             });
         }
         out
+    }
+
+    /// Checks a draft against its schema and encodes it, without building a CloudEvent
+    /// first (the publishing hot path). A draft that fails validation comes back as the
+    /// CloudEvent it would have been, with the reason, for the dead-letter stream.
+    ///
+    /// # Errors
+    /// [`BusError::UnknownSchema`] when no schema is registered for the type (and version).
+    pub fn prepare_draft(
+        &self,
+        draft: EventDraft,
+    ) -> Result<std::result::Result<Prepared, Rejected>> {
+        let ty = draft.event_type.to_string();
+        let schema = self.registry.schema_id(&ty, draft.schema_version)?;
+        if self.registry.validate(schema, &draft.data).is_err() {
+            // The slow path builds the event and collects every violation.
+            let expected = draft.expected_last_subject_sequence;
+            let event = self.build(draft)?;
+            return Ok(self.prepare(event, expected));
+        }
+        let payload = envelope::encode_parts(
+            &draft.id,
+            &self.source,
+            &ty,
+            &draft.key,
+            &draft.time,
+            schema,
+            &draft.data,
+            draft.classification,
+            draft.traceparent.as_deref(),
+        )?;
+        let mut headers = HeaderMap::new();
+        headers.insert("Content-Type", STRUCTURED_CONTENT_TYPE);
+        headers.insert(
+            async_nats::header::NATS_MESSAGE_ID,
+            message_id(&self.source, &draft.id).as_str(),
+        );
+        if let Some(seq) = draft.expected_last_subject_sequence {
+            headers.insert(
+                async_nats::header::NATS_EXPECTED_LAST_SUBJECT_SEQUENCE,
+                seq.to_string().as_str(),
+            );
+            headers.insert(
+                EXPECTED_LAST_SUBJECT_SEQUENCE_SUBJECT,
+                draft.event_type.aggregate_filter(&draft.key).as_str(),
+            );
+        }
+        Ok(Ok(Prepared {
+            subject: draft.event_type.subject(&draft.key),
+            id: draft.id,
+            headers,
+            payload: payload.into(),
+        }))
     }
 
     /// Builds the CloudEvent for a draft (source, subject, schema, extensions).

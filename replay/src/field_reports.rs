@@ -63,7 +63,12 @@ fn report_key(id: &str) -> Vec<u8> {
     format!("r/{id}").into_bytes()
 }
 fn counter(dimension: &str, value: &str) -> Vec<u8> {
-    format!("c/{dimension}/{value}").into_bytes()
+    let mut key = Vec::with_capacity(3 + dimension.len() + value.len());
+    key.extend_from_slice(b"c/");
+    key.extend_from_slice(dimension.as_bytes());
+    key.push(b'/');
+    key.extend_from_slice(value.as_bytes());
+    key
 }
 const TOTAL: &[u8] = b"c/total";
 
@@ -167,20 +172,21 @@ impl Projection for FieldReportsProjection {
 
         if is_new {
             changes.add(TOTAL.to_vec(), 1)?;
-        } else {
-            changes.add(counter("status", &before.0), -1)?;
-            changes.add(counter("ward", &before.1), -1)?;
-            changes.add(
-                counter("category", before.2.as_deref().unwrap_or("unknown")),
-                -1,
-            )?;
         }
-        changes.add(counter("status", &r.status), 1)?;
-        changes.add(counter("ward", &r.ward), 1)?;
-        changes.add(
-            counter("category", r.category.as_deref().unwrap_or("unknown")),
-            1,
-        )?;
+        // Move the report between counters only where it changed.
+        let category = |c: &Option<String>| c.as_deref().unwrap_or("unknown").to_string();
+        for (dimension, was, now) in [
+            ("status", before.0, r.status.clone()),
+            ("ward", before.1, r.ward.clone()),
+            ("category", category(&before.2), category(&r.category)),
+        ] {
+            if is_new || was != now {
+                if !is_new {
+                    changes.add(counter(dimension, &was), -1)?;
+                }
+                changes.add(counter(dimension, &now), 1)?;
+            }
+        }
         changes.put_json(key, &r)
     }
 }

@@ -19,7 +19,7 @@ use tracing::{debug, info, warn};
 
 use crate::error::{ReplayError, Result};
 use crate::projection::{ProjectedEvent, Projection};
-use crate::store::{checkpoint, Changes, ReadStore};
+use crate::store::{checkpoint, Changes, DecodedValues, ReadStore};
 
 /// Most events committed in one batch.
 pub const MAX_BATCH: usize = 1000;
@@ -233,6 +233,7 @@ impl Runner {
         };
         let mut applied = 0u64;
         let mut last = start;
+        let mut decoded_values = DecodedValues::new(DECODED_VALUES);
         loop {
             let Some(batch) = decoded.recv().await else {
                 // The reader ended: the consumer's stream closed.
@@ -246,7 +247,7 @@ impl Runner {
                     Err(_) => break,
                 }
             }
-            let mut changes = Changes::new(tree);
+            let mut changes = Changes::with_decoded(tree, &mut decoded_values);
             let batch_start = last;
             let applied_before = applied;
             let mut pending = u64::MAX;
@@ -305,6 +306,9 @@ impl Runner {
         }
     }
 }
+
+/// Aggregates a fold keeps decoded between batches (a few MB at most).
+const DECODED_VALUES: usize = 20_000;
 
 /// Batches decoded ahead of the fold.
 const DECODED_AHEAD: usize = 2;

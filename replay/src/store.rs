@@ -169,11 +169,54 @@ pub fn decode_u64(v: &[u8]) -> u64 {
 
 /// A read-through write batch over one tree: reads see the batch's own writes, and
 /// [`Changes::commit`] applies them together with the checkpoint, atomically.
+///
+/// Values written with [`Changes::put_json`] stay decoded until the commit: an aggregate
+/// that several events of a batch touch is parsed once and encoded once, not per event.
 pub struct Changes<'a> {
     tree: &'a sled::Tree,
-    /// Written in this batch (`None`: removed). Order does not matter: the batch is applied
-    /// as one.
-    pending: HashMap<Vec<u8>, Option<Vec<u8>>>,
+    /// Written in this batch. Order does not matter: the batch is applied as one.
+    pending: HashMap<Vec<u8>, Pending>,
+    /// Values a fold keeps decoded from one batch to the next.
+    decoded: Option<&'a mut DecodedValues>,
+}
+
+/// Values kept decoded from one batch to the next by a fold — the only writer of its tree —
+/// so that an aggregate many batches touch is not parsed again for each. Bounded: emptied
+/// when it grows past its capacity.
+pub struct DecodedValues {
+    values: HashMap<Vec<u8>, Box<dyn JsonValue>>,
+    capacity: usize,
+}
+
+impl DecodedValues {
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            values: HashMap::new(),
+            capacity,
+        }
+    }
+}
+
+enum Pending {
+    Removed,
+    Bytes(Vec<u8>),
+    /// A value kept decoded, encoded as JSON at the commit.
+    Json(Box<dyn JsonValue>),
+}
+
+/// A decoded value `Changes` can hand back by type and encode at the commit.
+trait JsonValue: Send {
+    fn as_any(&self) -> &dyn std::any::Any;
+    fn encode(&self) -> serde_json::Result<Vec<u8>>;
+}
+
+impl<T: serde::Serialize + Send + 'static> JsonValue for T {
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+    fn encode(&self) -> serde_json::Result<Vec<u8>> {
+        serde_json::to_vec(self)
+    }
 }
 
 impl<'a> Changes<'a> {
@@ -181,6 +224,30 @@ impl<'a> Changes<'a> {
         Self {
             tree,
             pending: HashMap::new(),
+            decoded: None,
+        }
+    }
+
+    /// A batch that reads values kept decoded by earlier batches of the same fold, and
+    /// leaves its own there when committed.
+    pub fn with_decoded(tree: &'a sled::Tree, decoded: &'a mut DecodedValues) -> Self {
+        Self {
+            tree,
+            pending: HashMap::new(),
+            decoded: Some(decoded),
+        }
+    }
+
+    /// A value kept decoded, by this batch or an earlier one.
+    fn decoded(&self, key: &[u8]) -> Option<&dyn JsonValue> {
+        match self.pending.get(key) {
+            Some(Pending::Json(v)) => Some(v.as_ref()),
+            Some(_) => None,
+            None => self
+                .decoded
+                .as_ref()
+                .and_then(|d| d.values.get(key))
+                .map(|v| v.as_ref()),
         }
     }
 
@@ -188,20 +255,24 @@ impl<'a> Changes<'a> {
         self.read(key, |v| v.map(<[u8]>::to_vec))
     }
 
-    /// Looks at the current value under `key` without copying it.
+    /// Looks at the current bytes under `key`, without copying them when they are bytes.
     fn read<R>(&self, key: &[u8], f: impl FnOnce(Option<&[u8]>) -> R) -> Result<R> {
+        if let Some(v) = self.decoded(key) {
+            return Ok(f(Some(&encode(key, v)?)));
+        }
         match self.pending.get(key) {
-            Some(v) => Ok(f(v.as_deref())),
-            None => Ok(f(self.tree.get(key)?.as_deref())),
+            Some(Pending::Removed) => Ok(f(None)),
+            Some(Pending::Bytes(v)) => Ok(f(Some(v))),
+            _ => Ok(f(self.tree.get(key)?.as_deref())),
         }
     }
 
     pub fn put(&mut self, key: Vec<u8>, value: Vec<u8>) {
-        self.pending.insert(key, Some(value));
+        self.pending.insert(key, Pending::Bytes(value));
     }
 
     pub fn remove(&mut self, key: Vec<u8>) {
-        self.pending.insert(key, None);
+        self.pending.insert(key, Pending::Removed);
     }
 
     /// Adds `delta` to the counter under `key` (removed when it reaches 0).
@@ -215,39 +286,80 @@ impl<'a> Changes<'a> {
         Ok(())
     }
 
-    pub fn get_json<T: serde::de::DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>> {
+    /// The JSON value under `key` as a `T`.
+    pub fn get_json<T>(&self, key: &[u8]) -> Result<Option<T>>
+    where
+        T: serde::de::DeserializeOwned + Clone + 'static,
+    {
+        if let Some(t) = self
+            .decoded(key)
+            .and_then(|v| v.as_any().downcast_ref::<T>())
+        {
+            return Ok(Some(t.clone()));
+        }
         self.read(key, |v| match v {
             None => Ok(None),
             Some(v) => serde_json::from_slice(v)
                 .map(Some)
-                .map_err(|e| ReplayError::Corrupt {
-                    key: String::from_utf8_lossy(key).into_owned(),
-                    reason: e.to_string(),
-                }),
+                .map_err(|e| corrupt(key, e)),
         })?
     }
 
-    pub fn put_json<T: serde::Serialize>(&mut self, key: Vec<u8>, value: &T) -> Result<()> {
-        let bytes = serde_json::to_vec(value).map_err(|e| ReplayError::Corrupt {
-            key: String::from_utf8_lossy(&key).into_owned(),
-            reason: e.to_string(),
-        })?;
-        self.put(key, bytes);
+    /// Writes `value` under `key` as JSON (kept decoded until the commit).
+    pub fn put_json<T>(&mut self, key: Vec<u8>, value: &T) -> Result<()>
+    where
+        T: serde::Serialize + Clone + Send + 'static,
+    {
+        self.pending
+            .insert(key, Pending::Json(Box::new(value.clone())));
         Ok(())
     }
 
     /// Applies every write and the checkpoint `sequence` in one atomic batch.
     pub fn commit(self, sequence: u64) -> Result<()> {
         let mut batch = sled::Batch::default();
+        let keeping = self.decoded.is_some();
+        let (mut kept, mut stale) = (Vec::new(), Vec::new());
         for (k, v) in self.pending {
             match v {
-                Some(v) => batch.insert(k, v),
-                None => batch.remove(k),
+                Pending::Removed => batch.remove(k.as_slice()),
+                Pending::Bytes(v) => batch.insert(k.as_slice(), v),
+                Pending::Json(v) => {
+                    batch.insert(k.as_slice(), encode(&k, v.as_ref())?);
+                    if keeping {
+                        kept.push((k, v));
+                    }
+                    continue;
+                }
+            }
+            if keeping {
+                stale.push(k);
             }
         }
         batch.insert(CHECKPOINT_KEY, &sequence.to_be_bytes());
         self.tree.apply_batch(batch)?;
+        // What is stored now, and only that, stays decoded for the next batch.
+        if let Some(d) = self.decoded {
+            for k in stale {
+                d.values.remove(&k);
+            }
+            d.values.extend(kept);
+            if d.values.len() > d.capacity {
+                d.values.clear();
+            }
+        }
         Ok(())
+    }
+}
+
+fn encode(key: &[u8], v: &dyn JsonValue) -> Result<Vec<u8>> {
+    v.encode().map_err(|e| corrupt(key, e))
+}
+
+fn corrupt(key: &[u8], e: serde_json::Error) -> ReplayError {
+    ReplayError::Corrupt {
+        key: String::from_utf8_lossy(key).into_owned(),
+        reason: e.to_string(),
     }
 }
 
@@ -267,6 +379,59 @@ mod tests {
         c.commit(42).unwrap();
         assert_eq!(decode_u64(&tree.get(b"n").unwrap().unwrap()), 5);
         assert_eq!(checkpoint(&tree).unwrap(), 42);
+    }
+
+    #[test]
+    fn values_kept_decoded_read_back_and_commit_as_json() {
+        let store = ReadStore::temporary().unwrap();
+        let tree = store.current("p").unwrap();
+        let mut c = Changes::new(&tree);
+        c.put_json(b"v".to_vec(), &vec![1u32, 2]).unwrap();
+        assert_eq!(c.get_json::<Vec<u32>>(b"v").unwrap(), Some(vec![1, 2]));
+        // Read as another type or as bytes: encoded on the way.
+        assert_eq!(
+            c.get_json::<serde_json::Value>(b"v").unwrap(),
+            Some(serde_json::json!([1, 2]))
+        );
+        assert_eq!(c.get(b"v").unwrap().unwrap(), b"[1,2]");
+        c.remove(b"v".to_vec());
+        assert_eq!(c.get_json::<Vec<u32>>(b"v").unwrap(), None);
+        c.put_json(b"v".to_vec(), &vec![3u32]).unwrap();
+        c.commit(7).unwrap();
+        assert_eq!(tree.get(b"v").unwrap().unwrap(), b"[3]");
+        let c = Changes::new(&tree);
+        assert_eq!(c.get_json::<Vec<u32>>(b"v").unwrap(), Some(vec![3]));
+    }
+
+    #[test]
+    fn values_stay_decoded_across_batches_of_one_fold() {
+        let store = ReadStore::temporary().unwrap();
+        let tree = store.current("p").unwrap();
+        let mut decoded = DecodedValues::new(10);
+        let mut c = Changes::with_decoded(&tree, &mut decoded);
+        c.put_json(b"a".to_vec(), &vec![1u32]).unwrap();
+        c.put_json(b"b".to_vec(), &vec![2u32]).unwrap();
+        c.commit(1).unwrap();
+        assert_eq!(decoded.values.len(), 2);
+        // A later batch reads them decoded; bytes written over one replace it.
+        let mut c = Changes::with_decoded(&tree, &mut decoded);
+        assert_eq!(c.get_json::<Vec<u32>>(b"a").unwrap(), Some(vec![1]));
+        c.put(b"b".to_vec(), b"[5]".to_vec());
+        c.remove(b"a".to_vec());
+        assert_eq!(c.get_json::<Vec<u32>>(b"b").unwrap(), Some(vec![5]));
+        c.commit(2).unwrap();
+        assert!(decoded.values.is_empty());
+        assert_eq!(tree.get(b"b").unwrap().unwrap(), b"[5]");
+        assert!(tree.get(b"a").unwrap().is_none());
+        // Bounded: past its capacity it is emptied (the tree has everything).
+        let mut c = Changes::with_decoded(&tree, &mut decoded);
+        for i in 0..11u32 {
+            c.put_json(vec![b'k', i as u8], &i).unwrap();
+        }
+        c.commit(3).unwrap();
+        assert!(decoded.values.is_empty());
+        let c = Changes::with_decoded(&tree, &mut decoded);
+        assert_eq!(c.get_json::<u32>(&[b'k', 10]).unwrap(), Some(10));
     }
 
     #[test]
