@@ -72,9 +72,33 @@ fn benches(c: &mut Criterion) {
     c.bench_function("envelope/encode_structured", |b| {
         b.iter(|| envelope::encode_structured(black_box(&event)).unwrap())
     });
+    let time: chrono::DateTime<chrono::Utc> = "2023-11-18T12:42:10Z".parse().unwrap();
+    c.bench_function("envelope/encode_parts", |b| {
+        b.iter(|| {
+            envelope::encode_parts(
+                "report/PT-2023-000981/submitted",
+                "urn:lienthong:phanthiet:field_reports",
+                "vn.egov.field_reports.report.submitted",
+                "PT-2023-000981",
+                &time,
+                &schema,
+                black_box(&d),
+                Classification::Public,
+                None,
+            )
+            .unwrap()
+        })
+    });
     let bytes = envelope::encode_structured(&event).unwrap();
     c.bench_function("envelope/decode_structured", |b| {
         b.iter(|| envelope::decode(None, black_box(&bytes)).unwrap())
+    });
+    c.bench_function("envelope/read_structured", |b| {
+        b.iter(|| envelope::Structured::read(None, black_box(&bytes)).unwrap().unwrap())
+    });
+    c.bench_function("json/parse_data_value", |b| {
+        let data = serde_json::to_vec(&d).unwrap();
+        b.iter(|| serde_json::from_slice::<serde_json::Value>(black_box(&data)).unwrap())
     });
     c.bench_function("publisher/message_id", |b| {
         b.iter(|| {
