@@ -94,7 +94,11 @@ fn benches(c: &mut Criterion) {
         b.iter(|| envelope::decode(None, black_box(&bytes)).unwrap())
     });
     c.bench_function("envelope/read_structured", |b| {
-        b.iter(|| envelope::Structured::read(None, black_box(&bytes)).unwrap().unwrap())
+        b.iter(|| {
+            envelope::Structured::read(None, black_box(&bytes))
+                .unwrap()
+                .unwrap()
+        })
     });
     c.bench_function("json/parse_data_value", |b| {
         let data = serde_json::to_vec(&d).unwrap();

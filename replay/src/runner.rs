@@ -221,11 +221,15 @@ impl Runner {
         // Decoding and validating (the costliest part per event) runs in its own task, a
         // batch ahead of the folding and committing here: on two cores they overlap.
         let (tx, mut decoded) = tokio::sync::mpsc::channel(DECODED_AHEAD);
+        // Folded batches go back to the reader to be freed on the thread that allocated
+        // them (cheaper for the allocator than freeing across threads).
+        let (spent, spent_rx) = std::sync::mpsc::channel::<Vec<DecodedMessage>>();
         let _reader = AbortOnDrop(tokio::spawn(read_ahead(
             messages,
             self.registry.clone(),
             self.max_batch,
             tx,
+            spent_rx,
         )));
         let total = match until {
             Until::Sequence(t) => t,
@@ -252,7 +256,7 @@ impl Runner {
             let applied_before = applied;
             let mut pending = u64::MAX;
             let mut done = false;
-            for item in batch {
+            for item in &batch {
                 if let Until::Sequence(target) = until {
                     if item.sequence > target {
                         done = true;
@@ -261,11 +265,11 @@ impl Runner {
                 }
                 last = item.sequence;
                 pending = item.pending;
-                match item.event {
+                match &item.event {
                     Ok(Some(ev)) => {
                         // Point in time: what happened later is not part of the picture.
                         if as_of.is_none_or(|t| ev.time.is_some_and(|e| e <= t)) {
-                            self.projection.apply(&mut changes, &ev)?;
+                            self.projection.apply(&mut changes, ev)?;
                             applied += 1;
                         }
                     }
@@ -278,6 +282,7 @@ impl Runner {
                     }
                 }
             }
+            let _ = spent.send(batch);
             if let Some(g) = generation {
                 if self.store.current_name(self.projection.name())?.as_deref() != Some(g) {
                     debug!(
@@ -314,7 +319,7 @@ const DECODED_VALUES: usize = 20_000;
 const DECODED_AHEAD: usize = 2;
 
 /// One stored message, decoded and validated for a projection.
-struct Decoded {
+struct DecodedMessage {
     sequence: u64,
     /// Messages left in the consumer after this one.
     pending: u64,
@@ -336,10 +341,11 @@ async fn read_ahead(
     mut messages: consumer::pull::Ordered,
     registry: Arc<SchemaRegistry>,
     max_batch: usize,
-    tx: tokio::sync::mpsc::Sender<std::result::Result<Vec<Decoded>, String>>,
+    tx: tokio::sync::mpsc::Sender<std::result::Result<Vec<DecodedMessage>, String>>,
+    spent: std::sync::mpsc::Receiver<Vec<DecodedMessage>>,
 ) {
     let decode = |m: jetstream::Message| match m.info() {
-        Ok(info) => Ok(Decoded {
+        Ok(info) => Ok(DecodedMessage {
             sequence: info.stream_sequence,
             pending: info.pending,
             event: project(&registry, &m, info.stream_sequence),
@@ -347,6 +353,9 @@ async fn read_ahead(
         Err(e) => Err(e.to_string()),
     };
     loop {
+        while let Ok(folded) = spent.try_recv() {
+            drop(folded);
+        }
         let batch = match messages.next().await {
             None => return,
             Some(Err(e)) => Err(e.to_string()),
