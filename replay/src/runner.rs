@@ -316,7 +316,7 @@ impl Runner {
 const DECODED_VALUES: usize = 20_000;
 
 /// Batches decoded ahead of the fold.
-const DECODED_AHEAD: usize = 2;
+const DECODED_AHEAD: usize = 4;
 
 /// One stored message, decoded and validated for a projection.
 struct DecodedMessage {
@@ -344,28 +344,48 @@ async fn read_ahead(
     tx: tokio::sync::mpsc::Sender<std::result::Result<Vec<DecodedMessage>, String>>,
     spent: std::sync::mpsc::Receiver<Vec<DecodedMessage>>,
 ) {
-    let decode = |m: jetstream::Message| match m.info() {
-        Ok(info) => Ok(DecodedMessage {
-            sequence: info.stream_sequence,
-            pending: info.pending,
-            event: project(&registry, &m, info.stream_sequence),
-        }),
-        Err(e) => Err(e.to_string()),
-    };
-    loop {
-        while let Ok(folded) = spent.try_recv() {
-            drop(folded);
+    // Receiving (which keeps the consumer's pull requests going) and decoding run as two
+    // tasks, so the server is never kept waiting while a batch is decoded.
+    let (raw_tx, mut raw_rx) =
+        tokio::sync::mpsc::channel::<std::result::Result<Vec<jetstream::Message>, String>>(4);
+    let decoder = AbortOnDrop(tokio::spawn(async move {
+        while let Some(batch) = raw_rx.recv().await {
+            while let Ok(folded) = spent.try_recv() {
+                drop(folded);
+            }
+            let failed = batch.is_err();
+            let decoded = batch.and_then(|b| {
+                b.into_iter()
+                    .map(|m| {
+                        let info = m.info().map_err(|e| e.to_string())?;
+                        Ok(DecodedMessage {
+                            sequence: info.stream_sequence,
+                            pending: info.pending,
+                            event: project(&registry, &m, info.stream_sequence),
+                        })
+                    })
+                    .collect()
+            });
+            if tx.send(decoded).await.is_err() || failed {
+                return;
+            }
         }
+    }));
+    loop {
         let batch = match messages.next().await {
-            None => return,
+            None => break,
             Some(Err(e)) => Err(e.to_string()),
             Some(Ok(first)) => {
                 let mut batch = Vec::with_capacity(max_batch);
-                let mut result = decode(first).map(|d| batch.push(d));
-                while result.is_ok() && batch.len() < max_batch {
+                batch.push(first);
+                let mut result = Ok(());
+                while batch.len() < max_batch {
                     match messages.next().now_or_never() {
-                        Some(Some(Ok(m))) => result = decode(m).map(|d| batch.push(d)),
-                        Some(Some(Err(e))) => result = Err(e.to_string()),
+                        Some(Some(Ok(m))) => batch.push(m),
+                        Some(Some(Err(e))) => {
+                            result = Err(e.to_string());
+                            break;
+                        }
                         _ => break,
                     }
                 }
@@ -373,10 +393,14 @@ async fn read_ahead(
             }
         };
         let failed = batch.is_err();
-        if tx.send(batch).await.is_err() || failed {
-            return;
+        if raw_tx.send(batch).await.is_err() || failed {
+            break;
         }
     }
+    drop(raw_tx);
+    // Let the decoder finish what it has (the fold may still want it).
+    let mut decoder = decoder;
+    let _ = (&mut decoder.0).await;
 }
 
 /// Decodes and validates one stored message for the projection. Structured mode (what
