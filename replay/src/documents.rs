@@ -115,7 +115,7 @@ impl Projection for DocumentExchangeProjection {
                     (_, true) => row.received_electronic += 1,
                     (_, false) => row.received_paper += 1,
                 }
-                changes.put_json(key, &row)
+                changes.put_json(key, row)
             }
             "sent" | "revoked" | "updated" | "replaced" => {
                 let Some(doc) = s(d, "/document_id") else {
@@ -172,10 +172,10 @@ impl Projection for DocumentExchangeProjection {
                         } else {
                             row.edxml_revoked += 1;
                         }
-                        changes.put_json(rk, &row)?;
+                        changes.put_json(rk, row)?;
                     }
                 }
-                changes.put_json(key, &trail)
+                changes.put_json(key, trail)
             }
             "received" | "status_changed" => {
                 let (Some(doc), Some(organ), Some(status)) = (
@@ -193,7 +193,7 @@ impl Projection for DocumentExchangeProjection {
                         ..Default::default()
                     });
                 trail.statuses.insert(organ, status);
-                changes.put_json(key, &trail)
+                changes.put_json(key, trail)
             }
             _ => Ok(()),
         }

@@ -187,7 +187,7 @@ impl Projection for FieldReportsProjection {
                 changes.add(counter(dimension, &now), 1)?;
             }
         }
-        changes.put_json(key, &r)
+        changes.put_json(key, r)
     }
 }
 

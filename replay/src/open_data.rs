@@ -98,7 +98,7 @@ impl Projection for CatalogueProjection {
                 }
             }
         }
-        changes.put_json(key, &view)
+        changes.put_json(key, view)
     }
 }
 

@@ -67,7 +67,7 @@ impl Projection for SignOnProjection {
                         changes.add(counter("registered_users"), 1)?;
                     }
                 }
-                changes.put_json(user_key(&u), &st)?;
+                changes.put_json(user_key(&u), st)?;
             }
             "account.deleted" => {
                 let Some(u) = user else { return Ok(()) };
@@ -79,7 +79,7 @@ impl Projection for SignOnProjection {
                         changes.add(counter("registered_users"), -1)?;
                     }
                 }
-                changes.put_json(user_key(&u), &st)?;
+                changes.put_json(user_key(&u), st)?;
             }
             "session.started" => {
                 changes.add(counter("logins"), 1)?;

@@ -306,12 +306,11 @@ impl<'a> Changes<'a> {
     }
 
     /// Writes `value` under `key` as JSON (kept decoded until the commit).
-    pub fn put_json<T>(&mut self, key: Vec<u8>, value: &T) -> Result<()>
+    pub fn put_json<T>(&mut self, key: Vec<u8>, value: T) -> Result<()>
     where
-        T: serde::Serialize + Clone + Send + 'static,
+        T: serde::Serialize + Send + 'static,
     {
-        self.pending
-            .insert(key, Pending::Json(Box::new(value.clone())));
+        self.pending.insert(key, Pending::Json(Box::new(value)));
         Ok(())
     }
 
@@ -386,7 +385,7 @@ mod tests {
         let store = ReadStore::temporary().unwrap();
         let tree = store.current("p").unwrap();
         let mut c = Changes::new(&tree);
-        c.put_json(b"v".to_vec(), &vec![1u32, 2]).unwrap();
+        c.put_json(b"v".to_vec(), vec![1u32, 2]).unwrap();
         assert_eq!(c.get_json::<Vec<u32>>(b"v").unwrap(), Some(vec![1, 2]));
         // Read as another type or as bytes: encoded on the way.
         assert_eq!(
@@ -396,7 +395,7 @@ mod tests {
         assert_eq!(c.get(b"v").unwrap().unwrap(), b"[1,2]");
         c.remove(b"v".to_vec());
         assert_eq!(c.get_json::<Vec<u32>>(b"v").unwrap(), None);
-        c.put_json(b"v".to_vec(), &vec![3u32]).unwrap();
+        c.put_json(b"v".to_vec(), vec![3u32]).unwrap();
         c.commit(7).unwrap();
         assert_eq!(tree.get(b"v").unwrap().unwrap(), b"[3]");
         let c = Changes::new(&tree);
@@ -409,8 +408,8 @@ mod tests {
         let tree = store.current("p").unwrap();
         let mut decoded = DecodedValues::new(10);
         let mut c = Changes::with_decoded(&tree, &mut decoded);
-        c.put_json(b"a".to_vec(), &vec![1u32]).unwrap();
-        c.put_json(b"b".to_vec(), &vec![2u32]).unwrap();
+        c.put_json(b"a".to_vec(), vec![1u32]).unwrap();
+        c.put_json(b"b".to_vec(), vec![2u32]).unwrap();
         c.commit(1).unwrap();
         assert_eq!(decoded.values.len(), 2);
         // A later batch reads them decoded; bytes written over one replace it.
@@ -426,7 +425,7 @@ mod tests {
         // Bounded: past its capacity it is emptied (the tree has everything).
         let mut c = Changes::with_decoded(&tree, &mut decoded);
         for i in 0..11u32 {
-            c.put_json(vec![b'k', i as u8], &i).unwrap();
+            c.put_json(vec![b'k', i as u8], i).unwrap();
         }
         c.commit(3).unwrap();
         assert!(decoded.values.is_empty());
