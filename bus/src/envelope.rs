@@ -250,7 +250,10 @@ pub struct Structured<'a> {
 impl<'a> Structured<'a> {
     /// Reads a structured-mode payload; `None` when the headers say binary mode.
     pub fn read(headers: Option<&HeaderMap>, payload: &'a [u8]) -> Option<Result<Self>> {
-        if headers.is_some_and(|h| h.get("ce-specversion").is_some()) {
+        // A static name: looking a `&str` up builds a header name (and allocates) each time.
+        const CE_SPECVERSION: async_nats::header::HeaderName =
+            async_nats::header::HeaderName::from_static("ce-specversion");
+        if headers.is_some_and(|h| h.get(CE_SPECVERSION).is_some()) {
             return None;
         }
         Some(
