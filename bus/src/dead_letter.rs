@@ -139,7 +139,7 @@ impl DeadLetter {
             None,
         )?;
         let mut headers = HeaderMap::new();
-        headers.insert("Content-Type", STRUCTURED_CONTENT_TYPE);
+        headers.insert(envelope::CONTENT_TYPE, STRUCTURED_CONTENT_TYPE);
         headers.insert(
             async_nats::header::NATS_MESSAGE_ID,
             message_id(&self.original_source, &id).as_str(),

@@ -19,6 +19,9 @@ pub use cloudevents;
 
 /// `Content-Type` of structured-mode CloudEvents.
 pub const STRUCTURED_CONTENT_TYPE: &str = "application/cloudevents+json";
+/// The `Content-Type` header's name, built once (a `&str` name is parsed on every use).
+pub const CONTENT_TYPE: async_nats::header::HeaderName =
+    async_nats::header::HeaderName::from_static("Content-Type");
 /// `datacontenttype` of every event the bus writes.
 pub const DATA_CONTENT_TYPE: &str = "application/json";
 /// Extension naming how sensitive the data is.

@@ -273,7 +273,7 @@ impl Publisher {
             draft.traceparent.as_deref(),
         )?;
         let mut headers = HeaderMap::new();
-        headers.insert("Content-Type", STRUCTURED_CONTENT_TYPE);
+        headers.insert(envelope::CONTENT_TYPE, STRUCTURED_CONTENT_TYPE);
         headers.insert(
             async_nats::header::NATS_MESSAGE_ID,
             message_id(&self.source, &draft.id).as_str(),
@@ -400,7 +400,7 @@ impl Publisher {
             Err(e) => return Err(reject(event, e)),
         };
         let mut headers = HeaderMap::new();
-        headers.insert("Content-Type", STRUCTURED_CONTENT_TYPE);
+        headers.insert(envelope::CONTENT_TYPE, STRUCTURED_CONTENT_TYPE);
         headers.insert(
             async_nats::header::NATS_MESSAGE_ID,
             message_id(event.source().as_str(), event.id()).as_str(),
