@@ -272,26 +272,16 @@ impl Publisher {
             draft.classification,
             draft.traceparent.as_deref(),
         )?;
-        let mut headers = HeaderMap::new();
-        headers.insert(envelope::CONTENT_TYPE, STRUCTURED_CONTENT_TYPE);
-        headers.insert(
-            async_nats::header::NATS_MESSAGE_ID,
-            message_id(&self.source, &draft.id).as_str(),
-        );
-        if let Some(seq) = draft.expected_last_subject_sequence {
-            headers.insert(
-                async_nats::header::NATS_EXPECTED_LAST_SUBJECT_SEQUENCE,
-                seq.to_string().as_str(),
-            );
-            headers.insert(
-                EXPECTED_LAST_SUBJECT_SEQUENCE_SUBJECT,
-                draft.event_type.aggregate_filter(&draft.key).as_str(),
-            );
-        }
         Ok(Ok(Prepared {
             subject: draft.event_type.subject(&draft.key),
+            headers: headers(
+                &self.source,
+                &draft.id,
+                &draft.event_type,
+                &draft.key,
+                draft.expected_last_subject_sequence,
+            ),
             id: draft.id,
-            headers,
             payload: payload.into(),
         }))
     }
@@ -399,26 +389,10 @@ impl Publisher {
             Ok(p) => p,
             Err(e) => return Err(reject(event, e)),
         };
-        let mut headers = HeaderMap::new();
-        headers.insert(envelope::CONTENT_TYPE, STRUCTURED_CONTENT_TYPE);
-        headers.insert(
-            async_nats::header::NATS_MESSAGE_ID,
-            message_id(event.source().as_str(), event.id()).as_str(),
-        );
-        if let Some(seq) = expected {
-            headers.insert(
-                async_nats::header::NATS_EXPECTED_LAST_SUBJECT_SEQUENCE,
-                seq.to_string().as_str(),
-            );
-            headers.insert(
-                EXPECTED_LAST_SUBJECT_SEQUENCE_SUBJECT,
-                ty.aggregate_filter(&key).as_str(),
-            );
-        }
         Ok(Prepared {
             id: event.id().to_string(),
             subject: ty.subject(&key),
-            headers,
+            headers: headers(event.source().as_str(), event.id(), &ty, &key, expected),
             payload: payload.into(),
         })
     }
@@ -567,6 +541,28 @@ fn published(p: &Prepared, ack: async_nats::jetstream::publish::PublishAck) -> P
         sequence: ack.sequence,
         duplicate: ack.duplicate,
     }
+}
+
+/// The headers of a structured-mode event: content type, the dedupe id and, when asked, the
+/// per-aggregate concurrency expectation.
+fn headers(source: &str, id: &str, ty: &EventType, key: &str, expected: Option<u64>) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    headers.insert(envelope::CONTENT_TYPE, STRUCTURED_CONTENT_TYPE);
+    headers.insert(
+        async_nats::header::NATS_MESSAGE_ID,
+        message_id(source, id).as_str(),
+    );
+    if let Some(seq) = expected {
+        headers.insert(
+            async_nats::header::NATS_EXPECTED_LAST_SUBJECT_SEQUENCE,
+            seq.to_string().as_str(),
+        );
+        headers.insert(
+            EXPECTED_LAST_SUBJECT_SEQUENCE_SUBJECT,
+            ty.aggregate_filter(key).as_str(),
+        );
+    }
+    headers
 }
 
 fn violation(pointer: &str, message: &str) -> crate::error::Violation {
