@@ -14,11 +14,13 @@
 //! - [`sso`]: registered and active users, sign-ins, failures, lockouts.
 //! - [`open_data`]: the catalogue, withdrawn datasets marked, DCAT.
 //! - [`runner`]: following a stream live, and rebuilding beside and swapping ([`Runner`]).
+//! - [`decode`]: receiving and decoding stored events ahead of a fold, in stream order.
 //! - [`http`]: the HTTP API and the IOC dashboard.
 //! - [`service`]: the whole service ([`service::serve`]).
 //! - [`error`]: what can go wrong, [`ReplayError`].
 
 pub mod audit;
+pub mod decode;
 pub mod documents;
 pub mod error;
 pub mod field_reports;

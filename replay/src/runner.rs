@@ -2,23 +2,23 @@
 //! rebuild (into a fresh generation up to the head, then swap).
 //!
 //! Both read with an ordered consumer that starts right after the tree's checkpoint, and
-//! commit each batch of events together with the new checkpoint. Nothing is acknowledged to
-//! the server: the checkpoint in sled is the only position, so a crash at any point resumes
-//! exactly after the last committed batch — never counting an event twice, never skipping.
+//! commit each batch of events together with the new checkpoint. Receiving and decoding run
+//! ahead of the fold in their own tasks ([`crate::decode`]), in stream order. Nothing is
+//! acknowledged to the server: the checkpoint in sled is the only position, so a crash at any
+//! point resumes exactly after the last committed batch — never counting an event twice,
+//! never skipping.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use async_nats::jetstream::{self, consumer};
 use chrono::{DateTime, Utc};
-use futures::{FutureExt, StreamExt};
-use lienthong_bus::envelope::Structured;
-use lienthong_bus::subscriber::decode_message;
 use lienthong_bus::SchemaRegistry;
 use tracing::{debug, info, warn};
 
+use crate::decode::{read_ahead, AbortOnDrop, DecodedMessage, DECODED_AHEAD};
 use crate::error::{ReplayError, Result};
-use crate::projection::{ProjectedEvent, Projection};
+use crate::projection::Projection;
 use crate::store::{checkpoint, Changes, DecodedValues, ReadStore};
 
 /// Most events committed in one batch.
@@ -218,8 +218,8 @@ impl Runner {
             .await
             .map_err(|e| nats("reading", &e))?;
         let messages = consumer.messages().await.map_err(|e| nats("reading", &e))?;
-        // Decoding and validating (the costliest part per event) runs in its own task, a
-        // batch ahead of the folding and committing here: on two cores they overlap.
+        // A pipeline: one task receives, one decodes and validates (the costliest part per
+        // event), and this loop folds and commits — each a few batches ahead of the next.
         let (tx, mut decoded) = tokio::sync::mpsc::channel(DECODED_AHEAD);
         // Folded batches go back to the reader to be freed on the thread that allocated
         // them (cheaper for the allocator than freeing across threads).
@@ -314,145 +314,3 @@ impl Runner {
 
 /// Aggregates a fold keeps decoded between batches (a few MB at most).
 const DECODED_VALUES: usize = 20_000;
-
-/// Batches decoded ahead of the fold.
-const DECODED_AHEAD: usize = 4;
-
-/// One stored message, decoded and validated for a projection.
-struct DecodedMessage {
-    sequence: u64,
-    /// Messages left in the consumer after this one.
-    pending: u64,
-    event: Result<Option<ProjectedEvent>, lienthong_bus::BusError>,
-}
-
-/// Stops the reader task when the fold returns, whichever way.
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
-/// Reads what the consumer has (up to `max_batch` at a time, without waiting for more
-/// than the first), decodes and validates it, and hands it on in stream order.
-async fn read_ahead(
-    mut messages: consumer::pull::Ordered,
-    registry: Arc<SchemaRegistry>,
-    max_batch: usize,
-    tx: tokio::sync::mpsc::Sender<std::result::Result<Vec<DecodedMessage>, String>>,
-    spent: std::sync::mpsc::Receiver<Vec<DecodedMessage>>,
-) {
-    // Receiving (which keeps the consumer's pull requests going) and decoding run as two
-    // tasks, so the server is never kept waiting while a batch is decoded.
-    let (raw_tx, mut raw_rx) =
-        tokio::sync::mpsc::channel::<std::result::Result<Vec<jetstream::Message>, String>>(4);
-    let decoder = AbortOnDrop(tokio::spawn(async move {
-        while let Some(batch) = raw_rx.recv().await {
-            while let Ok(folded) = spent.try_recv() {
-                drop(folded);
-            }
-            let failed = batch.is_err();
-            let decoded = batch.and_then(|b| {
-                b.into_iter()
-                    .map(|m| {
-                        let info = m.info().map_err(|e| e.to_string())?;
-                        Ok(DecodedMessage {
-                            sequence: info.stream_sequence,
-                            pending: info.pending,
-                            event: project(&registry, &m, info.stream_sequence),
-                        })
-                    })
-                    .collect()
-            });
-            if tx.send(decoded).await.is_err() || failed {
-                return;
-            }
-        }
-    }));
-    loop {
-        let batch = match messages.next().await {
-            None => break,
-            Some(Err(e)) => Err(e.to_string()),
-            Some(Ok(first)) => {
-                let mut batch = Vec::with_capacity(max_batch);
-                batch.push(first);
-                let mut result = Ok(());
-                while batch.len() < max_batch {
-                    match messages.next().now_or_never() {
-                        Some(Some(Ok(m))) => batch.push(m),
-                        Some(Some(Err(e))) => {
-                            result = Err(e.to_string());
-                            break;
-                        }
-                        _ => break,
-                    }
-                }
-                result.map(|()| batch)
-            }
-        };
-        let failed = batch.is_err();
-        if raw_tx.send(batch).await.is_err() || failed {
-            break;
-        }
-    }
-    drop(raw_tx);
-    // Let the decoder finish what it has (the fold may still want it).
-    let mut decoder = decoder;
-    let _ = (&mut decoder.0).await;
-}
-
-/// Decodes and validates one stored message for the projection. Structured mode (what
-/// the bus writes) takes a borrowed fast path; binary mode the full CloudEvents decoder.
-fn project(
-    registry: &SchemaRegistry,
-    msg: &jetstream::Message,
-    sequence: u64,
-) -> Result<Option<ProjectedEvent>, lienthong_bus::BusError> {
-    let Some(read) = Structured::read(msg.headers.as_ref(), &msg.payload) else {
-        return Ok(ProjectedEvent::from_received(decode_message(
-            msg,
-            Some(registry),
-        )?));
-    };
-    let s = read?;
-    let (Some(schema), Some(data)) = (s.dataschema.as_deref(), s.data) else {
-        return Err(lienthong_bus::BusError::Envelope {
-            reason: format!("event {} has no dataschema or no JSON data", s.id),
-        });
-    };
-    match registry.validate(schema, &data) {
-        Ok(()) => {}
-        Err(lienthong_bus::schema::ValidationFailure::UnknownSchema) => {
-            return Err(lienthong_bus::BusError::UnknownSchema {
-                ty: s.ty.to_string(),
-                version: None,
-            })
-        }
-        Err(lienthong_bus::schema::ValidationFailure::Violations(violations)) => {
-            return Err(lienthong_bus::BusError::Invalid {
-                ty: s.ty.to_string(),
-                id: s.id.to_string(),
-                violations,
-                dead_letter: None,
-            })
-        }
-    }
-    let stored_version = crate::upcast::version_of(schema).unwrap_or(1);
-    let (version, data) = crate::upcast::upcast(&s.ty, stored_version, data);
-    Ok(Some(ProjectedEvent {
-        ty: s.ty.into_owned(),
-        id: s.id.into_owned(),
-        source: s.source.into_owned(),
-        key: s.subject.map(|k| k.into_owned()),
-        time: s
-            .time
-            .as_deref()
-            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
-            .map(|t| t.to_utc()),
-        data,
-        version,
-        sequence,
-    }))
-}

@@ -1,0 +1,156 @@
+//! Receiving and decoding stored events ahead of a fold: one task receives from the ordered
+//! consumer (keeping its pull requests going), one decodes and validates, each a few batches
+//! ahead, in stream order. Folded batches come back to the decoding task to be freed on the
+//! thread that allocated them (cheaper for the allocator than freeing across threads).
+
+use std::sync::Arc;
+
+use async_nats::jetstream::{self, consumer};
+use futures::{FutureExt, StreamExt};
+use lienthong_bus::envelope::Structured;
+use lienthong_bus::subscriber::decode_message;
+use lienthong_bus::SchemaRegistry;
+
+use crate::projection::ProjectedEvent;
+
+/// Batches decoded ahead of the fold.
+pub const DECODED_AHEAD: usize = 4;
+
+/// One stored message, decoded and validated for a projection.
+pub struct DecodedMessage {
+    pub sequence: u64,
+    /// Messages left in the consumer after this one.
+    pub pending: u64,
+    pub event: Result<Option<ProjectedEvent>, lienthong_bus::BusError>,
+}
+
+/// Stops the reader task when the fold returns, whichever way.
+pub struct AbortOnDrop(pub tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Reads what the consumer has (up to `max_batch` at a time, without waiting for more
+/// than the first), decodes and validates it, and hands it on in stream order.
+pub async fn read_ahead(
+    mut messages: consumer::pull::Ordered,
+    registry: Arc<SchemaRegistry>,
+    max_batch: usize,
+    tx: tokio::sync::mpsc::Sender<std::result::Result<Vec<DecodedMessage>, String>>,
+    spent: std::sync::mpsc::Receiver<Vec<DecodedMessage>>,
+) {
+    // Receiving (which keeps the consumer's pull requests going) and decoding run as two
+    // tasks, so the server is never kept waiting while a batch is decoded.
+    let (raw_tx, mut raw_rx) =
+        tokio::sync::mpsc::channel::<std::result::Result<Vec<jetstream::Message>, String>>(4);
+    let decoder = AbortOnDrop(tokio::spawn(async move {
+        while let Some(batch) = raw_rx.recv().await {
+            while let Ok(folded) = spent.try_recv() {
+                drop(folded);
+            }
+            let failed = batch.is_err();
+            let decoded = batch.and_then(|b| {
+                b.into_iter()
+                    .map(|m| {
+                        let info = m.info().map_err(|e| e.to_string())?;
+                        Ok(DecodedMessage {
+                            sequence: info.stream_sequence,
+                            pending: info.pending,
+                            event: project(&registry, &m, info.stream_sequence),
+                        })
+                    })
+                    .collect()
+            });
+            if tx.send(decoded).await.is_err() || failed {
+                return;
+            }
+        }
+    }));
+    loop {
+        let batch = match messages.next().await {
+            None => break,
+            Some(Err(e)) => Err(e.to_string()),
+            Some(Ok(first)) => {
+                let mut batch = Vec::with_capacity(max_batch);
+                batch.push(first);
+                let mut result = Ok(());
+                while batch.len() < max_batch {
+                    match messages.next().now_or_never() {
+                        Some(Some(Ok(m))) => batch.push(m),
+                        Some(Some(Err(e))) => {
+                            result = Err(e.to_string());
+                            break;
+                        }
+                        _ => break,
+                    }
+                }
+                result.map(|()| batch)
+            }
+        };
+        let failed = batch.is_err();
+        if raw_tx.send(batch).await.is_err() || failed {
+            break;
+        }
+    }
+    drop(raw_tx);
+    // Let the decoder finish what it has (the fold may still want it).
+    let mut decoder = decoder;
+    let _ = (&mut decoder.0).await;
+}
+
+/// Decodes and validates one stored message for the projection. Structured mode (what
+/// the bus writes) takes a borrowed fast path; binary mode the full CloudEvents decoder.
+fn project(
+    registry: &SchemaRegistry,
+    msg: &jetstream::Message,
+    sequence: u64,
+) -> Result<Option<ProjectedEvent>, lienthong_bus::BusError> {
+    let Some(read) = Structured::read(msg.headers.as_ref(), &msg.payload) else {
+        return Ok(ProjectedEvent::from_received(decode_message(
+            msg,
+            Some(registry),
+        )?));
+    };
+    let s = read?;
+    let (Some(schema), Some(data)) = (s.dataschema.as_deref(), s.data) else {
+        return Err(lienthong_bus::BusError::Envelope {
+            reason: format!("event {} has no dataschema or no JSON data", s.id),
+        });
+    };
+    match registry.validate(schema, &data) {
+        Ok(()) => {}
+        Err(lienthong_bus::schema::ValidationFailure::UnknownSchema) => {
+            return Err(lienthong_bus::BusError::UnknownSchema {
+                ty: s.ty.to_string(),
+                version: None,
+            })
+        }
+        Err(lienthong_bus::schema::ValidationFailure::Violations(violations)) => {
+            return Err(lienthong_bus::BusError::Invalid {
+                ty: s.ty.to_string(),
+                id: s.id.to_string(),
+                violations,
+                dead_letter: None,
+            })
+        }
+    }
+    let stored_version = crate::upcast::version_of(schema).unwrap_or(1);
+    let (version, data) = crate::upcast::upcast(&s.ty, stored_version, data);
+    Ok(Some(ProjectedEvent {
+        ty: s.ty.into_owned(),
+        id: s.id.into_owned(),
+        source: s.source.into_owned(),
+        key: s.subject.map(|k| k.into_owned()),
+        time: s
+            .time
+            .as_deref()
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+            .map(|t| t.to_utc()),
+        data,
+        version,
+        sequence,
+    }))
+}
