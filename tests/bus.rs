@@ -302,6 +302,35 @@ async fn bulk_import_commits_atomic_batches_and_keeps_the_invalid_in_the_dlq() {
 }
 
 #[tokio::test]
+async fn an_expectation_in_a_bulk_import_is_checked_after_what_came_before() {
+    let bus = Bus::start().await;
+    let p = bus.publisher("adapter-field_reports", SOURCE).await;
+    // Two writers' worth in one import: both believe PT-1 is new.
+    let mut drafts: Vec<EventDraft> = (0..5)
+        .map(|i| submitted(&format!("PT-{i}"), "mui-ne"))
+        .collect();
+    drafts[1].expected_last_subject_sequence = Some(0);
+    let mut again = submitted("PT-1", "mui-ne");
+    again.id = "report/PT-1/submitted-again".into();
+    again.expected_last_subject_sequence = Some(0);
+    drafts.push(again);
+    let results = p.publish_batched(drafts, 100).await;
+    // The server would check both against the stream before the batch (and store both);
+    // events with an expectation go alone, so the second one conflicts.
+    for (i, r) in results.iter().enumerate() {
+        if i == 5 {
+            assert!(
+                matches!(r, Err(BusError::Conflict { expected: 0, .. })),
+                "{r:?}"
+            );
+        } else {
+            assert!(r.as_ref().is_ok_and(|p| !p.duplicate), "{i}: {r:?}");
+        }
+    }
+    assert_eq!(bus.messages("FIELD_REPORTS").await, 5);
+}
+
+#[tokio::test]
 async fn durable_mode_stores_atomic_batches() {
     let bus = Bus::start_with(true).await;
     let p = bus.publisher("adapter-field_reports", SOURCE).await;

@@ -46,9 +46,11 @@ impl Publisher {
     /// [`MAX_ATOMIC_BATCH`]); results come back in input order.
     ///
     /// Events that fail validation are kept in the DLQ (their result is
-    /// [`BusError::Invalid`]) and the others are still published. A batch the server refuses
-    /// as a whole (an optimistic-concurrency conflict inside it, say) is sent again event by
-    /// event, so each result names its own outcome. A batch whose acknowledgement does not
+    /// [`BusError::Invalid`]) and the others are still published. An event with an
+    /// optimistic-concurrency expectation is published on its own, after everything before
+    /// it (inside a batch the server would check it against the stream as it was before the
+    /// batch). A batch the server refuses as a whole (one holding an already-stored event,
+    /// say) is sent again event by event, so each result names its own outcome. A batch whose acknowledgement does not
     /// come is sent again with a new batch id and the same message ids: nothing is stored
     /// twice.
     pub async fn publish_batched(
@@ -64,6 +66,7 @@ impl Publisher {
             let stream = topology::stream_for_subsystem(&draft.event_type.subsystem)
                 .map(|s| s.name)
                 .unwrap_or("");
+            let expects = draft.expected_last_subject_sequence.is_some();
             let prepared = match self.prepare_draft(draft) {
                 Ok(Ok(p)) => p,
                 Ok(Err(Rejected { event, error })) => {
@@ -75,6 +78,19 @@ impl Publisher {
                     continue;
                 }
             };
+            if expects {
+                // The server checks the expectations in a batch against the stream as it was
+                // before the batch: two writes to one aggregate could both pass. An event with
+                // an expectation goes alone, once everything before it is stored.
+                if let Some((_, before)) = current.take() {
+                    self.start(before, &mut in_flight, &mut results).await;
+                }
+                while let Some((batch, ack)) = in_flight.pop_front() {
+                    self.finish(batch, ack.await, &mut results).await;
+                }
+                results[i] = Some(self.send(prepared).await);
+                continue;
+            }
             if current
                 .as_ref()
                 .is_some_and(|(s, b)| *s != stream || b.events.len() >= batch_size)
