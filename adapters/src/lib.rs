@@ -30,6 +30,7 @@ pub mod field_reports;
 pub mod ingress;
 pub mod open_data;
 pub mod pii;
+pub mod poll;
 pub mod publish;
 pub mod push;
 pub mod sso;

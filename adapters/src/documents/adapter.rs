@@ -318,35 +318,26 @@ impl DocumentsAdapter {
             ),
             None => None,
         };
-        tokio::pin!(shutdown);
         let interval = Duration::from_secs(self.config.poll_interval_secs.max(1));
-        loop {
-            match self.poll_inbox().await {
-                Ok(i) if i.tally.published + i.withheld + i.unreadable > 0 => {
-                    info!(
-                        adapter = SUBSYSTEM,
-                        published = i.tally.published,
-                        duplicates = i.tally.duplicates,
-                        dead_lettered = i.tally.dead_lettered + i.unreadable,
-                        withheld = i.withheld,
-                        "inbox"
-                    );
-                }
-                Ok(_) => {}
-                Err(e) if e.is_transient() => {
-                    warn!(adapter = SUBSYSTEM, error = %e, "inbox poll failed; will retry")
-                }
-                Err(e) => return Err(e),
+        let polled = crate::poll::every(SUBSYSTEM, "inbox poll", interval, shutdown, || async {
+            let i = self.poll_inbox().await?;
+            if i.tally.published + i.withheld + i.unreadable > 0 {
+                info!(
+                    adapter = SUBSYSTEM,
+                    published = i.tally.published,
+                    duplicates = i.tally.duplicates,
+                    dead_lettered = i.tally.dead_lettered + i.unreadable,
+                    withheld = i.withheld,
+                    "inbox"
+                );
             }
-            tokio::select! {
-                _ = &mut shutdown => break,
-                _ = tokio::time::sleep(interval) => {}
-            }
-        }
+            Ok(())
+        })
+        .await;
         if let Some(s) = server {
             s.stop().await;
         }
-        Ok(())
+        polled
     }
 }
 

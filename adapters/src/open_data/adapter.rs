@@ -193,26 +193,19 @@ impl OpenDataAdapter {
         self,
         shutdown: impl std::future::Future<Output = ()>,
     ) -> Result<(), AdapterError> {
-        tokio::pin!(shutdown);
         let interval = Duration::from_secs(self.config.poll_interval_secs.max(1));
-        loop {
-            match self.poll_once().await {
-                Ok(t) if t.published > 0 => info!(
+        crate::poll::every(SUBSYSTEM, "poll", interval, shutdown, || async {
+            let t = self.poll_once().await?;
+            if t.published > 0 {
+                info!(
                     adapter = SUBSYSTEM,
                     published = t.published,
                     dead_lettered = t.dead_lettered,
                     "catalogue"
-                ),
-                Ok(_) => {}
-                Err(e) if e.is_transient() => {
-                    warn!(adapter = SUBSYSTEM, error = %e, "poll failed; will retry")
-                }
-                Err(e) => return Err(e),
+                );
             }
-            tokio::select! {
-                _ = &mut shutdown => return Ok(()),
-                _ = tokio::time::sleep(interval) => {}
-            }
-        }
+            Ok(())
+        })
+        .await
     }
 }

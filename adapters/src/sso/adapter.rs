@@ -23,7 +23,7 @@ use axum::{Json, Router};
 use lienthong_bus::{DeadLetter, Publisher};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-use tracing::{info, warn};
+use tracing::info;
 use url::Url;
 
 use super::keycloak::{map_admin, map_user, AdminEvent, Pseudonymizer, UserEvent, SUBSYSTEM};
@@ -363,7 +363,6 @@ impl SsoAdapter {
             ),
             None => None,
         };
-        tokio::pin!(shutdown);
         let interval = Duration::from_secs(
             self.config
                 .admin_api
@@ -372,30 +371,30 @@ impl SsoAdapter {
                 .unwrap_or(3600)
                 .max(1),
         );
-        loop {
-            if self.config.admin_api.is_some() {
-                match self.poll_admin_events().await {
-                    Ok(i) if i.tally.published > 0 => info!(
-                        adapter = SUBSYSTEM,
-                        published = i.tally.published,
-                        "admin events"
-                    ),
-                    Ok(_) => {}
-                    Err(e) if e.is_transient() => {
-                        warn!(adapter = SUBSYSTEM, error = %e, "admin events poll failed; will retry")
+        let polled = crate::poll::every(
+            SUBSYSTEM,
+            "admin events poll",
+            interval,
+            shutdown,
+            || async {
+                if self.config.admin_api.is_some() {
+                    let i = self.poll_admin_events().await?;
+                    if i.tally.published > 0 {
+                        info!(
+                            adapter = SUBSYSTEM,
+                            published = i.tally.published,
+                            "admin events"
+                        );
                     }
-                    Err(e) => return Err(e),
                 }
-            }
-            tokio::select! {
-                _ = &mut shutdown => break,
-                _ = tokio::time::sleep(interval) => {}
-            }
-        }
+                Ok(())
+            },
+        )
+        .await;
         if let Some(s) = server {
             s.stop().await;
         }
-        Ok(())
+        polled
     }
 }
 
