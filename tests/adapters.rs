@@ -156,14 +156,7 @@ async fn documents_from_the_inbox_and_by_push_without_any_secret() {
         .await
         .unwrap();
     assert_eq!(r.status(), 400);
-    let metrics = http
-        .get(format!("{base}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = common::get_text(&http, format!("{base}/metrics")).await;
     assert!(
         metrics.contains("lienthong_documents_withheld_total 3"),
         "{metrics}"

@@ -473,14 +473,7 @@ async fn a_live_rebuild_swaps_while_the_service_keeps_answering() {
     let tree = |http: reqwest::Client| {
         let base = base.clone();
         async move {
-            let h: serde_json::Value = http
-                .get(format!("{base}/healthz"))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let h: serde_json::Value = common::get_json(&http, format!("{base}/healthz")).await;
             h["projections"]["field_reports"]["tree"]
                 .as_str()
                 .unwrap()

@@ -196,16 +196,11 @@ async fn the_whole_slice_end_to_end() {
     let rows = csv.lines().count() as u64 - 1;
     assert_eq!(rows, stats["by_ward"]["phu-thuy"].as_u64().unwrap());
     assert!(csv.starts_with("report_id,category,"));
-    let listed: serde_json::Value = http
-        .get(format!(
-            "{base}/api/v1/field-reports?status=duplicate&limit=5"
-        ))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let listed: serde_json::Value = common::get_json(
+        &http,
+        format!("{base}/api/v1/field-reports?status=duplicate&limit=5"),
+    )
+    .await;
     assert_eq!(listed["total"], stats["by_status"]["duplicate"]);
     assert!(listed["items"].as_array().unwrap().len() <= 5);
     let missing = http
@@ -218,16 +213,11 @@ async fn the_whole_slice_end_to_end() {
         missing.headers()["content-type"],
         "application/problem+json"
     );
-    let schema: serde_json::Value = http
-        .get(format!(
-            "{base}/schemas/field_reports/report.submitted/v1.json"
-        ))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let schema: serde_json::Value = common::get_json(
+        &http,
+        format!("{base}/schemas/field_reports/report.submitted/v1.json"),
+    )
+    .await;
     assert_eq!(
         schema["$id"],
         "https://lienthong.vn/schemas/field_reports/report.submitted/v1.json"
@@ -240,23 +230,9 @@ async fn the_whole_slice_end_to_end() {
             .status(),
         200
     );
-    let metrics = http
-        .get(format!("{base}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = common::get_text(&http, format!("{base}/metrics")).await;
     assert!(metrics.contains("lienthong_projection_checkpoint{projection=\"field_reports\"}"));
-    let page = http
-        .get(format!("{base}/"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = common::get_text(&http, format!("{base}/")).await;
     assert!(page.contains("/api/v1/field-reports/stats"));
 }
 

@@ -111,3 +111,13 @@ pub async fn read_stream(js: &jetstream::Context, stream: &str) -> Vec<jetstream
     }
     out
 }
+
+/// GET `url` and read the body as JSON (panics on a transport error or bad JSON).
+pub async fn get_json(http: &reqwest::Client, url: String) -> serde_json::Value {
+    http.get(url).send().await.unwrap().json().await.unwrap()
+}
+
+/// GET `url` and read the body as text (panics on a transport error).
+pub async fn get_text(http: &reqwest::Client, url: String) -> String {
+    http.get(url).send().await.unwrap().text().await.unwrap()
+}
