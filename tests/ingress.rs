@@ -55,17 +55,27 @@ fn post(url: &str) -> reqwest::RequestBuilder {
     reqwest::Client::new().post(url).bearer_auth(TOKEN)
 }
 
+/// Posts `body` as `content_type` with the caller's token.
+async fn send(url: &str, content_type: &str, body: impl Into<reqwest::Body>) -> reqwest::Response {
+    post(url)
+        .header("Content-Type", content_type)
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+}
+
 #[tokio::test]
 async fn structured_binary_and_batch_are_stored_once() {
     let bus = Bus::start().await;
     let url = start(&bus, RetryPolicy::default(), Duration::from_secs(5)).await;
 
-    let r = post(&url)
-        .header("Content-Type", "application/cloudevents+json")
-        .body(submitted("S-1").to_string())
-        .send()
-        .await
-        .unwrap();
+    let r = send(
+        &url,
+        "application/cloudevents+json",
+        submitted("S-1").to_string(),
+    )
+    .await;
     assert_eq!(r.status(), 202);
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["stored"][0]["id"], "dotnet/S-1");
@@ -90,23 +100,23 @@ async fn structured_binary_and_batch_are_stored_once() {
 
     // Batch mode.
     let batch = json!([submitted("T-3"), submitted("T-4")]);
-    let r = post(&url)
-        .header("Content-Type", "application/cloudevents-batch+json")
-        .body(batch.to_string())
-        .send()
-        .await
-        .unwrap();
+    let r = send(
+        &url,
+        "application/cloudevents-batch+json",
+        batch.to_string(),
+    )
+    .await;
     assert_eq!(r.status(), 202);
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["stored"].as_array().unwrap().len(), 2);
 
     // Re-posting is harmless.
-    let r = post(&url)
-        .header("Content-Type", "application/cloudevents+json")
-        .body(submitted("S-1").to_string())
-        .send()
-        .await
-        .unwrap();
+    let r = send(
+        &url,
+        "application/cloudevents+json",
+        submitted("S-1").to_string(),
+    )
+    .await;
     assert_eq!(r.status(), 202);
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["stored"][0]["duplicate"], true);
@@ -157,12 +167,7 @@ async fn every_error_has_its_answer() {
     // 403: a foreign source, or a type outside the token's.
     let mut foreign = submitted("X");
     foreign["source"] = json!("urn:lienthong:phanthiet:documents");
-    let r = post(&url)
-        .header("Content-Type", ce)
-        .body(foreign.to_string())
-        .send()
-        .await
-        .unwrap();
+    let r = send(&url, ce, foreign.to_string()).await;
     assert_eq!(r.status(), 403);
     let body: Value = r.json().await.unwrap();
     assert_eq!(
@@ -171,16 +176,7 @@ async fn every_error_has_its_answer() {
     );
     let mut other_type = submitted("X");
     other_type["type"] = json!("vn.egov.documents.document.sent");
-    assert_eq!(
-        post(&url)
-            .header("Content-Type", ce)
-            .body(other_type.to_string())
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        403
-    );
+    assert_eq!(send(&url, ce, other_type.to_string()).await.status(), 403);
 
     // 400: every violation with its pointer; kept in the DLQ only; nothing of the batch published.
     let mut bad = submitted("BAD");
@@ -188,12 +184,12 @@ async fn every_error_has_its_answer() {
     bad["data"]["phone"] = json!("0905123456");
     bad["data"].as_object_mut().unwrap().remove("requested_at");
     let batch = json!([submitted("OK-1"), bad]);
-    let r = post(&url)
-        .header("Content-Type", "application/cloudevents-batch+json")
-        .body(batch.to_string())
-        .send()
-        .await
-        .unwrap();
+    let r = send(
+        &url,
+        "application/cloudevents-batch+json",
+        batch.to_string(),
+    )
+    .await;
     assert_eq!(r.status(), 400);
     assert_eq!(r.headers()["content-type"], "application/problem+json");
     let body: Value = r.json().await.unwrap();
@@ -223,30 +219,15 @@ async fn every_error_has_its_answer() {
     assert_eq!(letter.original_id, "dotnet/BAD");
 
     // 400 for what is not a CloudEvent (kept as a digest), 415 for another content type.
-    let r = post(&url)
-        .header("Content-Type", ce)
-        .body("{\"not\": \"an event\"}")
-        .send()
-        .await
-        .unwrap();
+    let r = send(&url, ce, "{\"not\": \"an event\"}").await;
     assert_eq!(r.status(), 400);
-    let r = post(&url)
-        .header("Content-Type", "text/plain")
-        .body("hello")
-        .send()
-        .await
-        .unwrap();
+    let r = send(&url, "text/plain", "hello").await;
     assert_eq!(r.status(), 415);
 
     // 413: over the body limit.
     let mut big = submitted("BIG");
     big["data"]["description"] = json!("x".repeat(70 * 1024));
-    let r = post(&url)
-        .header("Content-Type", ce)
-        .body(big.to_string())
-        .send()
-        .await
-        .unwrap();
+    let r = send(&url, ce, big.to_string()).await;
     assert_eq!(r.status(), 413);
 }
 
@@ -260,12 +241,12 @@ async fn nothing_is_acknowledged_that_is_not_stored() {
     };
     let url = start(&bus, quick, Duration::from_millis(500)).await;
     bus.server.kill().await;
-    let r = post(&url)
-        .header("Content-Type", "application/cloudevents+json")
-        .body(submitted("DOWN").to_string())
-        .send()
-        .await
-        .unwrap();
+    let r = send(
+        &url,
+        "application/cloudevents+json",
+        submitted("DOWN").to_string(),
+    )
+    .await;
     assert_eq!(r.status(), 503);
     let body: Value = r.json().await.unwrap();
     assert!(body["title"].as_str().unwrap().contains("retry"), "{body}");
