@@ -26,20 +26,17 @@ fn key() -> SigningKey {
 fn report(id: usize, day: u32) -> EventDraft {
     let rid = format!("PT-2023-{id:06}");
     let ward = ["phu-thuy", "mui-ne", "lac-dao"][id % 3];
-    EventDraft {
-        event_type: EventType::new("field_reports", "report", "submitted"),
-        id: format!("report/{rid}/submitted"),
-        key: rid.clone(),
-        time: chrono::Utc
+    EventDraft::new(
+        EventType::new("field_reports", "report", "submitted"),
+        format!("report/{rid}/submitted"),
+        rid.clone(),
+        chrono::Utc
             .with_ymd_and_hms(2023, 1 + (day / 28) % 12, 1 + day % 28, 2, 0, 0)
             .unwrap(),
-        data: json!({"report_id": rid, "category": "CSDT", "category_name": "Chiếu sáng đô thị", "ward": ward,
+        json!({"report_id": rid, "category": "CSDT", "category_name": "Chiếu sáng đô thị", "ward": ward,
             "status": "open", "description": format!("Đèn hỏng số {id}"), "requested_at": "2023-01-01T09:00:00+07:00"}),
-        classification: Classification::Public,
-        schema_version: None,
-        traceparent: None,
-        expected_last_subject_sequence: None,
-    }
+        Classification::Public,
+    )
 }
 
 /// A bus with `n` field reports (one every ~12 days of 2023) and signed checkpoints of them.
@@ -57,6 +54,15 @@ async fn history(n: usize) -> Bus {
     let written = writer.checkpoint_all().await.unwrap();
     assert_eq!(written.len(), n.div_ceil(10));
     bus
+}
+
+/// The verification names `tampering` at the first bad sequence `seq`.
+fn assert_found(r: &StreamReport, tampering: Tampering, seq: u64) {
+    assert_eq!(
+        (r.tampering, r.first_bad_seq),
+        (Some(tampering), Some(seq)),
+        "{r}"
+    );
 }
 
 async fn verify(bus: &Bus, stream: &str) -> StreamReport {
@@ -151,30 +157,18 @@ async fn a_missing_message_and_a_reordering_are_named() {
     })
     .await;
     let r = verify(&bus, "FIELD_REPORTS").await;
-    assert_eq!(
-        (r.tampering, r.first_bad_seq),
-        (Some(Tampering::Missing), Some(8)),
-        "{r}"
-    );
+    assert_found(&r, Tampering::Missing, 8);
 
     let bus = history(25).await;
     recreate(&bus, "FIELD_REPORTS", |raw| raw.swap(11, 12)).await;
     let r = verify(&bus, "FIELD_REPORTS").await;
-    assert_eq!(
-        (r.tampering, r.first_bad_seq),
-        (Some(Tampering::Reordered), Some(12)),
-        "{r}"
-    );
+    assert_found(&r, Tampering::Reordered, 12);
 
     // Re-storing the very same history is still a recreated stream.
     let bus = history(5).await;
     recreate(&bus, "FIELD_REPORTS", |_| {}).await;
     let r = verify(&bus, "FIELD_REPORTS").await;
-    assert_eq!(
-        (r.tampering, r.first_bad_seq),
-        (Some(Tampering::StreamRecreated), Some(1)),
-        "{r}"
-    );
+    assert_found(&r, Tampering::StreamRecreated, 1);
 }
 
 async fn publish_checkpoint(bus: &Bus, c: &Checkpoint) {
@@ -182,21 +176,18 @@ async fn publish_checkpoint(bus: &Bus, c: &Checkpoint) {
     let registry = bus.registry.clone();
     let p =
         lienthong_bus::Publisher::new(bus.js("operator").await, registry, "urn:lienthong:audit");
-    p.publish(EventDraft {
-        event_type: EventType::new("audit", "checkpoint", "signed"),
-        id: format!(
+    p.publish(EventDraft::new(
+        EventType::new("audit", "checkpoint", "signed"),
+        format!(
             "forged/{}/{}",
             c.stream,
             c.signature.len() + c.head.len() + c.first_seq as usize
         ),
-        key: c.stream.clone(),
-        time: chrono::Utc::now(),
-        data: serde_json::to_value(c).unwrap(),
-        classification: Classification::Public,
-        schema_version: None,
-        traceparent: None,
-        expected_last_subject_sequence: None,
-    })
+        c.stream.clone(),
+        chrono::Utc::now(),
+        serde_json::to_value(c).unwrap(),
+        Classification::Public,
+    ))
     .await
     .unwrap();
 }
@@ -212,11 +203,7 @@ async fn a_forged_checkpoint_and_one_signed_with_another_key_are_named() {
     forged.head = "0".repeat(64);
     publish_checkpoint(&bus, &forged).await;
     let r = verify(&bus, "FIELD_REPORTS").await;
-    assert_eq!(
-        (r.tampering, r.first_bad_seq),
-        (Some(Tampering::CheckpointSignatureInvalid), Some(11)),
-        "{r}"
-    );
+    assert_found(&r, Tampering::CheckpointSignatureInvalid, 11);
 
     // Signed properly, but with a key that is not the published audit key.
     let bus = history(15).await;
@@ -234,11 +221,7 @@ async fn a_forged_checkpoint_and_one_signed_with_another_key_are_named() {
     );
     publish_checkpoint(&bus, &c).await;
     let r = verify(&bus, "FIELD_REPORTS").await;
-    assert_eq!(
-        (r.tampering, r.first_bad_seq),
-        (Some(Tampering::CheckpointUnknownKey), Some(16)),
-        "{r}"
-    );
+    assert_found(&r, Tampering::CheckpointUnknownKey, 16);
 }
 
 #[tokio::test]

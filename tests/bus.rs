@@ -13,14 +13,14 @@ use serde_json::json;
 const SOURCE: &str = "urn:lienthong:test:field_reports";
 
 fn submitted(id: &str, ward: &str) -> EventDraft {
-    EventDraft {
-        event_type: EventType::new("field_reports", "report", "submitted"),
-        id: format!("report/{id}/submitted"),
-        key: id.to_string(),
-        time: chrono::Utc
+    EventDraft::new(
+        EventType::new("field_reports", "report", "submitted"),
+        format!("report/{id}/submitted"),
+        id.to_string(),
+        chrono::Utc
             .with_ymd_and_hms(2023, 11, 18, 12, 42, 10)
             .unwrap(),
-        data: json!({
+        json!({
             "report_id": id,
             "category": "CSDT",
             "category_name": "Chiếu sáng đô thị",
@@ -29,11 +29,8 @@ fn submitted(id: &str, ward: &str) -> EventDraft {
             "description": "Đèn đường hỏng",
             "requested_at": "2023-11-18T19:42:10+07:00",
         }),
-        classification: Classification::Public,
-        schema_version: None,
-        traceparent: None,
-        expected_last_subject_sequence: None,
-    }
+        Classification::Public,
+    )
 }
 
 #[tokio::test]

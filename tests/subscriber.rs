@@ -15,18 +15,15 @@ use lienthong_bus::{
 use serde_json::json;
 
 fn submitted(id: &str) -> EventDraft {
-    EventDraft {
-        event_type: EventType::new("field_reports", "report", "submitted"),
-        id: format!("report/{id}/submitted"),
-        key: id.to_string(),
-        time: chrono::Utc.with_ymd_and_hms(2023, 5, 1, 1, 0, 0).unwrap(),
-        data: json!({"report_id": id, "category": "VSMT", "category_name": "Vệ sinh môi trường",
+    EventDraft::new(
+        EventType::new("field_reports", "report", "submitted"),
+        format!("report/{id}/submitted"),
+        id.to_string(),
+        chrono::Utc.with_ymd_and_hms(2023, 5, 1, 1, 0, 0).unwrap(),
+        json!({"report_id": id, "category": "VSMT", "category_name": "Vệ sinh môi trường",
             "ward": "xuan-an", "status": "open", "description": null, "requested_at": "2023-05-01T08:00:00+07:00"}),
-        classification: Classification::Public,
-        schema_version: None,
-        traceparent: None,
-        expected_last_subject_sequence: None,
-    }
+        Classification::Public,
+    )
 }
 
 #[tokio::test]

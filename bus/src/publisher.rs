@@ -173,17 +173,14 @@ impl Publisher {
     /// ```no_run
     /// # async fn f(publisher: lienthong_bus::Publisher) -> lienthong_bus::Result<()> {
     /// use lienthong_bus::{EventDraft, EventType, Classification};
-    /// let published = publisher.publish(EventDraft {
-    ///     event_type: EventType::new("field_reports", "report", "submitted"),
-    ///     id: "report/PT-2023-000981/submitted".into(),
-    ///     key: "PT-2023-000981".into(),
-    ///     time: chrono::Utc::now(),
-    ///     data: serde_json::json!({ /* … */ }),
-    ///     classification: Classification::Public,
-    ///     schema_version: None,
-    ///     traceparent: None,
-    ///     expected_last_subject_sequence: None,
-    /// }).await?;
+    /// let published = publisher.publish(EventDraft::new(
+    ///     EventType::new("field_reports", "report", "submitted"),
+    ///     "report/PT-2023-000981/submitted",
+    ///     "PT-2023-000981",
+    ///     chrono::Utc::now(),
+    ///     serde_json::json!({ /* … */ }),
+    ///     Classification::Public,
+    /// )).await?;
     /// println!("stored at {}", published.sequence);
     /// # Ok(()) }
     /// ```
