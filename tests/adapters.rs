@@ -219,11 +219,11 @@ async fn sign_on_by_webhook_and_admin_api_pseudonymised() {
         .unwrap();
     let m = adapter.metrics();
     assert_eq!(
-        m.published.load(Ordering::Relaxed),
+        m.tally.published.load(Ordering::Relaxed),
         10,
         "11 user events, CODE_TO_TOKEN not carried"
     );
-    assert_eq!(m.duplicates.load(Ordering::Relaxed), 10);
+    assert_eq!(m.tally.duplicates.load(Ordering::Relaxed), 10);
     assert_eq!(m.ignored.load(Ordering::Relaxed), 2);
 
     // Admin events: pulled page by page from the cursor; a second poll finds nothing new.

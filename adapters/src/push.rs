@@ -50,6 +50,18 @@ impl PushServer {
 }
 
 /// An RFC 9457 problem answer.
+/// A `/metrics` answer: Prometheus text exposition.
+pub fn metrics_response(body: String) -> Response {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        body,
+    )
+        .into_response()
+}
+
 pub fn problem(status: StatusCode, title: &str, detail: &str) -> Response {
     (
         status,

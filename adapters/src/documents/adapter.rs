@@ -30,8 +30,8 @@ use tracing::{info, warn};
 use super::edxml::{self, SUBSYSTEM};
 use super::register::{self, RegisterEntry, RegisterOutcome};
 use crate::error::AdapterError;
-use crate::publish::{publish_all, Tally};
-use crate::push::{problem, unavailable, PushServer};
+use crate::publish::{counter, publish_all, Tally, TallyCounters};
+use crate::push::{metrics_response, problem, unavailable, PushServer};
 use crate::AdapterContext;
 
 fn default_source() -> String {
@@ -79,9 +79,8 @@ impl DocumentsConfig {
 /// Counters exposed on `/metrics`.
 #[derive(Debug, Default)]
 pub struct DocumentsMetrics {
-    pub published: AtomicU64,
-    pub duplicates: AtomicU64,
-    pub dead_lettered: AtomicU64,
+    /// Published, duplicates, and dead-lettered (including unreadable input).
+    pub tally: TallyCounters,
     /// Secret documents held back (never on the bus).
     pub withheld: AtomicU64,
 }
@@ -126,16 +125,10 @@ impl DocumentsAdapter {
     }
 
     fn count(&self, i: &Intake) {
-        self.metrics
-            .published
-            .fetch_add(i.tally.published as u64, Ordering::Relaxed);
-        self.metrics
-            .duplicates
-            .fetch_add(i.tally.duplicates as u64, Ordering::Relaxed);
-        self.metrics.dead_lettered.fetch_add(
-            (i.tally.dead_lettered + i.unreadable) as u64,
-            Ordering::Relaxed,
-        );
+        self.metrics.tally.add(&Tally {
+            dead_lettered: i.tally.dead_lettered + i.unreadable,
+            ..i.tally
+        });
         self.metrics
             .withheld
             .fetch_add(i.withheld as u64, Ordering::Relaxed);
@@ -370,23 +363,13 @@ async fn push_register(State(a): State<DocumentsAdapter>, body: Bytes) -> Respon
 
 async fn metrics(State(a): State<DocumentsAdapter>) -> Response {
     let m = &a.metrics;
-    let body = format!(
-        "# TYPE lienthong_documents_published_total counter\nlienthong_documents_published_total {}\n\
-         # TYPE lienthong_documents_duplicates_total counter\nlienthong_documents_duplicates_total {}\n\
-         # TYPE lienthong_documents_dead_lettered_total counter\nlienthong_documents_dead_lettered_total {}\n\
-         # HELP lienthong_documents_withheld_total Documents classified secret, never published.\n\
-         # TYPE lienthong_documents_withheld_total counter\nlienthong_documents_withheld_total {}\n",
-        m.published.load(Ordering::Relaxed),
-        m.duplicates.load(Ordering::Relaxed),
-        m.dead_lettered.load(Ordering::Relaxed),
-        m.withheld.load(Ordering::Relaxed),
-    );
-    (
-        [(
-            axum::http::header::CONTENT_TYPE,
-            "text/plain; version=0.0.4",
-        )],
-        body,
+    metrics_response(
+        m.tally.render(SUBSYSTEM)
+            + &counter(
+                SUBSYSTEM,
+                "withheld",
+                Some("Documents classified secret, never published."),
+                m.withheld.load(Ordering::Relaxed),
+            ),
     )
-        .into_response()
 }

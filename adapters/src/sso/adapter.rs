@@ -28,8 +28,8 @@ use url::Url;
 
 use super::keycloak::{map_admin, map_user, AdminEvent, Pseudonymizer, UserEvent, SUBSYSTEM};
 use crate::error::AdapterError;
-use crate::publish::{publish_all, Tally};
-use crate::push::{problem, unavailable, PushServer};
+use crate::publish::{counter, publish_all, Tally, TallyCounters};
+use crate::push::{metrics_response, problem, unavailable, PushServer};
 use crate::state::AdapterState;
 use crate::AdapterContext;
 
@@ -94,9 +94,7 @@ fn read_secret(path: &PathBuf, what: &str) -> Result<String, AdapterError> {
 
 #[derive(Debug, Default)]
 pub struct SsoMetrics {
-    pub published: AtomicU64,
-    pub duplicates: AtomicU64,
-    pub dead_lettered: AtomicU64,
+    pub tally: TallyCounters,
     /// Event types the bus does not carry (token exchanges, …).
     pub ignored: AtomicU64,
 }
@@ -165,15 +163,7 @@ impl SsoAdapter {
     }
 
     fn count(&self, i: &SsoIntake) {
-        self.metrics
-            .published
-            .fetch_add(i.tally.published as u64, Ordering::Relaxed);
-        self.metrics
-            .duplicates
-            .fetch_add(i.tally.duplicates as u64, Ordering::Relaxed);
-        self.metrics
-            .dead_lettered
-            .fetch_add(i.tally.dead_lettered as u64, Ordering::Relaxed);
+        self.metrics.tally.add(&i.tally);
         self.metrics
             .ignored
             .fetch_add(i.ignored as u64, Ordering::Relaxed);
@@ -448,23 +438,13 @@ async fn push(State(a): State<SsoAdapter>, headers: HeaderMap, body: Bytes) -> R
 
 async fn metrics(State(a): State<SsoAdapter>) -> Response {
     let m = &a.metrics;
-    let body = format!(
-        "# TYPE lienthong_sso_published_total counter\nlienthong_sso_published_total {}\n\
-         # TYPE lienthong_sso_duplicates_total counter\nlienthong_sso_duplicates_total {}\n\
-         # TYPE lienthong_sso_dead_lettered_total counter\nlienthong_sso_dead_lettered_total {}\n\
-         # HELP lienthong_sso_ignored_total Keycloak event types the bus does not carry.\n\
-         # TYPE lienthong_sso_ignored_total counter\nlienthong_sso_ignored_total {}\n",
-        m.published.load(Ordering::Relaxed),
-        m.duplicates.load(Ordering::Relaxed),
-        m.dead_lettered.load(Ordering::Relaxed),
-        m.ignored.load(Ordering::Relaxed),
-    );
-    (
-        [(
-            axum::http::header::CONTENT_TYPE,
-            "text/plain; version=0.0.4",
-        )],
-        body,
+    metrics_response(
+        m.tally.render(SUBSYSTEM)
+            + &counter(
+                SUBSYSTEM,
+                "ignored",
+                Some("Keycloak event types the bus does not carry."),
+                m.ignored.load(Ordering::Relaxed),
+            ),
     )
-        .into_response()
 }
