@@ -288,12 +288,7 @@ impl SsoAdapter {
                 .map_err(|e| source(format!("not a list of admin events: {e}")))?;
             let n = page.len();
             for v in page {
-                let t = v.get("time").and_then(Value::as_i64).unwrap_or(0);
-                let id = v
-                    .get("id")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default()
-                    .to_string();
+                let (t, id) = time_and_id(&v);
                 if t > cursor.since_ms || (t == cursor.since_ms && !cursor.seen.contains(&id)) {
                     fresh.push(v);
                 }
@@ -308,12 +303,7 @@ impl SsoAdapter {
         }
         let mut next = cursor.clone();
         for v in &fresh {
-            let t = v.get("time").and_then(Value::as_i64).unwrap_or(0);
-            let id = v
-                .get("id")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_string();
+            let (t, id) = time_and_id(v);
             if t > next.since_ms {
                 next.since_ms = t;
                 next.seen.clear();
@@ -386,6 +376,13 @@ impl SsoAdapter {
         }
         polled
     }
+}
+
+/// An admin event's time (ms) and id, what the cursor is made of.
+fn time_and_id(v: &Value) -> (i64, String) {
+    let time = v.get("time").and_then(Value::as_i64).unwrap_or(0);
+    let id = v.get("id").and_then(Value::as_str).unwrap_or_default();
+    (time, id.to_string())
 }
 
 async fn push(State(a): State<SsoAdapter>, headers: HeaderMap, body: Bytes) -> Response {
