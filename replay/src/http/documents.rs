@@ -14,7 +14,7 @@ use axum::Json;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{csv_response, internal, problem, wants_csv, AppState};
+use super::{csv_response, problem, wants_csv, AppState, Unavailable};
 use crate::documents::{DocumentsView, ExchangeFilter, MonthRow, NAME};
 
 #[derive(Debug, Deserialize)]
@@ -32,17 +32,11 @@ pub async fn exchange(
     State(s): State<AppState>,
     headers: HeaderMap,
     Query(q): Query<Q>,
-) -> Response {
-    let tree = match s.tree(NAME) {
-        Ok(t) => t,
-        Err(e) => return internal(e),
-    };
-    let rows = match (DocumentsView { tree: &tree }).rows(&q.filter) {
-        Ok(r) => r,
-        Err(e) => return internal(e),
-    };
+) -> Result<Response, Unavailable> {
+    let tree = s.tree(NAME)?;
+    let rows = (DocumentsView { tree: &tree }).rows(&q.filter)?;
     if wants_csv(&headers, q.format.as_deref()) {
-        return csv_response(
+        return Ok(csv_response(
             "document-exchange.csv",
             &[
                 "organ_id",
@@ -70,7 +64,7 @@ pub async fn exchange(
                     ratio(r.electronic_ratio()),
                 ]
             }),
-        );
+        ));
     }
     let items: Vec<_> = rows
         .iter()
@@ -82,18 +76,15 @@ pub async fn exchange(
             row
         })
         .collect();
-    Json(json!({"totals": DocumentsView::totals(&rows), "rows": items})).into_response()
+    Ok(Json(json!({"totals": DocumentsView::totals(&rows), "rows": items})).into_response())
 }
 
-pub async fn summary(State(s): State<AppState>, Query(q): Query<Q>) -> Response {
-    let tree = match s.tree(NAME) {
-        Ok(t) => t,
-        Err(e) => return internal(e),
-    };
-    let rows = match (DocumentsView { tree: &tree }).rows(&q.filter) {
-        Ok(r) => r,
-        Err(e) => return internal(e),
-    };
+pub async fn summary(
+    State(s): State<AppState>,
+    Query(q): Query<Q>,
+) -> Result<Response, Unavailable> {
+    let tree = s.tree(NAME)?;
+    let rows = (DocumentsView { tree: &tree }).rows(&q.filter)?;
     let mut by_organ: BTreeMap<String, Vec<MonthRow>> = BTreeMap::new();
     for r in &rows {
         by_organ
@@ -105,21 +96,20 @@ pub async fn summary(State(s): State<AppState>, Query(q): Query<Q>) -> Response 
         .iter()
         .map(|(id, rs)| json!({"organ_id": id, "organ_name": rs.iter().find_map(|r| r.organ_name.clone()), "totals": DocumentsView::totals(rs)}))
         .collect();
-    Json(json!({"totals": DocumentsView::totals(&rows), "agencies": agencies})).into_response()
+    Ok(Json(json!({"totals": DocumentsView::totals(&rows), "agencies": agencies})).into_response())
 }
 
-pub async fn trail(State(s): State<AppState>, Path(id): Path<String>) -> Response {
-    let tree = match s.tree(NAME) {
-        Ok(t) => t,
-        Err(e) => return internal(e),
-    };
-    match (DocumentsView { tree: &tree }).trail(&id) {
-        Ok(Some(t)) => Json(t).into_response(),
-        Ok(None) => problem(
+pub async fn trail(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, Unavailable> {
+    let tree = s.tree(NAME)?;
+    Ok(match (DocumentsView { tree: &tree }).trail(&id)? {
+        Some(t) => Json(t).into_response(),
+        None => problem(
             StatusCode::NOT_FOUND,
             "no such document",
             &format!("no edXML document {id:?}"),
         ),
-        Err(e) => internal(e),
-    }
+    })
 }

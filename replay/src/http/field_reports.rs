@@ -12,7 +12,7 @@ use axum::Json;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{csv_response, internal, problem, wants_csv, AppState};
+use super::{csv_response, problem, wants_csv, AppState, Unavailable};
 use crate::field_reports::{FieldReportsView, ReportFilter, ReportView, NAME};
 
 #[derive(Debug, Deserialize)]
@@ -67,15 +67,9 @@ pub async fn list(
     State(s): State<AppState>,
     headers: HeaderMap,
     Query(q): Query<ListQuery>,
-) -> Response {
-    let tree = match s.tree(NAME) {
-        Ok(t) => t,
-        Err(e) => return internal(e),
-    };
-    let all = match (FieldReportsView { tree: &tree }).list(&q.filter) {
-        Ok(v) => v,
-        Err(e) => return internal(e),
-    };
+) -> Result<Response, Unavailable> {
+    let tree = s.tree(NAME)?;
+    let all = (FieldReportsView { tree: &tree }).list(&q.filter)?;
     let total = all.len();
     let offset = q.offset.unwrap_or(0);
     let page: Vec<ReportView> = all
@@ -84,35 +78,35 @@ pub async fn list(
         .take(q.limit.unwrap_or(usize::MAX))
         .collect();
     if wants_csv(&headers, q.format.as_deref()) {
-        return csv_response("field-reports.csv", CSV_HEADER, page.iter().map(csv_row));
+        return Ok(csv_response(
+            "field-reports.csv",
+            CSV_HEADER,
+            page.iter().map(csv_row),
+        ));
     }
-    Json(json!({"total": total, "offset": offset, "count": page.len(), "items": page}))
-        .into_response()
+    Ok(
+        Json(json!({"total": total, "offset": offset, "count": page.len(), "items": page}))
+            .into_response(),
+    )
 }
 
-pub async fn stats(State(s): State<AppState>) -> Response {
-    let tree = match s.tree(NAME) {
-        Ok(t) => t,
-        Err(e) => return internal(e),
-    };
-    match (FieldReportsView { tree: &tree }).stats() {
-        Ok(st) => Json(st).into_response(),
-        Err(e) => internal(e),
-    }
+pub async fn stats(State(s): State<AppState>) -> Result<Response, Unavailable> {
+    let tree = s.tree(NAME)?;
+    let st = (FieldReportsView { tree: &tree }).stats()?;
+    Ok(Json(st).into_response())
 }
 
-pub async fn one(State(s): State<AppState>, Path(id): Path<String>) -> Response {
-    let tree = match s.tree(NAME) {
-        Ok(t) => t,
-        Err(e) => return internal(e),
-    };
-    match (FieldReportsView { tree: &tree }).get(&id) {
-        Ok(Some(r)) => Json(r).into_response(),
-        Ok(None) => problem(
+pub async fn one(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, Unavailable> {
+    let tree = s.tree(NAME)?;
+    Ok(match (FieldReportsView { tree: &tree }).get(&id)? {
+        Some(r) => Json(r).into_response(),
+        None => problem(
             StatusCode::NOT_FOUND,
             "no such report",
             &format!("no field report with id {id:?}"),
         ),
-        Err(e) => internal(e),
-    }
+    })
 }

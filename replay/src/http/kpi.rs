@@ -8,7 +8,7 @@ use axum::Json;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{internal, AppState};
+use super::{AppState, Unavailable};
 use crate::documents::{DocumentsView, ExchangeFilter};
 use crate::field_reports::FieldReportsView;
 use crate::open_data::CatalogueView;
@@ -20,34 +20,33 @@ pub struct Q {
     year: Option<String>,
 }
 
-pub async fn kpi(State(s): State<AppState>, Query(q): Query<Q>) -> Response {
-    let result = (|| -> crate::Result<serde_json::Value> {
-        let docs_tree = s.store.current(crate::documents::NAME)?;
-        let sso_tree = s.store.current(crate::sso::NAME)?;
-        let fr_tree = s.store.current(crate::field_reports::NAME)?;
-        let od_tree = s.store.current(crate::open_data::NAME)?;
+pub async fn kpi(State(s): State<AppState>, Query(q): Query<Q>) -> Result<Response, Unavailable> {
+    let docs_tree = s.store.current(crate::documents::NAME)?;
+    let sso_tree = s.store.current(crate::sso::NAME)?;
+    let fr_tree = s.store.current(crate::field_reports::NAME)?;
+    let od_tree = s.store.current(crate::open_data::NAME)?;
 
-        let docs = DocumentsView { tree: &docs_tree };
-        let activity = SignOnView { tree: &sso_tree }.activity()?;
-        let all_rows = docs.rows(&ExchangeFilter::default())?;
-        let year = q
-            .year
-            .clone()
-            .or_else(|| all_rows.iter().map(|r| r.month[..4].to_string()).max())
-            .or_else(|| activity.yearly_active.keys().next_back().cloned());
-        let rows = docs.rows(&ExchangeFilter {
-            year: year.clone(),
-            ..Default::default()
-        })?;
-        let d = DocumentsView::totals(&rows);
-        let latest_month = activity
-            .monthly_active
-            .iter()
-            .rfind(|(m, _)| year.as_ref().is_none_or(|y| m.starts_with(y.as_str())));
-        let fr = FieldReportsView { tree: &fr_tree }.stats()?;
-        let datasets = CatalogueView { tree: &od_tree }.datasets()?;
-        let active: Vec<_> = datasets.iter().filter(|x| x.status == "active").collect();
-        Ok(json!({
+    let docs = DocumentsView { tree: &docs_tree };
+    let activity = SignOnView { tree: &sso_tree }.activity()?;
+    let all_rows = docs.rows(&ExchangeFilter::default())?;
+    let year = q
+        .year
+        .clone()
+        .or_else(|| all_rows.iter().map(|r| r.month[..4].to_string()).max())
+        .or_else(|| activity.yearly_active.keys().next_back().cloned());
+    let rows = docs.rows(&ExchangeFilter {
+        year: year.clone(),
+        ..Default::default()
+    })?;
+    let d = DocumentsView::totals(&rows);
+    let latest_month = activity
+        .monthly_active
+        .iter()
+        .rfind(|(m, _)| year.as_ref().is_none_or(|y| m.starts_with(y.as_str())));
+    let fr = FieldReportsView { tree: &fr_tree }.stats()?;
+    let datasets = CatalogueView { tree: &od_tree }.datasets()?;
+    let active: Vec<_> = datasets.iter().filter(|x| x.status == "active").collect();
+    Ok(Json(json!({
             "year": year,
             "documents": {
                 "sent": d.sent,
@@ -88,10 +87,5 @@ pub async fn kpi(State(s): State<AppState>, Query(q): Query<Q>) -> Response {
                 "FIELD_REPORTS": checkpoint(&fr_tree)?,
                 "OPEN_DATA": checkpoint(&od_tree)?,
             },
-        }))
-    })();
-    match result {
-        Ok(v) => Json(v).into_response(),
-        Err(e) => internal(e),
-    }
+        })).into_response())
 }

@@ -88,7 +88,24 @@ pub fn problem(status: StatusCode, title: &str, detail: &str) -> Response {
         .into_response()
 }
 
-pub fn internal(e: impl std::fmt::Display) -> Response {
+/// A read model that cannot be read, as an answer (500, problem+json): handlers return
+/// `Result<Response, Unavailable>` and use `?` on store reads.
+#[derive(Debug)]
+pub struct Unavailable(String);
+
+impl<E: std::fmt::Display> From<E> for Unavailable {
+    fn from(e: E) -> Self {
+        Self(e.to_string())
+    }
+}
+
+impl IntoResponse for Unavailable {
+    fn into_response(self) -> Response {
+        internal(self.0)
+    }
+}
+
+fn internal(e: impl std::fmt::Display) -> Response {
     problem(
         StatusCode::INTERNAL_SERVER_ERROR,
         "read model unavailable",
@@ -229,27 +246,25 @@ async fn audit_public_key(State(s): State<AppState>) -> Response {
     }
 }
 
-async fn healthz(State(s): State<AppState>) -> Response {
-    match s.checkpoints() {
-        Ok(cps) => {
-            let projections: serde_json::Map<String, serde_json::Value> = cps
-                .into_iter()
-                .map(|(n, cp)| {
-                    (
-                        n.to_string(),
-                        json!({
-                            "stream_sequence": cp,
-                            "tree": s.store.current_name(n).ok().flatten(),
-                            "point_in_time": s.point_in_time(n),
-                        }),
-                    )
-                })
-                .collect();
-            Json(json!({"status": "ok", "read_only": s.read_only, "projections": projections}))
-                .into_response()
-        }
-        Err(e) => internal(e),
-    }
+async fn healthz(State(s): State<AppState>) -> Result<Response, Unavailable> {
+    let projections: serde_json::Map<String, serde_json::Value> = s
+        .checkpoints()?
+        .into_iter()
+        .map(|(n, cp)| {
+            (
+                n.to_string(),
+                json!({
+                    "stream_sequence": cp,
+                    "tree": s.store.current_name(n).ok().flatten(),
+                    "point_in_time": s.point_in_time(n),
+                }),
+            )
+        })
+        .collect();
+    Ok(
+        Json(json!({"status": "ok", "read_only": s.read_only, "projections": projections}))
+            .into_response(),
+    )
 }
 
 async fn metrics(State(s): State<AppState>) -> Response {

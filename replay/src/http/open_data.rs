@@ -12,7 +12,7 @@ use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{csv_response, internal, problem, wants_csv, AppState};
+use super::{csv_response, problem, wants_csv, AppState, Unavailable};
 use crate::open_data::{dcat, CatalogueView, NAME};
 
 #[derive(Debug, Deserialize)]
@@ -21,15 +21,13 @@ pub struct Q {
     format: Option<String>,
 }
 
-pub async fn list(State(s): State<AppState>, headers: HeaderMap, Query(q): Query<Q>) -> Response {
-    let tree = match s.tree(NAME) {
-        Ok(t) => t,
-        Err(e) => return internal(e),
-    };
-    let mut all = match (CatalogueView { tree: &tree }).datasets() {
-        Ok(d) => d,
-        Err(e) => return internal(e),
-    };
+pub async fn list(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<Q>,
+) -> Result<Response, Unavailable> {
+    let tree = s.tree(NAME)?;
+    let mut all = (CatalogueView { tree: &tree }).datasets()?;
     if let Some(st) = &q.status {
         all.retain(|d| &d.status == st);
     }
@@ -61,7 +59,7 @@ pub async fn list(State(s): State<AppState>, headers: HeaderMap, Query(q): Query
             };
             resources
         });
-        return csv_response(
+        return Ok(csv_response(
             "open-data.csv",
             &[
                 "dataset_id",
@@ -76,44 +74,41 @@ pub async fn list(State(s): State<AppState>, headers: HeaderMap, Query(q): Query
                 "url",
             ],
             rows,
-        );
+        ));
     }
     let active = all.iter().filter(|d| d.status == "active").count();
-    Json(json!({"total": all.len(), "active": active, "withdrawn": all.len() - active, "datasets": all})).into_response()
+    Ok(Json(json!({"total": all.len(), "active": active, "withdrawn": all.len() - active, "datasets": all})).into_response())
 }
 
-pub async fn one(State(s): State<AppState>, Path(id): Path<String>) -> Response {
-    let tree = match s.tree(NAME) {
-        Ok(t) => t,
-        Err(e) => return internal(e),
-    };
-    match (CatalogueView { tree: &tree }).get(&id) {
-        Ok(Some(d)) => Json(d).into_response(),
-        Ok(None) => problem(
+pub async fn one(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, Unavailable> {
+    let tree = s.tree(NAME)?;
+    Ok(match (CatalogueView { tree: &tree }).get(&id)? {
+        Some(d) => Json(d).into_response(),
+        None => problem(
             StatusCode::NOT_FOUND,
             "no such dataset",
             &format!("no dataset {id:?}"),
         ),
-        Err(e) => internal(e),
-    }
+    })
 }
 
-pub async fn catalog(State(s): State<AppState>, headers: HeaderMap) -> Response {
-    let tree = match s.tree(NAME) {
-        Ok(t) => t,
-        Err(e) => return internal(e),
-    };
+pub async fn catalog(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Response, Unavailable> {
+    let tree = s.tree(NAME)?;
     let base = headers
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
         .map(|h| format!("http://{h}"))
         .unwrap_or_default();
-    match (CatalogueView { tree: &tree }).datasets() {
-        Ok(d) => (
-            [(header::CONTENT_TYPE, "application/ld+json")],
-            Json(dcat(&d, &base)),
-        )
-            .into_response(),
-        Err(e) => internal(e),
-    }
+    let d = (CatalogueView { tree: &tree }).datasets()?;
+    Ok((
+        [(header::CONTENT_TYPE, "application/ld+json")],
+        Json(dcat(&d, &base)),
+    )
+        .into_response())
 }

@@ -5,16 +5,11 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 
-use super::{internal, AppState};
+use super::{AppState, Unavailable};
 use crate::sso::{SignOnView, NAME};
 
-pub async fn activity(State(s): State<AppState>) -> Response {
-    let tree = match s.tree(NAME) {
-        Ok(t) => t,
-        Err(e) => return internal(e),
-    };
-    match (SignOnView { tree: &tree }).activity() {
-        Ok(a) => Json(a).into_response(),
-        Err(e) => internal(e),
-    }
+pub async fn activity(State(s): State<AppState>) -> Result<Response, Unavailable> {
+    let tree = s.tree(NAME)?;
+    let a = (SignOnView { tree: &tree }).activity()?;
+    Ok(Json(a).into_response())
 }
