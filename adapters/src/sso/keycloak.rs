@@ -291,14 +291,20 @@ mod tests {
             .collect()
     }
 
+    /// Every user and admin event of the fixtures that maps to an event.
+    fn mapped_fixtures(p: &Pseudonymizer) -> Vec<EventDraft> {
+        let mut events: Vec<EventDraft> = user_events()
+            .iter()
+            .filter_map(|e| map_user(e, p))
+            .collect();
+        events.extend(admin_events().iter().filter_map(|e| map_admin(e, p)));
+        events
+    }
+
     #[test]
     fn fixtures_map_without_any_personal_value() {
         let p = p();
-        let mut events: Vec<EventDraft> = user_events()
-            .iter()
-            .filter_map(|e| map_user(e, &p))
-            .collect();
-        events.extend(admin_events().iter().filter_map(|e| map_admin(e, &p)));
+        let events = mapped_fixtures(&p);
         let types: Vec<String> = events
             .iter()
             .map(|e| format!("{}.{}", e.event_type.entity, e.event_type.action))
@@ -371,11 +377,7 @@ mod tests {
     fn mapped_fixtures_validate() {
         let registry = lienthong_bus::SchemaRegistry::embedded().unwrap();
         let p = p();
-        let mut events: Vec<EventDraft> = user_events()
-            .iter()
-            .filter_map(|e| map_user(e, &p))
-            .collect();
-        events.extend(admin_events().iter().filter_map(|e| map_admin(e, &p)));
+        let events = mapped_fixtures(&p);
         for e in events {
             let id = registry.schema_id(&e.event_type.to_string(), None).unwrap();
             registry
