@@ -93,17 +93,20 @@ fn tz() -> FixedOffset {
     FixedOffset::east_opt(7 * 3600).expect("UTC+7")
 }
 
+/// Midnight on 1 January of `year` in Phan Thiết (UTC+7).
+pub(crate) fn year_start(year: i32) -> DateTime<FixedOffset> {
+    tz().from_local_datetime(
+        &NaiveDate::from_ymd_opt(year, 1, 1)
+            .expect("date")
+            .and_hms_opt(0, 0, 0)
+            .expect("time"),
+    )
+    .single()
+    .expect("unambiguous")
+}
+
 fn moment(rng: &mut StdRng, year: i32) -> DateTime<FixedOffset> {
-    let start = tz()
-        .from_local_datetime(
-            &NaiveDate::from_ymd_opt(year, 1, 1)
-                .expect("date")
-                .and_hms_opt(0, 0, 0)
-                .expect("time"),
-        )
-        .single()
-        .expect("unambiguous");
-    start
+    year_start(year)
         + Duration::days(rng.random_range(0..365))
         + Duration::minutes(rng.random_range(7 * 60..18 * 60))
         + Duration::seconds(rng.random_range(0..60))

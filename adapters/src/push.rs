@@ -18,6 +18,19 @@ pub struct PushServer {
 }
 
 impl PushServer {
+    /// [`PushServer::start`] when an address is configured (`None` otherwise).
+    pub async fn start_if(
+        adapter: &str,
+        listen: Option<SocketAddr>,
+        app: impl FnOnce() -> Router,
+        what: &str,
+    ) -> Result<Option<Self>, AdapterError> {
+        match listen {
+            Some(addr) => Ok(Some(Self::start(adapter, addr, app(), what).await?)),
+            None => Ok(None),
+        }
+    }
+
     /// Binds `addr` and serves `app` until the server is stopped or dropped.
     pub async fn start(
         adapter: &str,

@@ -299,18 +299,13 @@ impl DocumentsAdapter {
         self,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> Result<(), AdapterError> {
-        let server = match self.config.listen {
-            Some(addr) => Some(
-                PushServer::start(
-                    SUBSYSTEM,
-                    addr,
-                    self.router(),
-                    "POST /edxml, POST /register",
-                )
-                .await?,
-            ),
-            None => None,
-        };
+        let server = PushServer::start_if(
+            SUBSYSTEM,
+            self.config.listen,
+            || self.router(),
+            "POST /edxml, POST /register",
+        )
+        .await?;
         let interval = Duration::from_secs(self.config.poll_interval_secs.max(1));
         let polled = crate::poll::every(SUBSYSTEM, "inbox poll", interval, shutdown, || async {
             let i = self.poll_inbox().await?;

@@ -8,7 +8,7 @@
 //! still open). Records carry fake reporter details, as the real feed does, so that tests
 //! show the adapter drops them. Deterministic for a given seed.
 
-use chrono::{DateTime, Duration, FixedOffset, NaiveDate, TimeZone};
+use chrono::{DateTime, Duration, FixedOffset, NaiveDate};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
@@ -123,16 +123,7 @@ pub struct SyntheticYear {
 pub fn generate_year(year: i32, count: usize, seed: u64, taken: &[String]) -> SyntheticYear {
     let mut rng = StdRng::seed_from_u64(seed);
     let wards = Wards::phan_thiet();
-    let tz = FixedOffset::east_opt(7 * 3600).expect("UTC+7");
-    let start = tz
-        .from_local_datetime(
-            &NaiveDate::from_ymd_opt(year, 1, 1)
-                .expect("date")
-                .and_hms_opt(0, 0, 0)
-                .expect("time"),
-        )
-        .single()
-        .expect("unambiguous");
+    let start = crate::demo::year_start(year);
     let days = if NaiveDate::from_ymd_opt(year, 12, 31)
         .expect("date")
         .leap_year()

@@ -337,12 +337,13 @@ impl SsoAdapter {
         self,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> Result<(), AdapterError> {
-        let server = match self.config.listen {
-            Some(addr) => Some(
-                PushServer::start(SUBSYSTEM, addr, self.router(), "POST /keycloak/events").await?,
-            ),
-            None => None,
-        };
+        let server = PushServer::start_if(
+            SUBSYSTEM,
+            self.config.listen,
+            || self.router(),
+            "POST /keycloak/events",
+        )
+        .await?;
         let interval = Duration::from_secs(
             self.config
                 .admin_api
