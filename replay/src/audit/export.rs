@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 
-use async_nats::jetstream::{self, consumer};
+use async_nats::jetstream;
 use base64::Engine;
 use chrono::{DateTime, Utc};
 use ed25519_dalek::VerifyingKey;
@@ -113,11 +113,7 @@ pub async fn export(
     let covered_to = checkpoints.iter().map(|c| c.last_seq).max().unwrap_or(0);
     let mut used: BTreeMap<u64, &Checkpoint> = BTreeMap::new();
     if last > 0 {
-        let c = s
-            .create_consumer(consumer::pull::OrderedConfig::default())
-            .await
-            .map_err(|e| nats(&e))?;
-        let mut messages = c.messages().await.map_err(|e| nats(&e))?;
+        let mut messages = super::read_from(js, stream, 1, None).await?;
         let mut head = genesis(stream);
         let mut expected = 1;
         while let Some(m) = messages.next().await {

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use async_nats::jetstream::{self, consumer};
+use async_nats::jetstream;
 use ed25519_dalek::VerifyingKey;
 use futures::StreamExt;
 use serde::Serialize;
@@ -11,6 +11,7 @@ use serde::Serialize;
 use super::chain::{entry_of, genesis, Entry};
 use super::checkpoint::{Checkpoint, CheckpointFault};
 use super::writer::{checkpoint_subject, stream_created};
+use super::{nats, read_from};
 use crate::error::{ReplayError, Result};
 
 /// What was found wrong.
@@ -105,13 +106,6 @@ impl std::fmt::Display for StreamReport {
     }
 }
 
-fn nats(operation: String, e: impl std::fmt::Display) -> ReplayError {
-    ReplayError::Nats {
-        operation,
-        reason: e.to_string(),
-    }
-}
-
 /// Every checkpoint of `stream` in `AUDIT` (as stored; not yet verified).
 pub async fn checkpoints_from_audit(
     js: &jetstream::Context,
@@ -132,18 +126,8 @@ pub async fn checkpoints_from_audit(
         }
         Err(e) => return Err(nats(format!("reading the checkpoints of {stream}"), e)),
     };
-    let c = audit
-        .create_consumer(consumer::pull::OrderedConfig {
-            filter_subject: checkpoint_subject(stream),
-            ..Default::default()
-        })
-        .await
-        .map_err(|e| nats("reading AUDIT".into(), e))?;
     let mut out = Vec::new();
-    let mut messages = c
-        .messages()
-        .await
-        .map_err(|e| nats("reading AUDIT".into(), e))?;
+    let mut messages = read_from(js, "AUDIT", 1, Some(checkpoint_subject(stream))).await?;
     while let Some(msg) = messages.next().await {
         let msg = msg.map_err(|e| nats("reading AUDIT".into(), e))?;
         let seq = msg.info().map(|i| i.stream_sequence).unwrap_or(last);
@@ -363,18 +347,7 @@ pub async fn verify_stream(
         return Ok(report);
     }
 
-    let s = js
-        .get_stream_no_info(stream)
-        .await
-        .map_err(|e| nats(format!("opening {stream}"), e))?;
-    let c = s
-        .create_consumer(consumer::pull::OrderedConfig::default())
-        .await
-        .map_err(|e| nats(format!("reading {stream}"), e))?;
-    let mut messages = c
-        .messages()
-        .await
-        .map_err(|e| nats(format!("reading {stream}"), e))?;
+    let mut messages = read_from(js, stream, 1, None).await?;
     let mut expected = 1u64;
     let mut held: Option<(u64, Entry)> = None;
     // Same content stored at another time: the message was stored again (stream recreated).

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_nats::jetstream::{self, consumer};
+use async_nats::jetstream;
 use chrono::{DateTime, Utc};
 use ed25519_dalek::SigningKey;
 use futures::StreamExt;
@@ -14,6 +14,7 @@ use tracing::{info, warn};
 
 use super::chain::{entry_of, genesis, Entry};
 use super::checkpoint::{parse_head, Checkpoint};
+use super::{nats, read_from};
 use crate::error::{ReplayError, Result};
 
 /// The streams whose history is chained.
@@ -27,13 +28,6 @@ pub fn checkpoint_type() -> EventType {
 /// The subject holding `stream`'s checkpoints.
 pub fn checkpoint_subject(stream: &str) -> String {
     checkpoint_type().subject(stream)
-}
-
-fn nats(operation: String, e: impl std::fmt::Display) -> ReplayError {
-    ReplayError::Nats {
-        operation,
-        reason: e.to_string(),
-    }
 }
 
 /// The stream's creation time as RFC 3339.
@@ -149,24 +143,7 @@ impl AuditWriter {
         if until_head && next > head_seq {
             return Ok(written);
         }
-        let s = self
-            .js
-            .get_stream_no_info(stream)
-            .await
-            .map_err(|e| nats(format!("opening {stream}"), e))?;
-        let c = s
-            .create_consumer(consumer::pull::OrderedConfig {
-                deliver_policy: consumer::DeliverPolicy::ByStartSequence {
-                    start_sequence: next,
-                },
-                ..Default::default()
-            })
-            .await
-            .map_err(|e| nats(format!("reading {stream}"), e))?;
-        let mut messages = c
-            .messages()
-            .await
-            .map_err(|e| nats(format!("reading {stream}"), e))?;
+        let mut messages = read_from(&self.js, stream, next, None).await?;
         let mut pending: Vec<Entry> = Vec::new();
         let mut first = next;
         loop {
