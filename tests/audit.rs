@@ -11,10 +11,11 @@ use base64::Engine;
 use chrono::TimeZone;
 use common::Bus;
 use ed25519_dalek::SigningKey;
+use lienthong_audit::export::{export, verify_export, ExportFilter};
+use lienthong_audit::verify::{checkpoints_from_audit, StreamReport};
+use lienthong_audit::{verify_stream, Checkpoint, Tampering};
 use lienthong_bus::{Classification, EventDraft, EventType};
-use lienthong_replay::audit::export::{export, verify_export, ExportFilter};
-use lienthong_replay::audit::verify::{checkpoints_from_audit, StreamReport};
-use lienthong_replay::audit::{verify_stream, AuditWriter, Checkpoint, Tampering};
+use lienthong_replay::audit_writer::AuditWriter;
 use lienthong_replay::runner::PointInTime;
 use lienthong_replay::ReadStore;
 use serde_json::json;
@@ -104,7 +105,7 @@ async fn recreate(bus: &Bus, stream: &str, edit: impl FnOnce(&mut Vec<Raw>)) {
 #[tokio::test]
 async fn an_untouched_history_verifies() {
     let bus = history(25).await;
-    for stream in lienthong_replay::audit::AUDITED_STREAMS {
+    for stream in lienthong_bus::registry::audited_streams() {
         let r = verify(&bus, stream).await;
         assert!(r.intact(), "{r}");
     }
@@ -217,7 +218,7 @@ async fn a_forged_checkpoint_and_one_signed_with_another_key_are_named() {
         "x",
         16,
         [0; 32],
-        &[lienthong_replay::audit::chain::Entry::ABSENT],
+        &[lienthong_audit::chain::Entry::ABSENT],
     );
     publish_checkpoint(&bus, &c).await;
     let r = verify(&bus, "FIELD_REPORTS").await;

@@ -149,7 +149,7 @@ async fn provisioning_is_idempotent_and_refuses_silent_changes() {
     );
 
     // A changed duplicate window may be brought back in line: it is updated, and said so.
-    let mut cfg = lienthong_bus::topology::STREAMS[3].config();
+    let mut cfg = spec("OPEN_DATA").config();
     cfg.duplicate_window = std::time::Duration::from_secs(60);
     js.update_stream(cfg).await.unwrap();
     let fixed = lienthong_bus::provision(&js).await.unwrap();
@@ -159,7 +159,7 @@ async fn provisioning_is_idempotent_and_refuses_silent_changes() {
     );
 
     // Someone gave SSO an age limit by hand: provisioning must refuse, naming it.
-    let mut cfg = lienthong_bus::topology::STREAMS[1].config();
+    let mut cfg = spec("SSO").config();
     cfg.max_age = std::time::Duration::from_secs(86400);
     js.update_stream(cfg).await.unwrap();
     let err = lienthong_bus::provision(&js).await.unwrap_err();
@@ -338,4 +338,11 @@ async fn durable_mode_stores_atomic_batches() {
         assert!(!r.unwrap().duplicate);
     }
     assert_eq!(bus.messages("FIELD_REPORTS").await, 300);
+}
+
+fn spec(name: &str) -> lienthong_bus::topology::StreamSpec {
+    lienthong_bus::topology::streams()
+        .into_iter()
+        .find(|s| s.name == name)
+        .unwrap()
 }

@@ -187,7 +187,10 @@ async fn only_the_operator_creates_or_deletes_streams() {
         subjects: vec!["scratch.>".into()],
         ..Default::default()
     };
-    for role in lienthong_bus::ROLES.iter().filter(|r| **r != "operator") {
+    for role in lienthong_bus::roles::role_names()
+        .iter()
+        .filter(|r| *r != "operator")
+    {
         let (js, _, _c) = connect(&bus, role).await;
         assert!(
             js.create_stream(scratch.clone()).await.is_err(),

@@ -63,9 +63,7 @@ impl Publisher {
         let mut in_flight: VecDeque<(Batch, PublishAckFuture)> = VecDeque::new();
         let mut current: Option<(&'static str, Batch)> = None;
         for (i, draft) in drafts.into_iter().enumerate() {
-            let stream = topology::stream_for_subsystem(&draft.event_type.subsystem)
-                .map(|s| s.name)
-                .unwrap_or("");
+            let stream = topology::stream_for_subsystem(&draft.event_type.subsystem).unwrap_or("");
             let expects = draft.expected_last_subject_sequence.is_some();
             let prepared = match self.prepare_draft(draft) {
                 Ok(Ok(p)) => p,

@@ -1,10 +1,10 @@
 //! Roles, credentials and connecting to NATS.
 //!
-//! `nats.conf` defines one user per role and reads each password from the environment
-//! (`LT_PW_<ROLE>`, upper-case, `-` as `_`). `lienthong up` generates random passwords on
-//! first run and writes one file per role, `data/credentials/<role>.env`, holding
-//! `NATS_URL`, `NATS_USER` and `NATS_PASSWORD` — the variables every command reads, like the
-//! `nats` CLI. Nothing secret is in the repository.
+//! The server knows one user per role ([`crate::roles`]), each password as a bcrypt hash in
+//! the generated `accounts.conf`. `lienthong up` generates random passwords on first run and
+//! writes one file per role, `data/credentials/<role>.env`, holding `NATS_URL`, `NATS_USER`
+//! and `NATS_PASSWORD` — the variables every command reads, like the `nats` CLI. Nothing
+//! secret is in the repository.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -12,28 +12,6 @@ use std::path::{Path, PathBuf};
 use rand::distr::{Alphanumeric, SampleString};
 
 use crate::error::{BusError, Result};
-
-/// The subsystems that have an adapter (and an `adapter-<subsystem>` role).
-pub const SUBSYSTEMS: &[&str] = &["documents", "sso", "field_reports", "open_data"];
-
-/// Every role `nats.conf` defines.
-pub const ROLES: &[&str] = &[
-    "operator",
-    "replay",
-    "auditor",
-    "ingress",
-    "adapter-documents",
-    "adapter-sso",
-    "adapter-field_reports",
-    "adapter-open_data",
-    "agency-urban",
-    "agency-ioc",
-];
-
-/// The environment variable holding a role's password for the server.
-pub fn password_variable(role: &str) -> String {
-    format!("LT_PW_{}", role.to_ascii_uppercase().replace('-', "_"))
-}
 
 /// Passwords of every role.
 #[derive(Clone)]
@@ -54,9 +32,9 @@ impl CredentialSet {
     pub fn generate() -> Self {
         let mut rng = rand::rng();
         Self {
-            passwords: ROLES
-                .iter()
-                .map(|r| (r.to_string(), Alphanumeric.sample_string(&mut rng, 32)))
+            passwords: crate::roles::role_names()
+                .into_iter()
+                .map(|r| (r, Alphanumeric.sample_string(&mut rng, 32)))
                 .collect(),
         }
     }
@@ -65,7 +43,7 @@ impl CredentialSet {
     pub fn load_or_generate(dir: &Path, url: &str) -> Result<Self> {
         let fresh = Self::generate();
         let mut passwords = BTreeMap::new();
-        for role in ROLES {
+        for role in crate::roles::role_names() {
             let file = dir.join(format!("{role}.env"));
             let existing = if file.exists() {
                 read_env_file(&file)?.get("NATS_PASSWORD").cloned()
@@ -74,10 +52,11 @@ impl CredentialSet {
             };
             match existing {
                 Some(p) => {
-                    passwords.insert(role.to_string(), p);
+                    passwords.insert(role, p);
                 }
                 None => {
-                    passwords.insert(role.to_string(), fresh.passwords[*role].clone());
+                    let p = fresh.passwords[&role].clone();
+                    passwords.insert(role, p);
                 }
             }
         }
@@ -94,7 +73,10 @@ impl CredentialSet {
     /// Settings to connect as `role`.
     pub fn settings(&self, role: &str, url: &str) -> Result<ConnectSettings> {
         let password = self.password(role).ok_or_else(|| {
-            BusError::Config(format!("unknown role {role}; roles: {}", ROLES.join(", ")))
+            BusError::Config(format!(
+                "unknown role {role}; roles: {}",
+                crate::roles::role_names().join(", ")
+            ))
         })?;
         Ok(ConnectSettings {
             url: url.to_string(),
@@ -104,12 +86,14 @@ impl CredentialSet {
         })
     }
 
-    /// The variables `nats.conf` reads, for the server process.
-    pub fn server_env(&self) -> Vec<(String, String)> {
-        self.passwords
-            .iter()
-            .map(|(r, p)| (password_variable(r), p.clone()))
-            .collect()
+    /// The server's accounts, each role's password as a bcrypt hash.
+    pub fn accounts(&self) -> Result<crate::roles::AccountsConfig> {
+        crate::roles::accounts(&crate::roles::roles(), |role| {
+            let password = self
+                .password(role)
+                .ok_or_else(|| BusError::Config(format!("no password for the role {role}")))?;
+            crate::roles::hash_password(password)
+        })
     }
 
     /// Writes one `<role>.env` per role (mode 0600).
@@ -273,18 +257,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let a = CredentialSet::load_or_generate(dir.path(), "nats://127.0.0.1:1").unwrap();
         let b = CredentialSet::load_or_generate(dir.path(), "nats://127.0.0.1:2").unwrap();
-        for role in ROLES {
-            assert_eq!(a.password(role), b.password(role));
-            assert_eq!(a.password(role).unwrap().len(), 32);
+        for role in crate::roles::role_names() {
+            assert_eq!(a.password(&role), b.password(&role));
+            assert_eq!(a.password(&role).unwrap().len(), 32);
         }
         let s = ConnectSettings::resolve(Some(&dir.path().join("auditor.env"))).unwrap();
         assert_eq!(s.user.as_deref(), Some("auditor"));
         assert_eq!(s.url, "nats://127.0.0.1:2");
         assert_eq!(s.password.as_deref(), a.password("auditor"));
-        assert_eq!(
-            password_variable("adapter-field_reports"),
-            "LT_PW_ADAPTER_FIELD_REPORTS"
-        );
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;

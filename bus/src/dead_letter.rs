@@ -15,7 +15,7 @@ use sha2::{Digest, Sha256};
 
 use crate::envelope::{self, Classification, STRUCTURED_CONTENT_TYPE};
 use crate::error::{BusError, Result, Violation};
-use crate::publisher::{message_id, Prepared};
+use crate::prepared::{message_id, Prepared};
 use crate::schema::SchemaRegistry;
 use crate::subject::{encode_key, EventType};
 

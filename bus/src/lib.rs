@@ -8,6 +8,9 @@
 //! - [`envelope`]: CloudEvents ↔ NATS binding (structured out; structured and binary in).
 //! - [`schema`]: the JSON Schema registry ([`SchemaRegistry`]), embedded from `schemas/`.
 //! - [`evolution`]: compatibility rules between versions of an event's schema.
+//! - [`registry`]: the subsystems, each described once; streams, roles, permissions derived.
+//! - [`roles`]: roles and permissions derived from the registry; the server's accounts.
+//! - [`prepared`]: an event checked and encoded, with its deterministic message id.
 //! - [`publisher`]: validate → envelope → publish with dedupe id → PubAck ([`Publisher`]).
 //! - [`batch`]: atomic batch publishing for bulk imports and backfills.
 //! - [`dead_letter`]: what failed validation, kept in the `DLQ` stream ([`DeadLetter`]).
@@ -23,7 +26,10 @@ pub mod dead_letter;
 pub mod envelope;
 pub mod error;
 pub mod evolution;
+pub mod prepared;
 pub mod publisher;
+pub mod registry;
+pub mod roles;
 pub mod schema;
 pub mod server;
 pub mod subject;
@@ -31,7 +37,7 @@ pub mod subscriber;
 pub mod topology;
 
 pub use cloudevents;
-pub use credentials::{ConnectSettings, CredentialSet, ROLES, SUBSYSTEMS};
+pub use credentials::{ConnectSettings, CredentialSet};
 pub use dead_letter::DeadLetter;
 pub use envelope::Classification;
 pub use error::{BusError, Result, Violation};

@@ -10,22 +10,18 @@ use std::time::Duration;
 use async_nats::jetstream::context::PublishErrorKind;
 use async_nats::jetstream::message::PublishMessage;
 use async_nats::jetstream::{self, context::PublishAckFuture};
-use async_nats::HeaderMap;
 use chrono::{DateTime, Utc};
 use cloudevents::{AttributesReader, AttributesWriter, Event};
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 use tracing::{debug, warn};
 
 use crate::dead_letter::DeadLetter;
-use crate::envelope::{self, Classification, STRUCTURED_CONTENT_TYPE};
+use crate::envelope::{self, Classification};
 use crate::error::{BusError, Result};
+use crate::prepared::headers;
+pub use crate::prepared::{message_id, Prepared, EXPECTED_LAST_SUBJECT_SEQUENCE_SUBJECT};
 use crate::schema::{SchemaRegistry, ValidationFailure};
 use crate::subject::EventType;
-
-/// Header naming the subject filter for per-aggregate optimistic concurrency (server ≥ 2.11).
-pub const EXPECTED_LAST_SUBJECT_SEQUENCE_SUBJECT: &str =
-    "Nats-Expected-Last-Subject-Sequence-Subject";
 
 /// What an adapter wants published; the publisher adds the source, schema and envelope.
 #[derive(Debug, Clone)]
@@ -98,25 +94,6 @@ impl Default for RetryPolicy {
             max_backoff: Duration::from_secs(2),
         }
     }
-}
-
-/// `Nats-Msg-Id` for an event: derived from `source` and `id` only, so the same record
-/// published twice (by a restart, a retry or a re-poll) is stored once.
-pub fn message_id(source: &str, id: &str) -> String {
-    let mut h = Sha256::new();
-    h.update(source.as_bytes());
-    h.update([0]);
-    h.update(id.as_bytes());
-    hex::encode(&h.finalize()[..16])
-}
-
-/// An event checked and encoded, ready to send.
-#[derive(Debug, Clone)]
-pub struct Prepared {
-    pub id: String,
-    pub subject: String,
-    pub headers: HeaderMap,
-    pub payload: bytes::Bytes,
 }
 
 #[derive(Clone)]
@@ -540,28 +517,6 @@ fn published(p: &Prepared, ack: async_nats::jetstream::publish::PublishAck) -> P
     }
 }
 
-/// The headers of a structured-mode event: content type, the dedupe id and, when asked, the
-/// per-aggregate concurrency expectation.
-fn headers(source: &str, id: &str, ty: &EventType, key: &str, expected: Option<u64>) -> HeaderMap {
-    let mut headers = HeaderMap::new();
-    headers.insert(envelope::CONTENT_TYPE, STRUCTURED_CONTENT_TYPE);
-    headers.insert(
-        async_nats::header::NATS_MESSAGE_ID,
-        message_id(source, id).as_str(),
-    );
-    if let Some(seq) = expected {
-        headers.insert(
-            async_nats::header::NATS_EXPECTED_LAST_SUBJECT_SEQUENCE,
-            seq.to_string().as_str(),
-        );
-        headers.insert(
-            EXPECTED_LAST_SUBJECT_SEQUENCE_SUBJECT,
-            ty.aggregate_filter(key).as_str(),
-        );
-    }
-    headers
-}
-
 fn violation(pointer: &str, message: &str) -> crate::error::Violation {
     crate::error::Violation {
         pointer: pointer.to_string(),
@@ -576,18 +531,5 @@ fn invalid(event: &Event, pointer: &str, message: &str) -> BusError {
         id: event.id().to_string(),
         violations: vec![violation(pointer, message)],
         dead_letter: None,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn message_ids_depend_on_source_and_id_only() {
-        assert_eq!(message_id("urn:a", "1"), message_id("urn:a", "1"));
-        assert_ne!(message_id("urn:a", "1"), message_id("urn:b", "1"));
-        assert_ne!(message_id("urn:a1", ""), message_id("urn:a", "1"));
-        assert_eq!(message_id("urn:a", "1").len(), 32);
     }
 }

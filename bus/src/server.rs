@@ -16,8 +16,10 @@ use tracing::{debug, info, warn};
 use crate::credentials::CredentialSet;
 use crate::error::{BusError, Result};
 
-/// The project's server configuration, built into the binary.
+/// The project's server configuration (its hand-written part), built into the binary.
 pub const NATS_CONF: &str = include_str!("../../nats.conf");
+/// The generated part, beside `nats.conf` in the server's data directory.
+pub const ACCOUNTS_CONF: &str = "accounts.conf";
 
 /// Oldest server the bus works with (per-subject expected sequence with a wildcard filter).
 pub const MIN_VERSION: (u64, u64, u64) = (2, 11, 0);
@@ -100,7 +102,8 @@ pub fn find_nats_server() -> Result<PathBuf> {
 pub struct ServerOptions {
     /// The binary; found with [`find_nats_server`] when `None`.
     pub bin: Option<PathBuf>,
-    /// Where the configuration is written (the built-in [`NATS_CONF`]) and the store kept.
+    /// Where the configuration is written (the built-in [`NATS_CONF`] and the generated
+    /// [`ACCOUNTS_CONF`]) and the store kept.
     pub data_dir: PathBuf,
     pub host: String,
     /// `None`: a random free port.
@@ -143,6 +146,10 @@ impl NatsServer {
         let conf = opts.data_dir.join("nats.conf");
         std::fs::write(&conf, server_config(opts.sync_always))
             .map_err(|e| BusError::io(format!("writing {}", conf.display()), e))?;
+        crate::credentials::write_private(
+            &opts.data_dir.join(ACCOUNTS_CONF),
+            &crate::roles::render_accounts(&credentials.accounts()?)?,
+        )?;
         let store = opts.data_dir.join("jetstream");
         let port = opts
             .port
@@ -153,7 +160,6 @@ impl NatsServer {
             .arg(&conf)
             .args(["-a", &opts.host, "-p", &port, "-js", "-sd"])
             .arg(&store)
-            .envs(credentials.server_env())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

@@ -11,6 +11,7 @@ use std::time::Duration;
 use async_nats::jetstream::{self, kv, stream};
 
 use crate::error::{BusError, Result};
+use crate::registry;
 
 /// The KV bucket where adapters keep their cursors.
 pub const ADAPTER_STATE_BUCKET: &str = "ADAPTER_STATE";
@@ -18,55 +19,42 @@ pub const ADAPTER_STATE_BUCKET: &str = "ADAPTER_STATE";
 pub const DUPLICATE_WINDOW: Duration = Duration::from_secs(2 * 60 * 60);
 
 /// One stream of the contract.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StreamSpec {
     pub name: &'static str,
-    pub subject: &'static str,
+    /// `egov.<root>.>`.
+    pub subject: String,
     pub description: &'static str,
 }
 
-/// The streams of the contract.
-pub const STREAMS: &[StreamSpec] = &[
-    StreamSpec {
-        name: "DOCUMENTS",
-        subject: "egov.documents.>",
-        description: "Document management and exchange (edXML, register)",
-    },
-    StreamSpec {
-        name: "SSO",
-        subject: "egov.sso.>",
-        description: "Central sign-on (pseudonymised)",
-    },
-    StreamSpec {
-        name: "FIELD_REPORTS",
-        subject: "egov.field_reports.>",
-        description: "Citizen field reports (Open311)",
-    },
-    StreamSpec {
-        name: "OPEN_DATA",
-        subject: "egov.open_data.>",
-        description: "Open data catalogue (CKAN)",
-    },
-    StreamSpec {
-        name: "DLQ",
-        subject: "egov.dlq.>",
-        description: "Input that failed validation, with the reasons; never dropped",
-    },
-    StreamSpec {
-        name: "AUDIT",
-        subject: "egov.audit.>",
-        description: "Signed hash-chain checkpoints",
-    },
-];
+/// The streams of the contract, derived from the subsystem registry: one per subsystem, then
+/// the bus's own (`DLQ`, `AUDIT`).
+pub fn streams() -> Vec<StreamSpec> {
+    registry::SUBSYSTEMS
+        .iter()
+        .map(|s| StreamSpec {
+            name: s.stream,
+            subject: s.subjects(),
+            description: s.title,
+        })
+        .chain(registry::SYSTEM_STREAMS.iter().map(|s| StreamSpec {
+            name: s.name,
+            subject: format!("egov.{}.>", s.subject_root),
+            description: s.title,
+        }))
+        .collect()
+}
 
-/// The stream holding a subsystem's events.
-pub fn stream_for_subsystem(subsystem: &str) -> Option<&'static StreamSpec> {
-    STREAMS.iter().find(|s| {
-        s.subject
-            .strip_prefix("egov.")
-            .and_then(|r| r.strip_suffix(".>"))
-            == Some(subsystem)
-    })
+/// The stream holding a subsystem's events (or the bus's own `dlq` and `audit`).
+pub fn stream_for_subsystem(subsystem: &str) -> Option<&'static str> {
+    registry::subsystem(subsystem)
+        .map(|s| s.stream)
+        .or_else(|| {
+            registry::SYSTEM_STREAMS
+                .iter()
+                .find(|s| s.subject_root == subsystem)
+                .map(|s| s.name)
+        })
 }
 
 impl StreamSpec {
@@ -74,7 +62,7 @@ impl StreamSpec {
     pub fn config(&self) -> stream::Config {
         stream::Config {
             name: self.name.to_string(),
-            subjects: vec![self.subject.to_string()],
+            subjects: vec![self.subject.clone()],
             description: Some(self.description.to_string()),
             storage: stream::StorageType::File,
             retention: stream::RetentionPolicy::Limits,
@@ -200,7 +188,7 @@ fn mutable_differences(want: &stream::Config, have: &stream::Config) -> Vec<Stri
 /// [`BusError::Topology`] when an existing stream differs in a protected setting.
 pub async fn provision(js: &jetstream::Context) -> Result<Vec<Provisioned>> {
     let mut out = Vec::new();
-    for spec in STREAMS {
+    for spec in streams() {
         out.push(provision_stream(js, spec.config()).await?);
     }
     out.push(provision_adapter_state(js).await?);
@@ -281,7 +269,7 @@ pub struct StreamStatus {
 /// The state of every stream of the contract.
 pub async fn status(js: &jetstream::Context) -> Result<Vec<StreamStatus>> {
     let mut out = Vec::new();
-    for spec in STREAMS {
+    for spec in streams() {
         match js.get_stream(spec.name).await {
             Ok(mut s) => {
                 let info = s
@@ -320,24 +308,21 @@ mod tests {
 
     #[test]
     fn contract_streams_are_protected() {
-        for s in STREAMS {
+        for s in streams() {
             let c = s.config();
             assert!(c.deny_delete && c.deny_purge);
             assert_eq!(c.max_age, Duration::ZERO);
             assert_eq!(c.storage, stream::StorageType::File);
             assert!(protected_differences(&c, &c).is_empty());
         }
-        assert_eq!(
-            stream_for_subsystem("field_reports").unwrap().name,
-            "FIELD_REPORTS"
-        );
-        assert_eq!(stream_for_subsystem("dlq").unwrap().name, "DLQ");
+        assert_eq!(stream_for_subsystem("field_reports"), Some("FIELD_REPORTS"));
+        assert_eq!(stream_for_subsystem("dlq"), Some("DLQ"));
         assert!(stream_for_subsystem("nope").is_none());
     }
 
     #[test]
     fn a_changed_age_limit_is_refused() {
-        let want = STREAMS[0].config();
+        let want = streams()[0].config();
         let have = stream::Config {
             max_age: Duration::from_secs(3600),
             deny_purge: false,

@@ -13,6 +13,8 @@ pub enum ReplayError {
     Corrupt { key: String, reason: String },
     #[error("{operation}: {reason}")]
     Nats { operation: String, reason: String },
+    #[error(transparent)]
+    Audit(#[from] lienthong_audit::AuditError),
     #[error("I/O: {0}")]
     Io(#[from] std::io::Error),
 }

@@ -5,7 +5,8 @@
 //! in one atomic batch, so a crash and restart never double-counts or skips.
 //!
 //! # Layout
-//! - [`audit`]: hash chains, signed checkpoints, verification and exports.
+//! - [`audit_writer`]: follows the audited streams and writes signed checkpoints to `AUDIT`
+//!   (verifying and exporting are the auditors' tool, the `lienthong-audit` crate).
 //! - [`upcast`]: older event versions brought to the current shape before projections.
 //! - [`store`]: the sled store, generations and swaps, atomic batches ([`ReadStore`], [`Changes`]).
 //! - [`projection`]: the [`Projection`] trait and [`ProjectedEvent`].
@@ -19,7 +20,7 @@
 //! - [`service`]: the whole service ([`service::serve`]).
 //! - [`error`]: what can go wrong, [`ReplayError`].
 
-pub mod audit;
+pub mod audit_writer;
 pub mod decode;
 pub mod documents;
 pub mod error;

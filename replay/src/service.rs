@@ -113,7 +113,7 @@ pub async fn serve(
         .as_ref()
         .map(|k| hex::encode(k.verifying_key().to_bytes()));
     if let (Some(js), Some(key)) = (&js, options.audit_key.clone()) {
-        let writer = Arc::new(crate::audit::AuditWriter::new(
+        let writer = Arc::new(crate::audit_writer::AuditWriter::new(
             js.clone(),
             registry.clone(),
             key,

@@ -7,10 +7,12 @@ use anyhow::Context as _;
 use chrono::{DateTime, Utc};
 use clap::Subcommand;
 use indicatif::{ProgressBar, ProgressStyle};
-use lienthong_replay::audit::checkpoint::{load_or_generate_signing_key, load_public_key};
-use lienthong_replay::audit::export::{export, verify_export, ExportFilter};
-use lienthong_replay::audit::verify::{checkpoints_from_audit, checkpoints_from_files};
-use lienthong_replay::audit::{verify_stream, AuditWriter, AUDITED_STREAMS};
+use lienthong_audit::checkpoint::{load_or_generate_signing_key, load_public_key};
+use lienthong_audit::export::{export, verify_export, ExportFilter};
+use lienthong_audit::verify::{checkpoints_from_audit, checkpoints_from_files};
+use lienthong_audit::verify_stream;
+use lienthong_bus::registry::audited_streams;
+use lienthong_replay::audit_writer::AuditWriter;
 
 use super::Global;
 
@@ -89,7 +91,7 @@ pub async fn run(global: &Global, cmd: Command) -> anyhow::Result<ExitCode> {
             json,
             ..
         } => {
-            let key = load_public_key(&public_key).map_err(anyhow::Error::msg)?;
+            let key = load_public_key(&public_key)?;
             let text = std::fs::read_to_string(&file)
                 .with_context(|| format!("reading {}", file.display()))?;
             let r = verify_export(&text, &key);
@@ -118,10 +120,10 @@ pub async fn run(global: &Global, cmd: Command) -> anyhow::Result<ExitCode> {
             export: None,
             json,
         } => {
-            let key = load_public_key(&public_key).map_err(anyhow::Error::msg)?;
+            let key = load_public_key(&public_key)?;
             let js = global.jetstream("lienthong-audit-verify").await?;
             let streams: Vec<String> = if streams.is_empty() {
-                AUDITED_STREAMS.iter().map(|s| s.to_string()).collect()
+                audited_streams().iter().map(|s| s.to_string()).collect()
             } else {
                 streams
             };
@@ -215,7 +217,7 @@ pub async fn run(global: &Global, cmd: Command) -> anyhow::Result<ExitCode> {
         Command::Checkpoints { out } => {
             let js = global.jetstream("lienthong-audit-checkpoints").await?;
             std::fs::create_dir_all(&out)?;
-            for stream in AUDITED_STREAMS {
+            for stream in audited_streams() {
                 let cps = checkpoints_from_audit(&js, stream).await?;
                 let path = out.join(format!("{stream}.checkpoints.jsonl"));
                 let body: String = cps
@@ -228,7 +230,7 @@ pub async fn run(global: &Global, cmd: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Checkpoint { key } => {
-            let key = load_or_generate_signing_key(&key).map_err(anyhow::Error::msg)?;
+            let key = load_or_generate_signing_key(&key)?;
             let js = global.jetstream("lienthong-audit-checkpoint").await?;
             let writer = AuditWriter::new(js, global.registry()?, key);
             let written = writer.checkpoint_all().await?;

@@ -71,10 +71,9 @@ pub async fn run(global: &Global, cmd: Command) -> anyhow::Result<ExitCode> {
                 None => None,
             };
             let audit_key = match audit_key {
-                Some(path) => Some(
-                    lienthong_replay::audit::checkpoint::load_or_generate_signing_key(&path)
-                        .map_err(anyhow::Error::msg)?,
-                ),
+                Some(path) => Some(lienthong_audit::checkpoint::load_or_generate_signing_key(
+                    &path,
+                )?),
                 None => None,
             };
             let store = ReadStore::open(&db)?;

@@ -181,10 +181,9 @@ pub async fn run(global: &Global, a: Args) -> anyhow::Result<ExitCode> {
     }
 
     // The audit key: checkpoints are signed with it; its public half is for auditors.
-    let audit_key = lienthong_replay::audit::checkpoint::load_or_generate_signing_key(
+    let audit_key = lienthong_audit::checkpoint::load_or_generate_signing_key(
         &creds_dir.join("audit-signing.key"),
-    )
-    .map_err(anyhow::Error::msg)?;
+    )?;
     let public_key_file = a.data.join("audit-public.key");
     std::fs::write(
         &public_key_file,
@@ -241,7 +240,7 @@ pub async fn run(global: &Global, a: Args) -> anyhow::Result<ExitCode> {
     println!(
         "  Credentials        {}/<role>.env  (roles: {})",
         creds_dir.display(),
-        lienthong_bus::ROLES.join(", ")
+        lienthong_bus::roles::role_names().join(", ")
     );
     for l in &lines {
         println!("{l}");

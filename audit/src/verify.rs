@@ -8,11 +8,10 @@ use ed25519_dalek::VerifyingKey;
 use futures::StreamExt;
 use serde::Serialize;
 
-use super::chain::{entry_of, genesis, Entry};
-use super::checkpoint::{Checkpoint, CheckpointFault};
-use super::writer::{checkpoint_subject, stream_created};
-use super::{nats, read_from};
-use crate::error::{ReplayError, Result};
+use crate::chain::{entry_of, genesis, Entry};
+use crate::checkpoint::{Checkpoint, CheckpointFault};
+use crate::error::{AuditError, Result};
+use crate::read::{checkpoint_subject, read_from, stream_created};
 
 /// What was found wrong.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -114,7 +113,7 @@ pub async fn checkpoints_from_audit(
     let audit = js
         .get_stream_no_info("AUDIT")
         .await
-        .map_err(|e| nats("opening AUDIT".into(), e))?;
+        .map_err(|e| AuditError::nats("opening AUDIT", e))?;
     // The last checkpoint's position bounds the read (and says at once when there is none).
     let last = match audit
         .direct_get_last_for_subject(checkpoint_subject(stream))
@@ -124,12 +123,17 @@ pub async fn checkpoints_from_audit(
         Err(e) if e.kind() == jetstream::stream::DirectGetErrorKind::NotFound => {
             return Ok(Vec::new())
         }
-        Err(e) => return Err(nats(format!("reading the checkpoints of {stream}"), e)),
+        Err(e) => {
+            return Err(AuditError::nats(
+                format!("reading the checkpoints of {stream}"),
+                e,
+            ))
+        }
     };
     let mut out = Vec::new();
     let mut messages = read_from(js, "AUDIT", 1, Some(checkpoint_subject(stream))).await?;
     while let Some(msg) = messages.next().await {
-        let msg = msg.map_err(|e| nats("reading AUDIT".into(), e))?;
+        let msg = msg.map_err(|e| AuditError::nats("reading AUDIT", e))?;
         let seq = msg.info().map(|i| i.stream_sequence).unwrap_or(last);
         // Something on the subject that is not a checkpoint is not evidence; it is skipped.
         if let Ok(c) = Checkpoint::from_message(msg.headers.as_ref(), &msg.payload) {
@@ -146,19 +150,15 @@ pub async fn checkpoints_from_audit(
 /// `checkpoint`), for `stream`.
 pub fn checkpoints_from_files(dir: &std::path::Path, stream: &str) -> Result<Vec<Checkpoint>> {
     let mut out = Vec::new();
-    let entries = std::fs::read_dir(dir).map_err(|e| ReplayError::Open {
-        path: dir.display().to_string(),
-        reason: e.to_string(),
-    })?;
+    let entries = std::fs::read_dir(dir)
+        .map_err(|e| AuditError::io(format!("reading checkpoints in {}", dir.display()), e))?;
     for entry in entries.flatten() {
         let path = entry.path();
         if path.extension().and_then(|x| x.to_str()) != Some("jsonl") {
             continue;
         }
-        let text = std::fs::read_to_string(&path).map_err(|e| ReplayError::Open {
-            path: path.display().to_string(),
-            reason: e.to_string(),
-        })?;
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| AuditError::io(format!("reading {}", path.display()), e))?;
         for line in text.lines() {
             let Ok(mut v) = serde_json::from_str::<serde_json::Value>(line) else {
                 continue;
@@ -360,7 +360,7 @@ pub async fn verify_stream(
                     Some(x) => x,
                     None => continue,
                 },
-                Some(Err(e)) => return Err(nats(format!("reading {stream}"), e)),
+                Some(Err(e)) => return Err(AuditError::nats(format!("reading {stream}"), e)),
                 None => break,
             },
         };

@@ -1,4 +1,5 @@
-//! The checkpoint writer: follows each audited stream, extends its chain, and writes a signed
+//! The audit checkpoint writer (the replay service's part of auditing; verifying is
+//! `lienthong_audit`'s): follows each audited stream, extends its chain, and writes a signed
 //! checkpoint to `AUDIT` every `every` messages (or after `idle` without new ones). It resumes
 //! from the last checkpoint in `AUDIT`, so it keeps no state of its own.
 
@@ -6,65 +7,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream;
-use chrono::{DateTime, Utc};
 use ed25519_dalek::SigningKey;
 use futures::StreamExt;
-use lienthong_bus::{Classification, EventDraft, EventType, Publisher, SchemaRegistry};
+use lienthong_bus::{Classification, EventDraft, Publisher, SchemaRegistry};
 use tracing::{info, warn};
 
-use super::chain::{entry_of, genesis, Entry};
-use super::checkpoint::{parse_head, Checkpoint};
-use super::{nats, read_from};
+use lienthong_audit::chain::{entry_of, genesis, Entry};
+use lienthong_audit::checkpoint::{parse_head, Checkpoint};
+use lienthong_audit::read::{checkpoint_type, last_checkpoint, read_from, stream_created};
+
 use crate::error::{ReplayError, Result};
-
-/// The streams whose history is chained.
-pub const AUDITED_STREAMS: &[&str] = &["DOCUMENTS", "SSO", "FIELD_REPORTS", "OPEN_DATA", "DLQ"];
-
-/// The event type of checkpoints.
-pub fn checkpoint_type() -> EventType {
-    EventType::new("audit", "checkpoint", "signed")
-}
-
-/// The subject holding `stream`'s checkpoints.
-pub fn checkpoint_subject(stream: &str) -> String {
-    checkpoint_type().subject(stream)
-}
-
-/// The stream's creation time as RFC 3339.
-pub async fn stream_created(js: &jetstream::Context, stream: &str) -> Result<(String, u64)> {
-    let mut s = js
-        .get_stream(stream)
-        .await
-        .map_err(|e| nats(format!("opening {stream}"), e))?;
-    let info = s
-        .info()
-        .await
-        .map_err(|e| nats(format!("reading {stream}"), e))?;
-    let created = DateTime::<Utc>::from_timestamp_nanos(info.created.unix_timestamp_nanos() as i64);
-    Ok((
-        created.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
-        info.state.last_sequence,
-    ))
-}
-
-/// The newest checkpoint of `stream` in `AUDIT`.
-pub async fn last_checkpoint(js: &jetstream::Context, stream: &str) -> Result<Option<Checkpoint>> {
-    let audit = js
-        .get_stream_no_info("AUDIT")
-        .await
-        .map_err(|e| nats("opening AUDIT".into(), e))?;
-    match audit
-        .direct_get_last_for_subject(checkpoint_subject(stream))
-        .await
-    {
-        Ok(msg) => Ok(Some(Checkpoint::from_message(
-            Some(&msg.headers),
-            &msg.payload,
-        )?)),
-        Err(e) if e.kind() == jetstream::stream::DirectGetErrorKind::NotFound => Ok(None),
-        Err(e) => Err(nats(format!("reading the last checkpoint of {stream}"), e)),
-    }
-}
 
 pub struct AuditWriter {
     js: jetstream::Context,
@@ -161,7 +113,12 @@ impl AuditWriter {
                 }
                 Some(Err(_elapsed)) => !pending.is_empty(),
                 Some(Ok(None)) => return Ok(written),
-                Some(Ok(Some(Err(e)))) => return Err(nats(format!("reading {stream}"), e)),
+                Some(Ok(Some(Err(e)))) => {
+                    return Err(ReplayError::Nats {
+                        operation: format!("reading {stream}"),
+                        reason: e.to_string(),
+                    })
+                }
                 Some(Ok(Some(Ok(msg)))) => {
                     let Some((seq, entry)) = entry_of(&msg) else {
                         continue;
@@ -192,7 +149,7 @@ impl AuditWriter {
     /// Writes checkpoints up to each stream's current head, then returns.
     pub async fn checkpoint_all(&self) -> Result<Vec<Checkpoint>> {
         let mut all = Vec::new();
-        for s in AUDITED_STREAMS {
+        for s in lienthong_bus::registry::audited_streams() {
             all.extend(self.follow(s, true, std::future::pending()).await?);
         }
         Ok(all)
@@ -200,9 +157,10 @@ impl AuditWriter {
 
     /// Follows every audited stream until `shutdown`; errors are logged and retried.
     pub async fn run(self: Arc<Self>, shutdown: tokio::sync::watch::Receiver<bool>) -> Result<()> {
-        info!(public_key = %self.public_key_hex(), streams = ?AUDITED_STREAMS, "audit checkpoints");
+        let streams = lienthong_bus::registry::audited_streams();
+        info!(public_key = %self.public_key_hex(), ?streams, "audit checkpoints");
         let mut tasks = Vec::new();
-        for s in AUDITED_STREAMS {
+        for s in streams {
             let w = self.clone();
             let mut rx = shutdown.clone();
             tasks.push(tokio::spawn(async move {

@@ -11,7 +11,8 @@ use chrono::{DateTime, Utc};
 use ed25519_dalek::{Signer, SigningKey, Verifier, VerifyingKey};
 use serde::{Deserialize, Serialize};
 
-use super::chain::{genesis, link, Entry};
+use crate::chain::{genesis, link, Entry};
+use crate::error::{AuditError, Result};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Checkpoint {
@@ -100,14 +101,11 @@ impl Checkpoint {
     }
 
     /// Reads a checkpoint back from its `AUDIT` message (a CloudEvent carrying it as data).
-    pub fn from_message(
-        headers: Option<&async_nats::HeaderMap>,
-        payload: &[u8],
-    ) -> crate::Result<Self> {
+    pub fn from_message(headers: Option<&async_nats::HeaderMap>, payload: &[u8]) -> Result<Self> {
         let ev = lienthong_bus::envelope::decode(headers, payload)?;
         let data = lienthong_bus::envelope::data_json(&ev).unwrap_or_default();
-        serde_json::from_value(data).map_err(|e| crate::ReplayError::Corrupt {
-            key: "AUDIT checkpoint".into(),
+        serde_json::from_value(data).map_err(|e| AuditError::Corrupt {
+            what: "AUDIT checkpoint".into(),
             reason: e.to_string(),
         })
     }
@@ -184,33 +182,39 @@ pub fn parse_head(hex_head: &str) -> Option<[u8; 32]> {
         .and_then(|b| <[u8; 32]>::try_from(b).ok())
 }
 
+fn key_error(path: &std::path::Path, reason: impl std::fmt::Display) -> AuditError {
+    AuditError::Key {
+        path: path.display().to_string(),
+        reason: reason.to_string(),
+    }
+}
+
 /// Reads a key file: 64 hex digits (a signing key's seed, or a public key).
-fn key_bytes(path: &std::path::Path) -> Result<[u8; 32], String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+fn key_bytes(path: &std::path::Path) -> Result<[u8; 32]> {
+    let text = std::fs::read_to_string(path).map_err(|e| key_error(path, e))?;
     hex::decode(text.trim())
         .ok()
         .and_then(|b| <[u8; 32]>::try_from(b).ok())
-        .ok_or_else(|| format!("{}: expected 64 hex digits", path.display()))
+        .ok_or_else(|| key_error(path, "expected 64 hex digits"))
 }
 
 /// The signing key in `path`, generated (mode 0600) if the file does not exist.
-pub fn load_or_generate_signing_key(path: &std::path::Path) -> Result<SigningKey, String> {
+pub fn load_or_generate_signing_key(path: &std::path::Path) -> Result<SigningKey> {
     if path.exists() {
         return key_bytes(path).map(|b| SigningKey::from_bytes(&b));
     }
     let key = SigningKey::from_bytes(&rand::random::<[u8; 32]>());
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+        std::fs::create_dir_all(dir).map_err(|e| key_error(path, e))?;
     }
-    lienthong_bus::credentials::write_private(path, &hex::encode(key.to_bytes()))
-        .map_err(|e| e.to_string())?;
+    lienthong_bus::credentials::write_private(path, &hex::encode(key.to_bytes()))?;
     Ok(key)
 }
 
 /// A trusted public key from a file (64 hex digits).
-pub fn load_public_key(path: &std::path::Path) -> Result<VerifyingKey, String> {
+pub fn load_public_key(path: &std::path::Path) -> Result<VerifyingKey> {
     VerifyingKey::from_bytes(&key_bytes(path)?)
-        .map_err(|e| format!("{}: not an Ed25519 public key: {e}", path.display()))
+        .map_err(|e| key_error(path, format!("not an Ed25519 public key: {e}")))
 }
 
 #[cfg(test)]

@@ -17,10 +17,11 @@ use lienthong_bus::cloudevents::AttributesReader;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use super::chain::{content_digest, entry_of, genesis, link, message_headers};
-use super::checkpoint::Checkpoint;
-use super::verify::{verify_checkpoints, Tampering};
-use crate::error::{ReplayError, Result};
+use crate::chain::{content_digest, entry_of, genesis, link, message_headers, Entry};
+use crate::checkpoint::Checkpoint;
+use crate::error::{AuditError, Result};
+use crate::read::read_from;
+use crate::verify::{verify_checkpoints, Tampering};
 
 /// Which events to export.
 #[derive(Debug, Clone, Default)]
@@ -84,11 +85,9 @@ pub async fn export(
     csv_checkpoints_out: Option<&mut dyn Write>,
     progress: &(dyn Fn(u64, u64) + Sync),
 ) -> Result<ExportSummary> {
-    let io = |e: std::io::Error| ReplayError::Io(e);
-    let nats = |e: &dyn std::fmt::Display| ReplayError::Nats {
-        operation: format!("reading {stream}"),
-        reason: e.to_string(),
-    };
+    let io = |e: std::io::Error| AuditError::io(format!("writing the export of {stream}"), e);
+    let nats =
+        |e: &dyn std::fmt::Display| AuditError::nats(format!("reading {stream}"), e.to_string());
     let mut s = js.get_stream(stream).await.map_err(|e| nats(&e))?;
     let last = s.info().await.map_err(|e| nats(&e))?.state.last_sequence;
     let mut summary = ExportSummary::default();
@@ -113,7 +112,7 @@ pub async fn export(
     let covered_to = checkpoints.iter().map(|c| c.last_seq).max().unwrap_or(0);
     let mut used: BTreeMap<u64, &Checkpoint> = BTreeMap::new();
     if last > 0 {
-        let mut messages = super::read_from(js, stream, 1, None).await?;
+        let mut messages = read_from(js, stream, 1, None).await?;
         let mut head = genesis(stream);
         let mut expected = 1;
         while let Some(m) = messages.next().await {
@@ -122,7 +121,7 @@ pub async fn export(
                 continue;
             };
             while expected < seq {
-                head = link(&head, expected, &super::chain::Entry::ABSENT);
+                head = link(&head, expected, &Entry::ABSENT);
                 expected += 1;
             }
             head = link(&head, seq, &entry);
@@ -274,7 +273,7 @@ pub fn verify_export(text: &str, key: &VerifyingKey) -> ExportReport {
     report.events = events.len() as u64;
     // Each stream's checkpoints must verify; an export may hold a run that starts later
     // than sequence 1, so they are checked one by one and as a contiguous run.
-    let mut by_seq: BTreeMap<(String, u64), (super::chain::Entry, String)> = BTreeMap::new();
+    let mut by_seq: BTreeMap<(String, u64), (Entry, String)> = BTreeMap::new();
     for (stream, cps) in checkpoints {
         for c in &cps {
             match c.verify(key) {

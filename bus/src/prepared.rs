@@ -1,0 +1,73 @@
+//! An event checked and encoded, ready to send: subject, headers and payload, and the
+//! deterministic message id the server deduplicates on. Shared by the publisher, atomic
+//! batches and dead letters.
+
+use async_nats::HeaderMap;
+use sha2::{Digest, Sha256};
+
+use crate::envelope::{self, STRUCTURED_CONTENT_TYPE};
+use crate::subject::EventType;
+
+/// Header naming the subject filter for per-aggregate optimistic concurrency (server ≥ 2.11).
+pub const EXPECTED_LAST_SUBJECT_SEQUENCE_SUBJECT: &str =
+    "Nats-Expected-Last-Subject-Sequence-Subject";
+
+/// `Nats-Msg-Id` for an event: derived from `source` and `id` only, so the same record
+/// published twice (by a restart, a retry or a re-poll) is stored once.
+pub fn message_id(source: &str, id: &str) -> String {
+    let mut h = Sha256::new();
+    h.update(source.as_bytes());
+    h.update([0]);
+    h.update(id.as_bytes());
+    hex::encode(&h.finalize()[..16])
+}
+
+/// An event checked and encoded, ready to send.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    pub id: String,
+    pub subject: String,
+    pub headers: HeaderMap,
+    pub payload: bytes::Bytes,
+}
+
+/// The headers of a structured-mode event: content type, the dedupe id and, when asked, the
+/// per-aggregate concurrency expectation.
+pub(crate) fn headers(
+    source: &str,
+    id: &str,
+    ty: &EventType,
+    key: &str,
+    expected: Option<u64>,
+) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    headers.insert(envelope::CONTENT_TYPE, STRUCTURED_CONTENT_TYPE);
+    headers.insert(
+        async_nats::header::NATS_MESSAGE_ID,
+        message_id(source, id).as_str(),
+    );
+    if let Some(seq) = expected {
+        headers.insert(
+            async_nats::header::NATS_EXPECTED_LAST_SUBJECT_SEQUENCE,
+            seq.to_string().as_str(),
+        );
+        headers.insert(
+            EXPECTED_LAST_SUBJECT_SEQUENCE_SUBJECT,
+            ty.aggregate_filter(key).as_str(),
+        );
+    }
+    headers
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn message_ids_depend_on_source_and_id_only() {
+        assert_eq!(message_id("urn:a", "1"), message_id("urn:a", "1"));
+        assert_ne!(message_id("urn:a", "1"), message_id("urn:b", "1"));
+        assert_ne!(message_id("urn:a1", ""), message_id("urn:a", "1"));
+        assert_eq!(message_id("urn:a", "1").len(), 32);
+    }
+}

@@ -1,0 +1,510 @@
+//! Roles and their permissions, derived from the [subsystem registry](crate::registry), and
+//! the server's accounts configuration rendered from them.
+//!
+//! One account (`EGOV`) holds the streams and one user per role; the system account (`SYS`)
+//! has the `system` user that administers servers (configuration reloads, health). Every
+//! user subscribes only to its own inbox (`_INBOX.<role>.>`, the prefix the clients use), so
+//! nobody reads another role's replies or the live traffic of a stream it was not granted;
+//! reading a stream goes through the JetStream API, whose subjects name the stream.
+//!
+//! The rendered file (`accounts.conf`, included by `nats.conf`) is JSON in the shape the
+//! server reads after `accounts:`, so tests can read back the configuration a running server
+//! actually uses ([`parse_accounts`]). Passwords appear only as bcrypt hashes.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{BusError, Result};
+use crate::registry::{self, Subsystem, SUBSYSTEMS};
+
+/// The account holding the bus's streams and roles.
+pub const BUS_ACCOUNT: &str = "EGOV";
+/// The system account (server administration).
+pub const SYSTEM_ACCOUNT: &str = "SYS";
+/// bcrypt cost of the hashes in the server configuration. Passwords are 32 random
+/// alphanumerics (~190 bits): the work factor, which protects guessable passwords, adds
+/// nothing here, while the server pays it on every connection.
+pub const BCRYPT_COST: u32 = 6;
+
+/// Allowed and denied subjects for publishing or subscribing.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Permission {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allow: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub deny: Vec<String>,
+}
+
+impl Permission {
+    fn allow(subjects: impl IntoIterator<Item = String>) -> Self {
+        Self {
+            allow: subjects.into_iter().collect(),
+            deny: Vec::new(),
+        }
+    }
+}
+
+/// What a role may publish and subscribe to.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Permissions {
+    pub publish: Permission,
+    pub subscribe: Permission,
+}
+
+/// One user of the server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Role {
+    pub name: String,
+    pub account: &'static str,
+    /// What the role is for (README, `lienthong up`, the catalogue).
+    pub purpose: String,
+    pub permissions: Permissions,
+    /// Streams it may read.
+    pub reads: Vec<String>,
+}
+
+/// An agency the bus knows without being told: the operations centre reads every stream
+/// agencies may be granted; urban management reads field reports and open data.
+#[derive(Debug, Clone, Copy)]
+pub struct BuiltinAgency {
+    pub name: &'static str,
+    pub purpose: &'static str,
+    /// `None`: every grantable stream.
+    pub streams: Option<&'static [&'static str]>,
+}
+
+pub const BUILTIN_AGENCIES: &[BuiltinAgency] = &[
+    BuiltinAgency {
+        name: "agency-urban",
+        purpose: "Phòng Quản lý đô thị (urban management): field reports and open data",
+        streams: Some(&["FIELD_REPORTS", "OPEN_DATA"]),
+    },
+    BuiltinAgency {
+        name: "agency-ioc",
+        purpose: "Trung tâm điều hành thông minh (IOC): every subsystem stream",
+        streams: None,
+    },
+];
+
+impl BuiltinAgency {
+    pub fn streams(&self) -> Vec<String> {
+        match self.streams {
+            Some(s) => s.iter().map(|s| s.to_string()).collect(),
+            None => registry::grantable_streams()
+                .into_iter()
+                .map(str::to_string)
+                .collect(),
+        }
+    }
+}
+
+/// The role's own inbox: the only subject it may subscribe to.
+pub fn inbox(role: &str) -> String {
+    format!("_INBOX.{role}")
+}
+
+fn strings(items: &[&str]) -> Vec<String> {
+    items.iter().map(|s| s.to_string()).collect()
+}
+
+/// Read any stream: info, ephemeral/ordered and own consumers, direct get, acks, flow control.
+fn js_read_all() -> Vec<String> {
+    strings(&[
+        "$JS.API.INFO",
+        "$JS.API.STREAM.NAMES",
+        "$JS.API.STREAM.LIST",
+        "$JS.API.STREAM.INFO.*",
+        "$JS.API.STREAM.MSG.GET.*",
+        "$JS.API.DIRECT.GET.*",
+        "$JS.API.DIRECT.GET.*.>",
+        "$JS.API.CONSUMER.CREATE.*",
+        "$JS.API.CONSUMER.CREATE.*.>",
+        "$JS.API.CONSUMER.INFO.*.*",
+        "$JS.API.CONSUMER.NAMES.*",
+        "$JS.API.CONSUMER.LIST.*",
+        "$JS.API.CONSUMER.MSG.NEXT.*.*",
+        "$JS.API.CONSUMER.DELETE.*.*",
+        "$JS.ACK.>",
+        "$JS.FC.>",
+    ])
+}
+
+/// Read the named streams only.
+fn js_read(streams: &[String]) -> Vec<String> {
+    let mut out = strings(&["$JS.API.INFO"]);
+    for s in streams {
+        out.extend([
+            format!("$JS.API.STREAM.INFO.{s}"),
+            format!("$JS.API.CONSUMER.CREATE.{s}"),
+            format!("$JS.API.CONSUMER.CREATE.{s}.>"),
+            format!("$JS.API.CONSUMER.INFO.{s}.*"),
+            format!("$JS.API.CONSUMER.MSG.NEXT.{s}.*"),
+            format!("$JS.API.DIRECT.GET.{s}"),
+            format!("$JS.API.DIRECT.GET.{s}.>"),
+            format!("$JS.ACK.{s}.>"),
+        ]);
+    }
+    out.push("$JS.FC.>".into());
+    out
+}
+
+/// Read `ADAPTER_STATE` and write keys under `<subsystem>.`.
+fn adapter_state(subsystem: &str) -> Vec<String> {
+    let bucket = crate::topology::ADAPTER_STATE_BUCKET;
+    vec![
+        format!("$KV.{bucket}.{subsystem}.>"),
+        "$JS.API.INFO".into(),
+        format!("$JS.API.STREAM.INFO.KV_{bucket}"),
+        format!("$JS.API.STREAM.MSG.GET.KV_{bucket}"),
+        format!("$JS.API.DIRECT.GET.KV_{bucket}"),
+        format!("$JS.API.DIRECT.GET.KV_{bucket}.>"),
+    ]
+}
+
+fn own_inbox(role: &str) -> Permission {
+    Permission::allow([format!("{}.>", inbox(role))])
+}
+
+fn adapter(s: &Subsystem) -> Role {
+    let name = s.adapter_role();
+    let mut publish = vec![s.subjects(), s.dead_letter_subjects()];
+    publish.extend(adapter_state(s.name));
+    Role {
+        purpose: format!(
+            "the {} adapter: publishes egov.{}.> and its own dead letters, keeps its cursor",
+            s.title.to_lowercase(),
+            s.name
+        ),
+        permissions: Permissions {
+            publish: Permission::allow(publish),
+            subscribe: own_inbox(&name),
+        },
+        reads: Vec::new(),
+        account: BUS_ACCOUNT,
+        name,
+    }
+}
+
+/// Every role, derived from the registry.
+pub fn roles() -> Vec<Role> {
+    let every_stream: Vec<String> = registry::stream_names()
+        .into_iter()
+        .map(str::to_string)
+        .collect();
+    let subsystem_subjects: Vec<String> = SUBSYSTEMS.iter().map(Subsystem::subjects).collect();
+    let dlq = format!("egov.{}.>", registry::DLQ.subject_root);
+    let audit = format!("egov.{}.>", registry::AUDIT.subject_root);
+    let mut out = vec![
+        Role {
+            name: "operator".into(),
+            account: BUS_ACCOUNT,
+            purpose: "provisioning and administration: the only role that creates, changes or deletes streams".into(),
+            permissions: Permissions {
+                publish: Permission::allow([">".to_string()]),
+                subscribe: Permission::allow([">".to_string()]),
+            },
+            reads: every_stream.clone(),
+        },
+        Role {
+            name: "replay".into(),
+            account: BUS_ACCOUNT,
+            purpose: "the replay service: reads every stream, writes signed audit checkpoints".into(),
+            permissions: Permissions {
+                publish: Permission {
+                    allow: js_read_all().into_iter().chain([audit.clone()]).collect(),
+                    deny: subsystem_subjects.iter().cloned().chain([dlq.clone()]).collect(),
+                },
+                subscribe: own_inbox("replay"),
+            },
+            reads: every_stream.clone(),
+        },
+        Role {
+            name: "auditor".into(),
+            account: BUS_ACCOUNT,
+            purpose: "auditors: read-only everywhere".into(),
+            permissions: Permissions {
+                publish: Permission {
+                    allow: js_read_all(),
+                    deny: vec!["egov.>".into(), "$KV.>".into()],
+                },
+                subscribe: own_inbox("auditor"),
+            },
+            reads: every_stream.clone(),
+        },
+        Role {
+            name: "ingress".into(),
+            account: BUS_ACCOUNT,
+            purpose: "the HTTP CloudEvents ingress: publishes for its callers and their dead letters".into(),
+            permissions: Permissions {
+                publish: Permission::allow(
+                    subsystem_subjects
+                        .iter()
+                        .cloned()
+                        .chain([dlq.clone(), "$JS.API.INFO".to_string()]),
+                ),
+                subscribe: own_inbox("ingress"),
+            },
+            reads: Vec::new(),
+        },
+    ];
+    out.extend(SUBSYSTEMS.iter().map(adapter));
+    for a in BUILTIN_AGENCIES {
+        let streams = a.streams();
+        out.push(Role {
+            name: a.name.into(),
+            account: BUS_ACCOUNT,
+            purpose: a.purpose.into(),
+            permissions: Permissions {
+                publish: Permission::allow(js_read(&streams)),
+                subscribe: own_inbox(a.name),
+            },
+            reads: streams,
+        });
+    }
+    out.push(Role {
+        name: "system".into(),
+        account: SYSTEM_ACCOUNT,
+        purpose: "server administration: configuration reloads, server health".into(),
+        permissions: Permissions {
+            publish: Permission::allow([">".to_string()]),
+            subscribe: Permission::allow([">".to_string()]),
+        },
+        reads: Vec::new(),
+    });
+    out
+}
+
+/// The names of every role.
+pub fn role_names() -> Vec<String> {
+    roles().into_iter().map(|r| r.name).collect()
+}
+
+/// The roles that may read `stream`.
+pub fn readers(stream: &str) -> Vec<String> {
+    roles()
+        .into_iter()
+        .filter(|r| r.reads.iter().any(|s| s == stream))
+        .map(|r| r.name)
+        .collect()
+}
+
+/// One user as the server reads it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserConfig {
+    pub user: String,
+    pub password: String,
+    pub permissions: Permissions,
+}
+
+/// One account as the server reads it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountConfig {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jetstream: Option<String>,
+    pub users: Vec<UserConfig>,
+}
+
+/// The `accounts` block: account name → account.
+pub type AccountsConfig = BTreeMap<String, AccountConfig>;
+
+/// The accounts block for `roles`, each password given by `password_hash(role)`.
+pub fn accounts(
+    roles: &[Role],
+    mut password_hash: impl FnMut(&str) -> Result<String>,
+) -> Result<AccountsConfig> {
+    let mut out = AccountsConfig::new();
+    for role in roles {
+        let account = out
+            .entry(role.account.to_string())
+            .or_insert_with(|| AccountConfig {
+                jetstream: (role.account == BUS_ACCOUNT).then(|| "enabled".to_string()),
+                users: Vec::new(),
+            });
+        account.users.push(UserConfig {
+            user: role.name.clone(),
+            password: password_hash(&role.name)?,
+            permissions: role.permissions.clone(),
+        });
+    }
+    Ok(out)
+}
+
+/// A bcrypt hash of `password`, as the server checks it.
+pub fn hash_password(password: &str) -> Result<String> {
+    bcrypt::hash(password, BCRYPT_COST)
+        .map_err(|e| BusError::Config(format!("hashing a password: {e}")))
+}
+
+const HEADER: &str = "# Generated by Lienthong from its subsystem registry (bus/src/registry.rs, bus/src/roles.rs).\n\
+# Do not edit: `lienthong up` writes it again at every start. Included by nats.conf.\n";
+
+/// The text of `accounts.conf`.
+pub fn render_accounts(accounts: &AccountsConfig) -> Result<String> {
+    let json = serde_json::to_string_pretty(accounts)
+        .map_err(|e| BusError::Config(format!("rendering the accounts: {e}")))?;
+    Ok(format!("{HEADER}accounts: {json}\n"))
+}
+
+/// Reads back what [`render_accounts`] wrote (e.g. from a running server's data directory).
+pub fn parse_accounts(text: &str) -> Result<AccountsConfig> {
+    let body: String = text
+        .lines()
+        .filter(|l| !l.trim_start().starts_with('#'))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let json = body
+        .trim_start()
+        .strip_prefix("accounts:")
+        .ok_or_else(|| BusError::Config("accounts.conf does not start with `accounts:`".into()))?;
+    serde_json::from_str(json).map_err(|e| BusError::Config(format!("accounts.conf: {e}")))
+}
+
+/// What the server configuration `accounts` says that the registry does not, one line per
+/// disagreement, naming the subsystem or role. Empty when they agree.
+pub fn check_accounts(accounts: &AccountsConfig) -> Vec<String> {
+    let mut problems = Vec::new();
+    let user = |name: &str| {
+        accounts
+            .iter()
+            .flat_map(|(a, acc)| acc.users.iter().map(move |u| (a, u)))
+            .find(|(_, u)| u.user == name)
+    };
+    for role in roles() {
+        match user(&role.name) {
+            None => problems.push(format!(
+                "role {}: no such user in the server configuration",
+                role.name
+            )),
+            Some((account, u)) => {
+                if account != role.account {
+                    problems.push(format!(
+                        "role {}: in account {account}, the registry says {}",
+                        role.name, role.account
+                    ));
+                }
+                if u.permissions != role.permissions {
+                    problems.push(format!(
+                        "role {}: its permissions differ from what the registry derives",
+                        role.name
+                    ));
+                }
+            }
+        }
+    }
+    for s in SUBSYSTEMS {
+        let role = s.adapter_role();
+        let Some((_, u)) = user(&role) else { continue };
+        if !u.permissions.publish.allow.contains(&s.subjects()) {
+            problems.push(format!(
+                "subsystem {}: {role} may not publish {}",
+                s.name,
+                s.subjects()
+            ));
+        }
+        if let Some((_, ingress)) = user("ingress") {
+            if !ingress.permissions.publish.allow.contains(&s.subjects()) {
+                problems.push(format!(
+                    "subsystem {}: the ingress may not publish {}",
+                    s.name,
+                    s.subjects()
+                ));
+            }
+        }
+    }
+    let known: std::collections::BTreeSet<String> = role_names().into_iter().collect();
+    for (a, acc) in accounts {
+        for u in &acc.users {
+            if !known.contains(&u.user) {
+                problems.push(format!(
+                    "user {} (account {a}) is not a role the registry knows",
+                    u.user
+                ));
+            }
+        }
+    }
+    problems
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plain(role: &str) -> Result<String> {
+        Ok(format!("pw-{role}"))
+    }
+
+    #[test]
+    fn every_subsystem_has_an_adapter_role_that_publishes_only_its_own_subjects() {
+        let roles = roles();
+        for s in SUBSYSTEMS {
+            let r = roles
+                .iter()
+                .find(|r| r.name == s.adapter_role())
+                .unwrap_or_else(|| panic!("no role for {}", s.name));
+            let allow = &r.permissions.publish.allow;
+            assert!(allow.contains(&format!("egov.{}.>", s.name)));
+            assert!(allow.contains(&format!("egov.dlq.{}.>", s.name)));
+            assert!(!allow.iter().any(|a| a.starts_with("egov.")
+                && !a.starts_with(&format!("egov.{}.", s.name))
+                && !a.starts_with(&format!("egov.dlq.{}.", s.name))));
+        }
+        assert!(readers("MEETINGS").contains(&"agency-ioc".to_string()));
+        assert!(!readers("MEETINGS").contains(&"agency-urban".to_string()));
+        assert!(readers("DLQ").contains(&"auditor".to_string()));
+    }
+
+    #[test]
+    fn the_rendered_accounts_read_back_and_agree_with_the_registry() {
+        let accounts = accounts(&roles(), plain).unwrap();
+        let text = render_accounts(&accounts).unwrap();
+        assert!(text.starts_with("# Generated"));
+        let back = parse_accounts(&text).unwrap();
+        assert_eq!(back, accounts);
+        assert_eq!(check_accounts(&back), Vec::<String>::new());
+        assert_eq!(back[SYSTEM_ACCOUNT].users[0].user, "system");
+        assert_eq!(back[BUS_ACCOUNT].jetstream.as_deref(), Some("enabled"));
+    }
+
+    #[test]
+    fn a_server_configuration_that_disagrees_with_the_registry_is_named() {
+        let mut accounts = accounts(&roles(), plain).unwrap();
+        // The meetings adapter loses its subjects; an unknown user appears.
+        let egov = accounts.get_mut(BUS_ACCOUNT).unwrap();
+        let meetings = egov
+            .users
+            .iter_mut()
+            .find(|u| u.user == "adapter-meetings")
+            .unwrap();
+        meetings
+            .permissions
+            .publish
+            .allow
+            .retain(|s| s != "egov.meetings.>");
+        egov.users.retain(|u| u.user != "adapter-sso");
+        egov.users.push(UserConfig {
+            user: "mallory".into(),
+            password: "x".into(),
+            permissions: Permissions::default(),
+        });
+        let problems = check_accounts(&accounts);
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.contains("subsystem meetings") && p.contains("egov.meetings.>")),
+            "{problems:#?}"
+        );
+        assert!(problems.iter().any(|p| p.contains("role adapter-meetings")));
+        assert!(problems
+            .iter()
+            .any(|p| p.contains("role adapter-sso: no such user")));
+        assert!(problems.iter().any(|p| p.contains("user mallory")));
+    }
+
+    #[test]
+    fn passwords_are_bcrypt_hashes_the_server_accepts() {
+        let h = hash_password("secret").unwrap();
+        assert!(h.starts_with("$2"));
+        assert!(bcrypt::verify("secret", &h).unwrap());
+    }
+}
