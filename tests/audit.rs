@@ -16,7 +16,7 @@ use lienthong_audit::verify::{checkpoints_from_audit, StreamReport};
 use lienthong_audit::{verify_stream, Checkpoint, Tampering};
 use lienthong_bus::{Classification, EventDraft, EventType};
 use lienthong_replay::audit_writer::AuditWriter;
-use lienthong_replay::runner::PointInTime;
+use lienthong_replay::store::PointInTime;
 use lienthong_replay::ReadStore;
 use serde_json::json;
 

@@ -10,16 +10,21 @@
 //! - [`upcast`]: older event versions brought to the current shape before projections.
 //! - [`store`]: the sled store, generations and swaps, atomic batches ([`ReadStore`], [`Changes`]).
 //! - [`projection`]: the [`Projection`] trait and [`ProjectedEvent`].
+//! - [`field_reports`], [`documents`], [`sso`], [`open_data`]: one read model per subsystem,
+//!   each a projection (`mod.rs`) and its endpoints (`http.rs`).
 //! - [`field_reports`]: citizen reports: state, counts, resolution ([`FieldReportsProjection`]).
 //! - [`documents`]: exchange per agency and month, electronic ratio, document trails.
 //! - [`sso`]: registered and active users, sign-ins, failures, lockouts.
 //! - [`open_data`]: the catalogue, withdrawn datasets marked, DCAT.
 //! - [`runner`]: following a stream live, and rebuilding beside and swapping ([`Runner`]).
 //! - [`decode`]: receiving and decoding stored events ahead of a fold, in stream order.
-//! - [`http`]: the HTTP API and the IOC dashboard.
+//! - [`read_models`]: the read models, listed once: projection, endpoints, KPI section.
+//! - [`api`]: what every endpoint shares (state, problem answers, CSV).
+//! - [`http`]: the generic endpoints (KPIs, health, metrics, schemas) and the IOC dashboard.
 //! - [`service`]: the whole service ([`service::serve`]).
 //! - [`error`]: what can go wrong, [`ReplayError`].
 
+pub mod api;
 pub mod audit_writer;
 pub mod decode;
 pub mod documents;
@@ -28,6 +33,7 @@ pub mod field_reports;
 pub mod http;
 pub mod open_data;
 pub mod projection;
+pub mod read_models;
 pub mod runner;
 pub mod service;
 pub mod sso;

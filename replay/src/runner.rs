@@ -19,7 +19,7 @@ use tracing::{debug, info, warn};
 use crate::decode::{read_ahead, AbortOnDrop, DecodedMessage, DECODED_AHEAD};
 use crate::error::{ReplayError, Result};
 use crate::projection::Projection;
-use crate::store::{checkpoint, Changes, DecodedValues, ReadStore};
+use crate::store::{checkpoint, Changes, DecodedValues, PointInTime, ReadStore};
 
 /// Most events committed in one batch.
 pub const MAX_BATCH: usize = 1000;
@@ -50,15 +50,6 @@ enum Until {
     Forever,
     /// Stop once the stream's sequence `n` was applied (or nothing is left).
     Sequence(u64),
-}
-
-/// Where a point-in-time rebuild stops.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct PointInTime {
-    /// Only events whose CloudEvents `time` (when it happened) is at or before this.
-    pub as_of: Option<DateTime<Utc>>,
-    /// Only stream sequences up to this one.
-    pub until_seq: Option<u64>,
 }
 
 /// What a rebuild did.

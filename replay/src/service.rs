@@ -9,21 +9,9 @@ use tokio::net::TcpListener;
 use tracing::info;
 
 use crate::error::Result;
-use crate::field_reports::FieldReportsProjection;
 use crate::http::{router, AppState};
-use crate::projection::Projection;
 use crate::runner::{Metrics, Runner};
 use crate::store::ReadStore;
-
-/// Every projection the service maintains.
-pub fn projections() -> Vec<Arc<dyn Projection>> {
-    vec![
-        Arc::new(FieldReportsProjection),
-        Arc::new(crate::documents::DocumentExchangeProjection),
-        Arc::new(crate::sso::SignOnProjection),
-        Arc::new(crate::open_data::CatalogueProjection),
-    ]
-}
 
 /// The default HTTP address.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -35,7 +23,7 @@ pub fn runners(
     store: &ReadStore,
     metrics: &Arc<Metrics>,
 ) -> Vec<Runner> {
-    projections()
+    crate::read_models::projections()
         .into_iter()
         .map(|p| {
             Runner::new(

@@ -11,7 +11,18 @@
 use std::collections::HashMap;
 use std::path::Path;
 
+use chrono::{DateTime, Utc};
+
 use crate::error::{ReplayError, Result};
+
+/// Where a point-in-time rebuild stops.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PointInTime {
+    /// Only events whose CloudEvents `time` (when it happened) is at or before this.
+    pub as_of: Option<DateTime<Utc>>,
+    /// Only stream sequences up to this one.
+    pub until_seq: Option<u64>,
+}
 
 /// Where a generation keeps its checkpoint. Projection keys never start with `\0`.
 pub const CHECKPOINT_KEY: &[u8] = b"\0checkpoint";
@@ -119,11 +130,7 @@ impl ReadStore {
     }
 
     /// Records the point in time a rebuilt generation shows (none: the present).
-    pub fn set_point_in_time(
-        &self,
-        projection: &str,
-        at: &crate::runner::PointInTime,
-    ) -> Result<()> {
+    pub fn set_point_in_time(&self, projection: &str, at: &PointInTime) -> Result<()> {
         let key = format!("point_in_time/{projection}");
         let mut parts = Vec::new();
         if let Some(t) = at.as_of {

@@ -4,8 +4,8 @@ use std::sync::Arc;
 
 use clap::Subcommand;
 use indicatif::{ProgressBar, ProgressStyle};
-use lienthong_replay::runner::PointInTime;
 use lienthong_replay::service::{self, DEFAULT_LISTEN};
+use lienthong_replay::store::PointInTime;
 use lienthong_replay::{Metrics, ReadStore};
 
 use super::Global;
@@ -115,7 +115,10 @@ pub async fn run(global: &Global, cmd: Command) -> anyhow::Result<ExitCode> {
             if at != PointInTime::default() && db == Path::new("data/replay") {
                 anyhow::bail!("a point-in-time rebuild goes into its own directory, not the live store: pass --db, then `lienthong replay serve --db DIR --read-only`");
             }
-            let known: Vec<&str> = service::projections().iter().map(|p| p.name()).collect();
+            let known: Vec<&str> = lienthong_replay::read_models::projections()
+                .iter()
+                .map(|p| p.name())
+                .collect();
             if let Some(p) = projections.iter().find(|p| !known.contains(&p.as_str())) {
                 anyhow::bail!("unknown read model {p:?}; known: {}", known.join(", "));
             }

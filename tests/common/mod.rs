@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use async_nats::jetstream;
 use lienthong_bus::{CredentialSet, NatsServer, Publisher, SchemaRegistry};
-use lienthong_replay::runner::PointInTime;
+use lienthong_replay::store::PointInTime;
 use lienthong_replay::{Metrics, ReadStore};
 
 pub struct Bus {

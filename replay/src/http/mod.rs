@@ -1,177 +1,46 @@
-//! The HTTP API: read models as JSON (and CSV), the schemas, health, metrics, dashboard.
-//! One file per read model; see each for its endpoints.
+//! The HTTP API of the replay service. Each read model serves its own endpoints (see its
+//! `http` module, listed in [`crate::read_models`]); here is what is not one read model's:
 //!
-//! - [`field_reports`] — `/api/v1/field-reports`, `…/stats`, `…/{id}`.
-//! - [`documents`] — `/api/v1/documents/exchange`, `…/exchange/summary`, `/api/v1/documents/{id}`.
-//! - [`sso`] — `/api/v1/sso/activity`.
-//! - [`open_data`] — `/api/v1/open-data/datasets`, `…/{id}`, `/api/v1/open-data/catalog.jsonld`.
-//! - [`kpi`] — `/api/v1/kpi`, the operations centre's summary.
-//! - here: `/schemas/`, `/schemas/{path}`, `/healthz`, `/metrics`, `/api/v1/audit/public-key`,
-//!   `/` (the IOC dashboard).
+//! - [`kpi`] — `/api/v1/kpi`, the operations centre's summary, one section per read model.
+//! - `/schemas/`, `/schemas/{path}`, `/healthz`, `/metrics`, `/api/v1/audit/public-key`,
+//!   `POST /api/v1/admin/rebuild`, `/` (the IOC dashboard).
 //!
 //! Tables answer CSV with `Accept: text/csv` or `?format=csv`; errors are problem+json.
 
-mod documents;
-mod field_reports;
 mod kpi;
-mod open_data;
-mod sso;
 
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
 
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use lienthong_bus::SchemaRegistry;
 use serde_json::json;
 
-use crate::runner::Metrics;
-use crate::store::{checkpoint, ReadStore};
+use crate::api::{problem, Unavailable};
+pub use crate::api::{Admin, AppState};
 
-#[derive(Clone)]
-pub struct AppState {
-    pub store: ReadStore,
-    pub registry: Arc<SchemaRegistry>,
-    pub metrics: Arc<Metrics>,
-    /// Serving a point-in-time copy: no live consumer.
-    pub read_only: bool,
-    /// Hex Ed25519 key that verifies the audit checkpoints, when this service writes them.
-    pub audit_public_key: Option<String>,
-    /// Administration (live rebuilds), when enabled.
-    pub admin: Option<Admin>,
-}
-
-/// What `POST /api/v1/admin/rebuild` needs.
-#[derive(Clone)]
-pub struct Admin {
-    pub token: String,
-    pub runners: Vec<crate::runner::Runner>,
-}
-
+/// Every endpoint: the generic ones and each read model's.
 pub fn router(state: AppState) -> Router {
-    Router::new()
+    let mut router = Router::new()
         .route("/", get(dashboard))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
-        .route("/api/v1/field-reports", get(field_reports::list))
-        .route("/api/v1/field-reports/stats", get(field_reports::stats))
-        .route("/api/v1/field-reports/{id}", get(field_reports::one))
-        .route("/api/v1/documents/exchange", get(documents::exchange))
-        .route(
-            "/api/v1/documents/exchange/summary",
-            get(documents::summary),
-        )
-        .route("/api/v1/documents/{id}", get(documents::trail))
-        .route("/api/v1/sso/activity", get(sso::activity))
-        .route("/api/v1/open-data/datasets", get(open_data::list))
-        .route("/api/v1/open-data/datasets/{id}", get(open_data::one))
-        .route("/api/v1/open-data/catalog.jsonld", get(open_data::catalog))
         .route("/api/v1/kpi", get(kpi::kpi))
         .route("/api/v1/audit/public-key", get(audit_public_key))
         .route("/api/v1/admin/rebuild", axum::routing::post(admin_rebuild))
         .route("/schemas", get(schema_index))
         .route("/schemas/", get(schema_index))
-        .route("/schemas/{*path}", get(schema_file))
-        .with_state(state)
-}
-
-/// An RFC 9457 problem answer.
-pub fn problem(status: StatusCode, title: &str, detail: &str) -> Response {
-    (
-        status,
-        [(header::CONTENT_TYPE, "application/problem+json")],
-        Json(json!({"type": "about:blank", "title": title, "status": status.as_u16(), "detail": detail})),
-    )
-        .into_response()
-}
-
-/// A read model that cannot be read, as an answer (500, problem+json): handlers return
-/// `Result<Response, Unavailable>` and use `?` on store reads.
-#[derive(Debug)]
-pub struct Unavailable(String);
-
-impl<E: std::fmt::Display> From<E> for Unavailable {
-    fn from(e: E) -> Self {
-        Self(e.to_string())
+        .route("/schemas/{*path}", get(schema_file));
+    for model in crate::read_models::all() {
+        router = (model.routes)(router);
     }
-}
-
-impl IntoResponse for Unavailable {
-    fn into_response(self) -> Response {
-        internal(self.0)
-    }
-}
-
-fn internal(e: impl std::fmt::Display) -> Response {
-    problem(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "read model unavailable",
-        &e.to_string(),
-    )
+    router.with_state(state)
 }
 
 async fn dashboard() -> Html<&'static str> {
     Html(include_str!("dashboard.html"))
-}
-
-impl AppState {
-    /// The served tree of a projection.
-    pub fn tree(&self, projection: &str) -> crate::Result<sled::Tree> {
-        self.store.current(projection)
-    }
-
-    fn checkpoints(&self) -> crate::Result<Vec<(&'static str, u64)>> {
-        crate::service::projections()
-            .iter()
-            .map(|p| Ok((p.name(), checkpoint(&self.store.current(p.name())?)?)))
-            .collect()
-    }
-
-    fn point_in_time(&self, projection: &str) -> Option<String> {
-        self.store.point_in_time(projection).ok().flatten()
-    }
-}
-
-/// Which format a table is asked in.
-pub fn wants_csv(headers: &HeaderMap, format: Option<&str>) -> bool {
-    format == Some("csv")
-        || headers
-            .get(header::ACCEPT)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|a| a.contains("text/csv"))
-}
-
-/// A CSV answer from a header and rows.
-pub fn csv_response(
-    filename: &str,
-    header_row: &[&str],
-    rows: impl IntoIterator<Item = Vec<String>>,
-) -> Response {
-    let mut w = csv::Writer::from_writer(Vec::new());
-    let result = (|| -> Result<Vec<u8>, Box<dyn std::error::Error>> {
-        w.write_record(header_row)?;
-        for r in rows {
-            w.write_record(&r)?;
-        }
-        Ok(w.into_inner()?)
-    })();
-    match result {
-        Ok(body) => (
-            [
-                (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
-                (
-                    header::CONTENT_DISPOSITION,
-                    format!("attachment; filename=\"{filename}\""),
-                ),
-            ],
-            body,
-        )
-            .into_response(),
-        Err(e) => internal(e),
-    }
 }
 
 #[derive(serde::Deserialize)]

@@ -3,6 +3,8 @@
 //!
 //! Keys: `ds/<dataset id>` → [`DatasetView`].
 
+pub mod http;
+
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 

@@ -5,6 +5,8 @@
 //! `c/active/<period>` (period `YYYY-MM-DD`, `YYYY-MM` or `YYYY`, local time); counters
 //! `c/<name>` and `c/logins_by_client/<client>`.
 
+pub mod http;
+
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};

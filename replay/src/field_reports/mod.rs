@@ -6,6 +6,8 @@
 //! at least as new (`changed_at`) as the one shown, and a report first known from an
 //! update (its submission not seen yet) is counted once and completed when it arrives.
 
+pub mod http;
+
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, FixedOffset};

@@ -12,8 +12,43 @@ use axum::Json;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{csv_response, problem, wants_csv, AppState, Unavailable};
-use crate::field_reports::{FieldReportsView, ReportFilter, ReportView, NAME};
+use axum::routing::get;
+use axum::Router;
+
+use super::{FieldReportsProjection, FieldReportsView, ReportFilter, ReportView, NAME};
+use crate::api::{csv_response, problem, wants_csv, AppState, Unavailable};
+use crate::read_models::{KpiSection, ReadModel};
+
+/// The field-reports read model: its projection, endpoints and KPI section.
+pub fn read_model() -> ReadModel {
+    ReadModel {
+        projection: std::sync::Arc::new(FieldReportsProjection),
+        routes: |r: Router<AppState>| {
+            r.route("/api/v1/field-reports", get(list))
+                .route("/api/v1/field-reports/stats", get(stats))
+                .route("/api/v1/field-reports/{id}", get(one))
+        },
+        kpi: Some(KpiSection {
+            name: "field_reports",
+            years: |_| Ok(Vec::new()),
+            figures: kpi,
+        }),
+    }
+}
+
+/// Reports received, resolved, open, resolution time and on-time share (all time).
+fn kpi(tree: &sled::Tree, _year: Option<&str>) -> crate::Result<serde_json::Value> {
+    let fr = FieldReportsView { tree }.stats()?;
+    Ok(json!({
+        "total": fr.total,
+        "resolved": fr.resolution.resolved,
+        "open": fr.resolution.open,
+        "median_resolution_hours": fr.resolution.median_hours,
+        "on_time_ratio": fr.resolution.on_time_ratio,
+        "by_status": fr.by_status,
+        "wards_reporting": fr.by_ward.keys().filter(|w| *w != "unknown").count(),
+    }))
+}
 
 #[derive(Debug, Deserialize)]
 pub struct ListQuery {
@@ -63,7 +98,7 @@ fn csv_row(r: &ReportView) -> Vec<String> {
     ]
 }
 
-pub async fn list(
+async fn list(
     State(s): State<AppState>,
     headers: HeaderMap,
     Query(q): Query<ListQuery>,
@@ -90,16 +125,13 @@ pub async fn list(
     )
 }
 
-pub async fn stats(State(s): State<AppState>) -> Result<Response, Unavailable> {
+async fn stats(State(s): State<AppState>) -> Result<Response, Unavailable> {
     let tree = s.tree(NAME)?;
     let st = (FieldReportsView { tree: &tree }).stats()?;
     Ok(Json(st).into_response())
 }
 
-pub async fn one(
-    State(s): State<AppState>,
-    Path(id): Path<String>,
-) -> Result<Response, Unavailable> {
+async fn one(State(s): State<AppState>, Path(id): Path<String>) -> Result<Response, Unavailable> {
     let tree = s.tree(NAME)?;
     Ok(match (FieldReportsView { tree: &tree }).get(&id)? {
         Some(r) => Json(r).into_response(),

@@ -12,8 +12,40 @@ use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{csv_response, problem, wants_csv, AppState, Unavailable};
-use crate::open_data::{dcat, CatalogueView, NAME};
+use axum::routing::get;
+use axum::Router;
+
+use super::{dcat, CatalogueProjection, CatalogueView, NAME};
+use crate::api::{csv_response, problem, wants_csv, AppState, Unavailable};
+use crate::read_models::{KpiSection, ReadModel};
+
+/// The open-data catalogue read model: its projection, endpoints and KPI section.
+pub fn read_model() -> ReadModel {
+    ReadModel {
+        projection: std::sync::Arc::new(CatalogueProjection),
+        routes: |r: Router<AppState>| {
+            r.route("/api/v1/open-data/datasets", get(list))
+                .route("/api/v1/open-data/datasets/{id}", get(one))
+                .route("/api/v1/open-data/catalog.jsonld", get(catalog))
+        },
+        kpi: Some(KpiSection {
+            name: "open_data",
+            years: |_| Ok(Vec::new()),
+            figures: kpi,
+        }),
+    }
+}
+
+/// Datasets published now, withdrawn ones, and their resources.
+fn kpi(tree: &sled::Tree, _year: Option<&str>) -> crate::Result<Value> {
+    let datasets = CatalogueView { tree }.datasets()?;
+    let active: Vec<_> = datasets.iter().filter(|x| x.status == "active").collect();
+    Ok(json!({
+        "datasets": active.len(),
+        "withdrawn": datasets.len() - active.len(),
+        "resources": active.iter().map(|x| x.resources.len()).sum::<usize>(),
+    }))
+}
 
 #[derive(Debug, Deserialize)]
 pub struct Q {
@@ -21,7 +53,7 @@ pub struct Q {
     format: Option<String>,
 }
 
-pub async fn list(
+async fn list(
     State(s): State<AppState>,
     headers: HeaderMap,
     Query(q): Query<Q>,
@@ -80,10 +112,7 @@ pub async fn list(
     Ok(Json(json!({"total": all.len(), "active": active, "withdrawn": all.len() - active, "datasets": all})).into_response())
 }
 
-pub async fn one(
-    State(s): State<AppState>,
-    Path(id): Path<String>,
-) -> Result<Response, Unavailable> {
+async fn one(State(s): State<AppState>, Path(id): Path<String>) -> Result<Response, Unavailable> {
     let tree = s.tree(NAME)?;
     Ok(match (CatalogueView { tree: &tree }).get(&id)? {
         Some(d) => Json(d).into_response(),
@@ -95,10 +124,7 @@ pub async fn one(
     })
 }
 
-pub async fn catalog(
-    State(s): State<AppState>,
-    headers: HeaderMap,
-) -> Result<Response, Unavailable> {
+async fn catalog(State(s): State<AppState>, headers: HeaderMap) -> Result<Response, Unavailable> {
     let tree = s.tree(NAME)?;
     let base = headers
         .get(header::HOST)

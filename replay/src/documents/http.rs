@@ -14,8 +14,54 @@ use axum::Json;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{csv_response, problem, wants_csv, AppState, Unavailable};
-use crate::documents::{DocumentsView, ExchangeFilter, MonthRow, NAME};
+use axum::routing::get;
+use axum::Router;
+
+use super::{DocumentExchangeProjection, DocumentsView, ExchangeFilter, MonthRow, NAME};
+use crate::api::{csv_response, problem, wants_csv, AppState, Unavailable};
+use crate::read_models::{KpiSection, ReadModel};
+
+/// The document-exchange read model: its projection, endpoints and KPI section.
+pub fn read_model() -> ReadModel {
+    ReadModel {
+        projection: std::sync::Arc::new(DocumentExchangeProjection),
+        routes: |r: Router<AppState>| {
+            r.route("/api/v1/documents/exchange", get(exchange))
+                .route("/api/v1/documents/exchange/summary", get(summary))
+                .route("/api/v1/documents/{id}", get(trail))
+        },
+        kpi: Some(KpiSection {
+            name: "documents",
+            years: |tree| {
+                let rows = DocumentsView { tree }.rows(&ExchangeFilter::default())?;
+                let years: std::collections::BTreeSet<String> =
+                    rows.iter().map(|r| r.month[..4].to_string()).collect();
+                Ok(years.into_iter().collect())
+            },
+            figures: kpi,
+        }),
+    }
+}
+
+/// Documents sent (electronic, paper), received, edXML packages and the electronic ratio —
+/// secret documents are never on the bus, so never counted.
+fn kpi(tree: &sled::Tree, year: Option<&str>) -> crate::Result<serde_json::Value> {
+    let rows = DocumentsView { tree }.rows(&ExchangeFilter {
+        year: year.map(str::to_string),
+        ..Default::default()
+    })?;
+    let d = DocumentsView::totals(&rows);
+    Ok(json!({
+        "sent": d.sent,
+        "sent_electronic": d.sent_electronic,
+        "sent_paper": d.sent_paper,
+        "electronic_ratio": d.electronic_ratio,
+        "received": d.received,
+        "edxml_sent": d.edxml_sent,
+        "agencies": rows.iter().map(|r| r.organ_id.as_str()).collect::<std::collections::BTreeSet<_>>().len(),
+        "note": "secret documents are never on the bus and never counted",
+    }))
+}
 
 #[derive(Debug, Deserialize)]
 pub struct Q {
@@ -28,7 +74,7 @@ fn ratio(r: Option<f64>) -> String {
     r.map(|x| format!("{x:.4}")).unwrap_or_default()
 }
 
-pub async fn exchange(
+async fn exchange(
     State(s): State<AppState>,
     headers: HeaderMap,
     Query(q): Query<Q>,
@@ -79,10 +125,7 @@ pub async fn exchange(
     Ok(Json(json!({"totals": DocumentsView::totals(&rows), "rows": items})).into_response())
 }
 
-pub async fn summary(
-    State(s): State<AppState>,
-    Query(q): Query<Q>,
-) -> Result<Response, Unavailable> {
+async fn summary(State(s): State<AppState>, Query(q): Query<Q>) -> Result<Response, Unavailable> {
     let tree = s.tree(NAME)?;
     let rows = (DocumentsView { tree: &tree }).rows(&q.filter)?;
     let mut by_organ: BTreeMap<String, Vec<MonthRow>> = BTreeMap::new();
@@ -99,10 +142,7 @@ pub async fn summary(
     Ok(Json(json!({"totals": DocumentsView::totals(&rows), "agencies": agencies})).into_response())
 }
 
-pub async fn trail(
-    State(s): State<AppState>,
-    Path(id): Path<String>,
-) -> Result<Response, Unavailable> {
+async fn trail(State(s): State<AppState>, Path(id): Path<String>) -> Result<Response, Unavailable> {
     let tree = s.tree(NAME)?;
     Ok(match (DocumentsView { tree: &tree }).trail(&id)? {
         Some(t) => Json(t).into_response(),

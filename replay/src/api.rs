@@ -1,0 +1,125 @@
+//! What every HTTP endpoint of the replay service shares: the state, problem answers, CSV.
+
+use std::sync::Arc;
+
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use lienthong_bus::SchemaRegistry;
+use serde_json::json;
+
+use crate::runner::Metrics;
+use crate::store::{checkpoint, ReadStore};
+
+#[derive(Clone)]
+pub struct AppState {
+    pub store: ReadStore,
+    pub registry: Arc<SchemaRegistry>,
+    pub metrics: Arc<Metrics>,
+    /// Serving a point-in-time copy: no live consumer.
+    pub read_only: bool,
+    /// Hex Ed25519 key that verifies the audit checkpoints, when this service writes them.
+    pub audit_public_key: Option<String>,
+    /// Administration (live rebuilds), when enabled.
+    pub admin: Option<Admin>,
+}
+
+/// What `POST /api/v1/admin/rebuild` needs.
+#[derive(Clone)]
+pub struct Admin {
+    pub token: String,
+    pub runners: Vec<crate::runner::Runner>,
+}
+
+/// An RFC 9457 problem answer.
+pub fn problem(status: StatusCode, title: &str, detail: &str) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/problem+json")],
+        Json(json!({"type": "about:blank", "title": title, "status": status.as_u16(), "detail": detail})),
+    )
+        .into_response()
+}
+
+/// A read model that cannot be read, as an answer (500, problem+json): handlers return
+/// `Result<Response, Unavailable>` and use `?` on store reads.
+#[derive(Debug)]
+pub struct Unavailable(String);
+
+impl<E: std::fmt::Display> From<E> for Unavailable {
+    fn from(e: E) -> Self {
+        Self(e.to_string())
+    }
+}
+
+impl IntoResponse for Unavailable {
+    fn into_response(self) -> Response {
+        internal(self.0)
+    }
+}
+
+pub fn internal(e: impl std::fmt::Display) -> Response {
+    problem(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "read model unavailable",
+        &e.to_string(),
+    )
+}
+
+impl AppState {
+    /// The served tree of a projection.
+    pub fn tree(&self, projection: &str) -> crate::Result<sled::Tree> {
+        self.store.current(projection)
+    }
+
+    /// Each read model with the last stream sequence folded into it.
+    pub fn checkpoints(&self) -> crate::Result<Vec<(&'static str, u64)>> {
+        crate::read_models::projections()
+            .iter()
+            .map(|p| Ok((p.name(), checkpoint(&self.store.current(p.name())?)?)))
+            .collect()
+    }
+
+    pub fn point_in_time(&self, projection: &str) -> Option<String> {
+        self.store.point_in_time(projection).ok().flatten()
+    }
+}
+
+/// Which format a table is asked in.
+pub fn wants_csv(headers: &HeaderMap, format: Option<&str>) -> bool {
+    format == Some("csv")
+        || headers
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|a| a.contains("text/csv"))
+}
+
+/// A CSV answer from a header and rows.
+pub fn csv_response(
+    filename: &str,
+    header_row: &[&str],
+    rows: impl IntoIterator<Item = Vec<String>>,
+) -> Response {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    let result = (|| -> Result<Vec<u8>, Box<dyn std::error::Error>> {
+        w.write_record(header_row)?;
+        for r in rows {
+            w.write_record(&r)?;
+        }
+        Ok(w.into_inner()?)
+    })();
+    match result {
+        Ok(body) => (
+            [
+                (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
+                (
+                    header::CONTENT_DISPOSITION,
+                    format!("attachment; filename=\"{filename}\""),
+                ),
+            ],
+            body,
+        )
+            .into_response(),
+        Err(e) => internal(e),
+    }
+}

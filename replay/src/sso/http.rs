@@ -1,0 +1,55 @@
+//! `GET /api/v1/sso/activity`: registered users, active users per day/month/year, sign-ins
+//! per client application, failures and lockouts — pseudonymous counts only.
+
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::json;
+
+use super::{SignOnProjection, SignOnView, NAME};
+use crate::api::{AppState, Unavailable};
+use crate::read_models::{KpiSection, ReadModel};
+
+/// The sign-on read model: its projection, endpoint and KPI section.
+pub fn read_model() -> ReadModel {
+    ReadModel {
+        projection: std::sync::Arc::new(SignOnProjection),
+        routes: |r: Router<AppState>| r.route("/api/v1/sso/activity", get(activity)),
+        kpi: Some(KpiSection {
+            name: "sso",
+            years: |tree| {
+                Ok(SignOnView { tree }
+                    .activity()?
+                    .yearly_active
+                    .into_keys()
+                    .collect())
+            },
+            figures: kpi,
+        }),
+    }
+}
+
+/// Registered users, active users in the year and in its latest month, sign-ins, failures.
+fn kpi(tree: &sled::Tree, year: Option<&str>) -> crate::Result<serde_json::Value> {
+    let activity = SignOnView { tree }.activity()?;
+    let latest_month = activity
+        .monthly_active
+        .iter()
+        .rfind(|(m, _)| year.is_none_or(|y| m.starts_with(y)));
+    Ok(json!({
+        "registered_users": activity.registered_users,
+        "active_users": year.and_then(|y| activity.yearly_active.get(y)).copied().unwrap_or(0),
+        "monthly_active_users": latest_month.map(|(m, n)| json!({"month": m, "users": n})),
+        "logins": activity.logins,
+        "login_failures": activity.failures,
+        "lockouts": activity.lockouts,
+        "logins_by_client": activity.logins_by_client,
+    }))
+}
+
+async fn activity(State(s): State<AppState>) -> Result<Response, Unavailable> {
+    let tree = s.tree(NAME)?;
+    let a = (SignOnView { tree: &tree }).activity()?;
+    Ok(Json(a).into_response())
+}
