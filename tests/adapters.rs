@@ -60,10 +60,13 @@ async fn documents_from_the_inbox_and_by_push_without_any_secret() {
     std::fs::write(inbox.join("c-status.edxml"), EDXML_STATUS).unwrap();
     std::fs::write(inbox.join("d-register.jsonl"), REGISTER).unwrap();
     std::fs::write(inbox.join("e-broken.edxml"), "<edXML><oops").unwrap();
+    let token_file = dir.path().join("push.token");
+    std::fs::write(&token_file, "documents-push-token\n").unwrap();
     let cfg = DocumentsConfig {
         source: "urn:lienthong:phanthiet:documents".into(),
         inbox: Some(inbox.clone()),
         listen: None,
+        push_token_file: Some(token_file),
         poll_interval_secs: 1,
     };
     let adapter = DocumentsAdapter::build(cfg, ctx(&bus, "adapter-documents").await)
@@ -122,12 +125,26 @@ async fn documents_from_the_inbox_and_by_push_without_any_secret() {
     let app = adapter.router();
     tokio::spawn(async move { axum::serve(listener, app).await });
     let http = reqwest::Client::new();
-    let r = http
-        .post(format!("{base}/edxml"))
-        .body(EDXML_NEW)
-        .send()
-        .await
-        .unwrap();
+    // Anonymous and wrongly authenticated pushes are refused, and nothing is stored.
+    for auth in [None, Some("Bearer wrong"), Some("documents-push-token")] {
+        let mut req = http.post(format!("{base}/edxml")).body(EDXML_NEW);
+        if let Some(a) = auth {
+            req = req.header("Authorization", a);
+        }
+        let r = req.send().await.unwrap();
+        assert_eq!(r.status(), 401, "{auth:?}");
+        assert_eq!(
+            r.headers()["content-type"],
+            "application/problem+json",
+            "{auth:?}"
+        );
+    }
+    let push = |path: &str, body: String| {
+        http.post(format!("{base}{path}"))
+            .bearer_auth("documents-push-token")
+            .body(body)
+    };
+    let r = push("/edxml", EDXML_NEW.to_string()).send().await.unwrap();
     assert_eq!(r.status(), 202);
     let body: Value = r.json().await.unwrap();
     assert_eq!(
@@ -138,9 +155,7 @@ async fn documents_from_the_inbox_and_by_push_without_any_secret() {
         .lines()
         .find(|l| l.contains("\"toi_mat\""))
         .unwrap();
-    let r = http
-        .post(format!("{base}/register"))
-        .body(secret_line.to_string())
+    let r = push("/register", secret_line.to_string())
         .send()
         .await
         .unwrap();
@@ -149,12 +164,7 @@ async fn documents_from_the_inbox_and_by_push_without_any_secret() {
         (body["published"].as_u64(), body["withheld"].as_u64()),
         (Some(0), Some(1))
     );
-    let r = http
-        .post(format!("{base}/edxml"))
-        .body("not xml")
-        .send()
-        .await
-        .unwrap();
+    let r = push("/edxml", "not xml".into()).send().await.unwrap();
     assert_eq!(r.status(), 400);
     let metrics = common::get_text(&http, format!("{base}/metrics")).await;
     assert!(

@@ -124,17 +124,17 @@ async fn up_demo_shows_the_generators_totals_and_keeps_secrets_off_the_bus() {
     let deadline = Instant::now() + Duration::from_secs(240);
     let (mut kpi, mut totals) = (Value::Null, Value::Null);
     let matches = |k: &Value, t: &Value| {
-        k["documents"]["sent"] == t["documents_outgoing"]
-            && k["documents"]["sent_electronic"] == t["documents_outgoing_electronic"]
-            && k["documents"]["edxml_sent"] == t["edxml_sent"]
-            && k["sso"]["registered_users"] == t["registered_users"]
-            && k["sso"]["logins"] == t["logins"]
-            && k["sso"]["login_failures"] == t["login_failures"]
-            && k["sso"]["lockouts"] == t["lockouts"]
-            && k["sso"]["active_users"] == t["active_users"]
-            && k["field_reports"]["total"] == t["field_reports"]
-            && k["open_data"]["datasets"] == t["datasets_active"]
-            && k["open_data"]["withdrawn"] == t["datasets_withdrawn"]
+        k["documents"]["sent"] == t["documents"]["outgoing"]
+            && k["documents"]["sent_electronic"] == t["documents"]["outgoing_electronic"]
+            && k["documents"]["edxml_sent"] == t["documents"]["edxml_sent"]
+            && k["sso"]["registered_users"] == t["sso"]["registered_users"]
+            && k["sso"]["logins"] == t["sso"]["logins"]
+            && k["sso"]["login_failures"] == t["sso"]["login_failures"]
+            && k["sso"]["lockouts"] == t["sso"]["lockouts"]
+            && k["sso"]["active_users"] == t["sso"]["active_users"]
+            && k["field_reports"]["total"] == t["field_reports"]["reports"]
+            && k["open_data"]["datasets"] == t["open_data"]["datasets_active"]
+            && k["open_data"]["withdrawn"] == t["open_data"]["datasets_withdrawn"]
     };
     while Instant::now() < deadline {
         if totals.is_null() {

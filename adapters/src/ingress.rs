@@ -144,6 +144,7 @@ impl Ingress {
             .with_state(self.clone())
     }
 
+    /// Binds the configured address and serves until `shutdown`.
     pub async fn serve(
         self,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
@@ -152,6 +153,18 @@ impl Ingress {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .map_err(|e| AdapterError::Config(format!("ingress listen {addr}: {e}")))?;
+        self.serve_on(listener, shutdown).await
+    }
+
+    /// Serves on a bound listener until `shutdown`.
+    pub async fn serve_on(
+        self,
+        listener: tokio::net::TcpListener,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> Result<(), AdapterError> {
+        let addr = listener
+            .local_addr()
+            .map_err(|e| AdapterError::Config(format!("ingress: {e}")))?;
         info!(%addr, callers = self.config.callers.len(), "CloudEvents ingress: POST /events");
         axum::serve(listener, self.router())
             .with_graceful_shutdown(shutdown)

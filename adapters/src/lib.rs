@@ -6,7 +6,7 @@
 //! subsystem for the demo and the tests. Nothing here knows a projection.
 //!
 //! # Layout
-//! - [`demo`]: a synthetic city year across the four subsystems, with its totals.
+//! - [`demo`]: the demo city: each subsystem's synthetic year, simulator and adapter.
 //! - [`demo_events`]: that year's field reports and documents as events (benchmarks).
 //! - [`documents`]: edXML exchange and the document register ([`DocumentsAdapter`](documents::DocumentsAdapter)).
 //! - [`field_reports`]: citizen field reports, Open311 ([`FieldReportsAdapter`]).
@@ -20,7 +20,7 @@
 //! - [`xml`]: a small element tree for edXML.
 //! - [`state`]: adapter cursors in `ADAPTER_STATE` ([`state::AdapterState`]).
 //! - [`error`]: what can go wrong, [`AdapterError`].
-//! - [`AdapterConfig`]: the closed set of adapter configurations.
+//! - [`AdapterConfig`]: the closed set of adapter configurations (one line per adapter).
 
 pub mod demo;
 pub mod demo_events;
@@ -53,64 +53,52 @@ pub struct AdapterContext {
     pub registry: Arc<lienthong_bus::SchemaRegistry>,
 }
 
-/// An adapter's configuration file: one table named after the subsystem.
-///
-/// ```toml
-/// [field_reports]
-/// endpoint = "http://127.0.0.1:8311/open311/v2/"
-/// ```
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub enum AdapterConfig {
-    #[serde(rename = "field_reports")]
-    FieldReports(FieldReportsConfig),
-    #[serde(rename = "documents")]
-    Documents(documents::DocumentsConfig),
-    #[serde(rename = "sso")]
-    Sso(sso::SsoConfig),
-    #[serde(rename = "open_data")]
-    OpenData(open_data::OpenDataConfig),
+/// Declares the closed set of adapters, one line each: the configuration enum (one table
+/// named after the subsystem), its subsystem names, and running the chosen adapter.
+macro_rules! adapters {
+    ($( $variant:ident($name:literal, $config:ty, $adapter:ty) ),* $(,)?) => {
+        /// An adapter's configuration file: one table named after the subsystem.
+        ///
+        /// ```toml
+        /// [field_reports]
+        /// endpoint = "http://127.0.0.1:8311/open311/v2/"
+        /// ```
+        #[derive(Debug, Clone, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        pub enum AdapterConfig {
+            $( #[serde(rename = $name)] $variant($config), )*
+        }
+
+        /// The subsystems that have an adapter here.
+        pub const ADAPTERS: &[&str] = &[$($name),*];
+
+        impl AdapterConfig {
+            pub fn subsystem(&self) -> &'static str {
+                match self {
+                    $( Self::$variant(_) => $name, )*
+                }
+            }
+
+            /// Builds the adapter (validating its configuration, connecting, checking its
+            /// source) and runs it until `shutdown`.
+            pub async fn run(
+                self,
+                ctx: AdapterContext,
+                shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+            ) -> Result<(), AdapterError> {
+                match self {
+                    $( Self::$variant(c) => <$adapter>::build(c, ctx).await?.run(shutdown).await, )*
+                }
+            }
+        }
+    };
 }
 
-impl AdapterConfig {
-    pub fn subsystem(&self) -> &'static str {
-        match self {
-            Self::FieldReports(_) => "field_reports",
-            Self::Documents(_) => "documents",
-            Self::Sso(_) => "sso",
-            Self::OpenData(_) => "open_data",
-        }
-    }
-
-    /// Builds the adapter (validating its configuration, connecting, checking its source)
-    /// and runs it until `shutdown`.
-    pub async fn run(
-        self,
-        ctx: AdapterContext,
-        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-    ) -> Result<(), AdapterError> {
-        match self {
-            Self::FieldReports(c) => {
-                FieldReportsAdapter::build(c, ctx)
-                    .await?
-                    .run(shutdown)
-                    .await
-            }
-            Self::Documents(c) => {
-                documents::DocumentsAdapter::build(c, ctx)
-                    .await?
-                    .run(shutdown)
-                    .await
-            }
-            Self::Sso(c) => sso::SsoAdapter::build(c, ctx).await?.run(shutdown).await,
-            Self::OpenData(c) => {
-                open_data::OpenDataAdapter::build(c, ctx)
-                    .await?
-                    .run(shutdown)
-                    .await
-            }
-        }
-    }
+adapters! {
+    FieldReports("field_reports", field_reports::FieldReportsConfig, field_reports::FieldReportsAdapter),
+    Documents("documents", documents::DocumentsConfig, documents::DocumentsAdapter),
+    Sso("sso", sso::SsoConfig, sso::SsoAdapter),
+    OpenData("open_data", open_data::OpenDataConfig, open_data::OpenDataAdapter),
 }
 
 #[cfg(test)]
@@ -118,19 +106,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_example_config_parses_as_its_adapter() {
-        for (text, subsystem) in [
-            (
-                include_str!("../examples/field_reports.toml"),
-                "field_reports",
-            ),
-            (include_str!("../examples/documents.toml"), "documents"),
-            (include_str!("../examples/sso.toml"), "sso"),
-            (include_str!("../examples/open_data.toml"), "open_data"),
-        ] {
+    fn every_adapter_has_an_example_config_that_parses_as_its_adapter() {
+        for subsystem in ADAPTERS {
+            let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("examples")
+                .join(format!("{subsystem}.toml"));
+            let text = std::fs::read_to_string(&path)
+                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
             let cfg: AdapterConfig =
-                toml::from_str(text).unwrap_or_else(|e| panic!("{subsystem}: {e}"));
-            assert_eq!(cfg.subsystem(), subsystem);
+                toml::from_str(&text).unwrap_or_else(|e| panic!("{subsystem}: {e}"));
+            assert_eq!(cfg.subsystem(), *subsystem);
         }
     }
 }

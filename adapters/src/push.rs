@@ -62,7 +62,6 @@ impl PushServer {
     }
 }
 
-/// An RFC 9457 problem answer.
 /// A `/metrics` answer: Prometheus text exposition.
 pub fn metrics_response(body: String) -> Response {
     (
@@ -75,6 +74,7 @@ pub fn metrics_response(body: String) -> Response {
         .into_response()
 }
 
+/// An RFC 9457 problem answer.
 pub fn problem(status: StatusCode, title: &str, detail: &str) -> Response {
     (
         status,
@@ -91,4 +91,40 @@ pub fn unavailable(e: &AdapterError) -> Response {
         "the bus cannot store this now; retry",
         &e.to_string(),
     )
+}
+
+/// The token a push endpoint requires, read from its file (trimmed; empty is refused).
+pub fn read_token(path: &std::path::Path, what: &str) -> Result<String, AdapterError> {
+    let token = std::fs::read_to_string(path)
+        .map_err(|e| AdapterError::Config(format!("{what} {}: {e}", path.display())))?
+        .trim()
+        .to_string();
+    if token.is_empty() {
+        return Err(AdapterError::Config(format!(
+            "{what} {} is empty",
+            path.display()
+        )));
+    }
+    Ok(token)
+}
+
+/// Checks `Authorization: Bearer <token>` in constant time; the 401 answer otherwise.
+#[allow(clippy::result_large_err)]
+pub fn check_bearer(headers: &axum::http::HeaderMap, expected: &str) -> Result<(), Response> {
+    let given = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    match given {
+        Some(g)
+            if lienthong_bus::credentials::constant_time_eq(g.as_bytes(), expected.as_bytes()) =>
+        {
+            Ok(())
+        }
+        _ => Err(problem(
+            StatusCode::UNAUTHORIZED,
+            "missing or wrong bearer token",
+            "send Authorization: Bearer <token> (the push token of this endpoint)",
+        )),
+    }
 }

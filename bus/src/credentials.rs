@@ -112,6 +112,23 @@ impl CredentialSet {
     }
 }
 
+/// A secret kept in a file (mode 0600), generated (40 random alphanumerics) on first use: push
+/// tokens, admin tokens, pseudonymisation keys of a local run.
+pub fn secret_file(path: &Path) -> Result<String> {
+    if let Ok(s) = std::fs::read_to_string(path) {
+        if !s.trim().is_empty() {
+            return Ok(s.trim().to_string());
+        }
+    }
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| BusError::io(format!("creating {}", dir.display()), e))?;
+    }
+    let s = Alphanumeric.sample_string(&mut rand::rng(), 40);
+    write_private(path, &s)?;
+    Ok(s)
+}
+
 /// Compares two secrets without revealing, by timing, where they first differ.
 pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0

@@ -18,6 +18,7 @@
 //! - [`subscriber`]: decoding what comes off a stream; durable consumers ([`Subscriber`]).
 //! - [`credentials`]: roles, generated credentials, connecting ([`ConnectSettings`]).
 //! - [`server`]: the embedded nats-server supervisor ([`NatsServer`]).
+//! - [`shutdown`]: stopping long-running work together ([`Shutdown`]).
 //! - [`error`]: the one error type ([`BusError`]).
 
 pub mod batch;
@@ -32,6 +33,7 @@ pub mod registry;
 pub mod roles;
 pub mod schema;
 pub mod server;
+pub mod shutdown;
 pub mod subject;
 pub mod subscriber;
 pub mod topology;
@@ -44,6 +46,7 @@ pub use error::{BusError, Result, Violation};
 pub use publisher::{EventDraft, Published, Publisher, RetryPolicy};
 pub use schema::SchemaRegistry;
 pub use server::NatsServer;
+pub use shutdown::{Shutdown, ShutdownTrigger};
 pub use subject::{EventSubject, EventType};
 pub use subscriber::{ReceivedEvent, Subscriber};
 pub use topology::{provision, Provisioned};

@@ -3,7 +3,6 @@
 pub mod adapter;
 pub mod audit;
 pub mod bench;
-pub mod demo;
 pub mod dlq;
 pub mod ingress;
 pub mod publish;
@@ -45,19 +44,6 @@ impl Global {
         let client = self.settings()?.connect(client_name).await?;
         Ok(async_nats::jetstream::new(client))
     }
-}
-
-/// A secret in a file (mode 0600), generated on first use.
-pub fn secret(path: &std::path::Path) -> anyhow::Result<String> {
-    use rand::distr::{Alphanumeric, SampleString};
-    if let Ok(s) = std::fs::read_to_string(path) {
-        if !s.trim().is_empty() {
-            return Ok(s.trim().to_string());
-        }
-    }
-    let s = Alphanumeric.sample_string(&mut rand::rng(), 40);
-    lienthong_bus::credentials::write_private(path, &s)?;
-    Ok(s)
 }
 
 /// Completes on Ctrl-C or SIGTERM.

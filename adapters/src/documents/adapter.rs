@@ -54,6 +54,9 @@ pub struct DocumentsConfig {
     /// Address of the HTTP push endpoints.
     #[serde(default)]
     pub listen: Option<SocketAddr>,
+    /// File holding the bearer token push callers must present (required with `listen`).
+    #[serde(default)]
+    pub push_token_file: Option<PathBuf>,
     /// Seconds between two looks at the inbox.
     #[serde(default = "default_poll_interval_secs")]
     pub poll_interval_secs: u64,
@@ -64,6 +67,11 @@ impl DocumentsConfig {
         if self.inbox.is_none() && self.listen.is_none() {
             return Err(AdapterError::Config(
                 "documents: give an `inbox` folder, a `listen` address, or both".into(),
+            ));
+        }
+        if self.listen.is_some() && self.push_token_file.is_none() {
+            return Err(AdapterError::Config(
+                "documents: `listen` needs a `push_token_file`: push endpoints take no anonymous callers".into(),
             ));
         }
         if self.source.parse::<url::Url>().is_err() {
@@ -98,6 +106,7 @@ pub struct Intake {
 #[derive(Clone)]
 pub struct DocumentsAdapter {
     config: DocumentsConfig,
+    push_token: Option<String>,
     publisher: Publisher,
     metrics: Arc<DocumentsMetrics>,
 }
@@ -112,12 +121,31 @@ impl DocumentsAdapter {
                 })?;
             }
         }
+        let push_token = config
+            .push_token_file
+            .as_deref()
+            .map(|p| crate::push::read_token(p, "push_token_file"))
+            .transpose()?;
         let publisher = Publisher::new(ctx.js, ctx.registry, config.source.clone());
         Ok(Self {
             config,
+            push_token,
             publisher,
             metrics: Arc::new(DocumentsMetrics::default()),
         })
+    }
+
+    /// Push callers must present the push token.
+    #[allow(clippy::result_large_err)]
+    fn authorize(&self, headers: &axum::http::HeaderMap) -> Result<(), Response> {
+        match &self.push_token {
+            Some(t) => crate::push::check_bearer(headers, t),
+            None => Err(problem(
+                StatusCode::UNAUTHORIZED,
+                "push is not configured",
+                "this adapter has no push_token_file",
+            )),
+        }
     }
 
     pub fn metrics(&self) -> &Arc<DocumentsMetrics> {
@@ -337,7 +365,14 @@ fn move_to(path: &Path, dir: &Path) -> Result<(), AdapterError> {
     })
 }
 
-async fn push_edxml(State(a): State<DocumentsAdapter>, body: Bytes) -> Response {
+async fn push_edxml(
+    State(a): State<DocumentsAdapter>,
+    headers: axum::http::HeaderMap,
+    body: Bytes,
+) -> Response {
+    if let Err(refused) = a.authorize(&headers) {
+        return refused;
+    }
     match a.take_edxml(&body).await {
         Ok(Ok(intake)) => (StatusCode::ACCEPTED, Json(intake)).into_response(),
         Ok(Err(reason)) => problem(
@@ -349,7 +384,14 @@ async fn push_edxml(State(a): State<DocumentsAdapter>, body: Bytes) -> Response 
     }
 }
 
-async fn push_register(State(a): State<DocumentsAdapter>, body: Bytes) -> Response {
+async fn push_register(
+    State(a): State<DocumentsAdapter>,
+    headers: axum::http::HeaderMap,
+    body: Bytes,
+) -> Response {
+    if let Err(refused) = a.authorize(&headers) {
+        return refused;
+    }
     match a.take_register(&body).await {
         Ok(intake) => (StatusCode::ACCEPTED, Json(intake)).into_response(),
         Err(e) => unavailable(&e),

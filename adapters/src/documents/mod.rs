@@ -6,6 +6,7 @@
 //! - [`adapter`]: folder polling and HTTP push ([`DocumentsAdapter`]).
 
 pub mod adapter;
+pub mod demo;
 pub mod edxml;
 pub mod register;
 

@@ -10,6 +10,7 @@
 
 pub mod adapter;
 pub mod client;
+pub mod demo;
 pub mod fixtures;
 pub mod mapping;
 pub mod open311;

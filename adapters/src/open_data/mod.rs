@@ -6,6 +6,7 @@
 
 pub mod adapter;
 pub mod ckan;
+pub mod demo;
 pub mod simulator;
 
 pub use adapter::{OpenDataAdapter, OpenDataConfig};

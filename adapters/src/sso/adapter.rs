@@ -79,7 +79,7 @@ pub struct SsoConfig {
     /// Address of the webhook endpoint.
     #[serde(default)]
     pub listen: Option<SocketAddr>,
-    /// File holding the bearer token webhook callers must present.
+    /// File holding the bearer token webhook callers must present (required with `listen`).
     #[serde(default)]
     pub push_token_file: Option<PathBuf>,
     #[serde(default)]
@@ -132,10 +132,16 @@ impl SsoAdapter {
             ))
         })?;
         let pseudonymizer = Pseudonymizer::new(&key).map_err(AdapterError::Config)?;
+        if config.listen.is_some() && config.push_token_file.is_none() {
+            return Err(AdapterError::Config(
+                "sso: `listen` needs a `push_token_file`: push endpoints take no anonymous callers"
+                    .into(),
+            ));
+        }
         let push_token = config
             .push_token_file
-            .as_ref()
-            .map(|p| read_secret(p, "push_token_file"))
+            .as_deref()
+            .map(|p| crate::push::read_token(p, "push_token_file"))
             .transpose()?;
         if config.listen.is_none() && config.admin_api.is_none() {
             return Err(AdapterError::Config(
@@ -387,21 +393,15 @@ fn time_and_id(v: &Value) -> (i64, String) {
 }
 
 async fn push(State(a): State<SsoAdapter>, headers: HeaderMap, body: Bytes) -> Response {
-    if let Some(expected) = &a.push_token {
-        let given = headers
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "));
-        if given.map(|g| {
-            lienthong_bus::credentials::constant_time_eq(g.as_bytes(), expected.as_bytes())
-        }) != Some(true)
-        {
-            return problem(
-                StatusCode::UNAUTHORIZED,
-                "missing or wrong bearer token",
-                "send Authorization: Bearer <token>",
-            );
-        }
+    let Some(expected) = &a.push_token else {
+        return problem(
+            StatusCode::UNAUTHORIZED,
+            "push is not configured",
+            "this adapter has no push_token_file",
+        );
+    };
+    if let Err(refused) = crate::push::check_bearer(&headers, expected) {
+        return refused;
     }
     let events = match serde_json::from_slice::<Value>(&body) {
         Ok(Value::Array(items)) => items,

@@ -6,6 +6,7 @@
 //! - [`simulator`]: a Keycloak stand-in: token and admin-events endpoints ([`KeycloakSimulator`]).
 
 pub mod adapter;
+pub mod demo;
 pub mod keycloak;
 pub mod simulator;
 

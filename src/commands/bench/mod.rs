@@ -24,7 +24,6 @@ use std::time::Instant;
 
 use anyhow::Context as _;
 use async_nats::jetstream;
-use lienthong_adapters::demo;
 use lienthong_bus::{CredentialSet, EventDraft, NatsServer, Publisher};
 use serde_json::json;
 
@@ -139,8 +138,7 @@ pub async fn run(global: &Global, a: Args) -> anyhow::Result<ExitCode> {
     let operator = js_as("operator").await?;
     fresh_streams(&operator).await?;
     let registry = global.registry()?;
-    let city = demo::generate(2023, 1.0, 2023);
-    let base = lienthong_adapters::demo_events::field_report_and_document_events(&city);
+    let base = lienthong_adapters::demo_events::field_report_and_document_events();
     eprintln!("bench: {} distinct field-report and document events from the demo city; nats-server at {url}", base.len());
     let publisher = Publisher::new(operator.clone(), registry.clone(), "urn:lienthong:bench");
     let mut figures = serde_json::Map::new();

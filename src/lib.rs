@@ -1,0 +1,18 @@
+//! # Lienthong
+//!
+//! The library behind the `lienthong` binary: what runs several crates together.
+//!
+//! # Layout
+//! - [`stack`]: the whole bus on one machine ([`Stack`]): what `lienthong up` runs, and what
+//!   tests start in-process.
+//! - [`error`]: what can go wrong, [`StackError`].
+//!
+//! The crates: `lienthong-bus` (envelope, NATS binding, registry, schemas, publisher),
+//! `lienthong-adapters` (one per subsystem, simulators, the ingress), `lienthong-replay`
+//! (read models, HTTP API, dashboard), `lienthong-audit` (the auditors' tool).
+
+pub mod error;
+pub mod stack;
+
+pub use error::StackError;
+pub use stack::{Stack, StackOptions};

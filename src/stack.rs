@@ -1,0 +1,347 @@
+//! The whole bus on one machine, in one process: nats-server, provisioning, the adapters (and
+//! in demo mode the simulators feeding them), the HTTP ingress, and the replay service with
+//! its dashboard and audit checkpoints. `lienthong up` is [`Stack::start`] then
+//! [`Stack::run_until`] Ctrl-C; tests start it in-process the same way.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use lienthong_adapters::demo::{DemoPart, DemoSettings};
+use lienthong_adapters::ingress::{token_hash, Caller, Ingress, IngressConfig};
+use lienthong_adapters::{AdapterConfig, AdapterContext};
+use lienthong_bus::credentials::write_private;
+use lienthong_bus::server::{NatsServer, ServerOptions};
+use lienthong_bus::{CredentialSet, Publisher, SchemaRegistry, Shutdown, ShutdownTrigger};
+use lienthong_replay::service::ServeOptions;
+use lienthong_replay::ReadStore;
+use tracing::{error, info};
+
+use crate::error::StackError;
+
+/// The demo caller of the ingress.
+pub const DEMO_SOURCE: &str = "urn:lienthong:phanthiet:demo-caller";
+pub const DEMO_TYPES: &str = "vn.egov.field_reports.*";
+
+/// What to run, and where.
+#[derive(Clone)]
+pub struct StackOptions {
+    /// Server store, read models, credentials and demo marks.
+    pub data: PathBuf,
+    pub nats_host: String,
+    /// 0: a free port.
+    pub nats_port: u16,
+    /// The read models' HTTP address (port 0: a free port).
+    pub http: SocketAddr,
+    /// The ingress's address (with `demo` or `ingress_config`).
+    pub ingress: SocketAddr,
+    pub ingress_config: Option<IngressConfig>,
+    /// Feed the adapters from the subsystem simulators, at this scale.
+    pub demo: Option<f64>,
+    /// Adapters to run besides the demo's.
+    pub adapters: Vec<AdapterConfig>,
+    /// Every acknowledged event on disk before its acknowledgement.
+    pub durable: bool,
+    pub schemas: Arc<SchemaRegistry>,
+}
+
+type Task = tokio::task::JoinHandle<Result<(), StackError>>;
+
+/// A running stack.
+pub struct Stack {
+    server: NatsServer,
+    tasks: Vec<(String, Task)>,
+    trigger: ShutdownTrigger,
+    /// Where the read models, KPIs and dashboard answer.
+    pub http: SocketAddr,
+    pub nats_url: String,
+    /// The ingress's address, when it runs.
+    pub ingress: Option<SocketAddr>,
+    pub credentials_dir: PathBuf,
+    /// What runs where, for the banner.
+    pub lines: Vec<String>,
+}
+
+fn port_in_use(what: &str, addr: impl std::fmt::Display, hint: &str) -> StackError {
+    StackError::AddressInUse {
+        what: what.to_string(),
+        addr: addr.to_string(),
+        hint: hint.to_string(),
+    }
+}
+
+async fn connect_role(
+    creds: &CredentialSet,
+    url: &str,
+    role: &str,
+) -> Result<async_nats::jetstream::Context, StackError> {
+    let client = creds
+        .settings(role, url)?
+        .connect(&format!("lienthong-up-{role}"))
+        .await?;
+    Ok(async_nats::jetstream::new(client))
+}
+
+impl Stack {
+    /// Starts everything; returns once every component is running.
+    pub async fn start(opts: StackOptions) -> Result<Self, StackError> {
+        let creds_dir = opts.data.join("credentials");
+        let port = match opts.nats_port {
+            0 => free_port(&opts.nats_host)?,
+            p => p,
+        };
+        let url = format!("nats://{}:{}", opts.nats_host, port);
+        let creds = CredentialSet::load_or_generate(&creds_dir, &url)?;
+        if std::net::TcpListener::bind((opts.nats_host.as_str(), port)).is_err() {
+            return Err(port_in_use(
+                "NATS",
+                format!("{}:{port}", opts.nats_host),
+                "another nats-server (or `lienthong up`) is running; stop it, or pass --nats-port",
+            ));
+        }
+        let server = NatsServer::start(
+            ServerOptions {
+                bin: None,
+                data_dir: opts.data.join("nats"),
+                host: opts.nats_host.clone(),
+                port: Some(port),
+                sync_always: opts.durable,
+            },
+            &creds,
+        )
+        .await?;
+        for p in lienthong_bus::provision(&connect_role(&creds, &url, "operator").await?).await? {
+            info!("{p}");
+        }
+
+        let (trigger, shutdown) = Shutdown::new();
+        let mut stack = Self {
+            server,
+            tasks: Vec::new(),
+            trigger,
+            http: opts.http,
+            nats_url: url.clone(),
+            ingress: None,
+            credentials_dir: creds_dir.clone(),
+            lines: Vec::new(),
+        };
+
+        // What to run: the demo's parts and ingress caller, then the adapters given.
+        let mut adapters = Vec::new();
+        let mut feeds = Vec::new();
+        let mut ingress = opts.ingress_config.clone();
+        if let Some(scale) = opts.demo {
+            let settings = DemoSettings::in_data_dir(&opts.data, scale);
+            for part in lienthong_adapters::demo::start(&settings, &shutdown).await? {
+                let DemoPart {
+                    config,
+                    tasks,
+                    feed,
+                    lines,
+                    ..
+                } = part;
+                adapters.push(config);
+                for (name, t) in tasks {
+                    stack.tasks.push((
+                        name,
+                        tokio::spawn(async move { Ok(t.await.map_err(StackError::from)??) }),
+                    ));
+                }
+                feeds.extend(feed);
+                stack.lines.extend(lines);
+            }
+            let (caller, env) = demo_caller(&creds_dir, opts.ingress)?;
+            stack
+                .lines
+                .push(format!("  Ingress demo       {}", env.display()));
+            let cfg = ingress.get_or_insert_with(|| IngressConfig {
+                listen: opts.ingress,
+                max_body_bytes: 1024 * 1024,
+                callers: Vec::new(),
+            });
+            cfg.callers.push(caller);
+        }
+        adapters.extend(opts.adapters.iter().cloned());
+
+        for cfg in adapters {
+            let ctx = AdapterContext {
+                js: connect_role(&creds, &url, &format!("adapter-{}", cfg.subsystem())).await?,
+                registry: opts.schemas.clone(),
+            };
+            let stop = shutdown.signalled();
+            stack.tasks.push((
+                format!("adapter {}", cfg.subsystem()),
+                tokio::spawn(async move { Ok(cfg.run(ctx, stop).await?) }),
+            ));
+        }
+        for feed in feeds {
+            tokio::spawn(async move {
+                if let Err(e) = feed.await {
+                    error!("feeding the demo: {e}");
+                }
+            });
+        }
+        if let Some(mut cfg) = ingress {
+            cfg.listen = opts.ingress;
+            let listener = tokio::net::TcpListener::bind(cfg.listen)
+                .await
+                .map_err(|_| {
+                    port_in_use(
+                        "the ingress",
+                        cfg.listen,
+                        "pass --ingress with a free address",
+                    )
+                })?;
+            let addr = listener
+                .local_addr()
+                .map_err(|e| StackError::io("the ingress", e))?;
+            let publisher = Publisher::new(
+                connect_role(&creds, &url, "ingress").await?,
+                opts.schemas.clone(),
+                "urn:lienthong:ingress",
+            );
+            let ingress = Ingress::new(cfg, publisher)?;
+            let stop = shutdown.signalled();
+            stack.tasks.push((
+                "ingress".into(),
+                tokio::spawn(async move { Ok(ingress.serve_on(listener, stop).await?) }),
+            ));
+            stack.ingress = Some(addr);
+            stack
+                .lines
+                .push(format!("  CloudEvents ingress http://{addr}/events"));
+        }
+
+        // The audit key: checkpoints are signed with it; its public half is for auditors.
+        let audit_key = lienthong_audit::checkpoint::load_or_generate_signing_key(
+            &creds_dir.join("audit-signing.key"),
+        )?;
+        let public_key_file = opts.data.join("audit-public.key");
+        std::fs::write(
+            &public_key_file,
+            hex::encode(audit_key.verifying_key().to_bytes()),
+        )
+        .map_err(|e| StackError::io(public_key_file.display().to_string(), e))?;
+        let admin_token =
+            lienthong_bus::credentials::secret_file(&creds_dir.join("replay-admin.token"))?;
+        let options = ServeOptions {
+            audit_key: Some(audit_key),
+            admin_token: Some(admin_token),
+            ..Default::default()
+        };
+
+        // Replay service and dashboard.
+        let store = ReadStore::open(&opts.data.join("replay"))?;
+        let listener = tokio::net::TcpListener::bind(opts.http)
+            .await
+            .map_err(|_| port_in_use("HTTP", opts.http, "pass --http with a free address"))?;
+        stack.http = listener
+            .local_addr()
+            .map_err(|e| StackError::io("the HTTP listener", e))?;
+        let js = connect_role(&creds, &url, "replay").await?;
+        let stop = shutdown.signalled();
+        let schemas = opts.schemas.clone();
+        stack.tasks.push((
+            "replay".into(),
+            tokio::spawn(async move {
+                Ok(lienthong_replay::service::serve(
+                    listener,
+                    Some(js),
+                    schemas,
+                    store,
+                    options,
+                    stop,
+                )
+                .await?)
+            }),
+        ));
+        stack.lines.push(format!(
+            "  Audit              lienthong audit verify --public-key {} --env {}/auditor.env",
+            public_key_file.display(),
+            creds_dir.display()
+        ));
+        stack.lines.push(format!(
+            "  Live rebuild       POST http://{}/api/v1/admin/rebuild  (Bearer: {}/replay-admin.token)",
+            stack.http,
+            creds_dir.display()
+        ));
+        stack.lines.push(format!(
+            "  NATS               {url}  (store {})",
+            stack.server.data_dir().display()
+        ));
+        Ok(stack)
+    }
+
+    /// Runs until `shutdown` completes or a component stops; then stops everything. An error
+    /// names the component that failed.
+    pub async fn run_until(
+        mut self,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) -> Result<(), StackError> {
+        let failed = tokio::select! {
+            _ = shutdown => { info!("stopping"); None }
+            (result, index, _) = futures::future::select_all(self.tasks.iter_mut().map(|(_, t)| t)) => {
+                let name = self.tasks[index].0.clone();
+                Some(match result {
+                    Ok(Ok(())) => StackError::Stopped { component: name, reason: "it stopped".into() },
+                    Ok(Err(e)) => StackError::Stopped { component: name, reason: e.to_string() },
+                    Err(e) => StackError::Stopped { component: name, reason: format!("it panicked: {e}") },
+                })
+            }
+        };
+        self.stop().await?;
+        match failed {
+            Some(e) => {
+                error!("{e}");
+                Err(e)
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// Stops every component (10 s each at most), then the server.
+    pub async fn stop(self) -> Result<(), StackError> {
+        self.trigger.fire();
+        for (name, t) in self.tasks {
+            if !t.is_finished() {
+                match tokio::time::timeout(std::time::Duration::from_secs(10), t).await {
+                    Ok(Ok(Err(e))) => error!("{name}: {e}"),
+                    Err(_) => error!("{name} did not stop in 10 s"),
+                    _ => {}
+                }
+            }
+        }
+        self.server.stop().await?;
+        Ok(())
+    }
+}
+
+fn free_port(host: &str) -> Result<u16, StackError> {
+    std::net::TcpListener::bind((host, 0))
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .map_err(|e| StackError::io(format!("finding a free port on {host}"), e))
+}
+
+/// The ingress's demo caller, and `data/credentials/ingress-demo.env` for it.
+fn demo_caller(creds: &Path, ingress: SocketAddr) -> Result<(Caller, PathBuf), StackError> {
+    let token = lienthong_bus::credentials::secret_file(&creds.join("ingress-demo.token"))?;
+    let path = creds.join("ingress-demo.env");
+    write_private(
+        &path,
+        &format!(
+            "# The demo caller of the HTTP CloudEvents ingress. Generated; keep private.\n\
+             LIENTHONG_INGRESS_URL=http://{ingress}/events\nLIENTHONG_INGRESS_TOKEN={token}\n\
+             LIENTHONG_INGRESS_SOURCE={DEMO_SOURCE}\nLIENTHONG_INGRESS_TYPES={DEMO_TYPES}\n"
+        ),
+    )?;
+    Ok((
+        Caller {
+            name: "demo".into(),
+            token_sha256: token_hash(&token),
+            sources: vec![DEMO_SOURCE.into()],
+            types: vec![DEMO_TYPES.into()],
+        },
+        path,
+    ))
+}
