@@ -5,12 +5,15 @@
 //! # Layout
 //! - [`stack`]: the whole bus on one machine ([`Stack`]): what `lienthong up` runs, and what
 //!   tests start in-process.
+//! - [`crosscheck`]: the subsystem registry against the server configuration, the streams, the
+//!   schemas and the read models.
 //! - [`error`]: what can go wrong, [`StackError`].
 //!
 //! The crates: `lienthong-bus` (envelope, NATS binding, registry, schemas, publisher),
 //! `lienthong-adapters` (one per subsystem, simulators, the ingress), `lienthong-replay`
 //! (read models, HTTP API, dashboard), `lienthong-audit` (the auditors' tool).
 
+pub mod crosscheck;
 pub mod error;
 pub mod stack;
 

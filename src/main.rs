@@ -65,6 +65,9 @@ enum Command {
     /// The dead-letter stream: list what was rejected, or send it again.
     #[command(subcommand)]
     Dlq(commands::dlq::Command),
+    /// The event catalogue (AsyncAPI 3.0), generated from the registry and the schemas.
+    #[command(subcommand)]
+    Catalog(commands::catalog::Command),
 }
 
 fn main() -> ExitCode {
@@ -113,6 +116,7 @@ fn main() -> ExitCode {
             Command::Audit(c) => commands::audit::run(&global, c).await,
             Command::Bench(a) => commands::bench::run(&global, a).await,
             Command::Dlq(c) => commands::dlq::run(&global, c).await,
+            Command::Catalog(c) => commands::catalog::run(&global, c).await,
         }
     });
     match result {

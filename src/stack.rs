@@ -227,6 +227,7 @@ impl Stack {
         let options = ServeOptions {
             audit_key: Some(audit_key),
             admin_token: Some(admin_token),
+            nats_urls: vec![url.clone()],
             ..Default::default()
         };
 

@@ -190,6 +190,7 @@ async fn sign_on_by_webhook_and_admin_api_pseudonymised() {
     tokio::spawn(kc.clone().serve(l, std::future::pending()));
     let cfg = SsoConfig {
         source: "urn:lienthong:phanthiet:sso".into(),
+        instance: None,
         realm: "binhthuan".into(),
         pseudonymization_key_file: key,
         listen: None,
@@ -214,6 +215,7 @@ async fn sign_on_by_webhook_and_admin_api_pseudonymised() {
     assert!(push_user_events(&hook, None, &fixture_user_events(), 100)
         .await
         .unwrap_err()
+        .to_string()
         .contains("401"));
     assert!(
         push_user_events(&hook, Some("wrong"), &fixture_user_events(), 100)
@@ -289,6 +291,7 @@ async fn the_open_data_catalogue_published_updated_withdrawn() {
     let cfg = OpenDataConfig {
         endpoint: url.parse().unwrap(),
         source: "urn:lienthong:phanthiet:open_data".into(),
+        instance: None,
         poll_interval_secs: 1,
         rows: 2,
     };

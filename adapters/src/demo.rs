@@ -106,6 +106,7 @@ pub fn parts() -> Vec<StartPart> {
         |s, d| Box::pin(crate::documents::demo::start(s, d)),
         |s, d| Box::pin(crate::sso::demo::start(s, d)),
         |s, d| Box::pin(crate::open_data::demo::start(s, d)),
+        |s, d| Box::pin(crate::meetings::demo::start(s, d)),
     ]
 }
 

@@ -12,9 +12,11 @@
 //! - [`field_reports`]: citizen field reports, Open311 ([`FieldReportsAdapter`]).
 //! - [`sso`]: central sign-on, Keycloak events, pseudonymised ([`SsoAdapter`](sso::SsoAdapter)).
 //! - [`open_data`]: the CKAN open-data catalogue ([`OpenDataAdapter`](open_data::OpenDataAdapter)).
+//! - [`meetings`]: online meetings, BigBlueButton and Jitsi ([`MeetingsAdapter`](meetings::MeetingsAdapter)).
 //! - [`ingress`]: the HTTP CloudEvents ingress for systems not written in Rust ([`Ingress`](ingress::Ingress)).
 //! - [`wards`]: the 18 wards and communes of Phan Thiết, and ward derivation ([`Wards`]).
 //! - [`pii`]: masking personal data in free text.
+//! - [`pseudonym`]: keyed pseudonyms for people (sign-on users, meeting participants).
 //! - [`publish`]: publishing a batch and counting the outcome.
 //! - [`push`]: HTTP push endpoints beside polling, and problem answers.
 //! - [`xml`]: a small element tree for edXML.
@@ -28,9 +30,11 @@ pub mod documents;
 pub mod error;
 pub mod field_reports;
 pub mod ingress;
+pub mod meetings;
 pub mod open_data;
 pub mod pii;
 pub mod poll;
+pub mod pseudonym;
 pub mod publish;
 pub mod push;
 pub mod sso;
@@ -99,6 +103,7 @@ adapters! {
     Documents("documents", documents::DocumentsConfig, documents::DocumentsAdapter),
     Sso("sso", sso::SsoConfig, sso::SsoAdapter),
     OpenData("open_data", open_data::OpenDataConfig, open_data::OpenDataAdapter),
+    Meetings("meetings", meetings::MeetingsConfig, meetings::MeetingsAdapter),
 }
 
 #[cfg(test)]

@@ -4,6 +4,8 @@
 use quick_xml::events::Event;
 use quick_xml::Reader;
 
+use crate::error::RecordError;
+
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Element {
     pub name: String,
@@ -52,13 +54,14 @@ fn local(name: &str) -> String {
 }
 
 /// Parses a document into its root element.
-pub fn parse(text: &str) -> Result<Element, String> {
+pub fn parse(text: &str) -> Result<Element, RecordError> {
+    let bad = |reason: &str| RecordError::malformed("XML", None, reason);
     let mut reader = Reader::from_str(text);
     let mut stack: Vec<Element> = vec![Element::default()];
     loop {
-        let event = reader
-            .read_event()
-            .map_err(|e| format!("XML error at byte {}: {e}", reader.buffer_position()))?;
+        let event = reader.read_event().map_err(|e| {
+            RecordError::malformed("XML", Some(reader.buffer_position()), e.to_string())
+        })?;
         match event {
             Event::Start(e) => stack.push(Element {
                 name: local(e.name().as_ref()),
@@ -69,11 +72,19 @@ pub fn parse(text: &str) -> Result<Element, String> {
                     name: local(e.name().as_ref()),
                     ..Default::default()
                 };
-                stack.last_mut().ok_or("unbalanced XML")?.children.push(el);
+                stack
+                    .last_mut()
+                    .ok_or_else(|| bad("unbalanced elements"))?
+                    .children
+                    .push(el);
             }
             Event::End(_) => {
-                let el = stack.pop().ok_or("unbalanced XML")?;
-                stack.last_mut().ok_or("unbalanced XML")?.children.push(el);
+                let el = stack.pop().ok_or_else(|| bad("unbalanced elements"))?;
+                stack
+                    .last_mut()
+                    .ok_or_else(|| bad("unbalanced elements"))?
+                    .children
+                    .push(el);
             }
             Event::Text(t) => {
                 if let Some(top) = stack.last_mut() {
@@ -94,7 +105,7 @@ pub fn parse(text: &str) -> Result<Element, String> {
                         "gt" => ">".into(),
                         "quot" => "\"".into(),
                         "apos" => "'".into(),
-                        other => return Err(format!("unknown entity &{other};")),
+                        other => return Err(bad(&format!("unknown entity &{other};"))),
                     },
                 };
                 if let Some(top) = stack.last_mut() {
@@ -106,13 +117,13 @@ pub fn parse(text: &str) -> Result<Element, String> {
         }
     }
     if stack.len() != 1 {
-        return Err("XML ends inside an element".into());
+        return Err(bad("it ends inside an element"));
     }
-    let root = stack.pop().ok_or("empty document")?;
+    let root = stack.pop().ok_or_else(|| bad("empty document"))?;
     root.children
         .into_iter()
         .next()
-        .ok_or_else(|| "no root element".to_string())
+        .ok_or_else(|| bad("no root element"))
 }
 
 #[cfg(test)]

@@ -172,6 +172,10 @@ impl Publisher {
                         sent = batch.events.len(),
                         "the batch acknowledgement counts other than what was sent; publishing event by event"
                     ),
+                    // A batch holding an already-stored id (a redelivery): expected, not a fault.
+                    Err(e) if jetstream_code(&e) == Some(DUPLICATE_IN_BATCH) => {
+                        debug!(error = %e, "batch holds a stored id; publishing its events one by one")
+                    }
                     Err(e) => warn!(error = %e, "batch refused; publishing its events one by one"),
                 }
                 for (pos, p) in batch.positions.into_iter().zip(batch.events) {
@@ -265,4 +269,14 @@ fn is_transient(e: &PublishError) -> bool {
 /// A fresh batch id (the server allows up to 64 characters).
 fn batch_id() -> String {
     hex::encode(rand::random::<[u8; 16]>())
+}
+
+/// The server's code for a batch holding an already-stored message id.
+const DUPLICATE_IN_BATCH: u64 = 10201;
+
+/// The JetStream error code behind a publish error, if the server gave one.
+fn jetstream_code(e: &PublishError) -> Option<u64> {
+    std::error::Error::source(e)?
+        .downcast_ref::<async_nats::jetstream::Error>()
+        .map(|j| j.error_code().0)
 }

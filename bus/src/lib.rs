@@ -9,6 +9,7 @@
 //! - [`schema`]: the JSON Schema registry ([`SchemaRegistry`]), embedded from `schemas/`.
 //! - [`evolution`]: compatibility rules between versions of an event's schema.
 //! - [`registry`]: the subsystems, each described once; streams, roles, permissions derived.
+//! - [`catalog`]: the AsyncAPI 3.0 event catalogue, generated from the registry and schemas.
 //! - [`roles`]: roles and permissions derived from the registry; the server's accounts.
 //! - [`prepared`]: an event checked and encoded, with its deterministic message id.
 //! - [`publisher`]: validate → envelope → publish with dedupe id → PubAck ([`Publisher`]).
@@ -22,6 +23,7 @@
 //! - [`error`]: the one error type ([`BusError`]).
 
 pub mod batch;
+pub mod catalog;
 pub mod credentials;
 pub mod dead_letter;
 pub mod envelope;

@@ -88,12 +88,14 @@ pub const BUILTIN_AGENCIES: &[BuiltinAgency] = &[
 ];
 
 impl BuiltinAgency {
-    pub fn streams(&self) -> Vec<String> {
+    /// The streams it reads, among those of `subsystems`.
+    pub fn streams(&self, subsystems: &[Subsystem]) -> Vec<String> {
         match self.streams {
             Some(s) => s.iter().map(|s| s.to_string()).collect(),
-            None => registry::grantable_streams()
-                .into_iter()
-                .map(str::to_string)
+            None => subsystems
+                .iter()
+                .filter(|s| s.grantable)
+                .map(|s| s.stream.to_string())
                 .collect(),
         }
     }
@@ -188,11 +190,18 @@ fn adapter(s: &Subsystem) -> Role {
 
 /// Every role, derived from the registry.
 pub fn roles() -> Vec<Role> {
-    let every_stream: Vec<String> = registry::stream_names()
-        .into_iter()
+    roles_for(SUBSYSTEMS)
+}
+
+/// Every role the given subsystems (and the bus's own streams) call for.
+pub fn roles_for(subsystems: &[Subsystem]) -> Vec<Role> {
+    let every_stream: Vec<String> = subsystems
+        .iter()
+        .map(|s| s.stream)
+        .chain(registry::SYSTEM_STREAMS.iter().map(|s| s.name))
         .map(str::to_string)
         .collect();
-    let subsystem_subjects: Vec<String> = SUBSYSTEMS.iter().map(Subsystem::subjects).collect();
+    let subsystem_subjects: Vec<String> = subsystems.iter().map(Subsystem::subjects).collect();
     let dlq = format!("egov.{}.>", registry::DLQ.subject_root);
     let audit = format!("egov.{}.>", registry::AUDIT.subject_root);
     let mut out = vec![
@@ -248,9 +257,9 @@ pub fn roles() -> Vec<Role> {
             reads: Vec::new(),
         },
     ];
-    out.extend(SUBSYSTEMS.iter().map(adapter));
+    out.extend(subsystems.iter().map(adapter));
     for a in BUILTIN_AGENCIES {
-        let streams = a.streams();
+        let streams = a.streams(subsystems);
         out.push(Role {
             name: a.name.into(),
             account: BUS_ACCOUNT,
@@ -363,6 +372,11 @@ pub fn parse_accounts(text: &str) -> Result<AccountsConfig> {
 /// What the server configuration `accounts` says that the registry does not, one line per
 /// disagreement, naming the subsystem or role. Empty when they agree.
 pub fn check_accounts(accounts: &AccountsConfig) -> Vec<String> {
+    check_accounts_with(SUBSYSTEMS, accounts)
+}
+
+/// [`check_accounts`] against the given subsystems.
+pub fn check_accounts_with(subsystems: &[Subsystem], accounts: &AccountsConfig) -> Vec<String> {
     let mut problems = Vec::new();
     let user = |name: &str| {
         accounts
@@ -370,7 +384,8 @@ pub fn check_accounts(accounts: &AccountsConfig) -> Vec<String> {
             .flat_map(|(a, acc)| acc.users.iter().map(move |u| (a, u)))
             .find(|(_, u)| u.user == name)
     };
-    for role in roles() {
+    let expected = roles_for(subsystems);
+    for role in &expected {
         match user(&role.name) {
             None => problems.push(format!(
                 "role {}: no such user in the server configuration",
@@ -392,9 +407,15 @@ pub fn check_accounts(accounts: &AccountsConfig) -> Vec<String> {
             }
         }
     }
-    for s in SUBSYSTEMS {
+    for s in subsystems {
         let role = s.adapter_role();
-        let Some((_, u)) = user(&role) else { continue };
+        let Some((_, u)) = user(&role) else {
+            problems.push(format!(
+                "subsystem {}: its adapter role {role} is not in the server configuration",
+                s.name
+            ));
+            continue;
+        };
         if !u.permissions.publish.allow.contains(&s.subjects()) {
             problems.push(format!(
                 "subsystem {}: {role} may not publish {}",
@@ -412,10 +433,11 @@ pub fn check_accounts(accounts: &AccountsConfig) -> Vec<String> {
             }
         }
     }
-    let known: std::collections::BTreeSet<String> = role_names().into_iter().collect();
+    let known: std::collections::BTreeSet<&str> =
+        expected.iter().map(|r| r.name.as_str()).collect();
     for (a, acc) in accounts {
         for u in &acc.users {
-            if !known.contains(&u.user) {
+            if !known.contains(u.user.as_str()) {
                 problems.push(format!(
                     "user {} (account {a}) is not a role the registry knows",
                     u.user
@@ -499,6 +521,30 @@ mod tests {
             .iter()
             .any(|p| p.contains("role adapter-sso: no such user")));
         assert!(problems.iter().any(|p| p.contains("user mallory")));
+    }
+
+    #[test]
+    fn a_registry_entry_the_server_configuration_lacks_is_named() {
+        // The server runs with the configuration of today's registry; the registry gains a
+        // subsystem nobody generated the configuration for.
+        let accounts = accounts(&roles(), plain).unwrap();
+        let mut with_parking = SUBSYSTEMS.to_vec();
+        with_parking.push(Subsystem {
+            name: "parking",
+            stream: "PARKING",
+            ..SUBSYSTEMS[0]
+        });
+        let problems = check_accounts_with(&with_parking, &accounts);
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.starts_with("subsystem parking:") && p.contains("adapter-parking")),
+            "{problems:#?}"
+        );
+        assert!(
+            problems.iter().any(|p| p.starts_with("role ingress:")),
+            "the ingress must publish egov.parking.> too: {problems:#?}"
+        );
     }
 
     #[test]

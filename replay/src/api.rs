@@ -22,6 +22,8 @@ pub struct AppState {
     pub audit_public_key: Option<String>,
     /// Administration (live rebuilds), when enabled.
     pub admin: Option<Admin>,
+    /// Where clients reach NATS, for the event catalogue's servers.
+    pub nats_urls: Vec<String>,
 }
 
 /// What `POST /api/v1/admin/rebuild` needs.

@@ -39,13 +39,13 @@ pub async fn read_ahead(
     mut messages: consumer::pull::Ordered,
     registry: Arc<SchemaRegistry>,
     max_batch: usize,
-    tx: tokio::sync::mpsc::Sender<std::result::Result<Vec<DecodedMessage>, String>>,
+    tx: tokio::sync::mpsc::Sender<crate::Result<Vec<DecodedMessage>>>,
     spent: std::sync::mpsc::Receiver<Vec<DecodedMessage>>,
 ) {
     // Receiving (which keeps the consumer's pull requests going) and decoding run as two
     // tasks, so the server is never kept waiting while a batch is decoded.
     let (raw_tx, mut raw_rx) =
-        tokio::sync::mpsc::channel::<std::result::Result<Vec<jetstream::Message>, String>>(4);
+        tokio::sync::mpsc::channel::<crate::Result<Vec<jetstream::Message>>>(4);
     let decoder = AbortOnDrop(tokio::spawn(async move {
         while let Some(batch) = raw_rx.recv().await {
             while let Ok(folded) = spent.try_recv() {
@@ -55,7 +55,7 @@ pub async fn read_ahead(
             let decoded = batch.and_then(|b| {
                 b.into_iter()
                     .map(|m| {
-                        let info = m.info().map_err(|e| e.to_string())?;
+                        let info = m.info().map_err(|e| reading(e.to_string()))?;
                         Ok(DecodedMessage {
                             sequence: info.stream_sequence,
                             pending: info.pending,
@@ -72,7 +72,7 @@ pub async fn read_ahead(
     loop {
         let batch = match messages.next().await {
             None => break,
-            Some(Err(e)) => Err(e.to_string()),
+            Some(Err(e)) => Err(reading(e.to_string())),
             Some(Ok(first)) => {
                 let mut batch = Vec::with_capacity(max_batch);
                 batch.push(first);
@@ -81,7 +81,7 @@ pub async fn read_ahead(
                     match messages.next().now_or_never() {
                         Some(Some(Ok(m))) => batch.push(m),
                         Some(Some(Err(e))) => {
-                            result = Err(e.to_string());
+                            result = Err(reading(e.to_string()));
                             break;
                         }
                         _ => break,
@@ -99,6 +99,13 @@ pub async fn read_ahead(
     // Let the decoder finish what it has (the fold may still want it).
     let mut decoder = decoder;
     let _ = (&mut decoder.0).await;
+}
+
+fn reading(reason: String) -> crate::ReplayError {
+    crate::ReplayError::Nats {
+        operation: "reading the stream".into(),
+        reason,
+    }
 }
 
 /// Decodes and validates one stored message for the projection. Structured mode (what

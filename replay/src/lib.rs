@@ -10,12 +10,13 @@
 //! - [`upcast`]: older event versions brought to the current shape before projections.
 //! - [`store`]: the sled store, generations and swaps, atomic batches ([`ReadStore`], [`Changes`]).
 //! - [`projection`]: the [`Projection`] trait and [`ProjectedEvent`].
-//! - [`field_reports`], [`documents`], [`sso`], [`open_data`]: one read model per subsystem,
+//! - [`field_reports`], [`documents`], [`sso`], [`open_data`], [`meetings`]: one read model per subsystem,
 //!   each a projection (`mod.rs`) and its endpoints (`http.rs`).
 //! - [`field_reports`]: citizen reports: state, counts, resolution ([`FieldReportsProjection`]).
 //! - [`documents`]: exchange per agency and month, electronic ratio, document trails.
 //! - [`sso`]: registered and active users, sign-ins, failures, lockouts.
 //! - [`open_data`]: the catalogue, withdrawn datasets marked, DCAT.
+//! - [`meetings`]: online meetings with the wards: per month, wards connected, durations.
 //! - [`runner`]: following a stream live, and rebuilding beside and swapping ([`Runner`]).
 //! - [`decode`]: receiving and decoding stored events ahead of a fold, in stream order.
 //! - [`read_models`]: the read models, listed once: projection, endpoints, KPI section.
@@ -31,6 +32,7 @@ pub mod documents;
 pub mod error;
 pub mod field_reports;
 pub mod http;
+pub mod meetings;
 pub mod open_data;
 pub mod projection;
 pub mod read_models;

@@ -41,6 +41,7 @@ pub fn all() -> Vec<ReadModel> {
         crate::documents::http::read_model(),
         crate::sso::http::read_model(),
         crate::open_data::http::read_model(),
+        crate::meetings::http::read_model(),
     ]
 }
 

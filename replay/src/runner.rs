@@ -234,11 +234,11 @@ impl Runner {
                 // The reader ended: the consumer's stream closed.
                 return Ok(applied);
             };
-            let mut batch = batch.map_err(|e| nats("reading", &e))?;
+            let mut batch = batch?;
             // Folding fell behind: take what was decoded meanwhile into the same commit.
             while batch.len() < self.max_batch {
                 match decoded.try_recv() {
-                    Ok(more) => batch.extend(more.map_err(|e| nats("reading", &e))?),
+                    Ok(more) => batch.extend(more?),
                     Err(_) => break,
                 }
             }

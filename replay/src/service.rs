@@ -48,6 +48,8 @@ pub struct ServeOptions {
     /// With a token, `POST /api/v1/admin/rebuild` (bearer token) rebuilds read models beside
     /// the live ones and swaps, while the service keeps answering.
     pub admin_token: Option<String>,
+    /// Where clients reach NATS (the event catalogue's servers).
+    pub nats_urls: Vec<String>,
 }
 
 impl Default for ServeOptions {
@@ -56,6 +58,7 @@ impl Default for ServeOptions {
             max_batch: crate::runner::MAX_BATCH,
             audit_key: None,
             admin_token: None,
+            nats_urls: Vec::new(),
         }
     }
 }
@@ -118,6 +121,7 @@ pub async fn serve(
         read_only: js.is_none(),
         audit_public_key,
         admin,
+        nats_urls: options.nats_urls.clone(),
     });
     let result = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)

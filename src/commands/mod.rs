@@ -3,6 +3,7 @@
 pub mod adapter;
 pub mod audit;
 pub mod bench;
+pub mod catalog;
 pub mod dlq;
 pub mod ingress;
 pub mod publish;

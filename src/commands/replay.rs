@@ -97,6 +97,7 @@ pub async fn run(global: &Global, cmd: Command) -> anyhow::Result<ExitCode> {
                     max_batch,
                     audit_key,
                     admin_token,
+                    nats_urls: vec![global.settings()?.url],
                 },
                 super::interrupted(),
             )

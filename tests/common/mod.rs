@@ -112,6 +112,34 @@ pub async fn read_stream(js: &jetstream::Context, stream: &str) -> Vec<jetstream
     out
 }
 
+/// The replay service as its own role, on a random port with a temporary store; it stops
+/// when the returned trigger is dropped.
+pub async fn serve_replay(bus: &Bus) -> (std::net::SocketAddr, lienthong_bus::ShutdownTrigger) {
+    serve_replay_with(bus, lienthong_replay::service::ServeOptions::default()).await
+}
+
+/// [`serve_replay`] with options (the catalogue's servers default to the test server).
+pub async fn serve_replay_with(
+    bus: &Bus,
+    mut options: lienthong_replay::service::ServeOptions,
+) -> (std::net::SocketAddr, lienthong_bus::ShutdownTrigger) {
+    if options.nats_urls.is_empty() {
+        options.nats_urls = vec![bus.server.url()];
+    }
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (trigger, shutdown) = lienthong_bus::Shutdown::new();
+    tokio::spawn(lienthong_replay::service::serve(
+        listener,
+        Some(bus.js("replay").await),
+        bus.registry.clone(),
+        ReadStore::temporary().unwrap(),
+        options,
+        shutdown.signalled(),
+    ));
+    (addr, trigger)
+}
+
 /// GET `url` and read the body as JSON (panics on a transport error or bad JSON).
 pub async fn get_json(http: &reqwest::Client, url: String) -> serde_json::Value {
     http.get(url).send().await.unwrap().json().await.unwrap()

@@ -29,7 +29,7 @@ use tracing::{info, warn};
 
 use super::edxml::{self, SUBSYSTEM};
 use super::register::{self, RegisterEntry, RegisterOutcome};
-use crate::error::AdapterError;
+use crate::error::{AdapterError, RecordError};
 use crate::publish::{counter, publish_all, Tally, TallyCounters};
 use crate::push::{metrics_response, problem, unavailable, PushServer};
 use crate::AdapterContext;
@@ -190,16 +190,15 @@ impl DocumentsAdapter {
         Ok(())
     }
 
-    /// One edXML package.
-    pub async fn take_edxml(&self, bytes: &[u8]) -> Result<Result<Intake, String>, AdapterError> {
-        let text = match std::str::from_utf8(bytes) {
-            Ok(t) => t,
-            Err(e) => {
-                self.unreadable("edxml", bytes, e.to_string()).await?;
-                return Ok(Err(format!("not UTF-8: {e}")));
-            }
-        };
-        match edxml::parse(text) {
+    /// One edXML package. An unreadable one is kept in the DLQ as a digest and comes back as
+    /// [`AdapterError::Unreadable`].
+    pub async fn take_edxml(&self, bytes: &[u8]) -> Result<Intake, AdapterError> {
+        let parsed = std::str::from_utf8(bytes)
+            .map_err(|e| {
+                RecordError::malformed("UTF-8", Some(e.valid_up_to() as u64), e.to_string())
+            })
+            .and_then(edxml::parse);
+        match parsed {
             Ok(package) => {
                 let event = edxml::to_event(&package, Utc::now().fixed_offset());
                 let intake = Intake {
@@ -207,15 +206,18 @@ impl DocumentsAdapter {
                     ..Default::default()
                 };
                 self.count(&intake);
-                Ok(Ok(intake))
+                Ok(intake)
             }
             Err(reason) => {
-                self.unreadable("edxml", bytes, reason.clone()).await?;
+                self.unreadable("edxml", bytes, reason.to_string()).await?;
                 self.count(&Intake {
                     unreadable: 1,
                     ..Default::default()
                 });
-                Ok(Err(reason))
+                Err(AdapterError::Unreadable {
+                    what: "edXML package".into(),
+                    source: reason,
+                })
             }
         }
     }
@@ -293,15 +295,16 @@ impl DocumentsAdapter {
             let (intake, ok) = if is_register {
                 (self.take_register(&bytes).await?, true)
             } else {
-                match self.take_edxml(&bytes).await? {
+                match self.take_edxml(&bytes).await {
                     Ok(i) => (i, true),
-                    Err(_) => (
+                    Err(AdapterError::Unreadable { .. }) => (
                         Intake {
                             unreadable: 1,
                             ..Default::default()
                         },
                         false,
                     ),
+                    Err(e) => return Err(e),
                 }
             };
             total.tally.add(intake.tally);
@@ -374,11 +377,11 @@ async fn push_edxml(
         return refused;
     }
     match a.take_edxml(&body).await {
-        Ok(Ok(intake)) => (StatusCode::ACCEPTED, Json(intake)).into_response(),
-        Ok(Err(reason)) => problem(
+        Ok(intake) => (StatusCode::ACCEPTED, Json(intake)).into_response(),
+        Err(AdapterError::Unreadable { source, .. }) => problem(
             StatusCode::BAD_REQUEST,
             "not a readable edXML package (kept in the DLQ as a digest)",
-            &reason,
+            &source.to_string(),
         ),
         Err(e) => unavailable(&e),
     }

@@ -13,6 +13,7 @@ use serde::Serialize;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
+use crate::error::RecordError;
 use crate::pii::mask;
 use crate::xml::{self, Element};
 
@@ -103,18 +104,21 @@ fn organ(e: &Element) -> Option<Organ> {
 }
 
 /// Parses an edXML package.
-pub fn parse(text: &str) -> Result<Package, String> {
+pub fn parse(text: &str) -> Result<Package, RecordError> {
     let root = xml::parse(text)?;
     if root.name != "edXML" {
-        return Err(format!("root element is <{}>, expected <edXML>", root.name));
+        return Err(RecordError::invalid(
+            "root element",
+            format!("<{}>, expected <edXML>", root.name),
+        ));
     }
     let header = root
         .at(&["edXMLEnvelope", "edXMLHeader"])
-        .ok_or("no edXMLEnvelope/edXMLHeader")?;
+        .ok_or_else(|| RecordError::missing("edXMLEnvelope/edXMLHeader"))?;
     if let Some(status) = header.child("Status") {
         let document_id = status
             .text_at(&["ResponseFor", "DocumentId"])
-            .ok_or("status without ResponseFor/DocumentId")?;
+            .ok_or_else(|| RecordError::missing("status ResponseFor/DocumentId"))?;
         return Ok(Package::Status(StatusMessage {
             document_id,
             code: status.text_at(&["ResponseFor", "Code"]),
@@ -122,30 +126,36 @@ pub fn parse(text: &str) -> Result<Package, String> {
             from: status
                 .child("From")
                 .and_then(organ)
-                .ok_or("status without From/OrganId")?,
+                .ok_or_else(|| RecordError::missing("status From/OrganId"))?,
             status_code: status
                 .text_at(&["StatusCode"])
-                .ok_or("status without StatusCode")?,
+                .ok_or_else(|| RecordError::missing("status StatusCode"))?,
             description: status.text_at(&["Description"]),
             at: status.text_at(&["Timestamp"]).and_then(|t| local_time(&t)),
         }));
     }
     let mh = header
         .child("MessageHeader")
-        .ok_or("neither MessageHeader nor Status")?;
-    let document_id = mh.text_at(&["DocumentId"]).ok_or("no DocumentId")?;
+        .ok_or_else(|| RecordError::missing("MessageHeader (or Status)"))?;
+    let document_id = mh
+        .text_at(&["DocumentId"])
+        .ok_or_else(|| RecordError::missing("DocumentId"))?;
     let trace = header.child("TraceHeaderList");
     let business = trace.and_then(|t| t.child("Bussiness"));
     let business_type = business
         .and_then(|b| b.text_at(&["BussinessDocType"]))
         .map(|t| {
-            t.parse::<u32>()
-                .map_err(|_| format!("BussinessDocType {t:?} is not a number"))
+            t.parse::<u32>().map_err(|_| {
+                RecordError::invalid("BussinessDocType", format!("{t:?} is not a number"))
+            })
         })
         .transpose()?
         .unwrap_or(0);
     if business_type > 3 {
-        return Err(format!("BussinessDocType {business_type} is not 0 (new), 1 (revoke), 2 (update) or 3 (replace)"));
+        return Err(RecordError::invalid(
+            "BussinessDocType",
+            format!("{business_type} is not 0 (new), 1 (revoke), 2 (update) or 3 (replace)"),
+        ));
     }
 
     // Attachments: names from the manifest, sizes and digests from the encoded bodies.
@@ -160,7 +170,9 @@ pub fn parse(text: &str) -> Result<Package, String> {
             let cleaned: String = body.chars().filter(|c| !c.is_whitespace()).collect();
             let bytes = base64::engine::general_purpose::STANDARD
                 .decode(cleaned.as_bytes())
-                .map_err(|e| format!("attachment {id}: not base64: {e}"))?;
+                .map_err(|e| {
+                    RecordError::invalid(format!("attachment {id}"), format!("not base64: {e}"))
+                })?;
             bodies.insert(
                 id,
                 (bytes.len() as u64, hex::encode(Sha256::digest(&bytes))),
@@ -190,7 +202,10 @@ pub fn parse(text: &str) -> Result<Package, String> {
         .unwrap_or_default();
 
     Ok(Package::Document(DocumentMessage {
-        from: mh.child("From").and_then(organ).ok_or("no From/OrganId")?,
+        from: mh
+            .child("From")
+            .and_then(organ)
+            .ok_or_else(|| RecordError::missing("From/OrganId"))?,
         to: mh.children_named("To").filter_map(organ).collect(),
         document_id,
         code_number: mh.text_at(&["Code", "CodeNumber"]),
@@ -394,12 +409,21 @@ mod tests {
 
     #[test]
     fn bad_packages_are_named() {
-        assert!(parse("<html/>").unwrap_err().contains("expected <edXML>"));
+        assert!(parse("<html/>")
+            .unwrap_err()
+            .to_string()
+            .contains("expected <edXML>"));
         assert!(parse("not xml <").is_err());
         let broken = NEW.replace(
             "<edXML:BussinessDocType>0</edXML:BussinessDocType>",
             "<edXML:BussinessDocType>7</edXML:BussinessDocType>",
         );
-        assert!(parse(&broken).unwrap_err().contains("BussinessDocType 7"));
+        assert_eq!(
+            parse(&broken).unwrap_err(),
+            RecordError::invalid(
+                "BussinessDocType",
+                "7 is not 0 (new), 1 (revoke), 2 (update) or 3 (replace)"
+            )
+        );
     }
 }

@@ -57,6 +57,10 @@ pub struct FieldReportsConfig {
     /// CloudEvents `source` of the events: a URI naming this subsystem instance.
     #[serde(default = "default_source")]
     pub source: String,
+    /// Names this instance's state in `ADAPTER_STATE` (`[a-z0-9_-]`); derived from `source`
+    /// when not given. Two instances of one adapter must differ in it.
+    #[serde(default)]
+    pub instance: Option<String>,
     /// Seconds between polls once the feed is caught up.
     #[serde(default = "default_poll_interval_secs")]
     pub poll_interval_secs: u64,
@@ -83,6 +87,7 @@ impl FieldReportsConfig {
         Self {
             endpoint,
             source: default_source(),
+            instance: None,
             poll_interval_secs: default_poll_interval_secs(),
             page_size: default_page_size(),
             max_records_per_poll: default_max_records_per_poll(),
@@ -206,7 +211,8 @@ impl FieldReportsAdapter {
             Duration::from_secs(config.request_timeout_secs),
             config.api_key.clone(),
         )?;
-        let state = AdapterState::open(&ctx.js, SUBSYSTEM).await?;
+        let instance = crate::state::instance_name(config.instance.as_deref(), &config.source)?;
+        let state = AdapterState::open(&ctx.js, SUBSYSTEM, &instance).await?;
         let services = client.services().await?;
         let mapper = Mapper::new(services, Wards::phan_thiet());
         let publisher = Publisher::new(ctx.js, ctx.registry, config.source.clone());

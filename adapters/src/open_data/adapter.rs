@@ -38,6 +38,10 @@ pub struct OpenDataConfig {
     pub endpoint: Url,
     #[serde(default = "default_source")]
     pub source: String,
+    /// Names this instance's state in `ADAPTER_STATE` (`[a-z0-9_-]`); derived from `source`
+    /// when not given. Two instances of one adapter must differ in it.
+    #[serde(default)]
+    pub instance: Option<String>,
     #[serde(default = "default_poll_interval_secs")]
     pub poll_interval_secs: u64,
     /// Datasets per page.
@@ -74,7 +78,8 @@ impl OpenDataAdapter {
                 "open_data: rows must be 1..=1000".into(),
             ));
         }
-        let state = AdapterState::open(&ctx.js, SUBSYSTEM).await?;
+        let instance = crate::state::instance_name(config.instance.as_deref(), &config.source)?;
+        let state = AdapterState::open(&ctx.js, SUBSYSTEM, &instance).await?;
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
             .build()

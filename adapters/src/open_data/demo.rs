@@ -31,6 +31,7 @@ pub async fn start(settings: DemoSettings, shutdown: Shutdown) -> Result<DemoPar
                 .parse()
                 .map_err(|e| AdapterError::Config(format!("{url}: {e}")))?,
             source: "urn:lienthong:phanthiet:open_data".into(),
+            instance: None,
             poll_interval_secs: 10,
             rows: 100,
         }),

@@ -27,7 +27,7 @@ use tracing::info;
 use url::Url;
 
 use super::keycloak::{map_admin, map_user, AdminEvent, Pseudonymizer, UserEvent, SUBSYSTEM};
-use crate::error::AdapterError;
+use crate::error::{AdapterError, RecordError};
 use crate::publish::{counter, publish_all, Tally, TallyCounters};
 use crate::push::{metrics_response, problem, unavailable, PushServer};
 use crate::state::AdapterState;
@@ -70,6 +70,10 @@ const fn default_page() -> usize {
 pub struct SsoConfig {
     #[serde(default = "default_source")]
     pub source: String,
+    /// Names this instance's state in `ADAPTER_STATE` (`[a-z0-9_-]`); derived from `source`
+    /// when not given. Two instances of one adapter must differ in it.
+    #[serde(default)]
+    pub instance: Option<String>,
     /// The Keycloak realm.
     #[serde(default = "default_realm")]
     pub realm: String,
@@ -125,13 +129,7 @@ pub struct SsoAdapter {
 
 impl SsoAdapter {
     pub async fn build(config: SsoConfig, ctx: AdapterContext) -> Result<Self, AdapterError> {
-        let key = std::fs::read(&config.pseudonymization_key_file).map_err(|e| {
-            AdapterError::Config(format!(
-                "pseudonymization_key_file {}: {e}",
-                config.pseudonymization_key_file.display()
-            ))
-        })?;
-        let pseudonymizer = Pseudonymizer::new(&key).map_err(AdapterError::Config)?;
+        let pseudonymizer = Pseudonymizer::from_file(&config.pseudonymization_key_file)?;
         if config.listen.is_some() && config.push_token_file.is_none() {
             return Err(AdapterError::Config(
                 "sso: `listen` needs a `push_token_file`: push endpoints take no anonymous callers"
@@ -148,7 +146,8 @@ impl SsoAdapter {
                 "sso: give a `listen` address, an `admin_api`, or both".into(),
             ));
         }
-        let state = AdapterState::open(&ctx.js, SUBSYSTEM).await?;
+        let instance = crate::state::instance_name(config.instance.as_deref(), &config.source)?;
+        let state = AdapterState::open(&ctx.js, SUBSYSTEM, &instance).await?;
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(20))
             .build()
@@ -175,11 +174,10 @@ impl SsoAdapter {
             .fetch_add(i.ignored as u64, Ordering::Relaxed);
     }
 
-    /// Maps and publishes Keycloak events (user or admin, as JSON values), in time order.
-    pub async fn take(
-        &self,
-        events: Vec<Value>,
-    ) -> Result<Result<SsoIntake, String>, AdapterError> {
+    /// Maps and publishes Keycloak events (user or admin, as JSON values), in time order. A
+    /// batch holding an event that cannot be read is not published at all:
+    /// [`AdapterError::Unreadable`] names the event.
+    pub async fn take(&self, events: Vec<Value>) -> Result<SsoIntake, AdapterError> {
         let mut parsed = Vec::with_capacity(events.len());
         for (n, v) in events.into_iter().enumerate() {
             let time = v.get("time").and_then(Value::as_i64).unwrap_or(0);
@@ -190,7 +188,12 @@ impl SsoAdapter {
             };
             match mapped {
                 Ok(m) => parsed.push((time, m)),
-                Err(e) => return Ok(Err(format!("event {}: {e}", n + 1))),
+                Err(e) => {
+                    return Err(AdapterError::Unreadable {
+                        what: format!("Keycloak event {}", n + 1),
+                        source: RecordError::malformed("Keycloak event", None, e.to_string()),
+                    })
+                }
             }
         }
         parsed.sort_by_key(|(t, _)| *t);
@@ -201,7 +204,7 @@ impl SsoAdapter {
             ignored,
         };
         self.count(&intake);
-        Ok(Ok(intake))
+        Ok(intake)
     }
 
     /// Keeps unreadable input in the DLQ as a digest: Keycloak events carry personal data.
@@ -318,14 +321,14 @@ impl SsoAdapter {
                 next.seen.insert(id);
             }
         }
-        let intake = match self.take(fresh).await? {
-            Ok(i) => i,
-            Err(reason) => {
+        let intake = match self.take(fresh).await {
+            Err(AdapterError::Unreadable { what, source }) => {
                 return Err(AdapterError::Source {
                     url: url.to_string(),
-                    reason,
+                    reason: format!("{what}: {source}"),
                 })
             }
+            other => other?,
         };
         self.state.put("admin_cursor", &next).await?;
         Ok(intake)
@@ -419,8 +422,9 @@ async fn push(State(a): State<SsoAdapter>, headers: HeaderMap, body: Bytes) -> R
         }
     };
     match a.take(events).await {
-        Ok(Ok(intake)) => (StatusCode::ACCEPTED, Json(intake)).into_response(),
-        Ok(Err(reason)) => {
+        Ok(intake) => (StatusCode::ACCEPTED, Json(intake)).into_response(),
+        Err(AdapterError::Unreadable { what, source }) => {
+            let reason = format!("{what}: {source}");
             if let Err(e) = a.unreadable(&body, &reason).await {
                 return unavailable(&e);
             }

@@ -41,12 +41,7 @@ pub async fn start(settings: DemoSettings, shutdown: Shutdown) -> Result<DemoPar
         let settings = settings.clone();
         Box::pin(async move {
             wait_until_up(&health).await?;
-            push_user_events(&url, Some(&token), &users, 500)
-                .await
-                .map_err(|reason| AdapterError::Source {
-                    url: url.clone(),
-                    reason,
-                })?;
+            push_user_events(&url, Some(&token), &users, 500).await?;
             settings.mark_done("sso-pushed")?;
             tracing::info!(
                 events = users.len(),
@@ -59,6 +54,7 @@ pub async fn start(settings: DemoSettings, shutdown: Shutdown) -> Result<DemoPar
         subsystem: "sso",
         config: AdapterConfig::Sso(SsoConfig {
             source: "urn:lienthong:phanthiet:sso".into(),
+            instance: None,
             realm: "binhthuan".into(),
             pseudonymization_key_file: key_file,
             listen: Some(webhook),

@@ -8,11 +8,11 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use hmac::{Hmac, Mac};
 use lienthong_bus::{Classification, EventDraft, EventType};
 use serde::Deserialize;
 use serde_json::{json, Value};
-use sha2::Sha256;
+
+pub use crate::pseudonym::Pseudonymizer;
 
 pub const SUBSYSTEM: &str = "sso";
 
@@ -58,47 +58,6 @@ pub struct AdminEvent {
 pub struct AuthDetails {
     #[serde(default)]
     pub client_id: Option<String>,
-}
-
-/// Keyed pseudonymisation of identifiers.
-#[derive(Clone)]
-pub struct Pseudonymizer {
-    key: Vec<u8>,
-}
-
-impl std::fmt::Debug for Pseudonymizer {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Pseudonymizer(***)")
-    }
-}
-
-impl Pseudonymizer {
-    /// At least 16 bytes of key.
-    pub fn new(key: &[u8]) -> Result<Self, String> {
-        if key.len() < 16 {
-            return Err(format!(
-                "the pseudonymisation key must be at least 16 bytes, got {}",
-                key.len()
-            ));
-        }
-        Ok(Self { key: key.to_vec() })
-    }
-
-    /// `u-` + 32 hex digits of HMAC-SHA256(key, `<kind>:<realm>:<id>`).
-    pub fn reference(&self, kind: &str, realm: &str, id: &str) -> String {
-        let mut mac =
-            <Hmac<Sha256> as Mac>::new_from_slice(&self.key).expect("HMAC takes any key length");
-        mac.update(kind.as_bytes());
-        mac.update(b":");
-        mac.update(realm.as_bytes());
-        mac.update(b":");
-        mac.update(id.as_bytes());
-        let prefix = if kind == "session" { "s-" } else { "u-" };
-        format!(
-            "{prefix}{}",
-            hex::encode(&mac.finalize().into_bytes()[..16])
-        )
-    }
 }
 
 fn time(ms: i64) -> DateTime<Utc> {

@@ -148,20 +148,24 @@ pub async fn push_user_events(
     token: Option<&str>,
     events: &[Value],
     batch: usize,
-) -> Result<(), String> {
+) -> Result<(), crate::AdapterError> {
     let http = reqwest::Client::new();
+    let fail = |reason: String| crate::AdapterError::Source {
+        url: url.to_string(),
+        reason,
+    };
     for chunk in events.chunks(batch.max(1)) {
         let mut req = http.post(url).json(&chunk);
         if let Some(t) = token {
             req = req.bearer_auth(t);
         }
-        let resp = req.send().await.map_err(|e| e.to_string())?;
+        let resp = req.send().await.map_err(|e| fail(e.to_string()))?;
         if !resp.status().is_success() {
-            return Err(format!(
-                "{url} answered {}: {}",
+            return Err(fail(format!(
+                "answered {}: {}",
                 resp.status(),
                 resp.text().await.unwrap_or_default()
-            ));
+            )));
         }
     }
     Ok(())

@@ -2,11 +2,13 @@
 //! `http` module, listed in [`crate::read_models`]); here is what is not one read model's:
 //!
 //! - [`kpi`] — `/api/v1/kpi`, the operations centre's summary, one section per read model.
+//! - [`catalog`] — `/asyncapi.json` (AsyncAPI 3.0) and `/catalog` (the same for people).
 //! - `/schemas/`, `/schemas/{path}`, `/healthz`, `/metrics`, `/api/v1/audit/public-key`,
 //!   `POST /api/v1/admin/rebuild`, `/` (the IOC dashboard).
 //!
 //! Tables answer CSV with `Accept: text/csv` or `?format=csv`; errors are problem+json.
 
+mod catalog;
 mod kpi;
 
 use std::sync::atomic::Ordering;
@@ -28,6 +30,8 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .route("/api/v1/kpi", get(kpi::kpi))
+        .route("/asyncapi.json", get(catalog::asyncapi_json))
+        .route("/catalog", get(catalog::page))
         .route("/api/v1/audit/public-key", get(audit_public_key))
         .route("/api/v1/admin/rebuild", axum::routing::post(admin_rebuild))
         .route("/schemas", get(schema_index))
