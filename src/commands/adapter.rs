@@ -11,7 +11,8 @@ use super::Global;
 pub enum Command {
     /// Run one adapter until Ctrl-C. Its state lives in ADAPTER_STATE; restart it any time.
     Run {
-        /// The subsystem: field_reports, documents, sso or open_data.
+        /// The subsystem whose adapter to run.
+        #[arg(value_parser = clap::builder::PossibleValuesParser::new(lienthong_adapters::ADAPTERS))]
         name: String,
         /// Adapter configuration (TOML), e.g. adapters/examples/field_reports.toml.
         #[arg(long)]

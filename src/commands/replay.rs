@@ -45,10 +45,18 @@ pub enum Command {
         /// Only stream sequences up to this one (in each stream; use with --projection).
         #[arg(long)]
         until_seq: Option<u64>,
-        /// Only these read models: field_reports, documents, sso, open_data (default: all).
-        #[arg(long = "projection")]
+        /// Only these read models (default: all).
+        #[arg(long = "projection", value_parser = clap::builder::PossibleValuesParser::new(projection_names()))]
         projections: Vec<String>,
     },
+}
+
+/// The read models' names, for the help and the argument check.
+fn projection_names() -> Vec<&'static str> {
+    lienthong_replay::read_models::projections()
+        .iter()
+        .map(|p| p.name())
+        .collect()
 }
 
 pub async fn run(global: &Global, cmd: Command) -> anyhow::Result<ExitCode> {

@@ -10,7 +10,8 @@ use super::Global;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Stream name: DOCUMENTS, SSO, FIELD_REPORTS, OPEN_DATA, DLQ or AUDIT.
+    /// The stream.
+    #[arg(value_parser = clap::builder::PossibleValuesParser::new(lienthong_bus::registry::stream_names()))]
     stream: String,
     /// Only subjects matching this filter, e.g. 'egov.field_reports.report.*.reopened'.
     #[arg(long)]
