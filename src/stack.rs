@@ -115,6 +115,8 @@ impl Stack {
         }
 
         let (trigger, shutdown) = Shutdown::new();
+        // Every component's counters, served with the read models' at /metrics.
+        let metrics = lienthong_bus::Metrics::new();
         let mut stack = Self {
             server,
             tasks: Vec::new(),
@@ -167,6 +169,7 @@ impl Stack {
             let ctx = AdapterContext {
                 js: connect_role(&creds, &url, &format!("adapter-{}", cfg.subsystem())).await?,
                 registry: opts.schemas.clone(),
+                metrics: metrics.clone(),
             };
             let stop = shutdown.signalled();
             stack.tasks.push((
@@ -200,7 +203,7 @@ impl Stack {
                 opts.schemas.clone(),
                 "urn:lienthong:ingress",
             );
-            let ingress = Ingress::new(cfg, publisher)?;
+            let ingress = Ingress::new(cfg, publisher, &metrics)?;
             let stop = shutdown.signalled();
             stack.tasks.push((
                 "ingress".into(),
@@ -228,6 +231,7 @@ impl Stack {
             audit_key: Some(audit_key),
             admin_token: Some(admin_token),
             nats_urls: vec![url.clone()],
+            metrics: Some(metrics.clone()),
             ..Default::default()
         };
 

@@ -3,9 +3,8 @@
 
 mod common;
 
-use std::sync::atomic::Ordering;
-
 use common::Bus;
+use lienthong_adapters::documents::adapter::Via;
 use lienthong_adapters::documents::{DocumentsAdapter, DocumentsConfig};
 use lienthong_adapters::open_data::simulator::fixture_packages;
 use lienthong_adapters::open_data::{CkanSimulator, OpenDataAdapter, OpenDataConfig};
@@ -13,7 +12,7 @@ use lienthong_adapters::sso::adapter::AdminApiConfig;
 use lienthong_adapters::sso::simulator::{
     fixture_admin_events, fixture_user_events, push_user_events,
 };
-use lienthong_adapters::sso::{KeycloakSimulator, SsoAdapter, SsoConfig};
+use lienthong_adapters::sso::{self, KeycloakSimulator, SsoAdapter, SsoConfig};
 use lienthong_adapters::AdapterContext;
 use lienthong_bus::cloudevents::AttributesReader;
 use lienthong_bus::subscriber::decode_message;
@@ -28,10 +27,7 @@ const EDXML_STATUS: &str =
 const REGISTER: &str = include_str!("../adapters/fixtures/documents/register.jsonl");
 
 async fn ctx(bus: &Bus, role: &str) -> AdapterContext {
-    AdapterContext {
-        js: bus.js(role).await,
-        registry: bus.registry.clone(),
-    }
+    bus.adapter_context(role).await
 }
 
 /// Every payload of a stream as text, checked to be valid events.
@@ -79,7 +75,10 @@ async fn documents_from_the_inbox_and_by_push_without_any_secret() {
     );
     assert_eq!(intake.withheld, 2, "the secret and top-secret entries");
     assert_eq!(intake.unreadable, 1);
-    assert_eq!(adapter.metrics().withheld.load(Ordering::Relaxed), 2);
+    let from_inbox = adapter.outcomes(Via::Inbox);
+    assert_eq!(from_inbox.withheld.get(), 2);
+    assert_eq!(from_inbox.published.get(), 14);
+    assert_eq!(from_inbox.dead_lettered.get(), 1, "the unreadable package");
     assert_eq!(
         std::fs::read_dir(inbox.join("processed")).unwrap().count(),
         4
@@ -166,11 +165,21 @@ async fn documents_from_the_inbox_and_by_push_without_any_secret() {
     );
     let r = push("/edxml", "not xml".into()).send().await.unwrap();
     assert_eq!(r.status(), 400);
+    // A pushed export with a line that cannot be read is refused whole.
+    let broken = format!("{}\n{{not json\n", REGISTER.lines().next().unwrap());
+    let r = push("/register", broken).send().await.unwrap();
+    assert_eq!(r.status(), 400);
+    assert!(r.text().await.unwrap().contains("register line 2"));
     let metrics = common::get_text(&http, format!("{base}/metrics")).await;
-    assert!(
-        metrics.contains("lienthong_documents_withheld_total 3"),
-        "{metrics}"
-    );
+    for line in [
+        "lienthong_records_total{path=\"documents.push\",outcome=\"withheld\"} 1",
+        "lienthong_records_total{path=\"documents.push\",outcome=\"duplicate\"} 1",
+        // Three anonymous or wrong-token pushes, the unreadable package, the broken export's 2 lines.
+        "lienthong_records_total{path=\"documents.push\",outcome=\"refused\"} 6",
+        "lienthong_records_total{path=\"documents.inbox\",outcome=\"withheld\"} 2",
+    ] {
+        assert!(metrics.contains(line), "{line} in {metrics}");
+    }
     assert_eq!(payloads(&bus, "DOCUMENTS").await.len(), 14);
 }
 
@@ -229,14 +238,15 @@ async fn sign_on_by_webhook_and_admin_api_pseudonymised() {
     push_user_events(&hook, Some("webhook-token-1"), &fixture_user_events(), 100)
         .await
         .unwrap();
-    let m = adapter.metrics();
+    let m = adapter.outcomes(sso::adapter::Via::Webhook);
     assert_eq!(
-        m.tally.published.load(Ordering::Relaxed),
+        m.published.get(),
         10,
-        "11 user events, CODE_TO_TOKEN not carried"
+        "12 user events, CODE_TO_TOKEN not carried"
     );
-    assert_eq!(m.tally.duplicates.load(Ordering::Relaxed), 10);
-    assert_eq!(m.ignored.load(Ordering::Relaxed), 2);
+    assert_eq!(m.duplicate.get(), 10);
+    assert_eq!(m.not_carried.get(), 2);
+    assert_eq!(m.refused.get(), 2, "no token, wrong token");
 
     // Admin events: pulled page by page from the cursor; a second poll finds nothing new.
     let first = adapter.poll_admin_events().await.unwrap();

@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use common::Bus;
-use lienthong_adapters::field_reports::{AdapterContext, Open311Data, Open311Simulator};
+use lienthong_adapters::field_reports::{Open311Data, Open311Simulator};
 use lienthong_adapters::{FieldReportsAdapter, FieldReportsConfig};
 use lienthong_bus::cloudevents::AttributesReader;
 use lienthong_bus::subscriber::decode_message;
@@ -32,10 +32,7 @@ fn config(endpoint: &str) -> FieldReportsConfig {
 }
 
 async fn adapter(bus: &Bus, cfg: FieldReportsConfig) -> FieldReportsAdapter {
-    let ctx = AdapterContext {
-        js: bus.js("adapter-field_reports").await,
-        registry: bus.registry.clone(),
-    };
+    let ctx = bus.adapter_context("adapter-field_reports").await;
     FieldReportsAdapter::build(cfg, ctx).await.unwrap()
 }
 
@@ -140,7 +137,10 @@ async fn the_whole_slice_end_to_end() {
             ty.subject(&key),
             "subject follows the contract"
         );
-        assert_eq!(EventSubject::parse(&m.subject).unwrap().key, key);
+        assert_eq!(
+            EventSubject::parse(&m.subject).unwrap().key,
+            lienthong_bus::subject::KeyToken::Key(key.to_string())
+        );
         assert!(e
             .dataschema()
             .unwrap()

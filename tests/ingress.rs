@@ -43,7 +43,7 @@ async fn start(bus: &Bus, retry: RetryPolicy, timeout: Duration) -> String {
         .build(client);
     let publisher =
         Publisher::new(js, bus.registry.clone(), "urn:lienthong:ingress").with_retry(retry);
-    let ingress = Ingress::new(config, publisher).unwrap();
+    let ingress = Ingress::new(config, publisher, &lienthong_bus::Metrics::new()).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/events", listener.local_addr().unwrap());
     let app = ingress.router();

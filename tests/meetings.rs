@@ -62,6 +62,7 @@ async fn adapter(bus: &Bus, hold_secs: u64) -> Running {
     let ctx = AdapterContext {
         js,
         registry: bus.registry.clone(),
+        metrics: lienthong_bus::Metrics::new(),
     };
     let adapter = MeetingsAdapter::build(config, ctx).await.unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -209,14 +210,28 @@ async fn webhooks_from_both_systems_are_stored_once_pseudonymised_and_shown() {
         .await
         .unwrap();
     assert_eq!(r.status(), 400);
-    let dlq = bus.read_all("auditor", "DLQ").await;
-    assert_eq!(dlq.len(), 1);
-    assert!(String::from_utf8_lossy(&dlq[0].payload).contains("sha256"));
+    assert!(
+        bus.read_all("auditor", "DLQ").await.is_empty(),
+        "a refused post is not kept"
+    );
     assert_eq!(bus.messages("MEETINGS").await, stored);
-    let metrics = a.adapter.metrics();
+    // Every record counted once: BBB events: 7 new, 7 + 1 again, 1 not carried; refused:
+    // forged, tampered, anonymous and unreadable posts. Jitsi posts: 5 twice, 1 refused.
+    let (bbb, jitsi) = (a.adapter.bbb_outcomes(), a.adapter.jitsi_outcomes());
     assert_eq!(
-        metrics.refused.load(std::sync::atomic::Ordering::Relaxed),
-        4
+        bbb.refused.get(),
+        3 + 1,
+        "forged, tampered, anonymous; unreadable"
+    );
+    assert_eq!(jitsi.refused.get(), 1, "no token");
+    assert_eq!(bbb.published.get(), 7);
+    assert_eq!(bbb.duplicate.get(), 7 + 1);
+    assert_eq!(bbb.not_carried.get(), 1);
+    assert_eq!(jitsi.published.get() + jitsi.duplicate.get(), 10);
+    assert_eq!(
+        jitsi.published.get(),
+        5,
+        "the closing list only adds Quân's leave and the end"
     );
 
     // An independent reader finds valid events, the contract's subjects, no personal data.

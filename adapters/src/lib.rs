@@ -50,11 +50,13 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 
-/// What every adapter gets from outside: the bus (as its own role) and the schemas.
+/// What every adapter gets from outside: the bus (as its own role), the schemas, and the
+/// process's counters (each input path counts every record's outcome there).
 #[derive(Clone)]
 pub struct AdapterContext {
     pub js: async_nats::jetstream::Context,
     pub registry: Arc<lienthong_bus::SchemaRegistry>,
+    pub metrics: lienthong_bus::Metrics,
 }
 
 /// Declares the closed set of adapters, one line each: the configuration enum (one table

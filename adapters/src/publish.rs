@@ -1,9 +1,11 @@
-//! Publishing a batch of drafts and counting what happened, shared by every adapter.
-
-use std::sync::atomic::{AtomicU64, Ordering};
+//! Publishing drafts and counting what happened, shared by every adapter.
+//!
+//! Events are counted in a [`Tally`] (what the server stored); records — what a subsystem
+//! sent, each becoming zero or more events — in the input path's
+//! [`Outcomes`](lienthong_bus::Outcomes), one outcome each ([`RecordOutcome`]).
 
 use lienthong_bus::batch::MAX_ATOMIC_BATCH;
-use lienthong_bus::{BusError, EventDraft, Publisher};
+use lienthong_bus::{BusError, EventDraft, Outcomes, Publisher};
 
 use crate::error::AdapterError;
 
@@ -24,46 +26,72 @@ impl Tally {
         self.duplicates += other.duplicates;
         self.dead_lettered += other.dead_lettered;
     }
-}
 
-/// What an adapter has published since it started, for its `/metrics`.
-#[derive(Debug, Default)]
-pub struct TallyCounters {
-    pub published: AtomicU64,
-    pub duplicates: AtomicU64,
-    pub dead_lettered: AtomicU64,
-}
-
-impl TallyCounters {
-    pub fn add(&self, t: &Tally) {
-        self.published
-            .fetch_add(t.published as u64, Ordering::Relaxed);
-        self.duplicates
-            .fetch_add(t.duplicates as u64, Ordering::Relaxed);
-        self.dead_lettered
-            .fetch_add(t.dead_lettered as u64, Ordering::Relaxed);
-    }
-
-    /// The counters in Prometheus text format, as `lienthong_<subsystem>_<name>_total`.
-    pub fn render(&self, subsystem: &str) -> String {
-        [
-            ("published", &self.published),
-            ("duplicates", &self.duplicates),
-            ("dead_lettered", &self.dead_lettered),
-        ]
-        .iter()
-        .map(|(name, v)| counter(subsystem, name, None, v.load(Ordering::Relaxed)))
-        .collect()
+    /// Counts it in an input path's outcomes.
+    pub fn record(&self, outcomes: &Outcomes) {
+        outcomes.published.add(self.published as u64);
+        outcomes.duplicate.add(self.duplicates as u64);
+        outcomes.dead_lettered.add(self.dead_lettered as u64);
     }
 }
 
-/// One counter in Prometheus text format, with its help line when given.
-pub fn counter(subsystem: &str, name: &str, help: Option<&str>, value: u64) -> String {
-    let metric = format!("lienthong_{subsystem}_{name}_total");
-    let help = help
-        .map(|h| format!("# HELP {metric} {h}\n"))
-        .unwrap_or_default();
-    format!("{help}# TYPE {metric} counter\n{metric} {value}\n")
+/// What became of one record whose events were published.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RecordOutcome {
+    /// At least one of its events is new on the stream.
+    Published,
+    /// Every event of it was stored already (or it brought nothing new).
+    Duplicate,
+    /// One of its events failed validation: kept in the DLQ with the reasons.
+    DeadLettered,
+}
+
+impl RecordOutcome {
+    /// Counts it in an input path's outcomes.
+    pub fn count(self, outcomes: &Outcomes) {
+        match self {
+            Self::Published => outcomes.published.inc(),
+            Self::Duplicate => outcomes.duplicate.inc(),
+            Self::DeadLettered => outcomes.dead_lettered.inc(),
+        }
+    }
+}
+
+/// Publishes the events of each record (in order, as [`publish_all`] does) and says what
+/// became of each record: dead-lettered if any of its events was, else published if any was
+/// new, else a duplicate. Also the events' tally.
+pub async fn publish_records(
+    publisher: &Publisher,
+    records: Vec<Vec<EventDraft>>,
+) -> Result<(Tally, Vec<RecordOutcome>), AdapterError> {
+    let sizes: Vec<usize> = records.iter().map(Vec::len).collect();
+    let drafts: Vec<EventDraft> = records.into_iter().flatten().collect();
+    let results = publisher.publish_batched(drafts, MAX_ATOMIC_BATCH).await;
+    let mut tally = Tally::default();
+    let mut outcomes = Vec::with_capacity(sizes.len());
+    let mut results = results.into_iter();
+    for n in sizes {
+        let mut outcome = RecordOutcome::Duplicate;
+        for result in results.by_ref().take(n) {
+            match result {
+                Ok(p) if p.duplicate => tally.duplicates += 1,
+                Ok(_) => {
+                    tally.published += 1;
+                    if outcome == RecordOutcome::Duplicate {
+                        outcome = RecordOutcome::Published;
+                    }
+                }
+                Err(BusError::Invalid { .. }) => {
+                    tally.dead_lettered += 1;
+                    outcome = RecordOutcome::DeadLettered;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        outcomes.push(outcome);
+    }
+    Ok((tally, outcomes))
 }
 
 /// Publishes `drafts` in order, committed to their stream in atomic batches of up to 1,000
@@ -84,32 +112,4 @@ pub async fn publish_all(
         }
     }
     Ok(tally)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn counters_render_as_prometheus_text() {
-        let c = TallyCounters::default();
-        c.add(&Tally {
-            published: 3,
-            duplicates: 1,
-            dead_lettered: 2,
-        });
-        c.add(&Tally {
-            published: 1,
-            ..Tally::default()
-        });
-        let text = c.render("sso") + &counter("sso", "ignored", Some("Not carried."), 5);
-        assert_eq!(
-            text,
-            "# TYPE lienthong_sso_published_total counter\nlienthong_sso_published_total 4\n\
-             # TYPE lienthong_sso_duplicates_total counter\nlienthong_sso_duplicates_total 1\n\
-             # TYPE lienthong_sso_dead_lettered_total counter\nlienthong_sso_dead_lettered_total 2\n\
-             # HELP lienthong_sso_ignored_total Not carried.\n\
-             # TYPE lienthong_sso_ignored_total counter\nlienthong_sso_ignored_total 5\n"
-        );
-    }
 }

@@ -17,15 +17,32 @@ use crate::envelope::{self, Classification, STRUCTURED_CONTENT_TYPE};
 use crate::error::{BusError, Result, Violation};
 use crate::prepared::{message_id, Prepared};
 use crate::schema::SchemaRegistry;
-use crate::subject::{encode_key, EventType};
+use crate::subject::{subject_token, EventType};
 
 /// The CloudEvents type of every dead letter.
 pub const DEAD_LETTER_TYPE: &str = "vn.egov.dlq.event.rejected";
 
+/// How much of an original too large to keep whole is kept (characters).
+pub const KEPT_HEAD: usize = 4096;
+
+/// `text` cut to `max` characters, with a note and its digest when cut.
+fn shorten(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_string();
+    }
+    let head: String = text.chars().take(max).collect();
+    format!(
+        "{head}… [cut; {} bytes, sha256 {}]",
+        text.len(),
+        hex::encode(Sha256::digest(text.as_bytes()))
+    )
+}
+
 /// What the DLQ keeps about one rejected input.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DeadLetter {
-    /// `schema_violation`, `unknown_type`, `bad_envelope`, …
+    /// `schema_violation`, `unknown_type`, `bad_type`, `bad_envelope`, `unreadable_record`,
+    /// `too_large`.
     pub reason: String,
     /// The error in words.
     pub message: String,
@@ -44,6 +61,7 @@ impl DeadLetter {
             BusError::Invalid { violations, .. } => ("schema_violation", violations.clone()),
             BusError::UnknownSchema { .. } => ("unknown_type", Vec::new()),
             BusError::EventType { .. } => ("bad_type", Vec::new()),
+            BusError::TooLarge { .. } => ("too_large", Vec::new()),
             _ => ("bad_envelope", Vec::new()),
         };
         Self {
@@ -105,31 +123,73 @@ impl DeadLetter {
             .unwrap_or_else(|_| "unknown".to_string())
     }
 
-    /// The NATS subject: `egov.dlq.<origin>.<encoded original id>.rejected`.
+    /// The NATS subject: `egov.dlq.<origin>.<original id's token>.rejected` (a digest for a
+    /// very long id, as for event keys).
     pub fn subject(&self) -> String {
         format!(
             "egov.dlq.{}.{}.rejected",
             self.origin(),
-            encode_key(&self.original_id)
+            subject_token(&self.original_id)
         )
     }
 
-    /// The dead letter as a CloudEvent, encoded and ready to send. The message id depends
-    /// on the original source, id and content, so the same bad input is kept once.
-    pub fn prepare(&self, registry: &SchemaRegistry) -> Result<Prepared> {
+    /// The dead letter as a CloudEvent, encoded and ready to send, no larger than
+    /// `max_payload` (the server's limit, headers included): an original too large to keep is
+    /// replaced by its digest, its size and its first 4 KiB, and the message says so. The
+    /// message id depends on the original source, id and content, so the same bad input is
+    /// kept once.
+    pub fn prepare(&self, registry: &SchemaRegistry, max_payload: usize) -> Result<Prepared> {
+        let prepared = self.encode(registry)?;
+        if prepared.size() <= max_payload {
+            return Ok(prepared);
+        }
+        let text = self.original.to_string();
+        let mut shortened = self.clone();
+        shortened.original = serde_json::json!({
+            "truncated": true,
+            "sha256": hex::encode(Sha256::digest(text.as_bytes())),
+            "size": text.len(),
+            "head": text.chars().take(KEPT_HEAD).collect::<String>(),
+        });
+        shortened.message = format!(
+            "{} (the original, {} bytes, is too large to keep whole: its SHA-256 and first {KEPT_HEAD} characters are kept)",
+            shorten(&self.message, KEPT_HEAD),
+            text.len()
+        );
+        shortened.original_id = shorten(&self.original_id, KEPT_HEAD);
+        shortened.original_source = shorten(&self.original_source, KEPT_HEAD);
+        shortened.original_type = shorten(&self.original_type, KEPT_HEAD);
+        shortened.violations.truncate(100);
+        for v in &mut shortened.violations {
+            v.message = shorten(&v.message, 1000);
+            v.pointer = shorten(&v.pointer, 1000);
+        }
+        let prepared = shortened.encode(registry)?;
+        if prepared.size() > max_payload {
+            return Err(BusError::TooLarge {
+                what: format!("the dead letter of {}", shortened.original_id),
+                size: prepared.size(),
+                max: max_payload,
+            });
+        }
+        Ok(prepared)
+    }
+
+    fn encode(&self, registry: &SchemaRegistry) -> Result<Prepared> {
         let mut digest = Sha256::new();
         digest.update(self.original.to_string().as_bytes());
-        let id = format!(
-            "dlq/{}/{}",
-            self.original_id,
-            hex::encode(&digest.finalize()[..8])
-        );
+        let short_id = if self.original_id.len() <= crate::subject::MAX_KEY_TOKEN {
+            self.original_id.clone()
+        } else {
+            subject_token(&self.original_id)
+        };
+        let id = format!("dlq/{short_id}/{}", hex::encode(&digest.finalize()[..8]));
         let schema = registry.schema_id(DEAD_LETTER_TYPE, None)?;
         let event = envelope::build_event(
             &id,
             &self.original_source,
             DEAD_LETTER_TYPE,
-            &self.original_id,
+            &short_id,
             self.rejected_at,
             schema,
             serde_json::to_value(self).map_err(|e| BusError::Envelope {

@@ -56,7 +56,15 @@ pub enum BusError {
         attempts: u32,
         reason: String,
     },
-    /// The server refused for good (no stream for the subject, payload too large, no permission).
+    /// Larger than the server takes (payload and headers): permanent; publishing it again
+    /// cannot help.
+    #[error("{what} is {size} bytes with its headers; the server takes at most {max}")]
+    TooLarge {
+        what: String,
+        size: usize,
+        max: usize,
+    },
+    /// The server refused for good (no stream for the subject, no permission).
     #[error("{operation} refused: {reason}")]
     Refused { operation: String, reason: String },
     /// No schema is registered for this type (and version).

@@ -5,6 +5,7 @@
 //!
 //! # Layout
 //! - [`subject`]: event types, subjects and the reversible key encoding.
+//! - [`conformance`]: CloudEvents 1.0 conformance of envelopes received from outside.
 //! - [`envelope`]: CloudEvents ↔ NATS binding (structured out; structured and binary in).
 //! - [`schema`]: the JSON Schema registry ([`SchemaRegistry`]), embedded from `schemas/`.
 //! - [`evolution`]: compatibility rules between versions of an event's schema.
@@ -20,15 +21,18 @@
 //! - [`credentials`]: roles, generated credentials, connecting ([`ConnectSettings`]).
 //! - [`server`]: the embedded nats-server supervisor ([`NatsServer`]).
 //! - [`shutdown`]: stopping long-running work together ([`Shutdown`]).
+//! - [`metrics`]: counters and every input record's outcome ([`Outcomes`]), for `/metrics`.
 //! - [`error`]: the one error type ([`BusError`]).
 
 pub mod batch;
 pub mod catalog;
+pub mod conformance;
 pub mod credentials;
 pub mod dead_letter;
 pub mod envelope;
 pub mod error;
 pub mod evolution;
+pub mod metrics;
 pub mod prepared;
 pub mod publisher;
 pub mod registry;
@@ -45,6 +49,7 @@ pub use credentials::{ConnectSettings, CredentialSet};
 pub use dead_letter::DeadLetter;
 pub use envelope::Classification;
 pub use error::{BusError, Result, Violation};
+pub use metrics::{Metrics, Outcomes};
 pub use publisher::{EventDraft, Published, Publisher, RetryPolicy};
 pub use schema::SchemaRegistry;
 pub use server::NatsServer;

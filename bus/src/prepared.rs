@@ -31,6 +31,29 @@ pub struct Prepared {
     pub payload: bytes::Bytes,
 }
 
+impl Prepared {
+    /// Its size as the server counts it against `max_payload`: the payload and the headers
+    /// in their wire form (`NATS/1.0␍␊`, `name: value␍␊` each, a blank line).
+    pub fn size(&self) -> usize {
+        self.payload.len() + headers_wire_len(&self.headers)
+    }
+}
+
+/// The size of headers on the wire (0 when there are none).
+pub fn headers_wire_len(headers: &HeaderMap) -> usize {
+    let mut n = 0;
+    for (name, values) in headers.iter() {
+        for v in values {
+            n += name.to_string().len() + 2 + v.as_str().len() + 2;
+        }
+    }
+    if n == 0 {
+        0
+    } else {
+        n + "NATS/1.0\r\n".len() + 2
+    }
+}
+
 /// The headers of a structured-mode event: content type, the dedupe id and, when asked, the
 /// per-aggregate concurrency expectation.
 pub(crate) fn headers(

@@ -102,7 +102,12 @@ pub struct Publisher {
     registry: Arc<SchemaRegistry>,
     source: String,
     retry: RetryPolicy,
+    /// The largest message the server takes, headers included.
+    max_payload: usize,
 }
+
+/// What the server takes when it does not say (nats-server's default).
+pub const DEFAULT_MAX_PAYLOAD: usize = 1024 * 1024;
 
 impl Publisher {
     /// A publisher whose events carry `source` (a URI naming the subsystem instance).
@@ -111,12 +116,35 @@ impl Publisher {
         registry: Arc<SchemaRegistry>,
         source: impl Into<String>,
     ) -> Self {
+        let max_payload = match js.client().server_info().max_payload {
+            0 => DEFAULT_MAX_PAYLOAD,
+            n => n,
+        };
         Self {
             js,
             registry,
             source: source.into(),
             retry: RetryPolicy::default(),
+            max_payload,
         }
+    }
+
+    /// The largest message the server takes, headers included.
+    pub fn max_payload(&self) -> usize {
+        self.max_payload
+    }
+
+    /// A prepared event the server would refuse as too large, as a rejection (it goes to the
+    /// DLQ, shortened): checked exactly only when the payload comes near the limit.
+    fn check_size(&self, p: &Prepared) -> Option<BusError> {
+        if p.payload.len() + 4096 < self.max_payload || p.size() <= self.max_payload {
+            return None;
+        }
+        Some(BusError::TooLarge {
+            what: format!("event {}", short(&p.id)),
+            size: p.size(),
+            max: self.max_payload,
+        })
     }
 
     pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
@@ -184,27 +212,43 @@ impl Publisher {
     /// Publishes many events pipelined: every event is sent, then every PubAck awaited.
     /// Results come back in input order.
     pub async fn publish_many(&self, drafts: Vec<EventDraft>) -> Vec<Result<Published>> {
-        let mut pending: Vec<std::result::Result<(Prepared, PublishAckFuture), Result<Published>>> =
-            Vec::with_capacity(drafts.len());
+        let mut out: Vec<Option<Result<Published>>> = Vec::with_capacity(drafts.len());
+        let mut ready = Vec::with_capacity(drafts.len());
         for draft in drafts {
-            let prepared = match self.prepare_draft(draft) {
-                Err(e) => Err(e),
-                Ok(Ok(p)) => Ok(p),
-                Ok(Err(Rejected { event, error })) => Err(self.dead_letter(*event, error).await),
-            };
-            pending.push(match prepared {
-                Err(e) => Err(Err(e)),
-                Ok(p) => match self.send_once(&p).await {
-                    Ok(fut) => Ok((p, fut)),
-                    // Could not even send: fall back to the retrying path below.
-                    Err(_) => Err(self.send(p).await),
-                },
+            match self.prepare_draft(draft) {
+                Err(e) => out.push(Some(Err(e))),
+                Ok(Ok(p)) => {
+                    ready.push((out.len(), p));
+                    out.push(None);
+                }
+                Ok(Err(Rejected { event, error })) => {
+                    out.push(Some(Err(self.dead_letter(*event, error).await)))
+                }
+            }
+        }
+        let (positions, prepared): (Vec<usize>, Vec<Prepared>) = ready.into_iter().unzip();
+        for (pos, result) in positions.into_iter().zip(self.send_all(prepared).await) {
+            out[pos] = Some(result);
+        }
+        out.into_iter().flatten().collect()
+    }
+
+    /// Sends prepared events pipelined: every one sent, then every PubAck awaited; one not
+    /// confirmed is sent again with the bounded retries of [`Publisher::send`] (same ids, so
+    /// nothing is stored twice). Results in input order.
+    pub async fn send_all(&self, prepared: Vec<Prepared>) -> Vec<Result<Published>> {
+        let mut pending = Vec::with_capacity(prepared.len());
+        for p in prepared {
+            pending.push(match self.send_once(&p).await {
+                Ok(fut) => Ok((p, fut)),
+                // Could not even send: the retrying path.
+                Err(_) => Err(p),
             });
         }
         let mut out = Vec::with_capacity(pending.len());
         for item in pending {
             out.push(match item {
-                Err(result) => result,
+                Err(p) => self.send(p).await,
                 Ok((prepared, fut)) => match fut.await {
                     Ok(ack) => Ok(published(&prepared, ack)),
                     Err(e) => match classify(&prepared, e) {
@@ -246,7 +290,7 @@ impl Publisher {
             draft.classification,
             draft.traceparent.as_deref(),
         )?;
-        Ok(Ok(Prepared {
+        let prepared = Prepared {
             subject: draft.event_type.subject(&draft.key),
             headers: headers(
                 &self.source,
@@ -255,9 +299,16 @@ impl Publisher {
                 &draft.key,
                 draft.expected_last_subject_sequence,
             ),
-            id: draft.id,
+            id: draft.id.clone(),
             payload: payload.into(),
-        }))
+        };
+        if let Some(error) = self.check_size(&prepared) {
+            return Ok(Err(Rejected {
+                event: Box::new(self.build(draft)?),
+                error,
+            }));
+        }
+        Ok(Ok(prepared))
     }
 
     /// Builds the CloudEvent for a draft (source, subject, schema, extensions).
@@ -363,12 +414,16 @@ impl Publisher {
             Ok(p) => p,
             Err(e) => return Err(reject(event, e)),
         };
-        Ok(Prepared {
+        let prepared = Prepared {
             id: event.id().to_string(),
             subject: ty.subject(&key),
             headers: headers(event.source().as_str(), event.id(), &ty, &key, expected),
             payload: payload.into(),
-        })
+        };
+        if let Some(error) = self.check_size(&prepared) {
+            return Err(reject(event, error));
+        }
+        Ok(prepared)
     }
 
     /// Keeps rejected input in the DLQ and returns the error for the caller. When the DLQ
@@ -376,10 +431,10 @@ impl Publisher {
     /// losing the input.
     pub async fn dead_letter(&self, event: Event, error: BusError) -> BusError {
         let letter = DeadLetter::from_rejection(&event, &error);
-        match letter.prepare(&self.registry) {
+        match letter.prepare(&self.registry, self.max_payload) {
             Ok(prepared) => match self.send(prepared).await {
                 Ok(p) => {
-                    warn!(id = %event.id(), ty = %event.ty(), dlq_seq = p.sequence, %error, "rejected into the dead-letter stream");
+                    warn!(id = %short(event.id()), ty = %short(event.ty()), dlq_seq = p.sequence, error = %short(&error.to_string()), "rejected into the dead-letter stream");
                     match error {
                         BusError::Invalid {
                             ty, id, violations, ..
@@ -397,11 +452,13 @@ impl Publisher {
                         },
                     }
                 }
-                Err(e) => BusError::Unavailable {
-                    operation: format!("keeping rejected event {} in the DLQ", event.id()),
+                // Only what a retry can fix is `Unavailable`.
+                Err(e) if e.is_transient() => BusError::Unavailable {
+                    operation: format!("keeping rejected event {} in the DLQ", short(event.id())),
                     attempts: self.retry.attempts,
                     reason: e.to_string(),
                 },
+                Err(e) => e,
             },
             Err(e) => e,
         }
@@ -409,7 +466,8 @@ impl Publisher {
 
     /// Keeps a dead letter built by the caller (e.g. an unreadable source record) in the DLQ.
     pub async fn keep_dead_letter(&self, letter: &DeadLetter) -> Result<Published> {
-        self.send(letter.prepare(&self.registry)?).await
+        self.send(letter.prepare(&self.registry, self.max_payload)?)
+            .await
     }
 
     async fn send_once(
@@ -514,6 +572,15 @@ fn published(p: &Prepared, ack: async_nats::jetstream::publish::PublishAck) -> P
         stream: ack.stream,
         sequence: ack.sequence,
         duplicate: ack.duplicate,
+    }
+}
+
+/// An id short enough to name in a message.
+fn short(id: &str) -> String {
+    if id.chars().count() <= 200 {
+        id.to_string()
+    } else {
+        format!("{}…", id.chars().take(200).collect::<String>())
     }
 }
 

@@ -13,6 +13,43 @@ use crate::error::BusError;
 /// The subject prefix every event subject starts with.
 pub const SUBJECT_ROOT: &str = "egov";
 
+/// The longest key token written as the key itself; longer ones become a digest.
+pub const MAX_KEY_TOKEN: usize = 200;
+
+/// The subject token of a key: its encoding, or `~~<sha256 hex>` when that would be longer
+/// than [`MAX_KEY_TOKEN`].
+pub fn subject_token(key: &str) -> String {
+    // Every byte encodes to at most 3: short keys never need the digest.
+    if key.len() * 3 > MAX_KEY_TOKEN {
+        let encoded = encode_key(key);
+        if encoded.len() > MAX_KEY_TOKEN {
+            use sha2::{Digest, Sha256};
+            return format!("~~{}", hex::encode(Sha256::digest(key.as_bytes())));
+        }
+        return encoded;
+    }
+    encode_key(key)
+}
+
+/// What a subject's key token holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyToken {
+    /// The key itself.
+    Key(String),
+    /// The SHA-256 (hex) of a key too long for a subject; the key is in the event's `subject`.
+    Digest(String),
+}
+
+/// Reads a key token written by [`subject_token`].
+pub fn read_token(token: &str) -> Result<KeyToken, BusError> {
+    match token.strip_prefix("~~") {
+        Some(hex) if hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()) => {
+            Ok(KeyToken::Digest(hex.to_string()))
+        }
+        _ => decode_key(token).map(KeyToken::Key),
+    }
+}
+
 /// Encodes a subsystem value into one subject token. See the module docs for the scheme.
 ///
 /// ```
@@ -126,13 +163,13 @@ impl EventType {
         Ok(Self::new(parts[0], parts[1], parts[2]))
     }
 
-    /// The subject for the aggregate `key`: `egov.<subsystem>.<entity>.<encoded key>.<action>`.
+    /// The subject for the aggregate `key`: `egov.<subsystem>.<entity>.<key token>.<action>`.
     pub fn subject(&self, key: &str) -> String {
         format!(
             "{SUBJECT_ROOT}.{}.{}.{}.{}",
             self.subsystem,
             self.entity,
-            encode_key(key),
+            subject_token(key),
             self.action
         )
     }
@@ -143,7 +180,7 @@ impl EventType {
             "{SUBJECT_ROOT}.{}.{}.{}.>",
             self.subsystem,
             self.entity,
-            encode_key(key)
+            subject_token(key)
         )
     }
 }
@@ -163,7 +200,8 @@ impl std::fmt::Display for EventType {
 pub struct EventSubject {
     pub subsystem: String,
     pub entity: String,
-    pub key: String,
+    /// The key, or the digest of a long one (see [`KeyToken`]).
+    pub key: KeyToken,
     pub action: String,
 }
 
@@ -180,7 +218,7 @@ impl EventSubject {
         Ok(Self {
             subsystem: parts[1].to_string(),
             entity: parts[2].to_string(),
-            key: decode_key(parts[3])?,
+            key: read_token(parts[3])?,
             action: parts[4].to_string(),
         })
     }
@@ -217,6 +255,30 @@ mod tests {
     }
 
     #[test]
+    fn long_keys_become_a_stable_digest_short_ones_stay_keys() {
+        let t = EventType::parse("vn.egov.field_reports.report.submitted").unwrap();
+        let long = "PT/".repeat(5000);
+        let token = subject_token(&long);
+        assert_eq!(token.len(), 66);
+        assert_eq!(token, subject_token(&long), "stable");
+        assert_ne!(token, subject_token(&format!("{long}x")));
+        assert!(t.subject(&long).len() < 120);
+        assert_eq!(
+            t.aggregate_filter(&long),
+            format!("egov.field_reports.report.{token}.>")
+        );
+        let s = EventSubject::parse(&t.subject(&long)).unwrap();
+        assert!(matches!(s.key, KeyToken::Digest(ref h) if h.len() == 64));
+        // At the limit, a key is still itself.
+        let edge = "a".repeat(MAX_KEY_TOKEN);
+        assert_eq!(subject_token(&edge), edge);
+        let over = "a".repeat(MAX_KEY_TOKEN + 1);
+        assert!(subject_token(&over).starts_with("~~"));
+        // An ordinary encoding never starts with `~~`: `~` itself is `~7E`.
+        assert_eq!(encode_key("~~x"), "~7E~7Ex");
+    }
+
+    #[test]
     fn readable_ids_stay_readable() {
         assert_eq!(encode_key("PT-2023-000123"), "PT-2023-000123");
     }
@@ -238,7 +300,7 @@ mod tests {
         );
         assert_eq!(t.aggregate_filter("X"), "egov.field_reports.report.X.>");
         let s = EventSubject::parse(&t.subject("PT.2023/1003 >")).unwrap();
-        assert_eq!(s.key, "PT.2023/1003 >");
+        assert_eq!(s.key, KeyToken::Key("PT.2023/1003 >".into()));
         assert_eq!(t.to_string(), "vn.egov.field_reports.report.submitted");
         assert!(EventType::parse("egov.x.y.z").is_err());
         assert!(EventType::parse("vn.egov.x.y").is_err());

@@ -24,6 +24,8 @@ pub struct AppState {
     pub admin: Option<Admin>,
     /// Where clients reach NATS, for the event catalogue's servers.
     pub nats_urls: Vec<String>,
+    /// Other components' counters (adapters, ingress in the same process), for `/metrics`.
+    pub components: Option<lienthong_bus::Metrics>,
 }
 
 /// What `POST /api/v1/admin/rebuild` needs.

@@ -50,6 +50,8 @@ pub struct ServeOptions {
     pub admin_token: Option<String>,
     /// Where clients reach NATS (the event catalogue's servers).
     pub nats_urls: Vec<String>,
+    /// Other components' counters, served with the service's own at `/metrics`.
+    pub metrics: Option<lienthong_bus::Metrics>,
 }
 
 impl Default for ServeOptions {
@@ -59,6 +61,7 @@ impl Default for ServeOptions {
             audit_key: None,
             admin_token: None,
             nats_urls: Vec::new(),
+            metrics: None,
         }
     }
 }
@@ -122,6 +125,7 @@ pub async fn serve(
         audit_public_key,
         admin,
         nats_urls: options.nats_urls.clone(),
+        components: options.metrics.clone(),
     });
     let result = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)

@@ -17,11 +17,18 @@ pub enum Command {
         /// Adapter configuration (TOML), e.g. adapters/examples/field_reports.toml.
         #[arg(long)]
         config: PathBuf,
+        /// Serve this adapter's counters (`GET /metrics`: every record's outcome) here.
+        #[arg(long, value_name = "ADDR")]
+        metrics: Option<std::net::SocketAddr>,
     },
 }
 
 pub async fn run(global: &Global, cmd: Command) -> anyhow::Result<ExitCode> {
-    let Command::Run { name, config } = cmd;
+    let Command::Run {
+        name,
+        config,
+        metrics: metrics_addr,
+    } = cmd;
     let text = std::fs::read_to_string(&config)
         .with_context(|| format!("reading {}", config.display()))?;
     let cfg: AdapterConfig = toml::from_str(&text)
@@ -38,6 +45,24 @@ pub async fn run(global: &Global, cmd: Command) -> anyhow::Result<ExitCode> {
             .jetstream(&format!("lienthong-adapter-{name}"))
             .await?,
         registry: global.registry()?,
+        metrics: lienthong_bus::Metrics::new(),
+    };
+    let _server = match metrics_addr {
+        Some(addr) => {
+            let m = ctx.metrics.clone();
+            let app = axum::Router::new().route(
+                "/metrics",
+                axum::routing::get(move || {
+                    let m = m.clone();
+                    async move { lienthong_adapters::push::metrics_response(m.render()) }
+                }),
+            );
+            Some(
+                lienthong_adapters::push::PushServer::start(&name, addr, app, "GET /metrics")
+                    .await?,
+            )
+        }
+        None => None,
     };
     cfg.run(ctx, super::interrupted()).await?;
     Ok(ExitCode::SUCCESS)

@@ -29,7 +29,7 @@ pub async fn run(global: &Global, a: Args) -> anyhow::Result<ExitCode> {
         global.registry()?,
         "urn:lienthong:ingress",
     );
-    Ingress::new(config, publisher)?
+    Ingress::new(config, publisher, &lienthong_bus::Metrics::new())?
         .serve(super::interrupted())
         .await?;
     Ok(ExitCode::SUCCESS)

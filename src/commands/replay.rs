@@ -106,6 +106,7 @@ pub async fn run(global: &Global, cmd: Command) -> anyhow::Result<ExitCode> {
                     audit_key,
                     admin_token,
                     nats_urls: vec![global.settings()?.url],
+                    metrics: None,
                 },
                 super::interrupted(),
             )

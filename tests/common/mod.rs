@@ -56,6 +56,15 @@ impl Bus {
         jetstream::new(self.client(role).await)
     }
 
+    /// What an adapter gets, connected as `role`, with its own counters.
+    pub async fn adapter_context(&self, role: &str) -> lienthong_adapters::AdapterContext {
+        lienthong_adapters::AdapterContext {
+            js: self.js(role).await,
+            registry: self.registry.clone(),
+            metrics: lienthong_bus::Metrics::new(),
+        }
+    }
+
     pub async fn publisher(&self, role: &str, source: &str) -> Publisher {
         Publisher::new(self.js(role).await, self.registry.clone(), source)
     }

@@ -11,8 +11,6 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Bytes;
@@ -22,7 +20,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::Utc;
-use lienthong_bus::{DeadLetter, Publisher};
+use lienthong_bus::{DeadLetter, Metrics, Outcomes, Publisher};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tracing::{info, warn};
@@ -30,7 +28,7 @@ use tracing::{info, warn};
 use super::edxml::{self, SUBSYSTEM};
 use super::register::{self, RegisterEntry, RegisterOutcome};
 use crate::error::{AdapterError, RecordError};
-use crate::publish::{counter, publish_all, Tally, TallyCounters};
+use crate::publish::{publish_all, Tally};
 use crate::push::{metrics_response, problem, unavailable, PushServer};
 use crate::AdapterContext;
 
@@ -84,13 +82,12 @@ impl DocumentsConfig {
     }
 }
 
-/// Counters exposed on `/metrics`.
-#[derive(Debug, Default)]
-pub struct DocumentsMetrics {
-    /// Published, duplicates, and dead-lettered (including unreadable input).
-    pub tally: TallyCounters,
-    /// Secret documents held back (never on the bus).
-    pub withheld: AtomicU64,
+/// How an input arrived: from the inbox folder (nobody to answer: what cannot be read is
+/// dead-lettered) or pushed over HTTP (the sender is told, 400, and nothing is kept).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Via {
+    Inbox,
+    Push,
 }
 
 /// What one input (a package, an export) did.
@@ -108,7 +105,9 @@ pub struct DocumentsAdapter {
     config: DocumentsConfig,
     push_token: Option<String>,
     publisher: Publisher,
-    metrics: Arc<DocumentsMetrics>,
+    metrics: Metrics,
+    inbox: Outcomes,
+    push: Outcomes,
 }
 
 impl DocumentsAdapter {
@@ -131,7 +130,9 @@ impl DocumentsAdapter {
             config,
             push_token,
             publisher,
-            metrics: Arc::new(DocumentsMetrics::default()),
+            inbox: Outcomes::new(&ctx.metrics, "documents.inbox"),
+            push: Outcomes::new(&ctx.metrics, "documents.push"),
+            metrics: ctx.metrics,
         })
     }
 
@@ -148,18 +149,19 @@ impl DocumentsAdapter {
         }
     }
 
-    pub fn metrics(&self) -> &Arc<DocumentsMetrics> {
-        &self.metrics
+    /// What became of the records of each path (`documents.inbox`, `documents.push`).
+    pub fn outcomes(&self, via: Via) -> &Outcomes {
+        match via {
+            Via::Inbox => &self.inbox,
+            Via::Push => &self.push,
+        }
     }
 
-    fn count(&self, i: &Intake) {
-        self.metrics.tally.add(&Tally {
-            dead_lettered: i.tally.dead_lettered + i.unreadable,
-            ..i.tally
-        });
-        self.metrics
-            .withheld
-            .fetch_add(i.withheld as u64, Ordering::Relaxed);
+    fn count(&self, via: Via, i: &Intake) {
+        let o = self.outcomes(via);
+        i.tally.record(o);
+        o.dead_lettered.add(i.unreadable as u64);
+        o.withheld.add(i.withheld as u64);
         if i.withheld > 0 {
             // Deliberately without any identifier or content of what was withheld.
             info!(
@@ -190,9 +192,9 @@ impl DocumentsAdapter {
         Ok(())
     }
 
-    /// One edXML package. An unreadable one is kept in the DLQ as a digest and comes back as
-    /// [`AdapterError::Unreadable`].
-    pub async fn take_edxml(&self, bytes: &[u8]) -> Result<Intake, AdapterError> {
+    /// One edXML package. An unreadable one comes back as [`AdapterError::Unreadable`]; from
+    /// the inbox it is also kept in the DLQ as a digest, a push is refused.
+    pub async fn take_edxml(&self, bytes: &[u8], via: Via) -> Result<Intake, AdapterError> {
         let parsed = std::str::from_utf8(bytes)
             .map_err(|e| {
                 RecordError::malformed("UTF-8", Some(e.valid_up_to() as u64), e.to_string())
@@ -205,15 +207,17 @@ impl DocumentsAdapter {
                     tally: publish_all(&self.publisher, vec![event]).await?,
                     ..Default::default()
                 };
-                self.count(&intake);
+                self.count(via, &intake);
                 Ok(intake)
             }
             Err(reason) => {
-                self.unreadable("edxml", bytes, reason.to_string()).await?;
-                self.count(&Intake {
-                    unreadable: 1,
-                    ..Default::default()
-                });
+                match via {
+                    Via::Inbox => {
+                        self.unreadable("edxml", bytes, reason.to_string()).await?;
+                        self.inbox.dead_lettered.inc();
+                    }
+                    Via::Push => self.push.refused.inc(),
+                }
                 Err(AdapterError::Unreadable {
                     what: "edXML package".into(),
                     source: reason,
@@ -222,8 +226,11 @@ impl DocumentsAdapter {
         }
     }
 
-    /// A register export: JSON lines, or one JSON array.
-    pub async fn take_register(&self, bytes: &[u8]) -> Result<Intake, AdapterError> {
+    /// A register export: JSON lines, or one JSON array. Secret entries are withheld. Lines
+    /// that cannot be read: from the inbox, dead-lettered one by one (as digests) and the rest
+    /// published; pushed, the whole export is refused ([`AdapterError::Unreadable`] names the
+    /// first such line) and nothing of it published.
+    pub async fn take_register(&self, bytes: &[u8], via: Via) -> Result<Intake, AdapterError> {
         let text = String::from_utf8_lossy(bytes);
         let lines: Vec<String> = match serde_json::from_str::<Vec<serde_json::Value>>(&text) {
             Ok(items) => items.into_iter().map(|v| v.to_string()).collect(),
@@ -235,6 +242,7 @@ impl DocumentsAdapter {
         };
         let mut intake = Intake::default();
         let mut drafts = Vec::new();
+        let mut unreadable = Vec::new();
         for (n, line) in lines.iter().enumerate() {
             // Secrecy first, on its own: a secret line is withheld even if the rest is broken.
             if register::secrecy_of(line).is_some_and(|s| !register::is_public_level(&s)) {
@@ -246,19 +254,29 @@ impl DocumentsAdapter {
                     RegisterOutcome::Publish(d) => drafts.push(*d),
                     RegisterOutcome::Withheld => intake.withheld += 1,
                 },
-                Err(e) => {
-                    self.unreadable(
-                        &format!("register line {}", n + 1),
-                        line.as_bytes(),
-                        e.to_string(),
-                    )
-                    .await?;
-                    intake.unreadable += 1;
-                }
+                Err(e) => unreadable.push((n + 1, line, e)),
             }
         }
+        if via == Via::Push {
+            if let Some((n, _, e)) = unreadable.first() {
+                self.push.refused.add(lines.len() as u64);
+                return Err(AdapterError::Unreadable {
+                    what: format!("register line {n} (of {})", lines.len()),
+                    source: RecordError::malformed("register entry", None, e.to_string()),
+                });
+            }
+        }
+        for (n, line, e) in unreadable {
+            self.unreadable(
+                &format!("register line {n}"),
+                line.as_bytes(),
+                e.to_string(),
+            )
+            .await?;
+            intake.unreadable += 1;
+        }
         intake.tally = publish_all(&self.publisher, drafts).await?;
-        self.count(&intake);
+        self.count(via, &intake);
         Ok(intake)
     }
 
@@ -293,9 +311,9 @@ impl DocumentsAdapter {
                 Some("jsonl" | "json")
             );
             let (intake, ok) = if is_register {
-                (self.take_register(&bytes).await?, true)
+                (self.take_register(&bytes, Via::Inbox).await?, true)
             } else {
-                match self.take_edxml(&bytes).await {
+                match self.take_edxml(&bytes, Via::Inbox).await {
                     Ok(i) => (i, true),
                     Err(AdapterError::Unreadable { .. }) => (
                         Intake {
@@ -374,13 +392,14 @@ async fn push_edxml(
     body: Bytes,
 ) -> Response {
     if let Err(refused) = a.authorize(&headers) {
+        a.push.refused.inc();
         return refused;
     }
-    match a.take_edxml(&body).await {
+    match a.take_edxml(&body, Via::Push).await {
         Ok(intake) => (StatusCode::ACCEPTED, Json(intake)).into_response(),
         Err(AdapterError::Unreadable { source, .. }) => problem(
             StatusCode::BAD_REQUEST,
-            "not a readable edXML package (kept in the DLQ as a digest)",
+            "not a readable edXML package (nothing was kept: fix it and send it again)",
             &source.to_string(),
         ),
         Err(e) => unavailable(&e),
@@ -393,23 +412,20 @@ async fn push_register(
     body: Bytes,
 ) -> Response {
     if let Err(refused) = a.authorize(&headers) {
+        a.push.refused.inc();
         return refused;
     }
-    match a.take_register(&body).await {
+    match a.take_register(&body, Via::Push).await {
         Ok(intake) => (StatusCode::ACCEPTED, Json(intake)).into_response(),
+        Err(AdapterError::Unreadable { what, source }) => problem(
+            StatusCode::BAD_REQUEST,
+            "not a readable register export (nothing of it was published: fix it and send it again)",
+            &format!("{what}: {source}"),
+        ),
         Err(e) => unavailable(&e),
     }
 }
 
 async fn metrics(State(a): State<DocumentsAdapter>) -> Response {
-    let m = &a.metrics;
-    metrics_response(
-        m.tally.render(SUBSYSTEM)
-            + &counter(
-                SUBSYSTEM,
-                "withheld",
-                Some("Documents classified secret, never published."),
-                m.withheld.load(Ordering::Relaxed),
-            ),
-    )
+    metrics_response(a.metrics.render())
 }

@@ -18,7 +18,6 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,7 +27,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use lienthong_bus::{DeadLetter, EventDraft, Publisher};
+use lienthong_bus::{DeadLetter, EventDraft, Metrics, Outcomes, Publisher};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use tokio::sync::Mutex;
@@ -38,8 +37,9 @@ use super::bbb::{self, ChecksumAlgorithm};
 use super::jitsi::{self, Rooms};
 use super::mapping::{MapContext, Mapped, SUBSYSTEM};
 use crate::error::AdapterError;
+use crate::error::RecordError;
 use crate::pseudonym::Pseudonymizer;
-use crate::publish::{counter, publish_all, Tally, TallyCounters};
+use crate::publish::{publish_records, Tally};
 use crate::push::{check_bearer, metrics_response, problem, unavailable, PushServer};
 use crate::state::{hashed, AdapterState};
 use crate::wards::Wards;
@@ -107,16 +107,6 @@ pub struct MeetingsConfig {
     pub jitsi: Option<JitsiConfig>,
 }
 
-/// Counters on `/metrics`.
-#[derive(Debug, Default)]
-pub struct MeetingsMetrics {
-    pub tally: TallyCounters,
-    /// Event kinds the bus does not carry.
-    pub not_carried: AtomicU64,
-    /// Posts refused (authentication, unreadable form).
-    pub refused: AtomicU64,
-}
-
 /// What one post did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct Intake {
@@ -139,7 +129,9 @@ pub struct MeetingsAdapter {
     state: AdapterState,
     /// Jitsi posts are handled one at a time: a room's memory is read, updated and saved.
     rooms: Arc<Mutex<()>>,
-    metrics: Arc<MeetingsMetrics>,
+    metrics: Metrics,
+    bbb: Outcomes,
+    jitsi: Outcomes,
 }
 
 impl MeetingsAdapter {
@@ -182,12 +174,20 @@ impl MeetingsAdapter {
             config,
             state,
             rooms: Arc::new(Mutex::new(())),
-            metrics: Arc::new(MeetingsMetrics::default()),
+            bbb: Outcomes::new(&ctx.metrics, "meetings.bbb"),
+            jitsi: Outcomes::new(&ctx.metrics, "meetings.jitsi"),
+            metrics: ctx.metrics,
         })
     }
 
-    pub fn metrics(&self) -> &Arc<MeetingsMetrics> {
-        &self.metrics
+    /// What became of BigBlueButton events (`meetings.bbb`; a refused post counts once).
+    pub fn bbb_outcomes(&self) -> &Outcomes {
+        &self.bbb
+    }
+
+    /// What became of Jitsi posts (`meetings.jitsi`).
+    pub fn jitsi_outcomes(&self) -> &Outcomes {
+        &self.jitsi
     }
 
     pub fn router(&self) -> Router {
@@ -231,21 +231,22 @@ impl MeetingsAdapter {
         );
         warn!(adapter = SUBSYSTEM, input = what, %reason, "unreadable record kept in the DLQ (digest only)");
         self.publisher.keep_dead_letter(&letter).await?;
-        self.metrics.tally.add(&Tally {
-            dead_lettered: 1,
-            ..Tally::default()
-        });
         Ok(())
     }
 
-    /// Publishes, retrying while the bus is unavailable, for up to `hold_secs`.
-    async fn publish_holding(&self, drafts: Vec<EventDraft>) -> Result<Tally, AdapterError> {
+    /// Publishes the records' events, retrying while the bus is unavailable, for up to
+    /// `hold_secs`; counts each record's outcome once stored.
+    async fn publish_holding(
+        &self,
+        records: Vec<Vec<EventDraft>>,
+        outcomes: &Outcomes,
+    ) -> Result<Tally, AdapterError> {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(self.config.hold_secs);
         let mut wait = Duration::from_millis(200);
         loop {
-            match publish_all(&self.publisher, drafts.clone()).await {
-                Ok(t) => {
-                    self.metrics.tally.add(&t);
+            match publish_records(&self.publisher, records.clone()).await {
+                Ok((t, each)) => {
+                    each.into_iter().for_each(|o| o.count(outcomes));
                     return Ok(t);
                 }
                 Err(e) if e.is_transient() && tokio::time::Instant::now() + wait < deadline => {
@@ -258,14 +259,19 @@ impl MeetingsAdapter {
         }
     }
 
-    /// The events of a BigBlueButton post (already authenticated).
+    /// The events of a BigBlueButton post (already authenticated). BigBlueButton does not act
+    /// on answers, so an event that cannot be read is dead-lettered (as a digest: it holds
+    /// personal data) and the others published.
     pub async fn take_bbb(&self, events: Vec<Value>) -> Result<Intake, AdapterError> {
         let mut intake = Intake::default();
-        let mut drafts = Vec::new();
+        let mut records = Vec::new();
         for (n, e) in events.iter().enumerate() {
             match bbb::map_event(e, &self.ctx) {
-                Mapped::Events(d) => drafts.extend(d),
-                Mapped::NotCarried(_) => intake.not_carried += 1,
+                Mapped::Events(d) => records.push(d),
+                Mapped::NotCarried(_) => {
+                    intake.not_carried += 1;
+                    self.bbb.not_carried.inc();
+                }
                 Mapped::Unreadable(reason) => {
                     self.unreadable(
                         &format!("bbb event {}", n + 1),
@@ -274,42 +280,44 @@ impl MeetingsAdapter {
                     )
                     .await?;
                     intake.tally.dead_lettered += 1;
+                    self.bbb.dead_lettered.inc();
                 }
             }
         }
-        self.metrics
-            .not_carried
-            .fetch_add(intake.not_carried as u64, Ordering::Relaxed);
-        let t = self.publish_holding(drafts).await?;
+        let t = self.publish_holding(records, &self.bbb).await?;
         intake.tally.add(t);
         Ok(intake)
     }
 
-    /// One Jitsi post (already authenticated).
+    /// One Jitsi post (already authenticated). One that cannot be read comes back as
+    /// [`AdapterError::Unreadable`] (the sender is told; nothing is kept).
     pub async fn take_jitsi(&self, path: &str, body: &[u8]) -> Result<Intake, AdapterError> {
         let mut intake = Intake::default();
-        let value: Value = match serde_json::from_slice(body) {
-            Ok(v) => v,
-            Err(e) => {
-                self.unreadable(&format!("jitsi {path}"), body, e.to_string())
-                    .await?;
-                intake.tally.dead_lettered += 1;
-                return Ok(intake);
+        let unreadable = |source: RecordError| {
+            self.jitsi.refused.inc();
+            AdapterError::Unreadable {
+                what: format!("Jitsi {path} post"),
+                source,
             }
         };
-        let Some(room) = value.get("room_name").and_then(Value::as_str) else {
-            self.unreadable(&format!("jitsi {path}"), body, "no room_name".into())
-                .await?;
-            intake.tally.dead_lettered += 1;
-            return Ok(intake);
-        };
+        let value: Value = serde_json::from_slice(body).map_err(|e| {
+            unreadable(RecordError::malformed(
+                "JSON",
+                Some(e.column() as u64),
+                e.to_string(),
+            ))
+        })?;
+        let room = value
+            .get("room_name")
+            .and_then(Value::as_str)
+            .ok_or_else(|| unreadable(RecordError::missing("room_name")))?;
         let _one_at_a_time = self.rooms.lock().await;
         let key = format!("room.{}", hashed(room));
         let mut rooms: Rooms = self.state.get(&key).await?.unwrap_or_default();
         let before = rooms.clone();
         match jitsi::map_post(path, &value, &mut rooms, &self.ctx) {
             Mapped::Events(drafts) => {
-                let t = self.publish_holding(drafts).await?;
+                let t = self.publish_holding(vec![drafts], &self.jitsi).await?;
                 intake.tally.add(t);
                 // Remembered only once stored: a post that failed maps the same way again.
                 if rooms != before {
@@ -318,20 +326,11 @@ impl MeetingsAdapter {
             }
             Mapped::NotCarried(_) => {
                 intake.not_carried += 1;
-                self.metrics.not_carried.fetch_add(1, Ordering::Relaxed);
+                self.jitsi.not_carried.inc();
             }
-            Mapped::Unreadable(reason) => {
-                self.unreadable(&format!("jitsi {path}"), body, reason.to_string())
-                    .await?;
-                intake.tally.dead_lettered += 1;
-            }
+            Mapped::Unreadable(reason) => return Err(unreadable(reason)),
         }
         Ok(intake)
-    }
-
-    fn refused(&self, status: StatusCode, title: &str, detail: &str) -> Response {
-        self.metrics.refused.fetch_add(1, Ordering::Relaxed);
-        problem(status, title, detail)
     }
 }
 
@@ -347,8 +346,12 @@ async fn bbb_post(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    let refused = |status: StatusCode, title: &str, detail: &str| {
+        a.bbb.refused.inc();
+        problem(status, title, detail)
+    };
     let Some((cfg, secret)) = &a.secrets.bbb else {
-        return a.refused(
+        return refused(
             StatusCode::NOT_FOUND,
             "BigBlueButton is not configured",
             "this adapter has no `bbb` section",
@@ -365,7 +368,7 @@ async fn bbb_post(
         None => check_bearer(&headers, secret).is_ok(),
     };
     if !authentic {
-        return a.refused(
+        return refused(
             StatusCode::UNAUTHORIZED,
             "checksum or bearer token does not match",
             "sign posts with ?checksum= (callback URL + body + shared secret) or Authorization: Bearer <shared secret>",
@@ -374,12 +377,9 @@ async fn bbb_post(
     let events = match bbb::parse_post(&body) {
         Ok(e) => e,
         Err(reason) => {
-            if let Err(e) = a.unreadable("bbb post", &body, reason.to_string()).await {
-                return unavailable(&e);
-            }
-            return problem(
+            return refused(
                 StatusCode::BAD_REQUEST,
-                "not a bbb-webhooks post (kept in the DLQ as a digest)",
+                "not a bbb-webhooks post (nothing was kept)",
                 &reason.to_string(),
             );
         }
@@ -396,51 +396,40 @@ async fn jitsi_post(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    let refused = |status: StatusCode, title: &str, detail: &str| {
+        a.jitsi.refused.inc();
+        problem(status, title, detail)
+    };
     let path = format!("{kind}/{action}");
     if !jitsi::PATHS.contains(&path.as_str()) {
-        return a.refused(
+        return refused(
             StatusCode::NOT_FOUND,
             "no such event path",
             &format!("event_sync posts to {}", jitsi::PATHS.join(", ")),
         );
     }
     let Some(token) = &a.secrets.jitsi_token else {
-        return a.refused(
+        return refused(
             StatusCode::NOT_FOUND,
             "Jitsi is not configured",
             "this adapter has no `jitsi` section",
         );
     };
-    if let Err(refused) = check_bearer(&headers, token) {
-        a.metrics.refused.fetch_add(1, Ordering::Relaxed);
-        return refused;
+    if let Err(r) = check_bearer(&headers, token) {
+        a.jitsi.refused.inc();
+        return r;
     }
     match a.take_jitsi(&path, &body).await {
-        Ok(intake) if intake.tally.dead_lettered > 0 => problem(
-            StatusCode::BAD_REQUEST,
-            "not a readable event_sync post (kept in the DLQ as a digest)",
-            &path,
-        ),
         Ok(intake) => (StatusCode::OK, Json(intake)).into_response(),
+        Err(AdapterError::Unreadable { what, source }) => problem(
+            StatusCode::BAD_REQUEST,
+            "not a readable event_sync post (nothing was kept)",
+            &format!("{what}: {source}"),
+        ),
         Err(e) => unavailable(&e),
     }
 }
 
 async fn metrics(State(a): State<MeetingsAdapter>) -> Response {
-    let m = &a.metrics;
-    metrics_response(
-        m.tally.render(SUBSYSTEM)
-            + &counter(
-                SUBSYSTEM,
-                "not_carried",
-                Some("Meeting event kinds the bus does not carry (chat, audio, recordings)."),
-                m.not_carried.load(Ordering::Relaxed),
-            )
-            + &counter(
-                SUBSYSTEM,
-                "refused",
-                Some("Posts refused: authentication failed, not a webhook post."),
-                m.refused.load(Ordering::Relaxed),
-            ),
-    )
+    metrics_response(a.metrics.render())
 }

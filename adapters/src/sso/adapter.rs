@@ -10,8 +10,6 @@
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Bytes;
@@ -20,7 +18,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use lienthong_bus::{DeadLetter, Publisher};
+use lienthong_bus::{DeadLetter, Metrics, Outcomes, Publisher};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use tracing::info;
@@ -28,7 +26,7 @@ use url::Url;
 
 use super::keycloak::{map_admin, map_user, AdminEvent, Pseudonymizer, UserEvent, SUBSYSTEM};
 use crate::error::{AdapterError, RecordError};
-use crate::publish::{counter, publish_all, Tally, TallyCounters};
+use crate::publish::{publish_all, Tally};
 use crate::push::{metrics_response, problem, unavailable, PushServer};
 use crate::state::AdapterState;
 use crate::AdapterContext;
@@ -96,11 +94,13 @@ fn read_secret(path: &PathBuf, what: &str) -> Result<String, AdapterError> {
         .map_err(|e| AdapterError::Config(format!("{what} {}: {e}", path.display())))
 }
 
-#[derive(Debug, Default)]
-pub struct SsoMetrics {
-    pub tally: TallyCounters,
-    /// Event types the bus does not carry (token exchanges, …).
-    pub ignored: AtomicU64,
+/// Where events came from: pushed by the event listener (the sender is told what it cannot
+/// read, 400, and nothing of that push is kept), or pulled from the admin API (nobody to
+/// tell: an unreadable event is dead-lettered as a digest and the cursor moves on).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Via {
+    Webhook,
+    AdminApi,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -124,7 +124,9 @@ pub struct SsoAdapter {
     push_token: Option<String>,
     state: AdapterState,
     http: reqwest::Client,
-    metrics: Arc<SsoMetrics>,
+    metrics: Metrics,
+    webhook: Outcomes,
+    admin_api: Outcomes,
 }
 
 impl SsoAdapter {
@@ -159,65 +161,68 @@ impl SsoAdapter {
             push_token,
             state,
             http,
-            metrics: Arc::new(SsoMetrics::default()),
+            webhook: Outcomes::new(&ctx.metrics, "sso.webhook"),
+            admin_api: Outcomes::new(&ctx.metrics, "sso.admin_api"),
+            metrics: ctx.metrics,
         })
     }
 
-    pub fn metrics(&self) -> &Arc<SsoMetrics> {
-        &self.metrics
+    /// What became of the events of each path (`sso.webhook`, `sso.admin_api`).
+    pub fn outcomes(&self, via: Via) -> &Outcomes {
+        match via {
+            Via::Webhook => &self.webhook,
+            Via::AdminApi => &self.admin_api,
+        }
     }
 
-    fn count(&self, i: &SsoIntake) {
-        self.metrics.tally.add(&i.tally);
-        self.metrics
-            .ignored
-            .fetch_add(i.ignored as u64, Ordering::Relaxed);
-    }
-
-    /// Maps and publishes Keycloak events (user or admin, as JSON values), in time order. A
-    /// batch holding an event that cannot be read is not published at all:
-    /// [`AdapterError::Unreadable`] names the event.
-    pub async fn take(&self, events: Vec<Value>) -> Result<SsoIntake, AdapterError> {
-        let mut parsed = Vec::with_capacity(events.len());
+    /// Maps and publishes Keycloak events (user or admin, as JSON values), in time order.
+    /// Pushed: a push holding an event that cannot be read is not published at all
+    /// ([`AdapterError::Unreadable`] names the event). Pulled: such an event is dead-lettered
+    /// as a digest and the others published.
+    pub async fn take(&self, events: Vec<Value>, via: Via) -> Result<SsoIntake, AdapterError> {
+        let outcomes = self.outcomes(via);
+        let total = events.len();
+        let mut parsed = Vec::with_capacity(total);
+        let mut unreadable = 0;
         for (n, v) in events.into_iter().enumerate() {
             let time = v.get("time").and_then(Value::as_i64).unwrap_or(0);
+            let raw = (via == Via::AdminApi).then(|| v.to_string());
             let mapped = if v.get("operationType").is_some() {
                 serde_json::from_value::<AdminEvent>(v).map(|e| map_admin(&e, &self.pseudonymizer))
             } else {
                 serde_json::from_value::<UserEvent>(v).map(|e| map_user(&e, &self.pseudonymizer))
             };
-            match mapped {
-                Ok(m) => parsed.push((time, m)),
-                Err(e) => {
+            match (mapped, raw) {
+                (Ok(m), _) => parsed.push((time, m)),
+                (Err(e), None) => {
+                    outcomes.refused.add(total as u64);
                     return Err(AdapterError::Unreadable {
                         what: format!("Keycloak event {}", n + 1),
                         source: RecordError::malformed("Keycloak event", None, e.to_string()),
-                    })
+                    });
+                }
+                (Err(e), Some(raw)) => {
+                    // Keycloak events carry personal data: kept as a digest.
+                    let letter = DeadLetter::unreadable_digest(
+                        self.publisher.source(),
+                        "vn.egov.sso.account.deleted",
+                        "keycloak-admin-event",
+                        raw.as_bytes(),
+                        format!("admin event could not be read: {e}"),
+                    );
+                    self.publisher.keep_dead_letter(&letter).await?;
+                    unreadable += 1;
                 }
             }
         }
         parsed.sort_by_key(|(t, _)| *t);
         let ignored = parsed.iter().filter(|(_, m)| m.is_none()).count();
         let drafts = parsed.into_iter().filter_map(|(_, m)| m).collect();
-        let intake = SsoIntake {
-            tally: publish_all(&self.publisher, drafts).await?,
-            ignored,
-        };
-        self.count(&intake);
-        Ok(intake)
-    }
-
-    /// Keeps unreadable input in the DLQ as a digest: Keycloak events carry personal data.
-    async fn unreadable(&self, body: &[u8], reason: &str) -> Result<(), AdapterError> {
-        let letter = DeadLetter::unreadable_digest(
-            self.publisher.source(),
-            "vn.egov.sso.session.started",
-            "keycloak-push",
-            body,
-            format!("webhook body could not be read: {reason}"),
-        );
-        self.publisher.keep_dead_letter(&letter).await?;
-        Ok(())
+        let mut tally = publish_all(&self.publisher, drafts).await?;
+        tally.dead_lettered += unreadable;
+        tally.record(outcomes);
+        outcomes.not_carried.add(ignored as u64);
+        Ok(SsoIntake { tally, ignored })
     }
 
     async fn token(&self, api: &AdminApiConfig) -> Result<String, AdapterError> {
@@ -321,15 +326,7 @@ impl SsoAdapter {
                 next.seen.insert(id);
             }
         }
-        let intake = match self.take(fresh).await {
-            Err(AdapterError::Unreadable { what, source }) => {
-                return Err(AdapterError::Source {
-                    url: url.to_string(),
-                    reason: format!("{what}: {source}"),
-                })
-            }
-            other => other?,
-        };
+        let intake = self.take(fresh, Via::AdminApi).await?;
         self.state.put("admin_cursor", &next).await?;
         Ok(intake)
     }
@@ -396,57 +393,42 @@ fn time_and_id(v: &Value) -> (i64, String) {
 }
 
 async fn push(State(a): State<SsoAdapter>, headers: HeaderMap, body: Bytes) -> Response {
+    let refused = |response: Response| {
+        a.webhook.refused.inc();
+        response
+    };
     let Some(expected) = &a.push_token else {
-        return problem(
+        return refused(problem(
             StatusCode::UNAUTHORIZED,
             "push is not configured",
             "this adapter has no push_token_file",
-        );
+        ));
     };
-    if let Err(refused) = crate::push::check_bearer(&headers, expected) {
-        return refused;
+    if let Err(r) = crate::push::check_bearer(&headers, expected) {
+        return refused(r);
     }
     let events = match serde_json::from_slice::<Value>(&body) {
         Ok(Value::Array(items)) => items,
         Ok(v @ Value::Object(_)) => vec![v],
         Ok(_) | Err(_) => {
-            let reason = "the body is not a Keycloak event or a JSON array of them";
-            if let Err(e) = a.unreadable(&body, reason).await {
-                return unavailable(&e);
-            }
-            return problem(
+            return refused(problem(
                 StatusCode::BAD_REQUEST,
-                reason,
-                "kept in the DLQ as a digest",
-            );
+                "the body is not a Keycloak event or a JSON array of them",
+                "nothing was kept: fix it and send it again",
+            ));
         }
     };
-    match a.take(events).await {
+    match a.take(events, Via::Webhook).await {
         Ok(intake) => (StatusCode::ACCEPTED, Json(intake)).into_response(),
-        Err(AdapterError::Unreadable { what, source }) => {
-            let reason = format!("{what}: {source}");
-            if let Err(e) = a.unreadable(&body, &reason).await {
-                return unavailable(&e);
-            }
-            problem(
-                StatusCode::BAD_REQUEST,
-                "not a readable Keycloak event (kept in the DLQ as a digest)",
-                &reason,
-            )
-        }
+        Err(AdapterError::Unreadable { what, source }) => problem(
+            StatusCode::BAD_REQUEST,
+            "not a readable Keycloak event (nothing of this push was kept: fix it and send it again)",
+            &format!("{what}: {source}"),
+        ),
         Err(e) => unavailable(&e),
     }
 }
 
 async fn metrics(State(a): State<SsoAdapter>) -> Response {
-    let m = &a.metrics;
-    metrics_response(
-        m.tally.render(SUBSYSTEM)
-            + &counter(
-                SUBSYSTEM,
-                "ignored",
-                Some("Keycloak event types the bus does not carry."),
-                m.ignored.load(Ordering::Relaxed),
-            ),
-    )
+    metrics_response(a.metrics.render())
 }

@@ -162,6 +162,9 @@ async fn metrics(State(s): State<AppState>) -> Response {
             "lienthong_projection_checkpoint{{projection=\"{name}\"}} {cp}\n"
         ));
     }
+    if let Some(components) = &s.components {
+        body.push_str(&components.render());
+    }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }
 

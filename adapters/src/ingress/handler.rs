@@ -1,0 +1,229 @@
+//! `POST /events`: every event of a request ends published (or found stored already),
+//! dead-lettered with its violations, or refused with a 4xx — and is counted so in
+//! `lienthong_records_total{path="ingress"}`. 503 only for what a retry can fix.
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use lienthong_bus::cloudevents::AttributesReader;
+use lienthong_bus::publisher::Prepared;
+use lienthong_bus::BusError;
+use serde_json::{json, Value};
+
+use super::request::{event_bytes, read_events};
+use super::{allowed, Ingress, Stored};
+use crate::push::problem;
+
+fn problem_with(
+    status: StatusCode,
+    title: &str,
+    detail: &str,
+    key: &str,
+    items: Value,
+) -> Response {
+    (
+        status,
+        [(axum::http::header::CONTENT_TYPE, "application/problem+json")],
+        Json(json!({
+            "type": "about:blank", "title": title, "status": status.as_u16(),
+            "detail": detail, key: items,
+        })),
+    )
+        .into_response()
+}
+
+pub(super) async fn post_events(
+    State(ing): State<Ingress>,
+    headers: HeaderMap,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Response {
+    let o = &ing.outcomes;
+    let refused = |n: usize, response: Response| {
+        o.refused.add(n.max(1) as u64);
+        response
+    };
+    let Some(caller) = ing.caller(&headers).cloned() else {
+        return refused(
+            1,
+            problem(
+                StatusCode::UNAUTHORIZED,
+                "missing or unknown token",
+                "send Authorization: Bearer <token>",
+            ),
+        );
+    };
+    let limit = ing.config.max_body_bytes;
+    let too_large = |size: Option<usize>| {
+        refused(
+            1,
+            problem(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "request too large",
+                &format!(
+                    "{}the limit is {limit} bytes of event (the body, and in binary mode the ce- headers); send smaller batches",
+                    size.map(|s| format!("{s} bytes; ")).unwrap_or_default()
+                ),
+            ),
+        )
+    };
+    let body = match body {
+        Ok(b) => b,
+        Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => return too_large(None),
+        Err(e) => {
+            return refused(
+                1,
+                problem(StatusCode::BAD_REQUEST, "unreadable body", &e.to_string()),
+            )
+        }
+    };
+    let size = event_bytes(&headers, &body);
+    if size > limit {
+        return too_large(Some(size));
+    }
+    let events = match read_events(&headers, &body) {
+        Ok(e) => e,
+        Err(r) => {
+            let response = if r.violations.is_empty() {
+                problem(r.status, r.title, &r.detail)
+            } else {
+                problem_with(
+                    r.status,
+                    r.title,
+                    &r.detail,
+                    "violations",
+                    json!(r.violations),
+                )
+            };
+            return refused(r.events, response);
+        }
+    };
+    let n = events.len();
+    // Authorisation: every event's source and type must be the caller's.
+    let forbidden: Vec<Value> = events
+        .iter()
+        .filter(|e| {
+            !allowed(&caller.sources, e.source().as_str()) || !allowed(&caller.types, e.ty())
+        })
+        .map(|e| json!({"id": e.id(), "source": e.source().to_string(), "type": e.ty()}))
+        .collect();
+    if !forbidden.is_empty() {
+        return refused(
+            n,
+            problem_with(
+                StatusCode::FORBIDDEN,
+                "source or type not allowed for this token",
+                &format!(
+                    "caller {} may publish sources {:?} and types {:?}",
+                    caller.name, caller.sources, caller.types
+                ),
+                "events",
+                json!(forbidden),
+            ),
+        );
+    }
+    // Validation, all or nothing: the invalid are dead-lettered, the rest not published.
+    let mut prepared: Vec<Prepared> = Vec::with_capacity(n);
+    let mut invalid: Vec<Value> = Vec::new();
+    for event in events {
+        match ing.publisher.prepare(event, None) {
+            Ok(p) => prepared.push(p),
+            Err(rejected) => {
+                let ev = *rejected.event;
+                let (id, ty) = (ev.id().to_string(), ev.ty().to_string());
+                match ing.publisher.dead_letter(ev, rejected.error).await {
+                    BusError::Invalid {
+                        violations,
+                        dead_letter,
+                        ..
+                    } => {
+                        o.dead_lettered.inc();
+                        invalid.push(json!({
+                            "id": id, "type": ty, "dead_letter_sequence": dead_letter,
+                            "violations": violations,
+                        }))
+                    }
+                    e if e.is_transient() => {
+                        return refused(
+                            n - invalid.len(),
+                            problem(
+                                StatusCode::SERVICE_UNAVAILABLE,
+                                "the bus cannot store this now; retry",
+                                &e.to_string(),
+                            ),
+                        )
+                    }
+                    e => {
+                        return refused(
+                            n - invalid.len(),
+                            problem(
+                                StatusCode::INTERNAL_SERVER_ERROR,
+                                "the bus refused",
+                                &e.to_string(),
+                            ),
+                        )
+                    }
+                }
+            }
+        }
+    }
+    if !invalid.is_empty() {
+        return refused(
+            prepared.len(),
+            problem_with(
+                StatusCode::BAD_REQUEST,
+                "schema violations",
+                &format!(
+                    "{} event(s) do not match their schema (or are too large); they are kept in the DLQ and nothing of this request was published",
+                    invalid.len()
+                ),
+                "invalid",
+                json!(invalid),
+            ),
+        );
+    }
+    let sources: Vec<String> = prepared.iter().map(super::caller_source).collect();
+    let results = ing.publisher.send_all(prepared).await;
+    let mut stored = Vec::with_capacity(results.len());
+    let mut failed: Option<BusError> = None;
+    for (result, source) in results.into_iter().zip(sources) {
+        match result {
+            Ok(ack) => {
+                if ack.duplicate {
+                    o.duplicate.inc();
+                } else {
+                    o.published.inc();
+                }
+                stored.push(Stored {
+                    id: ack.id,
+                    source,
+                    stream: ack.stream,
+                    sequence: ack.sequence,
+                    duplicate: ack.duplicate,
+                });
+            }
+            Err(e) => {
+                o.refused.inc();
+                failed.get_or_insert(e);
+            }
+        }
+    }
+    match failed {
+        None => (StatusCode::ACCEPTED, Json(json!({"stored": stored}))).into_response(),
+        Some(e) if e.is_transient() => problem_with(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the bus cannot store all of this now; retry (re-posting is harmless: what was stored is not stored twice)",
+            &e.to_string(),
+            "stored",
+            json!(stored),
+        ),
+        Some(e) => problem_with(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the bus refused",
+            &e.to_string(),
+            "stored",
+            json!(stored),
+        ),
+    }
+}
