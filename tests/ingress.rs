@@ -5,16 +5,13 @@ mod common;
 
 use std::time::Duration;
 
-use async_nats::jetstream;
 use common::Bus;
-use lienthong_adapters::ingress::{token_hash, Caller, Ingress, IngressConfig};
 use lienthong_bus::cloudevents::AttributesReader;
 use lienthong_bus::subscriber::decode_message;
-use lienthong_bus::{DeadLetter, Publisher, RetryPolicy};
+use lienthong_bus::{DeadLetter, RetryPolicy};
 use serde_json::{json, Value};
 
-const TOKEN: &str = "token-of-the-dotnet-field-reports-system";
-const SOURCE: &str = "urn:lienthong:phanthiet:field_reports:dotnet";
+use common::{INGRESS_SOURCE as SOURCE, INGRESS_TOKEN as TOKEN};
 
 fn submitted(id: &str) -> Value {
     json!({
@@ -27,28 +24,9 @@ fn submitted(id: &str) -> Value {
 }
 
 async fn start(bus: &Bus, retry: RetryPolicy, timeout: Duration) -> String {
-    let config = IngressConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        max_body_bytes: 64 * 1024,
-        callers: vec![Caller {
-            name: "dotnet".into(),
-            token_sha256: token_hash(TOKEN),
-            sources: vec![SOURCE.into()],
-            types: vec!["vn.egov.field_reports.*".into()],
-        }],
-    };
-    let client = bus.client("ingress").await;
-    let js = jetstream::ContextBuilder::new()
-        .timeout(timeout)
-        .build(client);
-    let publisher =
-        Publisher::new(js, bus.registry.clone(), "urn:lienthong:ingress").with_retry(retry);
-    let ingress = Ingress::new(config, publisher, &lienthong_bus::Metrics::new()).unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/events", listener.local_addr().unwrap());
-    let app = ingress.router();
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    url
+    common::start_ingress(bus, 64 * 1024, retry, timeout)
+        .await
+        .0
 }
 
 fn post(url: &str) -> reqwest::RequestBuilder {

@@ -31,7 +31,7 @@ pub fn field_report_and_document_events() -> Vec<EventDraft> {
     let now = Utc::now().fixed_offset();
     for (_, xml) in &packages {
         if let Ok(p) = edxml::parse(xml) {
-            out.push(edxml::to_event(&p, now));
+            out.push(edxml::to_event(&p, now, xml.as_bytes()));
         }
     }
     out

@@ -58,40 +58,48 @@ impl RecordOutcome {
     }
 }
 
-/// Publishes the events of each record (in order, as [`publish_all`] does) and says what
-/// became of each record: dead-lettered if any of its events was, else published if any was
-/// new, else a duplicate. Also the events' tally.
+/// Publishes events in the order given (as [`publish_all`] does), each tagged with the index
+/// of the record (of `records`) it comes from, and says what became of each record:
+/// dead-lettered if any of its events was, else published if any was new, else a duplicate
+/// (also a record that brought no event: nothing new). Also the events' tally.
 pub async fn publish_records(
     publisher: &Publisher,
-    records: Vec<Vec<EventDraft>>,
+    records: usize,
+    events: Vec<(usize, EventDraft)>,
 ) -> Result<(Tally, Vec<RecordOutcome>), AdapterError> {
-    let sizes: Vec<usize> = records.iter().map(Vec::len).collect();
-    let drafts: Vec<EventDraft> = records.into_iter().flatten().collect();
+    let (owners, drafts): (Vec<usize>, Vec<EventDraft>) = events.into_iter().unzip();
     let results = publisher.publish_batched(drafts, MAX_ATOMIC_BATCH).await;
     let mut tally = Tally::default();
-    let mut outcomes = Vec::with_capacity(sizes.len());
-    let mut results = results.into_iter();
-    for n in sizes {
-        let mut outcome = RecordOutcome::Duplicate;
-        for result in results.by_ref().take(n) {
-            match result {
-                Ok(p) if p.duplicate => tally.duplicates += 1,
-                Ok(_) => {
-                    tally.published += 1;
-                    if outcome == RecordOutcome::Duplicate {
-                        outcome = RecordOutcome::Published;
-                    }
+    let mut outcomes = vec![RecordOutcome::Duplicate; records];
+    for (owner, result) in owners.into_iter().zip(results) {
+        let outcome = &mut outcomes[owner];
+        match result {
+            Ok(p) if p.duplicate => tally.duplicates += 1,
+            Ok(_) => {
+                tally.published += 1;
+                if *outcome == RecordOutcome::Duplicate {
+                    *outcome = RecordOutcome::Published;
                 }
-                Err(BusError::Invalid { .. }) => {
-                    tally.dead_lettered += 1;
-                    outcome = RecordOutcome::DeadLettered;
-                }
-                Err(e) => return Err(e.into()),
             }
+            Err(BusError::Invalid { .. }) => {
+                tally.dead_lettered += 1;
+                *outcome = RecordOutcome::DeadLettered;
+            }
+            Err(e) => return Err(e.into()),
         }
-        outcomes.push(outcome);
     }
     Ok((tally, outcomes))
+}
+
+/// Each record's events, tagged with the record's index, for [`publish_records`].
+pub fn tagged(records: Vec<Vec<EventDraft>>) -> (usize, Vec<(usize, EventDraft)>) {
+    let n = records.len();
+    let events = records
+        .into_iter()
+        .enumerate()
+        .flat_map(|(i, r)| r.into_iter().map(move |d| (i, d)))
+        .collect();
+    (n, events)
 }
 
 /// Publishes `drafts` in order, committed to their stream in atomic batches of up to 1,000

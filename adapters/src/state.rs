@@ -129,6 +129,18 @@ impl AdapterState {
         }
     }
 
+    /// Whether `name` is seen for the first time (it is then marked, atomically): for what
+    /// must happen once per record, such as dead-lettering an unreadable record a source lists
+    /// on every poll.
+    pub async fn first_time(&self, name: &str) -> Result<bool, AdapterError> {
+        let key = self.key(name);
+        match self.kv.create(&key, b"1".to_vec().into()).await {
+            Ok(_) => Ok(true),
+            Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => Ok(false),
+            Err(e) => Err(state_err(&key, e)),
+        }
+    }
+
     pub async fn put<T: Serialize>(&self, name: &str, value: &T) -> Result<(), AdapterError> {
         let key = self.key(name);
         let body = serde_json::to_vec(value).map_err(|e| state_err(&key, e))?;

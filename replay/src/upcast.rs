@@ -30,6 +30,13 @@ static UPCASTERS: LazyLock<HashMap<(&'static str, u32), Upcaster>> = LazyLock::n
         ("vn.egov.field_reports.report.submitted", 1),
         report_submitted_v1_to_v2,
     );
+    for ty in [
+        "vn.egov.open_data.dataset.published",
+        "vn.egov.open_data.dataset.updated",
+        "vn.egov.open_data.dataset.withdrawn",
+    ] {
+        m.insert((ty, 1), dataset_v1_to_v2);
+    }
     m
 });
 
@@ -52,6 +59,24 @@ static WARD_NAMES: LazyLock<HashMap<String, String>> = LazyLock::new(|| {
         })
         .unwrap_or_default()
 });
+
+/// v2 keeps only http(s) resource addresses as links: any other goes to `url_rejected`.
+fn dataset_v1_to_v2(mut data: Value) -> Value {
+    if let Some(resources) = data.get_mut("resources").and_then(Value::as_array_mut) {
+        for r in resources {
+            let Some(url) = r.get("url").and_then(Value::as_str).map(str::to_string) else {
+                continue;
+            };
+            let http = url::Url::parse(&url)
+                .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some());
+            if !http {
+                r["url"] = Value::Null;
+                r["url_rejected"] = json!(url.chars().take(2000).collect::<String>());
+            }
+        }
+    }
+    data
+}
 
 /// v2 adds `ward_name` (derived here from the slug) and `received_via` (unknown for v1).
 fn report_submitted_v1_to_v2(mut data: Value) -> Value {
@@ -94,5 +119,20 @@ mod tests {
             version_of("https://lienthong.vn/schemas/x/y.z/v12.json"),
             Some(12)
         );
+    }
+
+    #[test]
+    fn old_catalogue_events_lose_their_non_http_links() {
+        let v1 = json!({"dataset_id": "d", "resources": [
+            {"id": "a", "url": "https://x.gov.vn/a.csv"},
+            {"id": "b", "url": "javascript:alert(1)"},
+            {"id": "c", "url": null}
+        ]});
+        let (version, v2) = upcast("vn.egov.open_data.dataset.updated", 1, v1);
+        assert_eq!(version, 2);
+        assert_eq!(v2["resources"][0]["url"], "https://x.gov.vn/a.csv");
+        assert_eq!(v2["resources"][1]["url"], Value::Null);
+        assert_eq!(v2["resources"][1]["url_rejected"], "javascript:alert(1)");
+        assert_eq!(v2["resources"][2]["url"], Value::Null);
     }
 }

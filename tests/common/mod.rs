@@ -121,6 +121,42 @@ pub async fn read_stream(js: &jetstream::Context, stream: &str) -> Vec<jetstream
     out
 }
 
+/// The demo token and source of the test ingress's caller (may publish field reports).
+pub const INGRESS_TOKEN: &str = "token-of-the-dotnet-field-reports-system";
+pub const INGRESS_SOURCE: &str = "urn:lienthong:phanthiet:field_reports:dotnet";
+
+/// An ingress as its own role on a random port, with one caller (token [`INGRESS_TOKEN`],
+/// sources [`INGRESS_SOURCE`], field-report types); returns its `/events` URL and itself.
+pub async fn start_ingress(
+    bus: &Bus,
+    max_body_bytes: usize,
+    retry: lienthong_bus::RetryPolicy,
+    timeout: std::time::Duration,
+) -> (String, lienthong_adapters::ingress::Ingress) {
+    use lienthong_adapters::ingress::{token_hash, Caller, Ingress, IngressConfig};
+    let config = IngressConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        max_body_bytes,
+        callers: vec![Caller {
+            name: "dotnet".into(),
+            token_sha256: token_hash(INGRESS_TOKEN),
+            sources: vec![INGRESS_SOURCE.into()],
+            types: vec!["vn.egov.field_reports.*".into()],
+        }],
+    };
+    let js = jetstream::ContextBuilder::new()
+        .timeout(timeout)
+        .build(bus.client("ingress").await);
+    let publisher =
+        Publisher::new(js, bus.registry.clone(), "urn:lienthong:ingress").with_retry(retry);
+    let ingress = Ingress::new(config, publisher, &lienthong_bus::Metrics::new()).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/events", listener.local_addr().unwrap());
+    let app = ingress.router();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, ingress)
+}
+
 /// The replay service as its own role, on a random port with a temporary store; it stops
 /// when the returned trigger is dropped.
 pub async fn serve_replay(bus: &Bus) -> (std::net::SocketAddr, lienthong_bus::ShutdownTrigger) {

@@ -202,7 +202,7 @@ impl DocumentsAdapter {
             .and_then(edxml::parse);
         match parsed {
             Ok(package) => {
-                let event = edxml::to_event(&package, Utc::now().fixed_offset());
+                let event = edxml::to_event(&package, Utc::now().fixed_offset(), bytes);
                 let intake = Intake {
                     tally: publish_all(&self.publisher, vec![event]).await?,
                     ..Default::default()

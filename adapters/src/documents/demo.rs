@@ -305,7 +305,11 @@ mod tests {
         assert!(!edxml.is_empty());
         for (_, xml) in &edxml {
             let p = crate::documents::edxml::parse(xml).unwrap();
-            let e = crate::documents::edxml::to_event(&p, chrono::Utc::now().fixed_offset());
+            let e = crate::documents::edxml::to_event(
+                &p,
+                chrono::Utc::now().fixed_offset(),
+                xml.as_bytes(),
+            );
             assert!(!e.data.to_string().contains("@example.gov.vn"));
         }
     }

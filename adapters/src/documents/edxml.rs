@@ -266,8 +266,19 @@ fn draft(
     )
 }
 
-/// The event for a package. `received_at` stands in when the package carries no time.
-pub fn to_event(package: &Package, received_at: DateTime<FixedOffset>) -> EventDraft {
+/// What identifies a package's event besides its document: the time it carries, or — for
+/// a package without one — a digest of the package itself (never the time it was received:
+/// the same package delivered twice must be the same event).
+fn instant_or_digest(at: Option<DateTime<FixedOffset>>, raw: &[u8]) -> String {
+    match at {
+        Some(t) => t.to_rfc3339(),
+        None => format!("sha256:{}", hex::encode(&Sha256::digest(raw)[..16])),
+    }
+}
+
+/// The event for a package (`raw`: the package as received). `received_at` stands in for the
+/// event's time when the package carries none; it never enters the event's id.
+pub fn to_event(package: &Package, received_at: DateTime<FixedOffset>, raw: &[u8]) -> EventDraft {
     match package {
         Package::Document(d) => {
             let at = d.sent_at.unwrap_or(received_at);
@@ -305,7 +316,7 @@ pub fn to_event(package: &Package, received_at: DateTime<FixedOffset>) -> EventD
                     "edxml/{}/{}/{}",
                     d.document_id,
                     d.business_type,
-                    at.to_rfc3339()
+                    instant_or_digest(d.sent_at, raw)
                 ),
                 &d.document_id,
                 at,
@@ -337,7 +348,7 @@ pub fn to_event(package: &Package, received_at: DateTime<FixedOffset>) -> EventD
                     s.document_id,
                     s.from.organ_id,
                     s.status_code,
-                    at.to_rfc3339()
+                    instant_or_digest(s.at, raw)
                 ),
                 &s.document_id,
                 at,
@@ -350,6 +361,7 @@ pub fn to_event(package: &Package, received_at: DateTime<FixedOffset>) -> EventD
 #[cfg(test)]
 mod tests {
     use super::*;
+    use regex::Regex;
 
     const NEW: &str = include_str!("../../fixtures/documents/edxml/2023-1245-UBND-VP.edxml");
     const REVOKE: &str =
@@ -371,7 +383,7 @@ mod tests {
         assert_eq!(d.attachments.len(), 1);
         assert_eq!(d.attachments[0].name, "1245-UBND-VP.pdf");
         assert!(d.attachments[0].size.unwrap() > 0);
-        let e = to_event(&Package::Document(d), now());
+        let e = to_event(&Package::Document(d), now(), NEW.as_bytes());
         assert_eq!(e.event_type.to_string(), "vn.egov.documents.document.sent");
         assert_eq!(e.data["code"], "1245/UBND-VP");
         assert_eq!(e.time.to_rfc3339(), "2023-11-20T02:15:42+00:00");
@@ -393,10 +405,10 @@ mod tests {
 
     #[test]
     fn revoke_and_status_messages() {
-        let e = to_event(&parse(REVOKE).unwrap(), now());
+        let e = to_event(&parse(REVOKE).unwrap(), now(), REVOKE.as_bytes());
         assert_eq!(e.event_type.action, "revoked");
         assert_eq!(e.data["reason"], "Thu hồi văn bản điện tử: gửi nhầm đơn vị");
-        let e = to_event(&parse(STATUS).unwrap(), now());
+        let e = to_event(&parse(STATUS).unwrap(), now(), STATUS.as_bytes());
         assert_eq!(e.event_type.action, "status_changed");
         assert_eq!(e.data["status"], "accepted");
         assert_eq!(e.data["organ"]["organ_id"], "011.31.08.H08");
@@ -405,6 +417,32 @@ mod tests {
                 && !e.data.to_string().contains("0987654321")
         );
         assert_eq!(e.key, "000.31.08.H08,2023/11/20,1245/UBND-VP");
+    }
+
+    #[test]
+    fn a_package_without_a_time_is_the_same_event_whenever_it_arrives() {
+        let bare = Regex::new(r"<edXML:TraceHeaderList>[\s\S]*?</edXML:TraceHeaderList>")
+            .unwrap()
+            .replace(NEW, "")
+            .into_owned();
+        let p = parse(&bare).unwrap();
+        let Package::Document(d) = &p else { panic!() };
+        assert!(
+            d.sent_at.is_none(),
+            "the fixture without its trace header has no time"
+        );
+        let a = to_event(
+            &p,
+            "2024-01-01T00:00:00+07:00".parse().unwrap(),
+            bare.as_bytes(),
+        );
+        let b = to_event(
+            &p,
+            "2024-03-09T17:45:00+07:00".parse().unwrap(),
+            bare.as_bytes(),
+        );
+        assert_eq!(a.id, b.id);
+        assert!(a.id.contains("sha256:"), "{}", a.id);
     }
 
     #[test]

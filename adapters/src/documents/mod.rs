@@ -26,7 +26,11 @@ mod tests {
             include_str!("../../fixtures/documents/edxml/2023-1245-UBND-VP.revoke.edxml"),
             include_str!("../../fixtures/documents/edxml/status-03-phu-thuy.edxml"),
         ] {
-            events.push(edxml::to_event(&edxml::parse(text).unwrap(), now));
+            events.push(edxml::to_event(
+                &edxml::parse(text).unwrap(),
+                now,
+                text.as_bytes(),
+            ));
         }
         for line in include_str!("../../fixtures/documents/register.jsonl").lines() {
             if let register::RegisterOutcome::Publish(e) =

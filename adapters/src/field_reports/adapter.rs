@@ -15,14 +15,14 @@ use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
 use chrono::{DateTime, FixedOffset, Utc};
-use lienthong_bus::{DeadLetter, Publisher};
+use lienthong_bus::{DeadLetter, Outcomes, Publisher};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tracing::{info, warn};
 use url::Url;
 
 use super::client::{Feed, Open311Client};
-use super::mapping::{Mapper, ReportMemory, SUBSYSTEM};
+use super::mapping::{Mapper, Record, ReportMemory, SUBSYSTEM};
 use super::open311::{ServiceRequest, ServiceRequestUpdate};
 use crate::error::AdapterError;
 use crate::state::{hashed, AdapterState};
@@ -182,6 +182,7 @@ pub struct FieldReportsAdapter {
     state: AdapterState,
     mapper: Mapper,
     cache: HashMap<String, ReportMemory>,
+    outcomes: Outcomes,
 }
 
 const CURSOR: &str = "cursor";
@@ -223,7 +224,13 @@ impl FieldReportsAdapter {
             state,
             mapper,
             cache: HashMap::new(),
+            outcomes: Outcomes::new(&ctx.metrics, SUBSYSTEM),
         })
+    }
+
+    /// What became of every request and update read (`lienthong_records_total{path="field_reports"}`).
+    pub fn outcomes(&self) -> &Outcomes {
+        &self.outcomes
     }
 
     /// The endpoint answers `services.json`.
@@ -293,6 +300,14 @@ impl FieldReportsAdapter {
             self.fetch(Feed::Requests, &cursor.requests, now).await?;
         let (raw_updates, upd_cursor, more_upd) =
             self.fetch(Feed::Updates, &cursor.updates, now).await?;
+        // Updates are immutable records: one read before is not read again. A request read
+        // before and listed again may carry a newer state: it is planned again (and brings
+        // an event only if its state changed).
+        let raw_updates: Vec<Value> = raw_updates
+            .into_iter()
+            .filter_map(|(v, new)| new.then_some(v))
+            .collect();
+        let raw_requests: Vec<Value> = raw_requests.into_iter().map(|(v, _)| v).collect();
         let mut report = PollReport {
             requests: raw_requests.len(),
             updates: raw_updates.len(),
@@ -333,9 +348,18 @@ impl FieldReportsAdapter {
             }
         }
         let before = memory.clone();
-        let drafts = self.mapper.plan(&requests, &updates, &mut memory);
-
-        let tally = crate::publish::publish_all(&self.publisher, drafts).await?;
+        let planned = self.mapper.plan_records(&requests, &updates, &mut memory);
+        let n = requests.len();
+        let events = planned
+            .into_iter()
+            .map(|(record, d)| match record {
+                Record::Request(i) => (i, d),
+                Record::Update(j) => (n + j, d),
+            })
+            .collect();
+        let (tally, each) =
+            crate::publish::publish_records(&self.publisher, n + updates.len(), events).await?;
+        each.into_iter().for_each(|o| o.count(&self.outcomes));
         report.published += tally.published;
         report.duplicates += tally.duplicates;
         report.dead_lettered += tally.dead_lettered;
@@ -363,15 +387,19 @@ impl FieldReportsAdapter {
         Ok(report)
     }
 
-    /// Reads a feed from `cursor`, page by page (keyset on time), up to the poll limit.
+    /// Reads a feed from `cursor`, page by page (keyset on time), up to the poll limit. Each
+    /// record comes with whether it is new to the cursor (`false`: read before, listed again).
     async fn fetch(
         &self,
         feed: Feed,
         cursor: &FeedCursor,
         now: DateTime<FixedOffset>,
-    ) -> Result<(Vec<Value>, FeedCursor, bool), AdapterError> {
+    ) -> Result<(Vec<(Value, bool)>, FeedCursor, bool), AdapterError> {
         let mut c = cursor.clone();
         let mut out = Vec::new();
+        // A page boundary shows the records at the cursor's time again: each once a poll
+        // (a record listed again with other content is another record).
+        let mut listed = std::collections::HashSet::new();
         let mut page = 1;
         loop {
             let start = c.since.unwrap_or(self.config.start_date);
@@ -393,17 +421,22 @@ impl FieldReportsAdapter {
                 match (t, id) {
                     (Some(t), Some(id)) if c.admits(t, &id) => {
                         c.advance(t, &id);
-                        out.push(item);
+                        listed.insert(item.to_string());
+                        out.push((item, true));
                     }
-                    (Some(_), Some(_)) => {}
+                    (Some(_), Some(_)) => {
+                        if listed.insert(item.to_string()) {
+                            out.push((item, false));
+                        }
+                    }
                     // No usable time or id: the record cannot be placed in the feed.
-                    _ => out.push(item),
+                    _ => out.push((item, true)),
                 }
             }
             if n < self.config.page_size {
                 return Ok((out, c, false));
             }
-            if out.len() >= self.config.max_records_per_poll {
+            if out.iter().filter(|(_, new)| *new).count() >= self.config.max_records_per_poll {
                 return Ok((out, c, true));
             }
             page = if c.since == before { page + 1 } else { 1 };
@@ -422,20 +455,26 @@ impl FieldReportsAdapter {
             match T::deserialize(&raw) {
                 Ok(r) => out.push(r),
                 Err(e) => {
-                    self.dead_letter_record(feed, raw, e.to_string()).await?;
-                    report.dead_lettered += 1;
+                    if self.dead_letter_record(feed, raw, e.to_string()).await? {
+                        report.dead_lettered += 1;
+                        self.outcomes.dead_lettered.inc();
+                    } else {
+                        self.outcomes.duplicate.inc();
+                    }
                 }
             }
         }
         Ok(out)
     }
 
+    /// Keeps an unreadable record in the DLQ (without the reporter's personal fields); `false`
+    /// when it was kept already.
     async fn dead_letter_record(
         &self,
         feed: Feed,
         mut raw: Value,
         reason: String,
-    ) -> Result<(), AdapterError> {
+    ) -> Result<bool, AdapterError> {
         if let Some(obj) = raw.as_object_mut() {
             for f in PERSONAL_FIELDS {
                 obj.remove(*f);
@@ -461,9 +500,20 @@ impl FieldReportsAdapter {
             raw,
             format!("{} record {id} could not be read: {reason}", feed.path()),
         );
+        // Once per record, though the source lists it on every poll.
+        if !self
+            .state
+            .first_time(&format!(
+                "unreadable.{}",
+                hashed(&letter.original.to_string())
+            ))
+            .await?
+        {
+            return Ok(false);
+        }
         warn!(adapter = SUBSYSTEM, record = %id, %reason, "unreadable record kept in the DLQ");
         self.publisher.keep_dead_letter(&letter).await?;
-        Ok(())
+        Ok(true)
     }
 
     async fn memory(&mut self, report_id: &str) -> Result<ReportMemory, AdapterError> {

@@ -7,7 +7,10 @@
 //! 2. for each update, `report.status_changed` — or `report.reopened` when a report in a
 //!    terminal status (fixed, closed, duplicate, …) becomes active again;
 //! 3. a `report.status_changed` with origin `request` when the request's own status is newer
-//!    than anything the updates said (or disagrees on open vs. resolved).
+//!    than anything the updates said (or disagrees on open vs. resolved) — also when a request
+//!    already read is listed again with another status, and when a report is first seen in a
+//!    status other than `open`. A status the contract does not know is published as it is and
+//!    fails validation: it is kept in the DLQ, never coerced to another.
 //!
 //! Event ids depend only on the source record (`report/<id>/submitted`,
 //! `report/<id>/update/<update_id>`, `report/<id>/status/<status>/<time>`), never on derived
@@ -38,6 +41,13 @@ pub const TERMINAL_STATUSES: &[&str] = &[
 
 pub fn is_terminal(status: &str) -> bool {
     TERMINAL_STATUSES.contains(&status)
+}
+
+/// The record of one poll an event comes from (its index in the requests or the updates).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Record {
+    Request(usize),
+    Update(usize),
 }
 
 /// What the adapter remembers of one report between polls.
@@ -156,6 +166,27 @@ impl Mapper {
         )
     }
 
+    /// The request's own status, as a status change from what is remembered.
+    fn status_of_request(&self, r: &ServiceRequest, memory: &ReportMemory) -> EventDraft {
+        let at = r.updated_datetime.unwrap_or(r.requested_datetime);
+        status_change(
+            &r.service_request_id,
+            &r.status,
+            memory.status.as_deref(),
+            r.status_notes.as_deref(),
+            None,
+            at,
+            "request",
+            None,
+            format!(
+                "report/{}/status/{}/{}",
+                r.service_request_id,
+                r.status,
+                at.to_rfc3339()
+            ),
+        )
+    }
+
     /// A status change from the request itself, when it tells more than the updates did.
     pub fn reconcile(&self, r: &ServiceRequest, memory: &ReportMemory) -> Option<EventDraft> {
         let at = r.updated_datetime.unwrap_or(r.requested_datetime);
@@ -168,22 +199,7 @@ impl Mapper {
         if !(newer || (disagrees && memory.status_at.is_none_or(|t| at >= t))) {
             return None;
         }
-        Some(status_change(
-            &r.service_request_id,
-            &r.status,
-            Some(known),
-            r.status_notes.as_deref(),
-            None,
-            at,
-            "request",
-            None,
-            format!(
-                "report/{}/status/{}/{}",
-                r.service_request_id,
-                r.status,
-                at.to_rfc3339()
-            ),
-        ))
+        Some(self.status_of_request(r, memory))
     }
 
     /// Plans one poll. `memory` must hold every report the records mention (missing ones
@@ -194,28 +210,51 @@ impl Mapper {
         updates: &[ServiceRequestUpdate],
         memory: &mut HashMap<String, ReportMemory>,
     ) -> Vec<EventDraft> {
+        self.plan_records(requests, updates, memory)
+            .into_iter()
+            .map(|(_, d)| d)
+            .collect()
+    }
+
+    /// [`Mapper::plan`], each event with the record it comes from.
+    pub fn plan_records(
+        &self,
+        requests: &[ServiceRequest],
+        updates: &[ServiceRequestUpdate],
+        memory: &mut HashMap<String, ReportMemory>,
+    ) -> Vec<(Record, EventDraft)> {
         let mut out = Vec::new();
-        for r in requests {
+        let mut first_seen = std::collections::HashSet::new();
+        for (i, r) in requests.iter().enumerate() {
             let m = memory.entry(r.service_request_id.clone()).or_default();
             if !m.submitted {
-                out.push(self.submitted(r));
+                out.push((Record::Request(i), self.submitted(r)));
                 m.submitted = true;
                 m.observe("open", r.requested_datetime);
+                first_seen.insert(i);
             }
         }
-        let mut updates: Vec<&ServiceRequestUpdate> = updates.iter().collect();
-        updates.sort_by(|a, b| {
+        let mut sorted: Vec<(usize, &ServiceRequestUpdate)> = updates.iter().enumerate().collect();
+        sorted.sort_by(|(_, a), (_, b)| {
             (a.updated_datetime, &a.update_id).cmp(&(b.updated_datetime, &b.update_id))
         });
-        for u in updates {
+        for (i, u) in sorted {
             let m = memory.entry(u.service_request_id.clone()).or_default();
-            out.push(self.update(u, m));
+            out.push((Record::Update(i), self.update(u, m)));
             m.observe(&u.status, u.updated_datetime);
         }
-        for r in requests {
+        for (i, r) in requests.iter().enumerate() {
             let m = memory.entry(r.service_request_id.clone()).or_default();
-            if let Some(d) = self.reconcile(r, m) {
-                out.push(d);
+            // First seen in another status than open, and no update said anything since:
+            // say so even at the instant it was submitted.
+            let untold = first_seen.contains(&i)
+                && m.status.as_deref() == Some("open")
+                && m.status_at == Some(r.requested_datetime);
+            let change = self
+                .reconcile(r, m)
+                .or_else(|| (untold && r.status != "open").then(|| self.status_of_request(r, m)));
+            if let Some(d) = change {
+                out.push((Record::Request(i), d));
                 m.observe(
                     &r.status,
                     r.updated_datetime.unwrap_or(r.requested_datetime),
@@ -406,6 +445,44 @@ mod tests {
             .unwrap();
         assert_eq!(e.data["origin"], "request");
         assert_eq!(e.data["previous_status"], "open");
+    }
+
+    #[test]
+    fn a_request_listed_again_with_a_newer_status_is_published_once() {
+        let m = mapper();
+        let mut memory = HashMap::new();
+        let mut requests = fixtures::requests();
+        m.plan(&requests, &fixtures::updates(), &mut memory);
+        // Listed again, unchanged: nothing; then closed later: one status change.
+        assert!(m.plan(&requests, &[], &mut memory).is_empty());
+        requests[1].status = "closed".into();
+        requests[1].updated_datetime = Some("2023-12-01T09:00:00+07:00".parse().unwrap());
+        let again = m.plan(&requests[1..2], &[], &mut memory);
+        assert_eq!(again.len(), 1, "{again:?}");
+        assert_eq!(again[0].data["status"], "closed");
+        assert!(m.plan(&requests[1..2], &[], &mut memory).is_empty());
+    }
+
+    #[test]
+    fn a_status_the_contract_does_not_know_is_kept_not_coerced() {
+        let m = mapper();
+        let registry = lienthong_bus::SchemaRegistry::embedded().unwrap();
+        let mut r = fixtures::requests()[5].clone();
+        r.status = "chờ xác minh".into();
+        r.updated_datetime = None;
+        let events = m.plan(&[r], &[], &mut HashMap::new());
+        let change = events
+            .iter()
+            .find(|e| e.event_type.action == "status_changed")
+            .expect("the status is not silently left at open");
+        assert_eq!(change.data["status"], "chờ xác minh");
+        let schema = registry
+            .schema_id(&change.event_type.to_string(), None)
+            .unwrap();
+        assert!(
+            registry.validate(schema, &change.data).is_err(),
+            "it fails validation: the DLQ keeps it with the reason"
+        );
     }
 
     #[test]

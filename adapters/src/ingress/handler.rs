@@ -40,8 +40,9 @@ pub(super) async fn post_events(
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Response {
     let o = &ing.outcomes;
+    // `n` events refused (a request whose events cannot be counted counts as one).
     let refused = |n: usize, response: Response| {
-        o.refused.add(n.max(1) as u64);
+        o.refused.add(n as u64);
         response
     };
     let Some(caller) = ing.caller(&headers).cloned() else {
@@ -96,7 +97,7 @@ pub(super) async fn post_events(
                     json!(r.violations),
                 )
             };
-            return refused(r.events, response);
+            return refused(r.events.max(1), response);
         }
     };
     let n = events.len();

@@ -39,7 +39,7 @@ use super::mapping::{MapContext, Mapped, SUBSYSTEM};
 use crate::error::AdapterError;
 use crate::error::RecordError;
 use crate::pseudonym::Pseudonymizer;
-use crate::publish::{publish_records, Tally};
+use crate::publish::{publish_records, tagged, Tally};
 use crate::push::{check_bearer, metrics_response, problem, unavailable, PushServer};
 use crate::state::{hashed, AdapterState};
 use crate::wards::Wards;
@@ -244,7 +244,8 @@ impl MeetingsAdapter {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(self.config.hold_secs);
         let mut wait = Duration::from_millis(200);
         loop {
-            match publish_records(&self.publisher, records.clone()).await {
+            let (n, events) = tagged(records.clone());
+            match publish_records(&self.publisher, n, events).await {
                 Ok((t, each)) => {
                     each.into_iter().for_each(|o| o.count(outcomes));
                     return Ok(t);

@@ -8,7 +8,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use lienthong_bus::Publisher;
+use lienthong_bus::{DeadLetter, Outcomes, Publisher};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tracing::{info, warn};
@@ -16,7 +16,7 @@ use url::Url;
 
 use super::ckan::{self, DatasetMemory, Package, SUBSYSTEM};
 use crate::error::AdapterError;
-use crate::publish::{publish_all, Tally};
+use crate::publish::Tally;
 use crate::state::{hashed, AdapterState};
 use crate::AdapterContext;
 
@@ -62,6 +62,7 @@ pub struct OpenDataAdapter {
     publisher: Publisher,
     state: AdapterState,
     http: reqwest::Client,
+    outcomes: Outcomes,
 }
 
 /// Solr's date syntax for a CKAN time.
@@ -89,6 +90,7 @@ impl OpenDataAdapter {
             config,
             state,
             http,
+            outcomes: Outcomes::new(&ctx.metrics, SUBSYSTEM),
         })
     }
 
@@ -131,6 +133,49 @@ impl OpenDataAdapter {
             .unwrap_or_default())
     }
 
+    /// What became of every dataset read (`lienthong_records_total{path="open_data"}`).
+    pub fn outcomes(&self) -> &Outcomes {
+        &self.outcomes
+    }
+
+    /// A dataset that cannot be read goes to the DLQ — once, though the catalogue lists it on
+    /// every poll — without the contact fields that may name a person.
+    async fn dead_letter(&self, mut raw: Value, reason: String) -> Result<(), AdapterError> {
+        let id = raw
+            .get("id")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .unwrap_or_else(|| format!("sha256:{}", hashed(&raw.to_string())));
+        if let Some(o) = raw.as_object_mut() {
+            for personal in [
+                "author",
+                "author_email",
+                "maintainer",
+                "maintainer_email",
+                "creator_user_id",
+            ] {
+                o.remove(personal);
+            }
+        }
+        let mark = format!("unreadable.{}", hashed(&raw.to_string()));
+        if self.state.first_time(&mark).await? {
+            let letter = DeadLetter::unreadable(
+                self.publisher.source(),
+                "vn.egov.open_data.dataset.published",
+                &id,
+                raw,
+                format!("CKAN dataset {id} could not be read: {reason}"),
+            );
+            warn!(adapter = SUBSYSTEM, dataset = %id, %reason, "unreadable dataset kept in the DLQ");
+            self.publisher.keep_dead_letter(&letter).await?;
+            self.outcomes.dead_lettered.inc();
+        } else {
+            // Listed again, already kept: a duplicate of what the DLQ has.
+            self.outcomes.duplicate.inc();
+        }
+        Ok(())
+    }
+
     /// One pass from the cursor to now.
     pub async fn poll_once(&self) -> Result<Tally, AdapterError> {
         let cursor: Cursor = self.state.get("cursor").await?.unwrap_or_default();
@@ -140,14 +185,18 @@ impl OpenDataAdapter {
             .map(solr_time)
             .unwrap_or_else(|| "*".into());
         let mut packages: Vec<Package> = Vec::new();
+        let mut unreadable = 0;
         let mut start = 0;
         loop {
             let page = self.page(&since, start).await?;
             let n = page.len();
             for v in page {
-                match serde_json::from_value::<Package>(v) {
+                match serde_json::from_value::<Package>(v.clone()) {
                     Ok(p) => packages.push(p),
-                    Err(e) => warn!(adapter = SUBSYSTEM, error = %e, "unreadable dataset skipped"),
+                    Err(e) => {
+                        self.dead_letter(v, e.to_string()).await?;
+                        unreadable += 1;
+                    }
                 }
             }
             if n < self.config.rows {
@@ -156,20 +205,22 @@ impl OpenDataAdapter {
             start += n;
         }
         let mut next = cursor.clone();
-        let mut drafts = Vec::new();
+        let mut records: Vec<Vec<lienthong_bus::EventDraft>> = Vec::new();
         let mut memories = Vec::new();
         for p in packages {
             let t = ckan::ckan_time(&p.metadata_modified);
             let since_t = cursor.since.as_deref().and_then(ckan::ckan_time);
             if let (Some(t), Some(s)) = (t, since_t) {
                 if t < s || (t == s && cursor.seen.contains(&p.id)) {
+                    // The same revision, listed again: nothing new.
+                    self.outcomes.duplicate.inc();
                     continue;
                 }
             }
             let key = format!("dataset.{}", hashed(&p.id));
             let memory: DatasetMemory = self.state.get(&key).await?.unwrap_or_default();
             let (event, after) = ckan::map(&p, &memory);
-            drafts.extend(event);
+            records.push(event.into_iter().collect());
             if after != memory {
                 memories.push((key, after));
             }
@@ -184,7 +235,10 @@ impl OpenDataAdapter {
             }
             next.seen.insert(p.id.clone());
         }
-        let tally = publish_all(&self.publisher, drafts).await?;
+        let (n, events) = crate::publish::tagged(records);
+        let (mut tally, each) = crate::publish::publish_records(&self.publisher, n, events).await?;
+        each.into_iter().for_each(|o| o.count(&self.outcomes));
+        tally.dead_lettered += unreadable;
         for (key, m) in memories {
             self.state.put(&key, &m).await?;
         }

@@ -151,11 +151,29 @@ impl Package {
             "tags": self.tags.iter().map(|t| t.name.clone()).collect::<Vec<_>>(),
             "metadata_created": self.metadata_created.as_deref().and_then(ckan_time).map(|t| t.to_rfc3339()),
             "metadata_modified": ckan_time(&self.metadata_modified).map(|t| t.to_rfc3339()),
-            "resources": self.live_resources().iter().map(|r| json!({
-                "id": r.id, "name": r.name, "format": r.format, "url": r.url, "size": r.size,
-                "last_modified": r.last_modified.as_deref().and_then(ckan_time).map(|t| t.to_rfc3339()),
-            })).collect::<Vec<_>>(),
+            "resources": self.live_resources().iter().map(|r| {
+                let (url, rejected) = link(r.url.as_deref());
+                json!({
+                    "id": r.id, "name": r.name, "format": r.format, "url": url,
+                    "url_rejected": rejected, "size": r.size,
+                    "last_modified": r.last_modified.as_deref().and_then(ckan_time).map(|t| t.to_rfc3339()),
+                })
+            }).collect::<Vec<_>>(),
         })
+    }
+}
+
+/// A resource address as a link: only `http(s)` addresses are links; any other (`javascript:`,
+/// `data:`, `file:`, …) is kept as rejected text (cut at 2,000 characters), never as a link.
+pub fn link(url: Option<&str>) -> (Option<String>, Option<String>) {
+    let Some(url) = url.map(str::trim).filter(|u| !u.is_empty()) else {
+        return (None, None);
+    };
+    match url::Url::parse(url) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {
+            (Some(url.to_string()), None)
+        }
+        _ => (None, Some(url.chars().take(2000).collect())),
     }
 }
 
@@ -315,6 +333,36 @@ mod tests {
         p.private = false;
         p.metadata_modified = "2023-12-02T00:00:00".into();
         assert_eq!(map(&p, &m2).0.unwrap().event_type.action, "published");
+    }
+
+    #[test]
+    fn only_http_addresses_are_links_the_rest_is_kept_as_text() {
+        assert_eq!(
+            link(Some("https://opendata.example.gov.vn/a.csv")),
+            (Some("https://opendata.example.gov.vn/a.csv".into()), None)
+        );
+        for bad in [
+            "javascript:alert(document.cookie)",
+            "data:text/html,<script>",
+            "file:///etc/passwd",
+            "//no-scheme",
+            "http://",
+        ] {
+            let (url, rejected) = link(Some(bad));
+            assert_eq!(url, None, "{bad}");
+            assert_eq!(rejected.as_deref(), Some(bad));
+        }
+        let registry = lienthong_bus::SchemaRegistry::embedded().unwrap();
+        let mut p = packages().remove(0);
+        p.resources[0].url = Some("javascript:alert(1)".into());
+        let e = map(&p, &DatasetMemory::default()).0.unwrap();
+        assert_eq!(e.data["resources"][0]["url"], Value::Null);
+        assert_eq!(
+            e.data["resources"][0]["url_rejected"],
+            "javascript:alert(1)"
+        );
+        let id = registry.schema_id(&e.event_type.to_string(), None).unwrap();
+        registry.validate(id, &e.data).unwrap();
     }
 
     #[test]
