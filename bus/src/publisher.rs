@@ -273,7 +273,10 @@ impl Publisher {
     ) -> Result<std::result::Result<Prepared, Rejected>> {
         let ty = draft.event_type.to_string();
         let schema = self.registry.schema_id(&ty, draft.schema_version)?;
-        if self.registry.validate(schema, &draft.data).is_err() {
+        if draft.id.is_empty()
+            || draft.key.is_empty()
+            || self.registry.validate(schema, &draft.data).is_err()
+        {
             // The slow path builds the event and collects every violation.
             let expected = draft.expected_last_subject_sequence;
             let event = self.build(draft)?;
@@ -346,14 +349,22 @@ impl Publisher {
             Ok(t) => t,
             Err(e) => return Err(reject(event, e)),
         };
-        let Some(key) = event.subject().map(str::to_string) else {
+        let Some(key) = event
+            .subject()
+            .map(str::to_string)
+            .filter(|k| !k.is_empty())
+        else {
             let error = invalid(
                 &event,
                 "",
-                "the `subject` attribute (the aggregate key) is required",
+                "the `subject` attribute (the aggregate key) is required and must not be empty",
             );
             return Err(reject(event, error));
         };
+        if event.id().is_empty() {
+            let error = invalid(&event, "", "the `id` attribute must not be empty");
+            return Err(reject(event, error));
+        }
         let schema_id = match envelope::dataschema(&event) {
             Some(s) => {
                 let registered = self.registry.is_schema_of(event.ty(), &s);
