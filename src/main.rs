@@ -65,6 +65,9 @@ enum Command {
     /// The dead-letter stream: list what was rejected, or send it again.
     #[command(subcommand)]
     Dlq(commands::dlq::Command),
+    /// Agencies: grant streams, rotate and revoke credentials, webhook subscriptions.
+    #[command(subcommand)]
+    Agency(commands::agency::Command),
     /// The event catalogue (AsyncAPI 3.0), generated from the registry and the schemas.
     #[command(subcommand)]
     Catalog(commands::catalog::Command),
@@ -117,6 +120,7 @@ fn main() -> ExitCode {
             Command::Bench(a) => commands::bench::run(&global, a).await,
             Command::Dlq(c) => commands::dlq::run(&global, c).await,
             Command::Catalog(c) => commands::catalog::run(&global, c).await,
+            Command::Agency(c) => commands::agency::run(&global, c).await,
         }
     });
     match result {

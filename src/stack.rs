@@ -75,11 +75,20 @@ async fn connect_role(
     url: &str,
     role: &str,
 ) -> Result<async_nats::jetstream::Context, StackError> {
-    let client = creds
+    Ok(connect_watched(creds, url, role).await?.0)
+}
+
+/// Connected as `role`, with its refusals watched.
+async fn connect_watched(
+    creds: &CredentialSet,
+    url: &str,
+    role: &str,
+) -> Result<(async_nats::jetstream::Context, lienthong_bus::Refusals), StackError> {
+    let (client, refusals) = creds
         .settings(role, url)?
-        .connect(&format!("lienthong-up-{role}"))
+        .connect_watched(&format!("lienthong-up-{role}"))
         .await?;
-    Ok(async_nats::jetstream::new(client))
+    Ok((async_nats::jetstream::new(client), refusals))
 }
 
 impl Stack {
@@ -128,6 +137,37 @@ impl Stack {
             lines: Vec::new(),
         };
 
+        // The agency registry, applied to the server's accounts as it changes.
+        let agent = lienthong_bus::agencies::agent::Agent::new(
+            &stack
+                .server
+                .data_dir()
+                .join(lienthong_bus::server::ACCOUNTS_CONF),
+            creds
+                .settings("operator", &url)?
+                .connect("lienthong-up-agency-agent")
+                .await?,
+            creds
+                .settings("system", &url)?
+                .connect("lienthong-up-agency-agent-system")
+                .await?,
+        )?;
+        let stop = shutdown.signalled();
+        stack.tasks.push((
+            "agency agent".into(),
+            tokio::spawn(async move {
+                agent.run(stop).await;
+                Ok(())
+            }),
+        ));
+        if opts.demo.is_some() {
+            seed_demo_agencies(&creds, &url, &creds_dir, &opts.schemas).await?;
+            stack.lines.push(format!(
+                "  Agencies           lienthong agency list --env {}/operator.env",
+                creds_dir.display()
+            ));
+        }
+
         // What to run: the demo's parts and ingress caller, then the adapters given.
         let mut adapters = Vec::new();
         let mut feeds = Vec::new();
@@ -166,10 +206,13 @@ impl Stack {
         adapters.extend(opts.adapters.iter().cloned());
 
         for cfg in adapters {
+            let (js, refusals) =
+                connect_watched(&creds, &url, &format!("adapter-{}", cfg.subsystem())).await?;
             let ctx = AdapterContext {
-                js: connect_role(&creds, &url, &format!("adapter-{}", cfg.subsystem())).await?,
+                js,
                 registry: opts.schemas.clone(),
                 metrics: metrics.clone(),
+                refusals,
             };
             let stop = shutdown.signalled();
             stack.tasks.push((
@@ -198,11 +241,9 @@ impl Stack {
             let addr = listener
                 .local_addr()
                 .map_err(|e| StackError::io("the ingress", e))?;
-            let publisher = Publisher::new(
-                connect_role(&creds, &url, "ingress").await?,
-                opts.schemas.clone(),
-                "urn:lienthong:ingress",
-            );
+            let (js, refusals) = connect_watched(&creds, &url, "ingress").await?;
+            let publisher = Publisher::new(js, opts.schemas.clone(), "urn:lienthong:ingress")
+                .with_refusals(refusals);
             let ingress = Ingress::new(cfg, publisher, &metrics)?;
             let stop = shutdown.signalled();
             stack.tasks.push((
@@ -319,6 +360,58 @@ impl Stack {
         self.server.stop().await?;
         Ok(())
     }
+}
+
+/// The demo's agencies: urban management reads field reports and open data; the operations
+/// centre reads every stream agencies may be granted. Added once (they are data: a later run
+/// finds them in the registry).
+pub const DEMO_AGENCIES: &[(&str, &[&str])] =
+    &[("urban", &["FIELD_REPORTS", "OPEN_DATA"]), ("ioc", &[])];
+
+async fn seed_demo_agencies(
+    creds: &CredentialSet,
+    url: &str,
+    dir: &Path,
+    schemas: &Arc<SchemaRegistry>,
+) -> Result<(), StackError> {
+    let (client, refusals) = creds
+        .settings("operator", url)?
+        .connect_watched("lienthong-up-agencies")
+        .await?;
+    let admin = lienthong_bus::agencies::admin::AgencyAdmin::new(
+        client,
+        refusals,
+        schemas.clone(),
+        dir,
+        url,
+        "lienthong up --demo",
+    );
+    let registry = admin.registry().await?;
+    for (name, streams) in DEMO_AGENCIES {
+        let streams: Vec<String> = if streams.is_empty() {
+            lienthong_bus::registry::grantable_streams()
+                .into_iter()
+                .map(String::from)
+                .collect()
+        } else {
+            streams.iter().map(|s| s.to_string()).collect()
+        };
+        let grants = lienthong_bus::agencies::grants(&streams, &[])?;
+        match registry.agencies.get(*name) {
+            None => {
+                admin.add(name, grants, Some("demo agency".into())).await?;
+            }
+            // Known from a previous run: its file still names this run's server.
+            Some(_) if admin.credentials(name).agency.exists() => {
+                lienthong_bus::credentials::rewrite_url(&admin.credentials(name).agency, url)?;
+                lienthong_bus::credentials::rewrite_url(&admin.credentials(name).admin, url)?;
+            }
+            Some(_) => {
+                admin.rotate(name).await?;
+            }
+        }
+    }
+    Ok(())
 }
 
 fn free_port(host: &str) -> Result<u16, StackError> {

@@ -15,7 +15,7 @@ use lienthong_adapters::sso::simulator::{
 use lienthong_adapters::sso::{self, KeycloakSimulator, SsoAdapter, SsoConfig};
 use lienthong_adapters::AdapterContext;
 use lienthong_bus::cloudevents::AttributesReader;
-use lienthong_bus::subscriber::decode_message;
+use lienthong_bus::subscriber::decode_stored;
 use serde_json::{json, Value};
 
 const EDXML_NEW: &str =
@@ -36,7 +36,7 @@ async fn payloads(bus: &Bus, stream: &str) -> Vec<(String, String)> {
         .await
         .iter()
         .map(|m| {
-            let ev = decode_message(m, Some(&bus.registry)).expect("valid event");
+            let ev = decode_stored(m, Some(&bus.registry)).expect("valid event");
             (
                 ev.event.ty().to_string(),
                 String::from_utf8_lossy(&m.payload).into_owned(),

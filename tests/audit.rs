@@ -67,7 +67,7 @@ fn assert_found(r: &StreamReport, tampering: Tampering, seq: u64) {
 }
 
 async fn verify(bus: &Bus, stream: &str) -> StreamReport {
-    let js = bus.js("auditor").await;
+    let js = bus.reader("auditor").await;
     let cps = checkpoints_from_audit(&js, stream).await.unwrap();
     verify_stream(&js, stream, cps, &key().verifying_key(), &|_, _| {})
         .await
@@ -196,7 +196,7 @@ async fn publish_checkpoint(bus: &Bus, c: &Checkpoint) {
 #[tokio::test]
 async fn a_forged_checkpoint_and_one_signed_with_another_key_are_named() {
     let bus = history(15).await;
-    let js = bus.js("auditor").await;
+    let js = bus.reader("auditor").await;
     let real = checkpoints_from_audit(&js, "FIELD_REPORTS").await.unwrap();
 
     // Forged: the head and entries of the second checkpoint rewritten, the signature kept.
@@ -208,7 +208,7 @@ async fn a_forged_checkpoint_and_one_signed_with_another_key_are_named() {
 
     // Signed properly, but with a key that is not the published audit key.
     let bus = history(15).await;
-    let real = checkpoints_from_audit(&bus.js("auditor").await, "SSO")
+    let real = checkpoints_from_audit(&bus.reader("auditor").await, "SSO")
         .await
         .unwrap();
     assert!(real.is_empty());
@@ -228,7 +228,7 @@ async fn a_forged_checkpoint_and_one_signed_with_another_key_are_named() {
 #[tokio::test]
 async fn an_export_verifies_offline_and_an_edited_one_does_not() {
     let bus = history(25).await;
-    let js = bus.js("auditor").await;
+    let js = bus.reader("auditor").await;
     let cps = checkpoints_from_audit(&js, "FIELD_REPORTS").await.unwrap();
     let filter = ExportFilter {
         subject: Some("egov.field_reports.report.*.submitted".into()),
@@ -390,7 +390,7 @@ async fn a_v1_event_replays_through_its_upcaster() {
     let msgs = bus.read_all("auditor", "FIELD_REPORTS").await;
     let schema = |i: usize| {
         lienthong_bus::envelope::dataschema(
-            &lienthong_bus::subscriber::decode_message(&msgs[i], Some(&bus.registry))
+            &lienthong_bus::subscriber::decode_stored(&msgs[i], Some(&bus.registry))
                 .unwrap()
                 .event,
         )

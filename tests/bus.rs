@@ -6,7 +6,7 @@ mod common;
 use chrono::TimeZone;
 use common::Bus;
 use lienthong_bus::cloudevents::AttributesReader;
-use lienthong_bus::subscriber::decode_message;
+use lienthong_bus::subscriber::decode_stored;
 use lienthong_bus::{BusError, Classification, DeadLetter, EventDraft, EventType, Provisioned};
 use serde_json::json;
 
@@ -54,16 +54,10 @@ async fn same_record_published_twice_is_stored_once() {
     );
     let msgs = bus.read_all("auditor", "FIELD_REPORTS").await;
     assert_eq!(msgs.len(), 1);
-    let ev = decode_message(&msgs[0], Some(&bus.registry)).unwrap();
+    let ev = decode_stored(&msgs[0], Some(&bus.registry)).unwrap();
     assert_eq!(ev.event.subject(), Some("PT.2023/1003 >"));
     assert_eq!(
-        msgs[0]
-            .headers
-            .as_ref()
-            .unwrap()
-            .get("Content-Type")
-            .unwrap()
-            .as_str(),
+        msgs[0].headers.get("Content-Type").unwrap().as_str(),
         "application/cloudevents+json"
     );
 }
@@ -100,7 +94,7 @@ async fn invalid_data_goes_to_the_dlq_with_every_reason_and_not_to_the_stream() 
         dlq[0].subject.as_str(),
         "egov.dlq.field_reports.report~2FPT-1~2Fsubmitted.rejected"
     );
-    let ev = decode_message(&dlq[0], Some(&bus.registry)).unwrap();
+    let ev = decode_stored(&dlq[0], Some(&bus.registry)).unwrap();
     let letter = DeadLetter::from_event(&ev.event).unwrap();
     assert_eq!(letter.reason, "schema_violation");
     assert_eq!(letter.violations.len(), violations.len());
@@ -213,7 +207,7 @@ async fn readers_accept_binary_mode() {
         .await
         .unwrap();
     let msgs = bus.read_all("auditor", "FIELD_REPORTS").await;
-    let ev = decode_message(&msgs[0], Some(&bus.registry)).unwrap();
+    let ev = decode_stored(&msgs[0], Some(&bus.registry)).unwrap();
     assert_eq!(ev.event.id(), "bin-1");
     assert_eq!(ev.event.subject(), Some("PT-7"));
 
@@ -260,20 +254,13 @@ async fn bulk_import_commits_atomic_batches_and_keeps_the_invalid_in_the_dlq() {
     // Each reported sequence holds the event it names.
     let msgs = bus.read_all("auditor", "FIELD_REPORTS").await;
     for (s, m) in stored.iter().zip(&msgs) {
-        let ev = decode_message(m, Some(&bus.registry)).unwrap();
+        let ev = decode_stored(m, Some(&bus.registry)).unwrap();
         assert_eq!(ev.event.id(), s.id);
-        assert_eq!(m.info().unwrap().stream_sequence, s.sequence);
+        assert_eq!(m.sequence, s.sequence);
     }
     let batches: std::collections::BTreeSet<String> = msgs
         .iter()
-        .map(|m| {
-            m.headers
-                .as_ref()
-                .unwrap()
-                .get("Nats-Batch-Id")
-                .unwrap()
-                .to_string()
-        })
+        .map(|m| m.headers.get("Nats-Batch-Id").unwrap().to_string())
         .collect();
     assert_eq!(
         batches.len(),

@@ -68,6 +68,21 @@ fn the_catalogue_is_valid_asyncapi_3_and_names_every_schema_and_stream() {
 #[tokio::test]
 async fn the_replay_service_and_the_command_serve_the_same_catalogue() {
     let bus = common::Bus::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let agencies = bus.agencies(dir.path()).await;
+    agencies
+        .admin
+        .add(
+            "roads",
+            lienthong_bus::agencies::grants(
+                &["FIELD_REPORTS".into()],
+                &["egov.field_reports.report.*.reopened".into()],
+            )
+            .unwrap(),
+            None,
+        )
+        .await
+        .unwrap();
     let (addr, _stop) = common::serve_replay(&bus).await;
     let http = reqwest::Client::new();
     let served = common::get_json(&http, format!("http://{addr}/asyncapi.json")).await;
@@ -105,6 +120,10 @@ async fn the_replay_service_and_the_command_serve_the_same_catalogue() {
         assert!(page.contains(s.stream));
     }
     assert!(page.contains("vn.egov.meetings.participant.joined"));
-    assert!(page.contains("agency-ioc"));
+    // Who may read: the roles, and the agencies granted each stream (from the registry).
+    assert!(page.contains("<code>auditor</code>"));
+    assert!(page.contains(
+        "<code>agency-roads</code> <small>(egov.field_reports.report.*.reopened)</small>"
+    ));
     assert!(!page.contains("<script src=\"http"), "no network needed");
 }

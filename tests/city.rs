@@ -11,7 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use lienthong_bus::cloudevents::AttributesReader;
-use lienthong_bus::subscriber::decode_message;
+use lienthong_bus::subscriber::decode_stored;
 use lienthong_bus::{ConnectSettings, SchemaRegistry};
 use serde_json::Value;
 
@@ -186,21 +186,21 @@ async fn up_demo_shows_the_generators_totals_and_keeps_secrets_off_the_bus() {
     // An independent client with the auditor's credentials.
     let creds = data.join("credentials");
     let settings = ConnectSettings::resolve(Some(&creds.join("auditor.env"))).unwrap();
-    let js = async_nats::jetstream::new(settings.connect("independent-auditor").await.unwrap());
+    let (client, refusals) = settings
+        .connect_watched("independent-auditor")
+        .await
+        .unwrap();
+    let reader = lienthong_bus::StreamReader::new(client, refusals);
     let registry = SchemaRegistry::embedded().unwrap();
     let mut total = 0;
     for subsystem in lienthong_bus::registry::SUBSYSTEMS {
         let stream = subsystem.stream;
         let mut ids = std::collections::BTreeSet::new();
-        let messages = common::read_stream(&js, stream).await;
+        let messages = reader.read_all(stream, None).await.unwrap();
         assert!(!messages.is_empty(), "{stream} is empty");
         for m in messages {
-            let ev = decode_message(&m, Some(&registry)).unwrap_or_else(|e| {
-                panic!(
-                    "{stream} seq {:?}: {e}",
-                    m.info().map(|i| i.stream_sequence)
-                )
-            });
+            let ev = decode_stored(&m, Some(&registry))
+                .unwrap_or_else(|e| panic!("{stream} seq {}: {e}", m.sequence));
             // The contract's type and subject.
             let ty = lienthong_bus::EventType::parse(ev.event.ty()).unwrap();
             assert_eq!(ty.subsystem, subsystem.name, "{}", ev.event.ty());
@@ -273,18 +273,22 @@ async fn up_demo_shows_the_generators_totals_and_keeps_secrets_off_the_bus() {
         }
         assert_eq!(seen["ward"], ward, "{id} in the read model");
     }
-    let fr: Vec<String> = common::read_stream(&js, "FIELD_REPORTS")
+    let fr: Vec<String> = reader
+        .read_all("FIELD_REPORTS", None)
         .await
+        .unwrap()
         .iter()
-        .map(|m| decode_message(m, None).unwrap().event.id().to_string())
+        .map(|m| decode_stored(m, None).unwrap().event.id().to_string())
         .collect();
     assert!(fr.contains(&"py/PY-BIN-2".to_string()));
     assert!(
         !fr.contains(&"py/PY-INVALID-3".to_string()),
         "the invalid event is in no stream but the DLQ"
     );
-    let dlq: Vec<Value> = common::read_stream(&js, "DLQ")
+    let dlq: Vec<Value> = reader
+        .read_all("DLQ", None)
         .await
+        .unwrap()
         .iter()
         .map(|m| serde_json::from_slice::<Value>(&m.payload).unwrap())
         .collect();

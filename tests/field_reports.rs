@@ -11,7 +11,7 @@ use common::Bus;
 use lienthong_adapters::field_reports::{Open311Data, Open311Simulator};
 use lienthong_adapters::{FieldReportsAdapter, FieldReportsConfig};
 use lienthong_bus::cloudevents::AttributesReader;
-use lienthong_bus::subscriber::decode_message;
+use lienthong_bus::subscriber::decode_stored;
 use lienthong_bus::{EventSubject, EventType};
 use lienthong_replay::ReadStore;
 
@@ -52,7 +52,7 @@ async fn stream_ids(bus: &Bus) -> (Vec<String>, usize) {
     let msgs = bus.read_all("auditor", "FIELD_REPORTS").await;
     let ids = msgs
         .iter()
-        .map(|m| decode_message(m, None).unwrap().event.id().to_string())
+        .map(|m| decode_stored(m, None).unwrap().event.id().to_string())
         .collect();
     (ids, msgs.len())
 }
@@ -120,12 +120,12 @@ async fn the_whole_slice_end_to_end() {
     let mut ids = BTreeSet::new();
     let mut keys = BTreeSet::new();
     for m in &msgs {
-        let h = m.headers.as_ref().unwrap();
+        let h = &m.headers;
         assert_eq!(
             h.get("Content-Type").unwrap().as_str(),
             "application/cloudevents+json"
         );
-        let ev = decode_message(m, Some(&bus.registry))
+        let ev = decode_stored(m, Some(&bus.registry))
             .expect("valid CloudEvent whose data validates against its dataschema");
         let e = &ev.event;
         let ty = EventType::parse(e.ty()).unwrap();
@@ -299,7 +299,7 @@ async fn an_update_for_an_unseen_report_is_kept_and_completed_when_the_report_ap
     assert_eq!(second.pending, 0);
     assert_eq!(second.published, 1);
     let msgs = bus.read_all("auditor", "FIELD_REPORTS").await;
-    let last = decode_message(msgs.last().unwrap(), Some(&bus.registry)).unwrap();
+    let last = decode_stored(msgs.last().unwrap(), Some(&bus.registry)).unwrap();
     assert_eq!(last.event.id(), "report/PT-2024-000001/submitted");
     let text = String::from_utf8_lossy(&msgs.last().unwrap().payload).into_owned();
     assert!(

@@ -15,7 +15,7 @@ use lienthong_adapters::open_data::simulator::fixture_packages;
 use lienthong_adapters::open_data::{CkanSimulator, OpenDataAdapter, OpenDataConfig};
 use lienthong_adapters::{FieldReportsAdapter, FieldReportsConfig};
 use lienthong_bus::cloudevents::AttributesReader;
-use lienthong_bus::subscriber::decode_message;
+use lienthong_bus::subscriber::decode_stored;
 use lienthong_bus::DeadLetter;
 use serde_json::{json, Value};
 
@@ -50,7 +50,7 @@ async fn events(bus: &Bus, stream: &str) -> Vec<(String, String, Value)> {
         .await
         .iter()
         .map(|m| {
-            let ev = decode_message(m, Some(&bus.registry)).expect("a valid event");
+            let ev = decode_stored(m, Some(&bus.registry)).expect("a valid event");
             let data = lienthong_bus::envelope::data_json(&ev.event).unwrap_or_default();
             (
                 ev.event.ty().to_string(),
@@ -66,7 +66,7 @@ async fn dead_letters(bus: &Bus) -> Vec<DeadLetter> {
         .await
         .iter()
         .map(|m| {
-            DeadLetter::from_event(&decode_message(m, Some(&bus.registry)).unwrap().event).unwrap()
+            DeadLetter::from_event(&decode_stored(m, Some(&bus.registry)).unwrap().event).unwrap()
         })
         .collect()
 }
@@ -193,7 +193,7 @@ async fn a_record_with_a_very_long_key_ends_at_once_never_retried() {
         "{}",
         dlq[0].subject
     );
-    let letter = DeadLetter::from_event(&decode_message(&dlq[0], None).unwrap().event).unwrap();
+    let letter = DeadLetter::from_event(&decode_stored(&dlq[0], None).unwrap().event).unwrap();
     assert!(letter.violations.iter().any(|v| v.pointer == "/report_id"));
 }
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use common::Bus;
 use lienthong_bus::cloudevents::AttributesReader;
-use lienthong_bus::subscriber::decode_message;
+use lienthong_bus::subscriber::decode_stored;
 use lienthong_bus::{DeadLetter, RetryPolicy};
 use serde_json::{json, Value};
 
@@ -107,7 +107,7 @@ async fn structured_binary_and_batch_are_stored_once() {
         "{subjects:?}"
     );
     for m in &msgs {
-        let ev = decode_message(m, Some(&bus.registry)).unwrap();
+        let ev = decode_stored(m, Some(&bus.registry)).unwrap();
         assert_eq!(ev.event.source().as_str(), SOURCE);
         assert!(
             ev.event.dataschema().is_some(),
@@ -192,7 +192,7 @@ async fn every_error_has_its_answer() {
     let dlq = bus.read_all("auditor", "DLQ").await;
     assert_eq!(dlq.len(), 1);
     let letter =
-        DeadLetter::from_event(&decode_message(&dlq[0], Some(&bus.registry)).unwrap().event)
+        DeadLetter::from_event(&decode_stored(&dlq[0], Some(&bus.registry)).unwrap().event)
             .unwrap();
     assert_eq!(letter.original_id, "dotnet/BAD");
 

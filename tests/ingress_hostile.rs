@@ -201,7 +201,7 @@ async fn what_no_retry_can_fix_is_answered_4xx_and_ends_in_the_dlq_or_the_stream
     assert_eq!(dlq.len(), 2);
     for m in &dlq {
         let letter = lienthong_bus::DeadLetter::from_event(
-            &lienthong_bus::subscriber::decode_message(m, None)
+            &lienthong_bus::subscriber::decode_stored(m, None)
                 .unwrap()
                 .event,
         )

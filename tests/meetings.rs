@@ -12,7 +12,7 @@ use lienthong_adapters::meetings::adapter::{BbbConfig, JitsiConfig, MeetingsConf
 use lienthong_adapters::meetings::bbb::ChecksumAlgorithm;
 use lienthong_adapters::meetings::MeetingsAdapter;
 use lienthong_adapters::AdapterContext;
-use lienthong_bus::subscriber::decode_message;
+use lienthong_bus::subscriber::decode_stored;
 use serde_json::Value;
 
 const BBB: &str = include_str!("../adapters/fixtures/meetings/bbb/webhook-posts.json");
@@ -63,6 +63,7 @@ async fn adapter(bus: &Bus, hold_secs: u64) -> Running {
         js,
         registry: bus.registry.clone(),
         metrics: lienthong_bus::Metrics::new(),
+        refusals: lienthong_bus::Refusals::none(),
     };
     let adapter = MeetingsAdapter::build(config, ctx).await.unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -240,7 +241,7 @@ async fn webhooks_from_both_systems_are_stored_once_pseudonymised_and_shown() {
         .await
         .iter()
         .map(|m| {
-            let ev = decode_message(m, Some(&bus.registry)).expect("valid");
+            let ev = decode_stored(m, Some(&bus.registry)).expect("valid");
             let ty = lienthong_bus::EventType::parse(
                 lienthong_bus::cloudevents::AttributesReader::ty(&ev.event),
             )

@@ -45,7 +45,30 @@ async fn a_durable_subscriber_acks_only_after_the_handler_succeeded() {
         .await
         .unwrap();
 
-    let js = bus.js("agency-urban").await;
+    // An agency, reading its copy of the stream from its own account.
+    let dir = tempfile::tempdir().unwrap();
+    let agencies = bus.agencies(dir.path()).await;
+    let files = agencies
+        .admin
+        .add(
+            "urban",
+            lienthong_bus::agencies::grants(&["FIELD_REPORTS".into()], &[]).unwrap(),
+            None,
+        )
+        .await
+        .unwrap();
+    let (client, refusals) = bus.connect_env(&files.agency).await;
+    let reader = lienthong_bus::StreamReader::new(client.clone(), refusals);
+    while reader
+        .state("FIELD_REPORTS")
+        .await
+        .map(|s| s.messages)
+        .unwrap_or(0)
+        < 4
+    {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let js = async_nats::jetstream::new(client);
     let sub = Subscriber::durable(
         &js,
         "FIELD_REPORTS",

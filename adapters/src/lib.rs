@@ -57,6 +57,17 @@ pub struct AdapterContext {
     pub js: async_nats::jetstream::Context,
     pub registry: Arc<lienthong_bus::SchemaRegistry>,
     pub metrics: lienthong_bus::Metrics,
+    /// What the server refuses the connection: a refused publish or state write fails at
+    /// once, naming the role and what it may not do.
+    pub refusals: lienthong_bus::Refusals,
+}
+
+impl AdapterContext {
+    /// A publisher on this connection, its events carrying `source`.
+    pub fn publisher(&self, source: impl Into<String>) -> lienthong_bus::Publisher {
+        lienthong_bus::Publisher::new(self.js.clone(), self.registry.clone(), source)
+            .with_refusals(self.refusals.clone())
+    }
 }
 
 /// Declares the closed set of adapters, one line each: the configuration enum (one table

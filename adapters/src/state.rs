@@ -9,7 +9,7 @@
 //! it records the claim under `<subsystem>.legacy-claimed-by`, and reads fall back to the old
 //! keys for that instance only.
 
-use async_nats::jetstream::{self, kv};
+use async_nats::jetstream::kv;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -77,28 +77,39 @@ pub fn instance_name(configured: Option<&str>, source: &str) -> Result<String, A
 impl AdapterState {
     /// Opens the state of `subsystem`'s instance `instance` (see [`instance_name`]).
     pub async fn open(
-        js: &jetstream::Context,
+        ctx: &crate::AdapterContext,
         subsystem: &str,
         instance: &str,
     ) -> Result<Self, AdapterError> {
-        let kv = js
-            .get_key_value(lienthong_bus::topology::ADAPTER_STATE_BUCKET)
-            .await
-            .map_err(|e| {
-                state_err(
-                    "ADAPTER_STATE",
-                    format!("{e} (run `lienthong streams provision`)"),
-                )
-            })?;
-        // Take over the state of before instances, if nobody has.
-        let claim = format!("{subsystem}.legacy-claimed-by");
-        let claimed_by = match kv.create(&claim, instance.as_bytes().to_vec().into()).await {
-            Ok(_) => Some(instance.to_string()),
-            Err(_) => kv
-                .get(&claim)
+        let opening = async {
+            let kv = ctx
+                .js
+                .get_key_value(lienthong_bus::topology::ADAPTER_STATE_BUCKET)
                 .await
-                .map_err(|e| state_err(&claim, e))?
-                .map(|v| String::from_utf8_lossy(&v).into_owned()),
+                .map_err(|e| {
+                    state_err(
+                        "ADAPTER_STATE",
+                        format!("{e} (run `lienthong streams provision`)"),
+                    )
+                })?;
+            // Take over the state of before instances, if nobody has.
+            let claim = format!("{subsystem}.legacy-claimed-by");
+            let claimed_by = match kv.create(&claim, instance.as_bytes().to_vec().into()).await {
+                Ok(_) => Some(instance.to_string()),
+                Err(_) => kv
+                    .get(&claim)
+                    .await
+                    .map_err(|e| state_err(&claim, e))?
+                    .map(|v| String::from_utf8_lossy(&v).into_owned()),
+            };
+            Ok::<_, AdapterError>((kv, claimed_by))
+        };
+        // A role that may not keep this subsystem's state is told at once.
+        let refused = ctx.refusals.watch(|_| true);
+        let (kv, claimed_by) = tokio::select! {
+            biased;
+            r = opening => r?,
+            refusal = refused => return Err(lienthong_bus::BusError::from(refusal).into()),
         };
         Ok(Self {
             kv,

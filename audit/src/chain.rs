@@ -7,7 +7,7 @@
 //! `h_0 = SHA-256("lienthong-audit-v1" ‖ 0 ‖ stream name)`. Changing, removing, adding or
 //! moving any message — or re-storing it later — changes every head after it.
 
-use async_nats::jetstream;
+use lienthong_bus::reader::StoredMessage;
 use sha2::{Digest, Sha256};
 
 /// One message as the chain sees it.
@@ -68,32 +68,26 @@ pub fn content_digest(subject: &str, headers: &str, payload: &[u8]) -> [u8; 16] 
     out
 }
 
-/// The canonical headers of a stored JetStream message.
-pub fn message_headers(msg: &jetstream::Message) -> String {
-    msg.headers
-        .as_ref()
-        .map(|h| {
-            let pairs: Vec<(String, String)> = h
-                .iter()
-                .flat_map(|(n, vs)| {
-                    vs.iter()
-                        .map(move |v| (n.to_string(), v.as_str().to_string()))
-                })
-                .collect();
-            canonical_headers(pairs.iter().map(|(n, v)| (n.as_str(), v.as_str())))
+/// The canonical headers of a stored message.
+pub fn message_headers(msg: &StoredMessage) -> String {
+    let pairs: Vec<(String, String)> = msg
+        .headers
+        .iter()
+        .flat_map(|(n, vs)| {
+            vs.iter()
+                .map(move |v| (n.to_string(), v.as_str().to_string()))
         })
-        .unwrap_or_default()
+        .collect();
+    canonical_headers(pairs.iter().map(|(n, v)| (n.as_str(), v.as_str())))
 }
 
-/// The entry of a stored JetStream message (from a consumer).
-pub fn entry_of(msg: &jetstream::Message) -> Option<(u64, Entry)> {
-    let info = msg.info().ok()?;
-    let stored_ns = info.published.unix_timestamp_nanos() as i64;
+/// The entry of a stored message.
+pub fn entry_of(msg: &StoredMessage) -> Option<(u64, Entry)> {
     Some((
-        info.stream_sequence,
+        msg.sequence,
         Entry {
-            content: content_digest(msg.subject.as_str(), &message_headers(msg), &msg.payload),
-            stored_ns,
+            content: content_digest(&msg.subject, &message_headers(msg), &msg.payload),
+            stored_ns: msg.stored_ns()?,
         },
     ))
 }

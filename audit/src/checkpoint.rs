@@ -212,8 +212,15 @@ pub fn load_or_generate_signing_key(path: &std::path::Path) -> Result<SigningKey
 }
 
 /// A trusted public key from a file (64 hex digits).
+/// The public key in the file `path`, or given as its 64 hex digits (as the replay service
+/// publishes it).
 pub fn load_public_key(path: &std::path::Path) -> Result<VerifyingKey> {
-    VerifyingKey::from_bytes(&key_bytes(path)?)
+    let given = path.to_string_lossy();
+    let bytes = match hex::decode(given.trim()) {
+        Ok(b) if !path.exists() && b.len() == 32 => <[u8; 32]>::try_from(b).expect("32 bytes"),
+        _ => key_bytes(path)?,
+    };
+    VerifyingKey::from_bytes(&bytes)
         .map_err(|e| key_error(path, format!("not an Ed25519 public key: {e}")))
 }
 

@@ -8,7 +8,6 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 
-use async_nats::jetstream;
 use base64::Engine;
 use chrono::{DateTime, Utc};
 use ed25519_dalek::VerifyingKey;
@@ -22,6 +21,7 @@ use crate::checkpoint::Checkpoint;
 use crate::error::{AuditError, Result};
 use crate::read::read_from;
 use crate::verify::{verify_checkpoints, Tampering};
+use lienthong_bus::StreamReader;
 
 /// Which events to export.
 #[derive(Debug, Clone, Default)]
@@ -77,7 +77,7 @@ pub struct ExportSummary {
 /// Writes the export of `stream` to `out` (JSON Lines), or CSV to `out` with the checkpoints
 /// to `checkpoints_out`.
 pub async fn export(
-    js: &jetstream::Context,
+    reader: &StreamReader,
     stream: &str,
     filter: &ExportFilter,
     checkpoints: &[Checkpoint],
@@ -88,8 +88,7 @@ pub async fn export(
     let io = |e: std::io::Error| AuditError::io(format!("writing the export of {stream}"), e);
     let nats =
         |e: &dyn std::fmt::Display| AuditError::nats(format!("reading {stream}"), e.to_string());
-    let mut s = js.get_stream(stream).await.map_err(|e| nats(&e))?;
-    let last = s.info().await.map_err(|e| nats(&e))?.state.last_sequence;
+    let last = reader.last_sequence(stream).await.map_err(|e| nats(&e))?;
     let mut summary = ExportSummary::default();
     let mut csv = csv_checkpoints_out
         .is_some()
@@ -112,7 +111,7 @@ pub async fn export(
     let covered_to = checkpoints.iter().map(|c| c.last_seq).max().unwrap_or(0);
     let mut used: BTreeMap<u64, &Checkpoint> = BTreeMap::new();
     if last > 0 {
-        let mut messages = read_from(js, stream, 1, None).await?;
+        let mut messages = read_from(reader, stream, 1, None, false);
         let mut head = genesis(stream);
         let mut expected = 1;
         while let Some(m) = messages.next().await {
@@ -127,7 +126,7 @@ pub async fn export(
             head = link(&head, seq, &entry);
             expected = seq + 1;
             progress(seq, last);
-            let ev = lienthong_bus::envelope::decode(m.headers.as_ref(), &m.payload).ok();
+            let ev = lienthong_bus::envelope::decode(Some(&m.headers), &m.payload).ok();
             let keep = filter
                 .subject
                 .as_ref()

@@ -3,7 +3,6 @@
 
 use std::collections::HashMap;
 
-use async_nats::jetstream;
 use ed25519_dalek::VerifyingKey;
 use futures::StreamExt;
 use serde::Serialize;
@@ -11,7 +10,8 @@ use serde::Serialize;
 use crate::chain::{entry_of, genesis, Entry};
 use crate::checkpoint::{Checkpoint, CheckpointFault};
 use crate::error::{AuditError, Result};
-use crate::read::{checkpoint_subject, read_from, stream_created};
+use crate::read::{checkpoint_subject, last_checkpoint, read_from, stream_created};
+use lienthong_bus::StreamReader;
 
 /// What was found wrong.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -107,39 +107,22 @@ impl std::fmt::Display for StreamReport {
 
 /// Every checkpoint of `stream` in `AUDIT` (as stored; not yet verified).
 pub async fn checkpoints_from_audit(
-    js: &jetstream::Context,
+    reader: &StreamReader,
     stream: &str,
 ) -> Result<Vec<Checkpoint>> {
-    let audit = js
-        .get_stream_no_info("AUDIT")
-        .await
-        .map_err(|e| AuditError::nats("opening AUDIT", e))?;
     // The last checkpoint's position bounds the read (and says at once when there is none).
-    let last = match audit
-        .direct_get_last_for_subject(checkpoint_subject(stream))
-        .await
-    {
-        Ok(m) => m.sequence,
-        Err(e) if e.kind() == jetstream::stream::DirectGetErrorKind::NotFound => {
-            return Ok(Vec::new())
-        }
-        Err(e) => {
-            return Err(AuditError::nats(
-                format!("reading the checkpoints of {stream}"),
-                e,
-            ))
-        }
+    let Some((last, _)) = last_checkpoint(reader, stream).await? else {
+        return Ok(Vec::new());
     };
     let mut out = Vec::new();
-    let mut messages = read_from(js, "AUDIT", 1, Some(checkpoint_subject(stream))).await?;
+    let mut messages = read_from(reader, "AUDIT", 1, Some(checkpoint_subject(stream)), false);
     while let Some(msg) = messages.next().await {
         let msg = msg.map_err(|e| AuditError::nats("reading AUDIT", e))?;
-        let seq = msg.info().map(|i| i.stream_sequence).unwrap_or(last);
         // Something on the subject that is not a checkpoint is not evidence; it is skipped.
-        if let Ok(c) = Checkpoint::from_message(msg.headers.as_ref(), &msg.payload) {
+        if let Ok(c) = Checkpoint::from_message(Some(&msg.headers), &msg.payload) {
             out.push(c);
         }
-        if seq >= last {
+        if msg.sequence >= last {
             break;
         }
     }
@@ -287,13 +270,13 @@ fn classify(
 
 /// Verifies one stream against its checkpoints. `progress(done, total)` as messages are read.
 pub async fn verify_stream(
-    js: &jetstream::Context,
+    reader: &StreamReader,
     stream: &str,
     checkpoints: Vec<Checkpoint>,
     key: &VerifyingKey,
     progress: &(dyn Fn(u64, u64) + Sync),
 ) -> Result<StreamReport> {
-    let (created, stream_last) = stream_created(js, stream).await?;
+    let (created, stream_last) = stream_created(reader, stream).await?;
     let mut report = StreamReport {
         stream: stream.to_string(),
         checkpoints: checkpoints.len(),
@@ -347,7 +330,7 @@ pub async fn verify_stream(
         return Ok(report);
     }
 
-    let mut messages = read_from(js, stream, 1, None).await?;
+    let mut messages = read_from(reader, stream, 1, None, false);
     let mut expected = 1u64;
     let mut held: Option<(u64, Entry)> = None;
     // Same content stored at another time: the message was stored again (stream recreated).

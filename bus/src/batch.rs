@@ -145,6 +145,15 @@ impl Publisher {
         ack: std::result::Result<PublishAck, PublishError>,
         results: &mut [Option<Result<Published>>],
     ) {
+        let subjects: Vec<&str> = batch.events.iter().map(|p| p.subject.as_str()).collect();
+        if let (Err(_), Some(forbidden)) = (&ack, self.refused(&subjects)) {
+            // Refused by the server: no retry can help. Every event of the batch says why.
+            for (pos, p) in batch.positions.iter().zip(&batch.events) {
+                let refused = self.refused(&[p.subject.as_str()]);
+                results[*pos] = Some(Err(refused.unwrap_or_else(|| clone_forbidden(&forbidden))));
+            }
+            return;
+        }
         let ack = match ack {
             Err(e) if is_transient(&e) => {
                 debug!(error = %e, events = batch.events.len(), "batch not acknowledged, sending it again");
@@ -279,4 +288,22 @@ fn jetstream_code(e: &PublishError) -> Option<u64> {
     std::error::Error::source(e)?
         .downcast_ref::<async_nats::jetstream::Error>()
         .map(|j| j.error_code().0)
+}
+
+fn clone_forbidden(e: &BusError) -> BusError {
+    match e {
+        BusError::Forbidden {
+            role,
+            what,
+            subject,
+        } => BusError::Forbidden {
+            role: role.clone(),
+            what: what.clone(),
+            subject: subject.clone(),
+        },
+        other => BusError::Refused {
+            operation: "publishing a batch".into(),
+            reason: other.to_string(),
+        },
+    }
 }

@@ -39,6 +39,9 @@ fn publishers(subsystem: &str) -> Vec<String> {
             all.push("ingress".into());
             all
         }
+        None if subsystem == registry::AGENCIES.subject_root => {
+            vec!["operator".into(), "deliver".into()]
+        }
         None => vec!["replay".into()],
     }
 }
@@ -360,6 +363,7 @@ pub fn asyncapi(schemas: &SchemaRegistry, servers: &CatalogServers) -> Value {
                 "x-lienthong-retention": retention(),
                 "x-lienthong-publishers": publishers(&t.subsystem),
                 "x-lienthong-readers": readers,
+                "x-lienthong-grantable": registry::subsystem_of_stream(stream).is_some_and(|s| s.grantable),
             }),
         );
         let message_refs: Vec<Value> = channels[&channel_id]["messages"]
@@ -465,7 +469,12 @@ mod tests {
         assert!(ch["x-lienthong-readers"]
             .as_array()
             .unwrap()
-            .contains(&json!("agency-ioc")));
+            .contains(&json!("auditor")));
+        assert_eq!(ch["x-lienthong-grantable"], true);
+        assert_eq!(
+            doc["channels"]["agencies.agency.granted"]["x-lienthong-publishers"],
+            json!(["operator", "deliver"])
+        );
         assert_eq!(doc["servers"]["nats-1"]["host"], "127.0.0.1:4222");
         // The payload embeds what the event's schema refers to.
         let payload =

@@ -83,6 +83,7 @@ impl CredentialSet {
             user: Some(role.to_string()),
             password: Some(password.to_string()),
             creds: None,
+            inbox_prefix: Some(crate::roles::inbox(role)),
         })
     }
 
@@ -104,7 +105,9 @@ impl CredentialSet {
             let path = dir.join(format!("{role}.env"));
             let body = format!(
                 "# Lienthong credentials for the role `{role}`. Generated; keep private.\n\
-                 NATS_URL={url}\nNATS_USER={role}\nNATS_PASSWORD={password}\n"
+                 NATS_URL={url}\nNATS_USER={role}\nNATS_PASSWORD={password}\n\
+                 NATS_INBOX_PREFIX={inbox}\n",
+                inbox = crate::roles::inbox(role),
             );
             write_private(&path, &body)?;
         }
@@ -150,6 +153,24 @@ pub fn write_private(path: &Path, body: &str) -> Result<()> {
         .map_err(|e| BusError::io(format!("writing {}", path.display()), e))
 }
 
+/// Rewrites the `NATS_URL` of a credentials file (the server moved to another port).
+pub fn rewrite_url(path: &Path, url: &str) -> Result<()> {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return Ok(());
+    };
+    let body: String = text
+        .lines()
+        .map(|l| {
+            if l.trim_start().starts_with("NATS_URL=") {
+                format!("NATS_URL={url}\n")
+            } else {
+                format!("{l}\n")
+            }
+        })
+        .collect();
+    write_private(path, &body)
+}
+
 /// Parses a `KEY=VALUE` file (blank lines and `#` comments ignored, optional quotes).
 pub fn read_env_file(path: &Path) -> Result<BTreeMap<String, String>> {
     let text = std::fs::read_to_string(path)
@@ -183,6 +204,9 @@ pub struct ConnectSettings {
     pub password: Option<String>,
     /// A `.creds` file (JWT + nkey), as `NATS_CREDS`.
     pub creds: Option<PathBuf>,
+    /// The prefix of reply subjects (`NATS_INBOX_PREFIX`); `_INBOX.<user>` when not given,
+    /// the only inbox each role may subscribe to.
+    pub inbox_prefix: Option<String>,
 }
 
 impl std::fmt::Debug for ConnectSettings {
@@ -192,6 +216,7 @@ impl std::fmt::Debug for ConnectSettings {
             .field("user", &self.user)
             .field("password", &self.password.as_ref().map(|_| "***"))
             .field("creds", &self.creds)
+            .field("inbox_prefix", &self.inbox_prefix)
             .finish()
     }
 }
@@ -218,12 +243,28 @@ impl ConnectSettings {
             user: get("NATS_USER"),
             password: get("NATS_PASSWORD"),
             creds: get("NATS_CREDS").map(PathBuf::from),
+            inbox_prefix: get("NATS_INBOX_PREFIX"),
         })
     }
 
-    /// Connects. Each user gets its own inbox prefix (`_INBOX.<user>`), so that `nats.conf`
-    /// can let a role subscribe to its own replies and nothing else.
+    /// Who this connects as, for messages.
+    pub fn role(&self) -> &str {
+        self.user.as_deref().unwrap_or("(anonymous)")
+    }
+
+    /// Connects. Each user gets its own inbox prefix (`NATS_INBOX_PREFIX`, by default
+    /// `_INBOX.<user>`), so that the server can let a role subscribe to its own replies and
+    /// nothing else.
     pub async fn connect(&self, client_name: &str) -> Result<async_nats::Client> {
+        Ok(self.connect_watched(client_name).await?.0)
+    }
+
+    /// [`Self::connect`], with the connection's [`Refusals`](crate::access::Refusals): what
+    /// the server refuses it is reported there as soon as it happens.
+    pub async fn connect_watched(
+        &self,
+        client_name: &str,
+    ) -> Result<(async_nats::Client, crate::access::Refusals)> {
         let mut opts = match (&self.creds, &self.user, &self.password) {
             (Some(creds), _, _) => async_nats::ConnectOptions::with_credentials_file(creds.clone())
                 .await
@@ -233,28 +274,42 @@ impl ConnectSettings {
             }
             _ => async_nats::ConnectOptions::new(),
         };
-        if let Some(user) = &self.user {
-            opts = opts.custom_inbox_prefix(format!("_INBOX.{user}"));
+        let inbox = self
+            .inbox_prefix
+            .clone()
+            .or_else(|| self.user.as_deref().map(crate::roles::inbox));
+        if let Some(prefix) = inbox {
+            opts = opts.custom_inbox_prefix(prefix);
         }
+        let refusals = crate::access::Refusals::new(self.role());
+        let sink = refusals.clone();
         opts = opts
             .name(client_name)
-            .connection_timeout(std::time::Duration::from_secs(5));
-        opts.connect(&self.url).await.map_err(|e| {
+            .connection_timeout(std::time::Duration::from_secs(5))
+            .event_callback(move |event| {
+                let sink = sink.clone();
+                async move {
+                    if let async_nats::Event::ServerError(e) = &event {
+                        match sink.report(&e.to_string()) {
+                            Some(r) => tracing::warn!("{r}"),
+                            None => tracing::warn!("NATS: {e}"),
+                        }
+                    }
+                }
+            });
+        let client = opts.connect(&self.url).await.map_err(|e| {
             let hint = if self.user.is_none() && self.creds.is_none() {
                 " (no NATS_USER/NATS_PASSWORD set: pass --env data/credentials/<role>.env)"
             } else {
                 ""
             };
             BusError::Unavailable {
-                operation: format!(
-                    "connecting to {} as {}",
-                    self.url,
-                    self.user.as_deref().unwrap_or("(anonymous)")
-                ),
+                operation: format!("connecting to {} as {}", self.url, self.role()),
                 attempts: 1,
                 reason: format!("{e}{hint}"),
             }
-        })
+        })?;
+        Ok((client, refusals))
     }
 }
 

@@ -67,6 +67,14 @@ pub enum BusError {
     /// The server refused for good (no stream for the subject, no permission).
     #[error("{operation} refused: {reason}")]
     Refused { operation: String, reason: String },
+    /// The server refused this role an operation (a permission it was not given). Permanent
+    /// for this role: ask the operator for the grant, or use the role meant for it.
+    #[error("{role} may not {what} (the server refused {subject:?})")]
+    Forbidden {
+        role: String,
+        what: String,
+        subject: String,
+    },
     /// No schema is registered for this type (and version).
     #[error("no schema registered for {ty}{}; run `lienthong schema check` and see schemas/", .version.map(|v| format!(" version {v}")).unwrap_or_default())]
     UnknownSchema { ty: String, version: Option<u32> },

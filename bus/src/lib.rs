@@ -12,6 +12,10 @@
 //! - [`registry`]: the subsystems, each described once; streams, roles, permissions derived.
 //! - [`catalog`]: the AsyncAPI 3.0 event catalogue, generated from the registry and schemas.
 //! - [`roles`]: roles and permissions derived from the registry; the server's accounts.
+//! - [`agencies`]: agencies as data: grants as events, their own accounts, the agent that
+//!   applies the registry to a running server.
+//! - [`access`]: refusals — what the server would not let a connection do, at once.
+//! - [`reader`]: reading a stream by batched direct get (no consumer).
 //! - [`prepared`]: an event checked and encoded, with its deterministic message id.
 //! - [`publisher`]: validate → envelope → publish with dedupe id → PubAck ([`Publisher`]).
 //! - [`batch`]: atomic batch publishing for bulk imports and backfills.
@@ -24,6 +28,8 @@
 //! - [`metrics`]: counters and every input record's outcome ([`Outcomes`]), for `/metrics`.
 //! - [`error`]: the one error type ([`BusError`]).
 
+pub mod access;
+pub mod agencies;
 pub mod batch;
 pub mod catalog;
 pub mod conformance;
@@ -35,6 +41,7 @@ pub mod evolution;
 pub mod metrics;
 pub mod prepared;
 pub mod publisher;
+pub mod reader;
 pub mod registry;
 pub mod roles;
 pub mod schema;
@@ -44,6 +51,7 @@ pub mod subject;
 pub mod subscriber;
 pub mod topology;
 
+pub use access::Refusals;
 pub use cloudevents;
 pub use credentials::{ConnectSettings, CredentialSet};
 pub use dead_letter::DeadLetter;
@@ -51,6 +59,7 @@ pub use envelope::Classification;
 pub use error::{BusError, Result, Violation};
 pub use metrics::{Metrics, Outcomes};
 pub use publisher::{EventDraft, Published, Publisher, RetryPolicy};
+pub use reader::StreamReader;
 pub use schema::SchemaRegistry;
 pub use server::NatsServer;
 pub use shutdown::{Shutdown, ShutdownTrigger};

@@ -104,6 +104,8 @@ pub struct Publisher {
     retry: RetryPolicy,
     /// The largest message the server takes, headers included.
     max_payload: usize,
+    /// What the server refuses this connection: a refused publish fails at once.
+    refusals: crate::access::Refusals,
 }
 
 /// What the server takes when it does not say (nats-server's default).
@@ -126,7 +128,41 @@ impl Publisher {
             source: source.into(),
             retry: RetryPolicy::default(),
             max_payload,
+            refusals: crate::access::Refusals::none(),
         }
+    }
+
+    /// Watches the connection's refusals (from
+    /// [`ConnectSettings::connect_watched`](crate::ConnectSettings::connect_watched)): a
+    /// publish the server refuses fails at once with [`BusError::Forbidden`].
+    pub fn with_refusals(mut self, refusals: crate::access::Refusals) -> Self {
+        self.refusals = refusals;
+        self
+    }
+
+    /// A refusal of the last seconds of publishing to one of `subjects`.
+    pub(crate) fn refused(&self, subjects: &[&str]) -> Option<BusError> {
+        self.refusals
+            .recent(|r| subjects.contains(&r.subject.as_str()))
+            .map(Into::into)
+    }
+
+    /// Waits for a PubAck, unless the server refuses the publish meanwhile.
+    async fn confirmed(
+        &self,
+        p: &Prepared,
+        fut: PublishAckFuture,
+    ) -> Result<
+        std::result::Result<
+            async_nats::jetstream::publish::PublishAck,
+            async_nats::jetstream::context::PublishError,
+        >,
+    > {
+        self.refusals
+            .guard_where(|r| r.subject == p.subject, async {
+                Ok::<_, BusError>(fut.await)
+            })
+            .await
     }
 
     /// The largest message the server takes, headers included.
@@ -249,9 +285,10 @@ impl Publisher {
         for item in pending {
             out.push(match item {
                 Err(p) => self.send(p).await,
-                Ok((prepared, fut)) => match fut.await {
-                    Ok(ack) => Ok(published(&prepared, ack)),
-                    Err(e) => match classify(&prepared, e) {
+                Ok((prepared, fut)) => match self.confirmed(&prepared, fut).await {
+                    Err(forbidden) => Err(forbidden),
+                    Ok(Ok(ack)) => Ok(published(&prepared, ack)),
+                    Ok(Err(e)) => match classify(&prepared, e) {
                         Retry::Yes(_) => self.send(prepared).await,
                         Retry::No(err) => Err(err),
                     },
@@ -501,7 +538,7 @@ impl Publisher {
         let mut last = String::new();
         for attempt in 1..=self.retry.attempts.max(1) {
             let result = match self.send_once(&p).await {
-                Ok(fut) => fut.await,
+                Ok(fut) => self.confirmed(&p, fut).await?,
                 Err(e) => Err(e),
             };
             match result {

@@ -155,8 +155,18 @@ pub const AUDIT: SystemStream = SystemStream {
     audited: false,
 };
 
+/// The agency registry: who was granted what, when, by whom; webhook subscriptions and
+/// their state. Its events are the only record of agencies (`lienthong agency …`).
+pub const AGENCIES: SystemStream = SystemStream {
+    name: "AGENCIES",
+    subject_root: "agencies",
+    title: "Agencies: grants, revocations, credential rotations and webhook subscriptions",
+    title_vi: "Cơ quan: cấp quyền, thu hồi, đổi mật khẩu và đăng ký nhận sự kiện",
+    audited: true,
+};
+
 /// The bus's own streams.
-pub const SYSTEM_STREAMS: &[SystemStream] = &[DLQ, AUDIT];
+pub const SYSTEM_STREAMS: &[SystemStream] = &[DLQ, AUDIT, AGENCIES];
 
 /// The subsystem named `name`.
 pub fn subsystem(name: &str) -> Option<&'static Subsystem> {

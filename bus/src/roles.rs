@@ -2,10 +2,13 @@
 //! the server's accounts configuration rendered from them.
 //!
 //! One account (`EGOV`) holds the streams and one user per role; the system account (`SYS`)
-//! has the `system` user that administers servers (configuration reloads, health). Every
-//! user subscribes only to its own inbox (`_INBOX.<role>.>`, the prefix the clients use), so
-//! nobody reads another role's replies or the live traffic of a stream it was not granted;
-//! reading a stream goes through the JetStream API, whose subjects name the stream.
+//! has the `system` user that administers servers (configuration reloads, health). Each
+//! agency has an account of its own, generated from the agency registry
+//! ([`crate::agencies`]). Every user subscribes only to its own inbox (`_INBOX.<role>.>`, the
+//! prefix the clients use), so nobody reads another role's replies or the live traffic of a
+//! stream it was not granted; reading a stream goes through the JetStream API, whose subjects
+//! name the stream. In `EGOV` only the operator and the replay service may create or use
+//! consumers; the auditor reads by direct get, so nobody can touch another role's consumers.
 //!
 //! The rendered file (`accounts.conf`, included by `nats.conf`) is JSON in the shape the
 //! server reads after `accounts:`, so tests can read back the configuration a running server
@@ -64,90 +67,49 @@ pub struct Role {
     pub reads: Vec<String>,
 }
 
-/// An agency the bus knows without being told: the operations centre reads every stream
-/// agencies may be granted; urban management reads field reports and open data.
-#[derive(Debug, Clone, Copy)]
-pub struct BuiltinAgency {
-    pub name: &'static str,
-    pub purpose: &'static str,
-    /// `None`: every grantable stream.
-    pub streams: Option<&'static [&'static str]>,
-}
-
-pub const BUILTIN_AGENCIES: &[BuiltinAgency] = &[
-    BuiltinAgency {
-        name: "agency-urban",
-        purpose: "Phòng Quản lý đô thị (urban management): field reports and open data",
-        streams: Some(&["FIELD_REPORTS", "OPEN_DATA"]),
-    },
-    BuiltinAgency {
-        name: "agency-ioc",
-        purpose: "Trung tâm điều hành thông minh (IOC): every subsystem stream",
-        streams: None,
-    },
-];
-
-impl BuiltinAgency {
-    /// The streams it reads, among those of `subsystems`.
-    pub fn streams(&self, subsystems: &[Subsystem]) -> Vec<String> {
-        match self.streams {
-            Some(s) => s.iter().map(|s| s.to_string()).collect(),
-            None => subsystems
-                .iter()
-                .filter(|s| s.grantable)
-                .map(|s| s.stream.to_string())
-                .collect(),
-        }
-    }
-}
-
 /// The role's own inbox: the only subject it may subscribe to.
 pub fn inbox(role: &str) -> String {
     format!("_INBOX.{role}")
 }
 
-fn strings(items: &[&str]) -> Vec<String> {
+pub(crate) fn strings(items: &[&str]) -> Vec<String> {
     items.iter().map(|s| s.to_string()).collect()
 }
 
-/// Read any stream: info, ephemeral/ordered and own consumers, direct get, acks, flow control.
-fn js_read_all() -> Vec<String> {
-    strings(&[
-        "$JS.API.INFO",
-        "$JS.API.STREAM.NAMES",
-        "$JS.API.STREAM.LIST",
-        "$JS.API.STREAM.INFO.*",
-        "$JS.API.STREAM.MSG.GET.*",
-        "$JS.API.DIRECT.GET.*",
-        "$JS.API.DIRECT.GET.*.>",
-        "$JS.API.CONSUMER.CREATE.*",
-        "$JS.API.CONSUMER.CREATE.*.>",
-        "$JS.API.CONSUMER.INFO.*.*",
-        "$JS.API.CONSUMER.NAMES.*",
-        "$JS.API.CONSUMER.LIST.*",
-        "$JS.API.CONSUMER.MSG.NEXT.*.*",
-        "$JS.API.CONSUMER.DELETE.*.*",
-        "$JS.ACK.>",
-        "$JS.FC.>",
-    ])
-}
-
-/// Read the named streams only.
-fn js_read(streams: &[String]) -> Vec<String> {
-    let mut out = strings(&["$JS.API.INFO"]);
+/// Read the named streams with consumers (the replay service): info, its own consumers,
+/// direct get, acks, flow control.
+fn js_consume(streams: &[String]) -> Vec<String> {
+    let mut out = strings(&["$JS.API.INFO", "$JS.API.STREAM.NAMES"]);
     for s in streams {
         out.extend([
             format!("$JS.API.STREAM.INFO.{s}"),
             format!("$JS.API.CONSUMER.CREATE.{s}"),
             format!("$JS.API.CONSUMER.CREATE.{s}.>"),
             format!("$JS.API.CONSUMER.INFO.{s}.*"),
+            format!("$JS.API.CONSUMER.DELETE.{s}.*"),
             format!("$JS.API.CONSUMER.MSG.NEXT.{s}.*"),
             format!("$JS.API.DIRECT.GET.{s}"),
             format!("$JS.API.DIRECT.GET.{s}.>"),
+            format!("$JS.API.STREAM.MSG.GET.{s}"),
             format!("$JS.ACK.{s}.>"),
         ]);
     }
     out.push("$JS.FC.>".into());
+    out
+}
+
+/// Read the named streams without any consumer (the auditor): their state and their
+/// messages by direct get. Nothing on the server changes.
+pub fn js_read_only(streams: &[String]) -> Vec<String> {
+    let mut out = strings(&["$JS.API.INFO", "$JS.API.STREAM.NAMES"]);
+    for s in streams {
+        out.extend([
+            format!("$JS.API.STREAM.INFO.{s}"),
+            format!("$JS.API.DIRECT.GET.{s}"),
+            format!("$JS.API.DIRECT.GET.{s}.>"),
+            format!("$JS.API.STREAM.MSG.GET.{s}"),
+        ]);
+    }
     out
 }
 
@@ -221,7 +183,7 @@ pub fn roles_for(subsystems: &[Subsystem]) -> Vec<Role> {
             purpose: "the replay service: reads every stream, writes signed audit checkpoints".into(),
             permissions: Permissions {
                 publish: Permission {
-                    allow: js_read_all().into_iter().chain([audit.clone()]).collect(),
+                    allow: js_consume(&every_stream).into_iter().chain([audit.clone()]).collect(),
                     deny: subsystem_subjects.iter().cloned().chain([dlq.clone()]).collect(),
                 },
                 subscribe: own_inbox("replay"),
@@ -231,10 +193,10 @@ pub fn roles_for(subsystems: &[Subsystem]) -> Vec<Role> {
         Role {
             name: "auditor".into(),
             account: BUS_ACCOUNT,
-            purpose: "auditors: read-only everywhere".into(),
+            purpose: "auditors: read-only everywhere, consumers included (reads by direct get)".into(),
             permissions: Permissions {
                 publish: Permission {
-                    allow: js_read_all(),
+                    allow: js_read_only(&every_stream),
                     deny: vec!["egov.>".into(), "$KV.>".into()],
                 },
                 subscribe: own_inbox("auditor"),
@@ -258,19 +220,21 @@ pub fn roles_for(subsystems: &[Subsystem]) -> Vec<Role> {
         },
     ];
     out.extend(subsystems.iter().map(adapter));
-    for a in BUILTIN_AGENCIES {
-        let streams = a.streams(subsystems);
-        out.push(Role {
-            name: a.name.into(),
-            account: BUS_ACCOUNT,
-            purpose: a.purpose.into(),
-            permissions: Permissions {
-                publish: Permission::allow(js_read(&streams)),
-                subscribe: own_inbox(a.name),
-            },
-            reads: streams,
-        });
-    }
+    let subscriptions = format!("egov.{}.subscription.>", registry::AGENCIES.subject_root);
+    out.push(Role {
+        name: "deliver".into(),
+        account: BUS_ACCOUNT,
+        purpose: "webhook delivery: reports the state of agencies' subscriptions (it reads each agency's copies as that agency's administrator)".into(),
+        permissions: Permissions {
+            publish: Permission::allow(
+                js_read_only(&[registry::AGENCIES.name.to_string()])
+                    .into_iter()
+                    .chain([subscriptions]),
+            ),
+            subscribe: own_inbox("deliver"),
+        },
+        reads: vec![registry::AGENCIES.name.to_string()],
+    });
     out.push(Role {
         name: "system".into(),
         account: SYSTEM_ACCOUNT,
@@ -312,6 +276,45 @@ pub struct AccountConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jetstream: Option<String>,
     pub users: Vec<UserConfig>,
+    /// What other accounts may use of this one (services and streams).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exports: Vec<Export>,
+    /// What this account uses of others.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub imports: Vec<Import>,
+}
+
+/// A service (request/reply subjects) or a stream (messages) offered to other accounts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Export {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream: Option<String>,
+    /// `stream` for services answering with several messages (JetStream's consumer create).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response_type: Option<String>,
+    /// Only these accounts may import it (empty: any account configured to).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub accounts: Vec<String>,
+}
+
+/// Where an import comes from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImportSource {
+    pub account: String,
+    pub subject: String,
+}
+
+/// A service or a stream used from another account, optionally under another subject.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Import {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<ImportSource>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream: Option<ImportSource>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<String>,
 }
 
 /// The `accounts` block: account name → account.
@@ -329,6 +332,8 @@ pub fn accounts(
             .or_insert_with(|| AccountConfig {
                 jetstream: (role.account == BUS_ACCOUNT).then(|| "enabled".to_string()),
                 users: Vec::new(),
+                exports: Vec::new(),
+                imports: Vec::new(),
             });
         account.users.push(UserConfig {
             user: role.name.clone(),
@@ -435,7 +440,11 @@ pub fn check_accounts_with(subsystems: &[Subsystem], accounts: &AccountsConfig) 
     }
     let known: std::collections::BTreeSet<&str> =
         expected.iter().map(|r| r.name.as_str()).collect();
-    for (a, acc) in accounts {
+    // Agencies' accounts are data (the agency registry), checked by `crate::agencies`.
+    for (a, acc) in accounts
+        .iter()
+        .filter(|(a, _)| *a == BUS_ACCOUNT || *a == SYSTEM_ACCOUNT)
+    {
         for u in &acc.users {
             if !known.contains(u.user.as_str()) {
                 problems.push(format!(
@@ -471,9 +480,40 @@ mod tests {
                 && !a.starts_with(&format!("egov.{}.", s.name))
                 && !a.starts_with(&format!("egov.dlq.{}.", s.name))));
         }
-        assert!(readers("MEETINGS").contains(&"agency-ioc".to_string()));
-        assert!(!readers("MEETINGS").contains(&"agency-urban".to_string()));
         assert!(readers("DLQ").contains(&"auditor".to_string()));
+        assert!(readers("AGENCIES").contains(&"auditor".to_string()));
+    }
+
+    #[test]
+    fn only_the_operator_and_the_replay_service_may_use_consumers_in_the_bus_account() {
+        for role in roles().iter().filter(|r| r.account == BUS_ACCOUNT) {
+            let consumers = role.permissions.publish.allow.iter().any(|s| {
+                s == ">" || s.starts_with("$JS.API.CONSUMER.") || s.starts_with("$JS.ACK.")
+            });
+            assert_eq!(
+                consumers,
+                role.name == "operator" || role.name == "replay",
+                "{}: {:?}",
+                role.name,
+                role.permissions.publish.allow
+            );
+        }
+        // Nobody but the operator reads the agencies' credentials bucket.
+        for role in roles().iter().filter(|r| r.name != "operator") {
+            assert!(
+                !role
+                    .permissions
+                    .publish
+                    .allow
+                    .iter()
+                    .any(|s| s.contains("KV_AGENCY_ACCESS")
+                        || s.ends_with(".*")
+                            && (s.starts_with("$JS.API.DIRECT.GET")
+                                || s.starts_with("$JS.API.STREAM.INFO"))),
+                "{}",
+                role.name
+            );
+        }
     }
 
     #[test]

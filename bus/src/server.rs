@@ -146,9 +146,19 @@ impl NatsServer {
         let conf = opts.data_dir.join("nats.conf");
         std::fs::write(&conf, server_config(opts.sync_always))
             .map_err(|e| BusError::io(format!("writing {}", conf.display()), e))?;
+        // The roles' accounts, and the agencies' as the agent last applied them (so agencies
+        // and their copies work from the first moment; the agent corrects what changed).
+        let accounts_path = opts.data_dir.join(ACCOUNTS_CONF);
+        let mut accounts = credentials.accounts()?;
+        if let Some(previous) = std::fs::read_to_string(&accounts_path)
+            .ok()
+            .and_then(|t| crate::roles::parse_accounts(&t).ok())
+        {
+            crate::agencies::accounts::carry_over(&previous, &mut accounts);
+        }
         crate::credentials::write_private(
-            &opts.data_dir.join(ACCOUNTS_CONF),
-            &crate::roles::render_accounts(&credentials.accounts()?)?,
+            &accounts_path,
+            &crate::roles::render_accounts(&accounts)?,
         )?;
         let store = opts.data_dir.join("jetstream");
         let port = opts

@@ -28,8 +28,29 @@ pub struct ReceivedEvent {
     pub delivered: i64,
 }
 
-/// Decodes a JetStream message as a CloudEvent (structured or binary) and, with a
+/// Decodes a message read by direct get as a CloudEvent (structured or binary) and, with a
 /// registry, validates its data against the schema its `dataschema` names.
+pub fn decode_stored(
+    msg: &crate::reader::StoredMessage,
+    registry: Option<&SchemaRegistry>,
+) -> Result<ReceivedEvent> {
+    let event = envelope::decode(Some(&msg.headers), &msg.payload)?;
+    if let Some(registry) = registry {
+        validate_event(registry, &event)?;
+    }
+    Ok(ReceivedEvent {
+        event,
+        stream: msg.stream.clone(),
+        stream_sequence: msg.sequence,
+        subject: msg.subject.clone(),
+        stored_at: DateTime::parse_from_rfc3339(&msg.stored_at)
+            .map(|t| t.with_timezone(&Utc))
+            .unwrap_or_default(),
+        delivered: 1,
+    })
+}
+
+/// [`decode_stored`], for a message read through a consumer.
 pub fn decode_message(
     msg: &jetstream::Message,
     registry: Option<&SchemaRegistry>,

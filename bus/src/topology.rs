@@ -15,6 +15,9 @@ use crate::registry;
 
 /// The KV bucket where adapters keep their cursors.
 pub const ADAPTER_STATE_BUCKET: &str = "ADAPTER_STATE";
+/// The KV bucket holding each agency's password hashes (bcrypt), read by the operator's
+/// configuration agent on every server; no other role may read it.
+pub const AGENCY_ACCESS_BUCKET: &str = "AGENCY_ACCESS";
 /// How long the server remembers message ids to drop duplicates.
 pub const DUPLICATE_WINDOW: Duration = Duration::from_secs(2 * 60 * 60);
 
@@ -182,7 +185,7 @@ fn mutable_differences(want: &stream::Config, have: &stream::Config) -> Vec<Stri
     d
 }
 
-/// Creates or checks every stream and the `ADAPTER_STATE` bucket. Safe to run again.
+/// Creates or checks every stream and the KV buckets. Safe to run again.
 ///
 /// # Errors
 /// [`BusError::Topology`] when an existing stream differs in a protected setting.
@@ -191,7 +194,22 @@ pub async fn provision(js: &jetstream::Context) -> Result<Vec<Provisioned>> {
     for spec in streams() {
         out.push(provision_stream(js, spec.config()).await?);
     }
-    out.push(provision_adapter_state(js).await?);
+    out.push(
+        provision_bucket(
+            js,
+            ADAPTER_STATE_BUCKET,
+            "Adapter cursors: adapters are stateless processes",
+        )
+        .await?,
+    );
+    out.push(
+        provision_bucket(
+            js,
+            AGENCY_ACCESS_BUCKET,
+            "Agencies' password hashes (bcrypt), for the servers' configuration; operator only",
+        )
+        .await?,
+    );
     Ok(out)
 }
 
@@ -234,20 +252,24 @@ async fn provision_stream(js: &jetstream::Context, want: stream::Config) -> Resu
     }
 }
 
-async fn provision_adapter_state(js: &jetstream::Context) -> Result<Provisioned> {
-    match js.get_key_value(ADAPTER_STATE_BUCKET).await {
-        Ok(_) => Ok(Provisioned::Unchanged(format!("KV {ADAPTER_STATE_BUCKET}"))),
+async fn provision_bucket(
+    js: &jetstream::Context,
+    bucket: &str,
+    description: &str,
+) -> Result<Provisioned> {
+    match js.get_key_value(bucket).await {
+        Ok(_) => Ok(Provisioned::Unchanged(format!("KV {bucket}"))),
         Err(_) => {
             js.create_key_value(kv::Config {
-                bucket: ADAPTER_STATE_BUCKET.to_string(),
-                description: "Adapter cursors: adapters are stateless processes".to_string(),
+                bucket: bucket.to_string(),
+                description: description.to_string(),
                 history: 5,
                 storage: stream::StorageType::File,
                 ..Default::default()
             })
             .await
-            .map_err(|e| BusError::nats(format!("creating KV bucket {ADAPTER_STATE_BUCKET}"), e))?;
-            Ok(Provisioned::Created(format!("KV {ADAPTER_STATE_BUCKET}")))
+            .map_err(|e| BusError::nats(format!("creating KV bucket {bucket}"), e))?;
+            Ok(Provisioned::Created(format!("KV {bucket}")))
         }
     }
 }

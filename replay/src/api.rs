@@ -26,6 +26,8 @@ pub struct AppState {
     pub nats_urls: Vec<String>,
     /// Other components' counters (adapters, ingress in the same process), for `/metrics`.
     pub components: Option<lienthong_bus::Metrics>,
+    /// Reads the agency registry (who is granted what), for the catalogue.
+    pub agencies: Option<lienthong_bus::StreamReader>,
 }
 
 /// What `POST /api/v1/admin/rebuild` needs.

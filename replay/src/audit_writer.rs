@@ -9,7 +9,7 @@ use std::time::Duration;
 use async_nats::jetstream;
 use ed25519_dalek::SigningKey;
 use futures::StreamExt;
-use lienthong_bus::{Classification, EventDraft, Publisher, SchemaRegistry};
+use lienthong_bus::{Classification, EventDraft, Publisher, SchemaRegistry, StreamReader};
 use tracing::{info, warn};
 
 use lienthong_audit::chain::{entry_of, genesis, Entry};
@@ -19,7 +19,7 @@ use lienthong_audit::read::{checkpoint_type, last_checkpoint, read_from, stream_
 use crate::error::{ReplayError, Result};
 
 pub struct AuditWriter {
-    js: jetstream::Context,
+    reader: StreamReader,
     key: SigningKey,
     publisher: Publisher,
     every: usize,
@@ -31,7 +31,7 @@ impl AuditWriter {
     pub fn new(js: jetstream::Context, registry: Arc<SchemaRegistry>, key: SigningKey) -> Self {
         let publisher = Publisher::new(js.clone(), registry, "urn:lienthong:audit");
         Self {
-            js,
+            reader: StreamReader::new(js.client(), lienthong_bus::Refusals::none()),
             key,
             publisher,
             every: 1000,
@@ -83,9 +83,9 @@ impl AuditWriter {
         shutdown: impl std::future::Future<Output = ()>,
     ) -> Result<Vec<Checkpoint>> {
         tokio::pin!(shutdown);
-        let (created, head_seq) = stream_created(&self.js, stream).await?;
-        let (mut next, mut head) = match last_checkpoint(&self.js, stream).await? {
-            Some(c) => (
+        let (created, head_seq) = stream_created(&self.reader, stream).await?;
+        let (mut next, mut head) = match last_checkpoint(&self.reader, stream).await? {
+            Some((_, c)) => (
                 c.last_seq + 1,
                 parse_head(&c.head).unwrap_or_else(|| genesis(stream)),
             ),
@@ -95,7 +95,7 @@ impl AuditWriter {
         if until_head && next > head_seq {
             return Ok(written);
         }
-        let mut messages = read_from(&self.js, stream, next, None).await?;
+        let mut messages = read_from(&self.reader, stream, next, None, true);
         let mut pending: Vec<Entry> = Vec::new();
         let mut first = next;
         loop {

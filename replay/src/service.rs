@@ -126,6 +126,9 @@ pub async fn serve(
         admin,
         nats_urls: options.nats_urls.clone(),
         components: options.metrics.clone(),
+        agencies: js
+            .as_ref()
+            .map(|js| lienthong_bus::StreamReader::new(js.client(), Default::default())),
     });
     let result = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)

@@ -40,12 +40,12 @@ pub async fn run(global: &Global, cmd: Command) -> anyhow::Result<ExitCode> {
             cfg.subsystem()
         );
     }
+    let session = global.session(&format!("lienthong-adapter-{name}")).await?;
     let ctx = AdapterContext {
-        js: global
-            .jetstream(&format!("lienthong-adapter-{name}"))
-            .await?,
+        js: session.js,
         registry: global.registry()?,
         metrics: lienthong_bus::Metrics::new(),
+        refusals: session.refusals,
     };
     let _server = match metrics_addr {
         Some(addr) => {

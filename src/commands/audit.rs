@@ -21,7 +21,8 @@ pub enum Command {
     /// Recompute every stream's hash chain and check it against the signed checkpoints.
     /// Exit 0: intact; 1: something differs (the stream and first bad sequence are named).
     Verify {
-        /// The audit public key (64 hex digits), as published by the replay service.
+        /// The audit public key: its 64 hex digits, as published by the replay service, or
+        /// a file holding them (data/audit-public.key).
         #[arg(long, env = "LIENTHONG_AUDIT_PUBLIC_KEY")]
         public_key: PathBuf,
         /// Only these streams (default: all audited streams).
@@ -121,7 +122,7 @@ pub async fn run(global: &Global, cmd: Command) -> anyhow::Result<ExitCode> {
             json,
         } => {
             let key = load_public_key(&public_key)?;
-            let js = global.jetstream("lienthong-audit-verify").await?;
+            let js = global.session("lienthong-audit-verify").await?.reader;
             let streams: Vec<String> = if streams.is_empty() {
                 audited_streams().iter().map(|s| s.to_string()).collect()
             } else {
@@ -163,7 +164,7 @@ pub async fn run(global: &Global, cmd: Command) -> anyhow::Result<ExitCode> {
             format,
             out,
         } => {
-            let js = global.jetstream("lienthong-audit-export").await?;
+            let js = global.session("lienthong-audit-export").await?.reader;
             let cps = checkpoints_from_audit(&js, &stream).await?;
             let filter = ExportFilter {
                 ty,
@@ -215,7 +216,7 @@ pub async fn run(global: &Global, cmd: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Checkpoints { out } => {
-            let js = global.jetstream("lienthong-audit-checkpoints").await?;
+            let js = global.session("lienthong-audit-checkpoints").await?.reader;
             std::fs::create_dir_all(&out)?;
             for stream in audited_streams() {
                 let cps = checkpoints_from_audit(&js, stream).await?;

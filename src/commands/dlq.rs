@@ -1,10 +1,8 @@
 use std::process::ExitCode;
 
-use async_nats::jetstream::consumer;
-use futures::StreamExt;
 use lienthong_bus::cloudevents::AttributesReader;
-use lienthong_bus::subscriber::decode_message;
-use lienthong_bus::{BusError, DeadLetter, Publisher};
+use lienthong_bus::subscriber::decode_stored;
+use lienthong_bus::{BusError, DeadLetter};
 
 use super::Global;
 
@@ -36,33 +34,15 @@ async fn letters(
     subsystem: Option<&str>,
 ) -> anyhow::Result<Vec<(u64, DeadLetter)>> {
     let registry = global.registry()?;
-    let js = global.jetstream("lienthong-dlq").await?;
-    let mut stream = js.get_stream("DLQ").await?;
-    let last = stream.info().await?.state.last_sequence;
+    let session = global.session("lienthong-dlq").await?;
+    let filter = subsystem.map(|s| format!("egov.dlq.{s}.>"));
     let mut out = Vec::new();
-    if last == 0 {
-        return Ok(out);
-    }
-    let consumer = stream
-        .create_consumer(consumer::pull::OrderedConfig {
-            filter_subject: subsystem
-                .map(|s| format!("egov.dlq.{s}.>"))
-                .unwrap_or_default(),
-            ..Default::default()
-        })
-        .await?;
-    let mut messages = consumer.messages().await?;
-    while let Some(msg) = messages.next().await {
-        let msg = msg?;
-        let info = msg.info().map_err(|e| anyhow::anyhow!("{e}"))?;
-        let (seq, pending) = (info.stream_sequence, info.pending);
-        match decode_message(&msg, Some(&registry)).and_then(|ev| DeadLetter::from_event(&ev.event))
+    for msg in session.reader.read_all("DLQ", filter.as_deref()).await? {
+        let seq = msg.sequence;
+        match decode_stored(&msg, Some(&registry)).and_then(|ev| DeadLetter::from_event(&ev.event))
         {
             Ok(letter) => out.push((seq, letter)),
             Err(e) => eprintln!("DLQ {seq}: unreadable dead letter: {e}"),
-        }
-        if pending == 0 || seq >= last {
-            break;
         }
     }
     Ok(out)
@@ -101,7 +81,7 @@ pub async fn run(global: &Global, cmd: Command) -> anyhow::Result<ExitCode> {
         }
         Command::Redrive { seqs, subsystem } => {
             let registry = global.registry()?;
-            let js = global.jetstream("lienthong-dlq-redrive").await?;
+            let session = global.session("lienthong-dlq-redrive").await?;
             let (mut sent, mut still_bad) = (0, 0);
             for (seq, letter) in letters(global, subsystem.as_deref()).await? {
                 if !seqs.is_empty() && !seqs.contains(&seq) {
@@ -115,8 +95,7 @@ pub async fn run(global: &Global, cmd: Command) -> anyhow::Result<ExitCode> {
                         continue;
                     }
                 };
-                let publisher =
-                    Publisher::new(js.clone(), registry.clone(), event.source().to_string());
+                let publisher = session.publisher(registry.clone(), event.source().to_string());
                 // Validate first: redriving must not write a second dead letter for the same input.
                 match publisher.prepare(event, None) {
                     Ok(prepared) => {

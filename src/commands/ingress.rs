@@ -3,7 +3,6 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use lienthong_adapters::ingress::{Ingress, IngressConfig};
-use lienthong_bus::Publisher;
 
 use super::Global;
 
@@ -24,11 +23,10 @@ pub async fn run(global: &Global, a: Args) -> anyhow::Result<ExitCode> {
             a.config.display()
         )
     })?;
-    let publisher = Publisher::new(
-        global.jetstream("lienthong-ingress").await?,
-        global.registry()?,
-        "urn:lienthong:ingress",
-    );
+    let publisher = global
+        .session("lienthong-ingress")
+        .await?
+        .publisher(global.registry()?, "urn:lienthong:ingress");
     Ingress::new(config, publisher, &lienthong_bus::Metrics::new())?
         .serve(super::interrupted())
         .await?;

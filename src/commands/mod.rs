@@ -1,6 +1,7 @@
 //! One file per command: its arguments and what it does.
 
 pub mod adapter;
+pub mod agency;
 pub mod audit;
 pub mod bench;
 pub mod catalog;
@@ -18,7 +19,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use lienthong_bus::{ConnectSettings, SchemaRegistry};
+use lienthong_bus::{ConnectSettings, Refusals, SchemaRegistry, StreamReader};
 
 /// Options every command has.
 #[derive(Debug, Clone)]
@@ -42,11 +43,62 @@ impl Global {
         &self,
         client_name: &str,
     ) -> anyhow::Result<async_nats::jetstream::Context> {
-        let client = self.settings()?.connect(client_name).await?;
-        Ok(async_nats::jetstream::new(client))
+        Ok(self.session(client_name).await?.js)
+    }
+
+    /// Connected, with the connection's refusals watched.
+    pub async fn session(&self, client_name: &str) -> anyhow::Result<Session> {
+        let settings = self.settings()?;
+        let (client, refusals) = settings.connect_watched(client_name).await?;
+        Ok(Session {
+            js: async_nats::jetstream::new(client.clone()),
+            reader: StreamReader::new(client.clone(), refusals.clone()),
+            client,
+            refusals,
+            settings,
+        })
     }
 }
 
+/// A connection as one role: what commands work with.
+pub struct Session {
+    pub client: async_nats::Client,
+    pub js: async_nats::jetstream::Context,
+    /// Reading streams without consumers (what every role may do with a read grant).
+    pub reader: StreamReader,
+    /// What the server refuses this connection, at once.
+    pub refusals: Refusals,
+    pub settings: ConnectSettings,
+}
+
+impl Session {
+    /// A publisher on this connection whose refused publishes fail at once.
+    pub fn publisher(
+        &self,
+        registry: Arc<SchemaRegistry>,
+        source: impl Into<String>,
+    ) -> lienthong_bus::Publisher {
+        lienthong_bus::Publisher::new(self.js.clone(), registry, source)
+            .with_refusals(self.refusals.clone())
+    }
+
+    /// Runs a request; if the server refuses it, fails at once naming the role and what it
+    /// may not do.
+    pub async fn guard<T, E>(
+        &self,
+        operation: impl std::future::Future<Output = Result<T, E>>,
+    ) -> anyhow::Result<T>
+    where
+        E: Into<anyhow::Error>,
+    {
+        let refused = self.refusals.watch(|_| true);
+        tokio::select! {
+            biased;
+            r = operation => r.map_err(Into::into),
+            refusal = refused => Err(lienthong_bus::BusError::from(refusal).into()),
+        }
+    }
+}
 /// Completes on Ctrl-C or SIGTERM.
 pub async fn interrupted() {
     #[cfg(unix)]

@@ -2,7 +2,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use chrono::{DateTime, Utc};
-use lienthong_bus::{BusError, Classification, EventDraft, EventType, Publisher};
+use lienthong_bus::{BusError, Classification, EventDraft, EventType};
 
 use super::Global;
 
@@ -53,11 +53,10 @@ pub async fn run(global: &Global, a: Args) -> anyhow::Result<ExitCode> {
             a.classification
         )
     })?;
-    let publisher = Publisher::new(
-        global.jetstream("lienthong-publish").await?,
-        global.registry()?,
-        a.source,
-    );
+    let publisher = global
+        .session("lienthong-publish")
+        .await?
+        .publisher(global.registry()?, a.source);
     let result = publisher
         .publish(EventDraft {
             event_type,

@@ -133,9 +133,9 @@ pub async fn run(global: &Global, cmd: Command) -> anyhow::Result<ExitCode> {
                 anyhow::bail!("unknown read model {p:?}; known: {}", known.join(", "));
             }
             let store = ReadStore::open(&db)?;
-            let js = global.jetstream("lienthong-replay-rebuild").await?;
+            let session = global.session("lienthong-replay-rebuild").await?;
             let metrics = Arc::new(Metrics::default());
-            for runner in service::runners(&js, &registry, &store, &metrics) {
+            for runner in service::runners(&session.js, &registry, &store, &metrics) {
                 if !projections.is_empty()
                     && !projections.iter().any(|p| p == runner.projection_name())
                 {
@@ -148,11 +148,12 @@ pub async fn run(global: &Global, cmd: Command) -> anyhow::Result<ExitCode> {
                     )?
                     .progress_chars("=> "),
                 );
-                let r = runner
-                    .rebuild_at(at, &|done, total| {
+                // A role that may not read with consumers (not the replay role) is told at once.
+                let r = session
+                    .guard(runner.rebuild_at(at, &|done, total| {
                         bar.set_length(total);
                         bar.set_position(done);
-                    })
+                    }))
                     .await?;
                 bar.finish_with_message(r.projection.clone());
                 println!(

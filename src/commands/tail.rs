@@ -1,10 +1,9 @@
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::Context as _;
-use async_nats::jetstream::consumer;
-use futures::StreamExt;
 use lienthong_bus::cloudevents::AttributesReader;
-use lienthong_bus::subscriber::decode_message;
+use lienthong_bus::subscriber::decode_stored;
 
 use super::Global;
 
@@ -30,57 +29,58 @@ pub struct Args {
     json: bool,
 }
 
+/// How often a followed stream is looked at when nothing new was there.
+const POLL: Duration = Duration::from_millis(250);
+
+/// Reads by direct get (no consumer is created, so every role with a read grant may tail,
+/// the auditor included); follows by asking again for what comes after the last event.
 pub async fn run(global: &Global, a: Args) -> anyhow::Result<ExitCode> {
     let registry = global.registry()?;
-    let js = global.jetstream("lienthong-tail").await?;
-    let mut stream = js.get_stream(&a.stream).await.with_context(|| {
-        format!(
-            "opening stream {} (is the name right, and may these credentials read it?)",
-            a.stream
-        )
-    })?;
-    let last = stream.info().await?.state.last_sequence;
-    let start = match (a.from_seq, a.all) {
+    let session = global.session("lienthong-tail").await?;
+    let reader = &session.reader;
+    let last = reader
+        .last_sequence(&a.stream)
+        .await
+        .with_context(|| format!("opening stream {}", a.stream))?;
+    let mut next = match (a.from_seq, a.all) {
         (Some(s), _) => s.max(1),
         (None, true) => 1,
         (None, false) => last.saturating_sub(9).max(1),
     };
-    if a.no_follow && last < start {
-        return Ok(ExitCode::SUCCESS);
-    }
-    let consumer = stream
-        .create_consumer(consumer::pull::OrderedConfig {
-            deliver_policy: consumer::DeliverPolicy::ByStartSequence {
-                start_sequence: start,
-            },
-            filter_subject: a.subject.clone().unwrap_or_default(),
-            ..Default::default()
-        })
-        .await?;
-    let mut messages = consumer.messages().await?;
     loop {
-        let next = tokio::select! {
-            _ = super::interrupted() => return Ok(ExitCode::SUCCESS),
-            m = messages.next() => m,
-        };
-        let Some(msg) = next else { break };
-        let msg = msg?;
-        let info = msg.info().map_err(|e| anyhow::anyhow!("{e}"))?;
-        let (seq, pending) = (info.stream_sequence, info.pending);
-        match decode_message(&msg, Some(&registry)) {
-            Ok(ev) if a.json => println!("{}", serde_json::to_string(&ev.event)?),
-            Ok(ev) => println!(
-                "{seq:>8}  {}  {:<48} {:<24} {}",
-                ev.event.time().map(|t| t.to_rfc3339()).unwrap_or_default(),
-                ev.event.ty(),
-                ev.event.subject().unwrap_or("-"),
-                ev.event.id()
-            ),
-            Err(e) => println!("{seq:>8}  NOT VALID on {}: {e}", msg.subject),
+        if a.no_follow && next > last {
+            return Ok(ExitCode::SUCCESS);
         }
-        if a.no_follow && (pending == 0 || seq >= last) {
-            break;
+        let batch = tokio::select! {
+            _ = super::interrupted() => return Ok(ExitCode::SUCCESS),
+            b = reader.batch(&a.stream, next, a.subject.as_deref(), 500) => b?,
+        };
+        for m in &batch.messages {
+            if a.no_follow && m.sequence > last {
+                return Ok(ExitCode::SUCCESS);
+            }
+            let seq = m.sequence;
+            match decode_stored(m, Some(&registry)) {
+                Ok(ev) if a.json => println!("{}", serde_json::to_string(&ev.event)?),
+                Ok(ev) => println!(
+                    "{seq:>8}  {}  {:<48} {:<24} {}",
+                    ev.event.time().map(|t| t.to_rfc3339()).unwrap_or_default(),
+                    ev.event.ty(),
+                    ev.event.subject().unwrap_or("-"),
+                    ev.event.id()
+                ),
+                Err(e) => println!("{seq:>8}  NOT VALID on {}: {e}", m.subject),
+            }
+            next = seq + 1;
+        }
+        if batch.messages.is_empty() || batch.pending == 0 {
+            if a.no_follow {
+                return Ok(ExitCode::SUCCESS);
+            }
+            tokio::select! {
+                _ = super::interrupted() => return Ok(ExitCode::SUCCESS),
+                _ = tokio::time::sleep(POLL) => {}
+            }
         }
     }
-    Ok(ExitCode::SUCCESS)
 }

@@ -22,6 +22,90 @@ impl Bus {
         Self::start_with(false).await
     }
 
+    /// A server whose store is `dir` (kept: a later call starts the same server again),
+    /// with the given credentials.
+    pub async fn start_in(dir: &std::path::Path, creds: CredentialSet, port: u16) -> Self {
+        let server = NatsServer::start(
+            lienthong_bus::server::ServerOptions {
+                bin: None,
+                data_dir: dir.to_path_buf(),
+                host: "127.0.0.1".into(),
+                port: Some(port),
+                sync_always: false,
+            },
+            &creds,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+        let bus = Self {
+            server,
+            creds,
+            registry: Arc::new(SchemaRegistry::embedded().expect("schemas")),
+        };
+        lienthong_bus::provision(&bus.js("operator").await)
+            .await
+            .expect("provision");
+        bus
+    }
+
+    /// The agency registry's configuration agent for this server (as `lienthong up` runs
+    /// it), and the operator's hand on the registry, writing credentials into `dir`.
+    pub async fn agencies(&self, dir: &std::path::Path) -> Agencies {
+        let agent = lienthong_bus::agencies::agent::Agent::new(
+            &self
+                .server
+                .data_dir()
+                .join(lienthong_bus::server::ACCOUNTS_CONF),
+            self.client("operator").await,
+            self.client("system").await,
+        )
+        .unwrap();
+        let (trigger, shutdown) = lienthong_bus::Shutdown::new();
+        tokio::spawn(agent.run(shutdown.signalled()));
+        let (client, refusals) = self
+            .creds
+            .settings("operator", &self.server.url())
+            .unwrap()
+            .connect_watched("test-agency-admin")
+            .await
+            .unwrap();
+        Agencies {
+            admin: lienthong_bus::agencies::admin::AgencyAdmin::new(
+                client,
+                refusals,
+                self.registry.clone(),
+                dir,
+                &self.server.url(),
+                "tests@localhost",
+            ),
+            _agent: trigger,
+        }
+    }
+
+    /// Connected with a credentials file, its refusals watched.
+    pub async fn connect_env(
+        &self,
+        env: &std::path::Path,
+    ) -> (async_nats::Client, lienthong_bus::Refusals) {
+        lienthong_bus::ConnectSettings::resolve(Some(env))
+            .unwrap()
+            .connect_watched("test-env")
+            .await
+            .unwrap()
+    }
+
+    /// A reader (direct get) as `role`.
+    pub async fn reader(&self, role: &str) -> lienthong_bus::StreamReader {
+        let (client, refusals) = self
+            .creds
+            .settings(role, &self.server.url())
+            .unwrap()
+            .connect_watched(&format!("test-reader-{role}"))
+            .await
+            .unwrap();
+        lienthong_bus::StreamReader::new(client, refusals)
+    }
+
     /// [`Bus::start`], in durable mode (`sync_interval: always`) when asked.
     pub async fn start_with(sync_always: bool) -> Self {
         let _ = tracing_subscriber::fmt()
@@ -58,10 +142,18 @@ impl Bus {
 
     /// What an adapter gets, connected as `role`, with its own counters.
     pub async fn adapter_context(&self, role: &str) -> lienthong_adapters::AdapterContext {
+        let (client, refusals) = self
+            .creds
+            .settings(role, &self.server.url())
+            .unwrap()
+            .connect_watched(&format!("test-{role}"))
+            .await
+            .unwrap();
         lienthong_adapters::AdapterContext {
-            js: self.js(role).await,
+            js: jetstream::new(client),
             registry: self.registry.clone(),
             metrics: lienthong_bus::Metrics::new(),
+            refusals,
         }
     }
 
@@ -91,10 +183,25 @@ impl Bus {
         (store, metrics)
     }
 
-    /// Every message of a stream, read with the given role through an ordered consumer.
-    pub async fn read_all(&self, role: &str, stream: &str) -> Vec<jetstream::Message> {
-        read_stream(&self.js(role).await, stream).await
+    /// Every message of a stream, read with the given role by direct get (as the auditor's
+    /// tools read: no consumer).
+    pub async fn read_all(
+        &self,
+        role: &str,
+        stream: &str,
+    ) -> Vec<lienthong_bus::reader::StoredMessage> {
+        self.reader(role)
+            .await
+            .read_all(stream, None)
+            .await
+            .unwrap_or_else(|e| panic!("reading {stream} as {role}: {e}"))
     }
+}
+
+/// The agency registry on a test server: the agent runs until this is dropped.
+pub struct Agencies {
+    pub admin: lienthong_bus::agencies::admin::AgencyAdmin,
+    _agent: lienthong_bus::ShutdownTrigger,
 }
 
 pub async fn read_stream(js: &jetstream::Context, stream: &str) -> Vec<jetstream::Message> {

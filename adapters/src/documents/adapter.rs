@@ -125,7 +125,7 @@ impl DocumentsAdapter {
             .as_deref()
             .map(|p| crate::push::read_token(p, "push_token_file"))
             .transpose()?;
-        let publisher = Publisher::new(ctx.js, ctx.registry, config.source.clone());
+        let publisher = ctx.publisher(config.source.clone());
         Ok(Self {
             config,
             push_token,

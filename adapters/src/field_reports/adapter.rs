@@ -213,10 +213,10 @@ impl FieldReportsAdapter {
             config.api_key.clone(),
         )?;
         let instance = crate::state::instance_name(config.instance.as_deref(), &config.source)?;
-        let state = AdapterState::open(&ctx.js, SUBSYSTEM, &instance).await?;
+        let state = AdapterState::open(&ctx, SUBSYSTEM, &instance).await?;
         let services = client.services().await?;
         let mapper = Mapper::new(services, Wards::phan_thiet());
-        let publisher = Publisher::new(ctx.js, ctx.registry, config.source.clone());
+        let publisher = ctx.publisher(config.source.clone());
         Ok(Self {
             config,
             client,

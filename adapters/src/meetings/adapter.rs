@@ -161,9 +161,9 @@ impl MeetingsAdapter {
             .transpose()?;
         let pseudonymizer = Pseudonymizer::from_file(&config.pseudonymization_key_file)?;
         let instance = crate::state::instance_name(config.instance.as_deref(), &config.source)?;
-        let state = AdapterState::open(&ctx.js, SUBSYSTEM, &instance).await?;
+        let state = AdapterState::open(&ctx, SUBSYSTEM, &instance).await?;
         Ok(Self {
-            publisher: Publisher::new(ctx.js, ctx.registry, config.source.clone()),
+            publisher: ctx.publisher(config.source.clone()),
             ctx: Arc::new(MapContext {
                 pseudonymizer,
                 wards: Wards::phan_thiet(),

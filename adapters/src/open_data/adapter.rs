@@ -80,13 +80,13 @@ impl OpenDataAdapter {
             ));
         }
         let instance = crate::state::instance_name(config.instance.as_deref(), &config.source)?;
-        let state = AdapterState::open(&ctx.js, SUBSYSTEM, &instance).await?;
+        let state = AdapterState::open(&ctx, SUBSYSTEM, &instance).await?;
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
             .build()
             .map_err(|e| AdapterError::Config(e.to_string()))?;
         Ok(Self {
-            publisher: Publisher::new(ctx.js, ctx.registry, config.source.clone()),
+            publisher: ctx.publisher(config.source.clone()),
             config,
             state,
             http,

@@ -73,11 +73,37 @@ pub async fn page(State(s): State<AppState>) -> Html<String> {
          Không có dữ liệu cá nhân hay văn bản mật trên hệ thống.</p>\
          <nav><a href=\"/asyncapi.json\">AsyncAPI 3.0 (JSON)</a><a href=\"/schemas/\">Lược đồ (schemas)</a><a href=\"/\">Bảng điều hành (dashboard)</a></nav>"
     );
-    let _ = write!(h, "<h2>Các phân hệ (subsystems)</h2><table><tr><th>Phân hệ</th><th>Luồng (stream)</th><th>Nguồn dữ liệu (formats)</th><th>Vai trò được đọc (readers)</th></tr>");
+    // Agencies are data: who is granted each stream now, from the registry.
+    let granted = match &s.agencies {
+        Some(reader) => lienthong_bus::agencies::AgencyRegistry::load(reader, None)
+            .await
+            .ok(),
+        None => None,
+    };
+    let _ = write!(h, "<h2>Các phân hệ (subsystems)</h2><table><tr><th>Phân hệ</th><th>Luồng (stream)</th><th>Nguồn dữ liệu (formats)</th><th>Vai trò được đọc (readers)</th><th>Cơ quan được cấp quyền (agencies granted)</th></tr>");
     for sub in SUBSYSTEMS {
+        let agencies = match &granted {
+            Some(r) => r
+                .readers_of(sub.stream)
+                .iter()
+                .map(|(a, g)| {
+                    let only = if g.subjects.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" <small>({})</small>", esc(&g.subjects.join(", ")))
+                    };
+                    format!(
+                        "<code>{}</code>{only}",
+                        esc(&lienthong_bus::agencies::account(&a.name))
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join(", "),
+            None => "<small><code>lienthong agency readers</code></small>".into(),
+        };
         let _ = write!(
             h,
-            "<tr><td><a href=\"#{name}\">{vi}</a><br><small>{en} · <code>{name}</code></small></td><td><code>{stream}</code><br><small><code>egov.{name}.&gt;</code></small></td><td>{formats}</td><td>{readers}</td></tr>",
+            "<tr><td><a href=\"#{name}\">{vi}</a><br><small>{en} · <code>{name}</code></small></td><td><code>{stream}</code><br><small><code>egov.{name}.&gt;</code></small></td><td>{formats}</td><td>{readers}</td><td>{agencies}</td></tr>",
             name = esc(sub.name),
             vi = esc(sub.title_vi),
             en = esc(sub.title),

@@ -1,0 +1,443 @@
+//! What the `lienthong agency` commands do, as the operator: add, grant, rotate, revoke.
+//!
+//! Each change writes the hashes (`AGENCY_ACCESS`) first, then the event (`AGENCIES`), then
+//! waits until the servers' agents apply it, then brings the agency's copies of its streams
+//! in line, as the agency's administrator. Credentials are written beside the others:
+//! `<dir>/agency-<name>.env` for the agency, `<dir>/agencies/<name>.admin.env` for the
+//! operator's administrator of its account.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::{self, stream};
+use chrono::Utc;
+use rand::distr::{Alphanumeric, SampleString};
+
+use super::accounts::AccessHashes;
+use super::events::{AgencyEvent, Granted, Revoked, Rotated};
+use super::{account, admin_user, check_grants, check_name, deliver_prefix, AgencyRegistry, Grant};
+use crate::access::Refusals;
+use crate::credentials::{read_env_file, write_private, ConnectSettings};
+use crate::error::{BusError, Result};
+use crate::publisher::Publisher;
+use crate::reader::StreamReader;
+use crate::roles::{hash_password, inbox};
+use crate::schema::SchemaRegistry;
+use crate::topology::AGENCY_ACCESS_BUCKET;
+
+/// How long a change may take to reach the servers.
+pub const APPLY_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// The operator's hand on the agency registry.
+pub struct AgencyAdmin {
+    js: jetstream::Context,
+    reader: StreamReader,
+    publisher: Publisher,
+    /// Where credentials files go (`data/credentials`).
+    dir: PathBuf,
+    /// The server URL written into agencies' credentials.
+    url: String,
+    /// Who makes the changes (recorded in the events).
+    by: String,
+}
+
+/// An agency's credentials files.
+#[derive(Debug, Clone)]
+pub struct Credentials {
+    pub agency: PathBuf,
+    pub admin: PathBuf,
+}
+
+impl AgencyAdmin {
+    /// Connected as the operator (`client`, watched for refusals).
+    pub fn new(
+        client: async_nats::Client,
+        refusals: Refusals,
+        schemas: Arc<SchemaRegistry>,
+        credentials_dir: &Path,
+        url: &str,
+        by: &str,
+    ) -> Self {
+        let js = jetstream::new(client.clone());
+        Self {
+            reader: StreamReader::new(client, refusals.clone()),
+            publisher: Publisher::new(js.clone(), schemas, super::events::SOURCE)
+                .with_refusals(refusals),
+            js,
+            dir: credentials_dir.to_path_buf(),
+            url: url.to_string(),
+            by: by.to_string(),
+        }
+    }
+
+    /// The registry now.
+    pub async fn registry(&self) -> Result<AgencyRegistry> {
+        retrying(|| AgencyRegistry::load(&self.reader, None)).await
+    }
+
+    /// The registry as of `at`.
+    pub async fn registry_at(&self, at: chrono::DateTime<Utc>) -> Result<AgencyRegistry> {
+        AgencyRegistry::load(&self.reader, Some(at)).await
+    }
+
+    /// The agency's credentials files.
+    pub fn credentials(&self, name: &str) -> Credentials {
+        Credentials {
+            agency: self.dir.join(format!("{}.env", account(name))),
+            admin: self.dir.join("agencies").join(format!("{name}.admin.env")),
+        }
+    }
+
+    /// Adds an agency with its grants; returns its credentials files.
+    pub async fn add(
+        &self,
+        name: &str,
+        grants: Vec<Grant>,
+        note: Option<String>,
+    ) -> Result<Credentials> {
+        check_name(name)?;
+        check_grants(&grants)?;
+        if self.registry().await?.agencies.contains_key(name) {
+            return Err(BusError::Config(format!(
+                "agency {name} exists; change its grants with `lienthong agency grant {name} …`, or revoke it first"
+            )));
+        }
+        let (password, admin) = (new_password(), new_password());
+        self.put_hashes(name, &password, &admin).await?;
+        let files = self.credentials(name);
+        self.write_env(&files.agency, &account(name), &password, "the agency's")?;
+        self.write_env(
+            &files.admin,
+            &admin_user(name),
+            &admin,
+            "the operator's administrator of the agency's account,",
+        )?;
+        let seq = self
+            .record(AgencyEvent::Granted(Granted {
+                agency: name.into(),
+                grants: grants.clone(),
+                by: self.by.clone(),
+                note,
+            }))
+            .await?;
+        self.wait_applied(seq).await?;
+        retrying(|| self.sync_copies(name, &grants)).await?;
+        Ok(files)
+    }
+
+    /// Replaces an agency's grants (copies of streams no longer granted, or granted with
+    /// narrower filters, are removed; see `docs/agencies.md`).
+    pub async fn grant(&self, name: &str, grants: Vec<Grant>, note: Option<String>) -> Result<()> {
+        check_grants(&grants)?;
+        self.existing(name).await?;
+        let seq = self
+            .record(AgencyEvent::Granted(Granted {
+                agency: name.into(),
+                grants: grants.clone(),
+                by: self.by.clone(),
+                note,
+            }))
+            .await?;
+        self.wait_applied(seq).await?;
+        retrying(|| self.sync_copies(name, &grants)).await
+    }
+
+    /// Gives an agency a new password; its open connections are closed.
+    pub async fn rotate(&self, name: &str) -> Result<Credentials> {
+        self.existing(name).await?;
+        let files = self.credentials(name);
+        let admin = admin_password(&files.admin)?;
+        let password = new_password();
+        self.put_hashes(name, &password, &admin).await?;
+        self.write_env(&files.agency, &account(name), &password, "the agency's")?;
+        let seq = self
+            .record(AgencyEvent::Rotated(Rotated {
+                agency: name.into(),
+                by: self.by.clone(),
+            }))
+            .await?;
+        self.wait_applied(seq).await?;
+        Ok(files)
+    }
+
+    /// Revokes an agency: its copies are deleted, its account removed (its connections
+    /// closed), its credentials files deleted.
+    pub async fn revoke(&self, name: &str, reason: Option<String>) -> Result<()> {
+        let record = self.existing(name).await?;
+        match self.admin_js(name).await {
+            Ok(js) => {
+                for g in &record.grants {
+                    delete_copy(&js, &g.stream).await?;
+                }
+            }
+            Err(e) => tracing::warn!(
+                "revoking {name}: its copies could not be deleted ({e}); the account goes anyway"
+            ),
+        }
+        let seq = self
+            .record(AgencyEvent::Revoked(Revoked {
+                agency: name.into(),
+                by: self.by.clone(),
+                reason,
+            }))
+            .await?;
+        let kv = self.access().await?;
+        retrying(|| async {
+            kv.purge(name)
+                .await
+                .map_err(|e| BusError::nats(format!("removing the hashes of {name}"), e))
+        })
+        .await?;
+        self.wait_applied(seq).await?;
+        let files = self.credentials(name);
+        for f in [files.agency, files.admin] {
+            let _ = std::fs::remove_file(f);
+        }
+        Ok(())
+    }
+
+    /// Connected to the agency's account as its administrator.
+    pub async fn admin_js(&self, name: &str) -> Result<jetstream::Context> {
+        let settings = ConnectSettings::resolve(Some(&self.credentials(name).admin))?;
+        let client = settings
+            .connect(&format!("lienthong-agency-admin-{name}"))
+            .await?;
+        Ok(jetstream::new(client))
+    }
+
+    async fn existing(&self, name: &str) -> Result<super::AgencyRecord> {
+        self.registry().await?.agencies.remove(name).ok_or_else(|| {
+            BusError::Config(format!(
+                "no agency {name}; `lienthong agency list` shows them"
+            ))
+        })
+    }
+
+    async fn access(&self) -> Result<jetstream::kv::Store> {
+        retrying(|| async {
+            self.js
+                .get_key_value(AGENCY_ACCESS_BUCKET)
+                .await
+                .map_err(|e| {
+                    BusError::nats(
+                        format!("opening KV {AGENCY_ACCESS_BUCKET} (as the operator?)"),
+                        e,
+                    )
+                })
+        })
+        .await
+    }
+
+    async fn put_hashes(&self, name: &str, password: &str, admin: &str) -> Result<()> {
+        let hashes = AccessHashes {
+            password: hash_password(password)?,
+            admin: hash_password(admin)?,
+        };
+        let kv = self.access().await?;
+        let value: bytes::Bytes = serde_json::to_vec(&hashes).expect("serialises").into();
+        retrying(|| async {
+            kv.put(name, value.clone())
+                .await
+                .map_err(|e| BusError::nats(format!("storing the hashes of {name}"), e))
+        })
+        .await?;
+        Ok(())
+    }
+
+    fn write_env(&self, path: &Path, user: &str, password: &str, whose: &str) -> Result<()> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| BusError::io(format!("creating {}", dir.display()), e))?;
+        }
+        write_private(
+            path,
+            &format!(
+                "# Lienthong: {whose} credentials ({user}). Generated; keep private.\n\
+                 NATS_URL={}\nNATS_USER={user}\nNATS_PASSWORD={password}\nNATS_INBOX_PREFIX={}\n",
+                self.url,
+                inbox(user)
+            ),
+        )
+    }
+
+    async fn record(&self, event: AgencyEvent) -> Result<u64> {
+        Ok(self
+            .publisher
+            .publish(event.draft(Utc::now()))
+            .await?
+            .sequence)
+    }
+
+    /// Waits until a server's agent applies the registry through `sequence`.
+    pub async fn wait_applied(&self, sequence: u64) -> Result<()> {
+        let start = Instant::now();
+        loop {
+            // A server reloading answers nothing for a moment: that is "not yet".
+            let applied = super::agent::applied_by_servers(&self.js)
+                .await
+                .unwrap_or_default();
+            if applied.values().any(|s| *s >= sequence) {
+                return Ok(());
+            }
+            if start.elapsed() > APPLY_TIMEOUT {
+                return Err(BusError::Unavailable {
+                    operation: format!("applying the agency registry (sequence {sequence})"),
+                    attempts: 1,
+                    reason: format!(
+                        "no server applied it in {} s (servers: {applied:?}); is a configuration agent running (`lienthong up`, or `lienthong agency agent` beside each server)?",
+                        APPLY_TIMEOUT.as_secs()
+                    ),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Makes the agency's copies match its grants.
+    async fn sync_copies(&self, name: &str, grants: &[Grant]) -> Result<()> {
+        let js = connect_when_ready(self, name).await?;
+        let mut names = js.stream_names();
+        let mut existing = Vec::new();
+        use futures::StreamExt;
+        while let Some(n) = names.next().await {
+            existing.push(n.map_err(|e| BusError::nats(format!("listing {name}'s copies"), e))?);
+        }
+        for stream_name in &existing {
+            if !grants.iter().any(|g| &g.stream == stream_name) {
+                delete_copy(&js, stream_name).await?;
+            }
+        }
+        for g in grants {
+            let want = copy_config(name, g);
+            match js.get_stream(&g.stream).await {
+                Ok(mut s) => {
+                    let have = s
+                        .info()
+                        .await
+                        .map_err(|e| {
+                            BusError::nats(format!("reading {name}'s copy of {}", g.stream), e)
+                        })?
+                        .config
+                        .clone();
+                    let filters = |c: &stream::Config| -> Vec<String> {
+                        let mut f: Vec<String> = c
+                            .sources
+                            .iter()
+                            .flatten()
+                            .filter_map(|s| s.filter_subject.clone())
+                            .collect();
+                        f.sort();
+                        f
+                    };
+                    let (old, new) = (filters(&have), filters(&want));
+                    if old == new {
+                        continue;
+                    }
+                    if old.iter().all(|f| new.contains(f)) {
+                        js.update_stream(want).await.map_err(|e| {
+                            BusError::nats(format!("widening {name}'s copy of {}", g.stream), e)
+                        })?;
+                    } else {
+                        // Narrowed: what it holds beyond the new grant must go.
+                        delete_copy(&js, &g.stream).await?;
+                        create_copy(&js, want, name).await?;
+                    }
+                }
+                Err(_) => create_copy(&js, want, name).await?,
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Connects as the agency's administrator, waiting for the server to know it.
+async fn connect_when_ready(admin: &AgencyAdmin, name: &str) -> Result<jetstream::Context> {
+    let start = Instant::now();
+    loop {
+        match admin.admin_js(name).await {
+            Ok(js) => return Ok(js),
+            Err(e) if start.elapsed() > APPLY_TIMEOUT => return Err(e),
+            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    }
+}
+
+/// The copy of a granted stream in the agency's account: the bus's stream, sourced through
+/// the imports the grant created, only the granted subjects.
+pub fn copy_config(agency: &str, grant: &Grant) -> stream::Config {
+    stream::Config {
+        name: grant.stream.clone(),
+        description: Some(format!(
+            "{}'s copy of {} (granted subjects only), kept by the server",
+            account(agency),
+            grant.stream
+        )),
+        sources: Some(
+            grant
+                .filters()
+                .into_iter()
+                .map(|f| stream::Source {
+                    name: grant.stream.clone(),
+                    filter_subject: Some(f),
+                    external: Some(stream::External {
+                        api_prefix: super::BUS_API_PREFIX.into(),
+                        delivery_prefix: Some(deliver_prefix(agency)),
+                    }),
+                    ..Default::default()
+                })
+                .collect(),
+        ),
+        storage: stream::StorageType::File,
+        retention: stream::RetentionPolicy::Limits,
+        deny_delete: true,
+        deny_purge: true,
+        allow_direct: true,
+        ..Default::default()
+    }
+}
+
+async fn create_copy(js: &jetstream::Context, config: stream::Config, agency: &str) -> Result<()> {
+    let stream = config.name.clone();
+    js.create_stream(config)
+        .await
+        .map_err(|e| BusError::nats(format!("creating {agency}'s copy of {stream}"), e))?;
+    Ok(())
+}
+
+async fn delete_copy(js: &jetstream::Context, stream: &str) -> Result<()> {
+    match js.delete_stream(stream).await {
+        Ok(_) => Ok(()),
+        Err(e) if e.to_string().contains("not found") => Ok(()),
+        Err(e) => Err(BusError::nats(format!("deleting the copy of {stream}"), e)),
+    }
+}
+
+/// Runs `f` again while it fails transiently: a server reloading its configuration answers
+/// no JetStream request for a few tens of milliseconds.
+async fn retrying<T, F, Fut>(f: F) -> Result<T>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match f().await {
+            Err(e) if attempt < 10 && e.is_transient() => {
+                tokio::time::sleep(Duration::from_millis(100 * attempt)).await
+            }
+            other => return other,
+        }
+    }
+}
+
+fn new_password() -> String {
+    Alphanumeric.sample_string(&mut rand::rng(), 32)
+}
+
+fn admin_password(file: &Path) -> Result<String> {
+    read_env_file(file)?
+        .remove("NATS_PASSWORD")
+        .ok_or_else(|| BusError::Config(format!("{}: no NATS_PASSWORD", file.display())))
+}

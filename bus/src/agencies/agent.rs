@@ -1,0 +1,271 @@
+//! The configuration agent: keeps one server's accounts in line with the agency registry.
+//!
+//! It runs beside each server (in `lienthong up`, and in every node of a cluster), as the
+//! operator for reading the registry and as the system account's user for reloading. It
+//! watches `AGENCIES` and `AGENCY_ACCESS`; on any change it renders `accounts.conf` — the
+//! roles' accounts as the server was started with, plus one account per agency — writes it
+//! if it differs, asks the server to reload (`$SYS.REQ.SERVER.<id>.RELOAD`), and records in
+//! `AGENCY_ACCESS` the registry sequence the server now applies (`applied.<server>`), which
+//! the `agency` commands wait for. A reload closes the connections of users that no longer
+//! exist or whose password changed: that is how revocation and rotation cut agencies off.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use async_nats::jetstream;
+use bytes::Bytes;
+use futures::StreamExt;
+use serde::{Deserialize, Serialize};
+use tracing::{info, warn};
+
+use super::accounts::{add_agencies, AccessHashes};
+use super::AgencyRegistry;
+use crate::error::{BusError, Result};
+use crate::reader::StreamReader;
+use crate::registry::AGENCIES;
+use crate::roles::{parse_accounts, render_accounts, AccountsConfig, BUS_ACCOUNT};
+use crate::topology::AGENCY_ACCESS_BUCKET;
+
+/// How often the agent looks for changes.
+pub const POLL: Duration = Duration::from_millis(500);
+
+/// The key under which a server's agent records what it applied.
+pub fn applied_key(server: &str) -> String {
+    format!("applied.{server}")
+}
+
+/// What a server applies.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Applied {
+    /// The last `AGENCIES` sequence in its configuration.
+    pub registry_sequence: u64,
+    /// A digest of the agencies' hashes in it.
+    pub access_digest: String,
+}
+
+/// Keeps one server's agency accounts in line with the registry.
+pub struct Agent {
+    /// The accounts the server was started with (the roles'), without agencies.
+    base: AccountsConfig,
+    path: PathBuf,
+    operator: jetstream::Context,
+    reader: StreamReader,
+    system: async_nats::Client,
+    applied: Option<Applied>,
+}
+
+impl Agent {
+    /// For the server whose generated configuration is `accounts_path`; `operator` reads
+    /// the registry, `system` (the system account's user) reloads.
+    pub fn new(
+        accounts_path: &Path,
+        operator: async_nats::Client,
+        system: async_nats::Client,
+    ) -> Result<Self> {
+        let text = std::fs::read_to_string(accounts_path)
+            .map_err(|e| BusError::io(format!("reading {}", accounts_path.display()), e))?;
+        let mut base = parse_accounts(&text)?;
+        base.retain(|name, _| !name.starts_with(super::PREFIX));
+        if let Some(bus) = base.get_mut(BUS_ACCOUNT) {
+            bus.exports.clear();
+        }
+        Ok(Self {
+            base,
+            path: accounts_path.to_path_buf(),
+            reader: StreamReader::new(operator.clone(), crate::access::Refusals::none()),
+            operator: jetstream::new(operator),
+            system,
+            applied: None,
+        })
+    }
+
+    /// Every agency's hashes in `AGENCY_ACCESS`.
+    async fn hashes(&self) -> Result<BTreeMap<String, AccessHashes>> {
+        let kv = self
+            .operator
+            .get_key_value(AGENCY_ACCESS_BUCKET)
+            .await
+            .map_err(|e| BusError::nats(format!("opening KV {AGENCY_ACCESS_BUCKET}"), e))?;
+        let mut keys = kv
+            .keys()
+            .await
+            .map_err(|e| BusError::nats(format!("listing KV {AGENCY_ACCESS_BUCKET}"), e))?;
+        let mut out = BTreeMap::new();
+        while let Some(key) = keys.next().await {
+            let key = key.map_err(|e| BusError::nats("listing agency hashes", e))?;
+            if super::check_name(&key).is_err() {
+                continue;
+            }
+            if let Some(v) = kv
+                .get(&key)
+                .await
+                .map_err(|e| BusError::nats(format!("reading the hashes of {key}"), e))?
+            {
+                match serde_json::from_slice::<AccessHashes>(&v) {
+                    Ok(h) => {
+                        out.insert(key, h);
+                    }
+                    Err(e) => warn!("AGENCY_ACCESS {key}: unreadable ({e}); left out"),
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The accounts the registry asks for now, and what they apply.
+    pub async fn render(&self) -> Result<(AccountsConfig, Applied)> {
+        let registry = AgencyRegistry::load(&self.reader, None).await?;
+        let hashes = self.hashes().await?;
+        let mut accounts = self.base.clone();
+        let agencies: Vec<_> = registry.agencies.values().collect();
+        add_agencies(&mut accounts, &agencies, &hashes);
+        let at = Applied {
+            registry_sequence: registry.sequence,
+            access_digest: digest(&hashes),
+        };
+        Ok((accounts, at))
+    }
+
+    /// Applies the registry if it changed since the last time: writes, reloads, records.
+    /// Returns whether the server's configuration changed.
+    pub async fn apply(&mut self) -> Result<bool> {
+        let now = Applied {
+            registry_sequence: self.reader.last_sequence(AGENCIES.name).await?,
+            access_digest: digest(&self.hashes().await?),
+        };
+        if self.applied.as_ref() == Some(&now) {
+            return Ok(false);
+        }
+        let (accounts, at) = self.render().await?;
+        let text = render_accounts(&accounts)?;
+        let old = std::fs::read_to_string(&self.path).ok();
+        let changed = old.as_deref() != Some(text.as_str());
+        if changed {
+            // nats-server does not wire the service imports of an account that a reload
+            // creates (they answer "no responders" until a restart), while imports added to
+            // an existing account work. So new accounts come first without imports, then
+            // everything.
+            let current = old
+                .as_deref()
+                .and_then(|t| parse_accounts(t).ok())
+                .unwrap_or_else(|| self.base.clone());
+            let mut first = current.clone();
+            for (name, account) in accounts.iter().filter(|(n, _)| !current.contains_key(*n)) {
+                let mut bare = account.clone();
+                bare.imports.clear();
+                first.insert(name.clone(), bare);
+            }
+            if first != current {
+                self.write(&render_accounts(&first)?)?;
+                self.reload().await?;
+            }
+            self.write(&text)?;
+            self.reload().await?;
+            info!(
+                agencies = accounts
+                    .keys()
+                    .filter(|a| a.starts_with(super::PREFIX))
+                    .count(),
+                registry_sequence = at.registry_sequence,
+                "server configuration reloaded with the agency registry"
+            );
+        }
+        self.record(&at).await?;
+        self.applied = Some(at);
+        Ok(changed)
+    }
+
+    fn write(&self, text: &str) -> Result<()> {
+        let tmp = self.path.with_extension("conf.new");
+        crate::credentials::write_private(&tmp, text)?;
+        std::fs::rename(&tmp, &self.path)
+            .map_err(|e| BusError::io(format!("replacing {}", self.path.display()), e))
+    }
+
+    /// Asks the server this agent's system user is connected to, to reload its configuration.
+    async fn reload(&self) -> Result<()> {
+        let id = self.system.server_info().server_id;
+        let reply = self
+            .system
+            .request(format!("$SYS.REQ.SERVER.{id}.RELOAD"), Bytes::new())
+            .await
+            .map_err(|e| BusError::nats("asking the server to reload", e))?;
+        let answer: serde_json::Value = serde_json::from_slice(&reply.payload).unwrap_or_default();
+        match answer.get("error") {
+            None => Ok(()),
+            Some(e) => Err(BusError::Server(format!(
+                "the server refused to reload its configuration: {e}"
+            ))),
+        }
+    }
+
+    /// Records, for the `agency` commands, what this server now applies.
+    async fn record(&self, at: &Applied) -> Result<()> {
+        let kv = self
+            .operator
+            .get_key_value(AGENCY_ACCESS_BUCKET)
+            .await
+            .map_err(|e| BusError::nats(format!("opening KV {AGENCY_ACCESS_BUCKET}"), e))?;
+        let server = self.system.server_info().server_name;
+        kv.put(
+            applied_key(&server),
+            serde_json::to_vec(at).expect("serialises").into(),
+        )
+        .await
+        .map_err(|e| BusError::nats("recording the applied registry", e))?;
+        Ok(())
+    }
+
+    /// Applies changes until `stop` completes. A failure is logged and tried again.
+    pub async fn run(mut self, stop: impl std::future::Future<Output = ()>) {
+        tokio::pin!(stop);
+        loop {
+            if let Err(e) = self.apply().await {
+                warn!("applying the agency registry: {e}");
+                self.applied = None;
+            }
+            tokio::select! {
+                _ = &mut stop => return,
+                _ = tokio::time::sleep(POLL) => {}
+            }
+        }
+    }
+}
+
+/// A digest of the hashes (which agencies, which passwords), to notice any change.
+fn digest(hashes: &BTreeMap<String, AccessHashes>) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(serde_json::to_vec(hashes).expect("serialises"));
+    hex::encode(h.finalize())
+}
+
+/// The registry sequence each server applies, from the records of their agents.
+pub async fn applied_by_servers(js: &jetstream::Context) -> Result<BTreeMap<String, u64>> {
+    let kv = js
+        .get_key_value(AGENCY_ACCESS_BUCKET)
+        .await
+        .map_err(|e| BusError::nats(format!("opening KV {AGENCY_ACCESS_BUCKET}"), e))?;
+    let mut keys = kv
+        .keys()
+        .await
+        .map_err(|e| BusError::nats(format!("listing KV {AGENCY_ACCESS_BUCKET}"), e))?;
+    let mut out = BTreeMap::new();
+    while let Some(key) = keys.next().await {
+        let key = key.map_err(|e| BusError::nats("listing applied registries", e))?;
+        let Some(server) = key.strip_prefix("applied.") else {
+            continue;
+        };
+        if let Some(v) = kv
+            .get(&key)
+            .await
+            .map_err(|e| BusError::nats("reading an applied registry", e))?
+        {
+            if let Ok(a) = serde_json::from_slice::<Applied>(&v) {
+                out.insert(server.to_string(), a.registry_sequence);
+            }
+        }
+    }
+    Ok(out)
+}
