@@ -68,6 +68,8 @@ enum Command {
     /// Agencies: grant streams, rotate and revoke credentials, webhook subscriptions.
     #[command(subcommand)]
     Agency(commands::agency::Command),
+    /// POST agencies' webhook subscriptions (signed CloudEvents), as the `deliver` role.
+    Deliver(commands::deliver::Args),
     /// The event catalogue (AsyncAPI 3.0), generated from the registry and the schemas.
     #[command(subcommand)]
     Catalog(commands::catalog::Command),
@@ -121,6 +123,7 @@ fn main() -> ExitCode {
             Command::Dlq(c) => commands::dlq::run(&global, c).await,
             Command::Catalog(c) => commands::catalog::run(&global, c).await,
             Command::Agency(c) => commands::agency::run(&global, c).await,
+            Command::Deliver(a) => commands::deliver::run(&global, a).await,
         }
     });
     match result {

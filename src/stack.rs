@@ -160,6 +160,27 @@ impl Stack {
                 Ok(())
             }),
         ));
+        // Webhook subscriptions, delivered as the `deliver` role.
+        let (client, refusals) = creds
+            .settings("deliver", &url)?
+            .connect_watched("lienthong-up-deliver")
+            .await?;
+        let deliverer = lienthong_deliver::Deliverer::new(
+            client,
+            refusals,
+            opts.schemas.clone(),
+            &creds_dir,
+            lienthong_deliver::DeliverOptions::default(),
+            metrics.clone(),
+        );
+        let stop = shutdown.signalled();
+        stack.tasks.push((
+            "deliver".into(),
+            tokio::spawn(async move {
+                deliverer.run(stop).await;
+                Ok(())
+            }),
+        ));
         if opts.demo.is_some() {
             seed_demo_agencies(&creds, &url, &creds_dir, &opts.schemas).await?;
             stack.lines.push(format!(

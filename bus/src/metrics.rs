@@ -35,6 +35,11 @@ impl Counter {
     pub fn get(&self) -> u64 {
         self.0.load(Ordering::Relaxed)
     }
+
+    /// Sets the value (for a gauge: what is the case now, e.g. events waiting).
+    pub fn set(&self, n: u64) {
+        self.0.store(n, Ordering::Relaxed);
+    }
 }
 
 type Labels = Vec<(String, String)>;
@@ -42,6 +47,8 @@ type Labels = Vec<(String, String)>;
 #[derive(Debug, Default)]
 struct Family {
     help: String,
+    /// `counter` or `gauge`.
+    kind: &'static str,
     series: BTreeMap<Labels, Counter>,
 }
 
@@ -58,10 +65,26 @@ impl Metrics {
 
     /// The counter `name{labels}` (created at 0 the first time).
     pub fn counter(&self, name: &str, help: &str, labels: &[(&str, &str)]) -> Counter {
+        self.series(name, help, "counter", labels)
+    }
+
+    /// The gauge `name{labels}`: a value that goes up and down ([`Counter::set`]).
+    pub fn gauge(&self, name: &str, help: &str, labels: &[(&str, &str)]) -> Counter {
+        self.series(name, help, "gauge", labels)
+    }
+
+    fn series(
+        &self,
+        name: &str,
+        help: &str,
+        kind: &'static str,
+        labels: &[(&str, &str)],
+    ) -> Counter {
         let mut families = self.families.lock().unwrap_or_else(|p| p.into_inner());
         let family = families.entry(name.to_string()).or_default();
         if family.help.is_empty() {
             family.help = help.to_string();
+            family.kind = kind;
         }
         let labels: Labels = labels
             .iter()
@@ -76,7 +99,7 @@ impl Metrics {
         let mut out = String::new();
         for (name, f) in families.iter() {
             let _ = writeln!(out, "# HELP {name} {}", f.help);
-            let _ = writeln!(out, "# TYPE {name} counter");
+            let _ = writeln!(out, "# TYPE {name} {}", f.kind);
             for (labels, c) in &f.series {
                 let labels = if labels.is_empty() {
                     String::new()

@@ -47,23 +47,7 @@ pub async fn run(global: &Global, cmd: Command) -> anyhow::Result<ExitCode> {
         metrics: lienthong_bus::Metrics::new(),
         refusals: session.refusals,
     };
-    let _server = match metrics_addr {
-        Some(addr) => {
-            let m = ctx.metrics.clone();
-            let app = axum::Router::new().route(
-                "/metrics",
-                axum::routing::get(move || {
-                    let m = m.clone();
-                    async move { lienthong_adapters::push::metrics_response(m.render()) }
-                }),
-            );
-            Some(
-                lienthong_adapters::push::PushServer::start(&name, addr, app, "GET /metrics")
-                    .await?,
-            )
-        }
-        None => None,
-    };
+    let _server = super::serve_metrics(&name, metrics_addr, &ctx.metrics).await?;
     cfg.run(ctx, super::interrupted()).await?;
     Ok(ExitCode::SUCCESS)
 }

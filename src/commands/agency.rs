@@ -7,7 +7,10 @@ use anyhow::Context as _;
 use chrono::{DateTime, Utc};
 use clap::Subcommand;
 use lienthong_bus::agencies::admin::AgencyAdmin;
+use lienthong_bus::agencies::events::Mode;
 use lienthong_bus::agencies::{self, AgencyRegistry};
+use lienthong_deliver::admin::SubscribeRequest;
+use lienthong_deliver::Secret;
 
 use super::Global;
 
@@ -60,6 +63,50 @@ pub enum Command {
     /// Give an agency a new password (its open connections are closed); rewrites its file.
     Rotate {
         name: String,
+        #[command(flatten)]
+        who: Who,
+    },
+    /// Have the events of a granted stream POSTed to a webhook (CloudEvents, signed as
+    /// Standard Webhooks), at least once, in order, from the stream's first event.
+    Subscribe {
+        name: String,
+        /// The agency's stream (one it is granted).
+        #[arg(long)]
+        stream: String,
+        /// Only these event types (repeatable), e.g. vn.egov.field_reports.report.submitted.
+        #[arg(long = "type")]
+        types: Vec<String>,
+        /// Only these subjects (repeatable), e.g. 'egov.field_reports.report.*.reopened'.
+        #[arg(long = "subjects")]
+        subjects: Vec<String>,
+        /// The receiver's URL.
+        #[arg(long)]
+        webhook: url::Url,
+        /// The signing secret (`whsec_…`); generated into this file when it does not exist.
+        #[arg(long)]
+        secret_file: PathBuf,
+        /// binary (data as the body, attributes as ce- headers) or structured (the event as JSON).
+        #[arg(long, default_value = "binary")]
+        mode: Mode,
+        /// The subscription's name (default: `hook`); it is `<agency>.<name>`.
+        #[arg(long = "name", default_value = "hook")]
+        subscription: String,
+        #[command(flatten)]
+        who: Who,
+    },
+    /// Webhook subscriptions (of one agency), with what each still has to deliver.
+    Subscriptions {
+        name: Option<String>,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        who: Who,
+    },
+    /// End a webhook subscription (`<agency>.<name>`).
+    Unsubscribe {
+        subscription: String,
+        #[arg(long)]
+        reason: Option<String>,
         #[command(flatten)]
         who: Who,
     },
@@ -324,6 +371,90 @@ pub async fn run(global: &Global, cmd: Command) -> anyhow::Result<ExitCode> {
                 "agency {name}: new password in {} (its open connections were closed)",
                 files.agency.display()
             );
+        }
+        Command::Subscribe {
+            name,
+            stream,
+            types,
+            subjects,
+            webhook,
+            secret_file,
+            mode,
+            subscription,
+            who,
+        } => {
+            let secret = match std::fs::read_to_string(&secret_file) {
+                Ok(text) => Secret::parse(&text)
+                    .with_context(|| format!("reading {}", secret_file.display()))?,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    let s = Secret::generate();
+                    lienthong_bus::credentials::write_private(&secret_file, &s.to_text())?;
+                    eprintln!(
+                        "generated a signing secret in {} (give it to the receiver)",
+                        secret_file.display()
+                    );
+                    s
+                }
+                Err(e) => return Err(anyhow::anyhow!("reading {}: {e}", secret_file.display())),
+            };
+            let admin = admin(global, &who).await?;
+            let id = lienthong_deliver::admin::subscribe(
+                &admin,
+                SubscribeRequest {
+                    agency: name,
+                    name: subscription,
+                    stream,
+                    types,
+                    subjects,
+                    webhook,
+                    secret,
+                    mode,
+                },
+            )
+            .await?;
+            println!(
+                "subscription {id}: delivered by `lienthong deliver` (which `lienthong up` runs)"
+            );
+        }
+        Command::Subscriptions { name, json, who } => {
+            let admin = admin(global, &who).await?;
+            let subs = lienthong_deliver::admin::subscriptions(&admin, name.as_deref()).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&subs)?);
+            } else if subs.is_empty() {
+                println!("no webhook subscriptions");
+            } else {
+                println!(
+                    "{:<28} {:<14} {:<10} {:>9} {:>9}  {:<10} webhook",
+                    "subscription", "stream", "mode", "delivered", "pending", "state"
+                );
+                for s in subs {
+                    let state = match &s.subscription.failing {
+                        Some(f) => format!("FAILING since {} ({})", f.since, f.error),
+                        None => "ok".into(),
+                    };
+                    let n = |v: Option<u64>| v.map(|v| v.to_string()).unwrap_or_else(|| "?".into());
+                    println!(
+                        "{:<28} {:<14} {:<10} {:>9} {:>9}  {:<10} {}",
+                        s.subscription.id,
+                        s.subscription.stream,
+                        s.subscription.mode,
+                        n(s.delivered),
+                        n(s.pending),
+                        state,
+                        s.subscription.webhook
+                    );
+                }
+            }
+        }
+        Command::Unsubscribe {
+            subscription,
+            reason,
+            who,
+        } => {
+            let admin = admin(global, &who).await?;
+            lienthong_deliver::admin::unsubscribe(&admin, &subscription, reason).await?;
+            println!("subscription {subscription} ended");
         }
         Command::Agent {
             accounts,

@@ -5,6 +5,7 @@ pub mod agency;
 pub mod audit;
 pub mod bench;
 pub mod catalog;
+pub mod deliver;
 pub mod dlq;
 pub mod ingress;
 pub mod publish;
@@ -99,6 +100,28 @@ impl Session {
         }
     }
 }
+/// Serves `metrics` at `http://<addr>/metrics` while the returned server is kept.
+pub async fn serve_metrics(
+    name: &str,
+    addr: Option<std::net::SocketAddr>,
+    metrics: &lienthong_bus::Metrics,
+) -> anyhow::Result<Option<lienthong_adapters::push::PushServer>> {
+    let Some(addr) = addr else {
+        return Ok(None);
+    };
+    let m = metrics.clone();
+    let app = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || {
+            let m = m.clone();
+            async move { lienthong_adapters::push::metrics_response(m.render()) }
+        }),
+    );
+    Ok(Some(
+        lienthong_adapters::push::PushServer::start(name, addr, app, "GET /metrics").await?,
+    ))
+}
+
 /// Completes on Ctrl-C or SIGTERM.
 pub async fn interrupted() {
     #[cfg(unix)]

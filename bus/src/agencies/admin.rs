@@ -261,12 +261,23 @@ impl AgencyAdmin {
         )
     }
 
-    async fn record(&self, event: AgencyEvent) -> Result<u64> {
+    /// Records an event of the registry (its `AGENCIES` sequence).
+    pub async fn record(&self, event: AgencyEvent) -> Result<u64> {
         Ok(self
             .publisher
             .publish(event.draft(Utc::now()))
             .await?
             .sequence)
+    }
+
+    /// Who makes the changes.
+    pub fn by(&self) -> &str {
+        &self.by
+    }
+
+    /// Where credentials files go.
+    pub fn credentials_dir(&self) -> &Path {
+        &self.dir
     }
 
     /// Waits until a server's agent applies the registry through `sequence`.

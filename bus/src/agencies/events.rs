@@ -83,6 +83,18 @@ pub enum Mode {
     Structured,
 }
 
+impl std::str::FromStr for Mode {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
+        match s {
+            "binary" => Ok(Mode::Binary),
+            "structured" => Ok(Mode::Structured),
+            other => Err(format!("{other:?}: use binary or structured")),
+        }
+    }
+}
+
 impl std::fmt::Display for Mode {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {

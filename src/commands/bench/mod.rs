@@ -13,7 +13,9 @@
 //! - memory: peak RSS of `lienthong replay rebuild` (a child process, which reports its own
 //!   high-water mark) over ≥ 1,000,000 events;
 //! - durable mode: a second server with `sync_interval: always`, naive pipelined publishing
-//!   vs atomic batches of 1,000.
+//!   vs atomic batches of 1,000;
+//! - webhooks: delivery to a local receiver (signed, one POST per event, in order) vs the raw
+//!   drain of the same stream (the agency's copy).
 //!
 //! Ratios are medians over `--runs`. Nothing here is a pass/fail test: the targets are shown
 //! beside the figures. `--only PART` measures one part (while working on it).
@@ -32,6 +34,7 @@ use super::Global;
 mod latency;
 mod publish;
 mod replay;
+mod webhook;
 
 use latency::end_to_end;
 use publish::{bus_publish, bus_publish_batched, durable, fresh_streams, prepare_all, raw_publish};
@@ -59,6 +62,9 @@ pub struct Args {
     /// Events per durable-mode run (naive and atomic batches each).
     #[arg(long, default_value_t = 20_000)]
     durable_events: usize,
+    /// Events delivered by webhook (and drained raw) in the webhook comparison.
+    #[arg(long, default_value_t = 20_000)]
+    webhook_events: usize,
     /// Measure only these parts (for working on one of them); all when not given.
     #[arg(long, value_enum)]
     only: Vec<Part>,
@@ -72,6 +78,7 @@ enum Part {
     E2e,
     Rss,
     Durable,
+    Webhook,
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -361,6 +368,46 @@ pub async fn run(global: &Global, a: Args) -> anyhow::Result<ExitCode> {
             "<= 200",
             Some(rss_mb <= 200.0 && events >= 1_000_000),
         ));
+    }
+    // Webhook delivery to a local receiver vs the raw drain of the same stream.
+    if wants(Part::Webhook) {
+        let have = operator
+            .get_stream("FIELD_REPORTS")
+            .await?
+            .info()
+            .await?
+            .state
+            .messages;
+        if (have as usize) < a.webhook_events {
+            let reports: Vec<EventDraft> = base
+                .iter()
+                .filter(|d| d.event_type.subsystem == "field_reports")
+                .cloned()
+                .collect();
+            let ds = drafts(&reports, a.webhook_events - have as usize, "webhook");
+            for r in publisher.publish_batched(ds, 1000).await {
+                r?;
+            }
+        }
+        let (n, raw, hook) = webhook::webhook(&server, &creds, registry.clone()).await?;
+        let ratio = hook / raw;
+        figures.insert("webhook_events".into(), json!(n));
+        figures.insert("webhook_raw_drain_per_s".into(), json!(raw.round()));
+        figures.insert("webhook_per_s".into(), json!(hook.round()));
+        figures.insert("webhook_ratio".into(), json!(round(ratio, 4)));
+        rows.push(row(
+            format!("webhook, raw drain of the copy, {n} (events/s)"),
+            format!("{raw:.0}"),
+            "",
+            None,
+        ));
+        rows.push(row(
+            "webhook delivery, local receiver (events/s)",
+            format!("{hook:.0}"),
+            "",
+            None,
+        ));
+        rows.push(row("webhook / raw drain", format!("{ratio:.4}"), "", None));
     }
     server.stop().await?;
 
