@@ -7,13 +7,16 @@
 //!   tests start in-process.
 //! - [`crosscheck`]: the subsystem registry against the server configuration, the streams, the
 //!   schemas and the read models.
+//! - [`datasets`]: the shared datasets' snapshots, their verification, CKAN publication.
 //! - [`error`]: what can go wrong, [`StackError`].
 //!
 //! The crates: `lienthong-bus` (envelope, NATS binding, registry, schemas, publisher),
 //! `lienthong-adapters` (one per subsystem, simulators, the ingress), `lienthong-replay`
-//! (read models, HTTP API, dashboard), `lienthong-audit` (the auditors' tool).
+//! (read models, HTTP API, dashboard, datasets), `lienthong-audit` (the auditors' tool),
+//! `lienthong-deliver` (webhooks).
 
 pub mod crosscheck;
+pub mod datasets;
 pub mod error;
 pub mod stack;
 

@@ -68,6 +68,9 @@ enum Command {
     /// Agencies: grant streams, rotate and revoke credentials, webhook subscriptions.
     #[command(subcommand)]
     Agency(commands::agency::Command),
+    /// The shared datasets: verifiable snapshots, publication to CKAN.
+    #[command(subcommand)]
+    Datasets(commands::datasets::Command),
     /// POST agencies' webhook subscriptions (signed CloudEvents), as the `deliver` role.
     Deliver(commands::deliver::Args),
     /// The event catalogue (AsyncAPI 3.0), generated from the registry and the schemas.
@@ -124,6 +127,7 @@ fn main() -> ExitCode {
             Command::Catalog(c) => commands::catalog::run(&global, c).await,
             Command::Agency(c) => commands::agency::run(&global, c).await,
             Command::Deliver(a) => commands::deliver::run(&global, a).await,
+            Command::Datasets(c) => commands::datasets::run(&global, c).await,
         }
     });
     match result {

@@ -43,6 +43,8 @@ pub struct StackOptions {
     /// Every acknowledged event on disk before its acknowledgement.
     pub durable: bool,
     pub schemas: Arc<SchemaRegistry>,
+    /// How the shared datasets are published (licence, smallest count shown).
+    pub publication: lienthong_replay::datasets::dcat::Publication,
 }
 
 type Task = tokio::task::JoinHandle<Result<(), StackError>>;
@@ -241,12 +243,13 @@ impl Stack {
                 tokio::spawn(async move { Ok(cfg.run(ctx, stop).await?) }),
             ));
         }
+        let mut fed = Vec::new();
         for feed in feeds {
-            tokio::spawn(async move {
+            fed.push(tokio::spawn(async move {
                 if let Err(e) = feed.await {
                     error!("feeding the demo: {e}");
                 }
-            });
+            }));
         }
         if let Some(mut cfg) = ingress {
             cfg.listen = opts.ingress;
@@ -294,6 +297,7 @@ impl Stack {
             admin_token: Some(admin_token),
             nats_urls: vec![url.clone()],
             metrics: Some(metrics.clone()),
+            publication: opts.publication.clone(),
             ..Default::default()
         };
 
@@ -322,6 +326,33 @@ impl Stack {
                 .await?)
             }),
         ));
+        if opts.demo.is_some() {
+            let (client, refusals) = creds
+                .settings("auditor", &url)?
+                .connect_watched("lienthong-up-demo-publication")
+                .await?;
+            let reader = lienthong_bus::StreamReader::new(client, refusals);
+            let (dir, http) = (creds_dir.clone(), stack.http);
+            let stop = shutdown.signalled();
+            tokio::spawn(async move {
+                tokio::select! {
+                    _ = stop => {}
+                    r = publish_demo_datasets(fed, reader, dir, http) => match r {
+                        Ok(report) => info!(
+                            created = report.created.len(),
+                            updated = report.updated.len(),
+                            unchanged = report.unchanged.len(),
+                            "published the datasets to the demo's CKAN portal"
+                        ),
+                        Err(e) => error!("publishing the demo's datasets: {e:#}"),
+                    },
+                }
+            });
+            stack.lines.push(format!(
+                "  Datasets           http://{}/api/v1/datasets  (DCAT: /api/v1/datasets/catalog.jsonld; published to the CKAN simulator once the demo has settled)",
+                stack.http
+            ));
+        }
         stack.lines.push(format!(
             "  Audit              lienthong audit verify --public-key {} --env {}/auditor.env",
             public_key_file.display(),
@@ -433,6 +464,68 @@ async fn seed_demo_agencies(
         }
     }
     Ok(())
+}
+
+/// Once the demo's feeds are done and the streams have been quiet for a while (every adapter
+/// has polled since) and folded, publishes the datasets to the demo's CKAN portal — once.
+async fn publish_demo_datasets(
+    fed: Vec<tokio::task::JoinHandle<()>>,
+    reader: lienthong_bus::StreamReader,
+    credentials: PathBuf,
+    http: SocketAddr,
+) -> anyhow::Result<crate::datasets::ckan::Report> {
+    for f in fed {
+        let _ = f.await;
+    }
+    let streams: Vec<&str> = lienthong_bus::registry::SUBSYSTEMS
+        .iter()
+        .map(|s| s.stream)
+        .collect();
+    let heads = || async {
+        let mut out = Vec::new();
+        for s in &streams {
+            out.push(reader.last_sequence(s).await.unwrap_or(0));
+        }
+        out
+    };
+    // Quiet for 12 s: longer than any demo adapter's poll interval (10 s).
+    let mut last = heads().await;
+    let mut quiet_since = std::time::Instant::now();
+    while quiet_since.elapsed() < std::time::Duration::from_secs(12) {
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        let now = heads().await;
+        if now != last {
+            last = now;
+            quiet_since = std::time::Instant::now();
+        }
+    }
+    // Folded: the read models' checkpoints reached the heads.
+    let health = format!("http://{http}/healthz");
+    let client = reqwest::Client::new();
+    for _ in 0..60 {
+        let h: serde_json::Value = client.get(&health).send().await?.json().await?;
+        let folded: u64 = h["projections"]
+            .as_object()
+            .map(|o| {
+                o.values()
+                    .filter_map(|v| v["stream_sequence"].as_u64())
+                    .sum()
+            })
+            .unwrap_or(0);
+        if folded >= last.iter().sum::<u64>() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    }
+    let env = lienthong_bus::credentials::read_env_file(&credentials.join("ckan-demo.env"))?;
+    let token = std::fs::read_to_string(&env["CKAN_API_TOKEN_FILE"])?;
+    crate::datasets::ckan::publish(&crate::datasets::ckan::Target {
+        ckan: env["CKAN_URL"].parse()?,
+        token: token.trim().to_string(),
+        organization: "ubnd-tp-phan-thiet".into(),
+        from: format!("http://{http}/").parse()?,
+    })
+    .await
 }
 
 fn free_port(host: &str) -> Result<u16, StackError> {

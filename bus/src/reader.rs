@@ -352,6 +352,7 @@ impl StreamReader {
                 }
             }
         })
+        .fuse()
         .boxed()
     }
 }

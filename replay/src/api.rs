@@ -28,6 +28,8 @@ pub struct AppState {
     pub components: Option<lienthong_bus::Metrics>,
     /// Reads the agency registry (who is granted what), for the catalogue.
     pub agencies: Option<lienthong_bus::StreamReader>,
+    /// Who publishes the datasets, under which licence, withholding which counts.
+    pub publication: crate::datasets::dcat::Publication,
 }
 
 /// What `POST /api/v1/admin/rebuild` needs.

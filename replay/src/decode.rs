@@ -8,7 +8,8 @@ use std::sync::Arc;
 use async_nats::jetstream::{self, consumer};
 use futures::{FutureExt, StreamExt};
 use lienthong_bus::envelope::Structured;
-use lienthong_bus::subscriber::decode_message;
+use lienthong_bus::reader::StoredMessage;
+use lienthong_bus::subscriber::{decode_message, decode_stored};
 use lienthong_bus::SchemaRegistry;
 
 use crate::projection::ProjectedEvent;
@@ -101,6 +102,53 @@ pub async fn read_ahead(
     let _ = (&mut decoder.0).await;
 }
 
+/// [`read_ahead`] for messages read by direct get (a role without consumers: the auditor
+/// verifying a dataset). The stream's order; batches of what has arrived.
+pub async fn read_ahead_stored(
+    messages: futures::stream::BoxStream<'static, lienthong_bus::Result<StoredMessage>>,
+    registry: Arc<SchemaRegistry>,
+    max_batch: usize,
+    tx: tokio::sync::mpsc::Sender<crate::Result<Vec<DecodedMessage>>>,
+) {
+    // Looking ahead for more may find the end: a fused stream says so again, harmlessly.
+    let mut messages = messages.fuse();
+    loop {
+        let batch = match messages.next().await {
+            None => break,
+            Some(Err(e)) => Err(reading(e.to_string())),
+            Some(Ok(first)) => {
+                let mut batch = vec![first];
+                let mut result = Ok(());
+                while batch.len() < max_batch {
+                    match messages.next().now_or_never() {
+                        Some(Some(Ok(m))) => batch.push(m),
+                        Some(Some(Err(e))) => {
+                            result = Err(reading(e.to_string()));
+                            break;
+                        }
+                        _ => break,
+                    }
+                }
+                result.map(|()| batch)
+            }
+        };
+        let failed = batch.is_err();
+        let decoded = batch.map(|b| {
+            b.iter()
+                .map(|m| DecodedMessage {
+                    sequence: m.sequence,
+                    // Unknown by direct get: the fold ends at its target sequence.
+                    pending: u64::MAX,
+                    event: project_stored(&registry, m),
+                })
+                .collect()
+        });
+        if tx.send(decoded).await.is_err() || failed {
+            break;
+        }
+    }
+}
+
 fn reading(reason: String) -> crate::ReplayError {
     crate::ReplayError::Nats {
         operation: "reading the stream".into(),
@@ -115,11 +163,38 @@ fn project(
     msg: &jetstream::Message,
     sequence: u64,
 ) -> Result<Option<ProjectedEvent>, lienthong_bus::BusError> {
-    let Some(read) = Structured::read(msg.headers.as_ref(), &msg.payload) else {
-        return Ok(ProjectedEvent::from_received(decode_message(
-            msg,
-            Some(registry),
-        )?));
+    project_parts(
+        registry,
+        msg.headers.as_ref(),
+        &msg.payload,
+        sequence,
+        || decode_message(msg, Some(registry)),
+    )
+}
+
+/// [`project`] for a message read by direct get.
+fn project_stored(
+    registry: &SchemaRegistry,
+    msg: &StoredMessage,
+) -> Result<Option<ProjectedEvent>, lienthong_bus::BusError> {
+    project_parts(
+        registry,
+        Some(&msg.headers),
+        &msg.payload,
+        msg.sequence,
+        || decode_stored(msg, Some(registry)),
+    )
+}
+
+fn project_parts(
+    registry: &SchemaRegistry,
+    headers: Option<&async_nats::HeaderMap>,
+    payload: &[u8],
+    sequence: u64,
+    full: impl FnOnce() -> Result<lienthong_bus::ReceivedEvent, lienthong_bus::BusError>,
+) -> Result<Option<ProjectedEvent>, lienthong_bus::BusError> {
+    let Some(read) = Structured::read(headers, payload) else {
+        return Ok(ProjectedEvent::from_received(full()?));
     };
     let s = read?;
     let (Some(schema), Some(data)) = (s.dataschema.as_deref(), s.data) else {

@@ -27,6 +27,7 @@
 
 pub mod api;
 pub mod audit_writer;
+pub mod datasets;
 pub mod decode;
 pub mod documents;
 pub mod error;

@@ -73,4 +73,9 @@ pub trait Projection: Send + Sync + 'static {
     }
     /// Folds one event. Must be deterministic and only touch `changes`.
     fn apply(&self, changes: &mut Changes<'_>, event: &ProjectedEvent) -> Result<()>;
+    /// The shape of what it writes. Raise it when the fold changes: a served tree of an
+    /// older version is rebuilt from the stream before it is followed again.
+    fn version(&self) -> u32 {
+        1
+    }
 }

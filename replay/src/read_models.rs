@@ -4,7 +4,8 @@
 //! checks them against the subsystem registry (`lienthong_bus::registry`).
 //!
 //! Adding a subsystem's read model: a module beside the others (projection in `mod.rs`,
-//! endpoints and KPI figures in `http.rs`) and one line in [`all`].
+//! endpoints and KPI figures in `http.rs`, its datasets in `dataset.rs`) and one line in
+//! [`all`].
 
 use std::sync::Arc;
 
@@ -22,6 +23,10 @@ pub struct ReadModel {
     pub routes: fn(Router<AppState>) -> Router<AppState>,
     /// Its section of `/api/v1/kpi`, if it has one.
     pub kpi: Option<KpiSection>,
+    /// The shared datasets computed from it (`/api/v1/datasets`).
+    pub datasets: Vec<crate::datasets::DatasetSpec>,
+    /// Its endpoints, for `/openapi.json`.
+    pub api: &'static [crate::http::openapi::Op],
 }
 
 /// A read model's part of the operations centre's summary.

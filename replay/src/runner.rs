@@ -36,6 +36,9 @@ pub struct Metrics {
 #[derive(Clone)]
 pub struct Runner {
     js: jetstream::Context,
+    /// Reads by direct get instead of an ordered consumer (for a role that may not create
+    /// consumers: the auditor checking a dataset).
+    direct: Option<lienthong_bus::StreamReader>,
     registry: Arc<SchemaRegistry>,
     store: ReadStore,
     projection: Arc<dyn Projection>,
@@ -71,12 +74,20 @@ impl Runner {
     ) -> Self {
         Self {
             js,
+            direct: None,
             registry,
             store,
             projection,
             metrics,
             max_batch: MAX_BATCH,
         }
+    }
+
+    /// Reads with `reader` (batched direct get) instead of consumers: nothing is created on
+    /// the server, so a read-only role (the auditor) can rebuild read models and datasets.
+    pub fn reading_directly(mut self, reader: lienthong_bus::StreamReader) -> Self {
+        self.direct = Some(reader);
+        self
     }
 
     /// At most `n` events per committed batch: smaller batches make new events visible
@@ -92,6 +103,19 @@ impl Runner {
         tokio::pin!(shutdown);
         loop {
             let tree = self.store.current(self.projection.name())?;
+            let version = self.projection.version();
+            if checkpoint(&tree)? == 0 {
+                crate::store::set_version(&tree, version)?;
+            } else if crate::store::version(&tree)? != version {
+                info!(
+                    projection = self.projection.name(),
+                    from = crate::store::version(&tree)?,
+                    to = version,
+                    "the read model's shape changed; rebuilding it from the stream"
+                );
+                self.rebuild(&|_, _| {}).await?;
+                continue;
+            }
             let name = self
                 .store
                 .current_name(self.projection.name())?
@@ -129,6 +153,7 @@ impl Runner {
             .fold(&tree, None, Until::Sequence(head), at.as_of, progress)
             .await?;
         self.store.set_point_in_time(self.projection.name(), &at)?;
+        crate::store::set_version(&tree, self.projection.version())?;
         let cp = checkpoint(&tree)?;
         self.store.swap(self.projection.name(), &name)?;
         info!(projection = self.projection.name(), tree = %name, events, checkpoint = cp, "rebuilt and swapped");
@@ -147,6 +172,15 @@ impl Runner {
 
     /// The stream's last sequence.
     pub async fn head(&self) -> Result<u64> {
+        if let Some(reader) = &self.direct {
+            return reader
+                .last_sequence(self.projection.stream())
+                .await
+                .map_err(|e| ReplayError::Nats {
+                    operation: format!("reading stream {}", self.projection.stream()),
+                    reason: e.to_string(),
+                });
+        }
         let mut stream = self
             .js
             .get_stream(self.projection.stream())
@@ -162,22 +196,8 @@ impl Runner {
         Ok(info.state.last_sequence)
     }
 
-    /// Folds from the tree's checkpoint. Returns the number of events applied; returns early
-    /// (Ok) when `generation` is no longer the one served.
-    async fn fold(
-        &self,
-        tree: &sled::Tree,
-        generation: Option<&str>,
-        until: Until,
-        as_of: Option<DateTime<Utc>>,
-        progress: &(dyn Fn(u64, u64) + Sync),
-    ) -> Result<u64> {
-        let start = checkpoint(tree)?;
-        if let Until::Sequence(target) = until {
-            if start >= target {
-                return Ok(0);
-            }
-        }
+    /// An ordered consumer on the stream from after `start`, with the projection's filters.
+    async fn consumer(&self, start: u64) -> Result<consumer::pull::Ordered> {
         let nats = |operation: &str, e: &dyn std::fmt::Display| ReplayError::Nats {
             operation: format!("{operation} {}", self.projection.stream()),
             reason: e.to_string(),
@@ -208,20 +228,54 @@ impl Runner {
             })
             .await
             .map_err(|e| nats("reading", &e))?;
-        let messages = consumer.messages().await.map_err(|e| nats("reading", &e))?;
+        consumer.messages().await.map_err(|e| nats("reading", &e))
+    }
+
+    /// Folds from the tree's checkpoint. Returns the number of events applied; returns early
+    /// (Ok) when `generation` is no longer the one served.
+    async fn fold(
+        &self,
+        tree: &sled::Tree,
+        generation: Option<&str>,
+        until: Until,
+        as_of: Option<DateTime<Utc>>,
+        progress: &(dyn Fn(u64, u64) + Sync),
+    ) -> Result<u64> {
+        let start = checkpoint(tree)?;
+        if let Until::Sequence(target) = until {
+            if start >= target {
+                return Ok(0);
+            }
+        }
         // A pipeline: one task receives, one decodes and validates (the costliest part per
         // event), and this loop folds and commits — each a few batches ahead of the next.
         let (tx, mut decoded) = tokio::sync::mpsc::channel(DECODED_AHEAD);
         // Folded batches go back to the reader to be freed on the thread that allocated
         // them (cheaper for the allocator than freeing across threads).
         let (spent, spent_rx) = std::sync::mpsc::channel::<Vec<DecodedMessage>>();
-        let _reader = AbortOnDrop(tokio::spawn(read_ahead(
-            messages,
-            self.registry.clone(),
-            self.max_batch,
-            tx,
-            spent_rx,
-        )));
+        let _reader = match &self.direct {
+            Some(reader) => AbortOnDrop(tokio::spawn(crate::decode::read_ahead_stored(
+                reader.messages(
+                    self.projection.stream(),
+                    start + 1,
+                    None,
+                    until == Until::Forever,
+                ),
+                self.registry.clone(),
+                self.max_batch,
+                tx,
+            ))),
+            None => {
+                let messages = self.consumer(start).await?;
+                AbortOnDrop(tokio::spawn(read_ahead(
+                    messages,
+                    self.registry.clone(),
+                    self.max_batch,
+                    tx,
+                    spent_rx,
+                )))
+            }
+        };
         let total = match until {
             Until::Sequence(t) => t,
             Until::Forever => 0,

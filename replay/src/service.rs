@@ -52,6 +52,8 @@ pub struct ServeOptions {
     pub nats_urls: Vec<String>,
     /// Other components' counters, served with the service's own at `/metrics`.
     pub metrics: Option<lienthong_bus::Metrics>,
+    /// Who publishes the datasets, under which licence, withholding which counts.
+    pub publication: crate::datasets::dcat::Publication,
 }
 
 impl Default for ServeOptions {
@@ -62,6 +64,7 @@ impl Default for ServeOptions {
             admin_token: None,
             nats_urls: Vec::new(),
             metrics: None,
+            publication: Default::default(),
         }
     }
 }
@@ -126,6 +129,7 @@ pub async fn serve(
         admin,
         nats_urls: options.nats_urls.clone(),
         components: options.metrics.clone(),
+        publication: options.publication.clone(),
         agencies: js
             .as_ref()
             .map(|js| lienthong_bus::StreamReader::new(js.client(), Default::default())),

@@ -26,6 +26,8 @@ pub struct PointInTime {
 
 /// Where a generation keeps its checkpoint. Projection keys never start with `\0`.
 pub const CHECKPOINT_KEY: &[u8] = b"\0checkpoint";
+/// Where a tree records the version of the projection that wrote it (absent: 1).
+pub const VERSION_KEY: &[u8] = b"\0version";
 
 #[derive(Clone)]
 pub struct ReadStore {
@@ -160,6 +162,21 @@ impl ReadStore {
         self.db.flush()?;
         Ok(())
     }
+}
+
+/// The version of the projection that wrote `tree`.
+pub fn version(tree: &sled::Tree) -> Result<u32> {
+    Ok(tree
+        .get(VERSION_KEY)?
+        .and_then(|v| <[u8; 4]>::try_from(v.as_ref()).ok())
+        .map(u32::from_be_bytes)
+        .unwrap_or(1))
+}
+
+/// Records the version of the projection that writes `tree`.
+pub fn set_version(tree: &sled::Tree, version: u32) -> Result<()> {
+    tree.insert(VERSION_KEY, &version.to_be_bytes())?;
+    Ok(())
 }
 
 /// The last stream sequence applied to `tree` (0: nothing yet).

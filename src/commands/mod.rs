@@ -5,6 +5,7 @@ pub mod agency;
 pub mod audit;
 pub mod bench;
 pub mod catalog;
+pub mod datasets;
 pub mod deliver;
 pub mod dlq;
 pub mod ingress;
@@ -100,6 +101,35 @@ impl Session {
         }
     }
 }
+/// How the shared datasets are published (`up`, `replay serve`, `datasets …`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct PublicationArgs {
+    /// Counts from 1 to this − 1 are withheld from the datasets (and figures computed from
+    /// them), so no person can be singled out.
+    #[arg(long, default_value_t = lienthong_replay::datasets::DEFAULT_MIN_CELL)]
+    pub min_cell_size: u64,
+    /// The datasets' licence (URL).
+    #[arg(long, default_value = "https://creativecommons.org/licenses/by/4.0/")]
+    pub licence: String,
+    /// The licence's name.
+    #[arg(
+        long,
+        default_value = "Creative Commons Attribution 4.0 International (CC BY 4.0)"
+    )]
+    pub licence_title: String,
+}
+
+impl PublicationArgs {
+    pub fn publication(&self) -> lienthong_replay::datasets::dcat::Publication {
+        lienthong_replay::datasets::dcat::Publication {
+            min_cell: self.min_cell_size.max(1),
+            licence: self.licence.clone(),
+            licence_title: self.licence_title.clone(),
+            ..Default::default()
+        }
+    }
+}
+
 /// Serves `metrics` at `http://<addr>/metrics` while the returned server is kept.
 pub async fn serve_metrics(
     name: &str,

@@ -33,6 +33,8 @@ pub enum Command {
         /// (live rebuilds beside the served read models).
         #[arg(long, conflicts_with = "read_only")]
         admin_token_file: Option<PathBuf>,
+        #[command(flatten)]
+        publication: super::PublicationArgs,
     },
     /// Rebuild read models from the start of their streams into a fresh tree, then swap.
     /// With --as-of or --until-seq, the read models as they were then (into their own --db).
@@ -69,6 +71,7 @@ pub async fn run(global: &Global, cmd: Command) -> anyhow::Result<ExitCode> {
             max_batch,
             audit_key,
             admin_token_file,
+            publication,
         } => {
             let admin_token = match admin_token_file {
                 Some(p) => Some(
@@ -107,6 +110,7 @@ pub async fn run(global: &Global, cmd: Command) -> anyhow::Result<ExitCode> {
                     admin_token,
                     nats_urls: vec![global.settings()?.url],
                     metrics: None,
+                    publication: publication.publication(),
                 },
                 super::interrupted(),
             )

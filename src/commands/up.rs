@@ -43,6 +43,8 @@ pub struct Args {
     /// keep their pace. See docs/performance.md.
     #[arg(long)]
     durable: bool,
+    #[command(flatten)]
+    publication: super::PublicationArgs,
 }
 
 fn toml_file<T: serde::de::DeserializeOwned>(path: &PathBuf, what: &str) -> anyhow::Result<T> {
@@ -73,6 +75,7 @@ pub async fn run(global: &Global, a: Args) -> anyhow::Result<ExitCode> {
         adapters,
         durable: a.durable,
         schemas: global.registry()?,
+        publication: a.publication.publication(),
     })
     .await?;
     let http = format!("http://{}", stack.http);

@@ -76,7 +76,22 @@ pub struct Package {
     pub metadata_created: Option<String>,
     #[serde(default)]
     pub resources: Vec<Resource>,
+    /// Free key/value pairs; `lienthong_dataset` marks one of the bus's own datasets,
+    /// published by `lienthong datasets publish`.
+    #[serde(default)]
+    pub extras: Vec<Extra>,
 }
+
+/// A package's extra field.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Extra {
+    pub key: String,
+    #[serde(default)]
+    pub value: String,
+}
+
+/// The extra that marks the bus's own datasets on the portal.
+pub const BUS_DATASET_EXTRA: &str = "lienthong_dataset";
 
 fn active() -> String {
     "active".into()
@@ -138,7 +153,29 @@ impl Package {
             .collect()
     }
 
+    /// The bus's own dataset this package is, if it is one (a well-formed id only).
+    pub fn bus_dataset(&self) -> Option<&str> {
+        self.extras
+            .iter()
+            .find(|e| e.key == BUS_DATASET_EXTRA)
+            .map(|e| e.value.as_str())
+            .filter(|v| {
+                !v.is_empty()
+                    && v.len() <= 100
+                    && v.bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            })
+    }
+
     fn snapshot(&self) -> Value {
+        let mut v = self.snapshot_fields();
+        if let Some(id) = self.bus_dataset() {
+            v["bus_dataset"] = json!(id);
+        }
+        v
+    }
+
+    fn snapshot_fields(&self) -> Value {
         json!({
             "dataset_id": self.id,
             "name": self.name,

@@ -21,8 +21,18 @@ pub fn year(settings: &DemoSettings) -> Vec<Value> {
 pub async fn start(settings: DemoSettings, shutdown: Shutdown) -> Result<DemoPart, AdapterError> {
     let packages = year(&settings);
     let totals = totals(&packages);
-    let ckan = CkanSimulator::new(packages);
+    // The portal's API token, for `lienthong datasets publish` (`up --demo` publishes once).
+    let token_file = settings.credentials.join("ckan-api.token");
+    let token = lienthong_bus::credentials::secret_file(&token_file)?;
+    let ckan = CkanSimulator::new(packages).with_token(token);
     let (l, url) = listener().await?;
+    lienthong_bus::credentials::write_private(
+        &settings.credentials.join("ckan-demo.env"),
+        &format!(
+            "# The demo's CKAN portal (simulated). Generated.\nCKAN_URL={url}\nCKAN_API_TOKEN_FILE={}\n",
+            token_file.display()
+        ),
+    )?;
     let serve = ckan.serve(l, shutdown.signalled());
     Ok(DemoPart {
         subsystem: "open_data",
@@ -39,7 +49,8 @@ pub async fn start(settings: DemoSettings, shutdown: Shutdown) -> Result<DemoPar
         tasks: vec![task("simulator ckan", serve)],
         feed: None,
         lines: vec![format!(
-            "  CKAN simulator     {url}api/3/action/package_search"
+            "  CKAN simulator     {url}api/3/action/package_search  (API token: {})",
+            token_file.display()
         )],
     })
 }

@@ -19,6 +19,7 @@ use axum::Router;
 
 use super::{DocumentExchangeProjection, DocumentsView, ExchangeFilter, MonthRow, NAME};
 use crate::api::{csv_response, problem, wants_csv, AppState, Unavailable};
+use crate::http::openapi::{ok, path, query, Op, FORMAT, JSON, JSON_OR_CSV, NOT_FOUND};
 use crate::read_models::{KpiSection, ReadModel};
 
 /// The document-exchange read model: its projection, endpoints and KPI section.
@@ -40,8 +41,16 @@ pub fn read_model() -> ReadModel {
             },
             figures: kpi,
         }),
+        datasets: vec![super::dataset::SPEC],
+        api: API,
     }
 }
+
+const API: &[Op] = &[
+    Op { method: "get", path: "/api/v1/documents/exchange", tag: "documents", summary: "Per agency and month: documents sent (electronic, paper), received, edXML; secret documents never counted", params: &[query("organ", "An agency code"), query("month", "YYYY-MM"), query("year", "YYYY"), FORMAT], answers: &[ok(JSON_OR_CSV, "Rows")] },
+    Op { method: "get", path: "/api/v1/documents/exchange/summary", tag: "documents", summary: "Totals per agency and overall", params: &[query("year", "YYYY")], answers: &[ok(JSON, "Totals")] },
+    Op { method: "get", path: "/api/v1/documents/{id}", tag: "documents", summary: "An edXML document's trail", params: &[path("id", "The edXML DocumentId")], answers: &[ok(JSON, "The trail"), NOT_FOUND] },
+];
 
 /// Documents sent (electronic, paper), received, edXML packages and the electronic ratio —
 /// secret documents are never on the bus, so never counted.

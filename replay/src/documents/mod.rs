@@ -5,6 +5,7 @@
 //! documents of normal secrecy only, as the KPI requires. Keys: `reg/<register id>`
 //! (seen marker), `m/<organ>/<YYYY-MM>` → [`MonthRow`], `d/<document id>` → [`DocumentTrail`].
 
+pub mod dataset;
 pub mod http;
 
 use std::collections::BTreeMap;

@@ -17,6 +17,7 @@ use axum::Router;
 
 use super::{FieldReportsProjection, FieldReportsView, ReportFilter, ReportView, NAME};
 use crate::api::{csv_response, problem, wants_csv, AppState, Unavailable};
+use crate::http::openapi::{ok, path, query, Op, Param, FORMAT, JSON, JSON_OR_CSV, NOT_FOUND};
 use crate::read_models::{KpiSection, ReadModel};
 
 /// The field-reports read model: its projection, endpoints and KPI section.
@@ -33,8 +34,50 @@ pub fn read_model() -> ReadModel {
             years: |_| Ok(Vec::new()),
             figures: kpi,
         }),
+        datasets: vec![super::dataset::SPEC],
+        api: API,
     }
 }
+
+const API: &[Op] = &[
+    Op {
+        method: "get",
+        path: "/api/v1/field-reports",
+        tag: "field-reports",
+        summary: "Citizen field reports, filtered and paged",
+        params: &[
+            query("ward", "A ward slug"),
+            query("status", "A status (open, in_progress, closed…)"),
+            query("category", "A category code"),
+            Param {
+                kind: "integer",
+                ..query("limit", "At most this many")
+            },
+            Param {
+                kind: "integer",
+                ..query("offset", "Skip this many")
+            },
+            FORMAT,
+        ],
+        answers: &[ok(JSON_OR_CSV, "Reports")],
+    },
+    Op {
+        method: "get",
+        path: "/api/v1/field-reports/stats",
+        tag: "field-reports",
+        summary: "Totals by status, ward and category; resolution times and on-time share",
+        params: &[],
+        answers: &[ok(JSON, "Statistics")],
+    },
+    Op {
+        method: "get",
+        path: "/api/v1/field-reports/{id}",
+        tag: "field-reports",
+        summary: "One report (its id percent-encoded)",
+        params: &[path("id", "The report id")],
+        answers: &[ok(JSON, "The report"), NOT_FOUND],
+    },
+];
 
 /// Reports received, resolved, open, resolution time and on-time share (all time).
 fn kpi(tree: &sled::Tree, _year: Option<&str>) -> crate::Result<serde_json::Value> {

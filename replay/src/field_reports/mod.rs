@@ -6,6 +6,7 @@
 //! at least as new (`changed_at`) as the one shown, and a report first known from an
 //! update (its submission not seen yet) is counted once and completed when it arrives.
 
+pub mod dataset;
 pub mod http;
 
 use std::collections::BTreeMap;

@@ -71,7 +71,7 @@ pub async fn page(State(s): State<AppState>) -> Html<String> {
          <code>egov.&lt;phân hệ&gt;.&lt;thực thể&gt;.&lt;khóa&gt;.&lt;hành động&gt;</code>, một lược đồ \
          JSON Schema 2020-12 (<i>dataschema</i>) và danh sách vai trò được đọc. \
          Không có dữ liệu cá nhân hay văn bản mật trên hệ thống.</p>\
-         <nav><a href=\"/asyncapi.json\">AsyncAPI 3.0 (JSON)</a><a href=\"/schemas/\">Lược đồ (schemas)</a><a href=\"/\">Bảng điều hành (dashboard)</a></nav>"
+         <nav><a href=\"/asyncapi.json\">AsyncAPI 3.0 (JSON)</a><a href=\"/schemas/\">Lược đồ (schemas)</a><a href=\"#datasets\">Bộ dữ liệu (datasets)</a><a href=\"/openapi.json\">OpenAPI 3.1</a><a href=\"/\">Bảng điều hành (dashboard)</a></nav>"
     );
     // Agencies are data: who is granted each stream now, from the registry.
     let granted = match &s.agencies {
@@ -214,6 +214,44 @@ pub async fn page(State(s): State<AppState>) -> Html<String> {
             }
         }
     }
+    datasets_section(&mut h, &s);
     let _ = write!(h, "</main></body></html>");
     Html(h)
+}
+
+/// The shared datasets, each with its files and the dashboard panel that shows it.
+fn datasets_section(h: &mut String, s: &AppState) {
+    let _ = write!(
+        h,
+        "<h2 id=\"datasets\">Bộ dữ liệu dùng chung (shared datasets)</h2>\
+         <p>Các bộ dữ liệu tổng hợp từ lịch sử sự kiện đã được kiểm toán; giấy phép \
+         <a href=\"{lic}\">{lic_title}</a>. {note} Danh mục DCAT-AP 3: \
+         <a href=\"/api/v1/datasets/catalog.jsonld\">catalog.jsonld</a>. Mỗi con số có thể được \
+         kiểm chứng: <code>lienthong datasets snapshot</code> rồi <code>lienthong datasets verify</code>.</p>",
+        lic = esc(&s.publication.licence),
+        lic_title = esc(&s.publication.licence_title),
+        note = esc(&crate::datasets::disclosure_note(s.publication.min_cell)),
+    );
+    for spec in crate::datasets::specs() {
+        let rows = crate::datasets::http::table(s, &spec)
+            .map(|(t, _)| t.rows.len().to_string())
+            .unwrap_or_else(|_| "–".into());
+        let base = format!("/api/v1/datasets/{}", spec.id);
+        let _ = write!(
+            h,
+            "<h3 id=\"dataset-{id}\">{vi}</h3><p>{en} — {desc}</p><dl>\
+             <dt>Tệp (files)</dt><dd><a href=\"{base}/data.csv\">CSV</a> · <a href=\"{base}/data.json\">JSON</a> · \
+             <a href=\"{base}/schema.json\">cột (Table Schema)</a> · <a href=\"{base}\">DCAT</a></dd>\
+             <dt>Số dòng (rows)</dt><dd>{rows}</dd>\
+             <dt>Từ luồng (stream)</dt><dd><code>{stream}</code> → <code>{model}</code></dd>\
+             <dt>Trên bảng điều hành</dt><dd><a href=\"/#panel-{panel}\">{panel}</a></dd></dl>",
+            id = esc(spec.id),
+            vi = esc(spec.title_vi),
+            en = esc(spec.title_en),
+            desc = esc(spec.description_vi),
+            stream = esc(spec.stream),
+            model = esc(spec.projection),
+            panel = esc(spec.panel),
+        );
+    }
 }

@@ -10,6 +10,7 @@
 
 mod catalog;
 mod kpi;
+pub mod openapi;
 
 use std::sync::atomic::Ordering;
 
@@ -30,6 +31,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .route("/api/v1/kpi", get(kpi::kpi))
+        .route("/openapi.json", get(openapi::openapi))
         .route("/asyncapi.json", get(catalog::asyncapi_json))
         .route("/catalog", get(catalog::page))
         .route("/api/v1/audit/public-key", get(audit_public_key))
@@ -37,6 +39,7 @@ pub fn router(state: AppState) -> Router {
         .route("/schemas", get(schema_index))
         .route("/schemas/", get(schema_index))
         .route("/schemas/{*path}", get(schema_file));
+    router = crate::datasets::http::routes(router);
     for model in crate::read_models::all() {
         router = (model.routes)(router);
     }

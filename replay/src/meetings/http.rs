@@ -16,6 +16,7 @@ use serde_json::{json, Value};
 
 use super::{figures, MeetingView, MeetingsProjection, MeetingsView, NAME};
 use crate::api::{csv_response, problem, wants_csv, AppState, Unavailable};
+use crate::http::openapi::{ok, path, query, Op, FORMAT, JSON, JSON_OR_CSV, NOT_FOUND};
 use crate::read_models::{KpiSection, ReadModel};
 
 /// The meetings read model: its projection, endpoints and KPI section.
@@ -31,8 +32,15 @@ pub fn read_model() -> ReadModel {
             years: |tree| MeetingsView { tree }.years(),
             figures: kpi,
         }),
+        datasets: vec![super::dataset::SPEC],
+        api: API,
     }
 }
+
+const API: &[Op] = &[
+    Op { method: "get", path: "/api/v1/meetings", tag: "meetings", summary: "Online meetings: per month and kind, wards connected, participations, durations, the meetings", params: &[query("year", "YYYY"), FORMAT], answers: &[ok(JSON_OR_CSV, "Meetings")] },
+    Op { method: "get", path: "/api/v1/meetings/{id}", tag: "meetings", summary: "One meeting", params: &[path("id", "The meeting id")], answers: &[ok(JSON, "The meeting"), NOT_FOUND] },
+];
 
 fn year_number(year: Option<&str>) -> Option<i32> {
     year.and_then(|y| y.parse().ok())

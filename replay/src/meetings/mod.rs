@@ -6,6 +6,7 @@
 //! participation keeps its earliest join and latest leave, so an event stored twice (a
 //! Jitsi room's closing list repeats its joins and leaves) or arriving late changes nothing.
 
+pub mod dataset;
 pub mod http;
 
 use std::collections::{BTreeMap, BTreeSet};

@@ -17,6 +17,7 @@ use axum::Router;
 
 use super::{dcat, CatalogueProjection, CatalogueView, NAME};
 use crate::api::{csv_response, problem, wants_csv, AppState, Unavailable};
+use crate::http::openapi::{ok, path, query, Op, FORMAT, JSON, JSON_OR_CSV, NOT_FOUND};
 use crate::read_models::{KpiSection, ReadModel};
 
 /// The open-data catalogue read model: its projection, endpoints and KPI section.
@@ -33,17 +34,49 @@ pub fn read_model() -> ReadModel {
             years: |_| Ok(Vec::new()),
             figures: kpi,
         }),
+        datasets: vec![super::dataset::SPEC],
+        api: API,
     }
 }
 
-/// Datasets published now, withdrawn ones, and their resources.
+const API: &[Op] = &[
+    Op {
+        method: "get",
+        path: "/api/v1/open-data/datasets",
+        tag: "open-data",
+        summary: "The city's open data catalogue, withdrawn datasets marked",
+        params: &[query("status", "active or withdrawn"), FORMAT],
+        answers: &[ok(JSON_OR_CSV, "Datasets")],
+    },
+    Op {
+        method: "get",
+        path: "/api/v1/open-data/datasets/{id}",
+        tag: "open-data",
+        summary: "One dataset of the portal",
+        params: &[path("id", "The CKAN package id")],
+        answers: &[ok(JSON, "The dataset"), NOT_FOUND],
+    },
+    Op {
+        method: "get",
+        path: "/api/v1/open-data/catalog.jsonld",
+        tag: "open-data",
+        summary: "The portal's catalogue in DCAT (JSON-LD)",
+        params: &[],
+        answers: &[ok(&["application/ld+json"], "The catalogue")],
+    },
+];
+
+/// Datasets published now, withdrawn ones, and their resources; the bus's own datasets,
+/// published to the portal and read back, are counted apart.
 fn kpi(tree: &sled::Tree, _year: Option<&str>) -> crate::Result<Value> {
-    let datasets = CatalogueView { tree }.datasets()?;
+    let all = CatalogueView { tree }.datasets()?;
+    let (own, datasets): (Vec<_>, Vec<_>) = all.into_iter().partition(|d| d.bus_dataset.is_some());
     let active: Vec<_> = datasets.iter().filter(|x| x.status == "active").collect();
     Ok(json!({
         "datasets": active.len(),
         "withdrawn": datasets.len() - active.len(),
         "resources": active.iter().map(|x| x.resources.len()).sum::<usize>(),
+        "bus_datasets": own.iter().filter(|x| x.status == "active").count(),
     }))
 }
 

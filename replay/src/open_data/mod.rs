@@ -3,6 +3,7 @@
 //!
 //! Keys: `ds/<dataset id>` → [`DatasetView`].
 
+pub mod dataset;
 pub mod http;
 
 use serde::{Deserialize, Serialize};
@@ -31,6 +32,10 @@ pub struct DatasetView {
     pub first_published: Option<String>,
     /// Events folded: published, updates, withdrawals.
     pub revisions: u32,
+    /// Set when the dataset is one of the bus's own, published to the portal and read back
+    /// (`lienthong datasets publish`): the identifier of that dataset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bus_dataset: Option<String>,
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -86,6 +91,7 @@ impl Projection for CatalogueProjection {
             .cloned()
             .unwrap_or_default();
         view.metadata_modified = modified.clone();
+        view.bus_dataset = s("bus_dataset");
         view.revisions += 1;
         match action {
             "withdrawn" => {

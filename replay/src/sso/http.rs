@@ -9,6 +9,7 @@ use serde_json::json;
 
 use super::{SignOnProjection, SignOnView, NAME};
 use crate::api::{AppState, Unavailable};
+use crate::http::openapi::{ok, Op, JSON};
 use crate::read_models::{KpiSection, ReadModel};
 
 /// The sign-on read model: its projection, endpoint and KPI section.
@@ -27,8 +28,19 @@ pub fn read_model() -> ReadModel {
             },
             figures: kpi,
         }),
+        datasets: vec![super::dataset::SPEC],
+        api: API,
     }
 }
+
+const API: &[Op] = &[Op {
+    method: "get",
+    path: "/api/v1/sso/activity",
+    tag: "sso",
+    summary: "Registered users, sign-ins per application, failures, lockouts, active users",
+    params: &[],
+    answers: &[ok(JSON, "Activity")],
+}];
 
 /// Registered users, active users in the year and in its latest month, sign-ins, failures.
 fn kpi(tree: &sled::Tree, year: Option<&str>) -> crate::Result<serde_json::Value> {

@@ -5,6 +5,7 @@
 //! `c/active/<period>` (period `YYYY-MM-DD`, `YYYY-MM` or `YYYY`, local time); counters
 //! `c/<name>` and `c/logins_by_client/<client>`.
 
+pub mod dataset;
 pub mod http;
 
 use std::collections::BTreeMap;
@@ -31,9 +32,29 @@ fn counter(name: &str) -> Vec<u8> {
     format!("c/{name}").into_bytes()
 }
 
+/// A counter of one month (local time) and application.
+fn monthly(month: &str, client: &str, what: &str) -> Vec<u8> {
+    format!("m/{month}/{client}/{what}").into_bytes()
+}
+
+/// Sign-on activity of one month through one application.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct MonthlyActivity {
+    pub month: String,
+    pub client: String,
+    pub logins: u64,
+    pub failures: u64,
+    /// Distinct users who signed in that month through that application.
+    pub active_users: u64,
+}
+
 impl Projection for SignOnProjection {
     fn name(&self) -> &'static str {
         NAME
+    }
+    /// 2: sign-ins, failures and active users per month and application.
+    fn version(&self) -> u32 {
+        2
     }
     fn stream(&self) -> &'static str {
         "SSO"
@@ -86,6 +107,17 @@ impl Projection for SignOnProjection {
             "session.started" => {
                 changes.add(counter("logins"), 1)?;
                 changes.add(format!("c/logins_by_client/{client}").into_bytes(), 1)?;
+                if let Some(at) = at {
+                    let month = at.format("%Y-%m").to_string();
+                    changes.add(monthly(&month, &client, "logins"), 1)?;
+                    if let Some(u) = &user {
+                        let marker = format!("am/{month}/{client}/{u}").into_bytes();
+                        if changes.get(&marker)?.is_none() {
+                            changes.put(marker, Vec::new());
+                            changes.add(monthly(&month, &client, "active_users"), 1)?;
+                        }
+                    }
+                }
                 if let (Some(u), Some(at)) = (user, at) {
                     for period in [
                         at.format("%Y-%m-%d").to_string(),
@@ -104,6 +136,10 @@ impl Projection for SignOnProjection {
             "login.failed" => {
                 changes.add(counter("failures"), 1)?;
                 changes.add(format!("c/failures_by_client/{client}").into_bytes(), 1)?;
+                if let Some(at) = at {
+                    let month = at.format("%Y-%m").to_string();
+                    changes.add(monthly(&month, &client, "failures"), 1)?;
+                }
             }
             "account.locked" => changes.add(counter("lockouts"), 1)?,
             "profile.updated" => changes.add(counter("profile_updates"), 1)?,
@@ -138,6 +174,37 @@ pub struct SignOnView<'a> {
 }
 
 impl SignOnView<'_> {
+    /// Per month and application, in order.
+    pub fn monthly(&self) -> Result<Vec<MonthlyActivity>> {
+        let mut rows: BTreeMap<(String, String), MonthlyActivity> = BTreeMap::new();
+        for item in self.tree.scan_prefix(b"m/") {
+            let (k, v) = item?;
+            let key = String::from_utf8_lossy(&k[2..]).into_owned();
+            // `<month>/<client>/<what>`: the client id may itself hold `/`.
+            let Some((month, rest)) = key.split_once('/') else {
+                continue;
+            };
+            let Some((client, what)) = rest.rsplit_once('/') else {
+                continue;
+            };
+            let row = rows
+                .entry((month.to_string(), client.to_string()))
+                .or_insert_with(|| MonthlyActivity {
+                    month: month.to_string(),
+                    client: client.to_string(),
+                    ..Default::default()
+                });
+            let n = decode_u64(&v);
+            match what {
+                "logins" => row.logins = n,
+                "failures" => row.failures = n,
+                "active_users" => row.active_users = n,
+                _ => {}
+            }
+        }
+        Ok(rows.into_values().collect())
+    }
+
     pub fn activity(&self) -> Result<Activity> {
         let mut a = Activity::default();
         for item in self.tree.scan_prefix(b"c/") {
