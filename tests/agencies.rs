@@ -357,7 +357,7 @@ async fn no_other_role_can_read_ack_change_list_or_delete_another_roles_consumer
 }
 
 #[tokio::test]
-async fn subject_filters_are_enforced_by_the_server_and_grants_change_in_place() {
+async fn subject_filters_are_enforced_by_the_server_and_grants_change_while_it_runs() {
     let bus = Bus::start().await;
     let dir = tempfile::tempdir().unwrap();
     let agencies = bus.agencies(dir.path()).await;
@@ -410,13 +410,46 @@ async fn subject_filters_are_enforced_by_the_server_and_grants_change_in_place()
     assert_eq!(s.info().await.unwrap().state.messages, 0);
     admin.delete_stream("WIDER").await.unwrap();
 
-    // Widened: the copy now holds every field report, each once.
+    // A filter added beside the old one: the copy grows in place, past events included.
+    let rebuilt = agencies
+        .admin
+        .grant(
+            "roads",
+            grant(
+                &["FIELD_REPORTS"],
+                &[
+                    "egov.field_reports.report.*.reopened",
+                    "egov.field_reports.report.*.submitted",
+                ],
+            ),
+            None,
+        )
+        .await
+        .unwrap();
+    assert!(rebuilt.is_empty(), "{rebuilt:?}");
+    wait_for(&reader, "FIELD_REPORTS", 2).await;
+    let mut held = subjects(reader.read_all("FIELD_REPORTS", None).await.unwrap());
+    held.sort();
+    assert_eq!(
+        held,
+        vec![
+            "egov.field_reports.report.A.reopened",
+            "egov.field_reports.report.A.submitted"
+        ]
+    );
+
+    // Widened to the whole stream: rebuilt, it holds every field report, each once.
     publish(&bus, &["egov.field_reports.report.B.reopened"]).await;
-    agencies
+    let rebuilt = agencies
         .admin
         .grant("roads", grant(&["FIELD_REPORTS"], &[]), None)
         .await
         .unwrap();
+    assert_eq!(
+        rebuilt,
+        vec!["FIELD_REPORTS"],
+        "what it held no longer matched"
+    );
     wait_for(&reader, "FIELD_REPORTS", 3).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(
@@ -448,8 +481,72 @@ async fn subject_filters_are_enforced_by_the_server_and_grants_change_in_place()
             .iter()
             .map(|c| c.change.as_str())
             .collect::<Vec<_>>(),
-        vec!["granted", "granted", "granted"]
+        vec!["granted", "granted", "granted", "granted"]
     );
+
+    // A filter that matches no event of its stream (a typo) is refused before anything
+    // is recorded, and says which subjects the stream has.
+    let e = agencies
+        .admin
+        .grant(
+            "roads",
+            grant(&["FIELD_REPORTS"], &["egov.field_reports.report.*.resolvd"]),
+            None,
+        )
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("matches no event of FIELD_REPORTS"), "{e}");
+    assert!(
+        e.contains("egov.field_reports.report.*.status_changed"),
+        "{e}"
+    );
+    assert_eq!(agencies.admin.registry().await.unwrap().history.len(), 4);
+}
+
+#[tokio::test]
+async fn two_operators_adding_the_same_agency_at_once_give_one_agency() {
+    let bus = Bus::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let agencies = bus.agencies(dir.path()).await;
+    let other_dir = tempfile::tempdir().unwrap();
+    let other = bus.agency_admin(other_dir.path()).await;
+    let (a, b) = tokio::join!(
+        agencies
+            .admin
+            .add("parks", grant(&["FIELD_REPORTS"], &[]), None),
+        other.add("parks", grant(&["OPEN_DATA"], &[]), None),
+    );
+    let failed = match (&a, &b) {
+        (Ok(_), Err(e)) | (Err(e), Ok(_)) => e.to_string(),
+        _ => panic!(
+            "exactly one add must win: {:?} / {:?}",
+            a.is_ok(),
+            b.is_ok()
+        ),
+    };
+    assert!(
+        failed.contains("changed by someone else") || failed.contains("exists"),
+        "{failed}"
+    );
+    let registry = agencies.admin.registry().await.unwrap();
+    assert_eq!(
+        registry
+            .history
+            .iter()
+            .filter(|c| c.agency == "parks")
+            .count(),
+        1
+    );
+    // The winner's credentials work and read the winner's grant.
+    let (files, stream) = match a {
+        Ok(f) => (f, "FIELD_REPORTS"),
+        Err(_) => (b.unwrap(), "OPEN_DATA"),
+    };
+    assert_eq!(registry.agencies["parks"].grants[0].stream, stream);
+    let (client, refusals) = bus.connect_env(&files.agency).await;
+    let reader = StreamReader::new(client, refusals);
+    reader.last_sequence(stream).await.unwrap();
 }
 
 /// Waits until `client` is disconnected (it may not come back).
@@ -555,7 +652,7 @@ async fn the_registry_survives_a_restart_and_says_who_could_read_a_stream_when()
         .map(|(a, _)| a.name.as_str())
         .collect();
     assert_eq!(readers, vec!["first"]);
-    assert_eq!(then.history[0].by, "tests@localhost");
+    assert_eq!(then.history[0].by, "tests@localhost (as operator)");
     // The registry's events are valid CloudEvents of their schemas, read by the auditor.
     let auditor = bus.reader("auditor").await;
     let events = auditor.read_all("AGENCIES", None).await.unwrap();

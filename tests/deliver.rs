@@ -276,12 +276,159 @@ async fn every_event_arrives_signed_in_order_through_an_outage_and_a_restart() {
     );
 }
 
+/// A receiver that answers 503 to one event, `times` times, and takes everything else.
+async fn flaky_receiver(inbox: Inbox, bad_id: String, times: usize) -> SocketAddr {
+    let failures = Arc::new(Mutex::new(0usize));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |headers: HeaderMap, body: bytes::Bytes| {
+            let (inbox, failures, bad_id) = (inbox.clone(), failures.clone(), bad_id.clone());
+            async move {
+                let webhook_id = headers
+                    .get("webhook-id")
+                    .map(|v| v.to_str().unwrap().to_string())
+                    .unwrap_or_default();
+                if webhook_id == bad_id {
+                    let mut f = failures.lock().unwrap();
+                    if *f < times {
+                        *f += 1;
+                        return StatusCode::SERVICE_UNAVAILABLE;
+                    }
+                }
+                inbox.lock().unwrap().push(Received {
+                    webhook_id,
+                    headers,
+                    body,
+                });
+                StatusCode::OK
+            }
+        }),
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    addr
+}
+
+#[tokio::test]
+async fn an_event_that_fails_holds_back_those_after_it_and_a_lost_position_is_recreated() {
+    let bus = Bus::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let agencies = bus.agencies(dir.path()).await;
+    let all = publish_reports(&bus, 0, 30).await;
+    let files = agencies
+        .admin
+        .add(
+            "water",
+            lienthong_bus::agencies::grants(&["FIELD_REPORTS".into()], &[]).unwrap(),
+            None,
+        )
+        .await
+        .unwrap();
+    let inbox: Inbox = Arc::default();
+    // The 7th event fails three times, in the middle of a batch.
+    let addr = flaky_receiver(inbox.clone(), all[6].clone(), 3).await;
+    subscribe(
+        &agencies.admin,
+        SubscribeRequest {
+            agency: "water".into(),
+            name: "hook".into(),
+            stream: "FIELD_REPORTS".into(),
+            types: vec![],
+            subjects: vec![],
+            webhook: format!("http://{addr}/hook").parse().unwrap(),
+            secret: Secret::generate(),
+            mode: Mode::Binary,
+        },
+    )
+    .await
+    .unwrap();
+    let (_stop, shutdown) = Shutdown::new();
+    tokio::spawn(
+        deliverer(
+            &bus,
+            bus.client("deliver").await,
+            dir.path(),
+            lienthong_bus::Metrics::new(),
+        )
+        .run(shutdown.signalled()),
+    );
+    wait_until("every event", Duration::from_secs(20), || {
+        inbox.lock().unwrap().len() >= all.len()
+    })
+    .await;
+    let got: Vec<String> = inbox
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|r| r.webhook_id.clone())
+        .collect();
+    assert_eq!(
+        got, all,
+        "in stream order, nothing overtaking the held event"
+    );
+
+    // The agency deletes the subscription's position (it may: it is its account); the
+    // deliverer recreates it and delivers again from the first event, same webhook-ids.
+    let (client, _) = bus.connect_env(&files.agency).await;
+    async_nats::jetstream::new(client)
+        .get_stream("FIELD_REPORTS")
+        .await
+        .unwrap()
+        .delete_consumer("webhook-hook")
+        .await
+        .unwrap();
+    let more = publish_reports(&bus, 30, 31).await;
+    wait_until("a recreated position", Duration::from_secs(30), || {
+        inbox
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|r| r.webhook_id == more[0])
+    })
+    .await;
+    let again: BTreeSet<String> = inbox
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|r| r.webhook_id.clone())
+        .collect();
+    assert_eq!(
+        again.len(),
+        all.len() + 1,
+        "repeats only as the same webhook-ids"
+    );
+
+    // Revoking the agency ends its subscription: recorded, and its secret and URL forgotten.
+    assert!(dir.path().join("webhooks/water.hook.json").exists());
+    agencies.admin.revoke("water", None).await.unwrap();
+    assert!(!dir.path().join("webhooks/water.hook.json").exists());
+    let removed = bus
+        .read_all("auditor", "AGENCIES")
+        .await
+        .into_iter()
+        .map(|m| String::from_utf8_lossy(&m.payload).into_owned())
+        .filter(|t| t.contains("subscription.removed"))
+        .count();
+    assert_eq!(removed, 1);
+}
+
 #[tokio::test]
 async fn the_standard_webhooks_library_verifies_and_a_410_ends_the_subscription() {
     let bus = Bus::start().await;
     let dir = tempfile::tempdir().unwrap();
     let agencies = bus.agencies(dir.path()).await;
-    let all = publish_reports(&bus, 0, 8).await;
+    // Ids outside ASCII (as edXML document numbers have: `QĐ-UBND`) travel percent-encoded.
+    let p = bus
+        .publisher("adapter-field_reports", "urn:test:field_reports")
+        .await;
+    let mut all = Vec::new();
+    for n in 0..8u32 {
+        let mut d = report(&format!("PT-{n:04}"), n);
+        d.id = format!("report/{n}/QĐ-UBND");
+        p.publish(d).await.unwrap();
+        all.push(format!("report/{n}/Q%C4%90-UBND"));
+    }
     agencies
         .admin
         .add(

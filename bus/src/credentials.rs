@@ -290,8 +290,10 @@ impl ConnectSettings {
                 let sink = sink.clone();
                 async move {
                     if let async_nats::Event::ServerError(e) = &event {
+                        // A refusal also ends the refused operation with its error (said once
+                        // there); anything else the server says is worth a warning.
                         match sink.report(&e.to_string()) {
-                            Some(r) => tracing::warn!("{r}"),
+                            Some(r) => tracing::debug!("{r}"),
                             None => tracing::warn!("NATS: {e}"),
                         }
                     }

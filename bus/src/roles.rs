@@ -113,16 +113,15 @@ pub fn js_read_only(streams: &[String]) -> Vec<String> {
     out
 }
 
-/// Read `ADAPTER_STATE` and write keys under `<subsystem>.`.
+/// Read and write `ADAPTER_STATE` keys under `<subsystem>.` only (another adapter's cursor
+/// is neither readable nor writable).
 fn adapter_state(subsystem: &str) -> Vec<String> {
     let bucket = crate::topology::ADAPTER_STATE_BUCKET;
     vec![
         format!("$KV.{bucket}.{subsystem}.>"),
         "$JS.API.INFO".into(),
         format!("$JS.API.STREAM.INFO.KV_{bucket}"),
-        format!("$JS.API.STREAM.MSG.GET.KV_{bucket}"),
-        format!("$JS.API.DIRECT.GET.KV_{bucket}"),
-        format!("$JS.API.DIRECT.GET.KV_{bucket}.>"),
+        format!("$JS.API.DIRECT.GET.KV_{bucket}.$KV.{bucket}.{subsystem}.>"),
     ]
 }
 

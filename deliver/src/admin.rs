@@ -29,6 +29,22 @@ pub fn consumer_name(name: &str) -> String {
     format!("webhook-{name}")
 }
 
+/// The durable consumer of subscription `id` (`<agency>.<name>`): from the copy's first
+/// event, acknowledged one by one.
+pub fn position_config(id: &str, filters: &[String]) -> pull::Config {
+    let name = id.rsplit('.').next().unwrap_or(id);
+    pull::Config {
+        durable_name: Some(consumer_name(name)),
+        description: Some(format!("webhook subscription {id}")),
+        filter_subjects: filters.to_vec(),
+        ack_policy: consumer::AckPolicy::Explicit,
+        ack_wait: ACK_WAIT,
+        deliver_policy: consumer::DeliverPolicy::All,
+        max_deliver: -1,
+        ..Default::default()
+    }
+}
+
 /// What to subscribe.
 #[derive(Debug, Clone)]
 pub struct SubscribeRequest {
@@ -104,10 +120,26 @@ pub async fn subscribe(admin: &AgencyAdmin, req: SubscribeRequest) -> Result<Str
     for ty in &req.types {
         filters.push(type_filter(ty)?);
     }
+    let granted = agency
+        .grants
+        .iter()
+        .find(|g| g.stream == stream)
+        .map(|g| g.filters())
+        .unwrap_or_default();
     for f in &filters {
         if !f.starts_with(&format!("egov.{subsystem}.")) {
             return Err(DeliverError::Request(format!(
                 "{f} is not a subject of {stream} (egov.{subsystem}.…)"
+            )));
+        }
+        if !granted
+            .iter()
+            .any(|g| lienthong_bus::agencies::covers(g, f))
+        {
+            return Err(DeliverError::Request(format!(
+                "{f} is outside what agency {} is granted of {stream} ({}): it would never receive anything",
+                req.agency,
+                granted.join(", ")
             )));
         }
     }
@@ -123,16 +155,7 @@ pub async fn subscribe(admin: &AgencyAdmin, req: SubscribeRequest) -> Result<Str
     js.get_stream(&stream)
         .await
         .map_err(|e| DeliverError::nats(format!("opening {}'s copy of {stream}", req.agency), e))?
-        .create_consumer(pull::Config {
-            durable_name: Some(consumer_name(&req.name)),
-            description: Some(format!("webhook subscription {id}")),
-            filter_subjects: filters.clone(),
-            ack_policy: consumer::AckPolicy::Explicit,
-            ack_wait: ACK_WAIT,
-            deliver_policy: consumer::DeliverPolicy::All,
-            max_deliver: -1,
-            ..Default::default()
-        })
+        .create_consumer(position_config(&id, &filters))
         .await
         .map_err(|e| DeliverError::nats(format!("creating the position of {id}"), e))?;
     admin
@@ -191,8 +214,8 @@ pub struct SubscriptionState {
     pub subscription: Subscription,
     /// Events not yet delivered (`None`: its position could not be read).
     pub pending: Option<u64>,
-    /// Events delivered and acknowledged by the receiver.
-    pub delivered: Option<u64>,
+    /// The copy's sequence through which every event was acknowledged by the receiver.
+    pub acknowledged_to: Option<u64>,
 }
 
 /// Every subscription (of `agency`, when given) with its progress.
@@ -201,6 +224,13 @@ pub async fn subscriptions(
     agency: Option<&str>,
 ) -> Result<Vec<SubscriptionState>, DeliverError> {
     let registry = admin.registry().await?;
+    if let Some(a) = agency {
+        if !registry.agencies.contains_key(a) {
+            return Err(DeliverError::Request(format!(
+                "no agency {a}; `lienthong agency list` shows them"
+            )));
+        }
+    }
     let mut out = Vec::new();
     for sub in registry.subscriptions.values() {
         if agency.is_some_and(|a| a != sub.agency) {
@@ -210,7 +240,7 @@ pub async fn subscriptions(
         let mut state = SubscriptionState {
             subscription: sub.clone(),
             pending: None,
-            delivered: None,
+            acknowledged_to: None,
         };
         if let Ok(js) = admin.admin_js(&sub.agency).await {
             if let Ok(stream) = js.get_stream(&sub.stream).await {
@@ -220,7 +250,7 @@ pub async fn subscriptions(
                 {
                     if let Ok(info) = c.info().await {
                         state.pending = Some(info.num_pending + info.num_ack_pending as u64);
-                        state.delivered = Some(info.ack_floor.consumer_sequence);
+                        state.acknowledged_to = Some(info.ack_floor.stream_sequence);
                     }
                 }
             }

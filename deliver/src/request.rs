@@ -19,7 +19,8 @@ const HEADER_VALUE: &AsciiSet = &CONTROLS.add(b' ').add(b'"').add(b'%').add(0x7f
 /// An event ready to POST.
 #[derive(Debug, Clone)]
 pub struct Outgoing {
-    /// The event's id: `webhook-id`.
+    /// The event's id as `webhook-id` (and signed so): percent-encoded like `ce-id`, so a
+    /// header carries it whatever characters it holds (`QĐ` → `Q%C4%90`).
     pub id: String,
     pub headers: Vec<(String, String)>,
     pub body: Bytes,
@@ -27,7 +28,7 @@ pub struct Outgoing {
 
 /// Builds the request of `event` in `mode`.
 pub fn outgoing(event: &Event, mode: Mode) -> Result<Outgoing, DeliverError> {
-    let id = event.id().to_string();
+    let id = utf8_percent_encode(event.id(), HEADER_VALUE).to_string();
     match mode {
         Mode::Structured => Ok(Outgoing {
             id,
@@ -108,6 +109,16 @@ mod tests {
         let body: serde_json::Value = serde_json::from_slice(&o.body).unwrap();
         assert_eq!(body["ward"], "Phú Thủy");
         assert_eq!(o.id, "report/PT-1/submitted");
+    }
+
+    #[test]
+    fn ids_outside_ascii_are_percent_encoded_in_webhook_id() {
+        use cloudevents::AttributesWriter;
+        let mut e = event();
+        e.set_id("edxml/12/QĐ-UBND");
+        let o = outgoing(&e, Mode::Binary).unwrap();
+        assert_eq!(o.id, "edxml/12/Q%C4%90-UBND");
+        assert!(o.id.is_ascii());
     }
 
     #[test]

@@ -130,17 +130,40 @@ impl Worker {
                         break;
                     }
                 };
+                // The whole batch first: what the server handed over is then held here, in
+                // order, however long one event takes (a receiver that is down).
+                let mut held = Vec::new();
+                let mut lost = false;
                 loop {
                     let next = tokio::select! {
                         _ = &mut stop => return,
                         m = messages.next() => m,
                     };
-                    let Some(Ok(msg)) = next else { break };
+                    match next {
+                        Some(Ok(msg)) => held.push(msg),
+                        Some(Err(e)) => {
+                            // The position may be gone (deleted, its copy rebuilt): look again.
+                            warn!(subscription = %self.sub.id, "reading its position: {e}");
+                            lost = true;
+                            break;
+                        }
+                        None => break,
+                    }
+                }
+                for (i, msg) in held.iter().enumerate() {
                     if let Ok(info) = msg.info() {
                         meters.pending.set(info.pending);
                     }
                     let outcome = self
-                        .deliver(&msg, &endpoint, &secret, &mut failing, &meters, &mut stop)
+                        .deliver(
+                            msg,
+                            &held[i + 1..],
+                            &endpoint,
+                            &secret,
+                            &mut failing,
+                            &meters,
+                            &mut stop,
+                        )
                         .await;
                     match outcome {
                         Outcome::Delivered => {
@@ -151,8 +174,13 @@ impl Worker {
                             self.end_by_receiver().await;
                             return;
                         }
+                        // What was held is offered again first on the next start (reset).
                         Outcome::Stopped => return,
                     }
+                }
+                if lost {
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    break;
                 }
             }
         }
@@ -168,15 +196,37 @@ impl Worker {
             .await?;
         let js = jetstream::new(client.clone());
         let name = consumer_name(self.sub.id.rsplit('.').next().unwrap_or_default());
-        let consumer = js
+        let stream = js
             .get_stream(&self.sub.stream)
             .await
-            .map_err(|e| crate::DeliverError::nats(format!("opening {}", self.sub.stream), e))?
-            .get_consumer(&name)
-            .await
-            .map_err(|e| {
-                crate::DeliverError::nats(format!("opening the position of {}", self.sub.id), e)
-            })?;
+            .map_err(|e| crate::DeliverError::nats(format!("opening {}", self.sub.stream), e))?;
+        let consumer = match stream.get_consumer(&name).await {
+            Ok(c) => c,
+            // Gone: the copy was rebuilt for new grant filters, or the agency deleted it. The
+            // subscription goes on from the copy's first event (receivers drop repeats by
+            // their webhook-id).
+            Err(e) if e.to_string().contains("not found") => {
+                warn!(subscription = %self.sub.id, "its position was gone; starting again from the copy's first event");
+                stream
+                    .create_consumer(crate::admin::position_config(
+                        &self.sub.id,
+                        &self.sub.subjects,
+                    ))
+                    .await
+                    .map_err(|e| {
+                        crate::DeliverError::nats(
+                            format!("recreating the position of {}", self.sub.id),
+                            e,
+                        )
+                    })?
+            }
+            Err(e) => {
+                return Err(crate::DeliverError::nats(
+                    format!("opening the position of {}", self.sub.id),
+                    e,
+                ))
+            }
+        };
         // Events a previous run took but never saw acknowledged (it was stopped or killed)
         // are offered again at once, before anything after them: back to the ack floor
         // (server ≥ 2.14; an older one offers them again after the acknowledgement wait).
@@ -194,9 +244,11 @@ impl Worker {
     }
 
     /// POSTs one event until the receiver takes it (or ends the subscription).
+    #[allow(clippy::too_many_arguments)]
     async fn deliver(
         &self,
         msg: &jetstream::Message,
+        behind: &[jetstream::Message],
         endpoint: &Endpoint,
         secret: &Secret,
         failing: &mut Option<Failing>,
@@ -279,8 +331,11 @@ impl Worker {
                 }))
                 .await;
             }
-            // Held: nothing after it is sent before it; its deadline is extended.
+            // Held: nothing after it is sent before it; its deadline, and theirs, extended.
             let _ = msg.ack_with(AckKind::Progress).await;
+            for m in behind {
+                let _ = m.ack_with(AckKind::Progress).await;
+            }
             tokio::select! {
                 _ = stop.as_mut() => return Outcome::Stopped,
                 _ = tokio::time::sleep(backoff) => {}

@@ -45,6 +45,7 @@ pub enum Command {
     },
     /// Who could read a stream (now, or at a past instant), and every change of that.
     Readers {
+        #[arg(value_parser = clap::builder::PossibleValuesParser::new(lienthong_bus::registry::stream_names()))]
         stream: String,
         #[arg(long)]
         at: Option<DateTime<Utc>>,
@@ -253,16 +254,33 @@ pub async fn run(global: &Global, cmd: Command) -> anyhow::Result<ExitCode> {
         }
         Command::Show { name, json } => {
             let r = registry(global, None).await?;
-            let a = r
-                .agencies
-                .get(&name)
-                .with_context(|| format!("no agency {name}; `lienthong agency list` shows them"))?;
+            let history: Vec<_> = r.history.iter().filter(|c| c.agency == name).collect();
+            let Some(a) = r.agencies.get(&name) else {
+                // Revoked (or never granted): what the registry remembers.
+                anyhow::ensure!(
+                    !history.is_empty(),
+                    "no agency {name}, now or ever; `lienthong agency list` shows them"
+                );
+                if json {
+                    println!(
+                        "{}",
+                        serde_json::to_string_pretty(
+                            &serde_json::json!({"agency": null, "history": history})
+                        )?
+                    );
+                } else {
+                    println!("agency {name}: not granted now (revoked); its history:");
+                    for c in history {
+                        println!("  {}  {} by {}", c.at, c.change, c.by);
+                    }
+                }
+                return Ok(ExitCode::SUCCESS);
+            };
             let subs: Vec<_> = r
                 .subscriptions
                 .values()
                 .filter(|s| s.agency == name)
                 .collect();
-            let history: Vec<_> = r.history.iter().filter(|c| c.agency == name).collect();
             if json {
                 println!(
                     "{}",
@@ -307,18 +325,22 @@ pub async fn run(global: &Global, cmd: Command) -> anyhow::Result<ExitCode> {
                 .into_iter()
                 .map(|(a, g)| serde_json::json!({"agency": a.name, "subjects": g.filters(), "since": a.since, "granted_by": a.granted_by}))
                 .collect();
-            // Every change of the agencies that were ever granted the stream.
-            let ever: std::collections::BTreeSet<&str> = r
-                .history
-                .iter()
-                .filter(|c| c.grants.iter().any(|g| g.stream == stream))
-                .map(|c| c.agency.as_str())
-                .collect();
-            let changes: Vec<_> = r
-                .history
-                .iter()
-                .filter(|c| ever.contains(c.agency.as_str()))
-                .collect();
+            // The changes of who could read this stream: an agency gaining it, losing it, or
+            // its filters on it changing.
+            let mut before: std::collections::BTreeMap<&str, Option<Vec<String>>> =
+                Default::default();
+            let mut changes = Vec::new();
+            for c in &r.history {
+                let now = c
+                    .grants
+                    .iter()
+                    .find(|g| g.stream == stream)
+                    .map(|g| g.filters());
+                let was = before.insert(c.agency.as_str(), now.clone()).flatten();
+                if c.change != "rotated" && was != now {
+                    changes.push(c);
+                }
+            }
             if json {
                 println!(
                     "{}",
@@ -383,20 +405,18 @@ pub async fn run(global: &Global, cmd: Command) -> anyhow::Result<ExitCode> {
             subscription,
             who,
         } => {
-            let secret = match std::fs::read_to_string(&secret_file) {
-                Ok(text) => Secret::parse(&text)
-                    .with_context(|| format!("reading {}", secret_file.display()))?,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                    let s = Secret::generate();
-                    lienthong_bus::credentials::write_private(&secret_file, &s.to_text())?;
-                    eprintln!(
-                        "generated a signing secret in {} (give it to the receiver)",
-                        secret_file.display()
-                    );
-                    s
-                }
+            // A secret file that exists is used; otherwise one is generated, and written only
+            // once the subscription is made.
+            let (secret, generated) = match std::fs::read_to_string(&secret_file) {
+                Ok(text) => (
+                    Secret::parse(&text)
+                        .with_context(|| format!("reading {}", secret_file.display()))?,
+                    false,
+                ),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => (Secret::generate(), true),
                 Err(e) => return Err(anyhow::anyhow!("reading {}: {e}", secret_file.display())),
             };
+            let secret_text = secret.to_text();
             let admin = admin(global, &who).await?;
             let id = lienthong_deliver::admin::subscribe(
                 &admin,
@@ -412,6 +432,13 @@ pub async fn run(global: &Global, cmd: Command) -> anyhow::Result<ExitCode> {
                 },
             )
             .await?;
+            if generated {
+                lienthong_bus::credentials::write_private(&secret_file, &secret_text)?;
+                eprintln!(
+                    "generated a signing secret in {} (give it to the receiver)",
+                    secret_file.display()
+                );
+            }
             println!(
                 "subscription {id}: delivered by `lienthong deliver` (which `lienthong up` runs)"
             );
@@ -426,7 +453,7 @@ pub async fn run(global: &Global, cmd: Command) -> anyhow::Result<ExitCode> {
             } else {
                 println!(
                     "{:<28} {:<14} {:<10} {:>9} {:>9}  {:<10} webhook",
-                    "subscription", "stream", "mode", "delivered", "pending", "state"
+                    "subscription", "stream", "mode", "acked to", "pending", "state"
                 );
                 for s in subs {
                     let state = match &s.subscription.failing {
@@ -439,7 +466,7 @@ pub async fn run(global: &Global, cmd: Command) -> anyhow::Result<ExitCode> {
                         s.subscription.id,
                         s.subscription.stream,
                         s.subscription.mode,
-                        n(s.delivered),
+                        n(s.acknowledged_to),
                         n(s.pending),
                         state,
                         s.subscription.webhook

@@ -62,6 +62,17 @@ impl Bus {
         .unwrap();
         let (trigger, shutdown) = lienthong_bus::Shutdown::new();
         tokio::spawn(agent.run(shutdown.signalled()));
+        Agencies {
+            admin: self.agency_admin(dir).await,
+            _agent: trigger,
+        }
+    }
+
+    /// Another operator's hand on the agency registry (no agent of its own).
+    pub async fn agency_admin(
+        &self,
+        dir: &std::path::Path,
+    ) -> lienthong_bus::agencies::admin::AgencyAdmin {
         let (client, refusals) = self
             .creds
             .settings("operator", &self.server.url())
@@ -69,17 +80,14 @@ impl Bus {
             .connect_watched("test-agency-admin")
             .await
             .unwrap();
-        Agencies {
-            admin: lienthong_bus::agencies::admin::AgencyAdmin::new(
-                client,
-                refusals,
-                self.registry.clone(),
-                dir,
-                &self.server.url(),
-                "tests@localhost",
-            ),
-            _agent: trigger,
-        }
+        lienthong_bus::agencies::admin::AgencyAdmin::new(
+            client,
+            refusals,
+            self.registry.clone(),
+            dir,
+            &self.server.url(),
+            "tests@localhost",
+        )
     }
 
     /// Connected with a credentials file, its refusals watched.

@@ -51,6 +51,8 @@ pub struct Credentials {
 
 impl AgencyAdmin {
     /// Connected as the operator (`client`, watched for refusals).
+    /// `by` names who makes the changes (the NATS user is added); control characters are
+    /// replaced, so the registry never carries terminal escapes.
     pub fn new(
         client: async_nats::Client,
         refusals: Refusals,
@@ -60,6 +62,12 @@ impl AgencyAdmin {
         by: &str,
     ) -> Self {
         let js = jetstream::new(client.clone());
+        let clean: String = by
+            .chars()
+            .map(|c| if c.is_control() { '?' } else { c })
+            .take(150)
+            .collect();
+        let by = format!("{clean} (as {})", refusals.role());
         Self {
             reader: StreamReader::new(client, refusals.clone()),
             publisher: Publisher::new(js.clone(), schemas, super::events::SOURCE)
@@ -98,12 +106,27 @@ impl AgencyAdmin {
     ) -> Result<Credentials> {
         check_name(name)?;
         check_grants(&grants)?;
-        if self.registry().await?.agencies.contains_key(name) {
-            return Err(BusError::Config(format!(
-                "agency {name} exists; change its grants with `lienthong agency grant {name} …`, or revoke it first"
-            )));
+        self.check_filters(&grants)?;
+        let registry = self.registry().await?;
+        if registry.agencies.contains_key(name) {
+            return Err(exists(name));
         }
+        let expected = registry.agency_sequences.get(name).copied().unwrap_or(0);
         let (password, admin) = (new_password(), new_password());
+        // The event first (it fails if another operator added the agency meanwhile), then
+        // the hashes: the agent applies the agency once both are there.
+        let seq = self
+            .record_expecting(
+                AgencyEvent::Granted(Granted {
+                    agency: name.into(),
+                    grants: grants.clone(),
+                    by: self.by.clone(),
+                    note,
+                }),
+                expected,
+            )
+            .await
+            .map_err(|e| changed_meanwhile(name, e))?;
         self.put_hashes(name, &password, &admin).await?;
         let files = self.credentials(name);
         self.write_env(&files.agency, &account(name), &password, "the agency's")?;
@@ -113,58 +136,81 @@ impl AgencyAdmin {
             &admin,
             "the operator's administrator of the agency's account,",
         )?;
-        let seq = self
-            .record(AgencyEvent::Granted(Granted {
-                agency: name.into(),
-                grants: grants.clone(),
-                by: self.by.clone(),
-                note,
-            }))
-            .await?;
         self.wait_applied(seq).await?;
         retrying(|| self.sync_copies(name, &grants)).await?;
         Ok(files)
     }
 
-    /// Replaces an agency's grants (copies of streams no longer granted, or granted with
-    /// narrower filters, are removed; see `docs/agencies.md`).
-    pub async fn grant(&self, name: &str, grants: Vec<Grant>, note: Option<String>) -> Result<()> {
+    /// Replaces an agency's grants. Returns the streams whose copy was rebuilt: its filters
+    /// changed in a way the copy could not follow in place (its consumers were removed;
+    /// webhook subscriptions start again from the first event, same `webhook-id`s).
+    /// Subscriptions on streams no longer granted end.
+    pub async fn grant(
+        &self,
+        name: &str,
+        grants: Vec<Grant>,
+        note: Option<String>,
+    ) -> Result<Vec<String>> {
         check_grants(&grants)?;
-        self.existing(name).await?;
+        self.check_filters(&grants)?;
+        let registry = self.registry().await?;
+        let expected = self.existing_in(&registry, name)?;
         let seq = self
-            .record(AgencyEvent::Granted(Granted {
-                agency: name.into(),
-                grants: grants.clone(),
-                by: self.by.clone(),
-                note,
-            }))
-            .await?;
+            .record_expecting(
+                AgencyEvent::Granted(Granted {
+                    agency: name.into(),
+                    grants: grants.clone(),
+                    by: self.by.clone(),
+                    note,
+                }),
+                expected,
+            )
+            .await
+            .map_err(|e| changed_meanwhile(name, e))?;
+        for sub in registry
+            .subscriptions
+            .values()
+            .filter(|s| s.agency == name && !grants.iter().any(|g| g.stream == s.stream))
+        {
+            self.end_subscription(sub, "its stream is no longer granted")
+                .await?;
+        }
         self.wait_applied(seq).await?;
         retrying(|| self.sync_copies(name, &grants)).await
     }
 
     /// Gives an agency a new password; its open connections are closed.
     pub async fn rotate(&self, name: &str) -> Result<Credentials> {
-        self.existing(name).await?;
+        let registry = self.registry().await?;
+        let expected = self.existing_in(&registry, name)?;
         let files = self.credentials(name);
         let admin = admin_password(&files.admin)?;
         let password = new_password();
+        let seq = self
+            .record_expecting(
+                AgencyEvent::Rotated(Rotated {
+                    agency: name.into(),
+                    by: self.by.clone(),
+                }),
+                expected,
+            )
+            .await
+            .map_err(|e| changed_meanwhile(name, e))?;
         self.put_hashes(name, &password, &admin).await?;
         self.write_env(&files.agency, &account(name), &password, "the agency's")?;
-        let seq = self
-            .record(AgencyEvent::Rotated(Rotated {
-                agency: name.into(),
-                by: self.by.clone(),
-            }))
-            .await?;
         self.wait_applied(seq).await?;
         Ok(files)
     }
 
-    /// Revokes an agency: its copies are deleted, its account removed (its connections
-    /// closed), its credentials files deleted.
+    /// Revokes an agency: its subscriptions end, its copies are deleted, its account removed
+    /// (its connections closed), its credentials and webhook secrets deleted.
     pub async fn revoke(&self, name: &str, reason: Option<String>) -> Result<()> {
-        let record = self.existing(name).await?;
+        let registry = self.registry().await?;
+        let expected = self.existing_in(&registry, name)?;
+        let record = registry.agencies[name].clone();
+        for sub in registry.subscriptions.values().filter(|s| s.agency == name) {
+            self.end_subscription(sub, "the agency was revoked").await?;
+        }
         match self.admin_js(name).await {
             Ok(js) => {
                 for g in &record.grants {
@@ -176,12 +222,16 @@ impl AgencyAdmin {
             ),
         }
         let seq = self
-            .record(AgencyEvent::Revoked(Revoked {
-                agency: name.into(),
-                by: self.by.clone(),
-                reason,
-            }))
-            .await?;
+            .record_expecting(
+                AgencyEvent::Revoked(Revoked {
+                    agency: name.into(),
+                    by: self.by.clone(),
+                    reason,
+                }),
+                expected,
+            )
+            .await
+            .map_err(|e| changed_meanwhile(name, e))?;
         let kv = self.access().await?;
         retrying(|| async {
             kv.purge(name)
@@ -197,6 +247,56 @@ impl AgencyAdmin {
         Ok(())
     }
 
+    /// Records that a webhook subscription ended, and forgets its receiver's URL and secret.
+    pub async fn end_subscription(&self, sub: &super::Subscription, reason: &str) -> Result<()> {
+        self.record(AgencyEvent::SubscriptionRemoved(
+            super::events::SubscriptionRemoved {
+                subscription: sub.id.clone(),
+                agency: sub.agency.clone(),
+                by: self.by.clone(),
+                reason: Some(reason.into()),
+            },
+        ))
+        .await?;
+        let _ = std::fs::remove_file(self.dir.join("webhooks").join(format!("{}.json", sub.id)));
+        Ok(())
+    }
+
+    /// Each filter must be able to match some event type of its stream (a typo such as
+    /// `…report.*.resolved` would otherwise grant nothing, silently).
+    fn check_filters(&self, grants: &[Grant]) -> Result<()> {
+        let types: Vec<String> = self
+            .publisher
+            .registry()
+            .event_types()
+            .map(|(ty, _, _)| ty.to_string())
+            .collect();
+        for g in grants {
+            let Some(sub) = crate::registry::subsystem_of_stream(&g.stream) else {
+                continue;
+            };
+            let patterns: Vec<String> = types
+                .iter()
+                .filter_map(|ty| crate::subject::EventType::parse(ty).ok())
+                .filter(|t| t.subsystem == sub.name)
+                .map(|t| format!("egov.{}.{}.*.{}", t.subsystem, t.entity, t.action))
+                .collect();
+            for f in &g.subjects {
+                if !patterns.iter().any(|p| super::overlap(f, p)) {
+                    let mut names: Vec<String> = patterns.clone();
+                    names.sort();
+                    names.dedup();
+                    return Err(BusError::Config(format!(
+                        "subject filter {f:?} matches no event of {}: its subjects are {}",
+                        g.stream,
+                        names.join(", ")
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Connected to the agency's account as its administrator.
     pub async fn admin_js(&self, name: &str) -> Result<jetstream::Context> {
         let settings = ConnectSettings::resolve(Some(&self.credentials(name).admin))?;
@@ -206,12 +306,14 @@ impl AgencyAdmin {
         Ok(jetstream::new(client))
     }
 
-    async fn existing(&self, name: &str) -> Result<super::AgencyRecord> {
-        self.registry().await?.agencies.remove(name).ok_or_else(|| {
-            BusError::Config(format!(
+    /// The sequence a change of an existing agency expects.
+    fn existing_in(&self, registry: &AgencyRegistry, name: &str) -> Result<u64> {
+        if !registry.agencies.contains_key(name) {
+            return Err(BusError::Config(format!(
                 "no agency {name}; `lienthong agency list` shows them"
-            ))
-        })
+            )));
+        }
+        Ok(registry.agency_sequences.get(name).copied().unwrap_or(0))
     }
 
     async fn access(&self) -> Result<jetstream::kv::Store> {
@@ -261,6 +363,15 @@ impl AgencyAdmin {
         )
     }
 
+    /// Records an event of the registry if the agency's last event is still `expected`.
+    async fn record_expecting(&self, event: AgencyEvent, expected: u64) -> Result<u64> {
+        Ok(self
+            .publisher
+            .publish(event.draft_expecting(Utc::now(), Some(expected)))
+            .await?
+            .sequence)
+    }
+
     /// Records an event of the registry (its `AGENCIES` sequence).
     pub async fn record(&self, event: AgencyEvent) -> Result<u64> {
         Ok(self
@@ -306,7 +417,9 @@ impl AgencyAdmin {
     }
 
     /// Makes the agency's copies match its grants.
-    async fn sync_copies(&self, name: &str, grants: &[Grant]) -> Result<()> {
+    /// Returns the streams whose copy was rebuilt.
+    async fn sync_copies(&self, name: &str, grants: &[Grant]) -> Result<Vec<String>> {
+        let mut rebuilt = Vec::new();
         let js = connect_when_ready(self, name).await?;
         let mut names = js.stream_names();
         let mut existing = Vec::new();
@@ -346,19 +459,23 @@ impl AgencyAdmin {
                         continue;
                     }
                     if old.iter().all(|f| new.contains(f)) {
+                        // Filters added beside the old ones (never overlapping them): the
+                        // copy grows in place, its consumers kept.
                         js.update_stream(want).await.map_err(|e| {
                             BusError::nats(format!("widening {name}'s copy of {}", g.stream), e)
                         })?;
                     } else {
-                        // Narrowed: what it holds beyond the new grant must go.
+                        // Otherwise what it holds no longer matches the grant (or would be
+                        // copied twice): it is rebuilt from the bus's stream.
                         delete_copy(&js, &g.stream).await?;
                         create_copy(&js, want, name).await?;
+                        rebuilt.push(g.stream.clone());
                     }
                 }
                 Err(_) => create_copy(&js, want, name).await?,
             }
         }
-        Ok(())
+        Ok(rebuilt)
     }
 }
 
@@ -440,6 +557,22 @@ where
             }
             other => return other,
         }
+    }
+}
+
+fn exists(name: &str) -> BusError {
+    BusError::Config(format!(
+        "agency {name} exists; change its grants with `lienthong agency grant {name} …`, or revoke it first"
+    ))
+}
+
+/// A concurrency conflict on the agency's events, in words.
+fn changed_meanwhile(name: &str, e: BusError) -> BusError {
+    match e {
+        BusError::Conflict { .. } => BusError::Config(format!(
+            "agency {name} was changed by someone else while this ran; nothing was done: look again (`lienthong agency show {name}`) and retry"
+        )),
+        other => other,
     }
 }
 

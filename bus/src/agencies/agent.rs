@@ -53,6 +53,9 @@ pub struct Agent {
     reader: StreamReader,
     system: async_nats::Client,
     applied: Option<Applied>,
+    /// The hashes as last read, with the bucket's sequence then (read again only when it
+    /// moved: listing a bucket's keys creates a consumer on the server).
+    hashes: Option<(u64, BTreeMap<String, AccessHashes>)>,
 }
 
 impl Agent {
@@ -77,6 +80,7 @@ impl Agent {
             operator: jetstream::new(operator),
             system,
             applied: None,
+            hashes: None,
         })
     }
 
@@ -113,10 +117,26 @@ impl Agent {
         Ok(out)
     }
 
+    /// The agencies' hashes, read again only when the bucket changed.
+    async fn current_hashes(&mut self) -> Result<BTreeMap<String, AccessHashes>> {
+        let seq = self
+            .reader
+            .last_sequence(&format!("KV_{AGENCY_ACCESS_BUCKET}"))
+            .await?;
+        if let Some((at, h)) = &self.hashes {
+            if *at == seq {
+                return Ok(h.clone());
+            }
+        }
+        let h = self.hashes().await?;
+        self.hashes = Some((seq, h.clone()));
+        Ok(h)
+    }
+
     /// The accounts the registry asks for now, and what they apply.
-    pub async fn render(&self) -> Result<(AccountsConfig, Applied)> {
+    pub async fn render(&mut self) -> Result<(AccountsConfig, Applied)> {
         let registry = AgencyRegistry::load(&self.reader, None).await?;
-        let hashes = self.hashes().await?;
+        let hashes = self.current_hashes().await?;
         let mut accounts = self.base.clone();
         let agencies: Vec<_> = registry.agencies.values().collect();
         add_agencies(&mut accounts, &agencies, &hashes);
@@ -132,7 +152,7 @@ impl Agent {
     pub async fn apply(&mut self) -> Result<bool> {
         let now = Applied {
             registry_sequence: self.reader.last_sequence(AGENCIES.name).await?,
-            access_digest: digest(&self.hashes().await?),
+            access_digest: digest(&self.current_hashes().await?),
         };
         if self.applied.as_ref() == Some(&now) {
             return Ok(false);

@@ -179,8 +179,14 @@ impl AgencyEvent {
 
     /// The event to publish (a fresh id: each is a decision made once).
     pub fn draft(&self, time: DateTime<Utc>) -> EventDraft {
+        self.draft_expecting(time, None)
+    }
+
+    /// [`Self::draft`], stored only if the aggregate's last event is still `expected`
+    /// (0: none yet) — optimistic concurrency between operators.
+    pub fn draft_expecting(&self, time: DateTime<Utc>, expected: Option<u64>) -> EventDraft {
         let (entity, action, key, data) = self.parts();
-        EventDraft::new(
+        let mut d = EventDraft::new(
             event_type(entity, action),
             format!(
                 "{entity}.{action}/{key}/{}",
@@ -190,7 +196,9 @@ impl AgencyEvent {
             time,
             data,
             Classification::Internal,
-        )
+        );
+        d.expected_last_subject_sequence = expected;
+        d
     }
 
     /// Reads an event of `AGENCIES` back (`None`: a type this version does not know).
@@ -279,12 +287,21 @@ pub struct AgencyRegistry {
     pub history: Vec<AccessChange>,
     /// The last sequence folded.
     pub sequence: u64,
+    /// Per agency, the sequence of its last grant, rotation or revocation (what a change
+    /// expects, so two operators cannot both add the same agency).
+    pub agency_sequences: BTreeMap<String, u64>,
 }
 
 impl AgencyRegistry {
     /// Folds one event stored at `sequence`, which happened at `time`.
     pub fn apply(&mut self, sequence: u64, time: DateTime<Utc>, event: AgencyEvent) {
         self.sequence = self.sequence.max(sequence);
+        if let AgencyEvent::Granted(Granted { agency, .. })
+        | AgencyEvent::Rotated(Rotated { agency, .. })
+        | AgencyEvent::Revoked(Revoked { agency, .. }) = &event
+        {
+            self.agency_sequences.insert(agency.clone(), sequence);
+        }
         let mut change = |agency: &str, change: &str, by: &str, grants: Vec<Grant>| {
             self.history.push(AccessChange {
                 at: time,

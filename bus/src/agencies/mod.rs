@@ -188,6 +188,24 @@ fn check_filter(filter: &str, subsystem: &str) -> Result<()> {
     Ok(())
 }
 
+/// Whether every subject `inner` matches, `outer` matches too.
+pub fn covers(outer: &str, inner: &str) -> bool {
+    let (o, i): (Vec<&str>, Vec<&str>) = (outer.split('.').collect(), inner.split('.').collect());
+    for k in 0.. {
+        match (o.get(k), i.get(k)) {
+            (Some(&">"), Some(_)) => return true,
+            (None, None) => return true,
+            (None, _) | (_, None) => return false,
+            (Some(_), Some(&">")) => return false,
+            (Some(&"*"), Some(_)) => continue,
+            (Some(_), Some(&"*")) => return false,
+            (Some(x), Some(y)) if x == y => continue,
+            _ => return false,
+        }
+    }
+    unreachable!()
+}
+
 /// Whether some subject matches both filters.
 pub fn overlap(a: &str, b: &str) -> bool {
     let (a, b): (Vec<&str>, Vec<&str>) = (a.split('.').collect(), b.split('.').collect());
@@ -240,6 +258,16 @@ mod tests {
         .is_err());
         assert!(grants(&["SSO".into()], &["egov.sso.a>.b".into()]).is_err());
         assert!(grants(&[], &[]).is_err());
+    }
+
+    #[test]
+    fn a_filter_covers_another_when_it_matches_everything_the_other_does() {
+        assert!(covers("egov.a.>", "egov.a.b.*.c"));
+        assert!(covers("egov.a.*.*.c", "egov.a.b.k.c"));
+        assert!(!covers("egov.a.b.*.c", "egov.a.*.*.c"));
+        assert!(!covers("egov.a.b", "egov.a.>"));
+        assert!(covers("egov.a.b", "egov.a.b"));
+        assert!(!covers("egov.a.b.*.reopened", "egov.a.b.*.submitted"));
     }
 
     #[test]
