@@ -117,6 +117,21 @@ pub struct PublicationArgs {
         default_value = "Creative Commons Attribution 4.0 International (CC BY 4.0)"
     )]
     pub licence_title: String,
+    /// The publisher's name in Vietnamese.
+    #[arg(long, default_value = "Ủy ban nhân dân thành phố Phan Thiết")]
+    pub publisher_vi: String,
+    /// The publisher's name in English.
+    #[arg(long, default_value = "People's Committee of Phan Thiết City")]
+    pub publisher_en: String,
+    /// Whom to ask about the datasets.
+    #[arg(
+        long,
+        default_value = "Trung tâm điều hành thông minh (IOC) Phan Thiết"
+    )]
+    pub contact_name: String,
+    /// Their e-mail address (an office's, never a person's).
+    #[arg(long, default_value = "ioc@phanthiet.binhthuan.gov.vn")]
+    pub contact_email: String,
 }
 
 impl PublicationArgs {
@@ -125,7 +140,10 @@ impl PublicationArgs {
             min_cell: self.min_cell_size.max(1),
             licence: self.licence.clone(),
             licence_title: self.licence_title.clone(),
-            ..Default::default()
+            publisher_vi: self.publisher_vi.clone(),
+            publisher_en: self.publisher_en.clone(),
+            contact_name: self.contact_name.clone(),
+            contact_email: self.contact_email.clone(),
         }
     }
 }

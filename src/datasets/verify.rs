@@ -98,11 +98,20 @@ pub fn compare(
         .map(|r| r.iter().map(cell_text).collect())
         .collect();
     let key = |r: &[String]| key_of(spec, header, r);
-    let mine: std::collections::BTreeMap<String, (usize, &Vec<String>)> = rows
-        .iter()
-        .enumerate()
-        .map(|(i, r)| (key(r), (i, r)))
-        .collect();
+    let mut mine: std::collections::BTreeMap<String, (usize, &Vec<String>)> =
+        std::collections::BTreeMap::new();
+    for (i, r) in rows.iter().enumerate() {
+        // A second row with the same key would otherwise hide one of the two.
+        if let Some((first, _)) = mine.insert(key(r), (i, r)) {
+            out.push(format!(
+                "dataset {}, row {} ({}): the same key as row {}",
+                spec.id,
+                i + 1,
+                key(r),
+                first + 1
+            ));
+        }
+    }
     let theirs: std::collections::BTreeMap<String, &Vec<String>> =
         computed.iter().map(|r| (key(r), r)).collect();
     for (k, (i, r)) in &mine {
@@ -204,6 +213,18 @@ pub async fn verify(
         let table = datasets::build(&spec, &tree, p.min_cell)?;
         let (header, rows) = read_csv(&dir.join(format!("{}.csv", d.id)))?;
         let mut diffs = compare(&spec, &header, &rows, &table);
+        let schema_path = dir.join(format!("{}.schema.json", d.id));
+        match std::fs::read(&schema_path)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        {
+            Some(v) if v == datasets::table_schema(&spec, p.min_cell) => {}
+            _ => diffs.push(format!(
+                "dataset {}: {} is missing or not the column description of this dataset",
+                d.id,
+                schema_path.display()
+            )),
+        }
         let json_path = dir.join(format!("{}.json", d.id));
         match std::fs::read(&json_path)
             .ok()
@@ -230,4 +251,88 @@ pub async fn verify(
         f.problems.extend(diffs);
     }
     Ok(f)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn table() -> datasets::Table {
+        datasets::Table {
+            id: "sign-on-monthly".into(),
+            columns: ["month", "application", "logins", "failures", "active_users"]
+                .map(String::from)
+                .to_vec(),
+            rows: vec![
+                vec![
+                    json!("2023-01"),
+                    json!("dvc"),
+                    json!(40),
+                    json!(3),
+                    json!(12),
+                ],
+                vec![
+                    json!("2023-02"),
+                    json!("dvc"),
+                    json!(41),
+                    json!(0),
+                    json!(null),
+                ],
+            ],
+            withheld: 1,
+            min_cell: 3,
+        }
+    }
+
+    fn csv_of(t: &datasets::Table) -> (Vec<String>, Vec<Vec<String>>) {
+        (
+            t.columns.clone(),
+            t.rows
+                .iter()
+                .map(|r| r.iter().map(cell_text).collect())
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn differences_name_the_row_and_column_and_duplicates_cannot_hide_one() {
+        let spec = datasets::spec("sign-on-monthly").unwrap();
+        let t = table();
+        assert_eq!(
+            t.columns,
+            spec.columns.iter().map(|c| c.name).collect::<Vec<_>>()
+        );
+        let (header, rows) = csv_of(&t);
+        assert!(compare(&spec, &header, &rows, &t).is_empty());
+
+        let mut changed = rows.clone();
+        changed[1][2] = "42".into();
+        assert_eq!(
+            compare(&spec, &header, &changed, &t),
+            vec![
+                "dataset sign-on-monthly, row 2 (month=2023-02, application=dvc), column logins: the snapshot says \"42\", the history gives \"41\""
+            ]
+        );
+
+        // A forged row placed before the true one, same key.
+        let mut forged = rows.clone();
+        let mut fake = rows[0].clone();
+        fake[2] = "400".into();
+        forged.insert(0, fake);
+        let d = compare(&spec, &header, &forged, &t);
+        assert!(
+            d.iter().any(
+                |l| l.contains("row 2 (month=2023-01, application=dvc): the same key as row 1")
+            ),
+            "{d:?}"
+        );
+
+        let mut missing = rows.clone();
+        missing.pop();
+        assert_eq!(
+            compare(&spec, &header, &missing, &t),
+            vec!["dataset sign-on-monthly: the history has a row (month=2023-02, application=dvc) the snapshot lacks"]
+        );
+    }
 }
