@@ -28,8 +28,18 @@ pub struct Cli {
     /// Load schemas from this directory instead of the built-in ones.
     #[arg(long, global = true, value_name = "DIR")]
     schemas: Option<PathBuf>,
+    /// How logs are written to stderr: `text` (coloured only on a terminal) or `json` (one
+    /// object per line, for log collectors).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -78,6 +88,22 @@ enum Command {
     Catalog(commands::catalog::Command),
 }
 
+/// Logs to stderr: colours only when stderr is a terminal (and `NO_COLOR` is unset), or JSON.
+fn init_logs(format: LogFormat) {
+    use std::io::IsTerminal;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| "info,async_nats=warn,sled=warn".into());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+        LogFormat::Text => builder
+            .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none())
+            .init(),
+    }
+}
+
 fn main() -> ExitCode {
     #[cfg(unix)]
     // SAFETY: called first thing, before any other thread exists. Restores the default
@@ -89,13 +115,7 @@ fn main() -> ExitCode {
         );
     }
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,async_nats=warn,sled=warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    init_logs(cli.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

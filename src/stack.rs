@@ -45,6 +45,8 @@ pub struct StackOptions {
     pub schemas: Arc<SchemaRegistry>,
     /// How the shared datasets are published (licence, smallest count shown).
     pub publication: lienthong_replay::datasets::dcat::Publication,
+    /// How often the replay service verifies the audited streams (integrity panel).
+    pub verify_every: std::time::Duration,
 }
 
 type Task = tokio::task::JoinHandle<Result<(), StackError>>;
@@ -298,6 +300,7 @@ impl Stack {
             nats_urls: vec![url.clone()],
             metrics: Some(metrics.clone()),
             publication: opts.publication.clone(),
+            verify_every: opts.verify_every,
             ..Default::default()
         };
 

@@ -150,7 +150,9 @@ async fn up_demo_shows_the_generators_totals_and_keeps_secrets_off_the_bus() {
             && k["sso"]["login_failures"] == t["sso"]["login_failures"]
             && k["sso"]["lockouts"] == t["sso"]["lockouts"]
             && k["sso"]["active_users"] == t["sso"]["active_users"]
-            && k["field_reports"]["total"] == t["field_reports"]["reports"]
+            // Every report, also one known only from an update (the fixtures have one from
+            // 2024: the year's KPIs count reports by the year they were submitted).
+            && k["field_reports_all_time"] == t["field_reports"]["reports"]
             && k["open_data"]["datasets"] == t["open_data"]["datasets_active"]
             && k["open_data"]["withdrawn"] == t["open_data"]["datasets_withdrawn"]
             && k["meetings"] == t["meetings"]
@@ -163,6 +165,14 @@ async fn up_demo_shows_the_generators_totals_and_keeps_secrets_off_the_bus() {
         }
         if let Ok(r) = http.get(format!("{base}/api/v1/kpi")).send().await {
             kpi = r.json().await.unwrap_or(Value::Null);
+            if let Ok(r) = http
+                .get(format!("{base}/api/v1/field-reports/stats"))
+                .send()
+                .await
+            {
+                let stats: Value = r.json().await.unwrap_or(Value::Null);
+                kpi["field_reports_all_time"] = stats["total"].clone();
+            }
             if !totals.is_null() && matches(&kpi, &totals) {
                 break;
             }

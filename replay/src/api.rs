@@ -26,10 +26,12 @@ pub struct AppState {
     pub nats_urls: Vec<String>,
     /// Other components' counters (adapters, ingress in the same process), for `/metrics`.
     pub components: Option<lienthong_bus::Metrics>,
-    /// Reads the agency registry (who is granted what), for the catalogue.
-    pub agencies: Option<lienthong_bus::StreamReader>,
+    /// Reads streams directly (the agency registry for the catalogue, a report's history).
+    pub reader: Option<lienthong_bus::StreamReader>,
     /// Who publishes the datasets, under which licence, withholding which counts.
     pub publication: crate::datasets::dcat::Publication,
+    /// The latest verification of the audited streams, when this service verifies them.
+    pub integrity: Option<crate::dashboard::integrity::Integrity>,
 }
 
 /// What `POST /api/v1/admin/rebuild` needs.

@@ -20,6 +20,8 @@
 //! - [`runner`]: following a stream live, and rebuilding beside and swapping ([`Runner`]).
 //! - [`decode`]: receiving and decoding stored events ahead of a fold, in stream order.
 //! - [`read_models`]: the read models, listed once: projection, endpoints, KPI section.
+//! - [`reference`]: the city's wards (names, residents, map tiles) and sign-on applications.
+//! - [`dashboard`]: the operations centre's panels, live feed and history integrity.
 //! - [`api`]: what every endpoint shares (state, problem answers, CSV).
 //! - [`http`]: the generic endpoints (KPIs, health, metrics, schemas) and the IOC dashboard.
 //! - [`service`]: the whole service ([`service::serve`]).
@@ -27,6 +29,7 @@
 
 pub mod api;
 pub mod audit_writer;
+pub mod dashboard;
 pub mod datasets;
 pub mod decode;
 pub mod documents;
@@ -37,6 +40,7 @@ pub mod meetings;
 pub mod open_data;
 pub mod projection;
 pub mod read_models;
+pub mod reference;
 pub mod runner;
 pub mod service;
 pub mod sso;

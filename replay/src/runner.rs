@@ -30,6 +30,8 @@ pub struct Metrics {
     pub applied: AtomicU64,
     pub skipped: AtomicU64,
     pub batches: AtomicU64,
+    /// What the followers commit, for the dashboard's live feed.
+    pub live: crate::dashboard::live::LiveFeed,
 }
 
 /// Runs one projection against one stream.
@@ -283,6 +285,7 @@ impl Runner {
         let mut applied = 0u64;
         let mut last = start;
         let mut decoded_values = DecodedValues::new(DECODED_VALUES);
+        let mut announced = Vec::new();
         loop {
             let Some(batch) = decoded.recv().await else {
                 // The reader ended: the consumer's stream closed.
@@ -296,12 +299,17 @@ impl Runner {
                     Err(_) => break,
                 }
             }
+            // Following live: say what each commit folded (all of it when someone watches,
+            // else the newest few, which a new watcher sees first).
+            let following = until == Until::Forever;
+            let announce = following && self.metrics.live.listening();
+            let tail_from = batch.len().saturating_sub(crate::dashboard::live::RECENT);
             let mut changes = Changes::with_decoded(tree, &mut decoded_values);
             let batch_start = last;
             let applied_before = applied;
             let mut pending = u64::MAX;
             let mut done = false;
-            for item in &batch {
+            for (i, item) in batch.iter().enumerate() {
                 if let Until::Sequence(target) = until {
                     if item.sequence > target {
                         done = true;
@@ -316,6 +324,12 @@ impl Runner {
                         if as_of.is_none_or(|t| ev.time.is_some_and(|e| e <= t)) {
                             self.projection.apply(&mut changes, ev)?;
                             applied += 1;
+                            if announce || (following && i >= tail_from) {
+                                announced.push(crate::dashboard::live::LiveEvent::of(
+                                    self.projection.stream(),
+                                    ev,
+                                ));
+                            }
                         }
                     }
                     Ok(None) => {
@@ -340,6 +354,7 @@ impl Runner {
             if last > batch_start {
                 changes.commit(last)?;
             }
+            self.metrics.live.committed(announced.drain(..));
             self.metrics
                 .applied
                 .fetch_add(applied - applied_before, Ordering::Relaxed);

@@ -54,6 +54,9 @@ pub struct ServeOptions {
     pub metrics: Option<lienthong_bus::Metrics>,
     /// Who publishes the datasets, under which licence, withholding which counts.
     pub publication: crate::datasets::dcat::Publication,
+    /// With an audit key, how often the service verifies every audited stream against its
+    /// signed checkpoints for the dashboard's integrity panel (`/api/v1/integrity`).
+    pub verify_every: std::time::Duration,
 }
 
 impl Default for ServeOptions {
@@ -65,6 +68,7 @@ impl Default for ServeOptions {
             nats_urls: Vec::new(),
             metrics: None,
             publication: Default::default(),
+            verify_every: std::time::Duration::from_secs(300),
         }
     }
 }
@@ -109,7 +113,17 @@ pub async fn serve(
         .audit_key
         .as_ref()
         .map(|k| hex::encode(k.verifying_key().to_bytes()));
+    let mut integrity = None;
     if let (Some(js), Some(key)) = (&js, options.audit_key.clone()) {
+        let watch = crate::dashboard::integrity::Integrity::default();
+        integrity = Some(watch.clone());
+        let reader = lienthong_bus::StreamReader::new(js.client(), Default::default());
+        let (public, every, rx) = (key.verifying_key(), options.verify_every, stop_rx.clone());
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            watch.watch(reader, public, store, every, rx).await;
+            Ok(())
+        }));
         let writer = Arc::new(crate::audit_writer::AuditWriter::new(
             js.clone(),
             registry.clone(),
@@ -130,7 +144,8 @@ pub async fn serve(
         nats_urls: options.nats_urls.clone(),
         components: options.metrics.clone(),
         publication: options.publication.clone(),
-        agencies: js
+        integrity,
+        reader: js
             .as_ref()
             .map(|js| lienthong_bus::StreamReader::new(js.client(), Default::default())),
     });

@@ -42,22 +42,10 @@ static UPCASTERS: LazyLock<HashMap<(&'static str, u32), Upcaster>> = LazyLock::n
 
 /// Ward slugs to names, for reports recorded before v2 carried the name.
 static WARD_NAMES: LazyLock<HashMap<String, String>> = LazyLock::new(|| {
-    let v: Value = serde_json::from_str(include_str!("../../adapters/fixtures/wards.json"))
-        .unwrap_or_default();
-    v["units"]
-        .as_array()
-        .map(|units| {
-            units
-                .iter()
-                .filter_map(|u| {
-                    Some((
-                        u["slug"].as_str()?.to_string(),
-                        u["name"].as_str()?.to_string(),
-                    ))
-                })
-                .collect()
-        })
-        .unwrap_or_default()
+    crate::reference::wards()
+        .iter()
+        .map(|w| (w.slug.clone(), w.name.clone()))
+        .collect()
 });
 
 /// v2 keeps only http(s) resource addresses as links: any other goes to `url_rejected`.

@@ -35,6 +35,10 @@ pub enum Command {
         admin_token_file: Option<PathBuf>,
         #[command(flatten)]
         publication: super::PublicationArgs,
+        /// With --audit-key: how often (seconds) every audited stream is verified against
+        /// its signed checkpoints (`/api/v1/integrity`, the dashboard).
+        #[arg(long, default_value_t = 300, value_name = "SECONDS")]
+        verify_every: u64,
     },
     /// Rebuild read models from the start of their streams into a fresh tree, then swap.
     /// With --as-of or --until-seq, the read models as they were then (into their own --db).
@@ -72,6 +76,7 @@ pub async fn run(global: &Global, cmd: Command) -> anyhow::Result<ExitCode> {
             audit_key,
             admin_token_file,
             publication,
+            verify_every,
         } => {
             let admin_token = match admin_token_file {
                 Some(p) => Some(
@@ -111,6 +116,7 @@ pub async fn run(global: &Global, cmd: Command) -> anyhow::Result<ExitCode> {
                     nats_urls: vec![global.settings()?.url],
                     metrics: None,
                     publication: publication.publication(),
+                    verify_every: std::time::Duration::from_secs(verify_every.max(1)),
                 },
                 super::interrupted(),
             )

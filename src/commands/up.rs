@@ -43,6 +43,10 @@ pub struct Args {
     /// keep their pace. See docs/performance.md.
     #[arg(long)]
     durable: bool,
+    /// How often (seconds) the replay service verifies every audited stream against its
+    /// signed checkpoints, for the dashboard's history-integrity panel.
+    #[arg(long, default_value_t = 60, value_name = "SECONDS")]
+    verify_every: u64,
     #[command(flatten)]
     publication: super::PublicationArgs,
 }
@@ -76,6 +80,7 @@ pub async fn run(global: &Global, a: Args) -> anyhow::Result<ExitCode> {
         durable: a.durable,
         schemas: global.registry()?,
         publication: a.publication.publication(),
+        verify_every: std::time::Duration::from_secs(a.verify_every.max(1)),
     })
     .await?;
     let http = format!("http://{}", stack.http);

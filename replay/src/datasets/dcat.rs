@@ -37,16 +37,10 @@ impl Default for Publication {
 
 /// The wards and communes (slug, name), for spatial coverage.
 pub fn ward_names() -> Vec<(String, String)> {
-    let v: Value = serde_json::from_str(include_str!("../../../adapters/fixtures/wards.json"))
-        .expect("wards.json is JSON");
-    v["units"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|u| Some((u["slug"].as_str()?.into(), u["name"].as_str()?.into())))
-                .collect()
-        })
-        .unwrap_or_default()
+    crate::reference::wards()
+        .iter()
+        .map(|w| (w.slug.clone(), w.name.clone()))
+        .collect()
 }
 
 /// The `@context`: every prefix and term the documents use, nothing fetched.

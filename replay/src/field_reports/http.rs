@@ -28,10 +28,11 @@ pub fn read_model() -> ReadModel {
             r.route("/api/v1/field-reports", get(list))
                 .route("/api/v1/field-reports/stats", get(stats))
                 .route("/api/v1/field-reports/{id}", get(one))
+                .route("/api/v1/field-reports/{id}/history", get(history))
         },
         kpi: Some(KpiSection {
             name: "field_reports",
-            years: |_| Ok(Vec::new()),
+            years,
             figures: kpi,
         }),
         datasets: vec![super::dataset::SPEC],
@@ -77,19 +78,69 @@ const API: &[Op] = &[
         params: &[path("id", "The report id")],
         answers: &[ok(JSON, "The report"), NOT_FOUND],
     },
+    Op {
+        method: "get",
+        path: "/api/v1/field-reports/{id}/history",
+        tag: "field-reports",
+        summary: "Every event of one report, in stream order, from the stream itself",
+        params: &[path("id", "The report id")],
+        answers: &[ok(JSON, "The report's events"), NOT_FOUND],
+    },
 ];
 
-/// Reports received, resolved, open, resolution time and on-time share (all time).
-fn kpi(tree: &sled::Tree, _year: Option<&str>) -> crate::Result<serde_json::Value> {
-    let fr = FieldReportsView { tree }.stats()?;
+/// The years (UTC+7) reports were submitted in.
+fn years(tree: &sled::Tree) -> crate::Result<Vec<String>> {
+    let years: std::collections::BTreeSet<String> = FieldReportsView { tree }
+        .list(&ReportFilter::default())?
+        .iter()
+        .filter_map(|r| r.requested_at.map(year_of))
+        .collect();
+    Ok(years.into_iter().collect())
+}
+
+fn year_of(t: chrono::DateTime<chrono::FixedOffset>) -> String {
+    let local = chrono::FixedOffset::east_opt(7 * 3600).expect("UTC+7");
+    t.with_timezone(&local).format("%Y").to_string()
+}
+
+/// Reports received, resolved, open, resolution time and on-time share: of the reports
+/// submitted in `year` (UTC+7), or of every report.
+fn kpi(tree: &sled::Tree, year: Option<&str>) -> crate::Result<serde_json::Value> {
+    let view = FieldReportsView { tree };
+    let Some(year) = year else {
+        let fr = view.stats()?;
+        return Ok(json!({
+            "total": fr.total,
+            "resolved": fr.resolution.resolved,
+            "open": fr.resolution.open,
+            "median_resolution_hours": fr.resolution.median_hours,
+            "on_time_ratio": fr.resolution.on_time_ratio,
+            "by_status": fr.by_status,
+            "wards_reporting": fr.by_ward.keys().filter(|w| *w != "unknown").count(),
+        }));
+    };
+    let reports: Vec<ReportView> = view
+        .list(&ReportFilter::default())?
+        .into_iter()
+        .filter(|r| r.requested_at.is_some_and(|t| year_of(t) == year))
+        .collect();
+    let r = super::Resolution::of(&reports);
+    let mut by_status: std::collections::BTreeMap<&str, u64> = Default::default();
+    let mut wards = std::collections::BTreeSet::new();
+    for report in &reports {
+        *by_status.entry(report.status.as_str()).or_default() += 1;
+        if report.ward != "unknown" {
+            wards.insert(report.ward.as_str());
+        }
+    }
     Ok(json!({
-        "total": fr.total,
-        "resolved": fr.resolution.resolved,
-        "open": fr.resolution.open,
-        "median_resolution_hours": fr.resolution.median_hours,
-        "on_time_ratio": fr.resolution.on_time_ratio,
-        "by_status": fr.by_status,
-        "wards_reporting": fr.by_ward.keys().filter(|w| *w != "unknown").count(),
+        "total": reports.len(),
+        "resolved": r.resolved,
+        "open": r.open,
+        "median_resolution_hours": r.median_hours,
+        "on_time_ratio": r.on_time_ratio,
+        "by_status": by_status,
+        "wards_reporting": wards.len(),
     }))
 }
 
@@ -184,4 +235,48 @@ async fn one(State(s): State<AppState>, Path(id): Path<String>) -> Result<Respon
             &format!("no field report with id {id:?}"),
         ),
     })
+}
+
+/// Every event of one report, in stream order, read from `FIELD_REPORTS` itself: what the
+/// read model's view of it was folded from.
+async fn history(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, Unavailable> {
+    let Some(reader) = &s.reader else {
+        return Ok(problem(
+            StatusCode::NOT_FOUND,
+            "no history here",
+            "this copy of the read models is not connected to the bus",
+        ));
+    };
+    let filter =
+        lienthong_bus::EventType::new("field_reports", "report", "submitted").aggregate_filter(&id);
+    let mut events = Vec::new();
+    for m in reader.read_all("FIELD_REPORTS", Some(&filter)).await? {
+        let Ok(ev) = lienthong_bus::subscriber::decode_stored(&m, Some(&s.registry)) else {
+            continue;
+        };
+        let Some(p) = crate::projection::ProjectedEvent::from_received(ev) else {
+            continue;
+        };
+        if p.key.as_deref() != Some(id.as_str()) {
+            continue; // another report whose long id has the same digest token
+        }
+        events.push(json!({
+            "sequence": p.sequence,
+            "type": p.ty,
+            "time": p.time,
+            "status": p.data.get("status"),
+            "data": p.data,
+        }));
+    }
+    if events.is_empty() {
+        return Ok(problem(
+            StatusCode::NOT_FOUND,
+            "no such report",
+            &format!("no event of a field report with id {id:?}"),
+        ));
+    }
+    Ok(Json(json!({"report_id": id, "events": events})).into_response())
 }

@@ -20,7 +20,8 @@ use crate::projection::{ProjectedEvent, Projection};
 use crate::store::{decode_u64, Changes};
 
 pub const NAME: &str = "field_reports";
-const TERMINAL: &[&str] = &[
+/// Statuses after which a report counts as resolved.
+pub const TERMINAL: &[&str] = &[
     "fixed",
     "closed",
     "duplicate",
@@ -85,6 +86,11 @@ fn t(v: &Value, k: &str) -> Option<DateTime<FixedOffset>> {
 }
 
 impl ReportView {
+    /// Still awaiting resolution (its status is not one of [`TERMINAL`]).
+    pub fn is_open(&self) -> bool {
+        !TERMINAL.contains(&self.status.as_str())
+    }
+
     fn set_status(&mut self, status: &str, at: Option<DateTime<FixedOffset>>) -> bool {
         if self.status_at.is_some() && at.is_some() && at < self.status_at {
             return false; // An older status arriving late does not replace a newer one.
@@ -241,6 +247,38 @@ pub struct Resolution {
     pub on_time_ratio: Option<f64>,
 }
 
+impl Resolution {
+    /// The resolution figures of `reports` (`open`: those not resolved).
+    pub fn of(reports: &[ReportView]) -> Self {
+        let mut hours = Vec::new();
+        let (mut with_deadline, mut on_time) = (0u64, 0u64);
+        for r in reports {
+            if let Some(h) = r.resolution_hours {
+                hours.push(h);
+                if let (Some(done), Some(due)) = (r.resolved_at, r.expected_at) {
+                    with_deadline += 1;
+                    on_time += u64::from(done <= due);
+                }
+            }
+        }
+        hours.sort_by(f64::total_cmp);
+        let pct = |p: f64| -> Option<f64> {
+            (!hours.is_empty()).then(|| hours[((hours.len() - 1) as f64 * p).round() as usize])
+        };
+        let round = |x: f64| (x * 100.0).round() / 100.0;
+        Self {
+            resolved: hours.len() as u64,
+            open: (reports.len() as u64).saturating_sub(hours.len() as u64),
+            mean_hours: (!hours.is_empty())
+                .then(|| round(hours.iter().sum::<f64>() / hours.len() as f64)),
+            median_hours: pct(0.5),
+            p90_hours: pct(0.9),
+            on_time_ratio: (with_deadline > 0)
+                .then(|| round(on_time as f64 / with_deadline as f64)),
+        }
+    }
+}
+
 impl FieldReportsView<'_> {
     pub fn get(&self, id: &str) -> Result<Option<ReportView>> {
         Ok(match self.tree.get(report_key(id))? {
@@ -276,32 +314,9 @@ impl FieldReportsView<'_> {
             by.insert(dim, m);
         }
         let total = self.tree.get(TOTAL)?.map(|v| decode_u64(&v)).unwrap_or(0);
-        let mut hours = Vec::new();
-        let (mut with_deadline, mut on_time) = (0u64, 0u64);
-        for r in self.list(&ReportFilter::default())? {
-            if let Some(h) = r.resolution_hours {
-                hours.push(h);
-                if let (Some(done), Some(due)) = (r.resolved_at, r.expected_at) {
-                    with_deadline += 1;
-                    on_time += u64::from(done <= due);
-                }
-            }
-        }
-        hours.sort_by(f64::total_cmp);
-        let pct = |p: f64| -> Option<f64> {
-            (!hours.is_empty()).then(|| hours[((hours.len() - 1) as f64 * p).round() as usize])
-        };
-        let round = |x: f64| (x * 100.0).round() / 100.0;
-        let resolution = Resolution {
-            resolved: hours.len() as u64,
-            open: total.saturating_sub(hours.len() as u64),
-            mean_hours: (!hours.is_empty())
-                .then(|| round(hours.iter().sum::<f64>() / hours.len() as f64)),
-            median_hours: pct(0.5),
-            p90_hours: pct(0.9),
-            on_time_ratio: (with_deadline > 0)
-                .then(|| round(on_time as f64 / with_deadline as f64)),
-        };
+        let mut resolution = Resolution::of(&self.list(&ReportFilter::default())?);
+        // Reports known only from their updates count too (the counters have them).
+        resolution.open = total.saturating_sub(resolution.resolved);
         Ok(FieldReportStats {
             total,
             by_status: by.remove("status").unwrap_or_default(),

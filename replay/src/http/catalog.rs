@@ -74,7 +74,7 @@ pub async fn page(State(s): State<AppState>) -> Html<String> {
          <nav><a href=\"/asyncapi.json\">AsyncAPI 3.0 (JSON)</a><a href=\"/schemas/\">Lược đồ (schemas)</a><a href=\"#datasets\">Bộ dữ liệu (datasets)</a><a href=\"/openapi.json\">OpenAPI 3.1</a><a href=\"/\">Bảng điều hành (dashboard)</a></nav>"
     );
     // Agencies are data: who is granted each stream now, from the registry.
-    let granted = match &s.agencies {
+    let granted = match &s.reader {
         Some(reader) => lienthong_bus::agencies::AgencyRegistry::load(reader, None)
             .await
             .ok(),

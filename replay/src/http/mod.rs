@@ -4,7 +4,8 @@
 //! - [`kpi`] — `/api/v1/kpi`, the operations centre's summary, one section per read model.
 //! - [`catalog`] — `/asyncapi.json` (AsyncAPI 3.0) and `/catalog` (the same for people).
 //! - `/schemas/`, `/schemas/{path}`, `/healthz`, `/metrics`, `/api/v1/audit/public-key`,
-//!   `POST /api/v1/admin/rebuild`, `/` (the IOC dashboard).
+//!   `POST /api/v1/admin/rebuild`.
+//! - The IOC dashboard and its endpoints are [`crate::dashboard::http`]'s.
 //!
 //! Tables answer CSV with `Accept: text/csv` or `?format=csv`; errors are problem+json.
 
@@ -16,7 +17,7 @@ use std::sync::atomic::Ordering;
 
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::json;
@@ -27,7 +28,6 @@ pub use crate::api::{Admin, AppState};
 /// Every endpoint: the generic ones and each read model's.
 pub fn router(state: AppState) -> Router {
     let mut router = Router::new()
-        .route("/", get(dashboard))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .route("/api/v1/kpi", get(kpi::kpi))
@@ -40,14 +40,11 @@ pub fn router(state: AppState) -> Router {
         .route("/schemas/", get(schema_index))
         .route("/schemas/{*path}", get(schema_file));
     router = crate::datasets::http::routes(router);
+    router = crate::dashboard::http::routes(router);
     for model in crate::read_models::all() {
         router = (model.routes)(router);
     }
     router.with_state(state)
-}
-
-async fn dashboard() -> Html<&'static str> {
-    Html(include_str!("dashboard.html"))
 }
 
 #[derive(serde::Deserialize)]

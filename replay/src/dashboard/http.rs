@@ -1,0 +1,258 @@
+//! The dashboard's page and endpoints:
+//!
+//! - `/` the page, `/assets/dashboard.{js,css}`, `/assets/favicon.svg` its script, style and
+//!   icon (no CDN, no network);
+//! - `GET /api/v1/dashboard?year=YYYY&ward=SLUG` every panel's rows;
+//! - `GET /api/v1/dashboard/{panel}` one panel's rows, as JSON or CSV (`?format=csv`);
+//! - `GET /api/v1/live` Server-Sent Events: what the read models fold, as they commit it;
+//! - `GET /api/v1/integrity` the last verification of each audited stream, and alarms.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use chrono::Utc;
+use futures::{Stream, StreamExt};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use tokio::sync::broadcast::error::RecvError;
+
+use super::{panels, Panels, Trees};
+use crate::api::{internal, problem, wants_csv, AppState};
+use crate::reference;
+
+/// The panels that can be asked for alone.
+pub const PANELS: &[&str] = &[
+    "wards",
+    "trends",
+    "overdue",
+    "oldest_open",
+    "categories",
+    "statuses",
+    "applications",
+    "agencies",
+];
+
+pub fn routes(r: Router<AppState>) -> Router<AppState> {
+    r.route("/", get(page))
+        .route("/assets/dashboard.js", get(script))
+        .route("/assets/dashboard.css", get(style))
+        .route("/assets/favicon.svg", get(icon))
+        .route("/favicon.ico", get(icon))
+        .route("/api/v1/dashboard", get(all))
+        .route("/api/v1/dashboard/{panel}", get(one))
+        .route("/api/v1/live", get(live))
+        .route("/api/v1/integrity", get(integrity))
+}
+
+async fn page() -> Response {
+    (
+        [(header::CACHE_CONTROL, "no-cache")],
+        Html(include_str!("page/dashboard.html")),
+    )
+        .into_response()
+}
+
+async fn script() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        include_str!("page/dashboard.js"),
+    )
+        .into_response()
+}
+
+async fn style() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        include_str!("page/dashboard.css"),
+    )
+        .into_response()
+}
+
+async fn icon() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "image/svg+xml"),
+            (header::CACHE_CONTROL, "max-age=86400"),
+        ],
+        include_str!("page/favicon.svg"),
+    )
+        .into_response()
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct Q {
+    year: Option<String>,
+    ward: Option<String>,
+    format: Option<String>,
+}
+
+/// The panels asked for, or a problem answer naming what was wrong.
+fn compute(s: &AppState, q: &Q) -> Result<Panels, Box<Response>> {
+    let ward = match q.ward.as_deref().filter(|w| !w.is_empty()) {
+        None => None,
+        Some(slug) => Some(reference::ward(slug).ok_or_else(|| {
+            Box::new(problem(
+                StatusCode::BAD_REQUEST,
+                "no such ward",
+                &format!("ward={slug:?} is not one of the 18 wards and communes; see /api/v1/dashboard/wards"),
+            ))
+        })?),
+    };
+    let year = match q.year.as_deref().filter(|y| !y.is_empty()) {
+        Some(y) if y.len() == 4 && y.bytes().all(|b| b.is_ascii_digit()) => Some(y.to_string()),
+        Some(y) => {
+            return Err(Box::new(problem(
+                StatusCode::BAD_REQUEST,
+                "not a year",
+                &format!("year={y:?}: give four digits, e.g. year=2023"),
+            )))
+        }
+        None => None,
+    };
+    let read = || -> crate::Result<Panels> {
+        let mut years = Vec::new();
+        for m in crate::read_models::all() {
+            if let Some(k) = &m.kpi {
+                years.extend((k.years)(&s.tree(m.projection.name())?)?);
+            }
+        }
+        years.sort();
+        years.dedup();
+        let year = year.or_else(|| years.last().cloned());
+        let trees = Trees {
+            field_reports: s.tree(crate::field_reports::NAME)?,
+            documents: s.tree(crate::documents::NAME)?,
+            sso: s.tree(crate::sso::NAME)?,
+            meetings: s.tree(crate::meetings::NAME)?,
+        };
+        panels(&trees, years, year, ward, Utc::now())
+    };
+    read().map_err(|e| Box::new(internal(e)))
+}
+
+async fn all(State(s): State<AppState>, Query(q): Query<Q>) -> Response {
+    match compute(&s, &q) {
+        Ok(p) => Json(p).into_response(),
+        Err(r) => *r,
+    }
+}
+
+async fn one(
+    State(s): State<AppState>,
+    Path(panel): Path<String>,
+    headers: HeaderMap,
+    Query(q): Query<Q>,
+) -> Response {
+    let panel = panel.strip_suffix(".csv").unwrap_or(&panel).to_string();
+    let csv = wants_csv(&headers, q.format.as_deref());
+    if !PANELS.contains(&panel.as_str()) {
+        return problem(
+            StatusCode::NOT_FOUND,
+            "no such panel",
+            &format!("{panel:?}; the panels are {}", PANELS.join(", ")),
+        );
+    }
+    let p = match compute(&s, &q) {
+        Ok(p) => p,
+        Err(r) => return *r,
+    };
+    let name = format!(
+        "{panel}-{}{}",
+        p.year.as_deref().unwrap_or("all"),
+        p.ward
+            .as_ref()
+            .map(|w| format!("-{}", w.slug))
+            .unwrap_or_default()
+    );
+    match panel.as_str() {
+        "wards" => rows(&name, &p.wards, csv),
+        "trends" => rows(&name, &p.trends, csv),
+        "overdue" => rows(&name, &p.overdue, csv),
+        "oldest_open" => rows(&name, &p.oldest_open, csv),
+        "categories" => rows(&name, &p.categories, csv),
+        "statuses" => rows(&name, &p.statuses, csv),
+        "applications" => rows(&name, &p.applications, csv),
+        _ => rows(&name, &p.agencies, csv),
+    }
+}
+
+/// Rows as a JSON array, or as CSV with a header of the fields' names.
+fn rows<T: Serialize>(name: &str, rows: &[T], csv: bool) -> Response {
+    if !csv {
+        return Json(rows).into_response();
+    }
+    let mut w = csv::Writer::from_writer(Vec::new());
+    let written = rows
+        .iter()
+        .try_for_each(|r| w.serialize(r))
+        .map_err(|e| e.to_string())
+        .and_then(|()| w.into_inner().map_err(|e| e.to_string()));
+    match written {
+        Ok(body) => (
+            [
+                (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
+                (
+                    header::CONTENT_DISPOSITION,
+                    format!("attachment; filename=\"{name}.csv\""),
+                ),
+            ],
+            body,
+        )
+            .into_response(),
+        Err(e) => internal(e),
+    }
+}
+
+/// Server-Sent Events: first the newest events already folded (`recent`), then one `event`
+/// per event folded from now on (JSON: stream, sequence, type, time, ward), and `lagged`
+/// when this listener fell behind and missed some.
+async fn live(State(s): State<AppState>) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    let (recent, rx) = s.metrics.live.subscribe();
+    let frame = |kind: &'static str, e: &super::live::LiveEvent| {
+        Event::default()
+            .event(kind)
+            .id(format!("{}:{}", e.stream, e.sequence))
+            .json_data(e)
+            .unwrap_or_else(|_| Event::default().comment("unencodable"))
+    };
+    let first = futures::stream::iter(recent.into_iter().map(move |e| Ok(frame("recent", &e))));
+    let then = futures::stream::unfold(rx, move |mut rx| async move {
+        let event = match rx.recv().await {
+            Ok(e) => frame("event", &e),
+            Err(RecvError::Lagged(n)) => Event::default()
+                .event("lagged")
+                .data(json!({ "missed": n }).to_string()),
+            Err(RecvError::Closed) => return None,
+        };
+        Some((Ok(event), rx))
+    });
+    Sse::new(first.chain(then)).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+}
+
+/// The last verification of each audited stream (and whether its read model is ahead of it).
+async fn integrity(State(s): State<AppState>) -> Response {
+    let verified = s.integrity.as_ref().map(|i| i.latest());
+    let alarms = verified
+        .iter()
+        .flatten()
+        .filter(|v| v.alarm.is_some())
+        .count();
+    Json(json!({
+        "verifying": verified.is_some(),
+        "streams": verified.unwrap_or_default(),
+        "alarms": alarms,
+    }))
+    .into_response()
+}

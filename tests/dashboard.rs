@@ -1,0 +1,399 @@
+//! The operations centre's dashboard: its panels, live feed and integrity alarms over HTTP
+//! against a real nats-server, and the page itself in a real browser (Debian's Chromium,
+//! headless, driven by tests/js/dashboard.mjs) on `lienthong up --demo` as a real process.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use chrono::TimeZone;
+use common::Bus;
+use ed25519_dalek::SigningKey;
+use lienthong_bus::{Classification, EventDraft, EventType};
+use serde_json::{json, Value};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+fn report(id: usize, ward: &str, month: u32) -> EventDraft {
+    let rid = format!("PT-2023-{id:06}");
+    let at = chrono::Utc
+        .with_ymd_and_hms(2023, month, 10, 2, 0, 0)
+        .unwrap();
+    EventDraft::new(
+        EventType::new("field_reports", "report", "submitted"),
+        format!("report/{rid}/submitted"),
+        rid.clone(),
+        at,
+        json!({"report_id": rid, "category": "CSDT", "category_name": "Chiếu sáng đô thị", "ward": ward,
+            "status": "open", "description": format!("Đèn hỏng số {id}"),
+            "requested_at": at.to_rfc3339(), "expected_at": (at + chrono::Duration::days(3)).to_rfc3339()}),
+        Classification::Public,
+    )
+}
+
+async fn wait_for(what: &str, secs: u64, mut ok: impl AsyncFnMut() -> Option<Value>) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = ok().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test]
+async fn panels_live_feed_and_integrity_alarms_over_http() {
+    let bus = Bus::start().await;
+    let wards = ["phu-thuy", "mui-ne", "tien-thanh"];
+    let publisher = bus.publisher("adapter-field_reports", "urn:test:fr").await;
+    let n = 30;
+    for r in publisher
+        .publish_many(
+            (0..n)
+                .map(|i| report(i, wards[i % 3], 1 + (i % 12) as u32))
+                .collect(),
+        )
+        .await
+    {
+        r.unwrap();
+    }
+    let options = lienthong_replay::service::ServeOptions {
+        audit_key: Some(SigningKey::from_bytes(&[7; 32])),
+        verify_every: Duration::from_secs(1),
+        ..Default::default()
+    };
+    let (addr, _stop) = common::serve_replay_with(&bus, options).await;
+    let base = format!("http://{addr}");
+    let http = reqwest::Client::new();
+    wait_for("the reports in the read model", 30, async || {
+        let k = common::get_json(&http, format!("{base}/api/v1/kpi")).await;
+        (k["field_reports"]["total"] == n).then_some(k)
+    })
+    .await;
+
+    // The panels: every ward on the map, the trends of the year, a ward's filter.
+    let p = common::get_json(&http, format!("{base}/api/v1/dashboard")).await;
+    assert_eq!(p["year"], "2023");
+    let map = p["wards"].as_array().unwrap();
+    assert_eq!(map.len(), 18);
+    let received: u64 = map.iter().map(|w| w["received"].as_u64().unwrap()).sum();
+    assert_eq!(received, n as u64);
+    let phu_thuy = map.iter().find(|w| w["ward"] == "phu-thuy").unwrap();
+    assert_eq!(phu_thuy["name"], "Phường Phú Thủy");
+    assert_eq!(phu_thuy["received"], 10);
+    assert_eq!(phu_thuy["overdue"], 10, "open and past their deadline");
+    let per_1000 = 10.0 * 1000.0 / phu_thuy["population"].as_f64().unwrap();
+    assert!((phu_thuy["per_1000_residents"].as_f64().unwrap() - per_1000).abs() < 0.01);
+    let trends = p["trends"].as_array().unwrap();
+    assert_eq!(trends.len(), 12);
+    assert_eq!(
+        trends
+            .iter()
+            .map(|m| m["reports_received"].as_u64().unwrap())
+            .sum::<u64>(),
+        n as u64
+    );
+    let one = common::get_json(&http, format!("{base}/api/v1/dashboard?ward=mui-ne")).await;
+    assert_eq!(one["ward"]["name"], "Phường Mũi Né");
+    let listed = one["overdue"].as_array().unwrap();
+    assert_eq!(listed.len(), 10);
+    assert!(listed.iter().all(|r| r["ward_name"] == "Phường Mũi Né"));
+    assert!(
+        listed[0]["overdue_days"].as_i64().unwrap() >= listed[9]["overdue_days"].as_i64().unwrap()
+    );
+    // Each links to its history, read from the stream.
+    let href = listed[0]["href"].as_str().unwrap();
+    assert_eq!(
+        href,
+        format!(
+            "/api/v1/field-reports/{}/history",
+            listed[0]["report_id"].as_str().unwrap()
+        )
+    );
+    let history = common::get_json(&http, format!("{base}{href}")).await;
+    let events = history["events"].as_array().unwrap();
+    assert_eq!(events.len(), 1, "{history}");
+    assert_eq!(events[0]["type"], "vn.egov.field_reports.report.submitted");
+    assert_eq!(events[0]["status"], "open");
+    let csv = common::get_text(&http, format!("{base}/api/v1/dashboard/wards?format=csv")).await;
+    assert_eq!(csv.lines().count(), 19, "a header and 18 wards:\n{csv}");
+    assert!(csv.starts_with("ward,name,population,"), "{csv}");
+    for (query, status, says) in [
+        ("dashboard?ward=atlantis", 400, "atlantis"),
+        ("dashboard?year=23", 400, "four digits"),
+        ("dashboard/secrets", 404, "the panels are"),
+    ] {
+        let r = http
+            .get(format!("{base}/api/v1/{query}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), status, "{query}");
+        let body = r.text().await.unwrap();
+        assert!(body.contains(says), "{query}: {body}");
+    }
+
+    // The live feed: the envelope's type, stream, position, time and ward; never the data.
+    let mut live = http
+        .get(format!("{base}/api/v1/live"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        live.headers()["content-type"].to_str().unwrap(),
+        "text/event-stream"
+    );
+    publisher.publish(report(99, "lac-dao", 12)).await.unwrap();
+    let mut text = String::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !text.contains("event: event\n") {
+        let chunk = tokio::time::timeout_at(deadline.into(), live.chunk())
+            .await
+            .expect("the new event on the live feed")
+            .unwrap()
+            .unwrap();
+        text.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    assert!(
+        text.contains("event: recent\n"),
+        "the newest events come first:\n{text}"
+    );
+    let frame = text.split("event: event\n").nth(1).unwrap();
+    let data: Value = serde_json::from_str(
+        frame
+            .lines()
+            .find_map(|l| l.strip_prefix("data: "))
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(data["type"], "vn.egov.field_reports.report.submitted");
+    assert_eq!(data["ward"], "lac-dao");
+    assert_eq!(data["stream"], "FIELD_REPORTS");
+    let keys: Vec<&str> = data
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(keys, ["sequence", "stream", "time", "type", "ward"]);
+    assert!(!text.contains("Đèn hỏng"), "no data on the feed");
+
+    // Integrity: verified against the signed checkpoints, then an alarm when the stream is
+    // deleted and recreated under the read model.
+    wait_for("a verified FIELD_REPORTS", 30, async || {
+        let i = common::get_json(&http, format!("{base}/api/v1/integrity")).await;
+        let fr = i["streams"]
+            .as_array()?
+            .iter()
+            .find(|s| s["stream"] == "FIELD_REPORTS")?
+            .clone();
+        (fr["covered_to"] == n as u64 + 1 && fr["alarm"].is_null()).then_some(fr)
+    })
+    .await;
+    let js = bus.js("operator").await;
+    js.delete_stream("FIELD_REPORTS").await.unwrap();
+    lienthong_bus::provision(&js).await.unwrap();
+    let alarm = wait_for("the integrity alarm", 30, async || {
+        let i = common::get_json(&http, format!("{base}/api/v1/integrity")).await;
+        let fr = i["streams"]
+            .as_array()?
+            .iter()
+            .find(|s| s["stream"] == "FIELD_REPORTS")?
+            .clone();
+        (i["alarms"].as_u64() >= Some(1) && fr["read_model_ahead"] == true).then_some(fr)
+    })
+    .await;
+    assert_eq!(alarm["read_model_folded"], n as u64 + 1);
+    assert_eq!(alarm["tampering"], "missing", "{alarm}");
+    assert!(
+        alarm["alarm"].as_str().unwrap().contains("TAMPERED"),
+        "{alarm}"
+    );
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `lienthong up` as a process, stopped (TERM, then KILL) when dropped.
+struct Up(std::process::Child);
+
+impl Drop for Up {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("kill")
+            .arg("-TERM")
+            .arg(self.0.id().to_string())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = self.0.kill();
+    }
+}
+
+fn chromium() -> PathBuf {
+    let path =
+        PathBuf::from(std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into()));
+    assert!(
+        path.exists(),
+        "Chromium is missing at {}: the browser tests need Debian's chromium (./scripts/test installs it: apt-get install chromium)",
+        path.display()
+    );
+    path
+}
+
+#[tokio::test]
+async fn the_dashboard_in_a_real_browser_matches_the_api_and_follows_live_events() {
+    let chromium = chromium();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let js = root.join("tests/js");
+    assert!(
+        js.join("node_modules/playwright-core/package.json").exists(),
+        "playwright-core is missing from tests/js/node_modules: run ./scripts/install-js-sdk (./scripts/test does)"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (nats, http_port, ingress_port) = (free_port(), free_port(), free_port());
+    let log = std::fs::File::create(dir.path().join("up.log")).unwrap();
+    let _up = Up(std::process::Command::new(env!("CARGO_BIN_EXE_lienthong"))
+        .args([
+            "up",
+            "--demo",
+            "--demo-scale",
+            "0.05",
+            "--verify-every",
+            "2",
+        ])
+        .args(["--nats-port", &nats.to_string()])
+        .args(["--http", &format!("127.0.0.1:{http_port}")])
+        .args(["--ingress", &format!("127.0.0.1:{ingress_port}")])
+        .arg("--data")
+        .arg(&data)
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap());
+    let base = format!("http://127.0.0.1:{http_port}");
+    let http = reqwest::Client::new();
+
+    // Ready: every subsystem's figures are in and the history was verified once.
+    let log_tail = || {
+        let log = std::fs::read_to_string(dir.path().join("up.log")).unwrap_or_default();
+        log.lines().rev().take(20).collect::<Vec<_>>().join("\n")
+    };
+    let deadline = Instant::now() + Duration::from_secs(240);
+    loop {
+        let kpi: Value = match http.get(format!("{base}/api/v1/kpi")).send().await {
+            Ok(r) => r.json().await.unwrap_or(Value::Null),
+            Err(_) => Value::Null,
+        };
+        let integrity: Value = match http.get(format!("{base}/api/v1/integrity")).send().await {
+            Ok(r) => r.json().await.unwrap_or(Value::Null),
+            Err(_) => Value::Null,
+        };
+        let filled = ["field_reports", "documents", "sso", "meetings"]
+            .iter()
+            .all(|s| kpi[s].is_object())
+            && kpi["meetings"]["wards_connected"] == 18
+            && kpi["open_data"]["datasets"].as_u64() > Some(0);
+        let verified = integrity["streams"]
+            .as_array()
+            .is_some_and(|s| s.iter().any(|v| v["checkpoints"].as_u64() > Some(0)));
+        if filled && verified {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the demo never filled: {kpi}\n{}",
+            log_tail()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+
+    let shots = root.join("target/dashboard");
+    let mut node = tokio::process::Command::new("node")
+        .arg(js.join("dashboard.mjs"))
+        .arg(&base)
+        .arg(&shots)
+        .env("CHROMIUM", &chromium)
+        .current_dir(&js)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("Node.js is needed for the browser test (Debian's nodejs)");
+    let mut stdin = node.stdin.take().unwrap();
+    let mut lines = BufReader::new(node.stdout.take().unwrap()).lines();
+    let mut out = Vec::new();
+    let ingress =
+        lienthong_bus::credentials::read_env_file(&data.join("credentials/ingress-demo.env"))
+            .unwrap();
+    let run = async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if line == "ready-for-live" {
+                // A citizen's report arrives through the ingress while the page is open.
+                let r = http
+                    .post(&ingress["LIENTHONG_INGRESS_URL"])
+                    .bearer_auth(&ingress["LIENTHONG_INGRESS_TOKEN"])
+                    .header("content-type", "application/cloudevents+json")
+                    .body(
+                        json!({
+                            "specversion": "1.0",
+                            "type": "vn.egov.field_reports.report.submitted",
+                            "source": ingress["LIENTHONG_INGRESS_SOURCE"],
+                            "id": "browser-test/LIVE-1",
+                            "subject": "LIVE-1",
+                            "time": "2023-12-30T01:00:00Z",
+                            "datacontenttype": "application/json",
+                            "data": {"report_id": "LIVE-1", "category": "HTGT", "category_name": "Hạ tầng giao thông",
+                                "ward": "ham-tien", "status": "open", "description": "Ổ gà",
+                                "requested_at": "2023-12-30T08:00:00+07:00"}
+                        })
+                        .to_string(),
+                    )
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(r.status().as_u16(), 202, "{}", r.text().await.unwrap());
+                stdin.write_all(b"published ham-tien\n").await.unwrap();
+                stdin.flush().await.unwrap();
+            }
+            out.push(line);
+        }
+    };
+    let finished = tokio::time::timeout(Duration::from_secs(180), run).await;
+    assert!(
+        finished.is_ok(),
+        "the browser test hung:\n{}",
+        out.join("\n")
+    );
+    let status = node.wait().await.unwrap();
+    let mut stderr = String::new();
+    if let Some(mut e) = node.stderr.take() {
+        use tokio::io::AsyncReadExt;
+        let _ = e.read_to_string(&mut stderr).await;
+    }
+    let report = out.join("\n");
+    println!("{report}");
+    assert!(
+        status.success(),
+        "the browser test failed:\n{report}\n{stderr}\nlog tail:\n{}",
+        log_tail()
+    );
+    assert!(
+        report.contains("ok the new report appears in the live feed"),
+        "{report}"
+    );
+    assert!(shots.join("dashboard.png").exists());
+}
