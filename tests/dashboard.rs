@@ -61,6 +61,7 @@ async fn panels_live_feed_and_integrity_alarms_over_http() {
     }
     let options = lienthong_replay::service::ServeOptions {
         audit_key: Some(SigningKey::from_bytes(&[7; 32])),
+        admin_token: Some("admin".into()),
         verify_every: Duration::from_secs(1),
         ..Default::default()
     };
@@ -210,6 +211,61 @@ async fn panels_live_feed_and_integrity_alarms_over_http() {
     assert!(
         alarm["alarm"].as_str().unwrap().contains("TAMPERED"),
         "{alarm}"
+    );
+
+    // Replay alarm: the read model stops following the recreated stream and keeps its figures
+    // (the new history is not mixed in); /healthz says so with a 503, /metrics counts it.
+    publisher.publish(report(500, "phu-hai", 5)).await.unwrap();
+    let health = wait_for("/healthz to name the alarm", 15, async || {
+        let r = http.get(format!("{base}/healthz")).send().await.ok()?;
+        (r.status() == 503).then_some(())?;
+        let h: Value = r.json().await.ok()?;
+        h["alarms"]["FIELD_REPORTS"].is_string().then_some(h)
+    })
+    .await;
+    assert_eq!(health["status"], "error");
+    assert!(
+        health["alarms"]["FIELD_REPORTS"]
+            .as_str()
+            .unwrap()
+            .contains("FIELD_REPORTS was recreated"),
+        "{health}"
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let kpi = common::get_json(&http, format!("{base}/api/v1/kpi?year=2023")).await;
+    assert_eq!(
+        kpi["field_reports"]["total"],
+        n + 1,
+        "kept as it was: {kpi}"
+    );
+    let metrics = common::get_text(&http, format!("{base}/metrics")).await;
+    assert!(
+        metrics.contains("lienthong_replay_alarms_total 1"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("lienthong_replay_alarm{stream=\"FIELD_REPORTS\"} 1"));
+    let i = common::get_json(&http, format!("{base}/api/v1/integrity")).await;
+    assert!(i["replay_alarms"]["FIELD_REPORTS"].is_string(), "{i}");
+
+    // An operator rebuilds: the read model is the new stream's, and the alarm ends.
+    let r = http
+        .post(format!(
+            "{base}/api/v1/admin/rebuild?projection=field_reports"
+        ))
+        .bearer_auth("admin")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    wait_for("the alarm to end after the rebuild", 20, async || {
+        let r = http.get(format!("{base}/healthz")).send().await.ok()?;
+        (r.status() == 200).then_some(Value::Null)
+    })
+    .await;
+    let kpi = common::get_json(&http, format!("{base}/api/v1/kpi?year=2023")).await;
+    assert_eq!(
+        kpi["field_reports"]["total"], 1,
+        "only the new stream's report: {kpi}"
     );
 }
 
@@ -369,6 +425,19 @@ async fn the_dashboard_in_a_real_browser_matches_the_api_and_follows_live_events
                 stdin.write_all(b"published ham-tien\n").await.unwrap();
                 stdin.flush().await.unwrap();
             }
+            if line == "ready-for-alarm" {
+                // An operator deletes MEETINGS and provisions it again, empty.
+                let settings = lienthong_bus::ConnectSettings::resolve(Some(
+                    &data.join("credentials/operator.env"),
+                ))
+                .unwrap();
+                let client = settings.connect("test-operator").await.unwrap();
+                let js = async_nats::jetstream::new(client);
+                js.delete_stream("MEETINGS").await.unwrap();
+                lienthong_bus::provision(&js).await.unwrap();
+                stdin.write_all(b"recreated MEETINGS\n").await.unwrap();
+                stdin.flush().await.unwrap();
+            }
             out.push(line);
         }
     };
@@ -393,6 +462,10 @@ async fn the_dashboard_in_a_real_browser_matches_the_api_and_follows_live_events
     );
     assert!(
         report.contains("ok the new report appears in the live feed"),
+        "{report}"
+    );
+    assert!(
+        report.contains("ok the integrity panel turns red"),
         "{report}"
     );
     assert!(shots.join("dashboard.png").exists());

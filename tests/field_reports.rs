@@ -233,7 +233,9 @@ async fn the_whole_slice_end_to_end() {
     let metrics = common::get_text(&http, format!("{base}/metrics")).await;
     assert!(metrics.contains("lienthong_projection_checkpoint{projection=\"field_reports\"}"));
     let page = common::get_text(&http, format!("{base}/")).await;
-    assert!(page.contains("/api/v1/field-reports/stats"));
+    assert!(page.contains("/assets/dashboard.js"));
+    let script = common::get_text(&http, format!("{base}/assets/dashboard.js")).await;
+    assert!(script.contains("/api/v1/dashboard"));
 }
 
 #[tokio::test]

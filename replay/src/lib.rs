@@ -17,6 +17,7 @@
 //! - [`sso`]: registered and active users, sign-ins, failures, lockouts.
 //! - [`open_data`]: the catalogue, withdrawn datasets marked, DCAT.
 //! - [`meetings`]: online meetings with the wards: per month, wards connected, durations.
+//! - [`guard`]: replay alarms — a read model never folds a recreated or truncated stream.
 //! - [`runner`]: following a stream live, and rebuilding beside and swapping ([`Runner`]).
 //! - [`decode`]: receiving and decoding stored events ahead of a fold, in stream order.
 //! - [`read_models`]: the read models, listed once: projection, endpoints, KPI section.
@@ -35,6 +36,7 @@ pub mod decode;
 pub mod documents;
 pub mod error;
 pub mod field_reports;
+pub mod guard;
 pub mod http;
 pub mod meetings;
 pub mod open_data;

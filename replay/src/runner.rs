@@ -14,12 +14,17 @@ use std::sync::Arc;
 use async_nats::jetstream::{self, consumer};
 use chrono::{DateTime, Utc};
 use lienthong_bus::SchemaRegistry;
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::decode::{read_ahead, AbortOnDrop, DecodedMessage, DECODED_AHEAD};
 use crate::error::{ReplayError, Result};
 use crate::projection::Projection;
 use crate::store::{checkpoint, Changes, DecodedValues, PointInTime, ReadStore};
+
+/// How often a read model in alarm looks at its stream again.
+const GUARD_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+/// How often a following read model checks that its stream is still the one it folds.
+const WATCH_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Most events committed in one batch.
 pub const MAX_BATCH: usize = 1000;
@@ -32,6 +37,41 @@ pub struct Metrics {
     pub batches: AtomicU64,
     /// What the followers commit, for the dashboard's live feed.
     pub live: crate::dashboard::live::LiveFeed,
+    /// Replay alarms raised now, by stream ([`crate::guard`]).
+    pub alarms: std::sync::Mutex<std::collections::BTreeMap<String, String>>,
+    /// Replay alarms raised since start.
+    pub alarms_raised: AtomicU64,
+}
+
+impl Metrics {
+    /// Raises (or keeps) the alarm of `stream`; logs and counts it when it is new.
+    pub fn raise(&self, stream: &str, alarm: String) {
+        let Ok(mut alarms) = self.alarms.lock() else {
+            return;
+        };
+        if alarms.get(stream) != Some(&alarm) {
+            error!(stream, %alarm, "replay alarm: the read model stops following the stream");
+            self.alarms_raised.fetch_add(1, Ordering::Relaxed);
+            alarms.insert(stream.to_string(), alarm);
+        }
+    }
+
+    /// Ends the alarm of `stream`, if there was one.
+    pub fn clear(&self, stream: &str) {
+        if let Ok(mut alarms) = self.alarms.lock() {
+            if alarms.remove(stream).is_some() {
+                info!(
+                    stream,
+                    "replay alarm ended: the read model follows the stream again"
+                );
+            }
+        }
+    }
+
+    /// The alarms raised now.
+    pub fn current_alarms(&self) -> std::collections::BTreeMap<String, String> {
+        self.alarms.lock().map(|a| a.clone()).unwrap_or_default()
+    }
 }
 
 /// Runs one projection against one stream.
@@ -122,8 +162,29 @@ impl Runner {
                 .store
                 .current_name(self.projection.name())?
                 .unwrap_or_default();
+            let stream = self.projection.stream();
+            match self.guard(&tree).await {
+                Ok(None) => self.metrics.clear(stream),
+                Ok(Some(alarm)) => {
+                    // Kept as it is until an operator rebuilds (a new generation).
+                    self.metrics.raise(stream, alarm);
+                    tokio::select! {
+                        _ = &mut shutdown => return Ok(()),
+                        _ = tokio::time::sleep(GUARD_EVERY) => continue,
+                    }
+                }
+                Err(e) => {
+                    warn!(projection = self.projection.name(), error = %e, "cannot read the stream's state; retrying in 2 s");
+                    tokio::select! {
+                        _ = &mut shutdown => return Ok(()),
+                        _ = tokio::time::sleep(std::time::Duration::from_secs(2)) => continue,
+                    }
+                }
+            }
             tokio::select! {
                 _ = &mut shutdown => return Ok(()),
+                // The stream changed under the fold: stop folding; the loop raises the alarm.
+                _ = self.watch(&tree) => continue,
                 r = self.fold(&tree, Some(&name), Until::Forever, None, &|_, _| {}) => match r {
                     // The generation was swapped under us: follow the new one.
                     Ok(_) => continue,
@@ -134,6 +195,47 @@ impl Runner {
                 },
             }
         }
+    }
+
+    /// Whether `tree` may go on folding its stream ([`crate::guard::check`]).
+    async fn guard(&self, tree: &sled::Tree) -> Result<Option<String>> {
+        let (created, last) = self.stream_state().await?;
+        crate::guard::check(tree, self.projection.stream(), created, last)
+    }
+
+    /// Returns once the stream is no longer the one `tree` folds (checked every second).
+    async fn watch(&self, tree: &sled::Tree) {
+        loop {
+            tokio::time::sleep(WATCH_EVERY).await;
+            if let Ok(Some(_)) = self.guard(tree).await {
+                return;
+            }
+        }
+    }
+
+    /// The stream's creation time and last sequence.
+    async fn stream_state(&self) -> Result<(Option<DateTime<Utc>>, u64)> {
+        let nats = |e: &dyn std::fmt::Display| ReplayError::Nats {
+            operation: format!("reading stream {}", self.projection.stream()),
+            reason: e.to_string(),
+        };
+        if let Some(reader) = &self.direct {
+            let state = reader
+                .state(self.projection.stream())
+                .await
+                .map_err(|e| nats(&e))?;
+            return Ok((state.created, state.last_sequence));
+        }
+        let mut stream = self
+            .js
+            .get_stream(self.projection.stream())
+            .await
+            .map_err(|e| nats(&e))?;
+        let info = stream.info().await.map_err(|e| nats(&e))?;
+        let created = i64::try_from(info.created.unix_timestamp_nanos())
+            .ok()
+            .map(DateTime::from_timestamp_nanos);
+        Ok((created, info.state.last_sequence))
     }
 
     /// Builds a fresh generation from the start of the stream up to its current head,
@@ -148,9 +250,12 @@ impl Runner {
         at: PointInTime,
         progress: &(dyn Fn(u64, u64) + Sync),
     ) -> Result<Rebuilt> {
-        let head = self.head().await?;
+        let (created, head) = self.stream_state().await?;
         let head = at.until_seq.map_or(head, |n| n.min(head));
         let (name, tree) = self.store.new_generation(self.projection.name())?;
+        if let Some(created) = created {
+            crate::guard::set_stream_created(&tree, created)?;
+        }
         let events = self
             .fold(&tree, None, Until::Sequence(head), at.as_of, progress)
             .await?;
@@ -174,28 +279,7 @@ impl Runner {
 
     /// The stream's last sequence.
     pub async fn head(&self) -> Result<u64> {
-        if let Some(reader) = &self.direct {
-            return reader
-                .last_sequence(self.projection.stream())
-                .await
-                .map_err(|e| ReplayError::Nats {
-                    operation: format!("reading stream {}", self.projection.stream()),
-                    reason: e.to_string(),
-                });
-        }
-        let mut stream = self
-            .js
-            .get_stream(self.projection.stream())
-            .await
-            .map_err(|e| ReplayError::Nats {
-                operation: format!("opening stream {}", self.projection.stream()),
-                reason: e.to_string(),
-            })?;
-        let info = stream.info().await.map_err(|e| ReplayError::Nats {
-            operation: format!("reading stream {}", self.projection.stream()),
-            reason: e.to_string(),
-        })?;
-        Ok(info.state.last_sequence)
+        Ok(self.stream_state().await?.1)
     }
 
     /// An ordered consumer on the stream from after `start`, with the projection's filters.

@@ -128,7 +128,9 @@ await check(leaked.length === 0, `no slug, code or English status in the visible
 const names = panels.wards.map((w) => w.name);
 const missing = names.filter((n) => !text.includes(n.replace(/^(Phường|Xã) /, '')));
 await check(names.length === 18 && missing.length === 0, `the 18 wards and communes are named in Vietnamese (${missing.join(', ') || 'all'})`);
-await check(/[0-9]\.[0-9]{3}/.test(text), 'numbers are written the Vietnamese way (1.234)');
+const viNumber = (n) => new Intl.NumberFormat('vi-VN').format(n);
+const counts = shown.cards.filter((c) => !c.path.endsWith('ratio'));
+await check(counts.every((c) => c.text === viNumber(c.value)), 'every count is written the Vietnamese way');
 
 // The map.
 const tiles = await page.$$eval('#map [data-ward]', (els) => els.map((e) => ({
@@ -136,7 +138,10 @@ const tiles = await page.$$eval('#map [data-ward]', (els) => els.map((e) => ({
 await check(tiles.length === 18 && new Set(tiles.map((t) => t.ward)).size === 18, `the map has 18 areas (${tiles.length})`);
 const sample = panels.wards[0];
 const tile = tiles.find((t) => t.ward === sample.ward);
-await check(tile.title.includes(sample.name) && tile.title.includes(String(sample.received)),
+await check(tile.title.startsWith(`${sample.name}: ${viNumber(sample.received)} phản ánh,`)
+  && tile.title.includes(`${viNumber(sample.overdue)} quá hạn`)
+  && tile.title.includes(`(${viNumber(sample.population)} dân)`) && sample.population >= 1000
+  && viNumber(sample.population).includes('.'),
   `hovering ${sample.name} shows its figures (${tile.title})`);
 await page.hover(`#map [data-ward="${sample.ward}"]`);
 await check((await page.textContent('#ward-detail')).includes(sample.name), 'the figures appear beside the map on hover');
@@ -190,12 +195,15 @@ await check(await page.evaluate(() => document.body.dataset.ward) === '', 'Enter
 
 // History integrity.
 const integrity = await api('/api/v1/integrity');
-const rows = await page.$$eval('#integrity tbody tr', (els) => els.map((e) => ({ stream: e.dataset.stream, alarm: e.dataset.alarm })));
-await check(integrity.verifying && rows.length > 0,
-  `the integrity panel lists every verified stream (${rows.length})`);
-await check(rows.length === integrity.streams.length
-  && rows.every((r) => r.alarm === (integrity.streams.find((s) => s.stream === r.stream)?.alarm != null ? 'true' : 'false')),
-  'the integrity panel is red exactly where the API raises an alarm');
+const rows = await page.$$eval('#integrity tbody tr', (els) => els.map((e) => ({
+  stream: e.dataset.stream, alarm: e.dataset.alarm, replay: e.dataset.replay === 'true' })));
+const verifiedRows = rows.filter((r) => !r.replay);
+await check(integrity.verifying && verifiedRows.length > 0,
+  `the integrity panel lists every verified stream (${verifiedRows.length})`);
+await check(verifiedRows.length === integrity.streams.length
+  && verifiedRows.every((r) => r.alarm === (integrity.streams.find((s) => s.stream === r.stream)?.alarm != null ? 'true' : 'false'))
+  && rows.filter((r) => r.replay).length === Object.keys(integrity.replay_alarms).length,
+'the integrity panel is red exactly where the API raises an alarm');
 
 // Live: an event published now appears in the feed and moves its counter.
 const total = Number(JSON.parse(await page.$eval('[data-kpi="field_reports.total"] .value', (e) => e.dataset.value)));
@@ -227,6 +235,22 @@ try {
 await page.click('#lang');
 await check(await page.evaluate(() => document.documentElement.lang) === 'en'
   && (await page.textContent('#h-map')).includes('Wards'), 'the English toggle translates the page');
+
+// History integrity in red: the operator recreates a stream under its read model.
+await page.click('#lang');
+await page.waitForFunction(() => document.documentElement.lang === 'vi');
+console.log('ready-for-alarm');
+const recreated = (await nextLine()).split(' ')[1];
+try {
+  await page.waitForFunction((s) => {
+    const td = document.querySelector(`#integrity tr[data-stream="${s}"][data-alarm="true"] td.alarm`);
+    return td && getComputedStyle(td).color === 'rgb(179, 38, 30)';
+  }, recreated, { timeout: 45000 });
+  ok(`the integrity panel turns red for ${recreated} recreated under its read model`);
+} catch (e) {
+  await fail(`no red alarm for ${recreated}: ${await page.textContent('#integrity')}`);
+}
+await page.screenshot({ path: `${shots}/dashboard-alarm.png`, fullPage: true });
 
 await check(problems.length === 0, `no console error, failed request or outside request during the whole visit (${problems.join('; ') || 'none'})`);
 await browser.close();

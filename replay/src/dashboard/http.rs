@@ -142,8 +142,15 @@ fn compute(s: &AppState, q: &Q) -> Result<Panels, Box<Response>> {
     read().map_err(|e| Box::new(internal(e)))
 }
 
+/// [`compute`] off the async workers (it reads every report).
+async fn computed(s: AppState, q: Q) -> Result<Panels, Box<Response>> {
+    tokio::task::spawn_blocking(move || compute(&s, &q))
+        .await
+        .unwrap_or_else(|e| Err(Box::new(internal(e))))
+}
+
 async fn all(State(s): State<AppState>, Query(q): Query<Q>) -> Response {
-    match compute(&s, &q) {
+    match computed(s, q).await {
         Ok(p) => Json(p).into_response(),
         Err(r) => *r,
     }
@@ -155,8 +162,8 @@ async fn one(
     headers: HeaderMap,
     Query(q): Query<Q>,
 ) -> Response {
+    let csv = panel.ends_with(".csv") || wants_csv(&headers, q.format.as_deref());
     let panel = panel.strip_suffix(".csv").unwrap_or(&panel).to_string();
-    let csv = wants_csv(&headers, q.format.as_deref());
     if !PANELS.contains(&panel.as_str()) {
         return problem(
             StatusCode::NOT_FOUND,
@@ -164,7 +171,7 @@ async fn one(
             &format!("{panel:?}; the panels are {}", PANELS.join(", ")),
         );
     }
-    let p = match compute(&s, &q) {
+    let p = match computed(s, q).await {
         Ok(p) => p,
         Err(r) => return *r,
     };
@@ -193,12 +200,24 @@ fn rows<T: Serialize>(name: &str, rows: &[T], csv: bool) -> Response {
     if !csv {
         return Json(rows).into_response();
     }
-    let mut w = csv::Writer::from_writer(Vec::new());
-    let written = rows
-        .iter()
-        .try_for_each(|r| w.serialize(r))
-        .map_err(|e| e.to_string())
-        .and_then(|()| w.into_inner().map_err(|e| e.to_string()));
+    let written = (|| -> Result<Vec<u8>, String> {
+        // Written once in the rows' field order, then every cell made safe.
+        let mut raw = csv::Writer::from_writer(Vec::new());
+        for r in rows {
+            raw.serialize(r).map_err(|e| e.to_string())?;
+        }
+        let raw = raw.into_inner().map_err(|e| e.to_string())?;
+        let mut w = csv::Writer::from_writer(Vec::new());
+        let mut reader = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .from_reader(raw.as_slice());
+        for record in reader.records() {
+            let record = record.map_err(|e| e.to_string())?;
+            w.write_record(record.iter().map(cell))
+                .map_err(|e| e.to_string())?;
+        }
+        w.into_inner().map_err(|e| e.to_string())
+    })();
     match written {
         Ok(body) => (
             [
@@ -212,6 +231,17 @@ fn rows<T: Serialize>(name: &str, rows: &[T], csv: bool) -> Response {
         )
             .into_response(),
         Err(e) => internal(e),
+    }
+}
+
+/// One CSV cell. Names come from events: a text a spreadsheet would take for a formula
+/// (`=`, `+`, `-`, `@`, tab, carriage return first; not a number) is kept as text with a
+/// leading `'`.
+fn cell(v: &str) -> String {
+    if v.starts_with(['=', '+', '-', '@', '\t', '\r']) && v.parse::<f64>().is_err() {
+        format!("'{v}")
+    } else {
+        v.to_string()
     }
 }
 
@@ -241,18 +271,39 @@ async fn live(State(s): State<AppState>) -> Sse<impl Stream<Item = Result<Event,
     Sse::new(first.chain(then)).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
 }
 
-/// The last verification of each audited stream (and whether its read model is ahead of it).
+/// The last verification of each audited stream (and whether its read model is ahead of it),
+/// and the replay alarms raised now ([`crate::guard`]).
 async fn integrity(State(s): State<AppState>) -> Response {
     let verified = s.integrity.as_ref().map(|i| i.latest());
+    let replay = s.metrics.current_alarms();
     let alarms = verified
         .iter()
         .flatten()
         .filter(|v| v.alarm.is_some())
-        .count();
+        .count()
+        + replay.len();
     Json(json!({
         "verifying": verified.is_some(),
         "streams": verified.unwrap_or_default(),
+        "replay_alarms": replay,
         "alarms": alarms,
     }))
     .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::cell;
+
+    #[test]
+    fn a_cell_a_spreadsheet_would_run_is_kept_as_text() {
+        assert_eq!(
+            cell("=HYPERLINK(\"http://x\")"),
+            "'=HYPERLINK(\"http://x\")"
+        );
+        assert_eq!(cell("@SUM(A1)"), "'@SUM(A1)");
+        assert_eq!(cell("+84 cmd"), "'+84 cmd");
+        assert_eq!(cell("-3.5"), "-3.5", "a number stays a number");
+        assert_eq!(cell("Phường Phú Thủy"), "Phường Phú Thủy");
+    }
 }

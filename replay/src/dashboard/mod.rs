@@ -71,7 +71,9 @@ pub struct OpenReport {
     pub expected_at: Option<String>,
     /// Days since it was submitted.
     pub age_days: i64,
-    /// Days past its deadline (0 when not past it).
+    /// Past its deadline now.
+    pub overdue: bool,
+    /// Whole days past its deadline (0 in the first day, and when not past it).
     pub overdue_days: i64,
     /// Its history (`/api/v1/field-reports/{id}/history`).
     pub href: String,
@@ -122,6 +124,10 @@ pub struct Panels {
     pub ward: Option<Ward>,
     /// When "now" was for ages and deadlines.
     pub now: DateTime<Utc>,
+    /// Reports of the year (and ward) open now, and of those past their deadline — every
+    /// ward's, also reports that could not be placed in one.
+    pub open: u64,
+    pub overdue_open: u64,
     pub wards: Vec<WardRow>,
     pub trends: Vec<MonthRow>,
     pub overdue: Vec<OpenReport>,
@@ -173,6 +179,7 @@ pub fn panels(
     let mut categories: BTreeMap<String, CategoryRow> = BTreeMap::new();
     let mut statuses: BTreeMap<String, u64> = BTreeMap::new();
     let mut open = Vec::new();
+    let (mut open_count, mut overdue_count) = (0u64, 0u64);
     for r in (FieldReportsView {
         tree: &trees.field_reports,
     })
@@ -219,6 +226,8 @@ pub fn panels(
             c.resolved_on_time += u64::from(done <= due);
         }
         if r.is_open() {
+            open_count += 1;
+            overdue_count += u64::from(overdue);
             open.push(open_report(&r, now));
         }
     }
@@ -291,11 +300,7 @@ pub fn panels(
         *applications.entry(text(&row, "application")).or_default() += logins;
     }
 
-    let mut overdue: Vec<OpenReport> = open
-        .iter()
-        .filter(|r| r.overdue_days > 0)
-        .cloned()
-        .collect();
+    let mut overdue: Vec<OpenReport> = open.iter().filter(|r| r.overdue).cloned().collect();
     overdue.sort_by(|a, b| {
         b.overdue_days
             .cmp(&a.overdue_days)
@@ -330,6 +335,8 @@ pub fn panels(
         years,
         ward: ward.cloned(),
         now,
+        open: open_count,
+        overdue_open: overdue_count,
         wards: wards.into_values().collect(),
         trends: months.into_values().collect(),
         overdue,
@@ -388,10 +395,11 @@ fn open_report(r: &ReportView, now: DateTime<Utc>) -> OpenReport {
         requested_at: r.requested_at.map(|t| t.to_rfc3339()),
         expected_at: r.expected_at.map(|t| t.to_rfc3339()),
         age_days: r.requested_at.map_or(0, days),
+        overdue: r.expected_at.is_some_and(|due| due < now),
         overdue_days: r.expected_at.filter(|d| *d < now).map_or(0, days),
         href: format!(
             "/api/v1/field-reports/{}/history",
-            url::form_urlencoded::byte_serialize(r.report_id.as_bytes()).collect::<String>()
+            path_segment(&r.report_id)
         ),
     }
 }
@@ -424,4 +432,28 @@ fn count(row: &BTreeMap<&str, Value>, column: &str) -> u64 {
 
 fn ratio(part: u64, whole: u64) -> Option<f64> {
     (whole > 0).then(|| (part as f64 / whole as f64 * 10_000.0).round() / 10_000.0)
+}
+
+/// `text` percent-encoded as one path segment (RFC 3986: unreserved characters stay).
+fn path_segment(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn report_ids_are_encoded_as_one_path_segment() {
+        assert_eq!(path_segment("PT-2023-000001"), "PT-2023-000001");
+        assert_eq!(path_segment("a b/c+d"), "a%20b%2Fc%2Bd");
+        assert_eq!(path_segment("Phú"), "Ph%C3%BA");
+    }
 }

@@ -252,7 +252,10 @@ impl Resolution {
     pub fn of(reports: &[ReportView]) -> Self {
         let mut hours = Vec::new();
         let (mut with_deadline, mut on_time) = (0u64, 0u64);
-        for r in reports {
+        // Resolved: a terminal status (the same rule everywhere, [`ReportView::is_open`]);
+        // the times are those of the resolved reports whose submission is known.
+        let resolved = reports.iter().filter(|r| !r.is_open()).count() as u64;
+        for r in reports.iter().filter(|r| !r.is_open()) {
             if let Some(h) = r.resolution_hours {
                 hours.push(h);
                 if let (Some(done), Some(due)) = (r.resolved_at, r.expected_at) {
@@ -267,8 +270,8 @@ impl Resolution {
         };
         let round = |x: f64| (x * 100.0).round() / 100.0;
         Self {
-            resolved: hours.len() as u64,
-            open: (reports.len() as u64).saturating_sub(hours.len() as u64),
+            resolved,
+            open: (reports.len() as u64).saturating_sub(resolved),
             mean_hours: (!hours.is_empty())
                 .then(|| round(hours.iter().sum::<f64>() / hours.len() as f64)),
             median_hours: pct(0.5),

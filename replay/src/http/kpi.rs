@@ -20,6 +20,15 @@ pub struct Q {
 }
 
 pub async fn kpi(State(s): State<AppState>, Query(q): Query<Q>) -> Result<Response, Unavailable> {
+    if let Some(y) = q.year.as_deref() {
+        if y.len() != 4 || !y.bytes().all(|b| b.is_ascii_digit()) {
+            return Ok(crate::api::problem(
+                axum::http::StatusCode::BAD_REQUEST,
+                "not a year",
+                &format!("year={y:?}: give four digits, e.g. year=2023"),
+            ));
+        }
+    }
     let models = crate::read_models::all();
     let mut trees = BTreeMap::new();
     for m in &models {

@@ -134,10 +134,18 @@ async fn healthz(State(s): State<AppState>) -> Result<Response, Unavailable> {
             )
         })
         .collect();
-    Ok(
-        Json(json!({"status": "ok", "read_only": s.read_only, "projections": projections}))
-            .into_response(),
+    // Replay alarms: a stream recreated or truncated under its read model.
+    let alarms = s.metrics.current_alarms();
+    let (status, code) = if alarms.is_empty() {
+        ("ok", StatusCode::OK)
+    } else {
+        ("error", StatusCode::SERVICE_UNAVAILABLE)
+    };
+    Ok((
+        code,
+        Json(json!({"status": status, "alarms": alarms, "read_only": s.read_only, "projections": projections})),
     )
+        .into_response())
 }
 
 async fn metrics(State(s): State<AppState>) -> Response {
@@ -151,11 +159,23 @@ async fn metrics(State(s): State<AppState>) -> Response {
          # HELP lienthong_replay_batches_total Atomic batches committed.\n\
          # TYPE lienthong_replay_batches_total counter\n\
          lienthong_replay_batches_total {}\n\
+         # HELP lienthong_replay_alarms_total Replay alarms raised (a stream recreated or truncated under its read model).\n\
+         # TYPE lienthong_replay_alarms_total counter\n\
+         lienthong_replay_alarms_total {}\n\
+         # HELP lienthong_replay_alarm A replay alarm is raised now for this stream (1).\n\
+         # TYPE lienthong_replay_alarm gauge\n\
+         {}\
          # HELP lienthong_projection_checkpoint Last stream sequence applied, per projection.\n\
          # TYPE lienthong_projection_checkpoint gauge\n",
         s.metrics.applied.load(Ordering::Relaxed),
         s.metrics.skipped.load(Ordering::Relaxed),
         s.metrics.batches.load(Ordering::Relaxed),
+        s.metrics.alarms_raised.load(Ordering::Relaxed),
+        s.metrics
+            .current_alarms()
+            .keys()
+            .map(|stream| format!("lienthong_replay_alarm{{stream=\"{stream}\"}} 1\n"))
+            .collect::<String>(),
     );
     for (name, cp) in s.checkpoints().unwrap_or_default() {
         body.push_str(&format!(

@@ -49,8 +49,10 @@ const I18N = {
     notVerifying: 'Dịch vụ này không kiểm tra lịch sử (chưa cấu hình khóa kiểm toán).',
     notYet: 'Đang chờ lần kiểm tra đầu tiên.', cannotVerify: 'Không kiểm tra được',
     readModelAlarm: 'Mô hình đọc lệch với luồng (luồng bị tạo lại); cần dựng lại',
+    readModelStopped: 'Ngừng cập nhật: luồng bị tạo lại hoặc cắt bớt; giữ số liệu cũ cho đến khi dựng lại',
     atSeq: n => `tại bản ghi số ${n}`, alarmsTitle: 'Cảnh báo toàn vẹn',
-    errorRead: 'Không đọc được dữ liệu', otherStatus: 'Trạng thái khác', otherEvent: 'Sự kiện khác',
+    errorRead: 'Không đọc được dữ liệu',
+    badAddress: 'Địa chỉ trang có phường, xã hoặc năm không có số liệu; đang hiển thị toàn thành phố, năm mới nhất.', otherStatus: 'Trạng thái khác', otherEvent: 'Sự kiện khác',
     months: ['Th1', 'Th2', 'Th3', 'Th4', 'Th5', 'Th6', 'Th7', 'Th8', 'Th9', 'Th10', 'Th11', 'Th12'],
     cityScope: '— toàn thành phố',
   },
@@ -97,8 +99,10 @@ const I18N = {
     notVerifying: 'This service does not verify the history (no audit key configured).',
     notYet: 'Waiting for the first verification.', cannotVerify: 'Cannot be verified',
     readModelAlarm: 'Read model ahead of its stream (the stream was recreated); rebuild it',
+    readModelStopped: 'Stopped: the stream was recreated or truncated; the figures are kept until a rebuild',
     atSeq: n => `at record ${n}`, alarmsTitle: 'Integrity alarms',
-    errorRead: 'Cannot read the figures', otherStatus: 'Other status', otherEvent: 'Other event',
+    errorRead: 'Cannot read the figures',
+    badAddress: 'The address named a ward or year without figures; showing the whole city, latest year.', otherStatus: 'Other status', otherEvent: 'Other event',
     months: ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'],
     cityScope: '— whole city',
   },
@@ -222,7 +226,9 @@ async function json(path) {
   if (!r.ok) {
     let detail = '';
     try { detail = (await r.json()).detail || ''; } catch (_) { /* not JSON */ }
-    throw new Error(`HTTP ${r.status} ${path}${detail ? ': ' + detail : ''}`);
+    const err = new Error(`HTTP ${r.status} ${path}${detail ? ': ' + detail : ''}`);
+    err.status = r.status;
+    throw err;
   }
   return r.json();
 }
@@ -249,6 +255,9 @@ function translateStatic() {
 
 function renderYears() {
   const sel = $('year');
+  // Rebuilt only when the years change, so keyboard focus and an open list stay put.
+  const key = state.panels.years.join(',') + state.lang;
+  if (sel.dataset.key !== key) sel.dataset.key = key; else { sel.value = state.panels.year || ''; return; }
   sel.replaceChildren(...state.panels.years.map(y => h('option', { value: y }, `${t('year')} ${y}`)));
   sel.value = state.panels.year || '';
 }
@@ -267,6 +276,10 @@ function renderLinks() {
   }
   const scope = state.ward ? `— ${wardName(state.ward)}` : t('cityScope');
   for (const el of document.querySelectorAll('[data-scope]')) el.textContent = scope;
+  // Charts that are the whole city's whatever the ward say so while a ward is chosen.
+  for (const el of document.querySelectorAll('figcaption[data-citywide]')) {
+    el.textContent = t(el.dataset.i18n) + (state.ward ? ` ${t('cityScope')}` : '');
+  }
   $('filter').hidden = !state.ward;
   $('filter-name').textContent = state.ward ? wardName(state.ward) : '';
 }
@@ -289,8 +302,7 @@ function cards() {
     card('field_reports.total', t('cardReceived'), 'num', t('subWards', num(fr.wards_reporting), num(p.wards.length)));
     card('field_reports.resolved', t('cardResolved'), 'num', t('subShare', pct(fr.total ? fr.resolved / fr.total : null)));
     card('field_reports.on_time_ratio', t('cardOnTime'), 'pct', t('subMedian', num(fr.median_resolution_hours, 1)));
-    const overdue = p.wards.reduce((a, w) => a + w.overdue, 0);
-    card('field_reports.open', t('cardOpen'), 'num', t('subOverdue', num(overdue)));
+    card('field_reports.open', t('cardOpen'), 'num', t('subOverdue', num(p.overdue_open)));
   }
   if (u) {
     card('sso.registered_users', t('cardUsers'), 'num', t('subLogins', num(u.logins)));
@@ -310,8 +322,8 @@ function cards() {
 
 // ---- map -------------------------------------------------------------------------------
 
-const BLUES = ['#e8f1fa', '#bcd7f0', '#7fb1de', '#3d82c4', '#0b4f91'];
-const REDS = ['#fdeceb', '#f6c1bd', '#ec8a83', '#d3493f', '#8f1d16'];
+const BLUES = ['#e8f1fa', '#bcd7f0', '#7fb1de', '#2b6cab', '#0b4f91'];
+const REDS = ['#fdeceb', '#f6c1bd', '#ec8a83', '#b3352c', '#8f1d16'];
 
 function renderMap() {
   // Keyboard users keep their place: the tile that had focus has it again after a redraw.
@@ -360,6 +372,7 @@ function renderMap() {
 }
 
 function selectWard(slug) {
+  delete $('error').dataset.keep;
   state.ward = state.ward === slug ? '' : slug;
   remember();
   refresh();
@@ -453,7 +466,7 @@ function reportsTable(el, rows, withOverdue, empty) {
         h('td', { class: 'id' }, h('a', { href: r.href }, r.report_id)),
         h('td', { 'data-ward': r.ward }, r.ward_name),
         h('td', {}, r.category_name || t('uncategorised')),
-        h('td', {}, r.overdue_days > 0 ? `${statusName(r.status)} · ${STATUS[state.lang].overdue}` : statusName(r.status)),
+        h('td', {}, r.overdue ? `${statusName(r.status)} · ${STATUS[state.lang].overdue}` : statusName(r.status)),
         h('td', { class: 'num' }, num(r.age_days)),
       ];
       if (withOverdue) cells.push(h('td', { class: 'num' }, num(r.overdue_days)));
@@ -504,6 +517,12 @@ function renderIntegrity() {
       h('td', {}, when(v.verified_at)),
       h('td', { class: alarm ? 'alarm' : 'ok' }, verdict)));
   }
+  // The read models that stopped following a stream recreated or truncated under them.
+  for (const stream of Object.keys(data.replay_alarms || {})) {
+    rows.push(h('tr', { class: 'alarm', 'data-stream': stream, 'data-alarm': 'true', 'data-replay': 'true' },
+      h('td', {}, streamName(stream)), h('td', {}, '–'), h('td', {}, '–'), h('td', {}, '–'),
+      h('td', { class: 'alarm' }, t('readModelStopped'))));
+  }
   if (!rows.length) { el.replaceChildren(h('caption', {}, t('notYet'))); return; }
   el.replaceChildren(
     h('thead', {}, h('tr', {}, ...['colStream', 'colCheckpoint', 'colSigned', 'colVerified', 'colState'].map(c => h('th', { scope: 'col' }, t(c))))),
@@ -533,6 +552,7 @@ function connectLive() {
   const add = (msg, fresh) => {
     if (seen.has(msg.lastEventId)) return false; // sent again after a reconnection
     seen.add(msg.lastEventId);
+    if (seen.size > 2000) seen.delete(seen.values().next().value); // the oldest first
     const e = JSON.parse(msg.data);
     e.fresh = fresh;
     state.feed.unshift(e);
@@ -541,6 +561,12 @@ function connectLive() {
   };
   // The newest events already folded, when the page connects: shown, not counted.
   source.addEventListener('recent', msg => { if (add(msg, false)) renderFeed(); });
+  // Fell behind and missed some: the figures are read again, and the count says so.
+  source.addEventListener('lagged', msg => {
+    state.live += JSON.parse(msg.data).missed || 0;
+    renderFeed();
+    soon();
+  });
   source.addEventListener('event', msg => {
     if (!add(msg, true)) return;
     state.live += 1;
@@ -579,13 +605,23 @@ async function refresh() {
       ]);
       Object.assign(state, { panels, kpi, integrity });
       render();
-      $('error').hidden = true;
+      if (!$('error').dataset.keep) $('error').hidden = true;
       state.renders += 1;
       document.body.dataset.renders = String(state.renders);
       document.body.dataset.year = panels.year || '';
       document.body.dataset.ward = state.ward;
       document.body.dataset.state = 'ready';
     } catch (e) {
+      if (e.status === 400 && (state.ward || state.year)) {
+        // A shared address with a ward or year that is not (or no longer) there: show the
+        // city's latest year instead, and say why.
+        state.ward = ''; state.year = ''; remember();
+        $('error').textContent = t('badAddress');
+        $('error').hidden = false;
+        $('error').dataset.keep = '1'; // until the user chooses something
+        soon();
+        return;
+      }
       $('error').textContent = `${t('errorRead')}: ${e.message}`;
       $('error').hidden = false;
       document.body.dataset.state = 'error';
@@ -611,7 +647,7 @@ function render() {
 
 function start() {
   translateStatic();
-  $('year').addEventListener('change', e => { state.year = e.target.value; remember(); refresh(); });
+  $('year').addEventListener('change', e => { delete $('error').dataset.keep; state.year = e.target.value; remember(); refresh(); });
   $('clear-filter').addEventListener('click', () => { state.ward = ''; remember(); refresh(); });
   $('lang').addEventListener('click', () => { state.lang = state.lang === 'vi' ? 'en' : 'vi'; remember(); if (state.panels) render(); else translateStatic(); });
   for (const r of document.querySelectorAll('input[name=measure]')) {
