@@ -64,7 +64,13 @@ pub struct Stack {
     pub credentials_dir: PathBuf,
     /// What runs where, for the banner.
     pub lines: Vec<String>,
+    /// Components down now (served by `/healthz`).
+    pub health: lienthong_bus::health::Components,
+    metrics: lienthong_bus::Metrics,
 }
+
+/// Restarts of a nats-server that died, before `up` gives up (waits 1, 2, 4, 8 and 16 s).
+const SERVER_RESTARTS: u32 = 5;
 
 fn port_in_use(what: &str, addr: impl std::fmt::Display, hint: &str) -> StackError {
     StackError::AddressInUse {
@@ -139,6 +145,8 @@ impl Stack {
             ingress: None,
             credentials_dir: creds_dir.clone(),
             lines: Vec::new(),
+            health: lienthong_bus::health::Components::new(),
+            metrics: metrics.clone(),
         };
 
         // The agency registry, applied to the server's accounts as it changes.
@@ -299,6 +307,7 @@ impl Stack {
             admin_token: Some(admin_token),
             nats_urls: vec![url.clone()],
             metrics: Some(metrics.clone()),
+            health: Some(stack.health.clone()),
             publication: opts.publication.clone(),
             verify_every: opts.verify_every,
             ..Default::default()
@@ -374,20 +383,46 @@ impl Stack {
     }
 
     /// Runs until `shutdown` completes or a component stops; then stops everything. An error
-    /// names the component that failed.
+    /// names the component that failed. A nats-server that dies is started again on the same
+    /// store (its JetStream recovers; clients reconnect), with a growing wait between tries;
+    /// `/healthz` says it is down meanwhile; if it cannot come back, the stack stops with an
+    /// error (so a service manager can act).
     pub async fn run_until(
         mut self,
         shutdown: impl std::future::Future<Output = ()>,
     ) -> Result<(), StackError> {
-        let failed = tokio::select! {
-            _ = shutdown => { info!("stopping"); None }
-            (result, index, _) = futures::future::select_all(self.tasks.iter_mut().map(|(_, t)| t)) => {
-                let name = self.tasks[index].0.clone();
-                Some(match result {
-                    Ok(Ok(())) => StackError::Stopped { component: name, reason: "it stopped".into() },
-                    Ok(Err(e)) => StackError::Stopped { component: name, reason: e.to_string() },
-                    Err(e) => StackError::Stopped { component: name, reason: format!("it panicked: {e}") },
-                })
+        tokio::pin!(shutdown);
+        let restarts = self.metrics.counter(
+            "lienthong_component_restarts_total",
+            "Components restarted after they died.",
+            &[("component", "nats-server")],
+        );
+        let failed = loop {
+            tokio::select! {
+                _ = &mut shutdown => { info!("stopping"); break None }
+                status = self.server.exited() => {
+                    let reason = format!("nats-server exited ({status})");
+                    error!("{reason}; restarting it on the same store");
+                    self.health.down("nats-server", reason.clone());
+                    match restart(&mut self.server).await {
+                        Ok(()) => {
+                            restarts.inc();
+                            self.health.up("nats-server");
+                        }
+                        Err(e) => break Some(StackError::Stopped {
+                            component: "nats-server".into(),
+                            reason: format!("{reason}, and could not be restarted: {e}"),
+                        }),
+                    }
+                }
+                (result, index, _) = futures::future::select_all(self.tasks.iter_mut().map(|(_, t)| t)) => {
+                    let name = self.tasks[index].0.clone();
+                    break Some(match result {
+                        Ok(Ok(())) => StackError::Stopped { component: name, reason: "it stopped".into() },
+                        Ok(Err(e)) => StackError::Stopped { component: name, reason: e.to_string() },
+                        Err(e) => StackError::Stopped { component: name, reason: format!("it panicked: {e}") },
+                    })
+                }
             }
         };
         self.stop().await?;
@@ -415,6 +450,22 @@ impl Stack {
         self.server.stop().await?;
         Ok(())
     }
+}
+
+/// Starts `server` again, waiting 1, 2, 4, … s before each try.
+async fn restart(server: &mut NatsServer) -> Result<(), lienthong_bus::BusError> {
+    let mut last = None;
+    for attempt in 0..SERVER_RESTARTS {
+        tokio::time::sleep(std::time::Duration::from_secs(1 << attempt)).await;
+        match server.restart().await {
+            Ok(()) => return Ok(()),
+            Err(e) => {
+                error!(attempt = attempt + 1, error = %e, "nats-server did not come back");
+                last = Some(e);
+            }
+        }
+    }
+    Err(last.expect("at least one attempt"))
 }
 
 /// The demo's agencies: urban management reads field reports and open data; the operations

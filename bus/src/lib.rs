@@ -38,6 +38,7 @@ pub mod dead_letter;
 pub mod envelope;
 pub mod error;
 pub mod evolution;
+pub mod health;
 pub mod metrics;
 pub mod prepared;
 pub mod publisher;

@@ -131,6 +131,9 @@ pub struct NatsServer {
     port: u16,
     host: String,
     data_dir: PathBuf,
+    /// The binary and the configuration it was started with (for [`NatsServer::restart`]).
+    bin: PathBuf,
+    conf: PathBuf,
     _temp: Option<tempfile::TempDir>,
 }
 
@@ -160,89 +163,50 @@ impl NatsServer {
             &accounts_path,
             &crate::roles::render_accounts(&accounts)?,
         )?;
-        let store = opts.data_dir.join("jetstream");
-        let port = opts
-            .port
-            .map(|p| p.to_string())
-            .unwrap_or_else(|| "-1".into());
-        let mut cmd = Command::new(&bin);
-        cmd.arg("-c")
-            .arg(&conf)
-            .args(["-a", &opts.host, "-p", &port, "-js", "-sd"])
-            .arg(&store)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
-        #[cfg(target_os = "linux")]
-        // SAFETY: between fork and exec only async-signal-safe calls are allowed; prctl is a
-        // plain system call. It makes the kernel stop the server if this process dies without
-        // a chance to stop it (SIGKILL, crash), so no orphaned server holds the port or store.
-        unsafe {
-            cmd.pre_exec(|| {
-                nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGTERM)
-                    .map_err(std::io::Error::from)
-            });
-        }
-        let mut child = cmd.spawn().map_err(|e| {
-            BusError::Server(format!("starting {}: {e}. {INSTALL_HINT}", bin.display()))
-        })?;
-        let stderr = child.stderr.take().expect("stderr is piped");
-        let (ready_tx, ready_rx) = oneshot::channel::<std::result::Result<u16, String>>();
-        tokio::spawn(async move {
-            let mut lines = BufReader::new(stderr).lines();
-            let mut ready_tx = Some(ready_tx);
-            let mut port = None;
-            let mut recent = Vec::new();
-            while let Ok(Some(line)) = lines.next_line().await {
-                debug!(target: "nats_server", "{line}");
-                if let Some(rest) = line.split("Listening for client connections on ").nth(1) {
-                    port = rest.trim().rsplit(':').next().and_then(|p| p.parse().ok());
-                }
-                if ready_tx.is_some() {
-                    recent.push(line.clone());
-                    if line.contains("[FTL]") || line.contains("[ERR]") {
-                        if let Some(tx) = ready_tx.take() {
-                            let _ = tx.send(Err(recent.join("\n")));
-                        }
-                    } else if line.contains("Server is ready") {
-                        if let (Some(tx), Some(p)) = (ready_tx.take(), port) {
-                            let _ = tx.send(Ok(p));
-                        }
-                    }
-                }
-            }
-            if let Some(tx) = ready_tx.take() {
-                let _ = tx.send(Err(format!(
-                    "exited before it was ready:\n{}",
-                    recent.join("\n")
-                )));
-            }
-        });
-        let port = match tokio::time::timeout(Duration::from_secs(30), ready_rx).await {
-            Ok(Ok(Ok(port))) => port,
-            Ok(Ok(Err(log))) => {
-                return Err(BusError::Server(format!(
-                    "{} failed to start: {log}",
-                    bin.display()
-                )))
-            }
-            Ok(Err(_)) => return Err(BusError::Server("log reader stopped".into())),
-            Err(_) => {
-                return Err(BusError::Server(format!(
-                    "{} not ready after 30 s",
-                    bin.display()
-                )))
-            }
-        };
+        let (child, port) = spawn(&bin, &conf, &opts.host, opts.port, &opts.data_dir).await?;
         info!(port, data_dir = %opts.data_dir.display(), sync_always = opts.sync_always, "nats-server ready");
         Ok(Self {
             child: Some(child),
             port,
             host: opts.host,
             data_dir: opts.data_dir,
+            bin,
+            conf,
             _temp: None,
         })
+    }
+
+    /// Waits until the server process ends (it died, or was killed), and says how. Pending
+    /// forever once it was stopped on purpose.
+    pub async fn exited(&mut self) -> std::process::ExitStatus {
+        match self.child.as_mut() {
+            Some(child) => match child.wait().await {
+                Ok(status) => {
+                    self.child = None;
+                    status
+                }
+                Err(_) => std::future::pending().await,
+            },
+            None => std::future::pending().await,
+        }
+    }
+
+    /// Starts the server again on the same port, configuration and store (its JetStream
+    /// recovers what it had stored); waits until it accepts clients.
+    pub async fn restart(&mut self) -> Result<()> {
+        self.kill().await;
+        let (child, port) = spawn(
+            &self.bin,
+            &self.conf,
+            &self.host,
+            Some(self.port),
+            &self.data_dir,
+        )
+        .await?;
+        self.child = Some(child);
+        self.port = port;
+        info!(port, data_dir = %self.data_dir.display(), "nats-server restarted");
+        Ok(())
     }
 
     /// A server on a random port with a temporary store, removed on drop. For tests.
@@ -319,6 +283,90 @@ impl NatsServer {
             let _ = child.kill().await;
         }
     }
+}
+
+/// Starts nats-server with `conf` and the store in `data_dir`, on `port` (`None`: a free
+/// one); waits until it accepts clients and returns it with its port.
+async fn spawn(
+    bin: &Path,
+    conf: &Path,
+    host: &str,
+    port: Option<u16>,
+    data_dir: &Path,
+) -> Result<(Child, u16)> {
+    let store = data_dir.join("jetstream");
+    let port = port.map(|p| p.to_string()).unwrap_or_else(|| "-1".into());
+    let mut cmd = Command::new(bin);
+    cmd.arg("-c")
+        .arg(conf)
+        .args(["-a", host, "-p", &port, "-js", "-sd"])
+        .arg(&store)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    #[cfg(target_os = "linux")]
+    // SAFETY: between fork and exec only async-signal-safe calls are allowed; prctl is a
+    // plain system call. It makes the kernel stop the server if this process dies without
+    // a chance to stop it (SIGKILL, crash), so no orphaned server holds the port or store.
+    unsafe {
+        cmd.pre_exec(|| {
+            nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGTERM)
+                .map_err(std::io::Error::from)
+        });
+    }
+    let mut child = cmd.spawn().map_err(|e| {
+        BusError::Server(format!("starting {}: {e}. {INSTALL_HINT}", bin.display()))
+    })?;
+    let stderr = child.stderr.take().expect("stderr is piped");
+    let (ready_tx, ready_rx) = oneshot::channel::<std::result::Result<u16, String>>();
+    tokio::spawn(async move {
+        let mut lines = BufReader::new(stderr).lines();
+        let mut ready_tx = Some(ready_tx);
+        let mut port = None;
+        let mut recent = Vec::new();
+        while let Ok(Some(line)) = lines.next_line().await {
+            debug!(target: "nats_server", "{line}");
+            if let Some(rest) = line.split("Listening for client connections on ").nth(1) {
+                port = rest.trim().rsplit(':').next().and_then(|p| p.parse().ok());
+            }
+            if ready_tx.is_some() {
+                recent.push(line.clone());
+                if line.contains("[FTL]") || line.contains("[ERR]") {
+                    if let Some(tx) = ready_tx.take() {
+                        let _ = tx.send(Err(recent.join("\n")));
+                    }
+                } else if line.contains("Server is ready") {
+                    if let (Some(tx), Some(p)) = (ready_tx.take(), port) {
+                        let _ = tx.send(Ok(p));
+                    }
+                }
+            }
+        }
+        if let Some(tx) = ready_tx.take() {
+            let _ = tx.send(Err(format!(
+                "exited before it was ready:\n{}",
+                recent.join("\n")
+            )));
+        }
+    });
+    let port = match tokio::time::timeout(Duration::from_secs(30), ready_rx).await {
+        Ok(Ok(Ok(port))) => port,
+        Ok(Ok(Err(log))) => {
+            return Err(BusError::Server(format!(
+                "{} failed to start: {log}",
+                bin.display()
+            )))
+        }
+        Ok(Err(_)) => return Err(BusError::Server("log reader stopped".into())),
+        Err(_) => {
+            return Err(BusError::Server(format!(
+                "{} not ready after 30 s",
+                bin.display()
+            )))
+        }
+    };
+    Ok((child, port))
 }
 
 impl Drop for NatsServer {

@@ -32,6 +32,8 @@ pub struct AppState {
     pub publication: crate::datasets::dcat::Publication,
     /// The latest verification of the audited streams, when this service verifies them.
     pub integrity: Option<crate::dashboard::integrity::Integrity>,
+    /// Components a supervisor reports down (`lienthong up`: its nats-server).
+    pub health: Option<lienthong_bus::health::Components>,
 }
 
 /// What `POST /api/v1/admin/rebuild` needs.

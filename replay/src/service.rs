@@ -57,6 +57,8 @@ pub struct ServeOptions {
     /// With an audit key, how often the service verifies every audited stream against its
     /// signed checkpoints for the dashboard's integrity panel (`/api/v1/integrity`).
     pub verify_every: std::time::Duration,
+    /// Components a supervisor reports down (`/healthz` answers 503 naming them).
+    pub health: Option<lienthong_bus::health::Components>,
 }
 
 impl Default for ServeOptions {
@@ -69,6 +71,7 @@ impl Default for ServeOptions {
             metrics: None,
             publication: Default::default(),
             verify_every: std::time::Duration::from_secs(300),
+            health: None,
         }
     }
 }
@@ -145,6 +148,7 @@ pub async fn serve(
         components: options.metrics.clone(),
         publication: options.publication.clone(),
         integrity,
+        health: options.health.clone(),
         reader: js
             .as_ref()
             .map(|js| lienthong_bus::StreamReader::new(js.client(), Default::default())),

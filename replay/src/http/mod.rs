@@ -136,14 +136,16 @@ async fn healthz(State(s): State<AppState>) -> Result<Response, Unavailable> {
         .collect();
     // Replay alarms: a stream recreated or truncated under its read model.
     let alarms = s.metrics.current_alarms();
-    let (status, code) = if alarms.is_empty() {
+    // Components down (a supervisor restarting them).
+    let down = s.health.as_ref().map(|h| h.down_now()).unwrap_or_default();
+    let (status, code) = if alarms.is_empty() && down.is_empty() {
         ("ok", StatusCode::OK)
     } else {
         ("error", StatusCode::SERVICE_UNAVAILABLE)
     };
     Ok((
         code,
-        Json(json!({"status": status, "alarms": alarms, "read_only": s.read_only, "projections": projections})),
+        Json(json!({"status": status, "alarms": alarms, "down": down, "read_only": s.read_only, "projections": projections})),
     )
         .into_response())
 }
