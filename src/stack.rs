@@ -45,6 +45,9 @@ pub struct StackOptions {
     pub schemas: Arc<SchemaRegistry>,
     /// How the shared datasets are published (licence, smallest count shown).
     pub publication: lienthong_replay::datasets::dcat::Publication,
+    /// A cluster of this many nats-server nodes on this machine (routes between them, every
+    /// stream at as many replicas); `None`: one server.
+    pub cluster: Option<usize>,
     /// How often the replay service verifies the audited streams (integrity panel).
     pub verify_every: std::time::Duration,
 }
@@ -53,7 +56,8 @@ type Task = tokio::task::JoinHandle<Result<(), StackError>>;
 
 /// A running stack.
 pub struct Stack {
-    server: NatsServer,
+    /// The nats-server nodes (one, or a cluster's).
+    servers: Vec<NatsServer>,
     tasks: Vec<(String, Task)>,
     trigger: ShutdownTrigger,
     /// Where the read models, KPIs and dashboard answer.
@@ -68,6 +72,9 @@ pub struct Stack {
     pub health: lienthong_bus::health::Components,
     metrics: lienthong_bus::Metrics,
 }
+
+/// How long the ingress waits for a stream's acknowledgement before asking again.
+const INGRESS_ACK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Restarts of a nats-server that died, before `up` gives up (waits 1, 2, 4, 8 and 16 s).
 const SERVER_RESTARTS: u32 = 5;
@@ -105,31 +112,71 @@ impl Stack {
     /// Starts everything; returns once every component is running.
     pub async fn start(opts: StackOptions) -> Result<Self, StackError> {
         let creds_dir = opts.data.join("credentials");
-        let port = match opts.nats_port {
-            0 => free_port(&opts.nats_host)?,
-            p => p,
-        };
-        let url = format!("nats://{}:{}", opts.nats_host, port);
-        let creds = CredentialSet::load_or_generate(&creds_dir, &url)?;
-        if std::net::TcpListener::bind((opts.nats_host.as_str(), port)).is_err() {
-            return Err(port_in_use(
-                "NATS",
-                format!("{}:{port}", opts.nats_host),
-                "another nats-server (or `lienthong up`) is running; stop it, or pass --nats-port",
-            ));
+        let nodes = opts.cluster.unwrap_or(1).max(1);
+        // Client ports: the one asked for and the next ones, or free ones.
+        let mut ports = Vec::with_capacity(nodes);
+        for i in 0..nodes {
+            ports.push(match opts.nats_port {
+                0 => free_port(&opts.nats_host)?,
+                p => p + i as u16,
+            });
         }
-        let server = NatsServer::start(
-            ServerOptions {
-                bin: None,
-                data_dir: opts.data.join("nats"),
-                host: opts.nats_host.clone(),
-                port: Some(port),
-                sync_always: opts.durable,
-            },
-            &creds,
-        )
-        .await?;
-        for p in lienthong_bus::provision(&connect_role(&creds, &url, "operator").await?).await? {
+        let urls: Vec<String> = ports
+            .iter()
+            .map(|p| format!("nats://{}:{p}", opts.nats_host))
+            .collect();
+        // Every client connects with all the seed URLs.
+        let url = urls.join(",");
+        let creds = CredentialSet::load_or_generate(&creds_dir, &url)?;
+        for port in &ports {
+            if std::net::TcpListener::bind((opts.nats_host.as_str(), *port)).is_err() {
+                return Err(port_in_use(
+                    "NATS",
+                    format!("{}:{port}", opts.nats_host),
+                    "another nats-server (or `lienthong up`) is running; stop it, or pass --nats-port",
+                ));
+            }
+        }
+        let route_ports = if nodes > 1 {
+            (0..nodes)
+                .map(|_| free_port(&opts.nats_host))
+                .collect::<Result<Vec<_>, _>>()?
+        } else {
+            Vec::new()
+        };
+        let mut servers = Vec::with_capacity(nodes);
+        for (i, port) in ports.iter().enumerate() {
+            let node = (nodes > 1).then(|| lienthong_bus::server::ClusterNode {
+                name: format!("n{}", i + 1),
+                cluster: "lienthong".into(),
+                route_port: route_ports[i],
+                routes: route_ports
+                    .iter()
+                    .map(|r| format!("{}:{r}", opts.nats_host))
+                    .collect(),
+            });
+            let data_dir = if nodes > 1 {
+                opts.data.join(format!("nats-{}", i + 1))
+            } else {
+                opts.data.join("nats")
+            };
+            servers.push(
+                NatsServer::start(
+                    ServerOptions {
+                        bin: None,
+                        data_dir,
+                        host: opts.nats_host.clone(),
+                        port: Some(*port),
+                        sync_always: opts.durable,
+                        node,
+                    },
+                    &creds,
+                )
+                .await?,
+            );
+        }
+        let operator = connect_role(&creds, &url, "operator").await?;
+        for p in provision_when_ready(&operator, nodes).await? {
             info!("{p}");
         }
 
@@ -137,7 +184,7 @@ impl Stack {
         // Every component's counters, served with the read models' at /metrics.
         let metrics = lienthong_bus::Metrics::new();
         let mut stack = Self {
-            server,
+            servers,
             tasks: Vec::new(),
             trigger,
             http: opts.http,
@@ -149,29 +196,29 @@ impl Stack {
             metrics: metrics.clone(),
         };
 
-        // The agency registry, applied to the server's accounts as it changes.
-        let agent = lienthong_bus::agencies::agent::Agent::new(
-            &stack
-                .server
-                .data_dir()
-                .join(lienthong_bus::server::ACCOUNTS_CONF),
-            creds
-                .settings("operator", &url)?
-                .connect("lienthong-up-agency-agent")
-                .await?,
-            creds
-                .settings("system", &url)?
-                .connect("lienthong-up-agency-agent-system")
-                .await?,
-        )?;
-        let stop = shutdown.signalled();
-        stack.tasks.push((
-            "agency agent".into(),
-            tokio::spawn(async move {
-                agent.run(stop).await;
-                Ok(())
-            }),
-        ));
+        // The agency registry, applied to each server's accounts as it changes (one agent per
+        // node: each reloads its own server).
+        for (i, server) in stack.servers.iter().enumerate() {
+            let agent = lienthong_bus::agencies::agent::Agent::new(
+                &server.data_dir().join(lienthong_bus::server::ACCOUNTS_CONF),
+                creds
+                    .settings("operator", &url)?
+                    .connect("lienthong-up-agency-agent")
+                    .await?,
+                creds
+                    .settings("system", &urls[i])?
+                    .connect("lienthong-up-agency-agent-system")
+                    .await?,
+            )?;
+            let stop = shutdown.signalled();
+            stack.tasks.push((
+                format!("agency agent (node {})", i + 1),
+                tokio::spawn(async move {
+                    agent.run(stop).await;
+                    Ok(())
+                }),
+            ));
+        }
         // Webhook subscriptions, delivered as the `deliver` role.
         let (client, refusals) = creds
             .settings("deliver", &url)?
@@ -276,6 +323,12 @@ impl Stack {
                 .local_addr()
                 .map_err(|e| StackError::io("the ingress", e))?;
             let (js, refusals) = connect_watched(&creds, &url, "ingress").await?;
+            // An acknowledgement lost with a stream leader (a node of a cluster dying) is asked
+            // again — same Nats-Msg-Id, so stored once — after 2 s rather than the client's 5:
+            // the HTTP caller waits for its 202 meanwhile.
+            let js = async_nats::jetstream::ContextBuilder::new()
+                .timeout(INGRESS_ACK_TIMEOUT)
+                .build(js.client());
             let publisher = Publisher::new(js, opts.schemas.clone(), "urn:lienthong:ingress")
                 .with_refusals(refusals);
             let ingress = Ingress::new(cfg, publisher, &metrics)?;
@@ -375,9 +428,23 @@ impl Stack {
             stack.http,
             creds_dir.display()
         ));
+        let stores: Vec<String> = stack
+            .servers
+            .iter()
+            .map(|s| s.data_dir().display().to_string())
+            .collect();
         stack.lines.push(format!(
-            "  NATS               {url}  (store {})",
-            stack.server.data_dir().display()
+            "  NATS               {url}  (store {}{})",
+            stores.join(", "),
+            if stack.servers.len() > 1 {
+                format!(
+                    "; a cluster of {}, every stream at {} replicas",
+                    stack.servers.len(),
+                    stack.servers.len()
+                )
+            } else {
+                String::new()
+            }
         ));
         Ok(stack)
     }
@@ -397,31 +464,67 @@ impl Stack {
             "Components restarted after they died.",
             &[("component", "nats-server")],
         );
+        enum Event {
+            Shutdown,
+            ServerExited(std::process::ExitStatus, usize),
+            TaskEnded(
+                Result<Result<(), StackError>, tokio::task::JoinError>,
+                usize,
+            ),
+        }
         let failed = loop {
-            tokio::select! {
-                _ = &mut shutdown => { info!("stopping"); break None }
-                status = self.server.exited() => {
-                    let reason = format!("nats-server exited ({status})");
+            let event = tokio::select! {
+                _ = &mut shutdown => Event::Shutdown,
+                (status, node, _) = futures::future::select_all(
+                    self.servers.iter_mut().map(|s| Box::pin(s.exited()))
+                ) => Event::ServerExited(status, node),
+                (result, index, _) = futures::future::select_all(self.tasks.iter_mut().map(|(_, t)| t)) => {
+                    Event::TaskEnded(result, index)
+                }
+            };
+            match event {
+                Event::Shutdown => {
+                    info!("stopping");
+                    break None;
+                }
+                Event::ServerExited(status, node) => {
+                    let component = if self.servers.len() > 1 {
+                        format!("nats-server n{}", node + 1)
+                    } else {
+                        "nats-server".to_string()
+                    };
+                    let reason = format!("{component} exited ({status})");
                     error!("{reason}; restarting it on the same store");
-                    self.health.down("nats-server", reason.clone());
-                    match restart(&mut self.server).await {
+                    self.health.down(&component, reason.clone());
+                    match restart(&mut self.servers[node]).await {
                         Ok(()) => {
                             restarts.inc();
-                            self.health.up("nats-server");
+                            self.health.up(&component);
                         }
-                        Err(e) => break Some(StackError::Stopped {
-                            component: "nats-server".into(),
-                            reason: format!("{reason}, and could not be restarted: {e}"),
-                        }),
+                        Err(e) => {
+                            break Some(StackError::Stopped {
+                                component,
+                                reason: format!("{reason}, and could not be restarted: {e}"),
+                            })
+                        }
                     }
                 }
-                (result, index, _) = futures::future::select_all(self.tasks.iter_mut().map(|(_, t)| t)) => {
+                Event::TaskEnded(result, index) => {
                     let name = self.tasks[index].0.clone();
                     break Some(match result {
-                        Ok(Ok(())) => StackError::Stopped { component: name, reason: "it stopped".into() },
-                        Ok(Err(e)) => StackError::Stopped { component: name, reason: e.to_string() },
-                        Err(e) => StackError::Stopped { component: name, reason: format!("it panicked: {e}") },
-                    })
+                        Ok(Ok(())) => StackError::Stopped {
+                            component: name,
+                            reason: "it stopped".into(),
+                        },
+                        Ok(Err(e)) => StackError::Stopped {
+                            component: name,
+                            reason: e.to_string(),
+                        },
+                        Err(e) => StackError::Stopped {
+                            component: name,
+                            reason: format!("it panicked: {e}"),
+                        },
+                    });
                 }
             }
         };
@@ -447,8 +550,30 @@ impl Stack {
                 }
             }
         }
-        self.server.stop().await?;
+        for server in self.servers {
+            server.stop().await?;
+        }
         Ok(())
+    }
+}
+
+/// Provisions the streams and buckets (at `replicas` copies) once JetStream answers: a
+/// cluster's JetStream needs its nodes to elect a meta leader first.
+async fn provision_when_ready(
+    js: &async_nats::jetstream::Context,
+    replicas: usize,
+) -> Result<Vec<lienthong_bus::Provisioned>, StackError> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        match lienthong_bus::topology::provision_replicated(js, replicas).await {
+            Ok(done) => return Ok(done),
+            Err(e @ lienthong_bus::BusError::Topology { .. }) => return Err(e.into()),
+            Err(e) if std::time::Instant::now() < deadline => {
+                info!(error = %e, "JetStream not ready yet; provisioning again in 1 s");
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            }
+            Err(e) => return Err(e.into()),
+        }
     }
 }
 

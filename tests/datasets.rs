@@ -83,6 +83,7 @@ async fn datasets_are_catalogued_verifiable_and_published_idempotently() {
         schemas: std::sync::Arc::new(lienthong_bus::SchemaRegistry::embedded().unwrap()),
         publication: Default::default(),
         verify_every: std::time::Duration::from_secs(60),
+        cluster: None,
     })
     .await
     .unwrap_or_else(|e| panic!("{e}"));

@@ -299,7 +299,15 @@ impl ConnectSettings {
                     }
                 }
             });
-        let client = opts.connect(&self.url).await.map_err(|e| {
+        // NATS_URL may list several servers (a cluster's seeds), separated by commas, as the
+        // `nats` CLI takes them; the client reconnects to any of them.
+        let addrs = self
+            .url
+            .split(',')
+            .map(|u| u.trim().parse::<async_nats::ServerAddr>())
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|e| BusError::Config(format!("NATS_URL {:?}: {e}", self.url)))?;
+        let client = opts.connect(addrs).await.map_err(|e| {
             let hint = if self.user.is_none() && self.creds.is_none() {
                 " (no NATS_USER/NATS_PASSWORD set: pass --env data/credentials/<role>.env)"
             } else {

@@ -113,6 +113,39 @@ pub struct ServerOptions {
     /// shutdown), which loses the last acknowledged messages if the machine — not just the
     /// process — fails.
     pub sync_always: bool,
+    /// A node of a cluster: its name and routes (`None`: a single server).
+    pub node: Option<ClusterNode>,
+}
+
+/// One node of a cluster of servers with routes between them (JetStream clustered).
+#[derive(Debug, Clone)]
+pub struct ClusterNode {
+    /// The server's name (unique in the cluster), e.g. `n1`.
+    pub name: String,
+    /// The cluster's name.
+    pub cluster: String,
+    /// Where this node listens for routes.
+    pub route_port: u16,
+    /// Every node's route address (`host:port`), this one's included.
+    pub routes: Vec<String>,
+}
+
+impl ClusterNode {
+    /// What the node adds to the configuration: its name and the cluster block.
+    pub fn config(&self, host: &str) -> String {
+        let routes: Vec<String> = self
+            .routes
+            .iter()
+            .map(|r| format!("\"nats-route://{r}\""))
+            .collect();
+        format!(
+            "\nserver_name: \"{}\"\ncluster {{\n  name: \"{}\"\n  listen: \"{host}:{}\"\n  routes: [{}]\n}}\n",
+            self.name,
+            self.cluster,
+            self.route_port,
+            routes.join(", ")
+        )
+    }
 }
 
 /// The configuration written for the server: the project's `nats.conf`, with
@@ -147,7 +180,11 @@ impl NatsServer {
         std::fs::create_dir_all(&opts.data_dir)
             .map_err(|e| BusError::io(format!("creating {}", opts.data_dir.display()), e))?;
         let conf = opts.data_dir.join("nats.conf");
-        std::fs::write(&conf, server_config(opts.sync_always))
+        let mut text = server_config(opts.sync_always);
+        if let Some(node) = &opts.node {
+            text.push_str(&node.config(&opts.host));
+        }
+        std::fs::write(&conf, text)
             .map_err(|e| BusError::io(format!("writing {}", conf.display()), e))?;
         // The roles' accounts, and the agencies' as the agent last applied them (so agencies
         // and their copies work from the first moment; the agent corrects what changed).
@@ -230,6 +267,7 @@ impl NatsServer {
                 host: "127.0.0.1".into(),
                 port: None,
                 sync_always,
+                node: None,
             },
             credentials,
         )

@@ -61,8 +61,13 @@ pub fn stream_for_subsystem(subsystem: &str) -> Option<&'static str> {
 }
 
 impl StreamSpec {
-    /// The full stream configuration the contract asks for.
+    /// The full stream configuration the contract asks for, on a single server.
     pub fn config(&self) -> stream::Config {
+        self.config_with(1)
+    }
+
+    /// [`StreamSpec::config`] with `replicas` copies (a cluster: 3).
+    pub fn config_with(&self, replicas: usize) -> stream::Config {
         stream::Config {
             name: self.name.to_string(),
             subjects: vec![self.subject.clone()],
@@ -80,7 +85,7 @@ impl StreamSpec {
             allow_direct: true,
             // Bulk imports and backfills commit in atomic batches (server ≥ 2.12).
             allow_atomic_publish: true,
-            num_replicas: 1,
+            num_replicas: replicas.max(1),
             ..Default::default()
         }
     }
@@ -155,6 +160,11 @@ pub fn protected_differences(want: &stream::Config, have: &stream::Config) -> Ve
         have.max_messages_per_subject.to_string(),
     );
     check("sealed", want.sealed.to_string(), have.sealed.to_string());
+    check(
+        "replicas",
+        want.num_replicas.to_string(),
+        have.num_replicas.to_string(),
+    );
     d
 }
 
@@ -190,15 +200,26 @@ fn mutable_differences(want: &stream::Config, have: &stream::Config) -> Vec<Stri
 /// # Errors
 /// [`BusError::Topology`] when an existing stream differs in a protected setting.
 pub async fn provision(js: &jetstream::Context) -> Result<Vec<Provisioned>> {
+    provision_replicated(js, 1).await
+}
+
+/// [`provision`] with `replicas` copies of every stream and bucket (a cluster: 3). A stream
+/// that exists with another number of replicas is refused and named, like any protected
+/// setting.
+pub async fn provision_replicated(
+    js: &jetstream::Context,
+    replicas: usize,
+) -> Result<Vec<Provisioned>> {
     let mut out = Vec::new();
     for spec in streams() {
-        out.push(provision_stream(js, spec.config()).await?);
+        out.push(provision_stream(js, spec.config_with(replicas)).await?);
     }
     out.push(
         provision_bucket(
             js,
             ADAPTER_STATE_BUCKET,
             "Adapter cursors: adapters are stateless processes",
+            replicas,
         )
         .await?,
     );
@@ -207,6 +228,7 @@ pub async fn provision(js: &jetstream::Context) -> Result<Vec<Provisioned>> {
             js,
             AGENCY_ACCESS_BUCKET,
             "Agencies' password hashes (bcrypt), for the servers' configuration; operator only",
+            replicas,
         )
         .await?,
     );
@@ -256,6 +278,7 @@ async fn provision_bucket(
     js: &jetstream::Context,
     bucket: &str,
     description: &str,
+    replicas: usize,
 ) -> Result<Provisioned> {
     match js.get_key_value(bucket).await {
         Ok(_) => Ok(Provisioned::Unchanged(format!("KV {bucket}"))),
@@ -265,6 +288,7 @@ async fn provision_bucket(
                 description: description.to_string(),
                 history: 5,
                 storage: stream::StorageType::File,
+                num_replicas: replicas.max(1),
                 ..Default::default()
             })
             .await
@@ -290,6 +314,14 @@ pub struct StreamStatus {
 
 /// The state of every stream of the contract.
 pub async fn status(js: &jetstream::Context) -> Result<Vec<StreamStatus>> {
+    status_replicated(js, 1).await
+}
+
+/// [`status`], the contract asking for `replicas` copies.
+pub async fn status_replicated(
+    js: &jetstream::Context,
+    replicas: usize,
+) -> Result<Vec<StreamStatus>> {
     let mut out = Vec::new();
     for spec in streams() {
         match js.get_stream(spec.name).await {
@@ -306,7 +338,7 @@ pub async fn status(js: &jetstream::Context) -> Result<Vec<StreamStatus>> {
                     first_seq: info.state.first_sequence,
                     last_seq: info.state.last_sequence,
                     consumers: info.state.consumer_count,
-                    drift: protected_differences(&spec.config(), &info.config),
+                    drift: protected_differences(&spec.config_with(replicas), &info.config),
                 });
             }
             Err(_) => out.push(StreamStatus {

@@ -7,12 +7,20 @@ use super::Global;
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Create the contract's streams and the ADAPTER_STATE bucket (idempotent; operator).
-    Provision,
+    Provision {
+        /// Copies of every stream and bucket: 1 on a single server, 3 on a cluster of three.
+        /// An existing stream with another number is refused and named.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=5))]
+        replicas: u16,
+    },
     /// Show every stream of the contract: messages, sequences, consumers, drift.
     Status {
         /// Print JSON.
         #[arg(long)]
         json: bool,
+        /// The replicas the streams should have (a cluster of three: 3).
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=5))]
+        replicas: u16,
     },
 }
 
@@ -20,15 +28,20 @@ pub async fn run(global: &Global, cmd: Command) -> anyhow::Result<ExitCode> {
     let session = global.session("lienthong-streams").await?;
     let js = session.js.clone();
     match cmd {
-        Command::Provision => {
-            for p in lienthong_bus::provision(&js).await? {
+        Command::Provision { replicas } => {
+            for p in lienthong_bus::topology::provision_replicated(&js, replicas.into()).await? {
                 println!("{p}");
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Status { json } => {
+        Command::Status { json, replicas } => {
             // A role that may not read a stream is told at once (not a 10 s wait per stream).
-            let status = session.guard(lienthong_bus::topology::status(&js)).await?;
+            let status = session
+                .guard(lienthong_bus::topology::status_replicated(
+                    &js,
+                    replicas.into(),
+                ))
+                .await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&status)?);
             } else {

@@ -47,6 +47,11 @@ pub struct Args {
     /// signed checkpoints, for the dashboard's history-integrity panel.
     #[arg(long, default_value_t = 60, value_name = "SECONDS")]
     verify_every: u64,
+    /// Run a cluster of N nats-server nodes on this machine (their own ports from
+    /// --nats-port on, names n1…nN, stores data/nats-1…N, routes between them), every stream
+    /// at N replicas; see docs/deployment.md for three hosts.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(3..=7))]
+    cluster: Option<u16>,
     #[command(flatten)]
     publication: super::PublicationArgs,
 }
@@ -81,6 +86,7 @@ pub async fn run(global: &Global, a: Args) -> anyhow::Result<ExitCode> {
         schemas: global.registry()?,
         publication: a.publication.publication(),
         verify_every: std::time::Duration::from_secs(a.verify_every.max(1)),
+        cluster: a.cluster.map(usize::from),
     })
     .await?;
     let http = format!("http://{}", stack.http);

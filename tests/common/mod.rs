@@ -32,6 +32,7 @@ impl Bus {
                 host: "127.0.0.1".into(),
                 port: Some(port),
                 sync_always: false,
+                node: None,
             },
             &creds,
         )
