@@ -42,21 +42,37 @@ const API: &[Op] = &[Op {
     answers: &[ok(JSON, "Activity")],
 }];
 
-/// Registered users, active users in the year and in its latest month, sign-ins, failures.
+/// Registered users (now), active users in the year and in its latest month, sign-ins and
+/// failures in the year (all time without one), lockouts since the start.
 fn kpi(tree: &sled::Tree, year: Option<&str>) -> crate::Result<serde_json::Value> {
     let activity = SignOnView { tree }.activity()?;
     let latest_month = activity
         .monthly_active
         .iter()
         .rfind(|(m, _)| year.is_none_or(|y| m.starts_with(y)));
+    // Sign-ins and failures of the year (every year's without one).
+    let (mut logins, mut failures) = (activity.logins, activity.failures);
+    let mut by_client = activity.logins_by_client.clone();
+    if let Some(y) = year {
+        (logins, failures) = (0, 0);
+        by_client.clear();
+        for m in (SignOnView { tree }).monthly()? {
+            if m.month.starts_with(y) {
+                logins += m.logins;
+                failures += m.failures;
+                *by_client.entry(m.client).or_default() += m.logins;
+            }
+        }
+    }
     Ok(json!({
         "registered_users": activity.registered_users,
         "active_users": year.and_then(|y| activity.yearly_active.get(y)).copied().unwrap_or(0),
         "monthly_active_users": latest_month.map(|(m, n)| json!({"month": m, "users": n})),
-        "logins": activity.logins,
-        "login_failures": activity.failures,
+        "logins": logins,
+        "login_failures": failures,
+        // Counted since the start (lockouts are not kept per month).
         "lockouts": activity.lockouts,
-        "logins_by_client": activity.logins_by_client,
+        "logins_by_client": by_client,
     }))
 }
 
