@@ -72,6 +72,9 @@ enum Command {
     Audit(commands::audit::Command),
     /// Measure the bus against the raw engine on this machine (ratios, latency, memory).
     Bench(commands::bench::Args),
+    /// A crash campaign: publish while components are killed with SIGKILL, then count what
+    /// was acknowledged, stored, lost and duplicated, and compare the read model with a rebuild.
+    Chaos(commands::chaos::Args),
     /// The dead-letter stream: list what was rejected, or send it again.
     #[command(subcommand)]
     Dlq(commands::dlq::Command),
@@ -143,6 +146,7 @@ fn main() -> ExitCode {
             Command::Replay(c) => commands::replay::run(&global, c).await,
             Command::Audit(c) => commands::audit::run(&global, c).await,
             Command::Bench(a) => commands::bench::run(&global, a).await,
+            Command::Chaos(a) => commands::chaos::run(&global, a).await,
             Command::Dlq(c) => commands::dlq::run(&global, c).await,
             Command::Catalog(c) => commands::catalog::run(&global, c).await,
             Command::Agency(c) => commands::agency::run(&global, c).await,

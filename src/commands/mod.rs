@@ -5,6 +5,7 @@ pub mod agency;
 pub mod audit;
 pub mod bench;
 pub mod catalog;
+pub mod chaos;
 pub mod datasets;
 pub mod deliver;
 pub mod dlq;
