@@ -514,3 +514,60 @@ async fn a_live_rebuild_swaps_while_the_service_keeps_answering() {
     }
     assert_eq!(now, 31);
 }
+
+#[tokio::test]
+async fn a_history_rewritten_and_signed_again_centrally_is_caught_by_a_kept_copy() {
+    let bus = history(25).await;
+    // The auditor keeps the checkpoints outside the system (as `audit checkpoints --out`).
+    let witness = tempfile::tempdir().unwrap();
+    let reader = bus.reader("auditor").await;
+    let kept = checkpoints_from_audit(&reader, "FIELD_REPORTS")
+        .await
+        .unwrap();
+    let lines: String = kept
+        .iter()
+        .map(|c| serde_json::to_string(c).unwrap() + "\n")
+        .collect();
+    std::fs::write(
+        witness.path().join("FIELD_REPORTS.checkpoints.jsonl"),
+        lines,
+    )
+    .unwrap();
+
+    // An operator who also holds the signing key rewrites one event, replaces AUDIT and signs
+    // the rewritten history again.
+    recreate(&bus, "FIELD_REPORTS", |raw| {
+        let text = String::from_utf8(raw[16].2.to_vec())
+            .unwrap()
+            .replace("Đèn hỏng số 16", "Đèn đã sửa");
+        raw[16].2 = text.into();
+    })
+    .await;
+    let js = bus.js("operator").await;
+    js.delete_stream("AUDIT").await.unwrap();
+    lienthong_bus::provision(&js).await.unwrap();
+    AuditWriter::new(bus.js("replay").await, bus.registry.clone(), key())
+        .with_cadence(10, Duration::from_millis(200))
+        .checkpoint_all()
+        .await
+        .unwrap();
+
+    // Centrally, nothing shows: the forged checkpoints verify.
+    let central = verify(&bus, "FIELD_REPORTS").await;
+    assert!(central.intact(), "{central}");
+    // Against the kept copy, the rewrite is found and located.
+    let copy =
+        lienthong_audit::verify::checkpoints_from_files(witness.path(), "FIELD_REPORTS").unwrap();
+    assert_eq!(copy.len(), kept.len());
+    let r = verify_stream(
+        &reader,
+        "FIELD_REPORTS",
+        copy,
+        &key().verifying_key(),
+        &|_, _| {},
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.tampering, Some(Tampering::Altered), "{r}");
+    assert_eq!(r.first_bad_seq, Some(17), "{r}");
+}
