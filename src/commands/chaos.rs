@@ -336,7 +336,16 @@ pub async fn run(global: &Global, a: Args) -> anyhow::Result<ExitCode> {
     let deadline = Instant::now() + Duration::from_secs(120);
     let (ids, reports) = loop {
         procs.keep_alive()?;
-        let (ids, reports) = read_back(&reader, &registry).await?;
+        // A cluster may still be electing leaders after the last kill: read again.
+        let (ids, reports) = match read_back(&reader, &registry).await {
+            Ok(r) => r,
+            Err(e) if Instant::now() < deadline => {
+                eprintln!("reading back: {e}; again in 1 s");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
         let last = reader.last_sequence("FIELD_REPORTS").await.unwrap_or(0);
         let folded = replay_sequence(&http, replay_port).await;
         if expected_reports.is_subset(&reports) && folded == Some(last) {
@@ -520,7 +529,13 @@ async fn read_model_equals_rebuild(
         Arc::new(lienthong_replay::FieldReportsProjection),
         Arc::new(lienthong_replay::Metrics::default()),
     );
-    runner.rebuild(&|_, _| {}).await?;
+    // As above: a transient refusal right after a node's restart is tried again.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while let Err(e) = runner.rebuild(&|_, _| {}).await {
+        anyhow::ensure!(Instant::now() < deadline, "rebuilding: {e}");
+        eprintln!("rebuilding: {e}; again in 1 s");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
     let tree = store.current(lienthong_replay::field_reports::NAME)?;
     let mut fresh = serde_json::to_value(
         lienthong_replay::field_reports::FieldReportsView { tree: &tree }.stats()?,
