@@ -470,3 +470,35 @@ async fn the_dashboard_in_a_real_browser_matches_the_api_and_follows_live_events
     );
     assert!(shots.join("dashboard.png").exists());
 }
+
+#[tokio::test]
+async fn an_open_live_feed_does_not_hold_the_service_up_when_it_stops() {
+    let bus = Bus::start().await;
+    let (addr, stop) = common::serve_replay(&bus).await;
+    let http = reqwest::Client::new();
+    let mut live = http
+        .get(format!("http://{addr}/api/v1/live"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(live.status(), 200);
+    // A dashboard left open on a screen, and the service is stopped.
+    drop(stop);
+    let ended = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Ok(Some(_)) = live.chunk().await {}
+    })
+    .await;
+    assert!(
+        ended.is_ok(),
+        "the live feed kept the service from stopping"
+    );
+    // And the service is gone.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(addr).is_ok() {
+        assert!(
+            Instant::now() < deadline,
+            "still listening after its shutdown"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -34,6 +34,8 @@ pub struct AppState {
     pub integrity: Option<crate::dashboard::integrity::Integrity>,
     /// Components a supervisor reports down (`lienthong up`: its nats-server).
     pub health: Option<lienthong_bus::health::Components>,
+    /// Turns true when the service shuts down (endless answers end then).
+    pub stopping: tokio::sync::watch::Receiver<bool>,
 }
 
 /// What `POST /api/v1/admin/rebuild` needs.

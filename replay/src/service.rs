@@ -88,6 +88,7 @@ pub async fn serve(
 ) -> Result<()> {
     let metrics = Arc::new(Metrics::default());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stop_tx = std::sync::Arc::new(stop_tx);
     let mut tasks = Vec::new();
     if let Some(js) = &js {
         for runner in runners(js, &registry, &store, &metrics) {
@@ -149,12 +150,19 @@ pub async fn serve(
         publication: options.publication.clone(),
         integrity,
         health: options.health.clone(),
+        stopping: stop_rx.clone(),
         reader: js
             .as_ref()
             .map(|js| lienthong_bus::StreamReader::new(js.client(), Default::default())),
     });
+    // Shutting down also ends the endless answers (the live feed), which a graceful
+    // shutdown would otherwise wait for.
+    let stopping = stop_tx.clone();
     let result = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            let _ = stopping.send(true);
+        })
         .await;
     let _ = stop_tx.send(true);
     for t in tasks {

@@ -268,7 +268,13 @@ async fn live(State(s): State<AppState>) -> Sse<impl Stream<Item = Result<Event,
         };
         Some((Ok(event), rx))
     });
-    Sse::new(first.chain(then)).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+    // Ends when the service shuts down (else a graceful shutdown would wait for it forever).
+    let mut stopping = s.stopping.clone();
+    let until_stopped = async move {
+        let _ = stopping.wait_for(|s| *s).await;
+    };
+    Sse::new(first.chain(then).take_until(until_stopped))
+        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
 }
 
 /// The last verification of each audited stream (and whether its read model is ahead of it),
