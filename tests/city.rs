@@ -8,40 +8,14 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::up::Up;
 use lienthong_bus::cloudevents::AttributesReader;
 use lienthong_bus::subscriber::decode_stored;
 use lienthong_bus::{ConnectSettings, SchemaRegistry};
 use serde_json::Value;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-struct Up(Child);
-
-impl Drop for Up {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.0.id().to_string())
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.0.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let _ = self.0.kill();
-    }
-}
 
 fn env_file(path: &Path) -> std::collections::BTreeMap<String, String> {
     lienthong_bus::credentials::read_env_file(path).unwrap()
@@ -109,32 +83,8 @@ const FORBIDDEN: &[&str] = &[
 
 #[tokio::test]
 async fn up_demo_shows_the_generators_totals_and_keeps_secrets_off_the_bus() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let (nats, http_port, ingress_port) = (free_port(), free_port(), free_port());
-    let log = std::fs::File::create(dir.path().join("up.log")).unwrap();
-    let _up = Up(Command::new(env!("CARGO_BIN_EXE_lienthong"))
-        .args([
-            "up",
-            "--demo",
-            "--demo-scale",
-            "0.05",
-            "--nats-port",
-            &nats.to_string(),
-        ])
-        .args([
-            "--http",
-            &format!("127.0.0.1:{http_port}"),
-            "--ingress",
-            &format!("127.0.0.1:{ingress_port}"),
-            "--data",
-        ])
-        .arg(&data)
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap());
-    let base = format!("http://127.0.0.1:{http_port}");
+    let up = Up::start(&["--demo", "--demo-scale", "0.05"]);
+    let (base, data) = (up.base.clone(), up.data.clone());
     let http = reqwest::Client::new();
 
     // Wait until the KPIs show the generator's totals.
@@ -179,11 +129,10 @@ async fn up_demo_shows_the_generators_totals_and_keeps_secrets_off_the_bus() {
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    let log = std::fs::read_to_string(dir.path().join("up.log")).unwrap_or_default();
     assert!(
         matches(&kpi, &totals),
         "KPI {kpi:#}\ntotals {totals:#}\nlog tail: {}",
-        log.lines().rev().take(20).collect::<Vec<_>>().join("\n")
+        up.log_tail(20)
     );
     assert_eq!(kpi["year"], "2023");
     let ratio = kpi["documents"]["electronic_ratio"].as_f64().unwrap();

@@ -6,79 +6,23 @@
 //! leader before it campaigns: server/raft.go, not configurable); each killed node is restarted
 //! on its store; the read models equal the demo's totals plus what was published.
 
+mod common;
+
 use std::collections::BTreeMap;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::up::{ingress_caller, json_or_null, post_report, Up};
 use lienthong_bus::cloudevents::AttributesReader;
-use serde_json::{json, Value};
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Three consecutive free client ports (up's nodes take --nats-port and the next two).
-fn free_ports_3() -> u16 {
-    loop {
-        let p = free_port();
-        if p < 65000 && (1..3).all(|i| std::net::TcpListener::bind(("127.0.0.1", p + i)).is_ok()) {
-            return p;
-        }
-    }
-}
-
-struct Up(std::process::Child);
-
-impl Drop for Up {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.0.id().to_string())
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.0.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let _ = self.0.kill();
-    }
-}
+use serde_json::Value;
 
 #[tokio::test]
 async fn losing_a_follower_or_the_leader_loses_nothing_and_publishing_resumes() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let (nats, http_port, ingress_port) = (free_ports_3(), free_port(), free_port());
-    let log = std::fs::File::create(dir.path().join("up.log")).unwrap();
-    let _up = Up(Command::new(env!("CARGO_BIN_EXE_lienthong"))
-        .args(["up", "--cluster", "3", "--demo", "--demo-scale", "0.02"])
-        .args(["--nats-port", &nats.to_string()])
-        .args(["--http", &format!("127.0.0.1:{http_port}")])
-        .args(["--ingress", &format!("127.0.0.1:{ingress_port}")])
-        .arg("--data")
-        .arg(&data)
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap());
-    let base = format!("http://127.0.0.1:{http_port}");
+    let up = Up::start(&["--cluster", "3", "--demo", "--demo-scale", "0.02"]);
+    let (base, data) = (up.base.clone(), up.data.clone());
     let http = reqwest::Client::new();
-    let log_tail = || {
-        let log = std::fs::read_to_string(dir.path().join("up.log")).unwrap_or_default();
-        log.lines().rev().take(30).collect::<Vec<_>>().join("\n")
-    };
-    let get = async |path: &str| -> Value {
-        match http.get(format!("{base}{path}")).send().await {
-            Ok(r) => r.json().await.unwrap_or(Value::Null),
-            Err(_) => Value::Null,
-        }
-    };
+    let log_tail = || up.log_tail(30);
+    let get = async |path: &str| -> Value { json_or_null(&http, format!("{base}{path}")).await };
 
     // The demo's totals, on a cluster.
     let totals_file = data.join("demo/totals.json");
@@ -146,9 +90,7 @@ async fn losing_a_follower_or_the_leader_loses_nothing_and_publishing_resumes() 
 
     // Publish through the ingress, one at a time, retrying what is refused (503); a follower
     // is killed after the first 40, the leader after 100.
-    let ingress =
-        lienthong_bus::credentials::read_env_file(&data.join("credentials/ingress-demo.env"))
-            .unwrap();
+    let ingress = ingress_caller(&up.credentials("ingress-demo.env"));
     let n = 150;
     let mut acked = Vec::new();
     // The longest wait for an acknowledgement after each kill: the follower's, the leader's.
@@ -183,25 +125,9 @@ async fn losing_a_follower_or_the_leader_loses_nothing_and_publishing_resumes() 
             last_ack = Instant::now();
         }
         let id = format!("CL-{i}");
-        let body = json!({
-            "specversion": "1.0", "type": "vn.egov.field_reports.report.submitted",
-            "source": ingress["LIENTHONG_INGRESS_SOURCE"], "id": format!("cluster/{id}"),
-            "subject": id, "time": "2023-12-30T01:00:00Z", "datacontenttype": "application/json",
-            "data": {"report_id": id, "category": "HTGT", "category_name": "Hạ tầng giao thông",
-                "ward": "mui-ne", "status": "open", "description": "Ổ gà",
-                "requested_at": "2023-12-30T08:00:00+07:00"}
-        })
-        .to_string();
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            let r = http
-                .post(&ingress["LIENTHONG_INGRESS_URL"])
-                .bearer_auth(&ingress["LIENTHONG_INGRESS_TOKEN"])
-                .header("content-type", "application/cloudevents+json")
-                .timeout(Duration::from_secs(10))
-                .body(body.clone())
-                .send()
-                .await;
+            let r = post_report(&http, &ingress, "cluster", &id, "mui-ne").await;
             if r.as_ref().is_ok_and(|r| r.status() == 202) {
                 break;
             }

@@ -9,6 +9,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use chrono::TimeZone;
+use common::up::{ingress_caller, json_or_null, post_report, Up};
 use common::Bus;
 use ed25519_dalek::SigningKey;
 use lienthong_bus::{Classification, EventDraft, EventType};
@@ -269,34 +270,6 @@ async fn panels_live_feed_and_integrity_alarms_over_http() {
     );
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// `lienthong up` as a process, stopped (TERM, then KILL) when dropped.
-struct Up(std::process::Child);
-
-impl Drop for Up {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("kill")
-            .arg("-TERM")
-            .arg(self.0.id().to_string())
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.0.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let _ = self.0.kill();
-    }
-}
-
 fn chromium() -> PathBuf {
     let path =
         PathBuf::from(std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into()));
@@ -317,46 +290,16 @@ async fn the_dashboard_in_a_real_browser_matches_the_api_and_follows_live_events
         js.join("node_modules/playwright-core/package.json").exists(),
         "playwright-core is missing from tests/js/node_modules: run ./scripts/install-js-sdk (./scripts/test does)"
     );
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let (nats, http_port, ingress_port) = (free_port(), free_port(), free_port());
-    let log = std::fs::File::create(dir.path().join("up.log")).unwrap();
-    let _up = Up(std::process::Command::new(env!("CARGO_BIN_EXE_lienthong"))
-        .args([
-            "up",
-            "--demo",
-            "--demo-scale",
-            "0.05",
-            "--verify-every",
-            "2",
-        ])
-        .args(["--nats-port", &nats.to_string()])
-        .args(["--http", &format!("127.0.0.1:{http_port}")])
-        .args(["--ingress", &format!("127.0.0.1:{ingress_port}")])
-        .arg("--data")
-        .arg(&data)
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap());
-    let base = format!("http://127.0.0.1:{http_port}");
+    let up = Up::start(&["--demo", "--demo-scale", "0.05", "--verify-every", "2"]);
+    let (base, data) = (up.base.clone(), up.data.clone());
     let http = reqwest::Client::new();
 
     // Ready: every subsystem's figures are in and the history was verified once.
-    let log_tail = || {
-        let log = std::fs::read_to_string(dir.path().join("up.log")).unwrap_or_default();
-        log.lines().rev().take(20).collect::<Vec<_>>().join("\n")
-    };
+    let log_tail = || up.log_tail(20);
     let deadline = Instant::now() + Duration::from_secs(240);
     loop {
-        let kpi: Value = match http.get(format!("{base}/api/v1/kpi")).send().await {
-            Ok(r) => r.json().await.unwrap_or(Value::Null),
-            Err(_) => Value::Null,
-        };
-        let integrity: Value = match http.get(format!("{base}/api/v1/integrity")).send().await {
-            Ok(r) => r.json().await.unwrap_or(Value::Null),
-            Err(_) => Value::Null,
-        };
+        let kpi = json_or_null(&http, format!("{base}/api/v1/kpi")).await;
+        let integrity = json_or_null(&http, format!("{base}/api/v1/integrity")).await;
         let filled = ["field_reports", "documents", "sso", "meetings"]
             .iter()
             .all(|s| kpi[s].is_object())
@@ -392,33 +335,12 @@ async fn the_dashboard_in_a_real_browser_matches_the_api_and_follows_live_events
     let mut stdin = node.stdin.take().unwrap();
     let mut lines = BufReader::new(node.stdout.take().unwrap()).lines();
     let mut out = Vec::new();
-    let ingress =
-        lienthong_bus::credentials::read_env_file(&data.join("credentials/ingress-demo.env"))
-            .unwrap();
+    let ingress = ingress_caller(&up.credentials("ingress-demo.env"));
     let run = async {
         while let Some(line) = lines.next_line().await.unwrap() {
             if line == "ready-for-live" {
                 // A citizen's report arrives through the ingress while the page is open.
-                let r = http
-                    .post(&ingress["LIENTHONG_INGRESS_URL"])
-                    .bearer_auth(&ingress["LIENTHONG_INGRESS_TOKEN"])
-                    .header("content-type", "application/cloudevents+json")
-                    .body(
-                        json!({
-                            "specversion": "1.0",
-                            "type": "vn.egov.field_reports.report.submitted",
-                            "source": ingress["LIENTHONG_INGRESS_SOURCE"],
-                            "id": "browser-test/LIVE-1",
-                            "subject": "LIVE-1",
-                            "time": "2023-12-30T01:00:00Z",
-                            "datacontenttype": "application/json",
-                            "data": {"report_id": "LIVE-1", "category": "HTGT", "category_name": "Hạ tầng giao thông",
-                                "ward": "ham-tien", "status": "open", "description": "Ổ gà",
-                                "requested_at": "2023-12-30T08:00:00+07:00"}
-                        })
-                        .to_string(),
-                    )
-                    .send()
+                let r = post_report(&http, &ingress, "browser-test", "LIVE-1", "ham-tien")
                     .await
                     .unwrap();
                 assert_eq!(r.status().as_u16(), 202, "{}", r.text().await.unwrap());

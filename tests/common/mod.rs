@@ -2,6 +2,8 @@
 //! the project's `nats.conf` and fresh credentials, streams provisioned by the operator.
 #![allow(dead_code)]
 
+pub mod up;
+
 use std::sync::Arc;
 
 use async_nats::jetstream;

@@ -1,0 +1,150 @@
+//! `lienthong up` as a real process on free ports with its own data directory, for the tests
+//! that try the whole bus as a user would; stopped (TERM, then KILL) when dropped.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+/// A free TCP port on loopback.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `n` consecutive free ports (a cluster's nodes take `--nats-port` and the next ones).
+pub fn free_ports(n: u16) -> u16 {
+    loop {
+        let p = free_port();
+        if p < 65000 && (1..n).all(|i| std::net::TcpListener::bind(("127.0.0.1", p + i)).is_ok()) {
+            return p;
+        }
+    }
+}
+
+pub struct Up {
+    child: Child,
+    dir: tempfile::TempDir,
+    /// Its `--data` directory.
+    pub data: PathBuf,
+    /// The replay service's base URL (`http://127.0.0.1:PORT`).
+    pub base: String,
+}
+
+impl Up {
+    /// `lienthong up ARGS…` with free NATS, HTTP and ingress ports (three NATS ports when
+    /// `--cluster` is among the arguments) and a temporary data directory.
+    pub fn start(args: &[&str]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let nats = if args.contains(&"--cluster") {
+            free_ports(3)
+        } else {
+            free_port()
+        };
+        let (http_port, ingress_port) = (free_port(), free_port());
+        let log = std::fs::File::create(dir.path().join("up.log")).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_lienthong"))
+            .arg("up")
+            .args(args)
+            .args(["--nats-port", &nats.to_string()])
+            .args(["--http", &format!("127.0.0.1:{http_port}")])
+            .args(["--ingress", &format!("127.0.0.1:{ingress_port}")])
+            .arg("--data")
+            .arg(&data)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        Self {
+            child,
+            dir,
+            data,
+            base: format!("http://127.0.0.1:{http_port}"),
+        }
+    }
+
+    /// The last `n` lines of its log, for failure messages.
+    pub fn log_tail(&self, n: usize) -> String {
+        let log = std::fs::read_to_string(self.dir.path().join("up.log")).unwrap_or_default();
+        log.lines().rev().take(n).collect::<Vec<_>>().join("\n")
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Whether the process still runs.
+    pub fn running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+
+    /// `data/credentials/FILE`.
+    pub fn credentials(&self, file: &str) -> PathBuf {
+        self.data.join("credentials").join(file)
+    }
+}
+
+impl Drop for Up {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = self.child.kill();
+    }
+}
+
+/// GET `url` as JSON, `Null` when there is no answer (yet).
+pub async fn json_or_null(http: &reqwest::Client, url: String) -> Value {
+    match http.get(url).send().await {
+        Ok(r) => r.json().await.unwrap_or(Value::Null),
+        Err(_) => Value::Null,
+    }
+}
+
+/// The demo caller's settings (`ingress-demo.env`).
+pub fn ingress_caller(path: &Path) -> BTreeMap<String, String> {
+    lienthong_bus::credentials::read_env_file(path).unwrap()
+}
+
+/// POSTs a new field report `id` in `ward` to the ingress as the demo caller (structured
+/// CloudEvent, event id `PREFIX/id`).
+pub async fn post_report(
+    http: &reqwest::Client,
+    caller: &BTreeMap<String, String>,
+    prefix: &str,
+    id: &str,
+    ward: &str,
+) -> reqwest::Result<reqwest::Response> {
+    http.post(&caller["LIENTHONG_INGRESS_URL"])
+        .bearer_auth(&caller["LIENTHONG_INGRESS_TOKEN"])
+        .header("content-type", "application/cloudevents+json")
+        .timeout(Duration::from_secs(10))
+        .body(
+            json!({
+                "specversion": "1.0", "type": "vn.egov.field_reports.report.submitted",
+                "source": caller["LIENTHONG_INGRESS_SOURCE"], "id": format!("{prefix}/{id}"),
+                "subject": id, "time": "2023-12-30T01:00:00Z",
+                "datacontenttype": "application/json",
+                "data": {"report_id": id, "category": "HTGT",
+                    "category_name": "Hạ tầng giao thông", "ward": ward, "status": "open",
+                    "description": "Ổ gà", "requested_at": "2023-12-30T08:00:00+07:00"}
+            })
+            .to_string(),
+        )
+        .send()
+        .await
+}
