@@ -73,9 +73,6 @@ pub struct Stack {
     metrics: lienthong_bus::Metrics,
 }
 
-/// How long the ingress waits for a stream's acknowledgement before asking again.
-const INGRESS_ACK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
-
 /// Restarts of a nats-server that died, before `up` gives up (waits 1, 2, 4, 8 and 16 s).
 const SERVER_RESTARTS: u32 = 5;
 
@@ -323,12 +320,7 @@ impl Stack {
                 .local_addr()
                 .map_err(|e| StackError::io("the ingress", e))?;
             let (js, refusals) = connect_watched(&creds, &url, "ingress").await?;
-            // An acknowledgement lost with a stream leader (a node of a cluster dying) is asked
-            // again — same Nats-Msg-Id, so stored once — after 2 s rather than the client's 5:
-            // the HTTP caller waits for its 202 meanwhile.
-            let js = async_nats::jetstream::ContextBuilder::new()
-                .timeout(INGRESS_ACK_TIMEOUT)
-                .build(js.client());
+            let js = lienthong_adapters::ingress::jetstream(js.client());
             let publisher = Publisher::new(js, opts.schemas.clone(), "urn:lienthong:ingress")
                 .with_refusals(refusals);
             let ingress = Ingress::new(cfg, publisher, &metrics)?;

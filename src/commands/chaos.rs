@@ -27,11 +27,11 @@ use super::Global;
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Rounds of publishing, each with one component killed.
-    #[arg(long, default_value_t = 10)]
-    rounds: usize,
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
+    rounds: u32,
     /// Events posted to the ingress per round.
-    #[arg(long, default_value_t = 100)]
-    events_per_round: usize,
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
+    events_per_round: u32,
     /// Reports the Open311 system holds for the adapter to pull (fed over the rounds).
     #[arg(long, default_value_t = 600)]
     reports: usize,
@@ -210,7 +210,8 @@ pub async fn run(global: &Global, a: Args) -> anyhow::Result<ExitCode> {
         )
         .collect();
     feed.sort_by(|x, y| x.0.cmp(&y.0));
-    let per_round = feed.len().div_ceil(a.rounds.max(1));
+    let (rounds_n, events_n) = (a.rounds as usize, a.events_per_round as usize);
+    let per_round = feed.len().div_ceil(rounds_n);
     let simulator = Open311Simulator::new(data);
     let sim_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let sim_addr = sim_listener.local_addr()?;
@@ -290,7 +291,7 @@ pub async fn run(global: &Global, a: Args) -> anyhow::Result<ExitCode> {
     // Every component is killed as often as the others, in a random order.
     let offset = rng.random_range(0..COMPONENTS.len());
     let mut feed = feed.into_iter();
-    for r in 0..a.rounds {
+    for r in 0..rounds_n {
         for (_, is_request, record) in feed.by_ref().take(per_round) {
             if is_request {
                 simulator.add_request(record);
@@ -299,14 +300,14 @@ pub async fn run(global: &Global, a: Args) -> anyhow::Result<ExitCode> {
             }
         }
         let victim = COMPONENTS[(r + offset) % COMPONENTS.len()];
-        let kill_after = rng.random_range(0..a.events_per_round.max(1));
+        let kill_after = rng.random_range(0..events_n);
         let down_for = Duration::from_millis(rng.random_range(200..1500));
         let mut round = Round {
             killed: victim.to_string(),
             ..Default::default()
         };
         let started = Instant::now();
-        for i in 0..a.events_per_round {
+        for i in 0..events_n {
             if i == kill_after {
                 round.at_ms = started.elapsed().as_millis();
                 if victim == "nats-server" {

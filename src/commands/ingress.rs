@@ -23,10 +23,13 @@ pub async fn run(global: &Global, a: Args) -> anyhow::Result<ExitCode> {
             a.config.display()
         )
     })?;
-    let publisher = global
-        .session("lienthong-ingress")
-        .await?
-        .publisher(global.registry()?, "urn:lienthong:ingress");
+    let session = global.session("lienthong-ingress").await?;
+    let publisher = lienthong_bus::Publisher::new(
+        lienthong_adapters::ingress::jetstream(session.client.clone()),
+        global.registry()?,
+        "urn:lienthong:ingress",
+    )
+    .with_refusals(session.refusals.clone());
     Ingress::new(config, publisher, &lienthong_bus::Metrics::new())?
         .serve(super::interrupted())
         .await?;

@@ -42,6 +42,19 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use tracing::info;
 
+/// How long the ingress waits for a stream's acknowledgement before asking again (same
+/// `Nats-Msg-Id`, so stored once): an acknowledgement lost with a stream leader (a node of a
+/// cluster dying) is asked again after 2 s rather than the client's default 5, while the
+/// HTTP caller waits for its 202.
+pub const ACK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// The JetStream context the ingress publishes with ([`ACK_TIMEOUT`]).
+pub fn jetstream(client: async_nats::Client) -> async_nats::jetstream::Context {
+    async_nats::jetstream::ContextBuilder::new()
+        .timeout(ACK_TIMEOUT)
+        .build(client)
+}
+
 use crate::error::AdapterError;
 
 fn default_listen() -> SocketAddr {
