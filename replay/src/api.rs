@@ -55,6 +55,28 @@ pub fn problem(status: StatusCode, title: &str, detail: &str) -> Response {
         .into_response()
 }
 
+/// What a caller sent, as an answer repeats it: at most 64 characters.
+pub fn shown(text: &str) -> String {
+    match text.char_indices().nth(64) {
+        Some((i, _)) => format!("{}…", &text[..i]),
+        None => text.to_string(),
+    }
+}
+
+/// A `?year=` parameter: four digits, or absent (empty counts as absent); otherwise a 400
+/// problem naming what was sent.
+pub fn year_param(year: Option<&str>) -> Result<Option<String>, Box<Response>> {
+    match year.filter(|y| !y.is_empty()) {
+        None => Ok(None),
+        Some(y) if y.len() == 4 && y.bytes().all(|b| b.is_ascii_digit()) => Ok(Some(y.into())),
+        Some(y) => Err(Box::new(problem(
+            StatusCode::BAD_REQUEST,
+            "not a year",
+            &format!("year={:?}: give four digits, e.g. year=2023", shown(y)),
+        ))),
+    }
+}
+
 /// A read model that cannot be read, as an answer (500, problem+json): handlers return
 /// `Result<Response, Unavailable>` and use `?` on store reads.
 #[derive(Debug)]

@@ -23,7 +23,7 @@ use serde_json::json;
 use tokio::sync::broadcast::error::RecvError;
 
 use super::{panels, Panels, Trees};
-use crate::api::{internal, problem, wants_csv, AppState};
+use crate::api::{internal, problem, shown, wants_csv, AppState};
 use crate::reference;
 
 /// The panels that can be asked for alone.
@@ -106,30 +106,13 @@ fn compute(s: &AppState, q: &Q) -> Result<Panels, Box<Response>> {
             Box::new(problem(
                 StatusCode::BAD_REQUEST,
                 "no such ward",
-                &format!("ward={slug:?} is not one of the 18 wards and communes; see /api/v1/dashboard/wards"),
+                &format!("ward={:?} is not one of the 18 wards and communes; see /api/v1/dashboard/wards", shown(slug)),
             ))
         })?),
     };
-    let year = match q.year.as_deref().filter(|y| !y.is_empty()) {
-        Some(y) if y.len() == 4 && y.bytes().all(|b| b.is_ascii_digit()) => Some(y.to_string()),
-        Some(y) => {
-            return Err(Box::new(problem(
-                StatusCode::BAD_REQUEST,
-                "not a year",
-                &format!("year={y:?}: give four digits, e.g. year=2023"),
-            )))
-        }
-        None => None,
-    };
+    let year = crate::api::year_param(q.year.as_deref())?;
     let read = || -> crate::Result<Panels> {
-        let mut years = Vec::new();
-        for m in crate::read_models::all() {
-            if let Some(k) = &m.kpi {
-                years.extend((k.years)(&s.tree(m.projection.name())?)?);
-            }
-        }
-        years.sort();
-        years.dedup();
+        let years = crate::http::kpi::years(s)?;
         let year = year.or_else(|| years.last().cloned());
         let trees = Trees {
             field_reports: s.tree(crate::field_reports::NAME)?,
@@ -168,7 +151,7 @@ async fn one(
         return problem(
             StatusCode::NOT_FOUND,
             "no such panel",
-            &format!("{panel:?}; the panels are {}", PANELS.join(", ")),
+            &format!("{:?}; the panels are {}", shown(&panel), PANELS.join(", ")),
         );
     }
     let p = match computed(s, q).await {
@@ -300,6 +283,13 @@ async fn integrity(State(s): State<AppState>) -> Response {
 #[cfg(test)]
 mod tests {
     use super::cell;
+
+    #[test]
+    fn what_a_caller_sent_is_repeated_short() {
+        assert_eq!(crate::api::shown("mui-ne"), "mui-ne");
+        let long = "ạ".repeat(20_000);
+        assert_eq!(crate::api::shown(&long).chars().count(), 65);
+    }
 
     #[test]
     fn a_cell_a_spreadsheet_would_run_is_kept_as_text() {

@@ -20,32 +20,18 @@ pub struct Q {
 }
 
 pub async fn kpi(State(s): State<AppState>, Query(q): Query<Q>) -> Result<Response, Unavailable> {
-    if let Some(y) = q.year.as_deref() {
-        if y.len() != 4 || !y.bytes().all(|b| b.is_ascii_digit()) {
-            return Ok(crate::api::problem(
-                axum::http::StatusCode::BAD_REQUEST,
-                "not a year",
-                &format!("year={y:?}: give four digits, e.g. year=2023"),
-            ));
-        }
-    }
+    let asked = match crate::api::year_param(q.year.as_deref()) {
+        Ok(y) => y,
+        Err(problem) => return Ok(*problem),
+    };
     let models = crate::read_models::all();
     let mut trees = BTreeMap::new();
     for m in &models {
         trees.insert(m.projection.name(), s.store.current(m.projection.name())?);
     }
-    let year = match q.year.clone() {
+    let year = match asked {
         Some(y) => Some(y),
-        None => {
-            let mut latest: Option<String> = None;
-            for m in &models {
-                if let Some(k) = &m.kpi {
-                    let newest = (k.years)(&trees[m.projection.name()])?.into_iter().max();
-                    latest = latest.max(newest);
-                }
-            }
-            latest
-        }
+        None => years(&s)?.pop(),
     };
     let mut out = Map::new();
     out.insert("year".into(), json!(year));
@@ -59,4 +45,18 @@ pub async fn kpi(State(s): State<AppState>, Query(q): Query<Q>) -> Result<Respon
     }
     out.insert("stream_sequences".into(), Value::Object(sequences));
     Ok(Json(Value::Object(out)).into_response())
+}
+
+/// Every year (UTC+7) any read model has figures for, in order: the period selector's, and the
+/// default (the latest) when none is asked for.
+pub fn years(s: &AppState) -> crate::Result<Vec<String>> {
+    let mut years = Vec::new();
+    for m in crate::read_models::all() {
+        if let Some(k) = &m.kpi {
+            years.extend((k.years)(&s.tree(m.projection.name())?)?);
+        }
+    }
+    years.sort();
+    years.dedup();
+    Ok(years)
 }

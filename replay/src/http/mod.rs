@@ -10,7 +10,7 @@
 //! Tables answer CSV with `Accept: text/csv` or `?format=csv`; errors are problem+json.
 
 mod catalog;
-mod kpi;
+pub mod kpi;
 pub mod openapi;
 
 use std::sync::atomic::Ordering;
