@@ -5,6 +5,7 @@
 //! # Layout
 //! - [`stack`]: the whole bus on one machine ([`Stack`]): what `lienthong up` runs, and what
 //!   tests start in-process.
+//! - [`site`]: a ward's or an agency's site, a leaf node of the hub (`lienthong site up`).
 //! - [`crosscheck`]: the subsystem registry against the server configuration, the streams, the
 //!   schemas and the read models.
 //! - [`datasets`]: the shared datasets' snapshots, their verification, CKAN publication.
@@ -18,6 +19,7 @@
 pub mod crosscheck;
 pub mod datasets;
 pub mod error;
+pub mod site;
 pub mod stack;
 
 pub use error::StackError;

@@ -81,6 +81,10 @@ enum Command {
     /// Agencies: grant streams, rotate and revoke credentials, webhook subscriptions.
     #[command(subcommand)]
     Agency(commands::agency::Command),
+    /// Ward and agency sites: leaf nodes of the hub with their own JetStream domain, working
+    /// while the link is down (`site add|list|remove` on the hub, `site up` at the site).
+    #[command(subcommand)]
+    Site(commands::site::Command),
     /// The shared datasets: verifiable snapshots, publication to CKAN.
     #[command(subcommand)]
     Datasets(commands::datasets::Command),
@@ -152,6 +156,7 @@ fn main() -> ExitCode {
             Command::Agency(c) => commands::agency::run(&global, c).await,
             Command::Deliver(a) => commands::deliver::run(&global, a).await,
             Command::Datasets(c) => commands::datasets::run(&global, c).await,
+            Command::Site(c) => commands::site::run(&global, c).await,
         }
     });
     match result {

@@ -11,7 +11,7 @@ use lienthong_adapters::demo::{DemoPart, DemoSettings};
 use lienthong_adapters::ingress::{token_hash, Caller, Ingress, IngressConfig};
 use lienthong_adapters::{AdapterConfig, AdapterContext};
 use lienthong_bus::credentials::write_private;
-use lienthong_bus::server::{NatsServer, ServerOptions};
+use lienthong_bus::server::{LeafNodes, NatsServer, ServerOptions};
 use lienthong_bus::{CredentialSet, Publisher, SchemaRegistry, Shutdown, ShutdownTrigger};
 use lienthong_replay::service::ServeOptions;
 use lienthong_replay::ReadStore;
@@ -50,6 +50,9 @@ pub struct StackOptions {
     pub cluster: Option<usize>,
     /// How often the replay service verifies the audited streams (integrity panel).
     pub verify_every: std::time::Duration,
+    /// Listen for ward and agency sites (leaf nodes) here (a cluster: here and the next
+    /// ports); the JetStream domain is then `hub`. `None`: no sites.
+    pub leaf_port: Option<u16>,
 }
 
 type Task = tokio::task::JoinHandle<Result<(), StackError>>;
@@ -166,6 +169,13 @@ impl Stack {
                         port: Some(*port),
                         sync_always: opts.durable,
                         node,
+                        // A hub: sites connect to every node, each on its own port.
+                        domain: opts
+                            .leaf_port
+                            .map(|_| lienthong_bus::sites::HUB_DOMAIN.to_string()),
+                        leaf: opts
+                            .leaf_port
+                            .map(|p| LeafNodes::Listen { port: p + i as u16 }),
                     },
                     &creds,
                 )
@@ -438,6 +448,16 @@ impl Stack {
                 String::new()
             }
         ));
+        if let Some(p) = opts.leaf_port {
+            let ports: Vec<String> = (0..stack.servers.len())
+                .map(|i| format!("nats-leaf://{}:{}", opts.nats_host, p + i as u16))
+                .collect();
+            stack.lines.push(format!(
+                "  Sites (leaf nodes) {}  (JetStream domain hub; lienthong site add NAME --domain D --env {}/operator.env)",
+                ports.join(","),
+                creds_dir.display()
+            ));
+        }
         Ok(stack)
     }
 
@@ -699,7 +719,7 @@ async fn publish_demo_datasets(
     .await
 }
 
-fn free_port(host: &str) -> Result<u16, StackError> {
+pub(crate) fn free_port(host: &str) -> Result<u16, StackError> {
     std::net::TcpListener::bind((host, 0))
         .and_then(|l| l.local_addr())
         .map(|a| a.port())

@@ -84,6 +84,7 @@ async fn datasets_are_catalogued_verifiable_and_published_idempotently() {
         publication: Default::default(),
         verify_every: std::time::Duration::from_secs(60),
         cluster: None,
+        leaf_port: None,
     })
     .await
     .unwrap_or_else(|e| panic!("{e}"));

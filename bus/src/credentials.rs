@@ -115,6 +115,11 @@ impl CredentialSet {
     }
 }
 
+/// A fresh password: 32 random alphanumerics (~190 bits).
+pub fn new_password() -> String {
+    Alphanumeric.sample_string(&mut rand::rng(), 32)
+}
+
 /// A secret kept in a file (mode 0600), generated (40 random alphanumerics) on first use: push
 /// tokens, admin tokens, pseudonymisation keys of a local run.
 pub fn secret_file(path: &Path) -> Result<String> {

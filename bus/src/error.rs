@@ -115,7 +115,7 @@ pub enum BusError {
 }
 
 impl BusError {
-    pub(crate) fn nats(
+    pub fn nats(
         operation: impl Into<String>,
         source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
     ) -> Self {

@@ -48,6 +48,7 @@ pub mod roles;
 pub mod schema;
 pub mod server;
 pub mod shutdown;
+pub mod sites;
 pub mod subject;
 pub mod subscriber;
 pub mod topology;

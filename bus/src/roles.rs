@@ -40,7 +40,8 @@ pub struct Permission {
 }
 
 impl Permission {
-    fn allow(subjects: impl IntoIterator<Item = String>) -> Self {
+    /// Allows `subjects` (and nothing else).
+    pub fn allow(subjects: impl IntoIterator<Item = String>) -> Self {
         Self {
             allow: subjects.into_iter().collect(),
             deny: Vec::new(),

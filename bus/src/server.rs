@@ -115,6 +115,76 @@ pub struct ServerOptions {
     pub sync_always: bool,
     /// A node of a cluster: its name and routes (`None`: a single server).
     pub node: Option<ClusterNode>,
+    /// The server's JetStream domain (a hub's or a site's; `None`: none).
+    pub domain: Option<String>,
+    /// Leaf-node links: listening for sites (a hub), or a site's link to its hub.
+    pub leaf: Option<LeafNodes>,
+}
+
+/// A server's leaf-node links.
+#[derive(Clone)]
+pub enum LeafNodes {
+    /// A hub: sites connect here.
+    Listen { port: u16 },
+    /// A site: one link to the hub (`nats-leaf://host:port` seeds), as `user`, binding the
+    /// site's bus account to the hub account of that user.
+    Remote {
+        urls: Vec<String>,
+        user: String,
+        password: String,
+    },
+}
+
+impl std::fmt::Debug for LeafNodes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Listen { port } => f.debug_struct("Listen").field("port", port).finish(),
+            Self::Remote { urls, user, .. } => f
+                .debug_struct("Remote")
+                .field("urls", urls)
+                .field("user", user)
+                .finish_non_exhaustive(),
+        }
+    }
+}
+
+impl LeafNodes {
+    /// What the links add to the configuration.
+    pub fn config(&self, host: &str) -> Result<String> {
+        Ok(match self {
+            // Not advertised: the addresses a hub knows itself by are often not the ones a
+            // site reaches it at (NAT, proxies); sites list every node in `--hub`.
+            Self::Listen { port } => {
+                format!("\nleafnodes {{\n  listen: \"{host}:{port}\"\n  no_advertise: true\n}}\n")
+            }
+            Self::Remote {
+                urls,
+                user,
+                password,
+            } => {
+                let mut with_credentials = Vec::new();
+                for u in urls {
+                    let mut url = url::Url::parse(u).map_err(|e| {
+                        BusError::Config(format!("hub address {u:?}: {e} (nats-leaf://host:port)"))
+                    })?;
+                    if url.host_str().is_none() {
+                        return Err(BusError::Config(format!(
+                            "hub address {u:?} has no host (nats-leaf://host:port)"
+                        )));
+                    }
+                    url.set_username(user)
+                        .and_then(|_| url.set_password(Some(password)))
+                        .map_err(|_| BusError::Config(format!("hub address {u:?}")))?;
+                    with_credentials.push(format!("\"{url}\""));
+                }
+                format!(
+                    "\nleafnodes {{\n  reconnect: \"1s\"\n  remotes: [{{ urls: [{}], account: \"{}\" }}]\n}}\n",
+                    with_credentials.join(", "),
+                    crate::roles::BUS_ACCOUNT
+                )
+            }
+        })
+    }
 }
 
 /// One node of a cluster of servers with routes between them (JetStream clustered).
@@ -149,13 +219,16 @@ impl ClusterNode {
 }
 
 /// The configuration written for the server: the project's `nats.conf`, with
-/// `sync_interval: always` in its JetStream block in durable mode.
-pub fn server_config(sync_always: bool) -> String {
+/// `sync_interval: always` in its JetStream block in durable mode, and its domain.
+pub fn server_config(sync_always: bool, domain: Option<&str>) -> String {
+    let mut extra = String::new();
     if sync_always {
-        NATS_CONF.replacen("jetstream {", "jetstream {\n  sync_interval: always", 1)
-    } else {
-        NATS_CONF.to_string()
+        extra.push_str("\n  sync_interval: always");
     }
+    if let Some(d) = domain {
+        extra.push_str(&format!("\n  domain: \"{d}\""));
+    }
+    NATS_CONF.replacen("jetstream {", &format!("jetstream {{{extra}"), 1)
 }
 
 /// A running nats-server child process.
@@ -180,12 +253,15 @@ impl NatsServer {
         std::fs::create_dir_all(&opts.data_dir)
             .map_err(|e| BusError::io(format!("creating {}", opts.data_dir.display()), e))?;
         let conf = opts.data_dir.join("nats.conf");
-        let mut text = server_config(opts.sync_always);
+        let mut text = server_config(opts.sync_always, opts.domain.as_deref());
         if let Some(node) = &opts.node {
             text.push_str(&node.config(&opts.host));
         }
-        std::fs::write(&conf, text)
-            .map_err(|e| BusError::io(format!("writing {}", conf.display()), e))?;
+        if let Some(leaf) = &opts.leaf {
+            text.push_str(&leaf.config(&opts.host)?);
+        }
+        // A site's link holds its password: readable by this user only.
+        crate::credentials::write_private(&conf, &text)?;
         // The roles' accounts, and the agencies' as the agent last applied them (so agencies
         // and their copies work from the first moment; the agent corrects what changed).
         let accounts_path = opts.data_dir.join(ACCOUNTS_CONF);
@@ -268,6 +344,8 @@ impl NatsServer {
                 port: None,
                 sync_always,
                 node: None,
+                domain: None,
+                leaf: None,
             },
             credentials,
         )
@@ -430,11 +508,12 @@ mod tests {
 
     #[test]
     fn durable_mode_syncs_every_message_inside_the_jetstream_block() {
-        assert!(!server_config(false).contains("sync_interval"));
-        let durable = server_config(true);
+        assert!(!server_config(false, None).contains("sync_interval"));
+        let durable = server_config(true, Some("phuthuy"));
         assert_eq!(durable.matches("sync_interval: always").count(), 1);
         let block = &durable[durable.find("jetstream {").unwrap()..];
         let block = &block[..block.find('}').unwrap()];
         assert!(block.contains("sync_interval: always"), "{block}");
+        assert!(block.contains("domain: \"phuthuy\""), "{block}");
     }
 }

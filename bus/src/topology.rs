@@ -195,6 +195,19 @@ fn mutable_differences(want: &stream::Config, have: &stream::Config) -> Vec<Stri
     d
 }
 
+/// Provisions streams of the given configurations (e.g. a ward site's own,
+/// [`crate::sites::local_stream`]), like the contract's.
+pub async fn provision_streams(
+    js: &jetstream::Context,
+    configs: Vec<stream::Config>,
+) -> Result<Vec<Provisioned>> {
+    let mut out = Vec::new();
+    for c in configs {
+        out.push(provision_stream(js, c).await?);
+    }
+    Ok(out)
+}
+
 /// Creates or checks every stream and the KV buckets. Safe to run again.
 ///
 /// # Errors
@@ -235,7 +248,10 @@ pub async fn provision_replicated(
     Ok(out)
 }
 
-async fn provision_stream(js: &jetstream::Context, want: stream::Config) -> Result<Provisioned> {
+async fn provision_stream(
+    js: &jetstream::Context,
+    mut want: stream::Config,
+) -> Result<Provisioned> {
     let name = want.name.clone();
     match js.get_stream(&name).await {
         Ok(mut existing) => {
@@ -245,6 +261,9 @@ async fn provision_stream(js: &jetstream::Context, want: stream::Config) -> Resu
                 .map_err(|e| BusError::nats(format!("reading stream {name}"), e))?
                 .config
                 .clone();
+            // Its sources are the ward sites registered with `lienthong site add`, not the
+            // contract's: kept as they are.
+            want.sources = have.sources.clone();
             let protected = protected_differences(&want, &have);
             if !protected.is_empty() {
                 return Err(BusError::Topology {
@@ -274,7 +293,7 @@ async fn provision_stream(js: &jetstream::Context, want: stream::Config) -> Resu
     }
 }
 
-async fn provision_bucket(
+pub(crate) async fn provision_bucket(
     js: &jetstream::Context,
     bucket: &str,
     description: &str,

@@ -273,6 +273,11 @@ impl Runner {
     }
 
     /// The read model this runner builds.
+    /// The stream it folds.
+    pub fn stream(&self) -> &'static str {
+        self.projection.stream()
+    }
+
     pub fn projection_name(&self) -> &'static str {
         self.projection.name()
     }

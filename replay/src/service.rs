@@ -59,6 +59,9 @@ pub struct ServeOptions {
     pub verify_every: std::time::Duration,
     /// Components a supervisor reports down (`/healthz` answers 503 naming them).
     pub health: Option<lienthong_bus::health::Components>,
+    /// Fold only these streams (an agency site holds only what it was granted); `None`:
+    /// every stream.
+    pub only_streams: Option<Vec<String>>,
 }
 
 impl Default for ServeOptions {
@@ -72,6 +75,7 @@ impl Default for ServeOptions {
             publication: Default::default(),
             verify_every: std::time::Duration::from_secs(300),
             health: None,
+            only_streams: None,
         }
     }
 }
@@ -90,8 +94,17 @@ pub async fn serve(
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let stop_tx = std::sync::Arc::new(stop_tx);
     let mut tasks = Vec::new();
+    let kept = |r: &Runner| {
+        options
+            .only_streams
+            .as_ref()
+            .is_none_or(|s| s.iter().any(|x| x == r.stream()))
+    };
     if let Some(js) = &js {
-        for runner in runners(js, &registry, &store, &metrics) {
+        for runner in runners(js, &registry, &store, &metrics)
+            .into_iter()
+            .filter(kept)
+        {
             let runner = runner.with_max_batch(options.max_batch);
             let mut rx = stop_rx.clone();
             tasks.push(tokio::spawn(async move {
@@ -108,6 +121,7 @@ pub async fn serve(
             token,
             runners: runners(js, &registry, &store, &metrics)
                 .into_iter()
+                .filter(kept)
                 .map(|r| r.with_max_batch(options.max_batch))
                 .collect(),
         }),

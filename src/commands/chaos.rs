@@ -162,6 +162,8 @@ pub async fn run(global: &Global, a: Args) -> anyhow::Result<ExitCode> {
                     port: Some(*port),
                     sync_always: false,
                     node,
+                    domain: None,
+                    leaf: None,
                 },
                 &creds,
             )

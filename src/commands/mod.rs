@@ -14,6 +14,7 @@ pub mod publish;
 pub mod replay;
 pub mod schema;
 pub mod simulator;
+pub mod site;
 pub mod streams;
 pub mod tail;
 pub mod up;

@@ -117,7 +117,7 @@ pub async fn run(global: &Global, cmd: Command) -> anyhow::Result<ExitCode> {
                     metrics: None,
                     publication: publication.publication(),
                     verify_every: std::time::Duration::from_secs(verify_every.max(1)),
-                    health: None,
+                    ..Default::default()
                 },
                 super::interrupted(),
             )

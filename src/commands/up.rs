@@ -52,6 +52,11 @@ pub struct Args {
     /// at N replicas; see docs/deployment.md for three hosts.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(3..=7))]
     cluster: Option<u16>,
+    /// Be the hub of ward and agency sites: listen for their leaf-node links on this port (a
+    /// cluster: this and the next ports), with the JetStream domain `hub`. See
+    /// docs/deployment.md ("Sites").
+    #[arg(long, value_name = "PORT")]
+    leaf_port: Option<u16>,
     #[command(flatten)]
     publication: super::PublicationArgs,
 }
@@ -87,6 +92,7 @@ pub async fn run(global: &Global, a: Args) -> anyhow::Result<ExitCode> {
         publication: a.publication.publication(),
         verify_every: std::time::Duration::from_secs(a.verify_every.max(1)),
         cluster: a.cluster.map(usize::from),
+        leaf_port: a.leaf_port,
     })
     .await?;
     let http = format!("http://{}", stack.http);

@@ -2,6 +2,7 @@
 //! the project's `nats.conf` and fresh credentials, streams provisioned by the operator.
 #![allow(dead_code)]
 
+pub mod proxy;
 pub mod up;
 
 use std::sync::Arc;
@@ -35,6 +36,8 @@ impl Bus {
                 port: Some(port),
                 sync_always: false,
                 node: None,
+                domain: None,
+                leaf: None,
             },
             &creds,
         )

@@ -92,19 +92,90 @@ impl Up {
 
 impl Drop for Up {
     fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.child.id().to_string())
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let _ = self.child.kill();
+        stop(&mut self.child);
     }
+}
+
+/// Stops a child: TERM, then KILL after 30 s.
+fn stop(child: &mut Child) {
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = child.kill();
+}
+
+/// `lienthong site up ARGS…` as a process with a temporary data directory and free NATS,
+/// ingress and HTTP ports; stopped when dropped.
+pub struct SiteUp {
+    child: Child,
+    dir: tempfile::TempDir,
+    /// Its `--data` directory.
+    pub data: PathBuf,
+    /// Where its ingress (a ward's) or read models (an agency's) answer.
+    pub ingress: String,
+    pub http: String,
+}
+
+impl SiteUp {
+    pub fn start(args: &[&str]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let (nats, ingress, http) = (free_port(), free_port(), free_port());
+        let log = std::fs::File::create(dir.path().join("site.log")).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_lienthong"))
+            .args(["site", "up"])
+            .args(args)
+            .args(["--nats-port", &nats.to_string()])
+            .args(["--ingress", &format!("127.0.0.1:{ingress}")])
+            .args(["--http", &format!("127.0.0.1:{http}")])
+            .arg("--data")
+            .arg(&data)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        Self {
+            child,
+            dir,
+            data,
+            ingress: format!("http://127.0.0.1:{ingress}/events"),
+            http: format!("http://127.0.0.1:{http}"),
+        }
+    }
+
+    pub fn log_tail(&self, n: usize) -> String {
+        let log = std::fs::read_to_string(self.dir.path().join("site.log")).unwrap_or_default();
+        log.lines().rev().take(n).collect::<Vec<_>>().join("\n")
+    }
+}
+
+impl Drop for SiteUp {
+    fn drop(&mut self) {
+        stop(&mut self.child);
+    }
+}
+
+/// Runs `lienthong ARGS…` to its end; panics with its output unless it succeeds.
+pub fn lienthong(args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_lienthong"))
+        .args(args)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "lienthong {args:?} failed:\n{text}");
+    text
 }
 
 /// GET `url` as JSON, `Null` when there is no answer (yet).

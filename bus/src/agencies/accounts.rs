@@ -59,6 +59,8 @@ pub fn agency_permissions(agency: &AgencyRecord) -> Permissions {
             format!("$JS.ACK.{s}.>"),
             format!("$JS.FC.{s}.>"),
         ]);
+        // A site of the agency's own mirrors the copy over a leaf connection.
+        allow.extend(crate::sites::agency_site_publish(s));
     }
     Permissions {
         publish: Permission {
@@ -66,7 +68,10 @@ pub fn agency_permissions(agency: &AgencyRecord) -> Permissions {
             deny: Vec::new(),
         },
         subscribe: Permission {
-            allow: vec![format!("{}.>", inbox(&account(&agency.name)))],
+            allow: vec![
+                format!("{}.>", inbox(&account(&agency.name))),
+                crate::sites::SERVER_REPLIES.to_string(),
+            ],
             deny: Vec::new(),
         },
     }
@@ -194,16 +199,18 @@ pub fn add_agencies(
     bus.exports.extend(streams);
 }
 
-/// Carries the agencies' accounts, and the bus account's exports to them, from a previous
+/// Carries the agencies' and ward sites' accounts, and the bus account's exports to and
+/// imports from them, from a previous
 /// configuration into a new one (a restart keeps what the agent last applied).
 pub fn carry_over(previous: &AccountsConfig, accounts: &mut AccountsConfig) {
     for (name, account) in previous {
-        if name.starts_with(super::PREFIX) {
+        if name.starts_with(super::PREFIX) || name.starts_with(crate::sites::PREFIX) {
             accounts.insert(name.clone(), account.clone());
         }
     }
     if let (Some(old), Some(bus)) = (previous.get(BUS_ACCOUNT), accounts.get_mut(BUS_ACCOUNT)) {
         bus.exports = old.exports.clone();
+        bus.imports = old.imports.clone();
     }
 }
 
@@ -330,10 +337,12 @@ mod tests {
         assert!(allow.contains(&"$JS.API.STREAM.INFO.FIELD_REPORTS".to_string()));
         assert!(!allow.iter().any(|s| s.contains("SSO")));
         assert!(!allow.iter().any(|s| s.starts_with("$JS.EGOV")));
+        // Its own inbox, and the replies to its site's server (mirroring over a leaf link).
         assert_eq!(
             h.users[0].permissions.subscribe.allow,
-            vec!["_INBOX.agency-health.>".to_string()]
+            vec!["_INBOX.agency-health.>".to_string(), "$JSC.R.*".to_string()]
         );
+        assert!(allow.contains(&"$JS.hub.API.CONSUMER.CREATE.FIELD_REPORTS".to_string()));
         // It renders, reads back, and agrees with the registry; a revoked agency's account
         // left in the configuration is named.
         let text = crate::roles::render_accounts(&accounts).unwrap();

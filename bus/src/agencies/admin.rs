@@ -12,7 +12,6 @@ use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, stream};
 use chrono::Utc;
-use rand::distr::{Alphanumeric, SampleString};
 
 use super::accounts::AccessHashes;
 use super::events::{AgencyEvent, Granted, Revoked, Rotated};
@@ -577,7 +576,7 @@ fn changed_meanwhile(name: &str, e: BusError) -> BusError {
 }
 
 fn new_password() -> String {
-    Alphanumeric.sample_string(&mut rand::rng(), 32)
+    crate::credentials::new_password()
 }
 
 fn admin_password(file: &Path) -> Result<String> {

@@ -25,6 +25,7 @@ use crate::error::{BusError, Result};
 use crate::reader::StreamReader;
 use crate::registry::AGENCIES;
 use crate::roles::{parse_accounts, render_accounts, AccountsConfig, BUS_ACCOUNT};
+use crate::sites::SiteRecord;
 use crate::topology::AGENCY_ACCESS_BUCKET;
 
 /// How often the agent looks for changes.
@@ -55,7 +56,16 @@ pub struct Agent {
     applied: Option<Applied>,
     /// The hashes as last read, with the bucket's sequence then (read again only when it
     /// moved: listing a bucket's keys creates a consumer on the server).
-    hashes: Option<(u64, BTreeMap<String, AccessHashes>)>,
+    hashes: Option<(u64, Access)>,
+}
+
+/// What `AGENCY_ACCESS` holds for the servers' configuration.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Access {
+    /// Each agency's password hashes.
+    pub agencies: BTreeMap<String, AccessHashes>,
+    /// The ward sites.
+    pub sites: Vec<SiteRecord>,
 }
 
 impl Agent {
@@ -73,6 +83,7 @@ impl Agent {
         if let Some(bus) = base.get_mut(BUS_ACCOUNT) {
             bus.exports.clear();
         }
+        crate::sites::add_sites(&mut base, &[]);
         Ok(Self {
             base,
             path: accounts_path.to_path_buf(),
@@ -84,41 +95,8 @@ impl Agent {
         })
     }
 
-    /// Every agency's hashes in `AGENCY_ACCESS`.
-    async fn hashes(&self) -> Result<BTreeMap<String, AccessHashes>> {
-        let kv = self
-            .operator
-            .get_key_value(AGENCY_ACCESS_BUCKET)
-            .await
-            .map_err(|e| BusError::nats(format!("opening KV {AGENCY_ACCESS_BUCKET}"), e))?;
-        let mut keys = kv
-            .keys()
-            .await
-            .map_err(|e| BusError::nats(format!("listing KV {AGENCY_ACCESS_BUCKET}"), e))?;
-        let mut out = BTreeMap::new();
-        while let Some(key) = keys.next().await {
-            let key = key.map_err(|e| BusError::nats("listing agency hashes", e))?;
-            if super::check_name(&key).is_err() {
-                continue;
-            }
-            if let Some(v) = kv
-                .get(&key)
-                .await
-                .map_err(|e| BusError::nats(format!("reading the hashes of {key}"), e))?
-            {
-                match serde_json::from_slice::<AccessHashes>(&v) {
-                    Ok(h) => {
-                        out.insert(key, h);
-                    }
-                    Err(e) => warn!("AGENCY_ACCESS {key}: unreadable ({e}); left out"),
-                }
-            }
-        }
-        Ok(out)
-    }
-
-    /// The agencies' hashes, read again only when the bucket changed.
-    async fn current_hashes(&mut self) -> Result<BTreeMap<String, AccessHashes>> {
+    /// The agencies' hashes and the sites, read again only when the bucket changed.
+    async fn current_hashes(&mut self) -> Result<Access> {
         let seq = self
             .reader
             .last_sequence(&format!("KV_{AGENCY_ACCESS_BUCKET}"))
@@ -128,7 +106,7 @@ impl Agent {
                 return Ok(h.clone());
             }
         }
-        let h = self.hashes().await?;
+        let h = read_access(&self.operator).await?;
         self.hashes = Some((seq, h.clone()));
         Ok(h)
     }
@@ -136,13 +114,14 @@ impl Agent {
     /// The accounts the registry asks for now, and what they apply.
     pub async fn render(&mut self) -> Result<(AccountsConfig, Applied)> {
         let registry = AgencyRegistry::load(&self.reader, None).await?;
-        let hashes = self.current_hashes().await?;
+        let access = self.current_hashes().await?;
         let mut accounts = self.base.clone();
         let agencies: Vec<_> = registry.agencies.values().collect();
-        add_agencies(&mut accounts, &agencies, &hashes);
+        add_agencies(&mut accounts, &agencies, &access.agencies);
+        crate::sites::add_sites(&mut accounts, &access.sites);
         let at = Applied {
             registry_sequence: registry.sequence,
-            access_digest: digest(&hashes),
+            access_digest: digest(&access),
         };
         Ok((accounts, at))
     }
@@ -253,16 +232,59 @@ impl Agent {
     }
 }
 
-/// A digest of the hashes (which agencies, which passwords), to notice any change.
-fn digest(hashes: &BTreeMap<String, AccessHashes>) -> String {
+/// A digest of the hashes (which agencies and sites, which passwords), to notice any change.
+pub fn digest(hashes: &Access) -> String {
     use sha2::{Digest, Sha256};
     let mut h = Sha256::new();
     h.update(serde_json::to_vec(hashes).expect("serialises"));
     hex::encode(h.finalize())
 }
 
-/// The registry sequence each server applies, from the records of their agents.
-pub async fn applied_by_servers(js: &jetstream::Context) -> Result<BTreeMap<String, u64>> {
+/// Every agency's hashes, and every ward site's record, in `AGENCY_ACCESS`.
+pub async fn read_access(operator: &jetstream::Context) -> Result<Access> {
+    let kv = operator
+        .get_key_value(AGENCY_ACCESS_BUCKET)
+        .await
+        .map_err(|e| BusError::nats(format!("opening KV {AGENCY_ACCESS_BUCKET}"), e))?;
+    let mut keys = kv
+        .keys()
+        .await
+        .map_err(|e| BusError::nats(format!("listing KV {AGENCY_ACCESS_BUCKET}"), e))?;
+    let mut out = Access::default();
+    while let Some(key) = keys.next().await {
+        let key = key.map_err(|e| BusError::nats("listing agency hashes", e))?;
+        let site = key.strip_prefix(crate::sites::KEY_PREFIX);
+        if super::check_name(&key).is_err()
+            && site.is_none_or(|s| crate::sites::check_name(s).is_err())
+        {
+            continue;
+        }
+        let Some(v) = kv
+            .get(&key)
+            .await
+            .map_err(|e| BusError::nats(format!("reading the hashes of {key}"), e))?
+        else {
+            continue;
+        };
+        if site.is_some() {
+            match serde_json::from_slice::<SiteRecord>(&v) {
+                Ok(s) => out.sites.push(s),
+                Err(e) => warn!("AGENCY_ACCESS {key}: unreadable ({e}); left out"),
+            }
+            continue;
+        }
+        match serde_json::from_slice::<AccessHashes>(&v) {
+            Ok(h) => {
+                out.agencies.insert(key, h);
+            }
+            Err(e) => warn!("AGENCY_ACCESS {key}: unreadable ({e}); left out"),
+        }
+    }
+    Ok(out)
+}
+
+/// What each server applies, from the records of their agents.
+pub async fn applied_records(js: &jetstream::Context) -> Result<BTreeMap<String, Applied>> {
     let kv = js
         .get_key_value(AGENCY_ACCESS_BUCKET)
         .await
@@ -283,9 +305,18 @@ pub async fn applied_by_servers(js: &jetstream::Context) -> Result<BTreeMap<Stri
             .map_err(|e| BusError::nats("reading an applied registry", e))?
         {
             if let Ok(a) = serde_json::from_slice::<Applied>(&v) {
-                out.insert(server.to_string(), a.registry_sequence);
+                out.insert(server.to_string(), a);
             }
         }
     }
     Ok(out)
+}
+
+/// The registry sequence each server applies, from the records of their agents.
+pub async fn applied_by_servers(js: &jetstream::Context) -> Result<BTreeMap<String, u64>> {
+    Ok(applied_records(js)
+        .await?
+        .into_iter()
+        .map(|(server, a)| (server, a.registry_sequence))
+        .collect())
 }

@@ -1,0 +1,366 @@
+//! Sites: ward and agency servers that are leaf nodes of the central one (the hub), each with
+//! a JetStream domain of its own, so that they keep working while the link is down.
+//!
+//! - The hub's JetStream domain is [`HUB_DOMAIN`]; it listens for leaf nodes
+//!   (`lienthong up --leaf-port`).
+//! - A **ward site** (registered on the hub with `lienthong site add`) stores what its
+//!   subsystems publish in streams of its own, named `<STREAM>_<DOMAIN>`
+//!   ([`local_stream`]), capturing the contract's subjects. Its leaf connection binds to an
+//!   account of its own on the hub, `site-<name>`, which holds no stream and no other user:
+//!   nothing the ward publishes reaches the hub's streams by subject (so nothing is captured
+//!   twice). The hub's streams **source** the ward's through that account's exports — its
+//!   JetStream API (`$JS.<domain>.API`), the deliveries (`lienthong.site.<name>.>`) and the
+//!   flow control of its streams — which the bus account imports ([`add_sites`]). When the
+//!   link comes back, each source resumes where it stopped; the `Nats-Msg-Id` of every event
+//!   makes a repeat a no-op.
+//! - An **agency site** connects as the agency (its own account on the hub) and keeps
+//!   read-only mirrors of its copies of the granted streams (through `$JS.hub.API`, the
+//!   deliveries under the agency's own inbox), and runs its own replay service on them.
+//!
+//! Ward sites' records (domain, password hash) are kept in the operator-only bucket
+//! `AGENCY_ACCESS` under `site.<name>`; each server's configuration agent renders them into
+//! the server's accounts, as it does the agencies'.
+
+use async_nats::jetstream::stream;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{BusError, Result};
+use crate::registry;
+use crate::roles::{
+    AccountConfig, AccountsConfig, Export, Import, ImportSource, Permission, Permissions,
+    UserConfig, BUS_ACCOUNT,
+};
+
+/// The hub's JetStream domain.
+pub const HUB_DOMAIN: &str = "hub";
+/// The hub's JetStream API, as sites reach it.
+pub const HUB_API_PREFIX: &str = "$JS.hub.API";
+/// The prefix of ward sites' accounts and users on the hub.
+pub const PREFIX: &str = "site-";
+/// The prefix of ward sites' records in `AGENCY_ACCESS`.
+pub const KEY_PREFIX: &str = "site.";
+
+/// A ward site as the hub knows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SiteRecord {
+    pub name: String,
+    /// Its JetStream domain.
+    pub domain: String,
+    /// bcrypt of its leaf connection's password.
+    pub password: String,
+}
+
+/// The account (and the user) of ward site `name` on the hub: `site-<name>`.
+pub fn account(name: &str) -> String {
+    format!("{PREFIX}{name}")
+}
+
+/// The key of ward site `name`'s record in `AGENCY_ACCESS`.
+pub fn key(name: &str) -> String {
+    format!("{KEY_PREFIX}{name}")
+}
+
+/// Where the hub's streams receive what they source from ward site `name`.
+pub fn deliver_prefix(name: &str) -> String {
+    format!("lienthong.site.{name}")
+}
+
+/// A site's JetStream API as the hub reaches it.
+pub fn api_prefix(domain: &str) -> String {
+    format!("$JS.{domain}.API")
+}
+
+/// The name of a ward site's own stream for the contract's `stream`: `FIELD_REPORTS_PHUTHUY`
+/// for domain `phuthuy`. Unique per site, so that the flow control of each source is the
+/// site's own (`$JS.FC.<stream>.>`).
+pub fn local_stream(stream: &str, domain: &str) -> String {
+    format!("{stream}_{}", domain.to_ascii_uppercase())
+}
+
+/// The contract's streams a ward site keeps and the hub sources: every subsystem's and the
+/// dead letters (the audit trail and the agency registry are central).
+pub fn ward_streams() -> Vec<crate::topology::StreamSpec> {
+    crate::topology::streams()
+        .into_iter()
+        .filter(|s| s.name != registry::AUDIT.name && s.name != registry::AGENCIES.name)
+        .collect()
+}
+
+/// A ward site's own streams: the contract's configuration under the site's names.
+pub fn ward_stream_configs(domain: &str) -> Vec<stream::Config> {
+    ward_streams()
+        .into_iter()
+        .map(|s| {
+            let mut c = s.config();
+            c.name = local_stream(s.name, domain);
+            c.description = Some(format!(
+                "{} at the site of domain {domain}; the hub's {} sources it",
+                s.description, s.name
+            ));
+            c
+        })
+        .collect()
+}
+
+/// Provisions a ward site's server: its own streams and the adapters' cursors.
+pub async fn provision_ward(
+    js: &async_nats::jetstream::Context,
+    domain: &str,
+) -> Result<Vec<crate::topology::Provisioned>> {
+    let mut out = crate::topology::provision_streams(js, ward_stream_configs(domain)).await?;
+    out.push(
+        crate::topology::provision_bucket(
+            js,
+            crate::topology::ADAPTER_STATE_BUCKET,
+            "Adapter cursors: adapters are stateless processes",
+            1,
+        )
+        .await?,
+    );
+    Ok(out)
+}
+
+/// Checks a site name: 1 to 32 of `a–z 0–9 -`, starting with a letter.
+pub fn check_name(name: &str) -> Result<()> {
+    crate::agencies::check_name(name).map_err(|_| {
+        BusError::Config(format!(
+            "site name {name:?}: use 1 to 32 of a–z 0–9 -, starting with a letter"
+        ))
+    })
+}
+
+/// Checks a JetStream domain: 1 to 16 of `a–z 0–9`, starting with a letter, not `hub`.
+pub fn check_domain(domain: &str) -> Result<()> {
+    let ok = !domain.is_empty()
+        && domain.len() <= 16
+        && domain.starts_with(|c: char| c.is_ascii_lowercase())
+        && domain
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+    if !ok {
+        return Err(BusError::Config(format!(
+            "domain {domain:?}: use 1 to 16 of a–z 0–9, starting with a letter"
+        )));
+    }
+    if domain == HUB_DOMAIN {
+        return Err(BusError::Config(format!(
+            "domain {HUB_DOMAIN:?} is the hub's; give the site its own"
+        )));
+    }
+    Ok(())
+}
+
+/// The source, in the hub's `stream`, of ward site `site`'s own copy of it.
+pub fn source(site: &SiteRecord, stream: &str) -> stream::Source {
+    stream::Source {
+        name: local_stream(stream, &site.domain),
+        external: Some(stream::External {
+            api_prefix: api_prefix(&site.domain),
+            delivery_prefix: Some(format!("{}.{stream}", deliver_prefix(&site.name))),
+        }),
+        ..Default::default()
+    }
+}
+
+/// Whether `source` (of a hub stream) comes from ward site `name`.
+pub fn is_from(source: &stream::Source, name: &str) -> bool {
+    source
+        .external
+        .as_ref()
+        .and_then(|e| e.delivery_prefix.as_deref())
+        .is_some_and(|d| d.starts_with(&format!("{}.", deliver_prefix(name))))
+}
+
+/// Adds every ward site's account, and the bus account's imports from them, to `accounts`.
+/// Imports the bus account had from sites before are replaced.
+pub fn add_sites(accounts: &mut AccountsConfig, sites: &[SiteRecord]) {
+    if let Some(bus) = accounts.get_mut(BUS_ACCOUNT) {
+        bus.imports.retain(|i| !from_a_site(i));
+    }
+    accounts.retain(|name, _| !name.starts_with(PREFIX));
+    let mut imports = Vec::new();
+    for site in sites {
+        let acc = account(&site.name);
+        let to_bus = |service: Option<String>, stream: Option<String>| Export {
+            service,
+            stream,
+            response_type: None,
+            accounts: vec![BUS_ACCOUNT.into()],
+        };
+        let mut exports = vec![
+            to_bus(Some(format!("{}.>", api_prefix(&site.domain))), None),
+            to_bus(None, Some(format!("{}.>", deliver_prefix(&site.name)))),
+        ];
+        let import = |service: bool, subject: String| Import {
+            service: service.then(|| ImportSource {
+                account: acc.clone(),
+                subject: subject.clone(),
+            }),
+            stream: (!service).then(|| ImportSource {
+                account: acc.clone(),
+                subject: subject.clone(),
+            }),
+            to: None,
+        };
+        imports.push(import(true, format!("{}.>", api_prefix(&site.domain))));
+        imports.push(import(false, format!("{}.>", deliver_prefix(&site.name))));
+        for s in ward_streams() {
+            let fc = format!("$JS.FC.{}.>", local_stream(s.name, &site.domain));
+            exports.push(to_bus(Some(fc.clone()), None));
+            imports.push(import(true, fc));
+        }
+        accounts.insert(
+            acc.clone(),
+            AccountConfig {
+                jetstream: None,
+                users: vec![UserConfig {
+                    user: acc.clone(),
+                    password: site.password.clone(),
+                    // Alone in its account: nothing there but what it brings.
+                    permissions: Permissions {
+                        publish: Permission::allow([">".to_string()]),
+                        subscribe: Permission::allow([">".to_string()]),
+                    },
+                }],
+                exports,
+                imports: Vec::new(),
+            },
+        );
+    }
+    if let Some(bus) = accounts.get_mut(BUS_ACCOUNT) {
+        bus.imports.extend(imports);
+    }
+}
+
+fn from_a_site(i: &Import) -> bool {
+    i.service
+        .as_ref()
+        .or(i.stream.as_ref())
+        .is_some_and(|s| s.account.starts_with(PREFIX))
+}
+
+/// What the agency's own user needs, besides reading its copies, for a site of its own to
+/// mirror them over a leaf connection: consumers on its copies through the hub's domain,
+/// the replies to the site's server, flow control.
+pub fn agency_site_publish(stream: &str) -> Vec<String> {
+    vec![
+        format!("{HUB_API_PREFIX}.INFO"),
+        format!("{HUB_API_PREFIX}.STREAM.NAMES"),
+        format!("{HUB_API_PREFIX}.STREAM.INFO.{stream}"),
+        format!("{HUB_API_PREFIX}.CONSUMER.CREATE.{stream}"),
+        format!("{HUB_API_PREFIX}.CONSUMER.CREATE.{stream}.>"),
+        format!("{HUB_API_PREFIX}.CONSUMER.DELETE.{stream}.*"),
+    ]
+}
+
+/// The reply subjects of a site server's own requests (its mirrors' consumer creation).
+pub const SERVER_REPLIES: &str = "$JSC.R.*";
+
+/// Where an agency site's mirrors of the granted streams receive their messages: under the
+/// agency's own inbox, the only subjects the hub delivers to it.
+pub fn agency_mirror_deliver(agency: &str, stream: &str) -> String {
+    format!(
+        "{}.site.{stream}",
+        crate::roles::inbox(&crate::agencies::account(agency))
+    )
+}
+
+/// An agency site's read-only mirror of its copy of `stream` on the hub.
+pub fn mirror_config(agency: &str, stream: &str) -> stream::Config {
+    stream::Config {
+        name: stream.to_string(),
+        description: Some(format!(
+            "{}'s site: a read-only mirror of its copy of {stream} on the hub",
+            crate::agencies::account(agency)
+        )),
+        mirror: Some(stream::Source {
+            name: stream.to_string(),
+            external: Some(stream::External {
+                api_prefix: HUB_API_PREFIX.into(),
+                delivery_prefix: Some(agency_mirror_deliver(agency, stream)),
+            }),
+            ..Default::default()
+        }),
+        storage: stream::StorageType::File,
+        retention: stream::RetentionPolicy::Limits,
+        deny_delete: true,
+        deny_purge: true,
+        allow_direct: true,
+        ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ward(name: &str, domain: &str) -> SiteRecord {
+        SiteRecord {
+            name: name.into(),
+            domain: domain.into(),
+            password: "$2b$06$hash".into(),
+        }
+    }
+
+    #[test]
+    fn each_ward_has_an_account_and_the_bus_imports_only_what_sourcing_needs() {
+        let mut accounts =
+            crate::roles::accounts(&crate::roles::roles(), |r| Ok(r.to_string())).unwrap();
+        add_sites(
+            &mut accounts,
+            &[ward("phu-thuy", "phuthuy"), ward("mui-ne", "muine")],
+        );
+        let site = &accounts["site-phu-thuy"];
+        assert_eq!(
+            site.jetstream, None,
+            "no stream on the hub in a site's account"
+        );
+        assert_eq!(site.users.len(), 1);
+        assert!(site
+            .exports
+            .iter()
+            .all(|e| e.accounts == vec![BUS_ACCOUNT.to_string()]));
+        let bus = &accounts[BUS_ACCOUNT];
+        let fc: Vec<_> = bus
+            .imports
+            .iter()
+            .filter_map(|i| i.service.as_ref())
+            .filter(|s| s.subject.starts_with("$JS.FC."))
+            .map(|s| s.subject.clone())
+            .collect();
+        // One flow-control import per ward stream and site, none shared between sites.
+        assert_eq!(fc.len(), 2 * ward_streams().len());
+        let unique: std::collections::BTreeSet<_> = fc.iter().collect();
+        assert_eq!(unique.len(), fc.len());
+        assert!(fc.contains(&"$JS.FC.FIELD_REPORTS_PHUTHUY.>".to_string()));
+        // Rendering again replaces, never doubles.
+        add_sites(&mut accounts, &[ward("phu-thuy", "phuthuy")]);
+        assert!(!accounts.contains_key("site-mui-ne"));
+        assert_eq!(
+            accounts[BUS_ACCOUNT].imports.len(),
+            2 + ward_streams().len()
+        );
+    }
+
+    #[test]
+    fn domains_and_names_are_checked() {
+        assert!(check_domain("phuthuy").is_ok());
+        for bad in [
+            "",
+            "hub",
+            "Phu",
+            "phu-thuy",
+            "phu.thuy",
+            "a_b",
+            "abcdefghijklmnopq",
+        ] {
+            assert!(check_domain(bad).is_err(), "{bad}");
+        }
+        assert!(check_name("phu-thuy").is_ok());
+        assert!(check_name("phu.thuy").is_err());
+        assert_eq!(local_stream("DLQ", "muine"), "DLQ_MUINE");
+        let s = source(&ward("mui-ne", "muine"), "FIELD_REPORTS");
+        assert!(is_from(&s, "mui-ne") && !is_from(&s, "mui"));
+        assert!(ward_streams().iter().all(|s| s.name != "AUDIT"));
+    }
+}

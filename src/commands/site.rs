@@ -1,0 +1,387 @@
+//! `lienthong site …`: ward and agency sites on leaf nodes of the hub.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _};
+use clap::Subcommand;
+use lienthong::site::{Role, Site, SiteOptions};
+use lienthong_adapters::ingress::IngressConfig;
+use lienthong_bus::agencies::agent::{applied_records, digest, read_access};
+use lienthong_bus::credentials::{read_env_file, write_private};
+use lienthong_bus::roles::hash_password;
+use lienthong_bus::sites::{self, SiteRecord};
+use lienthong_bus::topology::AGENCY_ACCESS_BUCKET;
+
+use super::Global;
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// On the hub (as the operator): register a ward site — its account on the hub, and a
+    /// source of its streams in each of the hub's. Writes site-NAME.env (its user and
+    /// password on the hub) beside the --env file. Adding it again gives it a new password.
+    Add {
+        name: String,
+        /// The site's JetStream domain (1–16 of a–z 0–9), unique among the sites.
+        #[arg(long)]
+        domain: String,
+    },
+    /// On the hub: the ward sites, and how far the hub's streams have sourced each.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// On the hub: unregister a ward site (the hub keeps what it sourced; the site's
+    /// connection is closed).
+    Remove { name: String },
+    /// Run a site: its own nats-server, a leaf node of the hub with its own JetStream
+    /// domain, and what the site runs (ward: its streams and the ingress; agency: mirrors of
+    /// its granted streams and its read models). --env: the site's credentials on the hub
+    /// (site-NAME.env from `site add`, or the agency's agency-NAME.env).
+    Up(UpArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct UpArgs {
+    /// The site's name (a ward site: as registered; an agency site: the agency's).
+    #[arg(long)]
+    name: String,
+    /// The site's JetStream domain (a ward site: as registered).
+    #[arg(long)]
+    domain: String,
+    /// The hub's leaf-node address(es), comma-separated: nats-leaf://host:7422.
+    #[arg(long, value_delimiter = ',', required = true)]
+    hub: Vec<String>,
+    #[arg(long, value_enum, default_value = "ward")]
+    role: RoleArg,
+    /// The site's store, credentials and read models.
+    #[arg(long, default_value = "site-data")]
+    data: PathBuf,
+    #[arg(long, default_value = "127.0.0.1")]
+    nats_host: String,
+    /// The site's own NATS port (0: a free one).
+    #[arg(long, default_value_t = 4223)]
+    nats_port: u16,
+    /// Ward: the ingress's address.
+    #[arg(long, default_value = "127.0.0.1:8091")]
+    ingress: std::net::SocketAddr,
+    /// Ward: the ingress's callers (default: one generated caller for the site).
+    #[arg(long, value_name = "FILE")]
+    ingress_config: Option<PathBuf>,
+    /// Agency: the read models' address.
+    #[arg(long, default_value = "127.0.0.1:8081")]
+    http: std::net::SocketAddr,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum RoleArg {
+    Ward,
+    Agency,
+}
+
+pub async fn run(global: &Global, c: Command) -> anyhow::Result<ExitCode> {
+    match c {
+        Command::Add { name, domain } => add(global, &name, &domain).await,
+        Command::List { json } => list(global, json).await,
+        Command::Remove { name } => remove(global, &name).await,
+        Command::Up(a) => up(global, a).await,
+    }
+}
+
+/// Runs `f` again, for 5 s at most, while it fails: a server reloading its configuration
+/// (each `site` change makes every server reload) briefly answers that streams do not exist
+/// or does not answer at all.
+async fn settled<T, F, Fut>(f: F) -> anyhow::Result<T>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<T>>,
+{
+    let start = Instant::now();
+    loop {
+        match f().await {
+            Err(_) if start.elapsed() < Duration::from_secs(5) => {
+                tokio::time::sleep(Duration::from_millis(250)).await
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Adds or removes ward site `name`'s source in each of the hub's streams it feeds.
+async fn set_sources(
+    js: &async_nats::jetstream::Context,
+    name: &str,
+    record: Option<&SiteRecord>,
+) -> anyhow::Result<usize> {
+    let mut changed = 0;
+    for spec in sites::ward_streams() {
+        let done = settled(|| async {
+            let mut stream = js
+                .get_stream(spec.name)
+                .await
+                .with_context(|| format!("stream {} (provision the hub first)", spec.name))?;
+            let mut config = stream.info().await?.config.clone();
+            let sources = config.sources.get_or_insert_with(Vec::new);
+            let had = sources.iter().any(|s| sites::is_from(s, name));
+            sources.retain(|s| !sites::is_from(s, name));
+            if let Some(r) = record {
+                sources.push(sites::source(r, spec.name));
+            }
+            if had == record.is_some() {
+                return Ok(false);
+            }
+            js.update_stream(config)
+                .await
+                .with_context(|| format!("changing the sources of {}", spec.name))?;
+            Ok(true)
+        })
+        .await?;
+        changed += usize::from(done);
+    }
+    Ok(changed)
+}
+
+/// How long the servers' agents may take to apply a change.
+const APPLY_TIMEOUT: Duration = Duration::from_secs(30);
+
+async fn add(global: &Global, name: &str, domain: &str) -> anyhow::Result<ExitCode> {
+    sites::check_name(name)?;
+    sites::check_domain(domain)?;
+    let session = global.session("lienthong-site-add").await?;
+    let js = &session.js;
+    let access = settled(|| async { Ok(read_access(js).await?) }).await?;
+    if let Some(other) = access
+        .sites
+        .iter()
+        .find(|s| s.domain == domain && s.name != name)
+    {
+        bail!(
+            "domain {domain} is site {}'s; give {name} its own",
+            other.name
+        );
+    }
+    if let Some(same) = access.sites.iter().find(|s| s.name == name) {
+        if same.domain != domain {
+            bail!(
+                "site {name} is registered with domain {}; `lienthong site remove {name}` first to change it",
+                same.domain
+            );
+        }
+    }
+    let password = lienthong_bus::credentials::new_password();
+    let record = SiteRecord {
+        name: name.into(),
+        domain: domain.into(),
+        password: hash_password(&password)?,
+    };
+    settled(|| async {
+        let kv = js
+            .get_key_value(AGENCY_ACCESS_BUCKET)
+            .await
+            .context("opening the operator's bucket (is this the operator's --env?)")?;
+        kv.put(
+            sites::key(name),
+            serde_json::to_vec(&record).expect("serialises").into(),
+        )
+        .await
+        .context("recording the site")
+    })
+    .await?;
+    wait_applied(js).await?;
+    let added = set_sources(js, name, Some(&record)).await?;
+    let dir = global
+        .env
+        .as_ref()
+        .and_then(|p| p.parent().map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from("data/credentials"));
+    let file = dir.join(format!("{}.env", sites::account(name)));
+    write_private(
+        &file,
+        &format!(
+            "# Ward site {name}'s leaf connection to the hub. Generated; keep private.\n\
+             # Use: lienthong site up --name {name} --domain {domain} --hub nats-leaf://HUB:7422 --env THIS_FILE\n\
+             NATS_USER={}\nNATS_PASSWORD={password}\nLIENTHONG_SITE_NAME={name}\nLIENTHONG_SITE_DOMAIN={domain}\n",
+            sites::account(name)
+        ),
+    )?;
+    println!(
+        "site {name} (domain {domain}) registered; the hub's streams source it ({added} sources added)"
+    );
+    println!("its credentials: {}", file.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn remove(global: &Global, name: &str) -> anyhow::Result<ExitCode> {
+    sites::check_name(name)?;
+    let session = global.session("lienthong-site-remove").await?;
+    let js = &session.js;
+    set_sources(js, name, None).await?;
+    settled(|| async {
+        let kv = js.get_key_value(AGENCY_ACCESS_BUCKET).await?;
+        kv.delete(sites::key(name)).await?;
+        Ok(())
+    })
+    .await?;
+    wait_applied(js).await?;
+    println!("site {name} removed; the hub keeps what it sourced from it");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Waits until every server's agent applies the sites as they are now.
+async fn wait_applied(js: &async_nats::jetstream::Context) -> anyhow::Result<()> {
+    let want = digest(&settled(|| async { Ok(read_access(js).await?) }).await?);
+    let start = Instant::now();
+    loop {
+        let records = applied_records(js).await.unwrap_or_default();
+        if !records.is_empty() && records.values().all(|a| a.access_digest == want) {
+            return Ok(());
+        }
+        if start.elapsed() > APPLY_TIMEOUT {
+            bail!(
+                "the servers did not apply the change in {} s (is each server's configuration agent running? `lienthong up` runs one)",
+                APPLY_TIMEOUT.as_secs()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[derive(serde::Serialize)]
+struct SiteState {
+    name: String,
+    domain: String,
+    /// Per hub stream: messages still to source, and seconds since the source was active.
+    streams: Vec<SourceState>,
+}
+
+#[derive(serde::Serialize)]
+struct SourceState {
+    stream: String,
+    lag: u64,
+    active_seconds_ago: Option<f64>,
+}
+
+async fn list(global: &Global, json: bool) -> anyhow::Result<ExitCode> {
+    let session = global.session("lienthong-site-list").await?;
+    let js = &session.js;
+    let access = settled(|| async { Ok(read_access(js).await?) }).await?;
+    let mut out = Vec::new();
+    for site in &access.sites {
+        let mut streams = Vec::new();
+        for spec in sites::ward_streams() {
+            let Ok(mut stream) = js.get_stream(spec.name).await else {
+                continue;
+            };
+            let info = stream.info().await?;
+            let local = sites::local_stream(spec.name, &site.domain);
+            if let Some(s) = info.sources.iter().find(|s| s.name == local) {
+                streams.push(SourceState {
+                    stream: spec.name.to_string(),
+                    lag: s.lag,
+                    active_seconds_ago: s.active.map(|d| d.as_secs_f64()),
+                });
+            }
+        }
+        out.push(SiteState {
+            name: site.name.clone(),
+            domain: site.domain.clone(),
+            streams,
+        });
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    if out.is_empty() {
+        println!("no ward site (lienthong site add NAME --domain D)");
+    }
+    for s in out {
+        println!("{} (domain {})", s.name, s.domain);
+        for st in s.streams {
+            println!(
+                "  {:<14} lag {:>8}  {}",
+                st.stream,
+                st.lag,
+                match st.active_seconds_ago {
+                    Some(a) => format!("active {a:.1} s ago"),
+                    None => "not connected".into(),
+                }
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn up(global: &Global, a: UpArgs) -> anyhow::Result<ExitCode> {
+    let env = global
+        .env
+        .as_ref()
+        .context("--env: the site's credentials on the hub (site-NAME.env from `lienthong site add`, or agency-NAME.env)")?;
+    let vars = read_env_file(env)?;
+    let (Some(user), Some(password)) = (vars.get("NATS_USER"), vars.get("NATS_PASSWORD")) else {
+        bail!("{} lacks NATS_USER or NATS_PASSWORD", env.display());
+    };
+    let role = match a.role {
+        RoleArg::Ward => Role::Ward,
+        RoleArg::Agency => Role::Agency,
+    };
+    if role == Role::Ward && *user != sites::account(&a.name) {
+        bail!(
+            "{} is {user}'s; ward site {} connects as {} (its file from `lienthong site add`)",
+            env.display(),
+            a.name,
+            sites::account(&a.name)
+        );
+    }
+    let ingress_config = a
+        .ingress_config
+        .as_ref()
+        .map(|p| -> anyhow::Result<IngressConfig> {
+            let text =
+                std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+            toml::from_str(&text)
+                .with_context(|| format!("{} is not a valid ingress configuration", p.display()))
+        })
+        .transpose()?;
+    let site = Site::start(SiteOptions {
+        name: a.name.clone(),
+        domain: a.domain.clone(),
+        role,
+        hub: a.hub.clone(),
+        user: user.clone(),
+        password: password.clone(),
+        data: a.data,
+        nats_host: a.nats_host,
+        nats_port: a.nats_port,
+        ingress: a.ingress,
+        ingress_config,
+        http: a.http,
+        schemas: global.registry()?,
+    })
+    .await?;
+    println!();
+    println!(
+        "Site {} is up ({}, domain {}).",
+        a.name,
+        match role {
+            Role::Ward => "ward",
+            Role::Agency => "agency",
+        },
+        a.domain
+    );
+    for l in &site.lines {
+        println!("{l}");
+    }
+    println!("It keeps working while the link to the hub is down. Ctrl-C stops it.");
+    println!();
+    let result = site.run_until(super::interrupted()).await;
+    println!("stopped.");
+    Ok(match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    })
+}

@@ -1,0 +1,423 @@
+//! A site: a ward's or an agency's own nats-server, a leaf node of the hub with a JetStream
+//! domain of its own, and what the site runs on it (`lienthong site up`). See
+//! [`lienthong_bus::sites`] for how the hub and the sites are wired.
+//!
+//! - **ward**: the site's own streams ([`lienthong_bus::sites::ward_stream_configs`]), the
+//!   adapters' cursors, and the HTTP CloudEvents ingress, all local: the ward publishes while
+//!   the link is down; the hub sources what it stored when the link is back.
+//! - **agency**: read-only mirrors of the agency's copies of its granted streams, and a
+//!   replay service on them: its read models answer while the link is down and catch up
+//!   after.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream;
+use futures::TryStreamExt;
+use lienthong_adapters::ingress::{token_hash, Caller, Ingress, IngressConfig};
+use lienthong_bus::credentials::write_private;
+use lienthong_bus::server::{LeafNodes, NatsServer, ServerOptions};
+use lienthong_bus::{sites, CredentialSet, Publisher, SchemaRegistry, Shutdown};
+use lienthong_replay::service::ServeOptions;
+use lienthong_replay::ReadStore;
+use tracing::{error, info, warn};
+
+use crate::error::StackError;
+
+/// What a site is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Publishes its subsystems' events locally; the hub sources them.
+    Ward,
+    /// Mirrors an agency's granted streams and serves read models on them.
+    Agency,
+}
+
+/// How to run a site.
+#[derive(Clone)]
+pub struct SiteOptions {
+    /// The site's name: a ward site as registered with `site add`; an agency site's is the
+    /// agency's.
+    pub name: String,
+    pub domain: String,
+    pub role: Role,
+    /// The hub's leaf-node addresses (`nats-leaf://host:7422`; a cluster: every node's).
+    pub hub: Vec<String>,
+    /// The site's user and password on the hub (`site-<name>`, or the agency's).
+    pub user: String,
+    pub password: String,
+    /// The site's store, credentials and read models.
+    pub data: PathBuf,
+    pub nats_host: String,
+    /// 0: a free port.
+    pub nats_port: u16,
+    /// Ward: the ingress's address.
+    pub ingress: SocketAddr,
+    /// Ward: the ingress's callers (`None`: one caller generated for the site).
+    pub ingress_config: Option<IngressConfig>,
+    /// Agency: the read models' address.
+    pub http: SocketAddr,
+    pub schemas: Arc<SchemaRegistry>,
+}
+
+/// A running site.
+pub struct Site {
+    server: NatsServer,
+    tasks: Vec<(String, tokio::task::JoinHandle<Result<(), StackError>>)>,
+    trigger: lienthong_bus::ShutdownTrigger,
+    /// The site's own NATS address.
+    pub nats_url: String,
+    pub credentials_dir: PathBuf,
+    /// Ward: where the ingress answers.
+    pub ingress: Option<SocketAddr>,
+    /// Agency: where the read models answer.
+    pub http: Option<SocketAddr>,
+    /// Agency: the streams mirrored.
+    pub mirrors: Vec<String>,
+    /// What runs where, for the banner.
+    pub lines: Vec<String>,
+}
+
+impl Site {
+    /// Starts the site's server, linked to the hub, and what the site runs on it.
+    pub async fn start(opts: SiteOptions) -> Result<Self, StackError> {
+        sites::check_domain(&opts.domain)?;
+        let creds_dir = opts.data.join("credentials");
+        let port = match opts.nats_port {
+            0 => crate::stack::free_port(&opts.nats_host)?,
+            p => p,
+        };
+        let url = format!("nats://{}:{port}", opts.nats_host);
+        let creds = CredentialSet::load_or_generate(&creds_dir, &url)?;
+        let server = NatsServer::start(
+            ServerOptions {
+                bin: None,
+                data_dir: opts.data.join("nats"),
+                host: opts.nats_host.clone(),
+                port: Some(port),
+                sync_always: false,
+                node: None,
+                domain: Some(opts.domain.clone()),
+                leaf: Some(LeafNodes::Remote {
+                    urls: opts.hub.clone(),
+                    user: opts.user.clone(),
+                    password: opts.password.clone(),
+                }),
+            },
+            &creds,
+        )
+        .await?;
+        let (trigger, shutdown) = Shutdown::new();
+        let mut site = Self {
+            server,
+            tasks: Vec::new(),
+            trigger,
+            nats_url: url.clone(),
+            credentials_dir: creds_dir.clone(),
+            ingress: None,
+            http: None,
+            mirrors: Vec::new(),
+            lines: Vec::new(),
+        };
+        let operator = creds.settings("operator", &url)?;
+        match opts.role {
+            Role::Ward => {
+                let js = jetstream::new(operator.connect("lienthong-site-provision").await?);
+                for p in sites::provision_ward(&js, &opts.domain).await? {
+                    info!("{p}");
+                }
+                site.start_ingress(&opts, &creds, &shutdown).await?;
+            }
+            Role::Agency => {
+                // Replies from the hub reach the site under the agency's own inbox only.
+                let mut settings = operator;
+                settings.inbox_prefix =
+                    Some(format!("{}.site", lienthong_bus::roles::inbox(&opts.user)));
+                let client = settings.connect("lienthong-site-mirrors").await?;
+                let agency = opts
+                    .user
+                    .strip_prefix(lienthong_bus::agencies::PREFIX)
+                    .unwrap_or(&opts.user)
+                    .to_string();
+                site.mirrors = mirror_granted(&client, &agency).await?;
+                site.start_replay(&opts, &creds, &shutdown).await?;
+            }
+        }
+        site.lines.push(format!(
+            "  NATS (this site)   {url}  (domain {}, leaf node of {}; store {})",
+            opts.domain,
+            opts.hub.join(","),
+            site.server.data_dir().display()
+        ));
+        site.lines.push(format!(
+            "  Credentials        {}/<role>.env (this site's own roles)",
+            creds_dir.display()
+        ));
+        Ok(site)
+    }
+
+    async fn start_ingress(
+        &mut self,
+        opts: &SiteOptions,
+        creds: &CredentialSet,
+        shutdown: &Shutdown,
+    ) -> Result<(), StackError> {
+        let listener = tokio::net::TcpListener::bind(opts.ingress)
+            .await
+            .map_err(|_| StackError::AddressInUse {
+                what: "the ingress".into(),
+                addr: opts.ingress.to_string(),
+                hint: "pass --ingress with a free address".into(),
+            })?;
+        let addr = listener
+            .local_addr()
+            .map_err(|e| StackError::io("the ingress", e))?;
+        let mut cfg = match &opts.ingress_config {
+            Some(c) => c.clone(),
+            None => {
+                let (caller, env) = site_caller(&self.credentials_dir, &opts.name, addr)?;
+                self.lines
+                    .push(format!("  Ingress caller     {}", env.display()));
+                IngressConfig {
+                    listen: addr,
+                    max_body_bytes: 1024 * 1024,
+                    callers: vec![caller],
+                }
+            }
+        };
+        cfg.listen = addr;
+        let (client, refusals) = creds
+            .settings("ingress", &self.nats_url)?
+            .connect_watched("lienthong-site-ingress")
+            .await?;
+        let js = lienthong_adapters::ingress::jetstream(client);
+        let publisher = Publisher::new(js, opts.schemas.clone(), "urn:lienthong:ingress")
+            .with_refusals(refusals);
+        let ingress = Ingress::new(cfg, publisher, &lienthong_bus::Metrics::new())?;
+        let stop = shutdown.signalled();
+        self.tasks.push((
+            "ingress".into(),
+            tokio::spawn(async move { Ok(ingress.serve_on(listener, stop).await?) }),
+        ));
+        self.ingress = Some(addr);
+        self.lines
+            .push(format!("  CloudEvents ingress http://{addr}/events"));
+        self.lines.push(format!(
+            "  Adapters           lienthong adapter run … --env {}/adapter-<subsystem>.env",
+            self.credentials_dir.display()
+        ));
+        Ok(())
+    }
+
+    async fn start_replay(
+        &mut self,
+        opts: &SiteOptions,
+        creds: &CredentialSet,
+        shutdown: &Shutdown,
+    ) -> Result<(), StackError> {
+        let store = ReadStore::open(&opts.data.join("replay"))?;
+        let listener = tokio::net::TcpListener::bind(opts.http)
+            .await
+            .map_err(|_| StackError::AddressInUse {
+                what: "HTTP".into(),
+                addr: opts.http.to_string(),
+                hint: "pass --http with a free address".into(),
+            })?;
+        let addr = listener
+            .local_addr()
+            .map_err(|e| StackError::io("the HTTP listener", e))?;
+        let js = jetstream::new(
+            creds
+                .settings("replay", &self.nats_url)?
+                .connect("lienthong-site-replay")
+                .await?,
+        );
+        let options = ServeOptions {
+            nats_urls: vec![self.nats_url.clone()],
+            only_streams: Some(self.mirrors.clone()),
+            ..Default::default()
+        };
+        let schemas = opts.schemas.clone();
+        let stop = shutdown.signalled();
+        self.tasks.push((
+            "replay".into(),
+            tokio::spawn(async move {
+                Ok(lienthong_replay::service::serve(
+                    listener,
+                    Some(js),
+                    schemas,
+                    store,
+                    options,
+                    stop,
+                )
+                .await?)
+            }),
+        ));
+        self.http = Some(addr);
+        self.lines.push(format!(
+            "  Read models        http://{addr}/api/v1/kpi  (mirrors: {})",
+            self.mirrors.join(", ")
+        ));
+        Ok(())
+    }
+
+    /// Runs until `stop` completes or a component stops. A server that dies is started
+    /// again on its store (1, 2, 4, 8, 16 s); if it cannot come back, an error.
+    pub async fn run_until(
+        mut self,
+        stop: impl std::future::Future<Output = ()>,
+    ) -> Result<(), StackError> {
+        tokio::pin!(stop);
+        let mut failures = 0u32;
+        let result = loop {
+            tokio::select! {
+                _ = &mut stop => break Ok(()),
+                status = self.server.exited() => {
+                    error!(%status, "the site's nats-server died; starting it again on its store");
+                    loop {
+                        if failures >= 5 {
+                            break;
+                        }
+                        tokio::time::sleep(Duration::from_secs(1 << failures)).await;
+                        failures += 1;
+                        match self.server.restart().await {
+                            Ok(()) => break,
+                            Err(e) => warn!("restarting the site's nats-server: {e}"),
+                        }
+                    }
+                    if failures >= 5 {
+                        break Err(StackError::Stopped {
+                            component: "nats-server".into(),
+                            reason: "it died and could not be started again".into(),
+                        });
+                    }
+                }
+                (name, r) = next_finished(&mut self.tasks) => {
+                    break Err(StackError::Stopped {
+                        component: name,
+                        reason: match r {
+                            Ok(Ok(())) => "ended".into(),
+                            Ok(Err(e)) => e.to_string(),
+                            Err(e) => e.to_string(),
+                        },
+                    });
+                }
+            }
+        };
+        self.trigger.fire();
+        for (_, t) in self.tasks.drain(..) {
+            let _ = tokio::time::timeout(Duration::from_secs(10), t).await;
+        }
+        self.server.stop().await?;
+        result
+    }
+}
+
+type Finished = (
+    String,
+    Result<Result<(), StackError>, tokio::task::JoinError>,
+);
+
+/// The first task to finish (pending forever when there is none).
+async fn next_finished(
+    tasks: &mut Vec<(String, tokio::task::JoinHandle<Result<(), StackError>>)>,
+) -> Finished {
+    if tasks.is_empty() {
+        return std::future::pending().await;
+    }
+    let (r, i, _) = futures::future::select_all(tasks.iter_mut().map(|(_, t)| t)).await;
+    let (name, _) = tasks.remove(i);
+    (name, r)
+}
+
+/// The agency's copies on the hub, mirrored on the site: those already mirrored, and those
+/// the hub lists (when the link is up). Waits for the hub when there is neither.
+async fn mirror_granted(
+    client: &async_nats::Client,
+    agency: &str,
+) -> Result<Vec<String>, StackError> {
+    let local = jetstream::new(client.clone());
+    let hub = jetstream::with_domain(client.clone(), sites::HUB_DOMAIN);
+    let mut warned = false;
+    loop {
+        let mut mirrored: Vec<String> = local
+            .stream_names()
+            .try_collect()
+            .await
+            .map_err(|e| lienthong_bus::BusError::nats("listing the site's streams", e))?;
+        let granted: Result<Vec<String>, _> = tokio::time::timeout(
+            Duration::from_secs(5),
+            hub.stream_names().try_collect::<Vec<String>>(),
+        )
+        .await
+        .map_err(|_| "no answer in 5 s".to_string())
+        .and_then(|r| r.map_err(|e| e.to_string()));
+        match granted {
+            Ok(granted) => {
+                for stream in granted {
+                    if mirrored.contains(&stream) {
+                        continue;
+                    }
+                    local
+                        .create_stream(sites::mirror_config(agency, &stream))
+                        .await
+                        .map_err(|e| {
+                            lienthong_bus::BusError::nats(
+                                format!("creating the site's mirror of {stream}"),
+                                e,
+                            )
+                        })?;
+                    info!(stream, "mirroring the agency's copy of {stream}");
+                    mirrored.push(stream);
+                }
+            }
+            Err(e) if !mirrored.is_empty() => {
+                warn!(
+                    "the hub does not answer ({e}); serving the mirrors already here: {mirrored:?}"
+                );
+            }
+            Err(e) => {
+                if !warned {
+                    warn!("waiting for the hub to list the agency's streams: {e}");
+                    warned = true;
+                }
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                continue;
+            }
+        }
+        mirrored.sort();
+        return Ok(mirrored);
+    }
+}
+
+/// The ward site's own caller of its ingress: any `vn.egov.*` type from sources
+/// `urn:lienthong:<site>:*`. Its token and settings are written beside the credentials.
+fn site_caller(
+    dir: &std::path::Path,
+    name: &str,
+    addr: SocketAddr,
+) -> Result<(Caller, PathBuf), StackError> {
+    let token = lienthong_bus::credentials::secret_file(&dir.join("ingress-site.token"))?;
+    let source = format!("urn:lienthong:{name}:*");
+    let path = dir.join("ingress-site.env");
+    write_private(
+        &path,
+        &format!(
+            "# The ward site's caller of its HTTP CloudEvents ingress. Generated; keep private.\n\
+             LIENTHONG_INGRESS_URL=http://{}/events\nLIENTHONG_INGRESS_TOKEN={token}\n\
+             LIENTHONG_INGRESS_SOURCE={source}\nLIENTHONG_INGRESS_TYPES=vn.egov.*\n",
+            addr
+        ),
+    )?;
+    Ok((
+        Caller {
+            name: format!("site {name}"),
+            token_sha256: token_hash(&token),
+            sources: vec![source],
+            types: vec!["vn.egov.*".into()],
+        },
+        path,
+    ))
+}
