@@ -33,6 +33,8 @@ pub enum Role {
     Ward,
     /// Mirrors an agency's granted streams and serves read models on them.
     Agency,
+    /// An auditor's witness: mirrors the hub's `AUDIT` as it is written.
+    Witness,
 }
 
 /// How to run a site.
@@ -143,6 +145,22 @@ impl Site {
                     .to_string();
                 site.mirrors = mirror_granted(&client, &agency).await?;
                 site.start_replay(&opts, &creds, &shutdown).await?;
+            }
+            Role::Witness => {
+                let js = jetstream::new(operator.connect("lienthong-site-witness").await?);
+                let audit = lienthong_bus::registry::AUDIT.name;
+                if js.get_stream(audit).await.is_err() {
+                    js.create_stream(sites::witness_mirror_config(&opts.name))
+                        .await
+                        .map_err(|e| {
+                            lienthong_bus::BusError::nats("creating the witness's mirror", e)
+                        })?;
+                }
+                site.mirrors = vec![audit.to_string()];
+                site.lines.push(format!(
+                    "  Witness            {audit} mirrored here; compare: lienthong audit verify --witness {}/auditor.env --public-key KEY --env CENTRAL_AUDITOR_ENV",
+                    creds_dir.display()
+                ));
             }
         }
         site.lines.push(format!(

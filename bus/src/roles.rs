@@ -268,6 +268,9 @@ pub struct UserConfig {
     pub user: String,
     pub password: String,
     pub permissions: Permissions,
+    /// How it may connect (`LEAFNODE` for a site's link); empty: any way.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_connection_types: Vec<String>,
 }
 
 /// One account as the server reads it.
@@ -339,6 +342,7 @@ pub fn accounts(
             user: role.name.clone(),
             password: password_hash(&role.name)?,
             permissions: role.permissions.clone(),
+            allowed_connection_types: Vec::new(),
         });
     }
     Ok(out)
@@ -548,6 +552,7 @@ mod tests {
             user: "mallory".into(),
             password: "x".into(),
             permissions: Permissions::default(),
+            allowed_connection_types: Vec::new(),
         });
         let problems = check_accounts(&accounts);
         assert!(

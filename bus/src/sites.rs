@@ -40,7 +40,19 @@ pub const PREFIX: &str = "site-";
 /// The prefix of ward sites' records in `AGENCY_ACCESS`.
 pub const KEY_PREFIX: &str = "site.";
 
-/// A ward site as the hub knows it.
+/// What a registered site does for the hub.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SiteKind {
+    /// Publishes its subsystems' events; the hub's streams source them.
+    #[default]
+    Ward,
+    /// An auditor's witness: mirrors the hub's `AUDIT` (the signed checkpoints) as they are
+    /// written, on a machine the central operator does not control.
+    Witness,
+}
+
+/// A site registered on the hub (a ward, or an auditor's witness).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SiteRecord {
     pub name: String,
@@ -48,6 +60,42 @@ pub struct SiteRecord {
     pub domain: String,
     /// bcrypt of its leaf connection's password.
     pub password: String,
+    #[serde(default)]
+    pub kind: SiteKind,
+}
+
+/// The bus's JetStream API as a witness site reaches it (only the creation of consumers on
+/// `AUDIT` is imported under it).
+pub const WITNESS_API_PREFIX: &str = "$JS.EGOV.API";
+
+/// Where the hub delivers `AUDIT` to witness site `name`.
+pub fn witness_deliver(name: &str) -> String {
+    format!("lienthong.witness.{name}")
+}
+
+/// A witness site's read-only mirror of the hub's `AUDIT`.
+pub fn witness_mirror_config(name: &str) -> stream::Config {
+    let audit = registry::AUDIT.name;
+    stream::Config {
+        name: audit.to_string(),
+        description: Some(format!(
+            "witness {name}: a read-only mirror of the hub's {audit}, kept outside the hub"
+        )),
+        mirror: Some(stream::Source {
+            name: audit.to_string(),
+            external: Some(stream::External {
+                api_prefix: WITNESS_API_PREFIX.into(),
+                delivery_prefix: Some(format!("{}.{audit}", witness_deliver(name))),
+            }),
+            ..Default::default()
+        }),
+        storage: stream::StorageType::File,
+        retention: stream::RetentionPolicy::Limits,
+        deny_delete: true,
+        deny_purge: true,
+        allow_direct: true,
+        ..Default::default()
+    }
 }
 
 /// The account (and the user) of ward site `name` on the hub: `site-<name>`.
@@ -179,7 +227,12 @@ pub fn add_sites(accounts: &mut AccountsConfig, sites: &[SiteRecord]) {
     }
     accounts.retain(|name, _| !name.starts_with(PREFIX));
     let mut imports = Vec::new();
-    for site in sites {
+    let witnesses: Vec<&SiteRecord> = sites
+        .iter()
+        .filter(|s| s.kind == SiteKind::Witness)
+        .collect();
+    add_witnesses(accounts, &witnesses);
+    for site in sites.iter().filter(|s| s.kind == SiteKind::Ward) {
         let acc = account(&site.name);
         let to_bus = |service: Option<String>, stream: Option<String>| Export {
             service,
@@ -221,6 +274,8 @@ pub fn add_sites(accounts: &mut AccountsConfig, sites: &[SiteRecord]) {
                         publish: Permission::allow([">".to_string()]),
                         subscribe: Permission::allow([">".to_string()]),
                     },
+                    // A site's link only: never a client of the hub.
+                    allowed_connection_types: vec!["LEAFNODE".into()],
                 }],
                 exports,
                 imports: Vec::new(),
@@ -229,6 +284,91 @@ pub fn add_sites(accounts: &mut AccountsConfig, sites: &[SiteRecord]) {
     }
     if let Some(bus) = accounts.get_mut(BUS_ACCOUNT) {
         bus.imports.extend(imports);
+    }
+}
+
+/// Each witness's account: it imports, from the bus account, the creation of consumers on
+/// `AUDIT` (under [`WITNESS_API_PREFIX`]), their deliveries to it, and their flow control —
+/// nothing else of the bus.
+fn add_witnesses(accounts: &mut AccountsConfig, witnesses: &[&SiteRecord]) {
+    let audit = registry::AUDIT.name;
+    let creates = [
+        format!("$JS.API.CONSUMER.CREATE.{audit}"),
+        format!("$JS.API.CONSUMER.CREATE.{audit}.>"),
+    ];
+    let fc = format!("$JS.FC.{audit}.>");
+    let names: Vec<String> = witnesses.iter().map(|w| account(&w.name)).collect();
+    for w in witnesses {
+        let acc = account(&w.name);
+        let service = |subject: &str, to: Option<String>| Import {
+            service: Some(ImportSource {
+                account: BUS_ACCOUNT.into(),
+                subject: subject.to_string(),
+            }),
+            stream: None,
+            to,
+        };
+        let mut imports: Vec<Import> = creates
+            .iter()
+            .map(|s| service(s, Some(s.replacen("$JS.API", WITNESS_API_PREFIX, 1))))
+            .collect();
+        imports.push(service(&fc, None));
+        imports.push(Import {
+            service: None,
+            stream: Some(ImportSource {
+                account: BUS_ACCOUNT.into(),
+                subject: format!("{}.>", witness_deliver(&w.name)),
+            }),
+            to: None,
+        });
+        accounts.insert(
+            acc.clone(),
+            AccountConfig {
+                jetstream: None,
+                users: vec![UserConfig {
+                    user: acc.clone(),
+                    password: w.password.clone(),
+                    permissions: Permissions {
+                        publish: Permission::allow([">".to_string()]),
+                        subscribe: Permission::allow([">".to_string()]),
+                    },
+                    // A site's link only: never a client of the hub.
+                    allowed_connection_types: vec!["LEAFNODE".into()],
+                }],
+                exports: Vec::new(),
+                imports,
+            },
+        );
+    }
+    let Some(bus) = accounts.get_mut(BUS_ACCOUNT) else {
+        return;
+    };
+    bus.exports
+        .retain(|e| !e.accounts.iter().any(|a| a.starts_with(PREFIX)));
+    if names.is_empty() {
+        return;
+    }
+    for s in creates {
+        bus.exports.push(Export {
+            service: Some(s),
+            stream: None,
+            response_type: Some("stream".into()),
+            accounts: names.clone(),
+        });
+    }
+    bus.exports.push(Export {
+        service: Some(fc),
+        stream: None,
+        response_type: None,
+        accounts: names.clone(),
+    });
+    for w in witnesses {
+        bus.exports.push(Export {
+            service: None,
+            stream: Some(format!("{}.>", witness_deliver(&w.name))),
+            response_type: None,
+            accounts: vec![account(&w.name)],
+        });
     }
 }
 
@@ -299,7 +439,49 @@ mod tests {
             name: name.into(),
             domain: domain.into(),
             password: "$2b$06$hash".into(),
+            kind: SiteKind::Ward,
         }
+    }
+
+    #[test]
+    fn a_witness_may_create_consumers_on_audit_and_nothing_else() {
+        let mut accounts =
+            crate::roles::accounts(&crate::roles::roles(), |r| Ok(r.to_string())).unwrap();
+        let witness = SiteRecord {
+            kind: SiteKind::Witness,
+            ..ward("kiem-toan", "kiemtoan")
+        };
+        add_sites(&mut accounts, &[witness]);
+        let w = &accounts["site-kiem-toan"];
+        assert_eq!(w.jetstream, None);
+        for i in &w.imports {
+            let s = i.service.as_ref().or(i.stream.as_ref()).unwrap();
+            assert_eq!(s.account, BUS_ACCOUNT);
+            assert!(
+                s.subject.contains("AUDIT")
+                    || s.subject.starts_with("lienthong.witness.kiem-toan."),
+                "{s:?}"
+            );
+        }
+        let bus = &accounts[BUS_ACCOUNT];
+        assert!(bus
+            .exports
+            .iter()
+            .filter(|e| e.accounts.contains(&"site-kiem-toan".to_string()))
+            .all(|e| e
+                .service
+                .as_deref()
+                .or(e.stream.as_deref())
+                .is_some_and(
+                    |s| s.contains("AUDIT") || s.starts_with("lienthong.witness.kiem-toan.")
+                )));
+        // Removed again: nothing of it is left in the bus account.
+        add_sites(&mut accounts, &[]);
+        assert!(!accounts.contains_key("site-kiem-toan"));
+        assert!(accounts[BUS_ACCOUNT]
+            .exports
+            .iter()
+            .all(|e| !e.accounts.iter().any(|a| a.starts_with(PREFIX))));
     }
 
     #[test]

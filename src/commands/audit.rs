@@ -7,7 +7,7 @@ use anyhow::Context as _;
 use chrono::{DateTime, Utc};
 use clap::Subcommand;
 use indicatif::{ProgressBar, ProgressStyle};
-use lienthong_audit::checkpoint::{load_or_generate_signing_key, load_public_key};
+use lienthong_audit::checkpoint::{load_or_generate_signing_key, load_public_key, Checkpoint};
 use lienthong_audit::export::{export, verify_export, ExportFilter};
 use lienthong_audit::verify::{checkpoints_from_audit, checkpoints_from_files};
 use lienthong_audit::verify_stream;
@@ -31,8 +31,14 @@ pub enum Command {
         /// Take the checkpoints from exported files in this folder instead of AUDIT.
         #[arg(long)]
         checkpoints: Option<PathBuf>,
+        /// Take the checkpoints from a witness site's mirror of AUDIT (its credentials file,
+        /// e.g. site-data/credentials/auditor.env) and compare them with the central ones: a
+        /// history rewritten and signed again centrally after the witness received the
+        /// original is found and located.
+        #[arg(long, value_name = "ENV", conflicts_with = "checkpoints")]
+        witness: Option<PathBuf>,
         /// Verify an export file offline (no NATS needed).
-        #[arg(long, conflicts_with_all = ["streams", "checkpoints"])]
+        #[arg(long, conflicts_with_all = ["streams", "checkpoints", "witness"])]
         export: Option<PathBuf>,
         /// Print the reports as JSON.
         #[arg(long)]
@@ -118,21 +124,47 @@ pub async fn run(global: &Global, cmd: Command) -> anyhow::Result<ExitCode> {
             public_key,
             streams,
             checkpoints,
+            witness,
             export: None,
             json,
         } => {
             let key = load_public_key(&public_key)?;
             let js = global.session("lienthong-audit-verify").await?.reader;
+            let witness = match &witness {
+                Some(env) => {
+                    let (client, refusals) = lienthong_bus::ConnectSettings::resolve(Some(env))?
+                        .connect_watched("lienthong-audit-witness")
+                        .await
+                        .with_context(|| {
+                            format!("connecting to the witness ({})", env.display())
+                        })?;
+                    Some(lienthong_bus::StreamReader::new(client, refusals))
+                }
+                None => None,
+            };
             let streams: Vec<String> = if streams.is_empty() {
                 audited_streams().iter().map(|s| s.to_string()).collect()
             } else {
                 streams
             };
             let mut reports = Vec::new();
+            let mut disagreements = Vec::new();
             for stream in &streams {
-                let cps = match &checkpoints {
-                    Some(dir) => checkpoints_from_files(dir, stream)?,
-                    None => checkpoints_from_audit(&js, stream).await?,
+                let cps = match (&checkpoints, &witness) {
+                    (Some(dir), _) => checkpoints_from_files(dir, stream)?,
+                    (None, Some(w)) => {
+                        let witnessed = witnessed(checkpoints_from_audit(w, stream).await?);
+                        let central = checkpoints_from_audit(&js, stream).await?;
+                        let found = compare_with_witness(stream, &central, &witnessed);
+                        if !json {
+                            for d in &found {
+                                println!("{d}");
+                            }
+                        }
+                        disagreements.extend(found);
+                        witnessed
+                    }
+                    (None, None) => checkpoints_from_audit(&js, stream).await?,
                 };
                 let b = bar(stream)?;
                 let report = verify_stream(&js, stream, cps, &key, &|done, total| {
@@ -146,14 +178,24 @@ pub async fn run(global: &Global, cmd: Command) -> anyhow::Result<ExitCode> {
                 }
                 reports.push(report);
             }
-            if json {
+            if json && witness.is_some() {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&serde_json::json!({
+                        "streams": reports,
+                        "witness_disagreements": disagreements,
+                    }))?
+                );
+            } else if json {
                 println!("{}", serde_json::to_string_pretty(&reports)?);
             }
-            Ok(if reports.iter().all(|r| r.intact()) {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
-            })
+            Ok(
+                if reports.iter().all(|r| r.intact()) && disagreements.is_empty() {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::FAILURE
+                },
+            )
         }
         Command::Export {
             stream,
@@ -243,4 +285,46 @@ pub async fn run(global: &Global, cmd: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// The checkpoints as the witness first received them: one per range, the earliest (a
+/// central rewrite that reached the witness later does not replace what it saw first).
+fn witnessed(mut cps: Vec<Checkpoint>) -> Vec<Checkpoint> {
+    let mut seen = std::collections::BTreeSet::new();
+    cps.retain(|c| seen.insert((c.first_seq, c.last_seq)));
+    cps
+}
+
+/// Where the central checkpoints of `stream` differ from those the witness holds, one
+/// sentence each, naming the range.
+fn compare_with_witness(
+    stream: &str,
+    central: &[Checkpoint],
+    witnessed: &[Checkpoint],
+) -> Vec<String> {
+    let short = |h: &str| h.chars().take(12).collect::<String>();
+    let mut out = Vec::new();
+    for w in witnessed {
+        let range = format!("{}–{}", w.first_seq, w.last_seq);
+        match central
+            .iter()
+            .find(|c| c.first_seq == w.first_seq && c.last_seq == w.last_seq)
+        {
+            None => out.push(format!(
+                "{stream}: WITNESS DISAGREES — the central AUDIT has no checkpoint of sequences {range}, which the witness received (signed {})",
+                w.signed_at.to_rfc3339()
+            )),
+            Some(c) if c != w => out.push(format!(
+                "{stream}: WITNESS DISAGREES — the central checkpoint of sequences {range} is not the one the witness received: head {}… vs {}…, stream created {} vs {}, signed {} vs {}",
+                short(&c.head),
+                short(&w.head),
+                c.stream_created,
+                w.stream_created,
+                c.signed_at.to_rfc3339(),
+                w.signed_at.to_rfc3339()
+            )),
+            Some(_) => {}
+        }
+    }
+    out
 }

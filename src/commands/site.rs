@@ -11,7 +11,7 @@ use lienthong_adapters::ingress::IngressConfig;
 use lienthong_bus::agencies::agent::{applied_records, digest, read_access};
 use lienthong_bus::credentials::{read_env_file, write_private};
 use lienthong_bus::roles::hash_password;
-use lienthong_bus::sites::{self, SiteRecord};
+use lienthong_bus::sites::{self, SiteKind, SiteRecord};
 use lienthong_bus::topology::AGENCY_ACCESS_BUCKET;
 
 use super::Global;
@@ -26,6 +26,10 @@ pub enum Command {
         /// The site's JetStream domain (1–16 of a–z 0–9), unique among the sites.
         #[arg(long)]
         domain: String,
+        /// ward: the hub sources its streams; witness: an auditor's site that mirrors the
+        /// hub's AUDIT (and nothing else).
+        #[arg(long, value_enum, default_value = "ward")]
+        role: KindArg,
     },
     /// On the hub: the ward sites, and how far the hub's streams have sourced each.
     List {
@@ -78,11 +82,24 @@ pub struct UpArgs {
 enum RoleArg {
     Ward,
     Agency,
+    Witness,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum KindArg {
+    Ward,
+    Witness,
 }
 
 pub async fn run(global: &Global, c: Command) -> anyhow::Result<ExitCode> {
     match c {
-        Command::Add { name, domain } => add(global, &name, &domain).await,
+        Command::Add { name, domain, role } => {
+            let kind = match role {
+                KindArg::Ward => SiteKind::Ward,
+                KindArg::Witness => SiteKind::Witness,
+            };
+            add(global, &name, &domain, kind).await
+        }
         Command::List { json } => list(global, json).await,
         Command::Remove { name } => remove(global, &name).await,
         Command::Up(a) => up(global, a).await,
@@ -145,7 +162,12 @@ async fn set_sources(
 /// How long the servers' agents may take to apply a change.
 const APPLY_TIMEOUT: Duration = Duration::from_secs(30);
 
-async fn add(global: &Global, name: &str, domain: &str) -> anyhow::Result<ExitCode> {
+async fn add(
+    global: &Global,
+    name: &str,
+    domain: &str,
+    kind: SiteKind,
+) -> anyhow::Result<ExitCode> {
     sites::check_name(name)?;
     sites::check_domain(domain)?;
     let session = global.session("lienthong-site-add").await?;
@@ -162,9 +184,10 @@ async fn add(global: &Global, name: &str, domain: &str) -> anyhow::Result<ExitCo
         );
     }
     if let Some(same) = access.sites.iter().find(|s| s.name == name) {
-        if same.domain != domain {
+        if same.domain != domain || same.kind != kind {
             bail!(
-                "site {name} is registered with domain {}; `lienthong site remove {name}` first to change it",
+                "site {name} is registered as a {:?} with domain {}; `lienthong site remove {name}` first to change it",
+                same.kind,
                 same.domain
             );
         }
@@ -174,6 +197,7 @@ async fn add(global: &Global, name: &str, domain: &str) -> anyhow::Result<ExitCo
         name: name.into(),
         domain: domain.into(),
         password: hash_password(&password)?,
+        kind,
     };
     settled(|| async {
         let kv = js
@@ -189,7 +213,10 @@ async fn add(global: &Global, name: &str, domain: &str) -> anyhow::Result<ExitCo
     })
     .await?;
     wait_applied(js).await?;
-    let added = set_sources(js, name, Some(&record)).await?;
+    let added = match kind {
+        SiteKind::Ward => set_sources(js, name, Some(&record)).await?,
+        SiteKind::Witness => 0,
+    };
     let dir = global
         .env
         .as_ref()
@@ -199,15 +226,24 @@ async fn add(global: &Global, name: &str, domain: &str) -> anyhow::Result<ExitCo
     write_private(
         &file,
         &format!(
-            "# Ward site {name}'s leaf connection to the hub. Generated; keep private.\n\
-             # Use: lienthong site up --name {name} --domain {domain} --hub nats-leaf://HUB:7422 --env THIS_FILE\n\
+            "# Site {name}'s leaf connection to the hub. Generated; keep private.\n\
+             # Use: lienthong site up --role {role} --name {name} --domain {domain} --hub nats-leaf://HUB:7422 --env THIS_FILE\n\
              NATS_USER={}\nNATS_PASSWORD={password}\nLIENTHONG_SITE_NAME={name}\nLIENTHONG_SITE_DOMAIN={domain}\n",
-            sites::account(name)
+            sites::account(name),
+            role = match kind {
+                SiteKind::Ward => "ward",
+                SiteKind::Witness => "witness",
+            }
         ),
     )?;
-    println!(
-        "site {name} (domain {domain}) registered; the hub's streams source it ({added} sources added)"
-    );
+    match kind {
+        SiteKind::Ward => println!(
+            "site {name} (domain {domain}) registered; the hub's streams source it ({added} sources added)"
+        ),
+        SiteKind::Witness => println!(
+            "witness {name} (domain {domain}) registered; it may mirror AUDIT and nothing else"
+        ),
+    }
     println!("its credentials: {}", file.display());
     Ok(ExitCode::SUCCESS)
 }
@@ -251,6 +287,7 @@ async fn wait_applied(js: &async_nats::jetstream::Context) -> anyhow::Result<()>
 struct SiteState {
     name: String,
     domain: String,
+    kind: SiteKind,
     /// Per hub stream: messages still to source, and seconds since the source was active.
     streams: Vec<SourceState>,
 }
@@ -269,6 +306,15 @@ async fn list(global: &Global, json: bool) -> anyhow::Result<ExitCode> {
     let mut out = Vec::new();
     for site in &access.sites {
         let mut streams = Vec::new();
+        if site.kind == SiteKind::Witness {
+            out.push(SiteState {
+                name: site.name.clone(),
+                domain: site.domain.clone(),
+                kind: site.kind,
+                streams,
+            });
+            continue;
+        }
         for spec in sites::ward_streams() {
             let Ok(mut stream) = js.get_stream(spec.name).await else {
                 continue;
@@ -286,6 +332,7 @@ async fn list(global: &Global, json: bool) -> anyhow::Result<ExitCode> {
         out.push(SiteState {
             name: site.name.clone(),
             domain: site.domain.clone(),
+            kind: site.kind,
             streams,
         });
     }
@@ -297,7 +344,7 @@ async fn list(global: &Global, json: bool) -> anyhow::Result<ExitCode> {
         println!("no ward site (lienthong site add NAME --domain D)");
     }
     for s in out {
-        println!("{} (domain {})", s.name, s.domain);
+        println!("{} ({:?}, domain {})", s.name, s.kind, s.domain);
         for st in s.streams {
             println!(
                 "  {:<14} lag {:>8}  {}",
@@ -325,10 +372,11 @@ async fn up(global: &Global, a: UpArgs) -> anyhow::Result<ExitCode> {
     let role = match a.role {
         RoleArg::Ward => Role::Ward,
         RoleArg::Agency => Role::Agency,
+        RoleArg::Witness => Role::Witness,
     };
-    if role == Role::Ward && *user != sites::account(&a.name) {
+    if role != Role::Agency && *user != sites::account(&a.name) {
         bail!(
-            "{} is {user}'s; ward site {} connects as {} (its file from `lienthong site add`)",
+            "{} is {user}'s; site {} connects as {} (its file from `lienthong site add`)",
             env.display(),
             a.name,
             sites::account(&a.name)
@@ -367,6 +415,7 @@ async fn up(global: &Global, a: UpArgs) -> anyhow::Result<ExitCode> {
         match role {
             Role::Ward => "ward",
             Role::Agency => "agency",
+            Role::Witness => "witness",
         },
         a.domain
     );

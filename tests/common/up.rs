@@ -165,6 +165,13 @@ impl Drop for SiteUp {
 
 /// Runs `lienthong ARGS…` to its end; panics with its output unless it succeeds.
 pub fn lienthong(args: &[&str]) -> String {
+    let (ok, text) = lienthong_status(args);
+    assert!(ok, "lienthong {args:?} failed:\n{text}");
+    text
+}
+
+/// Runs `lienthong ARGS…` to its end: whether it succeeded, and its output.
+pub fn lienthong_status(args: &[&str]) -> (bool, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_lienthong"))
         .args(args)
         .output()
@@ -174,8 +181,7 @@ pub fn lienthong(args: &[&str]) -> String {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(out.status.success(), "lienthong {args:?} failed:\n{text}");
-    text
+    (out.status.success(), text)
 }
 
 /// GET `url` as JSON, `Null` when there is no answer (yet).

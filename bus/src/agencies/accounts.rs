@@ -164,11 +164,13 @@ pub fn add_agencies(
                         user: acc.clone(),
                         password: h.password.clone(),
                         permissions: agency_permissions(agency),
+                        allowed_connection_types: Vec::new(),
                     },
                     UserConfig {
                         user: admin_user(&agency.name),
                         password: h.admin.clone(),
                         permissions: admin_permissions(&agency.name),
+                        allowed_connection_types: Vec::new(),
                     },
                 ],
                 exports: Vec::new(),
@@ -231,7 +233,14 @@ pub fn check(
         match accounts.get(name) {
             None => problems.push(format!("agency account {name}: missing")),
             Some(have) if name == BUS_ACCOUNT => {
-                if have.exports != want.exports {
+                let to_agencies = |a: &AccountConfig| -> Vec<Export> {
+                    a.exports
+                        .iter()
+                        .filter(|e| e.accounts.iter().all(|a| a.starts_with(super::PREFIX)))
+                        .cloned()
+                        .collect()
+                };
+                if to_agencies(have) != to_agencies(want) {
                     problems.push(format!(
                         "account {BUS_ACCOUNT}: its exports to agencies differ from the registry's grants"
                     ))

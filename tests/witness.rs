@@ -1,0 +1,210 @@
+//! The auditor's witness: a leaf-node site mirroring the hub's AUDIT as it is written, and
+//! `audit verify --witness`, which finds a history rewritten and signed again centrally —
+//! which the central checkpoints alone cannot.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use chrono::TimeZone;
+use common::up::{free_port, json_or_null, lienthong, lienthong_status, SiteUp, Up};
+use lienthong_bus::{Classification, ConnectSettings, EventDraft, EventType, Publisher};
+use serde_json::json;
+
+fn report(i: u32) -> EventDraft {
+    let id = format!("PT-2023-{i:06}");
+    EventDraft::new(
+        EventType::new("field_reports", "report", "submitted"),
+        format!("report/{id}/submitted"),
+        id.clone(),
+        chrono::Utc
+            .with_ymd_and_hms(2023, 11, 18, 12, 0, 0)
+            .unwrap(),
+        json!({
+            "report_id": id, "category": "CSDT", "category_name": "Chiếu sáng đô thị",
+            "ward": "phu-thuy", "status": "open", "description": format!("Đèn hỏng số {i}"),
+            "requested_at": "2023-11-18T19:00:00+07:00"
+        }),
+        Classification::Public,
+    )
+}
+
+async fn connect(env: &std::path::Path) -> async_nats::Client {
+    ConnectSettings::resolve(Some(env))
+        .unwrap()
+        .connect("test-witness")
+        .await
+        .unwrap()
+}
+
+/// The last sequence the checkpoints of FIELD_REPORTS in this AUDIT cover.
+async fn covered(env: &std::path::Path) -> u64 {
+    let reader = lienthong_bus::StreamReader::new(connect(env).await, Default::default());
+    lienthong_audit::verify::checkpoints_from_audit(&reader, "FIELD_REPORTS")
+        .await
+        .map(|c| c.iter().map(|c| c.last_seq).max().unwrap_or(0))
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_witness_site_catches_a_history_rewritten_and_signed_again_centrally() {
+    let leaf = free_port();
+    let hub = Up::start(&["--leaf-port", &leaf.to_string()]);
+    let http = reqwest::Client::new();
+    let start = Instant::now();
+    while json_or_null(&http, format!("{}/healthz", hub.base)).await["status"] != "ok" {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "{}",
+            hub.log_tail(20)
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let cred = |f: &str| hub.credentials(f).to_str().unwrap().to_string();
+    let (operator, replay, auditor) = (
+        cred("operator.env"),
+        cred("replay.env"),
+        cred("auditor.env"),
+    );
+    let key = cred("audit-signing.key");
+    let public = hub.data.join("audit-public.key");
+    let public = public.to_str().unwrap();
+
+    // The auditor's witness site, registered by the operator, mirrors AUDIT from its own
+    // machine.
+    let out = lienthong(&[
+        "site",
+        "add",
+        "kiem-toan",
+        "--domain",
+        "kiemtoan",
+        "--role",
+        "witness",
+        "--env",
+        &operator,
+    ]);
+    assert!(out.contains("mirror AUDIT and nothing else"), "{out}");
+    let witness = SiteUp::start(&[
+        "--role",
+        "witness",
+        "--name",
+        "kiem-toan",
+        "--domain",
+        "kiemtoan",
+        "--hub",
+        &format!("nats-leaf://127.0.0.1:{leaf}"),
+        "--env",
+        &cred("site-kiem-toan.env"),
+    ]);
+    let witness_env = witness.data.join("credentials/auditor.env");
+    // Its credentials open a leaf link only: as a client of the hub they are refused.
+    let mut as_client =
+        ConnectSettings::resolve(Some(&hub.credentials("site-kiem-toan.env"))).unwrap();
+    as_client.url = ConnectSettings::resolve(Some(&hub.credentials("operator.env")))
+        .unwrap()
+        .url;
+    assert!(
+        as_client.connect("test-site-as-client").await.is_err(),
+        "a site's credentials must not connect as a client of the hub"
+    );
+
+    // 25 events, checkpointed with the central key; the witness receives the checkpoints.
+    let registry = std::sync::Arc::new(lienthong_bus::SchemaRegistry::embedded().unwrap());
+    let publisher = Publisher::new(
+        async_nats::jetstream::new(connect(&hub.credentials("ingress.env")).await),
+        registry.clone(),
+        "urn:lienthong:phanthiet:field_reports",
+    );
+    for i in 1..=25 {
+        publisher.publish(report(i)).await.unwrap();
+    }
+    lienthong(&["audit", "checkpoint", "--key", &key, "--env", &replay]);
+    let start = Instant::now();
+    while !(witness_env.exists() && covered(&witness_env).await >= 25) {
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "the witness did not receive the checkpoints\n{}",
+            witness.log_tail(20)
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let (ok, out) = lienthong_status(&[
+        "audit",
+        "verify",
+        "--stream",
+        "FIELD_REPORTS",
+        "--public-key",
+        public,
+        "--witness",
+        witness_env.to_str().unwrap(),
+        "--env",
+        &auditor,
+    ]);
+    assert!(ok, "an untouched history agrees with its witness:\n{out}");
+
+    // The operator, who also holds the signing key, rewrites event 17, replaces AUDIT and
+    // signs the rewritten history again.
+    let js = async_nats::jetstream::new(connect(&hub.credentials("operator.env")).await);
+    let mut raw: Vec<(String, async_nats::HeaderMap, bytes::Bytes)> =
+        common::read_stream(&js, "FIELD_REPORTS")
+            .await
+            .into_iter()
+            .map(|m| {
+                (
+                    m.subject.to_string(),
+                    m.headers.clone().unwrap_or_default(),
+                    m.payload.clone(),
+                )
+            })
+            .collect();
+    assert_eq!(raw.len(), 25);
+    let text = String::from_utf8(raw[16].2.to_vec())
+        .unwrap()
+        .replace("Đèn hỏng số 17", "Đèn đã sửa");
+    raw[16].2 = text.into();
+    js.delete_stream("FIELD_REPORTS").await.unwrap();
+    js.delete_stream("AUDIT").await.unwrap();
+    lienthong_bus::provision(&js).await.unwrap();
+    for (subject, headers, payload) in raw {
+        js.publish_with_headers(subject, headers, payload)
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    }
+    lienthong(&["audit", "checkpoint", "--key", &key, "--env", &replay]);
+
+    // Centrally, nothing shows: the new checkpoints verify the new history.
+    let (ok, out) = lienthong_status(&[
+        "audit",
+        "verify",
+        "--stream",
+        "FIELD_REPORTS",
+        "--public-key",
+        public,
+        "--env",
+        &auditor,
+    ]);
+    assert!(ok, "the forged checkpoints verify centrally:\n{out}");
+    // Against the witness, the rewrite is found and located.
+    let (ok, out) = lienthong_status(&[
+        "audit",
+        "verify",
+        "--stream",
+        "FIELD_REPORTS",
+        "--public-key",
+        public,
+        "--witness",
+        witness_env.to_str().unwrap(),
+        "--env",
+        &auditor,
+    ]);
+    assert!(!ok, "the witness must disagree:\n{out}");
+    assert!(out.contains("WITNESS DISAGREES"), "{out}");
+    assert!(out.contains("FIELD_REPORTS"), "{out}");
+    assert!(
+        out.contains("17"),
+        "the first rewritten sequence is named:\n{out}"
+    );
+    eprintln!("{out}");
+}
