@@ -163,6 +163,19 @@ impl Site {
                 ));
             }
         }
+        let system = creds
+            .settings("system", &url)?
+            .connect("lienthong-site-link")
+            .await?;
+        let stop = shutdown.signalled();
+        let hub = opts.hub.join(",");
+        site.tasks.push((
+            "link watch".into(),
+            tokio::spawn(async move {
+                watch_link(system, hub, stop).await;
+                Ok(())
+            }),
+        ));
         site.lines.push(format!(
             "  NATS (this site)   {url}  (domain {}, leaf node of {}; store {})",
             opts.domain,
@@ -330,6 +343,63 @@ impl Site {
         }
         self.server.stop().await?;
         result
+    }
+}
+
+/// How many leaf links the site's server has now (its monitoring endpoint, `LEAFZ`).
+async fn links(system: &async_nats::Client) -> Option<u64> {
+    let id = system.server_info().server_id;
+    let reply = tokio::time::timeout(
+        Duration::from_secs(2),
+        system.request(format!("$SYS.REQ.SERVER.{id}.LEAFZ"), "{}".into()),
+    )
+    .await
+    .ok()?
+    .ok()?;
+    let v: serde_json::Value = serde_json::from_slice(&reply.payload).ok()?;
+    v["data"]["leafnodes"].as_u64()
+}
+
+/// Logs when the link to the hub comes up or goes down (the site works on meanwhile), and
+/// warns when it has not come up 10 s after the start (a wrong address or credentials: the
+/// hub refuses the link).
+async fn watch_link(
+    system: async_nats::Client,
+    hub: String,
+    stop: impl std::future::Future<Output = ()>,
+) {
+    tokio::pin!(stop);
+    let start = std::time::Instant::now();
+    let mut up: Option<bool> = None;
+    let mut warned = false;
+    let mut ever = false;
+    loop {
+        let now = links(&system).await.map(|n| n > 0);
+        match (up, now) {
+            (_, None) => {}
+            (Some(was), Some(is)) if was == is => {}
+            (_, Some(true)) => info!(hub, "linked to the hub"),
+            (Some(true), Some(false)) => warn!(
+                hub,
+                "the link to the hub is down; the site goes on working and catches up when it is back"
+            ),
+            (_, Some(false)) => {}
+        }
+        if now.is_some() {
+            up = now;
+            ever |= now == Some(true);
+        }
+        if !warned && !ever && start.elapsed() > Duration::from_secs(10) {
+            warn!(
+                hub,
+                "not linked to the hub after 10 s: check --hub (the hub's leaf-node address, `up --leaf-port`) and --env (the site's credentials; a ward's or witness's from `lienthong site add`, an agency's from `agency add`); the site works on locally meanwhile"
+            );
+            warned = true;
+        }
+        tokio::select! {
+            _ = &mut stop => return,
+            _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+        }
     }
 }
 

@@ -253,6 +253,12 @@ async fn ward_and_agency_sites_keep_working_a_minute_without_the_hub_and_nothing
         i += 1;
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
+    // The site says so (its own log; it works on).
+    assert!(
+        ward.log().contains("the link to the hub is down"),
+        "{}",
+        ward.log_tail(10)
+    );
     assert_eq!(
         field_reports_total(&http, &agency.http).await,
         Some(40),

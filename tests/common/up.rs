@@ -151,8 +151,13 @@ impl SiteUp {
         }
     }
 
+    /// Its whole log.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("site.log")).unwrap_or_default()
+    }
+
     pub fn log_tail(&self, n: usize) -> String {
-        let log = std::fs::read_to_string(self.dir.path().join("site.log")).unwrap_or_default();
+        let log = self.log();
         log.lines().rev().take(n).collect::<Vec<_>>().join("\n")
     }
 }
