@@ -333,3 +333,69 @@ fn spec(name: &str) -> lienthong_bus::topology::StreamSpec {
         .find(|s| s.name == name)
         .unwrap()
 }
+
+#[tokio::test]
+async fn pipelined_publishing_reports_every_event_in_order_and_keeps_the_invalid_in_the_dlq() {
+    let bus = Bus::start().await;
+    let p = bus.publisher("adapter-field_reports", SOURCE).await;
+    let mut drafts: Vec<EventDraft> = (0..3_000)
+        .map(|i| submitted(&format!("PT-2023-{i:06}"), "tien-thanh"))
+        .collect();
+    drafts[777].data["ward"] = json!("atlantis");
+    // The same record twice: stored once, the second reported as a duplicate.
+    drafts.push(drafts[10].clone());
+    let results = p.publish_pipelined(drafts, 64).await;
+    assert_eq!(results.len(), 3_001);
+    assert!(matches!(
+        &results[777],
+        Err(BusError::Invalid {
+            dead_letter: Some(_),
+            ..
+        })
+    ));
+    let dup = results[3_000].as_ref().unwrap();
+    assert!(dup.duplicate);
+    assert_eq!(dup.sequence, results[10].as_ref().unwrap().sequence);
+    let mut seqs: Vec<u64> = results[..3_000]
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != 777)
+        .map(|(_, r)| r.as_ref().expect("valid events are stored").sequence)
+        .collect();
+    seqs.sort();
+    assert_eq!(seqs, (1..=2_999).collect::<Vec<u64>>());
+    assert_eq!(bus.messages("FIELD_REPORTS").await, 2_999);
+    assert_eq!(bus.messages("DLQ").await, 1);
+    // Each reported sequence holds the event it names.
+    let msgs = bus.read_all("auditor", "FIELD_REPORTS").await;
+    for r in results.iter().flatten() {
+        let m = &msgs[(r.sequence - 1) as usize];
+        assert_eq!(decode_stored(m, None).unwrap().event.id(), r.id);
+    }
+}
+
+#[tokio::test]
+async fn pipelined_publishing_without_a_stream_waits_and_retries_then_says_so() {
+    let bus = Bus::start().await;
+    let js = bus.js("operator").await;
+    js.delete_stream("FIELD_REPORTS").await.unwrap();
+    let p = bus
+        .publisher("adapter-field_reports", SOURCE)
+        .await
+        .with_retry(lienthong_bus::RetryPolicy {
+            attempts: 2,
+            first_backoff: std::time::Duration::from_millis(50),
+            ..Default::default()
+        });
+    let results = p
+        .publish_pipelined(
+            (0..3).map(|i| submitted(&format!("PT-X-{i}"), "tien-thanh")),
+            8,
+        )
+        .await;
+    assert_eq!(results.len(), 3);
+    for r in &results {
+        let e = r.as_ref().unwrap_err().to_string();
+        assert!(e.contains("no stream answered"), "{e}");
+    }
+}

@@ -275,27 +275,132 @@ impl Publisher {
     pub async fn send_all(&self, prepared: Vec<Prepared>) -> Vec<Result<Published>> {
         let mut pending = Vec::with_capacity(prepared.len());
         for p in prepared {
-            pending.push(match self.send_once(&p).await {
-                Ok(fut) => Ok((p, fut)),
-                // Could not even send: the retrying path.
-                Err(_) => Err(p),
-            });
+            // Could not even send (`None`): the retrying path.
+            let fut = self.send_once(&p).await.ok();
+            pending.push((p, fut));
         }
         let mut out = Vec::with_capacity(pending.len());
-        for item in pending {
-            out.push(match item {
-                Err(p) => self.send(p).await,
-                Ok((prepared, fut)) => match self.confirmed(&prepared, fut).await {
-                    Err(forbidden) => Err(forbidden),
-                    Ok(Ok(ack)) => Ok(published(&prepared, ack)),
-                    Ok(Err(e)) => match classify(&prepared, e) {
-                        Retry::Yes(_) => self.send(prepared).await,
-                        Retry::No(err) => Err(err),
-                    },
-                },
-            });
+        for (p, fut) in pending {
+            out.push(self.settle(p, fut).await);
         }
         out
+    }
+
+    /// Publishes events keeping up to `window` acknowledgements in flight: each event is
+    /// validated and encoded while the earlier ones travel and are stored, and an
+    /// acknowledgement is awaited only when the window is full (a sliding window, not
+    /// batches that wait for their slowest). The acknowledgements come back on one
+    /// subscription under the connection's own inbox (as nats.go's `PublishAsync`), not one
+    /// request each: per event, no reply subscription, channel or timer of its own. Results
+    /// in input order; an event whose acknowledgement is an error or does not come within
+    /// [`PIPELINE_ACK_TIMEOUT`] is sent again with the bounded retries of
+    /// [`Publisher::send`] (same id: never stored twice); one that fails validation goes to
+    /// the dead-letter stream.
+    pub async fn publish_pipelined(
+        &self,
+        drafts: impl IntoIterator<Item = EventDraft>,
+        window: usize,
+    ) -> Vec<Result<Published>> {
+        use futures::StreamExt;
+        let window = window.max(1);
+        let client = self.js.client();
+        let prefix = client.new_inbox();
+        let Ok(mut acks) = client.subscribe(format!("{prefix}.*")).await else {
+            // No subscription: one request per event.
+            return self.publish_many(drafts.into_iter().collect()).await;
+        };
+        let mut out: Vec<Option<Result<Published>>> = Vec::new();
+        let mut in_flight: std::collections::HashMap<usize, Prepared> =
+            std::collections::HashMap::with_capacity(window);
+        // Events to send again through the retrying path (no or a failed acknowledgement).
+        let mut again: Vec<(usize, Prepared)> = Vec::new();
+        let mut drafts = drafts.into_iter();
+        loop {
+            // Fill the window.
+            while in_flight.len() < window {
+                let Some(draft) = drafts.next() else { break };
+                let pos = out.len();
+                out.push(None);
+                match self.prepare_draft(draft) {
+                    Err(e) => out[pos] = Some(Err(e)),
+                    Ok(Err(Rejected { event, error })) => {
+                        out[pos] = Some(Err(self.dead_letter(*event, error).await))
+                    }
+                    Ok(Ok(p)) => {
+                        let sent = client
+                            .publish_with_reply_and_headers(
+                                p.subject.clone(),
+                                format!("{prefix}.{pos}"),
+                                p.headers.clone(),
+                                p.payload.clone(),
+                            )
+                            .await;
+                        match sent {
+                            Ok(()) => {
+                                in_flight.insert(pos, p);
+                            }
+                            Err(_) => again.push((pos, p)),
+                        }
+                    }
+                }
+            }
+            if in_flight.is_empty() {
+                break;
+            }
+            // One acknowledgement (any: several streams answer in their own order).
+            match tokio::time::timeout(PIPELINE_ACK_TIMEOUT, acks.next()).await {
+                Ok(Some(m)) => {
+                    let Some(pos) = m
+                        .subject
+                        .rsplit('.')
+                        .next()
+                        .and_then(|t| t.parse::<usize>().ok())
+                    else {
+                        continue;
+                    };
+                    let Some(p) = in_flight.remove(&pos) else {
+                        continue;
+                    };
+                    let ack = (m.status.is_none() || m.status == Some(async_nats::StatusCode::OK))
+                        .then(|| {
+                            serde_json::from_slice::<async_nats::jetstream::publish::PublishAck>(
+                                &m.payload,
+                            )
+                            .ok()
+                        })
+                        .flatten()
+                        .filter(|a| !a.stream.is_empty());
+                    match ack {
+                        Some(ack) => out[pos] = Some(Ok(published(&p, ack))),
+                        None => again.push((pos, p)),
+                    }
+                }
+                // Nothing within the timeout (or the subscription ended): every event still
+                // in flight takes the retrying path.
+                _ => again.extend(in_flight.drain()),
+            }
+        }
+        again.sort_by_key(|(pos, _)| *pos);
+        for (pos, p) in again {
+            out[pos] = Some(self.send(p).await);
+        }
+        out.into_iter().flatten().collect()
+    }
+
+    /// The outcome of one sent event: its acknowledgement, or the retrying path when it was
+    /// not sent (`None`) or not confirmed.
+    async fn settle(&self, p: Prepared, fut: Option<PublishAckFuture>) -> Result<Published> {
+        let Some(fut) = fut else {
+            return self.send(p).await;
+        };
+        match self.confirmed(&p, fut).await {
+            Err(forbidden) => Err(forbidden),
+            Ok(Ok(ack)) => Ok(published(&p, ack)),
+            Ok(Err(e)) => match classify(&p, e) {
+                Retry::Yes(_) => self.send(p).await,
+                Retry::No(err) => Err(err),
+            },
+        }
     }
 
     /// Checks a draft against its schema and encodes it, without building a CloudEvent
@@ -622,6 +727,10 @@ fn published(p: &Prepared, ack: async_nats::jetstream::publish::PublishAck) -> P
         duplicate: ack.duplicate,
     }
 }
+
+/// How long [`Publisher::publish_pipelined`] waits for the next acknowledgement before it
+/// sends what is still in flight again through the retrying path.
+pub const PIPELINE_ACK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// An id short enough to name in a message.
 fn short(id: &str) -> String {
