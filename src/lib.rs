@@ -5,6 +5,7 @@
 //! # Layout
 //! - [`stack`]: the whole bus on one machine ([`Stack`]): what `lienthong up` runs, and what
 //!   tests start in-process.
+//! - [`nodes`]: nats-server nodes (one, or a cluster) for the crash campaign and the benchmark.
 //! - [`site`]: a ward's or an agency's site, a leaf node of the hub (`lienthong site up`).
 //! - [`crosscheck`]: the subsystem registry against the server configuration, the streams, the
 //!   schemas and the read models.
@@ -19,6 +20,7 @@
 pub mod crosscheck;
 pub mod datasets;
 pub mod error;
+pub mod nodes;
 pub mod site;
 pub mod stack;
 

@@ -16,8 +16,6 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use lienthong_adapters::field_reports::{Open311Data, Open311Simulator};
 use lienthong_bus::cloudevents::AttributesReader;
-use lienthong_bus::credentials::CredentialSet;
-use lienthong_bus::server::{NatsServer, ServerOptions};
 use lienthong_bus::{ConnectSettings, SchemaRegistry, StreamReader};
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
@@ -129,54 +127,9 @@ pub async fn run(global: &Global, a: Args) -> anyhow::Result<ExitCode> {
 
     // The server (or a cluster's nodes), with the project's roles.
     let nodes = if a.cluster { 3 } else { 1 };
-    let ports = (0..nodes)
-        .map(|_| free_port())
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    let route_ports = (0..nodes)
-        .map(|_| free_port())
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    let url = ports
-        .iter()
-        .map(|p| format!("nats://127.0.0.1:{p}"))
-        .collect::<Vec<_>>()
-        .join(",");
+    let lienthong::nodes::Nodes { mut servers, .. } =
+        lienthong::nodes::start(&dir, nodes, "chaos").await?;
     let creds_dir = dir.join("credentials");
-    let creds = CredentialSet::load_or_generate(&creds_dir, &url)?;
-    let mut servers = Vec::new();
-    for (i, port) in ports.iter().enumerate() {
-        let node = a.cluster.then(|| lienthong_bus::server::ClusterNode {
-            name: format!("n{}", i + 1),
-            cluster: "chaos".into(),
-            route_port: route_ports[i],
-            routes: route_ports
-                .iter()
-                .map(|r| format!("127.0.0.1:{r}"))
-                .collect(),
-        });
-        servers.push(
-            NatsServer::start(
-                ServerOptions {
-                    bin: None,
-                    data_dir: dir.join(format!("nats-{}", i + 1)),
-                    host: "127.0.0.1".into(),
-                    port: Some(*port),
-                    sync_always: false,
-                    node,
-                    domain: None,
-                    leaf: None,
-                },
-                &creds,
-            )
-            .await?,
-        );
-    }
-    let operator = connect(&creds_dir, "operator").await?;
-    let js = async_nats::jetstream::new(operator.clone());
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while let Err(e) = lienthong_bus::topology::provision_replicated(&js, nodes).await {
-        anyhow::ensure!(Instant::now() < deadline, "provisioning: {e}");
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
 
     // The source system the adapter pulls from: synthetic reports only (all valid).
     let fixtures: BTreeSet<String> = Open311Data::fixtures()

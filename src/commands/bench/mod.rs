@@ -31,6 +31,7 @@ use serde_json::json;
 
 use super::Global;
 
+mod ingress;
 mod latency;
 mod publish;
 mod replay;
@@ -79,6 +80,8 @@ enum Part {
     Rss,
     Durable,
     Webhook,
+    Ingress,
+    Cluster,
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -153,6 +156,8 @@ pub async fn run(global: &Global, a: Args) -> anyhow::Result<ExitCode> {
     figures.insert("runs".into(), json!(a.runs));
     let mut rows: Vec<Row> = Vec::new();
 
+    // The in-flight windows (each side's best, when the publish part measures them).
+    let (mut bus_window, mut headers_window) = (1024, 1024);
     // Publish: raw vs bus, alternating, same payloads.
     if wants(Part::Publish) {
         let (mut raw_rates, mut bus_rates, mut raw_header_rates, mut batched_rates) =
@@ -161,6 +166,8 @@ pub async fn run(global: &Global, a: Args) -> anyhow::Result<ExitCode> {
         let (w_raw, w_headers, w_bus) =
             publish::best_windows(&operator, &publisher, &base, (a.events / 4).max(1000)).await?;
         eprintln!("bench: windows kept: raw {w_raw}, raw with headers {w_headers}, bus {w_bus}");
+        bus_window = w_bus;
+        headers_window = w_headers;
         figures.insert(
             "publish_windows".into(),
             json!({"raw": w_raw, "raw_with_headers": w_headers, "bus": w_bus}),
@@ -275,6 +282,53 @@ pub async fn run(global: &Global, a: Args) -> anyhow::Result<ExitCode> {
             "",
             None,
         ));
+    }
+
+    // The HTTP ingress in batch mode against the bus publisher, same events.
+    if wants(Part::Ingress) {
+        let ingress_js = js_as("ingress").await?;
+        let (mut bus_rates, mut http_rates) = (Vec::new(), Vec::new());
+        for run in 0..a.runs {
+            fresh_streams(&operator).await?;
+            let ds = drafts(&base, a.events, &format!("i{run}"));
+            let prepared = prepare_all(&publisher, &ds)?;
+            let bus = bus_publish(&publisher, ds, bus_window).await?;
+            fresh_streams(&operator).await?;
+            let http = ingress::ingress(ingress_js.clone(), registry.clone(), &prepared).await?;
+            eprintln!(
+                "bench: ingress run {}: bus {bus:.0}/s, HTTP batches through the ingress {http:.0}/s",
+                run + 1
+            );
+            bus_rates.push(bus);
+            http_rates.push(http);
+        }
+        let ratio = median(
+            bus_rates
+                .iter()
+                .zip(&http_rates)
+                .map(|(b, h)| h / b)
+                .collect(),
+        );
+        let http = median(http_rates);
+        figures.insert("ingress_per_s".into(), json!(http.round()));
+        figures.insert("ingress_ratio".into(), json!(round(ratio, 3)));
+        rows.push(row(
+            format!(
+                "ingress, HTTP batches of {} ({} in flight) (events/s)",
+                ingress::BATCH,
+                ingress::IN_FLIGHT
+            ),
+            format!("{http:.0}"),
+            "",
+            None,
+        ));
+        rows.push(row(
+            "ingress / bus publisher",
+            format!("{ratio:.3}"),
+            ">= 0.50",
+            Some(ratio >= 0.5),
+        ));
+        fresh_streams(&operator).await?;
     }
 
     // Replay: raw drain vs rebuild of the read models, over the same streams.
@@ -424,6 +478,36 @@ pub async fn run(global: &Global, a: Args) -> anyhow::Result<ExitCode> {
         rows.push(row("webhook / raw drain", format!("{ratio:.4}"), "", None));
     }
     server.stop().await?;
+
+    // A cluster of three (R3): the bus publisher against raw with the same headers.
+    if wants(Part::Cluster) {
+        let events = (a.events / 2).max(1000);
+        let (raw, bus) =
+            publish::cluster(global, &base, events, a.runs, (headers_window, bus_window)).await?;
+        let ratio = bus / raw;
+        figures.insert("cluster_events".into(), json!(events));
+        figures.insert("cluster_raw_with_headers_per_s".into(), json!(raw.round()));
+        figures.insert("cluster_bus_per_s".into(), json!(bus.round()));
+        figures.insert("cluster_publish_ratio".into(), json!(round(ratio, 3)));
+        rows.push(row(
+            "cluster of 3 (R3), raw with headers (events/s)",
+            format!("{raw:.0}"),
+            "",
+            None,
+        ));
+        rows.push(row(
+            "cluster of 3 (R3), bus publisher (events/s)",
+            format!("{bus:.0}"),
+            "",
+            None,
+        ));
+        rows.push(row(
+            "cluster: bus / raw with the same headers",
+            format!("{ratio:.3}"),
+            "",
+            None,
+        ));
+    }
 
     // Durable mode: every PubAck on disk. Naive pipelined publishing vs atomic batches.
     if wants(Part::Durable) {

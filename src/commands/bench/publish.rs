@@ -158,12 +158,20 @@ pub(super) async fn bus_publish_batched(
 
 /// The contract's streams and the raw side's `BENCH_RAW`, empty.
 pub(super) async fn fresh_streams(operator: &jetstream::Context) -> anyhow::Result<()> {
+    fresh_streams_replicated(operator, 1).await
+}
+
+/// [`fresh_streams`] with `replicas` copies of each (a cluster: 3), the raw side's too.
+pub(super) async fn fresh_streams_replicated(
+    operator: &jetstream::Context,
+    replicas: usize,
+) -> anyhow::Result<()> {
     for name in ["BENCH_RAW", "FIELD_REPORTS", "DOCUMENTS"] {
         if operator.get_stream(name).await.is_ok() {
             operator.delete_stream(name).await?;
         }
     }
-    lienthong_bus::provision(operator).await?;
+    lienthong_bus::topology::provision_replicated(operator, replicas).await?;
     operator
         .create_stream(stream::Config {
             name: "BENCH_RAW".into(),
@@ -171,10 +179,51 @@ pub(super) async fn fresh_streams(operator: &jetstream::Context) -> anyhow::Resu
             // As the bus's streams: the server remembers message ids for 2 h.
             duplicate_window: lienthong_bus::topology::DUPLICATE_WINDOW,
             storage: stream::StorageType::File,
+            num_replicas: replicas,
             ..Default::default()
         })
         .await?;
     Ok(())
+}
+
+/// A cluster of three nodes on this machine, every stream at three replicas: raw publishing
+/// with the bus's headers against the bus publisher, each at its window; median rates
+/// (raw, bus) over `runs`.
+pub(super) async fn cluster(
+    global: &Global,
+    base: &[EventDraft],
+    events: usize,
+    runs: usize,
+    windows: (usize, usize),
+) -> anyhow::Result<(f64, f64)> {
+    let dir = tempfile::tempdir()?;
+    let nodes = lienthong::nodes::start(dir.path(), 3, "bench").await?;
+    let js = jetstream::new(
+        nodes
+            .credentials
+            .settings("operator", &nodes.url)?
+            .connect("lienthong-bench-cluster")
+            .await?,
+    );
+    let publisher = Publisher::new(js.clone(), global.registry()?, "urn:lienthong:bench");
+    let (mut raw, mut bus) = (Vec::new(), Vec::new());
+    for run in 0..runs {
+        fresh_streams_replicated(&js, 3).await?;
+        let ds = drafts(base, events, &format!("c{run}"));
+        let prepared = prepare_all(&publisher, &ds)?;
+        let r = raw_publish(&js, &prepared, true, windows.0).await?;
+        let b = bus_publish(&publisher, ds, windows.1).await?;
+        eprintln!(
+            "bench: cluster run {}: raw with headers {r:.0}/s, bus {b:.0}/s (3 nodes, R3)",
+            run + 1
+        );
+        raw.push(r);
+        bus.push(b);
+    }
+    for s in nodes.servers {
+        s.stop().await?;
+    }
+    Ok((median(raw), median(bus)))
 }
 
 /// Builds, validates and encodes drafts once (for the raw side, which only sends).
