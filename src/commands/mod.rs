@@ -197,6 +197,9 @@ pub async fn interrupted() {
 
 /// The line `replay rebuild` ends with, read back by `lienthong bench`.
 pub const PEAK_MEMORY_LINE: &str = "peak resident memory (MB):";
+/// The line `replay rebuild` ends with: how long the rebuild itself took (the benchmark's
+/// growth measurement reads it, without the process's start).
+pub const REBUILD_SECONDS_LINE: &str = "rebuild time (s):";
 
 /// This process's peak resident memory in MB, from the kernel's high-water mark of its
 /// address space (`VmHWM`). Not `getrusage`: for a spawned child that also counts the

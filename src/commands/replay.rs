@@ -145,6 +145,7 @@ pub async fn run(global: &Global, cmd: Command) -> anyhow::Result<ExitCode> {
             }
             let store = ReadStore::open(&db)?;
             let session = global.session("lienthong-replay-rebuild").await?;
+            let started = std::time::Instant::now();
             let metrics = Arc::new(Metrics::default());
             for runner in service::runners(&session.js, &registry, &store, &metrics) {
                 if !projections.is_empty()
@@ -173,6 +174,11 @@ pub async fn run(global: &Global, cmd: Command) -> anyhow::Result<ExitCode> {
                 );
             }
             store.flush()?;
+            println!(
+                "{} {:.3}",
+                super::REBUILD_SECONDS_LINE,
+                started.elapsed().as_secs_f64()
+            );
             if let Some(mb) = super::peak_resident_mb() {
                 println!("{} {mb:.1}", super::PEAK_MEMORY_LINE);
             }

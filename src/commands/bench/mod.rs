@@ -69,6 +69,13 @@ pub struct Args {
     /// Measure only these parts (for working on one of them); all when not given.
     #[arg(long, value_enum)]
     only: Vec<Part>,
+    /// How the cost of a rebuild grows with the history: rebuild histories of each of
+    /// --scale-sizes events and report time per event and peak memory (instead of the
+    /// comparisons).
+    #[arg(long)]
+    scale: bool,
+    #[arg(long, value_delimiter = ',', default_value = "100000,1000000,5000000")]
+    scale_sizes: Vec<usize>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -152,9 +159,65 @@ pub async fn run(global: &Global, a: Args) -> anyhow::Result<ExitCode> {
     eprintln!("bench: {} distinct field-report and document events from the demo city; nats-server at {url}", base.len());
     let publisher = Publisher::new(operator.clone(), registry.clone(), "urn:lienthong:bench");
     let mut figures = serde_json::Map::new();
+    let mut rows: Vec<Row> = Vec::new();
+    if a.scale {
+        let mut sizes = a.scale_sizes.clone();
+        sizes.sort_unstable();
+        let points = replay::scale(&operator, &publisher, &base, &sizes, &creds, &url).await?;
+        server.stop().await?;
+        let (first, last) = (points[0], points[points.len() - 1]);
+        let growth = last.1 / first.1;
+        let raw_growth = last.3 / first.3;
+        figures.insert(
+            "scale".into(),
+            json!(points
+                .iter()
+                .map(|(n, us, mb, raw)| json!({"events": n, "us_per_event": round(*us, 3), "rss_mb": round(*mb, 1), "raw_drain_us_per_event": round(*raw, 3)}))
+                .collect::<Vec<_>>()),
+        );
+        figures.insert("replay_cost_growth".into(), json!(round(growth, 3)));
+        figures.insert("raw_drain_cost_growth".into(), json!(round(raw_growth, 3)));
+        for (n, us, mb, raw) in &points {
+            rows.push(row(
+                format!("raw ordered drain, {n} events (µs/event)"),
+                format!("{raw:.2}"),
+                "",
+                None,
+            ));
+            rows.push(row(
+                format!("rebuild, {n} events (µs/event)"),
+                format!("{us:.2}"),
+                "",
+                None,
+            ));
+            rows.push(row(
+                format!("  peak resident memory, {n} events (MB)"),
+                format!("{mb:.1}"),
+                if *n >= 5_000_000 { "<= 200" } else { "" },
+                (*n >= 5_000_000).then_some(*mb <= 200.0),
+            ));
+            if *n == 5_000_000 {
+                figures.insert("replay_rss_mb_5m".into(), json!(round(*mb, 1)));
+            }
+        }
+        rows.push(row(
+            format!("cost per event, {} / {} events", last.0, first.0),
+            format!("{growth:.3}"),
+            "<= 1.2",
+            Some(growth <= 1.2),
+        ));
+        rows.push(row(
+            "  the raw drain's, the same (information)",
+            format!("{raw_growth:.3}"),
+            "",
+            None,
+        ));
+        print_rows(&rows);
+        write_json(a.json.as_ref(), &figures)?;
+        return Ok(ExitCode::SUCCESS);
+    }
     figures.insert("events".into(), json!(a.events));
     figures.insert("runs".into(), json!(a.runs));
-    let mut rows: Vec<Row> = Vec::new();
 
     // The in-flight windows (each side's best, when the publish part measures them).
     let (mut bus_window, mut headers_window) = (1024, 1024);
@@ -537,19 +600,31 @@ pub async fn run(global: &Global, a: Args) -> anyhow::Result<ExitCode> {
         ));
     }
 
-    println!("{:<40} {:>14}   {:<10}", "measure", "value", "target");
-    for r in &rows {
+    print_rows(&rows);
+    write_json(a.json.as_ref(), &figures)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_rows(rows: &[Row]) {
+    println!("{:<48} {:>14}   {:<10}", "measure", "value", "target");
+    for r in rows {
         let met = match r.met {
             Some(true) => "met",
             Some(false) => "NOT MET",
             None => "",
         };
-        println!("{:<40} {:>14}   {:<10} {met}", r.name, r.value, r.target);
+        println!("{:<48} {:>14}   {:<10} {met}", r.name, r.value, r.target);
     }
-    if let Some(path) = &a.json {
-        std::fs::write(path, serde_json::to_vec_pretty(&figures)?)
+}
+
+fn write_json(
+    path: Option<&PathBuf>,
+    figures: &serde_json::Map<String, serde_json::Value>,
+) -> anyhow::Result<()> {
+    if let Some(path) = path {
+        std::fs::write(path, serde_json::to_vec_pretty(figures)?)
             .with_context(|| format!("writing {}", path.display()))?;
         println!("figures written to {}", path.display());
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }

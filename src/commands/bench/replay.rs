@@ -104,15 +104,14 @@ pub(super) async fn fill(
     Ok(())
 }
 
-pub(super) async fn rebuild_rss(
+/// One rebuild of the field-report and document read models in a child process, over
+/// whatever the streams hold: (peak resident MB, events, events/s including the process's
+/// start, seconds of the rebuild itself).
+pub(super) async fn rebuild_child(
     operator: &jetstream::Context,
-    publisher: &Publisher,
-    base: &[EventDraft],
-    n: usize,
     creds: &CredentialSet,
     url: &str,
-) -> anyhow::Result<(f64, u64, f64)> {
-    fill(operator, publisher, base, n).await?;
+) -> anyhow::Result<(f64, u64, f64, f64)> {
     let dir = tempfile::tempdir()?;
     creds.write(dir.path(), url)?;
     let exe = std::env::current_exe()?;
@@ -137,14 +136,61 @@ pub(super) async fn rebuild_rss(
     // The child reports its own high-water mark: getrusage(RUSAGE_CHILDREN) would count
     // this process's memory too (the child is forked from it before exec).
     let stdout = String::from_utf8_lossy(&out.stdout);
-    let peak_mb: f64 = stdout
-        .lines()
-        .find_map(|l| l.strip_prefix(crate::commands::PEAK_MEMORY_LINE))
-        .and_then(|v| v.trim().parse().ok())
+    let line = |prefix: &str| -> Option<f64> {
+        stdout
+            .lines()
+            .find_map(|l| l.strip_prefix(prefix))
+            .and_then(|v| v.trim().parse().ok())
+    };
+    let peak_mb = line(crate::commands::PEAK_MEMORY_LINE)
         .context("the rebuild child did not report its peak memory")?;
+    let seconds = line(crate::commands::REBUILD_SECONDS_LINE)
+        .context("the rebuild child did not report its time")?;
     let mut total = 0u64;
     for s in ["FIELD_REPORTS", "DOCUMENTS"] {
         total += operator.get_stream(s).await?.info().await?.state.messages;
     }
-    Ok((peak_mb, total, total as f64 / elapsed))
+    Ok((peak_mb, total, total as f64 / elapsed, seconds))
+}
+
+/// The streams filled to `n` events, then [`rebuild_child`]: (peak MB, events, events/s).
+pub(super) async fn rebuild_rss(
+    operator: &jetstream::Context,
+    publisher: &Publisher,
+    base: &[EventDraft],
+    n: usize,
+    creds: &CredentialSet,
+    url: &str,
+) -> anyhow::Result<(f64, u64, f64)> {
+    fill(operator, publisher, base, n).await?;
+    let (peak, events, rate, _) = rebuild_child(operator, creds, url).await?;
+    Ok((peak, events, rate))
+}
+
+/// How the cost of a rebuild grows with the history: for each size (ascending), the
+/// streams filled to it and rebuilt in a child process; (events, µs per event of the
+/// rebuild itself, peak resident MB, µs per event of a raw ordered drain of the same
+/// streams) each.
+pub(super) async fn scale(
+    operator: &jetstream::Context,
+    publisher: &Publisher,
+    base: &[EventDraft],
+    sizes: &[usize],
+    creds: &CredentialSet,
+    url: &str,
+) -> anyhow::Result<Vec<(u64, f64, f64, f64)>> {
+    let mut out = Vec::new();
+    for &n in sizes {
+        fill(operator, publisher, base, n).await?;
+        let (peak, events, _, seconds) = rebuild_child(operator, creds, url).await?;
+        let us = seconds * 1e6 / events.max(1) as f64;
+        let (drained, raw) = drain(operator, &["FIELD_REPORTS", "DOCUMENTS"]).await?;
+        let raw_us = 1e6 / raw;
+        eprintln!(
+            "bench: scale {events} events: rebuild {seconds:.1} s ({us:.2} µs/event, {:.0}/s), peak {peak:.1} MB; raw drain of {drained}: {raw_us:.2} µs/event",
+            events as f64 / seconds
+        );
+        out.push((events, us, peak, raw_us));
+    }
+    Ok(out)
 }
