@@ -106,6 +106,9 @@ impl Site {
                     urls: opts.hub.clone(),
                     user: opts.user.clone(),
                     password: opts.password.clone(),
+                    // Only a ward's streams are sourced by the hub; nobody else's API is
+                    // the hub's business.
+                    deny_imports: sites::site_denied_imports(&opts.domain, opts.role != Role::Ward),
                 }),
             },
             &creds,

@@ -231,6 +231,22 @@ async fn ward_and_agency_sites_keep_working_a_minute_without_the_hub_and_nothing
         "the ward's stream holds its own events only"
     );
     assert!(at_ward.keys().all(|id| id.starts_with("ward/")));
+    // The hub sources the ward's streams; it may not change or delete them.
+    let hub_operator = ConnectSettings::resolve(Some(&operator))
+        .unwrap()
+        .connect("test-hub-operator")
+        .await
+        .unwrap();
+    let answer = tokio::time::timeout(
+        Duration::from_secs(3),
+        hub_operator.request("$JS.phuthuy.API.STREAM.DELETE.MEETINGS_PHUTHUY", "".into()),
+    )
+    .await;
+    assert!(
+        !matches!(&answer, Ok(Ok(m)) if String::from_utf8_lossy(&m.payload).contains("success")),
+        "the hub deleted a ward's stream: {answer:?}"
+    );
+    assert_eq!(ids(&ward_operator, "MEETINGS_PHUTHUY").await.0.len(), 0);
     wait_for(
         "the agency site's read models follow the hub",
         Duration::from_secs(180),

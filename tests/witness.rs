@@ -142,6 +142,64 @@ async fn a_witness_site_catches_a_history_rewritten_and_signed_again_centrally()
     ]);
     assert!(ok, "an untouched history agrees with its witness:\n{out}");
 
+    // Nobody on the hub's side reaches the witness's JetStream API: not the operator
+    // through the bus account, and not a rogue leaf node linked with the witness's own
+    // credentials (which the operator has seen: `site add` wrote them).
+    let operator_client = connect(&hub.credentials("operator.env")).await;
+    let delete = |c: async_nats::Client| async move {
+        tokio::time::timeout(
+            Duration::from_secs(3),
+            c.request("$JS.kiemtoan.API.STREAM.DELETE.AUDIT", "".into()),
+        )
+        .await
+    };
+    let answer = delete(operator_client.clone()).await;
+    assert!(
+        !matches!(&answer, Ok(Ok(m)) if String::from_utf8_lossy(&m.payload).contains("success")),
+        "the hub's operator deleted the witness's AUDIT: {answer:?}"
+    );
+    let site_env =
+        lienthong_bus::credentials::read_env_file(&hub.credentials("site-kiem-toan.env")).unwrap();
+    let rogue_creds = lienthong_bus::CredentialSet::generate();
+    let rogue_dir = tempfile::tempdir().unwrap();
+    let rogue = lienthong_bus::NatsServer::start(
+        lienthong_bus::server::ServerOptions {
+            bin: None,
+            data_dir: rogue_dir.path().to_path_buf(),
+            host: "127.0.0.1".into(),
+            port: None,
+            sync_always: false,
+            node: None,
+            domain: Some("rogue".into()),
+            leaf: Some(lienthong_bus::server::LeafNodes::Remote {
+                urls: vec![format!("nats-leaf://127.0.0.1:{leaf}")],
+                user: site_env["NATS_USER"].clone(),
+                password: site_env["NATS_PASSWORD"].clone(),
+                deny_imports: Vec::new(),
+            }),
+        },
+        &rogue_creds,
+    )
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let rogue_client = rogue_creds
+        .settings("operator", &rogue.url())
+        .unwrap()
+        .connect("test-rogue")
+        .await
+        .unwrap();
+    let answer = delete(rogue_client).await;
+    assert!(
+        !matches!(&answer, Ok(Ok(m)) if String::from_utf8_lossy(&m.payload).contains("success")),
+        "a rogue leaf deleted the witness's AUDIT: {answer:?}"
+    );
+    drop(rogue);
+    assert!(
+        covered(&witness_env).await >= 25,
+        "the witness's AUDIT is intact"
+    );
+
     // The operator, who also holds the signing key, rewrites event 17, replaces AUDIT and
     // signs the rewritten history again.
     let js = async_nats::jetstream::new(connect(&hub.credentials("operator.env")).await);

@@ -132,6 +132,9 @@ pub enum LeafNodes {
         urls: Vec<String>,
         user: String,
         password: String,
+        /// Subjects the site refuses to receive over the link
+        /// ([`crate::sites::site_denied_imports`]).
+        deny_imports: Vec<String>,
     },
 }
 
@@ -161,6 +164,7 @@ impl LeafNodes {
                 urls,
                 user,
                 password,
+                deny_imports,
             } => {
                 let mut with_credentials = Vec::new();
                 for u in urls {
@@ -177,10 +181,12 @@ impl LeafNodes {
                         .map_err(|_| BusError::Config(format!("hub address {u:?}")))?;
                     with_credentials.push(format!("\"{url}\""));
                 }
+                let deny: Vec<String> = deny_imports.iter().map(|s| format!("\"{s}\"")).collect();
                 format!(
-                    "\nleafnodes {{\n  reconnect: \"1s\"\n  remotes: [{{ urls: [{}], account: \"{}\" }}]\n}}\n",
+                    "\nleafnodes {{\n  reconnect: \"1s\"\n  remotes: [{{ urls: [{}], account: \"{}\", deny_imports: [{}] }}]\n}}\n",
                     with_credentials.join(", "),
-                    crate::roles::BUS_ACCOUNT
+                    crate::roles::BUS_ACCOUNT,
+                    deny.join(", ")
                 )
             }
         })

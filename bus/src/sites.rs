@@ -200,8 +200,15 @@ pub fn check_domain(domain: &str) -> Result<()> {
 
 /// The source, in the hub's `stream`, of ward site `site`'s own copy of it.
 pub fn source(site: &SiteRecord, stream: &str) -> stream::Source {
+    // Only the contract's subjects of that stream: whatever else a site's stream holds
+    // stays at the site.
+    let filter = ward_streams()
+        .into_iter()
+        .find(|s| s.name == stream)
+        .map(|s| s.subject);
     stream::Source {
         name: local_stream(stream, &site.domain),
+        filter_subject: filter,
         external: Some(stream::External {
             api_prefix: api_prefix(&site.domain),
             delivery_prefix: Some(format!("{}.{stream}", deliver_prefix(&site.name))),
@@ -240,10 +247,10 @@ pub fn add_sites(accounts: &mut AccountsConfig, sites: &[SiteRecord]) {
             response_type: None,
             accounts: vec![BUS_ACCOUNT.into()],
         };
-        let mut exports = vec![
-            to_bus(Some(format!("{}.>", api_prefix(&site.domain))), None),
-            to_bus(None, Some(format!("{}.>", deliver_prefix(&site.name)))),
-        ];
+        let mut exports = vec![to_bus(
+            None,
+            Some(format!("{}.>", deliver_prefix(&site.name))),
+        )];
         let import = |service: bool, subject: String| Import {
             service: service.then(|| ImportSource {
                 account: acc.clone(),
@@ -255,9 +262,14 @@ pub fn add_sites(accounts: &mut AccountsConfig, sites: &[SiteRecord]) {
             }),
             to: None,
         };
-        imports.push(import(true, format!("{}.>", api_prefix(&site.domain))));
         imports.push(import(false, format!("{}.>", deliver_prefix(&site.name))));
         for s in ward_streams() {
+            // Of the site's JetStream API, only what sourcing its streams takes: creating
+            // (and dropping) consumers on them. Never a stream's configuration or deletion.
+            for subject in sourcing_api(&site.domain, &local_stream(s.name, &site.domain)) {
+                exports.push(to_bus(Some(subject.clone()), None));
+                imports.push(import(true, subject));
+            }
             let fc = format!("$JS.FC.{}.>", local_stream(s.name, &site.domain));
             exports.push(to_bus(Some(fc.clone()), None));
             imports.push(import(true, fc));
@@ -370,6 +382,45 @@ fn add_witnesses(accounts: &mut AccountsConfig, witnesses: &[&SiteRecord]) {
             accounts: vec![account(&w.name)],
         });
     }
+}
+
+/// The subjects of a ward site's JetStream API that sourcing its `stream` uses: the
+/// creation of consumers (the form without a name, which the server's sourcing sends, and
+/// the named forms) and their deletion.
+pub fn sourcing_api(domain: &str, stream: &str) -> Vec<String> {
+    let api = api_prefix(domain);
+    vec![
+        format!("{api}.CONSUMER.CREATE.{stream}"),
+        format!("{api}.CONSUMER.CREATE.{stream}.>"),
+        format!("{api}.CONSUMER.DELETE.{stream}.*"),
+    ]
+}
+
+/// What a site refuses to receive over its link, whatever the hub's configuration says
+/// (the hub's operator is who a witness guards against): any change to its streams or
+/// account through its JetStream API — for a site the hub does not source (a witness, an
+/// agency), its whole API — its buckets, and the contract's subjects (the hub publishing
+/// into the site's streams).
+pub fn site_denied_imports(domain: &str, not_sourced: bool) -> Vec<String> {
+    let api = api_prefix(domain);
+    let mut deny = vec!["egov.>".to_string(), "$KV.>".to_string()];
+    if not_sourced {
+        deny.push(format!("{api}.>"));
+    } else {
+        for part in [
+            "STREAM.>",
+            "ACCOUNT.>",
+            "META.>",
+            "SERVER.>",
+            "DIRECT.>",
+            "$KV.>",
+            "$OBJ.>",
+            "CONSUMER.DURABLE.>",
+        ] {
+            deny.push(format!("{api}.{part}"));
+        }
+    }
+    deny
 }
 
 fn from_a_site(i: &Import) -> bool {
@@ -520,8 +571,22 @@ mod tests {
         assert!(!accounts.contains_key("site-mui-ne"));
         assert_eq!(
             accounts[BUS_ACCOUNT].imports.len(),
-            2 + ward_streams().len()
+            1 + 4 * ward_streams().len()
         );
+        // Nothing of a site's API but creating and dropping consumers on its streams.
+        for i in &accounts[BUS_ACCOUNT].imports {
+            if let Some(s) = &i.service {
+                assert!(
+                    s.subject.starts_with("$JS.FC.")
+                        || s.subject.contains(".API.CONSUMER.CREATE.")
+                        || s.subject.contains(".API.CONSUMER.DELETE."),
+                    "{s:?}"
+                );
+            }
+        }
+        let deny = site_denied_imports("phuthuy", false);
+        assert!(deny.contains(&"$JS.phuthuy.API.STREAM.>".to_string()));
+        assert!(site_denied_imports("kiemtoan", true).contains(&"$JS.kiemtoan.API.>".to_string()));
     }
 
     #[test]

@@ -160,6 +160,13 @@ pub async fn run(global: &Global, cmd: Command) -> anyhow::Result<ExitCode> {
                             for d in &found {
                                 println!("{d}");
                             }
+                            if found.is_empty() {
+                                println!(
+                                    "{stream}: the witness holds {} checkpoint(s) (to sequence {}); the central ones agree",
+                                    witnessed.len(),
+                                    witnessed.iter().map(|c| c.last_seq).max().unwrap_or(0)
+                                );
+                            }
                         }
                         disagreements.extend(found);
                         witnessed

@@ -228,7 +228,7 @@ async fn add(
         &format!(
             "# Site {name}'s leaf connection to the hub. Generated; keep private.\n\
              # Use: lienthong site up --role {role} --name {name} --domain {domain} --hub nats-leaf://HUB:7422 --env THIS_FILE\n\
-             NATS_USER={}\nNATS_PASSWORD={password}\nLIENTHONG_SITE_NAME={name}\nLIENTHONG_SITE_DOMAIN={domain}\n",
+             NATS_USER={}\nNATS_PASSWORD={password}\nLIENTHONG_SITE_NAME={name}\nLIENTHONG_SITE_DOMAIN={domain}\nLIENTHONG_SITE_ROLE={role}\n",
             sites::account(name),
             role = match kind {
                 SiteKind::Ward => "ward",
@@ -252,6 +252,10 @@ async fn remove(global: &Global, name: &str) -> anyhow::Result<ExitCode> {
     sites::check_name(name)?;
     let session = global.session("lienthong-site-remove").await?;
     let js = &session.js;
+    let access = settled(|| async { Ok(read_access(js).await?) }).await?;
+    if !access.sites.iter().any(|s| s.name == name) {
+        bail!("no site {name} (lienthong site list)");
+    }
     set_sources(js, name, None).await?;
     settled(|| async {
         let kv = js.get_key_value(AGENCY_ACCESS_BUCKET).await?;
@@ -374,6 +378,26 @@ async fn up(global: &Global, a: UpArgs) -> anyhow::Result<ExitCode> {
         RoleArg::Agency => Role::Agency,
         RoleArg::Witness => Role::Witness,
     };
+    // A ward's or witness's file says which domain and role it was registered with.
+    if let Some(d) = vars.get("LIENTHONG_SITE_DOMAIN") {
+        if *d != a.domain {
+            bail!(
+                "{} was registered with domain {d}, not {}: the hub sources (or serves) the site by its domain",
+                env.display(),
+                a.domain
+            );
+        }
+    }
+    if let Some(r) = vars.get("LIENTHONG_SITE_ROLE") {
+        let asked = match role {
+            Role::Ward => "ward",
+            Role::Agency => "agency",
+            Role::Witness => "witness",
+        };
+        if r != asked {
+            bail!("{} is a {r} site's; run it with --role {r}", env.display());
+        }
+    }
     if role != Role::Agency && *user != sites::account(&a.name) {
         bail!(
             "{} is {user}'s; site {} connects as {} (its file from `lienthong site add`)",
