@@ -410,14 +410,16 @@ pub async fn run(global: &Global, a: Args) -> anyhow::Result<ExitCode> {
             rebuilds.push(bus);
             replayed = n;
         }
-        let ratio = median(
-            raw_drains
-                .iter()
-                .zip(&rebuilds)
-                .map(|(r, b)| b / r)
-                .collect(),
-        );
+        let ratios: Vec<f64> = raw_drains
+            .iter()
+            .zip(&rebuilds)
+            .map(|(r, b)| b / r)
+            .collect();
+        // The target holds for every run, not the median only.
+        let lowest = ratios.iter().copied().fold(f64::INFINITY, f64::min);
+        let ratio = median(ratios);
         let (raw, bus) = (median(raw_drains), median(rebuilds));
+        figures.insert("replay_ratio_min".into(), json!(round(lowest, 3)));
         figures.insert("replay_events".into(), json!(replayed));
         figures.insert("replay_raw_per_s".into(), json!(raw.round()));
         figures.insert("replay_bus_per_s".into(), json!(bus.round()));
@@ -435,10 +437,16 @@ pub async fn run(global: &Global, a: Args) -> anyhow::Result<ExitCode> {
             None,
         ));
         rows.push(row(
-            "replay ratio",
+            "replay ratio (median)",
             format!("{ratio:.3}"),
-            ">= 0.60",
-            Some(ratio >= 0.6),
+            "",
+            None,
+        ));
+        rows.push(row(
+            "replay ratio, lowest run",
+            format!("{lowest:.3}"),
+            ">= 0.70",
+            Some(lowest >= 0.7),
         ));
     }
 
