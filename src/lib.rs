@@ -5,6 +5,7 @@
 //! # Layout
 //! - [`stack`]: the whole bus on one machine ([`Stack`]): what `lienthong up` runs, and what
 //!   tests start in-process.
+//! - [`supervise`]: watching servers and tasks (restart a dead server, stop on a failure).
 //! - [`nodes`]: nats-server nodes (one, or a cluster) for the crash campaign and the benchmark.
 //! - [`site`]: a ward's or an agency's site, a leaf node of the hub (`lienthong site up`).
 //! - [`crosscheck`]: the subsystem registry against the server configuration, the streams, the
@@ -23,6 +24,7 @@ pub mod error;
 pub mod nodes;
 pub mod site;
 pub mod stack;
+pub mod supervise;
 
 pub use error::StackError;
 pub use stack::{Stack, StackOptions};

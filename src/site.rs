@@ -16,15 +16,17 @@ use std::time::Duration;
 
 use async_nats::jetstream;
 use futures::TryStreamExt;
-use lienthong_adapters::ingress::{token_hash, Caller, Ingress, IngressConfig};
+use lienthong_adapters::ingress::{token_hash, Caller, IngressConfig};
 use lienthong_bus::credentials::write_private;
 use lienthong_bus::server::{LeafNodes, NatsServer, ServerOptions};
-use lienthong_bus::{sites, CredentialSet, Publisher, SchemaRegistry, Shutdown};
+use lienthong_bus::{sites, CredentialSet, SchemaRegistry, Shutdown};
 use lienthong_replay::service::ServeOptions;
 use lienthong_replay::ReadStore;
-use tracing::{error, info, warn};
+use tracing::{info, warn};
 
 use crate::error::StackError;
+use crate::stack::{bind, ingress_task};
+use crate::supervise::Supervised;
 
 /// What a site is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,9 +68,8 @@ pub struct SiteOptions {
 
 /// A running site.
 pub struct Site {
-    server: NatsServer,
-    tasks: Vec<(String, tokio::task::JoinHandle<Result<(), StackError>>)>,
-    trigger: lienthong_bus::ShutdownTrigger,
+    /// The site's server and its tasks, watched as `up` watches its own.
+    supervised: Supervised,
     /// The site's own NATS address.
     pub nats_url: String,
     pub credentials_dir: PathBuf,
@@ -116,9 +117,7 @@ impl Site {
         .await?;
         let (trigger, shutdown) = Shutdown::new();
         let mut site = Self {
-            server,
-            tasks: Vec::new(),
-            trigger,
+            supervised: Supervised::new(vec![server], trigger, lienthong_bus::Metrics::new()),
             nats_url: url.clone(),
             credentials_dir: creds_dir.clone(),
             ingress: None,
@@ -172,7 +171,7 @@ impl Site {
             .await?;
         let stop = shutdown.signalled();
         let hub = opts.hub.join(",");
-        site.tasks.push((
+        site.supervised.tasks.push((
             "link watch".into(),
             tokio::spawn(async move {
                 watch_link(system, hub, stop).await;
@@ -183,7 +182,7 @@ impl Site {
             "  NATS (this site)   {url}  (domain {}, leaf node of {}; store {})",
             opts.domain,
             opts.hub.join(","),
-            site.server.data_dir().display()
+            opts.data.join("nats").display()
         ));
         site.lines.push(format!(
             "  Credentials        {}/<role>.env (this site's own roles)",
@@ -198,17 +197,13 @@ impl Site {
         creds: &CredentialSet,
         shutdown: &Shutdown,
     ) -> Result<(), StackError> {
-        let listener = tokio::net::TcpListener::bind(opts.ingress)
-            .await
-            .map_err(|_| StackError::AddressInUse {
-                what: "the ingress".into(),
-                addr: opts.ingress.to_string(),
-                hint: "pass --ingress with a free address".into(),
-            })?;
-        let addr = listener
-            .local_addr()
-            .map_err(|e| StackError::io("the ingress", e))?;
-        let mut cfg = match &opts.ingress_config {
+        let (listener, addr) = bind(
+            "the ingress",
+            opts.ingress,
+            "pass --ingress with a free address",
+        )
+        .await?;
+        let cfg = match &opts.ingress_config {
             Some(c) => c.clone(),
             None => {
                 let (caller, env) = site_caller(&self.credentials_dir, &opts.name, addr)?;
@@ -221,20 +216,17 @@ impl Site {
                 }
             }
         };
-        cfg.listen = addr;
-        let (client, refusals) = creds
-            .settings("ingress", &self.nats_url)?
-            .connect_watched("lienthong-site-ingress")
-            .await?;
-        let js = lienthong_adapters::ingress::jetstream(client);
-        let publisher = Publisher::new(js, opts.schemas.clone(), "urn:lienthong:ingress")
-            .with_refusals(refusals);
-        let ingress = Ingress::new(cfg, publisher, &lienthong_bus::Metrics::new())?;
-        let stop = shutdown.signalled();
-        self.tasks.push((
-            "ingress".into(),
-            tokio::spawn(async move { Ok(ingress.serve_on(listener, stop).await?) }),
-        ));
+        let task = ingress_task(
+            cfg,
+            listener,
+            creds,
+            &self.nats_url,
+            opts.schemas.clone(),
+            &lienthong_bus::Metrics::new(),
+            shutdown,
+        )
+        .await?;
+        self.supervised.tasks.push(("ingress".into(), task));
         self.ingress = Some(addr);
         self.lines
             .push(format!("  CloudEvents ingress http://{addr}/events"));
@@ -252,16 +244,7 @@ impl Site {
         shutdown: &Shutdown,
     ) -> Result<(), StackError> {
         let store = ReadStore::open(&opts.data.join("replay"))?;
-        let listener = tokio::net::TcpListener::bind(opts.http)
-            .await
-            .map_err(|_| StackError::AddressInUse {
-                what: "HTTP".into(),
-                addr: opts.http.to_string(),
-                hint: "pass --http with a free address".into(),
-            })?;
-        let addr = listener
-            .local_addr()
-            .map_err(|e| StackError::io("the HTTP listener", e))?;
+        let (listener, addr) = bind("HTTP", opts.http, "pass --http with a free address").await?;
         let js = jetstream::new(
             creds
                 .settings("replay", &self.nats_url)?
@@ -271,11 +254,13 @@ impl Site {
         let options = ServeOptions {
             nats_urls: vec![self.nats_url.clone()],
             only_streams: Some(self.mirrors.clone()),
+            // `/healthz` says when the site's server is down.
+            health: Some(self.supervised.health.clone()),
             ..Default::default()
         };
         let schemas = opts.schemas.clone();
         let stop = shutdown.signalled();
-        self.tasks.push((
+        self.supervised.tasks.push((
             "replay".into(),
             tokio::spawn(async move {
                 Ok(lienthong_replay::service::serve(
@@ -297,55 +282,14 @@ impl Site {
         Ok(())
     }
 
-    /// Runs until `stop` completes or a component stops. A server that dies is started
-    /// again on its store (1, 2, 4, 8, 16 s); if it cannot come back, an error.
+    /// Runs until `stop` completes or a component stops ([`Supervised::run_until`]: a
+    /// server that dies is started again on its store; one that cannot come back, or a
+    /// task that ends, is an error naming it).
     pub async fn run_until(
-        mut self,
+        self,
         stop: impl std::future::Future<Output = ()>,
     ) -> Result<(), StackError> {
-        tokio::pin!(stop);
-        let mut failures = 0u32;
-        let result = loop {
-            tokio::select! {
-                _ = &mut stop => break Ok(()),
-                status = self.server.exited() => {
-                    error!(%status, "the site's nats-server died; starting it again on its store");
-                    loop {
-                        if failures >= 5 {
-                            break;
-                        }
-                        tokio::time::sleep(Duration::from_secs(1 << failures)).await;
-                        failures += 1;
-                        match self.server.restart().await {
-                            Ok(()) => break,
-                            Err(e) => warn!("restarting the site's nats-server: {e}"),
-                        }
-                    }
-                    if failures >= 5 {
-                        break Err(StackError::Stopped {
-                            component: "nats-server".into(),
-                            reason: "it died and could not be started again".into(),
-                        });
-                    }
-                }
-                (name, r) = next_finished(&mut self.tasks) => {
-                    break Err(StackError::Stopped {
-                        component: name,
-                        reason: match r {
-                            Ok(Ok(())) => "ended".into(),
-                            Ok(Err(e)) => e.to_string(),
-                            Err(e) => e.to_string(),
-                        },
-                    });
-                }
-            }
-        };
-        self.trigger.fire();
-        for (_, t) in self.tasks.drain(..) {
-            let _ = tokio::time::timeout(Duration::from_secs(10), t).await;
-        }
-        self.server.stop().await?;
-        result
+        self.supervised.run_until(stop).await
     }
 }
 
@@ -404,23 +348,6 @@ async fn watch_link(
             _ = tokio::time::sleep(Duration::from_secs(2)) => {}
         }
     }
-}
-
-type Finished = (
-    String,
-    Result<Result<(), StackError>, tokio::task::JoinError>,
-);
-
-/// The first task to finish (pending forever when there is none).
-async fn next_finished(
-    tasks: &mut Vec<(String, tokio::task::JoinHandle<Result<(), StackError>>)>,
-) -> Finished {
-    if tasks.is_empty() {
-        return std::future::pending().await;
-    }
-    let (r, i, _) = futures::future::select_all(tasks.iter_mut().map(|(_, t)| t)).await;
-    let (name, _) = tasks.remove(i);
-    (name, r)
 }
 
 /// The agency's copies on the hub, mirrored on the site: those already mirrored, and those

@@ -12,12 +12,13 @@ use lienthong_adapters::ingress::{token_hash, Caller, Ingress, IngressConfig};
 use lienthong_adapters::{AdapterConfig, AdapterContext};
 use lienthong_bus::credentials::write_private;
 use lienthong_bus::server::{LeafNodes, NatsServer, ServerOptions};
-use lienthong_bus::{CredentialSet, Publisher, SchemaRegistry, Shutdown, ShutdownTrigger};
+use lienthong_bus::{CredentialSet, Publisher, SchemaRegistry, Shutdown};
 use lienthong_replay::service::ServeOptions;
 use lienthong_replay::ReadStore;
 use tracing::{error, info};
 
 use crate::error::StackError;
+use crate::supervise::Supervised;
 
 /// The demo caller of the ingress.
 pub const DEMO_SOURCE: &str = "urn:lienthong:phanthiet:demo-caller";
@@ -55,14 +56,10 @@ pub struct StackOptions {
     pub leaf_port: Option<u16>,
 }
 
-type Task = tokio::task::JoinHandle<Result<(), StackError>>;
-
 /// A running stack.
 pub struct Stack {
-    /// The nats-server nodes (one, or a cluster's).
-    servers: Vec<NatsServer>,
-    tasks: Vec<(String, Task)>,
-    trigger: ShutdownTrigger,
+    /// The nats-server nodes and every task on them, watched together.
+    supervised: Supervised,
     /// Where the read models, KPIs and dashboard answer.
     pub http: SocketAddr,
     pub nats_url: String,
@@ -71,13 +68,46 @@ pub struct Stack {
     pub credentials_dir: PathBuf,
     /// What runs where, for the banner.
     pub lines: Vec<String>,
-    /// Components down now (served by `/healthz`).
-    pub health: lienthong_bus::health::Components,
-    metrics: lienthong_bus::Metrics,
 }
 
-/// Restarts of a nats-server that died, before `up` gives up (waits 1, 2, 4, 8 and 16 s).
-const SERVER_RESTARTS: u32 = 5;
+/// Listens on `addr` (port 0: a free one); an address in use is named with `hint`.
+pub(crate) async fn bind(
+    what: &str,
+    addr: SocketAddr,
+    hint: &str,
+) -> Result<(tokio::net::TcpListener, SocketAddr), StackError> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|_| port_in_use(what, addr, hint))?;
+    let bound = listener
+        .local_addr()
+        .map_err(|e| StackError::io(format!("{what} listener"), e))?;
+    Ok((listener, bound))
+}
+
+/// The HTTP CloudEvents ingress on `listener`, publishing as the `ingress` role of `creds`
+/// at `url` (refusals answered at once), until `shutdown`.
+pub(crate) async fn ingress_task(
+    mut cfg: IngressConfig,
+    listener: tokio::net::TcpListener,
+    creds: &CredentialSet,
+    url: &str,
+    schemas: Arc<SchemaRegistry>,
+    metrics: &lienthong_bus::Metrics,
+    shutdown: &Shutdown,
+) -> Result<crate::supervise::Task, StackError> {
+    cfg.listen = listener
+        .local_addr()
+        .map_err(|e| StackError::io("the ingress listener", e))?;
+    let (js, refusals) = connect_watched(creds, url, "ingress").await?;
+    let js = lienthong_adapters::ingress::jetstream(js.client());
+    let publisher = Publisher::new(js, schemas, "urn:lienthong:ingress").with_refusals(refusals);
+    let ingress = Ingress::new(cfg, publisher, metrics)?;
+    let stop = shutdown.signalled();
+    Ok(tokio::spawn(async move {
+        Ok(ingress.serve_on(listener, stop).await?)
+    }))
+}
 
 fn port_in_use(what: &str, addr: impl std::fmt::Display, hint: &str) -> StackError {
     StackError::AddressInUse {
@@ -191,21 +221,17 @@ impl Stack {
         // Every component's counters, served with the read models' at /metrics.
         let metrics = lienthong_bus::Metrics::new();
         let mut stack = Self {
-            servers,
-            tasks: Vec::new(),
-            trigger,
+            supervised: Supervised::new(servers, trigger, metrics.clone()),
             http: opts.http,
             nats_url: url.clone(),
             ingress: None,
             credentials_dir: creds_dir.clone(),
             lines: Vec::new(),
-            health: lienthong_bus::health::Components::new(),
-            metrics: metrics.clone(),
         };
 
         // The agency registry, applied to each server's accounts as it changes (one agent per
         // node: each reloads its own server).
-        for (i, server) in stack.servers.iter().enumerate() {
+        for (i, server) in stack.supervised.servers.iter().enumerate() {
             let agent = lienthong_bus::agencies::agent::Agent::new(
                 &server.data_dir().join(lienthong_bus::server::ACCOUNTS_CONF),
                 creds
@@ -218,7 +244,7 @@ impl Stack {
                     .await?,
             )?;
             let stop = shutdown.signalled();
-            stack.tasks.push((
+            stack.supervised.tasks.push((
                 format!("agency agent (node {})", i + 1),
                 tokio::spawn(async move {
                     agent.run(stop).await;
@@ -240,7 +266,7 @@ impl Stack {
             metrics.clone(),
         );
         let stop = shutdown.signalled();
-        stack.tasks.push((
+        stack.supervised.tasks.push((
             "deliver".into(),
             tokio::spawn(async move {
                 deliverer.run(stop).await;
@@ -271,7 +297,7 @@ impl Stack {
                 } = part;
                 adapters.push(config);
                 for (name, t) in tasks {
-                    stack.tasks.push((
+                    stack.supervised.tasks.push((
                         name,
                         tokio::spawn(async move { Ok(t.await.map_err(StackError::from)??) }),
                     ));
@@ -302,7 +328,7 @@ impl Stack {
                 refusals,
             };
             let stop = shutdown.signalled();
-            stack.tasks.push((
+            stack.supervised.tasks.push((
                 format!("adapter {}", cfg.subsystem()),
                 tokio::spawn(async move { Ok(cfg.run(ctx, stop).await?) }),
             ));
@@ -315,30 +341,24 @@ impl Stack {
                 }
             }));
         }
-        if let Some(mut cfg) = ingress {
-            cfg.listen = opts.ingress;
-            let listener = tokio::net::TcpListener::bind(cfg.listen)
-                .await
-                .map_err(|_| {
-                    port_in_use(
-                        "the ingress",
-                        cfg.listen,
-                        "pass --ingress with a free address",
-                    )
-                })?;
-            let addr = listener
-                .local_addr()
-                .map_err(|e| StackError::io("the ingress", e))?;
-            let (js, refusals) = connect_watched(&creds, &url, "ingress").await?;
-            let js = lienthong_adapters::ingress::jetstream(js.client());
-            let publisher = Publisher::new(js, opts.schemas.clone(), "urn:lienthong:ingress")
-                .with_refusals(refusals);
-            let ingress = Ingress::new(cfg, publisher, &metrics)?;
-            let stop = shutdown.signalled();
-            stack.tasks.push((
-                "ingress".into(),
-                tokio::spawn(async move { Ok(ingress.serve_on(listener, stop).await?) }),
-            ));
+        if let Some(cfg) = ingress {
+            let (listener, addr) = bind(
+                "the ingress",
+                opts.ingress,
+                "pass --ingress with a free address",
+            )
+            .await?;
+            let task = ingress_task(
+                cfg,
+                listener,
+                &creds,
+                &url,
+                opts.schemas.clone(),
+                &metrics,
+                &shutdown,
+            )
+            .await?;
+            stack.supervised.tasks.push(("ingress".into(), task));
             stack.ingress = Some(addr);
             stack
                 .lines
@@ -362,7 +382,7 @@ impl Stack {
             admin_token: Some(admin_token),
             nats_urls: vec![url.clone()],
             metrics: Some(metrics.clone()),
-            health: Some(stack.health.clone()),
+            health: Some(stack.supervised.health.clone()),
             publication: opts.publication.clone(),
             verify_every: opts.verify_every,
             ..Default::default()
@@ -370,16 +390,12 @@ impl Stack {
 
         // Replay service and dashboard.
         let store = ReadStore::open(&opts.data.join("replay"))?;
-        let listener = tokio::net::TcpListener::bind(opts.http)
-            .await
-            .map_err(|_| port_in_use("HTTP", opts.http, "pass --http with a free address"))?;
-        stack.http = listener
-            .local_addr()
-            .map_err(|e| StackError::io("the HTTP listener", e))?;
+        let (listener, http) = bind("HTTP", opts.http, "pass --http with a free address").await?;
+        stack.http = http;
         let js = connect_role(&creds, &url, "replay").await?;
         let stop = shutdown.signalled();
         let schemas = opts.schemas.clone();
-        stack.tasks.push((
+        stack.supervised.tasks.push((
             "replay".into(),
             tokio::spawn(async move {
                 Ok(lienthong_replay::service::serve(
@@ -431,6 +447,7 @@ impl Stack {
             creds_dir.display()
         ));
         let stores: Vec<String> = stack
+            .supervised
             .servers
             .iter()
             .map(|s| s.data_dir().display().to_string())
@@ -438,18 +455,18 @@ impl Stack {
         stack.lines.push(format!(
             "  NATS               {url}  (store {}{})",
             stores.join(", "),
-            if stack.servers.len() > 1 {
+            if stack.supervised.servers.len() > 1 {
                 format!(
                     "; a cluster of {}, every stream at {} replicas",
-                    stack.servers.len(),
-                    stack.servers.len()
+                    stack.supervised.servers.len(),
+                    stack.supervised.servers.len()
                 )
             } else {
                 String::new()
             }
         ));
         if let Some(p) = opts.leaf_port {
-            let ports: Vec<String> = (0..stack.servers.len())
+            let ports: Vec<String> = (0..stack.supervised.servers.len())
                 .map(|i| format!("nats-leaf://{}:{}", opts.nats_host, p + i as u16))
                 .collect();
             stack.lines.push(format!(
@@ -461,111 +478,18 @@ impl Stack {
         Ok(stack)
     }
 
-    /// Runs until `shutdown` completes or a component stops; then stops everything. An error
-    /// names the component that failed. A nats-server that dies is started again on the same
-    /// store (its JetStream recovers; clients reconnect), with a growing wait between tries;
-    /// `/healthz` says it is down meanwhile; if it cannot come back, the stack stops with an
-    /// error (so a service manager can act).
+    /// Runs until `shutdown` completes or a component stops; then stops everything
+    /// ([`Supervised::run_until`]).
     pub async fn run_until(
-        mut self,
+        self,
         shutdown: impl std::future::Future<Output = ()>,
     ) -> Result<(), StackError> {
-        tokio::pin!(shutdown);
-        let restarts = self.metrics.counter(
-            "lienthong_component_restarts_total",
-            "Components restarted after they died.",
-            &[("component", "nats-server")],
-        );
-        enum Event {
-            Shutdown,
-            ServerExited(std::process::ExitStatus, usize),
-            TaskEnded(
-                Result<Result<(), StackError>, tokio::task::JoinError>,
-                usize,
-            ),
-        }
-        let failed = loop {
-            let event = tokio::select! {
-                _ = &mut shutdown => Event::Shutdown,
-                (status, node, _) = futures::future::select_all(
-                    self.servers.iter_mut().map(|s| Box::pin(s.exited()))
-                ) => Event::ServerExited(status, node),
-                (result, index, _) = futures::future::select_all(self.tasks.iter_mut().map(|(_, t)| t)) => {
-                    Event::TaskEnded(result, index)
-                }
-            };
-            match event {
-                Event::Shutdown => {
-                    info!("stopping");
-                    break None;
-                }
-                Event::ServerExited(status, node) => {
-                    let component = if self.servers.len() > 1 {
-                        format!("nats-server n{}", node + 1)
-                    } else {
-                        "nats-server".to_string()
-                    };
-                    let reason = format!("{component} exited ({status})");
-                    error!("{reason}; restarting it on the same store");
-                    self.health.down(&component, reason.clone());
-                    match restart(&mut self.servers[node]).await {
-                        Ok(()) => {
-                            restarts.inc();
-                            self.health.up(&component);
-                        }
-                        Err(e) => {
-                            break Some(StackError::Stopped {
-                                component,
-                                reason: format!("{reason}, and could not be restarted: {e}"),
-                            })
-                        }
-                    }
-                }
-                Event::TaskEnded(result, index) => {
-                    let name = self.tasks[index].0.clone();
-                    break Some(match result {
-                        Ok(Ok(())) => StackError::Stopped {
-                            component: name,
-                            reason: "it stopped".into(),
-                        },
-                        Ok(Err(e)) => StackError::Stopped {
-                            component: name,
-                            reason: e.to_string(),
-                        },
-                        Err(e) => StackError::Stopped {
-                            component: name,
-                            reason: format!("it panicked: {e}"),
-                        },
-                    });
-                }
-            }
-        };
-        self.stop().await?;
-        match failed {
-            Some(e) => {
-                error!("{e}");
-                Err(e)
-            }
-            None => Ok(()),
-        }
+        self.supervised.run_until(shutdown).await
     }
 
-    /// Stops every component (10 s each at most), then the server.
+    /// Stops every component (10 s each at most), then the servers.
     pub async fn stop(self) -> Result<(), StackError> {
-        self.trigger.fire();
-        for (name, t) in self.tasks {
-            if !t.is_finished() {
-                match tokio::time::timeout(std::time::Duration::from_secs(10), t).await {
-                    Ok(Ok(Err(e))) => error!("{name}: {e}"),
-                    Err(_) => error!("{name} did not stop in 10 s"),
-                    _ => {}
-                }
-            }
-        }
-        for server in self.servers {
-            server.stop().await?;
-        }
-        Ok(())
+        self.supervised.stop().await
     }
 }
 
@@ -590,21 +514,6 @@ async fn provision_when_ready(
 }
 
 /// Starts `server` again, waiting 1, 2, 4, … s before each try.
-async fn restart(server: &mut NatsServer) -> Result<(), lienthong_bus::BusError> {
-    let mut last = None;
-    for attempt in 0..SERVER_RESTARTS {
-        tokio::time::sleep(std::time::Duration::from_secs(1 << attempt)).await;
-        match server.restart().await {
-            Ok(()) => return Ok(()),
-            Err(e) => {
-                error!(attempt = attempt + 1, error = %e, "nats-server did not come back");
-                last = Some(e);
-            }
-        }
-    }
-    Err(last.expect("at least one attempt"))
-}
-
 /// The demo's agencies: urban management reads field reports and open data; the operations
 /// centre reads every stream agencies may be granted. Added once (they are data: a later run
 /// finds them in the registry).

@@ -74,32 +74,10 @@ async fn verify(bus: &Bus, stream: &str) -> StreamReport {
         .unwrap()
 }
 
-type Raw = (String, async_nats::HeaderMap, bytes::Bytes);
-
-/// What an operator could do: delete the stream, recreate it, and store an edited history.
-async fn recreate(bus: &Bus, stream: &str, edit: impl FnOnce(&mut Vec<Raw>)) {
-    let js = bus.js("operator").await;
-    let mut raw: Vec<Raw> = common::read_stream(&js, stream)
-        .await
-        .into_iter()
-        .map(|m| {
-            (
-                m.subject.to_string(),
-                m.headers.clone().unwrap_or_default(),
-                m.payload.clone(),
-            )
-        })
-        .collect();
-    edit(&mut raw);
-    js.delete_stream(stream).await.unwrap();
-    lienthong_bus::provision(&js).await.unwrap();
-    for (subject, headers, payload) in raw {
-        js.publish_with_headers(subject, headers, payload)
-            .await
-            .unwrap()
-            .await
-            .unwrap();
-    }
+/// Deletes `stream`, provisions it again empty and publishes its messages back, after
+/// `edit` (an operator rewriting history).
+async fn recreate(bus: &Bus, stream: &str, edit: impl FnOnce(&mut Vec<common::Raw>)) {
+    common::recreate_stream(&bus.js("operator").await, stream, edit).await;
 }
 
 #[tokio::test]

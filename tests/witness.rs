@@ -128,18 +128,24 @@ async fn a_witness_site_catches_a_history_rewritten_and_signed_again_centrally()
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    let (ok, out) = lienthong_status(&[
-        "audit",
-        "verify",
-        "--stream",
-        "FIELD_REPORTS",
-        "--public-key",
-        public,
-        "--witness",
-        witness_env.to_str().unwrap(),
-        "--env",
-        &auditor,
-    ]);
+    // `audit verify` of FIELD_REPORTS as the hub's auditor, against the witness or not.
+    let verify = |witness: bool| {
+        let mut args = vec![
+            "audit",
+            "verify",
+            "--stream",
+            "FIELD_REPORTS",
+            "--public-key",
+            public,
+            "--env",
+            &auditor,
+        ];
+        if witness {
+            args.extend(["--witness", witness_env.to_str().unwrap()]);
+        }
+        lienthong_status(&args)
+    };
+    let (ok, out) = verify(true);
     assert!(ok, "an untouched history agrees with its witness:\n{out}");
 
     // Nobody on the hub's side reaches the witness's JetStream API: not the operator
@@ -203,60 +209,23 @@ async fn a_witness_site_catches_a_history_rewritten_and_signed_again_centrally()
     // The operator, who also holds the signing key, rewrites event 17, replaces AUDIT and
     // signs the rewritten history again.
     let js = async_nats::jetstream::new(connect(&hub.credentials("operator.env")).await);
-    let mut raw: Vec<(String, async_nats::HeaderMap, bytes::Bytes)> =
-        common::read_stream(&js, "FIELD_REPORTS")
-            .await
-            .into_iter()
-            .map(|m| {
-                (
-                    m.subject.to_string(),
-                    m.headers.clone().unwrap_or_default(),
-                    m.payload.clone(),
-                )
-            })
-            .collect();
-    assert_eq!(raw.len(), 25);
-    let text = String::from_utf8(raw[16].2.to_vec())
-        .unwrap()
-        .replace("Đèn hỏng số 17", "Đèn đã sửa");
-    raw[16].2 = text.into();
-    js.delete_stream("FIELD_REPORTS").await.unwrap();
+    common::recreate_stream(&js, "FIELD_REPORTS", |raw| {
+        assert_eq!(raw.len(), 25);
+        let text = String::from_utf8(raw[16].2.to_vec())
+            .unwrap()
+            .replace("Đèn hỏng số 17", "Đèn đã sửa");
+        raw[16].2 = text.into();
+    })
+    .await;
     js.delete_stream("AUDIT").await.unwrap();
     lienthong_bus::provision(&js).await.unwrap();
-    for (subject, headers, payload) in raw {
-        js.publish_with_headers(subject, headers, payload)
-            .await
-            .unwrap()
-            .await
-            .unwrap();
-    }
     lienthong(&["audit", "checkpoint", "--key", &key, "--env", &replay]);
 
     // Centrally, nothing shows: the new checkpoints verify the new history.
-    let (ok, out) = lienthong_status(&[
-        "audit",
-        "verify",
-        "--stream",
-        "FIELD_REPORTS",
-        "--public-key",
-        public,
-        "--env",
-        &auditor,
-    ]);
+    let (ok, out) = verify(false);
     assert!(ok, "the forged checkpoints verify centrally:\n{out}");
     // Against the witness, the rewrite is found and located.
-    let (ok, out) = lienthong_status(&[
-        "audit",
-        "verify",
-        "--stream",
-        "FIELD_REPORTS",
-        "--public-key",
-        public,
-        "--witness",
-        witness_env.to_str().unwrap(),
-        "--env",
-        &auditor,
-    ]);
+    let (ok, out) = verify(true);
     assert!(!ok, "the witness must disagree:\n{out}");
     assert!(out.contains("WITNESS DISAGREES"), "{out}");
     assert!(out.contains("FIELD_REPORTS"), "{out}");

@@ -142,3 +142,24 @@ impl BusError {
 }
 
 pub type Result<T, E = BusError> = std::result::Result<T, E>;
+
+/// Runs `f` again while it fails transiently (up to 10 tries, 0.1 s more wait each, ~4.5 s
+/// in all): a server reloading its configuration — every agency or site change makes each
+/// server reload — answers no JetStream request, or says a stream does not exist, for a
+/// moment.
+pub async fn retrying<T, F, Fut>(f: F) -> Result<T>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match f().await {
+            Err(e) if attempt < 10 && e.is_transient() => {
+                tokio::time::sleep(std::time::Duration::from_millis(100 * attempt)).await
+            }
+            other => return other,
+        }
+    }
+}

@@ -2,17 +2,13 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
 use clap::Subcommand;
 use lienthong::site::{Role, Site, SiteOptions};
 use lienthong_adapters::ingress::IngressConfig;
-use lienthong_bus::agencies::agent::{applied_records, digest, read_access};
 use lienthong_bus::credentials::{read_env_file, write_private};
-use lienthong_bus::roles::hash_password;
-use lienthong_bus::sites::{self, SiteKind, SiteRecord};
-use lienthong_bus::topology::AGENCY_ACCESS_BUCKET;
+use lienthong_bus::sites::{self, admin, SiteKind};
 
 use super::Global;
 
@@ -106,139 +102,38 @@ pub async fn run(global: &Global, c: Command) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// Runs `f` again, for 5 s at most, while it fails: a server reloading its configuration
-/// (each `site` change makes every server reload) briefly answers that streams do not exist
-/// or does not answer at all.
-async fn settled<T, F, Fut>(f: F) -> anyhow::Result<T>
-where
-    F: Fn() -> Fut,
-    Fut: std::future::Future<Output = anyhow::Result<T>>,
-{
-    let start = Instant::now();
-    loop {
-        match f().await {
-            Err(_) if start.elapsed() < Duration::from_secs(5) => {
-                tokio::time::sleep(Duration::from_millis(250)).await
-            }
-            other => return other,
-        }
-    }
-}
-
-/// Adds or removes ward site `name`'s source in each of the hub's streams it feeds.
-async fn set_sources(
-    js: &async_nats::jetstream::Context,
-    name: &str,
-    record: Option<&SiteRecord>,
-) -> anyhow::Result<usize> {
-    let mut changed = 0;
-    for spec in sites::ward_streams() {
-        let done = settled(|| async {
-            let mut stream = js
-                .get_stream(spec.name)
-                .await
-                .with_context(|| format!("stream {} (provision the hub first)", spec.name))?;
-            let mut config = stream.info().await?.config.clone();
-            let sources = config.sources.get_or_insert_with(Vec::new);
-            let had = sources.iter().any(|s| sites::is_from(s, name));
-            sources.retain(|s| !sites::is_from(s, name));
-            if let Some(r) = record {
-                sources.push(sites::source(r, spec.name));
-            }
-            if had == record.is_some() {
-                return Ok(false);
-            }
-            js.update_stream(config)
-                .await
-                .with_context(|| format!("changing the sources of {}", spec.name))?;
-            Ok(true)
-        })
-        .await?;
-        changed += usize::from(done);
-    }
-    Ok(changed)
-}
-
-/// How long the servers' agents may take to apply a change.
-const APPLY_TIMEOUT: Duration = Duration::from_secs(30);
-
 async fn add(
     global: &Global,
     name: &str,
     domain: &str,
     kind: SiteKind,
 ) -> anyhow::Result<ExitCode> {
-    sites::check_name(name)?;
-    sites::check_domain(domain)?;
     let session = global.session("lienthong-site-add").await?;
-    let js = &session.js;
-    let access = settled(|| async { Ok(read_access(js).await?) }).await?;
-    if let Some(other) = access
-        .sites
-        .iter()
-        .find(|s| s.domain == domain && s.name != name)
-    {
-        bail!(
-            "domain {domain} is site {}'s; give {name} its own",
-            other.name
-        );
-    }
-    if let Some(same) = access.sites.iter().find(|s| s.name == name) {
-        if same.domain != domain || same.kind != kind {
-            bail!(
-                "site {name} is registered as a {:?} with domain {}; `lienthong site remove {name}` first to change it",
-                same.kind,
-                same.domain
-            );
-        }
-    }
-    let password = lienthong_bus::credentials::new_password();
-    let record = SiteRecord {
-        name: name.into(),
-        domain: domain.into(),
-        password: hash_password(&password)?,
-        kind,
-    };
-    settled(|| async {
-        let kv = js
-            .get_key_value(AGENCY_ACCESS_BUCKET)
-            .await
-            .context("opening the operator's bucket (is this the operator's --env?)")?;
-        kv.put(
-            sites::key(name),
-            serde_json::to_vec(&record).expect("serialises").into(),
-        )
-        .await
-        .context("recording the site")
-    })
-    .await?;
-    wait_applied(js).await?;
-    let added = match kind {
-        SiteKind::Ward => set_sources(js, name, Some(&record)).await?,
-        SiteKind::Witness => 0,
-    };
+    let registered = admin::register(&session.js, name, domain, kind).await?;
     let dir = global
         .env
         .as_ref()
         .and_then(|p| p.parent().map(PathBuf::from))
         .unwrap_or_else(|| PathBuf::from("data/credentials"));
     let file = dir.join(format!("{}.env", sites::account(name)));
+    let role = match kind {
+        SiteKind::Ward => "ward",
+        SiteKind::Witness => "witness",
+    };
     write_private(
         &file,
         &format!(
             "# Site {name}'s leaf connection to the hub. Generated; keep private.\n\
              # Use: lienthong site up --role {role} --name {name} --domain {domain} --hub nats-leaf://HUB:7422 --env THIS_FILE\n\
-             NATS_USER={}\nNATS_PASSWORD={password}\nLIENTHONG_SITE_NAME={name}\nLIENTHONG_SITE_DOMAIN={domain}\nLIENTHONG_SITE_ROLE={role}\n",
+             NATS_USER={}\nNATS_PASSWORD={}\nLIENTHONG_SITE_NAME={name}\nLIENTHONG_SITE_DOMAIN={domain}\nLIENTHONG_SITE_ROLE={role}\n",
             sites::account(name),
-            role = match kind {
-                SiteKind::Ward => "ward",
-                SiteKind::Witness => "witness",
-            }
+            registered.password,
         ),
     )?;
     match kind {
         SiteKind::Ward => println!(
-            "site {name} (domain {domain}) registered; the hub's streams source it ({added} sources added)"
+            "site {name} (domain {domain}) registered; the hub's streams source it ({} sources added)",
+            registered.sources_added
         ),
         SiteKind::Witness => println!(
             "witness {name} (domain {domain}) registered; it may mirror AUDIT and nothing else"
@@ -249,42 +144,10 @@ async fn add(
 }
 
 async fn remove(global: &Global, name: &str) -> anyhow::Result<ExitCode> {
-    sites::check_name(name)?;
     let session = global.session("lienthong-site-remove").await?;
-    let js = &session.js;
-    let access = settled(|| async { Ok(read_access(js).await?) }).await?;
-    if !access.sites.iter().any(|s| s.name == name) {
-        bail!("no site {name} (lienthong site list)");
-    }
-    set_sources(js, name, None).await?;
-    settled(|| async {
-        let kv = js.get_key_value(AGENCY_ACCESS_BUCKET).await?;
-        kv.delete(sites::key(name)).await?;
-        Ok(())
-    })
-    .await?;
-    wait_applied(js).await?;
+    admin::unregister(&session.js, name).await?;
     println!("site {name} removed; the hub keeps what it sourced from it");
     Ok(ExitCode::SUCCESS)
-}
-
-/// Waits until every server's agent applies the sites as they are now.
-async fn wait_applied(js: &async_nats::jetstream::Context) -> anyhow::Result<()> {
-    let want = digest(&settled(|| async { Ok(read_access(js).await?) }).await?);
-    let start = Instant::now();
-    loop {
-        let records = applied_records(js).await.unwrap_or_default();
-        if !records.is_empty() && records.values().all(|a| a.access_digest == want) {
-            return Ok(());
-        }
-        if start.elapsed() > APPLY_TIMEOUT {
-            bail!(
-                "the servers did not apply the change in {} s (is each server's configuration agent running? `lienthong up` runs one)",
-                APPLY_TIMEOUT.as_secs()
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
 }
 
 #[derive(serde::Serialize)]
@@ -293,49 +156,21 @@ struct SiteState {
     domain: String,
     kind: SiteKind,
     /// Per hub stream: messages still to source, and seconds since the source was active.
-    streams: Vec<SourceState>,
-}
-
-#[derive(serde::Serialize)]
-struct SourceState {
-    stream: String,
-    lag: u64,
-    active_seconds_ago: Option<f64>,
+    streams: Vec<admin::SourceState>,
 }
 
 async fn list(global: &Global, json: bool) -> anyhow::Result<ExitCode> {
     let session = global.session("lienthong-site-list").await?;
     let js = &session.js;
-    let access = settled(|| async { Ok(read_access(js).await?) }).await?;
     let mut out = Vec::new();
-    for site in &access.sites {
-        let mut streams = Vec::new();
-        if site.kind == SiteKind::Witness {
-            out.push(SiteState {
-                name: site.name.clone(),
-                domain: site.domain.clone(),
-                kind: site.kind,
-                streams,
-            });
-            continue;
-        }
-        for spec in sites::ward_streams() {
-            let Ok(mut stream) = js.get_stream(spec.name).await else {
-                continue;
-            };
-            let info = stream.info().await?;
-            let local = sites::local_stream(spec.name, &site.domain);
-            if let Some(s) = info.sources.iter().find(|s| s.name == local) {
-                streams.push(SourceState {
-                    stream: spec.name.to_string(),
-                    lag: s.lag,
-                    active_seconds_ago: s.active.map(|d| d.as_secs_f64()),
-                });
-            }
-        }
+    for site in admin::access(js).await?.sites {
+        let streams = match site.kind {
+            SiteKind::Ward => admin::sourcing(js, &site).await?,
+            SiteKind::Witness => Vec::new(),
+        };
         out.push(SiteState {
-            name: site.name.clone(),
-            domain: site.domain.clone(),
+            name: site.name,
+            domain: site.domain,
             kind: site.kind,
             streams,
         });
@@ -345,7 +180,7 @@ async fn list(global: &Global, json: bool) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     if out.is_empty() {
-        println!("no ward site (lienthong site add NAME --domain D)");
+        println!("no site (lienthong site add NAME --domain D)");
     }
     for s in out {
         println!("{} ({:?}, domain {})", s.name, s.kind, s.domain);

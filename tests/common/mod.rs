@@ -218,6 +218,39 @@ pub struct Agencies {
     _agent: lienthong_bus::ShutdownTrigger,
 }
 
+/// A stored message as an operator could store it again: subject, headers, payload.
+pub type Raw = (String, async_nats::HeaderMap, bytes::Bytes);
+
+/// What an operator could do: delete `stream`, provision it again empty, and store its
+/// history back after `edit`.
+pub async fn recreate_stream(
+    js: &jetstream::Context,
+    stream: &str,
+    edit: impl FnOnce(&mut Vec<Raw>),
+) {
+    let mut raw: Vec<Raw> = read_stream(js, stream)
+        .await
+        .into_iter()
+        .map(|m| {
+            (
+                m.subject.to_string(),
+                m.headers.clone().unwrap_or_default(),
+                m.payload.clone(),
+            )
+        })
+        .collect();
+    edit(&mut raw);
+    js.delete_stream(stream).await.unwrap();
+    lienthong_bus::provision(js).await.unwrap();
+    for (subject, headers, payload) in raw {
+        js.publish_with_headers(subject, headers, payload)
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    }
+}
+
 pub async fn read_stream(js: &jetstream::Context, stream: &str) -> Vec<jetstream::Message> {
     use futures::StreamExt;
     let mut s = js.get_stream(stream).await.expect("stream");

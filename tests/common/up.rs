@@ -48,19 +48,7 @@ impl Up {
             free_port()
         };
         let (http_port, ingress_port) = (free_port(), free_port());
-        let log = std::fs::File::create(dir.path().join("up.log")).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_lienthong"))
-            .arg("up")
-            .args(args)
-            .args(["--nats-port", &nats.to_string()])
-            .args(["--http", &format!("127.0.0.1:{http_port}")])
-            .args(["--ingress", &format!("127.0.0.1:{ingress_port}")])
-            .arg("--data")
-            .arg(&data)
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
+        let child = spawn(&["up"], args, nats, http_port, ingress_port, &dir, "up.log");
         Self {
             child,
             dir,
@@ -96,6 +84,32 @@ impl Drop for Up {
     }
 }
 
+/// `lienthong COMMAND ARGS…` on the given ports with `--data DIR/data`, its log in
+/// `DIR/LOG`.
+fn spawn(
+    command: &[&str],
+    args: &[&str],
+    nats: u16,
+    http: u16,
+    ingress: u16,
+    dir: &tempfile::TempDir,
+    log: &str,
+) -> Child {
+    let log = std::fs::File::create(dir.path().join(log)).unwrap();
+    Command::new(env!("CARGO_BIN_EXE_lienthong"))
+        .args(command)
+        .args(args)
+        .args(["--nats-port", &nats.to_string()])
+        .args(["--http", &format!("127.0.0.1:{http}")])
+        .args(["--ingress", &format!("127.0.0.1:{ingress}")])
+        .arg("--data")
+        .arg(dir.path().join("data"))
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap()
+}
+
 /// Stops a child: TERM, then KILL after 30 s.
 fn stop(child: &mut Child) {
     let _ = Command::new("kill")
@@ -129,19 +143,7 @@ impl SiteUp {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
         let (nats, ingress, http) = (free_port(), free_port(), free_port());
-        let log = std::fs::File::create(dir.path().join("site.log")).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_lienthong"))
-            .args(["site", "up"])
-            .args(args)
-            .args(["--nats-port", &nats.to_string()])
-            .args(["--ingress", &format!("127.0.0.1:{ingress}")])
-            .args(["--http", &format!("127.0.0.1:{http}")])
-            .arg("--data")
-            .arg(&data)
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
+        let child = spawn(&["site", "up"], args, nats, http, ingress, &dir, "site.log");
         Self {
             child,
             dir,

@@ -18,7 +18,7 @@ use super::events::{AgencyEvent, Granted, Revoked, Rotated};
 use super::{account, admin_user, check_grants, check_name, deliver_prefix, AgencyRegistry, Grant};
 use crate::access::Refusals;
 use crate::credentials::{read_env_file, write_private, ConnectSettings};
-use crate::error::{BusError, Result};
+use crate::error::{retrying, BusError, Result};
 use crate::publisher::Publisher;
 use crate::reader::StreamReader;
 use crate::roles::{hash_password, inbox};
@@ -537,25 +537,6 @@ async fn delete_copy(js: &jetstream::Context, stream: &str) -> Result<()> {
         Ok(_) => Ok(()),
         Err(e) if e.to_string().contains("not found") => Ok(()),
         Err(e) => Err(BusError::nats(format!("deleting the copy of {stream}"), e)),
-    }
-}
-
-/// Runs `f` again while it fails transiently: a server reloading its configuration answers
-/// no JetStream request for a few tens of milliseconds.
-async fn retrying<T, F, Fut>(f: F) -> Result<T>
-where
-    F: Fn() -> Fut,
-    Fut: std::future::Future<Output = Result<T>>,
-{
-    let mut attempt = 0;
-    loop {
-        attempt += 1;
-        match f().await {
-            Err(e) if attempt < 10 && e.is_transient() => {
-                tokio::time::sleep(Duration::from_millis(100 * attempt)).await
-            }
-            other => return other,
-        }
     }
 }
 

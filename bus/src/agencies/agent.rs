@@ -240,51 +240,11 @@ pub fn digest(hashes: &Access) -> String {
     hex::encode(h.finalize())
 }
 
-/// Every agency's hashes, and every ward site's record, in `AGENCY_ACCESS`.
-pub async fn read_access(operator: &jetstream::Context) -> Result<Access> {
-    let kv = operator
-        .get_key_value(AGENCY_ACCESS_BUCKET)
-        .await
-        .map_err(|e| BusError::nats(format!("opening KV {AGENCY_ACCESS_BUCKET}"), e))?;
-    let mut keys = kv
-        .keys()
-        .await
-        .map_err(|e| BusError::nats(format!("listing KV {AGENCY_ACCESS_BUCKET}"), e))?;
-    let mut out = Access::default();
-    while let Some(key) = keys.next().await {
-        let key = key.map_err(|e| BusError::nats("listing agency hashes", e))?;
-        let site = key.strip_prefix(crate::sites::KEY_PREFIX);
-        if super::check_name(&key).is_err()
-            && site.is_none_or(|s| crate::sites::check_name(s).is_err())
-        {
-            continue;
-        }
-        let Some(v) = kv
-            .get(&key)
-            .await
-            .map_err(|e| BusError::nats(format!("reading the hashes of {key}"), e))?
-        else {
-            continue;
-        };
-        if site.is_some() {
-            match serde_json::from_slice::<SiteRecord>(&v) {
-                Ok(s) => out.sites.push(s),
-                Err(e) => warn!("AGENCY_ACCESS {key}: unreadable ({e}); left out"),
-            }
-            continue;
-        }
-        match serde_json::from_slice::<AccessHashes>(&v) {
-            Ok(h) => {
-                out.agencies.insert(key, h);
-            }
-            Err(e) => warn!("AGENCY_ACCESS {key}: unreadable ({e}); left out"),
-        }
-    }
-    Ok(out)
-}
-
-/// What each server applies, from the records of their agents.
-pub async fn applied_records(js: &jetstream::Context) -> Result<BTreeMap<String, Applied>> {
+/// The entries of `AGENCY_ACCESS` whose key `keep` accepts, with their values.
+async fn entries(
+    js: &jetstream::Context,
+    keep: impl Fn(&str) -> bool,
+) -> Result<Vec<(String, Bytes)>> {
     let kv = js
         .get_key_value(AGENCY_ACCESS_BUCKET)
         .await
@@ -293,23 +253,56 @@ pub async fn applied_records(js: &jetstream::Context) -> Result<BTreeMap<String,
         .keys()
         .await
         .map_err(|e| BusError::nats(format!("listing KV {AGENCY_ACCESS_BUCKET}"), e))?;
-    let mut out = BTreeMap::new();
+    let mut out = Vec::new();
     while let Some(key) = keys.next().await {
-        let key = key.map_err(|e| BusError::nats("listing applied registries", e))?;
-        let Some(server) = key.strip_prefix("applied.") else {
+        let key =
+            key.map_err(|e| BusError::nats(format!("listing KV {AGENCY_ACCESS_BUCKET}"), e))?;
+        if !keep(&key) {
             continue;
-        };
+        }
         if let Some(v) = kv
             .get(&key)
             .await
-            .map_err(|e| BusError::nats("reading an applied registry", e))?
+            .map_err(|e| BusError::nats(format!("reading {AGENCY_ACCESS_BUCKET} {key}"), e))?
         {
-            if let Ok(a) = serde_json::from_slice::<Applied>(&v) {
-                out.insert(server.to_string(), a);
-            }
+            out.push((key, v));
         }
     }
     Ok(out)
+}
+
+/// Every agency's hashes, and every site's record, in `AGENCY_ACCESS`.
+pub async fn read_access(operator: &jetstream::Context) -> Result<Access> {
+    let site_key = |key: &str| {
+        key.strip_prefix(crate::sites::KEY_PREFIX)
+            .is_some_and(|s| crate::sites::check_name(s).is_ok())
+    };
+    let mut out = Access::default();
+    for (key, v) in entries(operator, |k| super::check_name(k).is_ok() || site_key(k)).await? {
+        let read = if site_key(&key) {
+            serde_json::from_slice::<SiteRecord>(&v).map(|s| out.sites.push(s))
+        } else {
+            serde_json::from_slice::<AccessHashes>(&v).map(|h| {
+                out.agencies.insert(key.clone(), h);
+            })
+        };
+        if let Err(e) = read {
+            warn!("AGENCY_ACCESS {key}: unreadable ({e}); left out");
+        }
+    }
+    Ok(out)
+}
+
+/// What each server applies, from the records of their agents.
+pub async fn applied_records(js: &jetstream::Context) -> Result<BTreeMap<String, Applied>> {
+    Ok(entries(js, |k| k.starts_with("applied."))
+        .await?
+        .into_iter()
+        .filter_map(|(key, v)| {
+            let a = serde_json::from_slice::<Applied>(&v).ok()?;
+            Some((key.strip_prefix("applied.")?.to_string(), a))
+        })
+        .collect())
 }
 
 /// The registry sequence each server applies, from the records of their agents.

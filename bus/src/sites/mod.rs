@@ -21,6 +21,8 @@
 //! `AGENCY_ACCESS` under `site.<name>`; each server's configuration agent renders them into
 //! the server's accounts, as it does the agencies'.
 
+pub mod admin;
+
 use async_nats::jetstream::stream;
 use serde::{Deserialize, Serialize};
 
@@ -76,16 +78,30 @@ pub fn witness_deliver(name: &str) -> String {
 /// A witness site's read-only mirror of the hub's `AUDIT`.
 pub fn witness_mirror_config(name: &str) -> stream::Config {
     let audit = registry::AUDIT.name;
+    read_only_mirror(
+        audit,
+        format!("witness {name}: a read-only mirror of the hub's {audit}, kept outside the hub"),
+        WITNESS_API_PREFIX,
+        format!("{}.{audit}", witness_deliver(name)),
+    )
+}
+
+/// A site's read-only mirror of the hub's `stream` (through `api`, delivered under
+/// `deliver`): nothing deleted or purged, read by direct get.
+fn read_only_mirror(
+    stream: &str,
+    description: String,
+    api: &str,
+    deliver: String,
+) -> stream::Config {
     stream::Config {
-        name: audit.to_string(),
-        description: Some(format!(
-            "witness {name}: a read-only mirror of the hub's {audit}, kept outside the hub"
-        )),
+        name: stream.to_string(),
+        description: Some(description),
         mirror: Some(stream::Source {
-            name: audit.to_string(),
+            name: stream.to_string(),
             external: Some(stream::External {
-                api_prefix: WITNESS_API_PREFIX.into(),
-                delivery_prefix: Some(format!("{}.{audit}", witness_deliver(name))),
+                api_prefix: api.into(),
+                delivery_prefix: Some(deliver),
             }),
             ..Default::default()
         }),
@@ -95,6 +111,21 @@ pub fn witness_mirror_config(name: &str) -> stream::Config {
         deny_purge: true,
         allow_direct: true,
         ..Default::default()
+    }
+}
+
+/// The user of a site's leaf link in its own account on the hub: alone there, it may do
+/// anything in it, and connect only as a leaf node (never as a client of the hub).
+fn site_user(name: &str, password: &str) -> UserConfig {
+    let acc = account(name);
+    UserConfig {
+        user: acc,
+        password: password.to_string(),
+        permissions: Permissions {
+            publish: Permission::allow([">".to_string()]),
+            subscribe: Permission::allow([">".to_string()]),
+        },
+        allowed_connection_types: vec!["LEAFNODE".into()],
     }
 }
 
@@ -278,17 +309,7 @@ pub fn add_sites(accounts: &mut AccountsConfig, sites: &[SiteRecord]) {
             acc.clone(),
             AccountConfig {
                 jetstream: None,
-                users: vec![UserConfig {
-                    user: acc.clone(),
-                    password: site.password.clone(),
-                    // Alone in its account: nothing there but what it brings.
-                    permissions: Permissions {
-                        publish: Permission::allow([">".to_string()]),
-                        subscribe: Permission::allow([">".to_string()]),
-                    },
-                    // A site's link only: never a client of the hub.
-                    allowed_connection_types: vec!["LEAFNODE".into()],
-                }],
+                users: vec![site_user(&site.name, &site.password)],
                 exports,
                 imports: Vec::new(),
             },
@@ -337,16 +358,7 @@ fn add_witnesses(accounts: &mut AccountsConfig, witnesses: &[&SiteRecord]) {
             acc.clone(),
             AccountConfig {
                 jetstream: None,
-                users: vec![UserConfig {
-                    user: acc.clone(),
-                    password: w.password.clone(),
-                    permissions: Permissions {
-                        publish: Permission::allow([">".to_string()]),
-                        subscribe: Permission::allow([">".to_string()]),
-                    },
-                    // A site's link only: never a client of the hub.
-                    allowed_connection_types: vec!["LEAFNODE".into()],
-                }],
+                users: vec![site_user(&w.name, &w.password)],
                 exports: Vec::new(),
                 imports,
             },
@@ -458,27 +470,15 @@ pub fn agency_mirror_deliver(agency: &str, stream: &str) -> String {
 
 /// An agency site's read-only mirror of its copy of `stream` on the hub.
 pub fn mirror_config(agency: &str, stream: &str) -> stream::Config {
-    stream::Config {
-        name: stream.to_string(),
-        description: Some(format!(
+    read_only_mirror(
+        stream,
+        format!(
             "{}'s site: a read-only mirror of its copy of {stream} on the hub",
             crate::agencies::account(agency)
-        )),
-        mirror: Some(stream::Source {
-            name: stream.to_string(),
-            external: Some(stream::External {
-                api_prefix: HUB_API_PREFIX.into(),
-                delivery_prefix: Some(agency_mirror_deliver(agency, stream)),
-            }),
-            ..Default::default()
-        }),
-        storage: stream::StorageType::File,
-        retention: stream::RetentionPolicy::Limits,
-        deny_delete: true,
-        deny_purge: true,
-        allow_direct: true,
-        ..Default::default()
-    }
+        ),
+        HUB_API_PREFIX,
+        agency_mirror_deliver(agency, stream),
+    )
 }
 
 #[cfg(test)]

@@ -1,0 +1,213 @@
+//! Registering sites on the hub (the operator's side of `lienthong site add|remove|list`):
+//! the record in `AGENCY_ACCESS`, waiting for every server's agent to apply it, and a ward's
+//! sources in the hub's streams.
+
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream;
+
+use super::{SiteKind, SiteRecord};
+use crate::agencies::agent::{applied_records, digest, read_access, Access};
+use crate::error::{retrying, BusError, Result};
+use crate::topology::AGENCY_ACCESS_BUCKET;
+
+/// How long the servers' agents may take to apply a change.
+pub const APPLY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A site just registered, with the password of its leaf link (shown once).
+pub struct Registered {
+    pub record: SiteRecord,
+    pub password: String,
+    /// Sources added to the hub's streams (a ward's; 0 when it was already a source).
+    pub sources_added: usize,
+}
+
+/// The sites and agencies' hashes as the bucket holds them now.
+pub async fn access(js: &jetstream::Context) -> Result<Access> {
+    retrying(|| read_access(js)).await
+}
+
+/// Registers site `name`: checks its name and domain (unique among the sites; a site
+/// registered again keeps its domain and kind), records it with a new password, waits until
+/// every server applies it, and for a ward adds its sources to the hub's streams.
+pub async fn register(
+    js: &jetstream::Context,
+    name: &str,
+    domain: &str,
+    kind: SiteKind,
+) -> Result<Registered> {
+    super::check_name(name)?;
+    super::check_domain(domain)?;
+    let sites = access(js).await?.sites;
+    if let Some(other) = sites.iter().find(|s| s.domain == domain && s.name != name) {
+        return Err(BusError::Config(format!(
+            "domain {domain} is site {}'s; give {name} its own",
+            other.name
+        )));
+    }
+    if let Some(same) = sites.iter().find(|s| s.name == name) {
+        if same.domain != domain || same.kind != kind {
+            return Err(BusError::Config(format!(
+                "site {name} is registered as a {:?} with domain {}; `lienthong site remove {name}` first to change it",
+                same.kind, same.domain
+            )));
+        }
+    }
+    let password = crate::credentials::new_password();
+    let record = SiteRecord {
+        name: name.into(),
+        domain: domain.into(),
+        password: crate::roles::hash_password(&password)?,
+        kind,
+    };
+    let value: bytes::Bytes = serde_json::to_vec(&record).expect("serialises").into();
+    retrying(|| async {
+        bucket(js)
+            .await?
+            .put(super::key(name), value.clone())
+            .await
+            .map(|_| ())
+            .map_err(|e| BusError::nats(format!("recording site {name}"), e))
+    })
+    .await?;
+    wait_applied(js).await?;
+    let sources_added = match kind {
+        SiteKind::Ward => set_sources(js, name, Some(&record)).await?,
+        SiteKind::Witness => 0,
+    };
+    Ok(Registered {
+        record,
+        password,
+        sources_added,
+    })
+}
+
+/// Unregisters site `name`: its sources first (the hub keeps what it sourced), then its
+/// record; waits until every server applies it.
+pub async fn unregister(js: &jetstream::Context, name: &str) -> Result<()> {
+    super::check_name(name)?;
+    if !access(js).await?.sites.iter().any(|s| s.name == name) {
+        return Err(BusError::Config(format!(
+            "no site {name} (lienthong site list)"
+        )));
+    }
+    set_sources(js, name, None).await?;
+    retrying(|| async {
+        bucket(js)
+            .await?
+            .delete(super::key(name))
+            .await
+            .map_err(|e| BusError::nats(format!("removing site {name}"), e))
+    })
+    .await?;
+    wait_applied(js).await
+}
+
+async fn bucket(js: &jetstream::Context) -> Result<jetstream::kv::Store> {
+    js.get_key_value(AGENCY_ACCESS_BUCKET).await.map_err(|e| {
+        BusError::nats(
+            format!("opening {AGENCY_ACCESS_BUCKET} (the operator's bucket: is this the operator's --env?)"),
+            e,
+        )
+    })
+}
+
+/// Adds (`record`) or removes (`None`) ward site `name`'s source in each of the hub's
+/// streams it feeds; returns how many streams changed.
+pub async fn set_sources(
+    js: &jetstream::Context,
+    name: &str,
+    record: Option<&SiteRecord>,
+) -> Result<usize> {
+    let mut changed = 0;
+    for spec in super::ward_streams() {
+        let done = retrying(|| async {
+            let nats = |what: &str, e: &dyn std::fmt::Display| {
+                BusError::nats(format!("{what} {}", spec.name), e.to_string())
+            };
+            let mut stream = js
+                .get_stream(spec.name)
+                .await
+                .map_err(|e| nats("opening stream (provision the hub first)", &e))?;
+            let mut config = stream
+                .info()
+                .await
+                .map_err(|e| nats("reading stream", &e))?
+                .config
+                .clone();
+            let sources = config.sources.get_or_insert_with(Vec::new);
+            let had = sources.iter().any(|s| super::is_from(s, name));
+            sources.retain(|s| !super::is_from(s, name));
+            if let Some(r) = record {
+                sources.push(super::source(r, spec.name));
+            }
+            if had == record.is_some() {
+                return Ok(false);
+            }
+            js.update_stream(config)
+                .await
+                .map_err(|e| nats("changing the sources of", &e))?;
+            Ok(true)
+        })
+        .await?;
+        changed += usize::from(done);
+    }
+    Ok(changed)
+}
+
+/// Waits until every server's agent applies the sites as they are now.
+pub async fn wait_applied(js: &jetstream::Context) -> Result<()> {
+    let want = digest(&access(js).await?);
+    let start = Instant::now();
+    loop {
+        // A server reloading answers nothing for a moment: that is "not yet".
+        let records = applied_records(js).await.unwrap_or_default();
+        if !records.is_empty() && records.values().all(|a| a.access_digest == want) {
+            return Ok(());
+        }
+        if start.elapsed() > APPLY_TIMEOUT {
+            return Err(BusError::Unavailable {
+                operation: "applying the sites".into(),
+                attempts: 1,
+                reason: format!(
+                    "not every server applied them in {} s; is each server's configuration agent running (`lienthong up` runs one)?",
+                    APPLY_TIMEOUT.as_secs()
+                ),
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// How far the hub's streams have sourced one ward.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SourceState {
+    pub stream: String,
+    /// Messages still to source, as the hub last saw it.
+    pub lag: u64,
+    /// Seconds since the source was last active (`None`: not connected).
+    pub active_seconds_ago: Option<f64>,
+}
+
+/// Each of the hub's streams' source of ward `site`.
+pub async fn sourcing(js: &jetstream::Context, site: &SiteRecord) -> Result<Vec<SourceState>> {
+    let mut out = Vec::new();
+    for spec in super::ward_streams() {
+        let Ok(mut stream) = js.get_stream(spec.name).await else {
+            continue;
+        };
+        let info = stream
+            .info()
+            .await
+            .map_err(|e| BusError::nats(format!("reading stream {}", spec.name), e))?;
+        let local = super::local_stream(spec.name, &site.domain);
+        if let Some(s) = info.sources.iter().find(|s| s.name == local) {
+            out.push(SourceState {
+                stream: spec.name.to_string(),
+                lag: s.lag,
+                active_seconds_ago: s.active.map(|d| d.as_secs_f64()),
+            });
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,164 @@
+//! Watching what `up` and `site up` start: their nats-server nodes and tasks. A server that
+//! dies is started again on its store with a growing wait (1, 2, 4, 8, 16 s), `/healthz`
+//! saying so meanwhile, and counted; a server that cannot come back, or any task that ends,
+//! stops everything with an error naming it (so a service manager can act).
+
+use lienthong_bus::server::NatsServer;
+use lienthong_bus::ShutdownTrigger;
+use tracing::{error, info};
+
+use crate::error::StackError;
+
+pub(crate) type Task = tokio::task::JoinHandle<Result<(), StackError>>;
+
+/// Restarts of a nats-server that died, before giving up (waits 1, 2, 4, 8 and 16 s).
+const SERVER_RESTARTS: u32 = 5;
+
+/// Servers and the tasks running on them, with the trigger that stops the tasks.
+pub struct Supervised {
+    /// The nats-server nodes (one, or a cluster's).
+    pub(crate) servers: Vec<NatsServer>,
+    pub(crate) tasks: Vec<(String, Task)>,
+    trigger: ShutdownTrigger,
+    /// Components down now (served by `/healthz`).
+    pub health: lienthong_bus::health::Components,
+    metrics: lienthong_bus::Metrics,
+}
+
+impl Supervised {
+    pub(crate) fn new(
+        servers: Vec<NatsServer>,
+        trigger: ShutdownTrigger,
+        metrics: lienthong_bus::Metrics,
+    ) -> Self {
+        Self {
+            servers,
+            tasks: Vec::new(),
+            trigger,
+            health: lienthong_bus::health::Components::new(),
+            metrics,
+        }
+    }
+
+    /// Runs until `shutdown` completes or a component stops; then stops everything. An error
+    /// names the component that failed. A nats-server that dies is started again on the same
+    /// store (its JetStream recovers; clients reconnect), with a growing wait between tries;
+    /// `/healthz` says it is down meanwhile; if it cannot come back, the stack stops with an
+    /// error (so a service manager can act).
+    pub async fn run_until(
+        mut self,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) -> Result<(), StackError> {
+        tokio::pin!(shutdown);
+        let restarts = self.metrics.counter(
+            "lienthong_component_restarts_total",
+            "Components restarted after they died.",
+            &[("component", "nats-server")],
+        );
+        enum Event {
+            Shutdown,
+            ServerExited(std::process::ExitStatus, usize),
+            TaskEnded(
+                Result<Result<(), StackError>, tokio::task::JoinError>,
+                usize,
+            ),
+        }
+        let failed = loop {
+            let event = tokio::select! {
+                _ = &mut shutdown => Event::Shutdown,
+                (status, node, _) = futures::future::select_all(
+                    self.servers.iter_mut().map(|s| Box::pin(s.exited()))
+                ) => Event::ServerExited(status, node),
+                (result, index, _) = futures::future::select_all(self.tasks.iter_mut().map(|(_, t)| t)) => {
+                    Event::TaskEnded(result, index)
+                }
+            };
+            match event {
+                Event::Shutdown => {
+                    info!("stopping");
+                    break None;
+                }
+                Event::ServerExited(status, node) => {
+                    let component = if self.servers.len() > 1 {
+                        format!("nats-server n{}", node + 1)
+                    } else {
+                        "nats-server".to_string()
+                    };
+                    let reason = format!("{component} exited ({status})");
+                    error!("{reason}; restarting it on the same store");
+                    self.health.down(&component, reason.clone());
+                    match restart(&mut self.servers[node]).await {
+                        Ok(()) => {
+                            restarts.inc();
+                            self.health.up(&component);
+                        }
+                        Err(e) => {
+                            break Some(StackError::Stopped {
+                                component,
+                                reason: format!("{reason}, and could not be restarted: {e}"),
+                            })
+                        }
+                    }
+                }
+                Event::TaskEnded(result, index) => {
+                    let name = self.tasks[index].0.clone();
+                    break Some(match result {
+                        Ok(Ok(())) => StackError::Stopped {
+                            component: name,
+                            reason: "it stopped".into(),
+                        },
+                        Ok(Err(e)) => StackError::Stopped {
+                            component: name,
+                            reason: e.to_string(),
+                        },
+                        Err(e) => StackError::Stopped {
+                            component: name,
+                            reason: format!("it panicked: {e}"),
+                        },
+                    });
+                }
+            }
+        };
+        self.stop().await?;
+        match failed {
+            Some(e) => {
+                error!("{e}");
+                Err(e)
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// Stops every component (10 s each at most), then the server.
+    pub async fn stop(self) -> Result<(), StackError> {
+        self.trigger.fire();
+        for (name, t) in self.tasks {
+            if !t.is_finished() {
+                match tokio::time::timeout(std::time::Duration::from_secs(10), t).await {
+                    Ok(Ok(Err(e))) => error!("{name}: {e}"),
+                    Err(_) => error!("{name} did not stop in 10 s"),
+                    _ => {}
+                }
+            }
+        }
+        for server in self.servers {
+            server.stop().await?;
+        }
+        Ok(())
+    }
+}
+
+async fn restart(server: &mut NatsServer) -> Result<(), lienthong_bus::BusError> {
+    let mut last = None;
+    for attempt in 0..SERVER_RESTARTS {
+        tokio::time::sleep(std::time::Duration::from_secs(1 << attempt)).await;
+        match server.restart().await {
+            Ok(()) => return Ok(()),
+            Err(e) => {
+                error!(attempt = attempt + 1, error = %e, "nats-server did not come back");
+                last = Some(e);
+            }
+        }
+    }
+    Err(last.expect("at least one attempt"))
+}
