@@ -109,7 +109,10 @@ async fn add(
     kind: SiteKind,
 ) -> anyhow::Result<ExitCode> {
     let session = global.session("lienthong-site-add").await?;
-    let registered = admin::register(&session.js, name, domain, kind).await?;
+    // A role that may not touch the operator's bucket is told at once, not retried.
+    let registered = session
+        .guard(admin::register(&session.js, name, domain, kind))
+        .await?;
     let dir = global
         .env
         .as_ref()
@@ -145,7 +148,7 @@ async fn add(
 
 async fn remove(global: &Global, name: &str) -> anyhow::Result<ExitCode> {
     let session = global.session("lienthong-site-remove").await?;
-    admin::unregister(&session.js, name).await?;
+    session.guard(admin::unregister(&session.js, name)).await?;
     println!("site {name} removed; the hub keeps what it sourced from it");
     Ok(ExitCode::SUCCESS)
 }
@@ -163,9 +166,9 @@ async fn list(global: &Global, json: bool) -> anyhow::Result<ExitCode> {
     let session = global.session("lienthong-site-list").await?;
     let js = &session.js;
     let mut out = Vec::new();
-    for site in admin::access(js).await?.sites {
+    for site in session.guard(admin::access(js)).await?.sites {
         let streams = match site.kind {
-            SiteKind::Ward => admin::sourcing(js, &site).await?,
+            SiteKind::Ward => session.guard(admin::sourcing(js, &site)).await?,
             SiteKind::Witness => Vec::new(),
         };
         out.push(SiteState {
