@@ -232,6 +232,17 @@ async fn the_whole_slice_end_to_end() {
     );
     let metrics = common::get_text(&http, format!("{base}/metrics")).await;
     assert!(metrics.contains("lienthong_projection_checkpoint{projection=\"field_reports\"}"));
+    // Where the folds' time went: each stage has used some processor time by now.
+    for stage in ["decode", "fold", "commit"] {
+        let line = format!("lienthong_replay_cpu_seconds_total{{stage=\"{stage}\"}} ");
+        let seconds: f64 = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(line.as_str()))
+            .unwrap_or_else(|| panic!("no {line} in /metrics"))
+            .parse()
+            .unwrap();
+        assert!(seconds > 0.0, "{line}{seconds}");
+    }
     let page = common::get_text(&http, format!("{base}/")).await;
     assert!(page.contains("/assets/dashboard.js"));
     let script = common::get_text(&http, format!("{base}/assets/dashboard.js")).await;

@@ -13,6 +13,7 @@ use lienthong_bus::subscriber::{decode_message, decode_stored};
 use lienthong_bus::SchemaRegistry;
 
 use crate::projection::ProjectedEvent;
+use crate::runner::StageCpu;
 
 /// Batches decoded ahead of the fold.
 pub const DECODED_AHEAD: usize = 4;
@@ -42,6 +43,7 @@ pub async fn read_ahead(
     max_batch: usize,
     tx: tokio::sync::mpsc::Sender<crate::Result<Vec<DecodedMessage>>>,
     spent: std::sync::mpsc::Receiver<Vec<DecodedMessage>>,
+    metrics: Arc<crate::Metrics>,
 ) {
     // Receiving (which keeps the consumer's pull requests going) and decoding run as two
     // tasks, so the server is never kept waiting while a batch is decoded.
@@ -53,17 +55,19 @@ pub async fn read_ahead(
                 drop(folded);
             }
             let failed = batch.is_err();
-            let decoded = batch.and_then(|b| {
-                b.into_iter()
-                    .map(|m| {
-                        let info = m.info().map_err(|e| reading(e.to_string()))?;
-                        Ok(DecodedMessage {
-                            sequence: info.stream_sequence,
-                            pending: info.pending,
-                            event: project(&registry, &m, info.stream_sequence),
+            let decoded = StageCpu::count(&metrics.cpu.decode, || {
+                batch.and_then(|b| {
+                    b.into_iter()
+                        .map(|m| {
+                            let (sequence, pending) = position(&m)?;
+                            Ok(DecodedMessage {
+                                sequence,
+                                pending,
+                                event: project(&registry, &m, sequence),
+                            })
                         })
-                    })
-                    .collect()
+                        .collect()
+                })
             });
             if tx.send(decoded).await.is_err() || failed {
                 return;
@@ -109,6 +113,7 @@ pub async fn read_ahead_stored(
     registry: Arc<SchemaRegistry>,
     max_batch: usize,
     tx: tokio::sync::mpsc::Sender<crate::Result<Vec<DecodedMessage>>>,
+    metrics: Arc<crate::Metrics>,
 ) {
     // Looking ahead for more may find the end: a fused stream says so again, harmlessly.
     let mut messages = messages.fuse();
@@ -133,20 +138,62 @@ pub async fn read_ahead_stored(
             }
         };
         let failed = batch.is_err();
-        let decoded = batch.map(|b| {
-            b.iter()
-                .map(|m| DecodedMessage {
-                    sequence: m.sequence,
-                    // Unknown by direct get: the fold ends at its target sequence.
-                    pending: u64::MAX,
-                    event: project_stored(&registry, m),
-                })
-                .collect()
+        let decoded = StageCpu::count(&metrics.cpu.decode, || {
+            batch.map(|b| {
+                b.iter()
+                    .map(|m| DecodedMessage {
+                        sequence: m.sequence,
+                        // Unknown by direct get: the fold ends at its target sequence.
+                        pending: u64::MAX,
+                        event: project_stored(&registry, m),
+                    })
+                    .collect()
+            })
         });
         if tx.send(decoded).await.is_err() || failed {
             break;
         }
     }
+}
+
+/// A delivered message's stream sequence and the messages left after it, read from its
+/// `$JS.ACK` reply subject without the rest of [`jetstream::Message::info`] (its
+/// timestamp is the costly part, and the ordered consumer parsed it already).
+fn position(m: &jetstream::Message) -> crate::Result<(u64, u64)> {
+    let parsed = m.reply.as_deref().and_then(ack_position);
+    match parsed {
+        Some(p) => Ok(p),
+        None => m
+            .info()
+            .map(|i| (i.stream_sequence, i.pending))
+            .map_err(|e| reading(e.to_string())),
+    }
+}
+
+/// `(stream sequence, pending)` of a `$JS.ACK` subject in either format of ADR-15:
+/// `$JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<time>.<pending>` or, with 11
+/// tokens or more, `$JS.ACK.<domain>.<account>.<stream>.<consumer>.<delivered>.<sseq>.…`.
+fn ack_position(reply: &str) -> Option<(u64, u64)> {
+    let rest = reply.strip_prefix("$JS.ACK.")?;
+    let mut tokens: [&str; 11] = [""; 11];
+    let mut n = 0;
+    for t in rest.split('.') {
+        if n == tokens.len() {
+            break;
+        }
+        tokens[n] = t;
+        n += 1;
+    }
+    // Where `<delivered>` is: the sequence follows it, the pending count is 3 further.
+    let delivered = match n {
+        7 => 2,
+        9.. => 4,
+        _ => return None,
+    };
+    Some((
+        tokens[delivered + 1].parse().ok()?,
+        tokens[delivered + 4].parse().ok()?,
+    ))
 }
 
 fn reading(reason: String) -> crate::ReplayError {
@@ -235,4 +282,34 @@ fn project_parts(
         version,
         sequence,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ack_position;
+
+    #[test]
+    fn the_position_is_read_from_either_ack_subject_format() {
+        // The original format, then ADR-15's with domain, account hash and a random token.
+        assert_eq!(
+            ack_position("$JS.ACK.FIELD_REPORTS.c1.1.4215.4215.1795886288000000000.17"),
+            Some((4215, 17))
+        );
+        assert_eq!(
+            ack_position("$JS.ACK._.ACCHASH.FIELD_REPORTS.c1.2.9.8.1795886288000000000.0.rnd"),
+            Some((9, 0))
+        );
+        assert_eq!(
+            ack_position("$JS.ACK.hub.ACCHASH.DOCUMENTS.c1.1.12.12.1795886288000000000.3"),
+            Some((12, 3))
+        );
+        for bad in [
+            "$JS.ACK.S.c.1.x.1.1.1",
+            "$JS.ACK.S.c.1.1",
+            "_INBOX.abc",
+            "$JS.ACK.a.b.c.d.e.f.g.h",
+        ] {
+            assert_eq!(ack_position(bad), None, "{bad}");
+        }
+    }
 }

@@ -41,6 +41,57 @@ pub struct Metrics {
     pub alarms: std::sync::Mutex<std::collections::BTreeMap<String, String>>,
     /// Replay alarms raised since start.
     pub alarms_raised: AtomicU64,
+    /// Processor time of each stage of the folds, to see where a rebuild's time goes.
+    pub cpu: StageCpu,
+}
+
+/// Processor time (ns, of the threads doing the work) each stage of a fold has used.
+#[derive(Debug, Default)]
+pub struct StageCpu {
+    /// Decoding and validating what was received.
+    pub decode: AtomicU64,
+    /// Folding decoded events into batches of changes.
+    pub fold: AtomicU64,
+    /// Encoding and writing the batches with their checkpoints.
+    pub commit: AtomicU64,
+}
+
+impl StageCpu {
+    /// Runs `f`, adding the processor time this thread spent in it to `stage`.
+    pub fn count<R>(stage: &AtomicU64, f: impl FnOnce() -> R) -> R {
+        let start = thread_cpu_ns();
+        let r = f();
+        Self::add(stage, start);
+        r
+    }
+
+    /// Adds to `stage` the processor time this thread spent since `start`
+    /// ([`thread_cpu_ns`]).
+    pub fn add(stage: &AtomicU64, start: u64) {
+        stage.fetch_add(thread_cpu_ns().saturating_sub(start), Ordering::Relaxed);
+    }
+
+    /// `(decode, fold, commit)` in seconds.
+    pub fn seconds(&self) -> (f64, f64, f64) {
+        let s = |a: &AtomicU64| a.load(Ordering::Relaxed) as f64 / 1e9;
+        (s(&self.decode), s(&self.fold), s(&self.commit))
+    }
+}
+
+/// This thread's processor time in ns (0 where the platform cannot say).
+pub fn thread_cpu_ns() -> u64 {
+    #[cfg(unix)]
+    {
+        let mut t = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: `t` is a valid timespec for the call to fill.
+        if unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut t) } == 0 {
+            return t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64;
+        }
+    }
+    0
 }
 
 impl Metrics {
@@ -355,6 +406,7 @@ impl Runner {
                 self.registry.clone(),
                 self.max_batch,
                 tx,
+                self.metrics.clone(),
             ))),
             None => {
                 let messages = self.consumer(start).await?;
@@ -364,6 +416,7 @@ impl Runner {
                     self.max_batch,
                     tx,
                     spent_rx,
+                    self.metrics.clone(),
                 )))
             }
         };
@@ -398,6 +451,7 @@ impl Runner {
             let applied_before = applied;
             let mut pending = u64::MAX;
             let mut done = false;
+            let fold_started = thread_cpu_ns();
             for (i, item) in batch.iter().enumerate() {
                 if let Until::Sequence(target) = until {
                     if item.sequence > target {
@@ -430,6 +484,7 @@ impl Runner {
                     }
                 }
             }
+            StageCpu::add(&self.metrics.cpu.fold, fold_started);
             let _ = spent.send(batch);
             if let Some(g) = generation {
                 if self.store.current_name(self.projection.name())?.as_deref() != Some(g) {
@@ -441,7 +496,7 @@ impl Runner {
                 }
             }
             if last > batch_start {
-                changes.commit(last)?;
+                StageCpu::count(&self.metrics.cpu.commit, || changes.commit(last))?;
             }
             self.metrics.live.committed(announced.drain(..));
             self.metrics

@@ -47,6 +47,9 @@ impl ReadStore {
         let db = sled::Config::new()
             .path(path)
             .cache_capacity(64 * 1024 * 1024)
+            // Read models are small and rewritten whole by rebuilds: faster writes are
+            // worth more than the space sled's compacting mode saves.
+            .mode(sled::Mode::HighThroughput)
             .open()
             .map_err(|e| ReplayError::Open {
                 path: path.display().to_string(),
@@ -231,11 +234,15 @@ enum Pending {
 /// A decoded value `Changes` can hand back by type and encode at the commit.
 trait JsonValue: Send {
     fn as_any(&self) -> &dyn std::any::Any;
+    fn into_any(self: Box<Self>) -> Box<dyn std::any::Any>;
     fn encode(&self) -> serde_json::Result<Vec<u8>>;
 }
 
 impl<T: serde::Serialize + Send + 'static> JsonValue for T {
     fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+    fn into_any(self: Box<Self>) -> Box<dyn std::any::Any> {
         self
     }
     fn encode(&self) -> serde_json::Result<Vec<u8>> {
@@ -311,10 +318,24 @@ impl<'a> Changes<'a> {
     }
 
     /// The JSON value under `key` as a `T`.
-    pub fn get_json<T>(&self, key: &[u8]) -> Result<Option<T>>
+    ///
+    /// A value an earlier batch left decoded is handed over rather than copied (the tree
+    /// holds its committed bytes, so a later read decodes it again if it is not written
+    /// back); one written in this batch is copied.
+    pub fn get_json<T>(&mut self, key: &[u8]) -> Result<Option<T>>
     where
         T: serde::de::DeserializeOwned + Clone + 'static,
     {
+        if !self.pending.contains_key(key) {
+            if let Some(d) = self.decoded.as_deref_mut() {
+                if d.values.get(key).is_some_and(|v| v.as_any().is::<T>()) {
+                    if let Some(Ok(t)) = d.values.remove(key).map(|v| v.into_any().downcast::<T>())
+                    {
+                        return Ok(Some(*t));
+                    }
+                }
+            }
+        }
         if let Some(t) = self
             .decoded(key)
             .and_then(|v| v.as_any().downcast_ref::<T>())
@@ -422,7 +443,7 @@ mod tests {
         c.put_json(b"v".to_vec(), vec![3u32]).unwrap();
         c.commit(7).unwrap();
         assert_eq!(tree.get(b"v").unwrap().unwrap(), b"[3]");
-        let c = Changes::new(&tree);
+        let mut c = Changes::new(&tree);
         assert_eq!(c.get_json::<Vec<u32>>(b"v").unwrap(), Some(vec![3]));
     }
 
@@ -453,8 +474,32 @@ mod tests {
         }
         c.commit(3).unwrap();
         assert!(decoded.values.is_empty());
-        let c = Changes::with_decoded(&tree, &mut decoded);
+        let mut c = Changes::with_decoded(&tree, &mut decoded);
         assert_eq!(c.get_json::<u32>(&[b'k', 10]).unwrap(), Some(10));
+    }
+
+    #[test]
+    fn a_value_handed_over_and_not_written_back_is_read_again_from_the_tree() {
+        let store = ReadStore::temporary().unwrap();
+        let tree = store.current("p").unwrap();
+        let mut decoded = DecodedValues::new(10);
+        let mut c = Changes::with_decoded(&tree, &mut decoded);
+        c.put_json(b"a".to_vec(), vec![1u32, 2]).unwrap();
+        c.commit(1).unwrap();
+        let mut c = Changes::with_decoded(&tree, &mut decoded);
+        // Handed over (not copied): no longer kept decoded…
+        assert_eq!(c.get_json::<Vec<u32>>(b"a").unwrap(), Some(vec![1, 2]));
+        // …yet read again, as bytes or decoded, from what is committed.
+        assert_eq!(c.get_json::<Vec<u32>>(b"a").unwrap(), Some(vec![1, 2]));
+        assert_eq!(c.get(b"a").unwrap().unwrap(), b"[1,2]");
+        c.commit(2).unwrap();
+        assert_eq!(tree.get(b"a").unwrap().unwrap(), b"[1,2]");
+        // Written in this batch: copied, so the batch still writes it.
+        let mut c = Changes::with_decoded(&tree, &mut decoded);
+        c.put_json(b"b".to_vec(), vec![7u32]).unwrap();
+        assert_eq!(c.get_json::<Vec<u32>>(b"b").unwrap(), Some(vec![7]));
+        c.commit(3).unwrap();
+        assert_eq!(tree.get(b"b").unwrap().unwrap(), b"[7]");
     }
 
     #[test]

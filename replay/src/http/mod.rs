@@ -151,6 +151,7 @@ async fn healthz(State(s): State<AppState>) -> Result<Response, Unavailable> {
 }
 
 async fn metrics(State(s): State<AppState>) -> Response {
+    let cpu = s.metrics.cpu.seconds();
     let mut body = format!(
         "# HELP lienthong_replay_events_applied_total Events folded into read models.\n\
          # TYPE lienthong_replay_events_applied_total counter\n\
@@ -161,6 +162,11 @@ async fn metrics(State(s): State<AppState>) -> Response {
          # HELP lienthong_replay_batches_total Atomic batches committed.\n\
          # TYPE lienthong_replay_batches_total counter\n\
          lienthong_replay_batches_total {}\n\
+         # HELP lienthong_replay_cpu_seconds_total Processor time of the folds, by stage (decode and validate, fold, commit).\n\
+         # TYPE lienthong_replay_cpu_seconds_total counter\n\
+         lienthong_replay_cpu_seconds_total{{stage=\"decode\"}} {:.6}\n\
+         lienthong_replay_cpu_seconds_total{{stage=\"fold\"}} {:.6}\n\
+         lienthong_replay_cpu_seconds_total{{stage=\"commit\"}} {:.6}\n\
          # HELP lienthong_replay_alarms_total Replay alarms raised (a stream recreated or truncated under its read model).\n\
          # TYPE lienthong_replay_alarms_total counter\n\
          lienthong_replay_alarms_total {}\n\
@@ -172,6 +178,9 @@ async fn metrics(State(s): State<AppState>) -> Response {
         s.metrics.applied.load(Ordering::Relaxed),
         s.metrics.skipped.load(Ordering::Relaxed),
         s.metrics.batches.load(Ordering::Relaxed),
+        cpu.0,
+        cpu.1,
+        cpu.2,
         s.metrics.alarms_raised.load(Ordering::Relaxed),
         s.metrics
             .current_alarms()

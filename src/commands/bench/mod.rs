@@ -399,17 +399,26 @@ pub async fn run(global: &Global, a: Args) -> anyhow::Result<ExitCode> {
     if wants(Part::Replay) {
         fill(&operator, &publisher, &base, a.events * a.runs).await?;
         let (mut raw_drains, mut rebuilds, mut replayed) = (Vec::new(), Vec::new(), 0);
+        let mut stages: [Vec<f64>; 3] = Default::default();
         for run in 0..a.runs {
             let (n, raw) = drain(&replay_js, &["FIELD_REPORTS", "DOCUMENTS"]).await?;
-            let (m, bus) = replay(&replay_js, global, &["field_reports", "documents"]).await?;
+            let (m, bus, cpu) = replay(&replay_js, global, &["field_reports", "documents"]).await?;
             eprintln!(
-                "bench: replay run {}: raw drain {raw:.0}/s ({n}), rebuild {bus:.0}/s ({m})",
-                run + 1
+                "bench: replay run {}: raw drain {raw:.0}/s ({n}), rebuild {bus:.0}/s ({m}); processor time per event: decode and validate {:.2} µs, fold {:.2} µs, commit {:.2} µs",
+                run + 1, cpu[0], cpu[1], cpu[2]
             );
             raw_drains.push(raw);
             rebuilds.push(bus);
             replayed = n;
+            for (s, v) in stages.iter_mut().zip(cpu) {
+                s.push(v);
+            }
         }
+        let [decode, fold, commit] = stages.map(median);
+        figures.insert(
+            "replay_cpu_us_per_event".into(),
+            json!({"decode": round(decode, 3), "fold": round(fold, 3), "commit": round(commit, 3)}),
+        );
         let ratios: Vec<f64> = raw_drains
             .iter()
             .zip(&rebuilds)
@@ -433,6 +442,12 @@ pub async fn run(global: &Global, a: Args) -> anyhow::Result<ExitCode> {
         rows.push(row(
             "replay, rebuild into sled (events/s)",
             format!("{bus:.0}"),
+            "",
+            None,
+        ));
+        rows.push(row(
+            "  processor time per event: decode + validate / fold / commit (µs)",
+            format!("{decode:.2} / {fold:.2} / {commit:.2}"),
             "",
             None,
         ));
