@@ -40,6 +40,7 @@ pub struct ReportView {
     /// The ward's name (from v2 events; upcast for v1).
     pub ward_name: Option<String>,
     pub status: String,
+    #[serde(serialize_with = "rfc3339::serialize")]
     pub status_at: Option<DateTime<FixedOffset>>,
     /// False while the report is known only from its updates.
     pub submitted: bool,
@@ -48,8 +49,11 @@ pub struct ReportView {
     pub lat: Option<f64>,
     pub long: Option<f64>,
     pub agency_responsible: Option<String>,
+    #[serde(serialize_with = "rfc3339::serialize")]
     pub requested_at: Option<DateTime<FixedOffset>>,
+    #[serde(serialize_with = "rfc3339::serialize")]
     pub expected_at: Option<DateTime<FixedOffset>>,
+    #[serde(serialize_with = "rfc3339::serialize")]
     pub resolved_at: Option<DateTime<FixedOffset>>,
     pub resolution_hours: Option<f64>,
     pub reopened: u32,
@@ -58,6 +62,24 @@ pub struct ReportView {
     pub events: u32,
     /// Stream sequence of the newest of them.
     pub last_sequence: u64,
+}
+
+/// Times written as chrono writes them (RFC 3339, `SecondsFormat::AutoSi`, `Z` for UTC), in
+/// one piece:
+/// chrono's own `Serialize` goes through `collect_str`, which serde_json escapes character by
+/// character — a third of encoding a report, and reports are encoded at every commit.
+mod rfc3339 {
+    use chrono::{DateTime, FixedOffset};
+
+    pub fn serialize<S: serde::Serializer>(
+        t: &Option<DateTime<FixedOffset>>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        match t {
+            Some(t) => s.serialize_str(&t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)),
+            None => s.serialize_none(),
+        }
+    }
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -183,17 +205,19 @@ impl Projection for FieldReportsProjection {
             changes.add(TOTAL.to_vec(), 1)?;
         }
         // Move the report between counters only where it changed.
-        let category = |c: &Option<String>| c.as_deref().unwrap_or("unknown").to_string();
+        fn category(c: &Option<String>) -> &str {
+            c.as_deref().unwrap_or("unknown")
+        }
         for (dimension, was, now) in [
-            ("status", before.0, r.status.clone()),
-            ("ward", before.1, r.ward.clone()),
+            ("status", before.0.as_str(), r.status.as_str()),
+            ("ward", before.1.as_str(), r.ward.as_str()),
             ("category", category(&before.2), category(&r.category)),
         ] {
             if is_new || was != now {
                 if !is_new {
-                    changes.add(counter(dimension, &was), -1)?;
+                    changes.add(counter(dimension, was), -1)?;
                 }
-                changes.add(counter(dimension, &now), 1)?;
+                changes.add(counter(dimension, now), 1)?;
             }
         }
         changes.put_json(key, r)
@@ -336,6 +360,35 @@ mod tests {
     use super::*;
     use crate::store::ReadStore;
     use serde_json::json;
+
+    #[test]
+    fn times_are_written_exactly_as_chrono_writes_them() {
+        #[derive(Serialize)]
+        struct Chrono(Option<DateTime<FixedOffset>>);
+        #[derive(Serialize)]
+        struct Ours(#[serde(serialize_with = "rfc3339::serialize")] Option<DateTime<FixedOffset>>);
+        for t in [
+            "2023-11-18T19:42:10+07:00",
+            "2023-11-18T12:42:10Z",
+            "2023-11-18T19:42:10.5+07:00",
+            "2023-11-18T19:42:10.123456789-03:30",
+            "1999-12-31T23:59:60+00:00",
+        ] {
+            let t = DateTime::parse_from_rfc3339(t).unwrap();
+            assert_eq!(
+                serde_json::to_string(&Ours(Some(t))).unwrap(),
+                serde_json::to_string(&Chrono(Some(t))).unwrap()
+            );
+        }
+        assert_eq!(serde_json::to_string(&Ours(None)).unwrap(), "null");
+        // And read back as before.
+        let r = ReportView {
+            requested_at: DateTime::parse_from_rfc3339("2023-11-18T19:42:10.25+07:00").ok(),
+            ..Default::default()
+        };
+        let back: ReportView = serde_json::from_slice(&serde_json::to_vec(&r).unwrap()).unwrap();
+        assert_eq!(back, r);
+    }
 
     /// Given these events (type suffix, data), then the view.
     fn given(events: &[(&str, Value)]) -> (ReadStore, sled::Tree) {
