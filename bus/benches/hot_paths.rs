@@ -104,6 +104,15 @@ fn benches(c: &mut Criterion) {
         let data = serde_json::to_vec(&d).unwrap();
         b.iter(|| serde_json::from_slice::<serde_json::Value>(black_box(&data)).unwrap())
     });
+    c.bench_function("json/parse_data_arena", |b| {
+        let data = serde_json::to_vec(&d).unwrap();
+        b.iter(|| sonic_rs::from_slice::<sonic_rs::Value>(black_box(&data)).unwrap())
+    });
+    let arena: sonic_rs::Value = sonic_rs::from_slice(&serde_json::to_vec(&d).unwrap()).unwrap();
+    assert_eq!(registry.is_valid_arena(&schema, &arena), Some(true));
+    c.bench_function("schema/validate_arena", |b| {
+        b.iter(|| registry.is_valid_arena(&schema, black_box(&arena)).unwrap())
+    });
     c.bench_function("publisher/message_id", |b| {
         b.iter(|| {
             lienthong_bus::publisher::message_id(

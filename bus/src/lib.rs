@@ -30,6 +30,7 @@
 
 pub mod access;
 pub mod agencies;
+pub mod arena_json;
 pub mod batch;
 pub mod catalog;
 pub mod conformance;

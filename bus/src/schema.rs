@@ -53,6 +53,8 @@ pub struct Example {
 pub struct SchemaRegistry {
     files: BTreeMap<String, SchemaFile>,
     validators: HashMap<String, jsonschema::Validator>,
+    /// The same schemas, compiled for data held as an arena value ([`crate::arena_json`]).
+    arena_validators: HashMap<String, jsonschema::Validator<crate::arena_json::Arena>>,
     by_type: BTreeMap<(String, u32), String>,
     /// Type → `$id` of its newest version (the publish path looks this up per event).
     latest: HashMap<String, String>,
@@ -170,6 +172,7 @@ impl SchemaRegistry {
                 reason: e.to_string(),
             })?;
         let mut validators = HashMap::new();
+        let mut arena_validators = HashMap::new();
         for file in files.values() {
             let validator = jsonschema::options()
                 .with_draft(jsonschema::Draft::Draft202012)
@@ -181,6 +184,16 @@ impl SchemaRegistry {
                     reason: format!("does not compile: {e}"),
                 })?;
             validators.insert(file.id.clone(), validator);
+            let arena = jsonschema::options_for::<crate::arena_json::Arena>()
+                .with_draft(jsonschema::Draft::Draft202012)
+                .should_validate_formats(true)
+                .with_registry(&registry)
+                .build(&file.json)
+                .map_err(|e| BusError::Schema {
+                    path: file.path.clone(),
+                    reason: format!("does not compile: {e}"),
+                })?;
+            arena_validators.insert(file.id.clone(), arena);
         }
         for ex in &examples {
             if !files.contains_key(&ex.schema_id) {
@@ -203,6 +216,7 @@ impl SchemaRegistry {
         Ok(Self {
             files,
             validators,
+            arena_validators,
             by_type,
             latest,
             type_of,
@@ -246,6 +260,14 @@ impl SchemaRegistry {
             })
             .collect();
         Err(ValidationFailure::Violations(violations))
+    }
+
+    /// Whether `data`, held as an arena value, is valid against the schema `schema_id`
+    /// (`None`: no such schema). Violations are named by [`SchemaRegistry::validate`].
+    pub fn is_valid_arena(&self, schema_id: &str, data: &sonic_rs::Value) -> Option<bool> {
+        self.arena_validators
+            .get(schema_id)
+            .map(|v| v.is_valid(crate::arena_json::ArenaNode(data)))
     }
 
     /// Every schema, by `$id`.

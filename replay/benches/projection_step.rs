@@ -5,6 +5,7 @@ use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use lienthong_replay::field_reports::FieldReportsProjection;
+use lienthong_replay::projection::data_of;
 use lienthong_replay::{Changes, ProjectedEvent, Projection, ReadStore};
 use serde_json::json;
 
@@ -17,15 +18,19 @@ fn benches(c: &mut Criterion) {
         source: "urn:bench".into(),
         key: Some(format!("PT-{}", i % 1000)),
         time: None,
-        data: json!({"report_id": format!("PT-{}", i % 1000), "category": "CSDT", "category_name": "Chiếu sáng",
+        data: data_of(
+            &json!({"report_id": format!("PT-{}", i % 1000), "category": "CSDT", "category_name": "Chiếu sáng",
             "ward": "phu-thuy", "ward_name": "Phường Phú Thủy", "status": "open",
             "requested_at": "2023-11-18T19:42:10+07:00", "expected_at": "2023-11-20T19:42:10+07:00"}),
+        ),
         version: 2,
         sequence: i,
     };
     let changed = |i: u64| ProjectedEvent {
         ty: "vn.egov.field_reports.report.status_changed".into(),
-        data: json!({"report_id": format!("PT-{}", i % 1000), "status": "fixed", "changed_at": "2023-11-21T08:30:00+07:00", "origin": "update"}),
+        data: data_of(
+            &json!({"report_id": format!("PT-{}", i % 1000), "status": "fixed", "changed_at": "2023-11-21T08:30:00+07:00", "origin": "update"}),
+        ),
         ..submitted(i)
     };
     c.bench_function("projection/field_reports/submitted", |b| {

@@ -233,6 +233,9 @@ fn project_stored(
     )
 }
 
+/// Most `[` and `{` a payload may hold to be read through the arena parser.
+const ARENA_MAX_OPENINGS: usize = 128;
+
 fn project_parts(
     registry: &SchemaRegistry,
     headers: Option<&async_nats::HeaderMap>,
@@ -240,7 +243,16 @@ fn project_parts(
     sequence: u64,
     full: impl FnOnce() -> Result<lienthong_bus::ReceivedEvent, lienthong_bus::BusError>,
 ) -> Result<Option<ProjectedEvent>, lienthong_bus::BusError> {
-    let Some(read) = Structured::read(headers, payload) else {
+    // The arena parser recurses once per level with no limit of its own (100,000 levels
+    // overflow a thread's stack); serde_json stops at 128. Fewer openings than that bound
+    // the depth without parsing; anything else takes the full decoder.
+    let openings = payload.iter().filter(|&&b| b == b'[' || b == b'{').count();
+    let read = if openings <= ARENA_MAX_OPENINGS {
+        Structured::read_arena(headers, payload)
+    } else {
+        None
+    };
+    let Some(read) = read else {
         return Ok(ProjectedEvent::from_received(full()?));
     };
     let s = read?;
@@ -249,7 +261,22 @@ fn project_parts(
             reason: format!("event {} has no dataschema or no JSON data", s.id),
         });
     };
-    match registry.validate(schema, &data) {
+    // Repeated member names: read as serde_json reads them (the last one wins), as the bus's
+    // validator and every other reader do; the arena would find the first.
+    let (data, verdict) = if crate::projection::has_repeated_names(&data) {
+        let json = crate::projection::json_of(&data);
+        let verdict = registry.validate(schema, &json);
+        (crate::projection::data_of(&json), verdict)
+    } else {
+        let verdict = match registry.is_valid_arena(schema, &data) {
+            Some(true) => Ok(()),
+            // Unknown, or not valid: the serde_json validator says which and names each
+            // violation.
+            _ => registry.validate(schema, &crate::projection::json_of(&data)),
+        };
+        (data, verdict)
+    };
+    match verdict {
         Ok(()) => {}
         Err(lienthong_bus::schema::ValidationFailure::UnknownSchema) => {
             return Err(lienthong_bus::BusError::UnknownSchema {
@@ -267,7 +294,7 @@ fn project_parts(
         }
     }
     let stored_version = crate::upcast::version_of(schema).unwrap_or(1);
-    let (version, data) = crate::upcast::upcast(&s.ty, stored_version, data);
+    let (version, data) = crate::upcast::upcast_data(&s.ty, stored_version, data);
     Ok(Some(ProjectedEvent {
         ty: s.ty.into_owned(),
         id: s.id.into_owned(),
@@ -286,7 +313,77 @@ fn project_parts(
 
 #[cfg(test)]
 mod tests {
-    use super::ack_position;
+    use super::{ack_position, project_parts};
+    use lienthong_bus::SchemaRegistry;
+
+    #[test]
+    fn repeated_member_names_are_read_as_serde_json_reads_them() {
+        use sonic_rs::JsonValueTrait;
+        let registry = SchemaRegistry::embedded().unwrap();
+        let schema = registry
+            .schema_id("vn.egov.field_reports.report.status_changed", None)
+            .unwrap()
+            .to_string();
+        let payload = |data: &str| {
+            format!(
+                r#"{{"specversion":"1.0","id":"e1","source":"urn:t","type":"vn.egov.field_reports.report.status_changed","dataschema":"{schema}","data":{data}}}"#
+            )
+        };
+        // The last "status" is what serde_json (and so the bus's validator) sees.
+        let twice = payload(
+            r#"{"report_id":"PT-1","status":"fixed","previous_status":"open","changed_at":"2023-11-21T08:30:00+07:00","origin":"update","status":"open"}"#,
+        );
+        let ev = project_parts(&registry, None, twice.as_bytes(), 1, || unreachable!())
+            .unwrap()
+            .unwrap();
+        assert_eq!(ev.data.get("status").and_then(|v| v.as_str()), Some("open"));
+        // A repeated name hiding an invalid value is refused, as serde_json's reading says.
+        let hidden = payload(
+            r#"{"report_id":"PT-1","status":"fixed","previous_status":"open","changed_at":"2023-11-21T08:30:00+07:00","origin":"update","status":42}"#,
+        );
+        assert!(project_parts(&registry, None, hidden.as_bytes(), 1, || unreachable!()).is_err());
+        // Without repetition: the arena path.
+        let once = payload(
+            r#"{"report_id":"PT-1","status":"fixed","previous_status":"open","changed_at":"2023-11-21T08:30:00+07:00","origin":"update"}"#,
+        );
+        let ev = project_parts(&registry, None, once.as_bytes(), 1, || unreachable!())
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            ev.data.get("status").and_then(|v| v.as_str()),
+            Some("fixed")
+        );
+        assert_eq!(ev.sequence, 1);
+    }
+
+    #[test]
+    fn deeply_nested_data_never_reaches_the_arena_parser() {
+        let registry = SchemaRegistry::embedded().unwrap();
+        let deep = format!(
+            r#"{{"specversion":"1.0","id":"e1","source":"urn:t","type":"t","dataschema":"s","data":{}{}}}"#,
+            "[".repeat(200_000),
+            "]".repeat(200_000)
+        );
+        // On a thread with a worker's stack: the full decoder is asked (and refuses it).
+        let refused = std::thread::Builder::new()
+            .stack_size(2 << 20)
+            .spawn(move || {
+                project_parts(&registry, None, deep.as_bytes(), 1, || {
+                    Err(lienthong_bus::BusError::Envelope {
+                        reason: "full decoder".into(),
+                    })
+                })
+                .map(|_| ())
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+        assert!(
+            matches!(refused, Err(lienthong_bus::BusError::Envelope { reason }) if reason == "full decoder")
+        );
+        // serde_json, the full decoder's parser, stops at 128 levels.
+        assert!(serde_json::from_str::<serde_json::Value>(&"[".repeat(200)).is_err());
+    }
 
     #[test]
     fn the_position_is_read_from_either_ack_subject_format() {

@@ -8,6 +8,69 @@ use serde_json::Value;
 use crate::error::Result;
 use crate::store::Changes;
 
+/// An event's data as projections read it: parsed into one arena (sonic-rs), several times
+/// cheaper to build and free than a `serde_json::Value` — a rebuild parses every event.
+pub type Data = sonic_rs::Value;
+
+/// `v` as [`Data`] (binary-mode events, upcasters, tests).
+pub fn data_of(v: &Value) -> Data {
+    sonic_rs::to_value(v).unwrap_or_default()
+}
+
+/// `d` as a `serde_json::Value` (what read models keep of it as JSON).
+pub fn json_of(d: &Data) -> Value {
+    serde_json::from_str(&sonic_rs::to_string(d).unwrap_or_default()).unwrap_or_default()
+}
+
+/// Whether an object anywhere in `d` repeats a member name. A `serde_json::Value` keeps the
+/// last of them (so do the bus's validator and every other reader), an arena value keeps
+/// both and finds the first: such data is read through serde_json so that the fold sees
+/// what everyone else sees.
+pub fn has_repeated_names(d: &Data) -> bool {
+    use sonic_rs::JsonContainerTrait;
+    if let Some(o) = d.as_object() {
+        // Small objects (every event's data here) without allocating: pairwise on the stack.
+        let mut small: [&str; 32] = [""; 32];
+        let mut seen: Option<std::collections::HashSet<&str>> = None;
+        for (i, (name, value)) in o.iter().enumerate() {
+            let repeated = match &mut seen {
+                Some(set) => !set.insert(name),
+                None if i < small.len() => {
+                    let r = small[..i].contains(&name);
+                    small[i] = name;
+                    r
+                }
+                None => {
+                    let mut set: std::collections::HashSet<&str> = small.into_iter().collect();
+                    let r = !set.insert(name);
+                    seen = Some(set);
+                    r
+                }
+            };
+            if repeated || has_repeated_names(value) {
+                return true;
+            }
+        }
+        return false;
+    }
+    d.as_array()
+        .is_some_and(|a| a.iter().any(has_repeated_names))
+}
+
+/// The value at a JSON pointer (`/organ/organ_id`) in `d`.
+pub fn pointer<'a>(d: &'a Data, p: &str) -> Option<&'a Data> {
+    use sonic_rs::JsonValueTrait;
+    let mut at = d;
+    for token in p.split('/').skip(1) {
+        let token = token.replace("~1", "/").replace("~0", "~");
+        at = match at.get(token.as_str()) {
+            Some(v) => v,
+            None => at.get(token.parse::<usize>().ok()?)?,
+        };
+    }
+    Some(at)
+}
+
 /// An event as projections see it: its attributes, JSON data and stream position.
 #[derive(Debug, Clone)]
 pub struct ProjectedEvent {
@@ -18,7 +81,7 @@ pub struct ProjectedEvent {
     pub key: Option<String>,
     pub time: Option<DateTime<Utc>>,
     /// Data in the newest shape (older versions upcast).
-    pub data: Value,
+    pub data: Data,
     /// The version of `data` after upcasting.
     pub version: u32,
     pub sequence: u64,
@@ -46,7 +109,7 @@ impl ProjectedEvent {
             source: e.source().to_string(),
             key: e.subject().map(str::to_string),
             time: e.time().copied(),
-            data,
+            data: data_of(&data),
             version,
             sequence,
         })
@@ -77,5 +140,31 @@ pub trait Projection: Send + Sync + 'static {
     /// older version is rebuilt from the stream before it is followed again.
     fn version(&self) -> u32 {
         1
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::has_repeated_names;
+
+    #[test]
+    fn repeated_member_names_are_found_at_any_depth_and_size() {
+        let parse = |s: &str| sonic_rs::from_str::<super::Data>(s).unwrap();
+        assert!(!has_repeated_names(&parse(
+            r#"{"a":1,"b":{"a":2},"c":[{"a":1,"b":2}]}"#
+        )));
+        assert!(has_repeated_names(&parse(r#"{"a":1,"a":2}"#)));
+        assert!(has_repeated_names(&parse(
+            r#"{"x":{"b":[1,{"c":1,"c":2}]}}"#
+        )));
+        let many = |repeat: bool| {
+            let mut members: Vec<String> = (0..40).map(|i| format!(r#""k{i}":{i}"#)).collect();
+            if repeat {
+                members.push(r#""k3":0"#.into());
+            }
+            format!("{{{}}}", members.join(","))
+        };
+        assert!(!has_repeated_names(&parse(&many(false))));
+        assert!(has_repeated_names(&parse(&many(true))));
     }
 }

@@ -80,6 +80,20 @@ fn report_submitted_v1_to_v2(mut data: Value) -> Value {
     data
 }
 
+/// [`upcast`] for data as projections read it: converted only when there is an upcaster
+/// for its version (old events; the newest pass through untouched).
+pub fn upcast_data(
+    ty: &str,
+    version: u32,
+    data: crate::projection::Data,
+) -> (u32, crate::projection::Data) {
+    if !UPCASTERS.contains_key(&(ty, version)) {
+        return (version, data);
+    }
+    let (version, json) = upcast(ty, version, crate::projection::json_of(&data));
+    (version, crate::projection::data_of(&json))
+}
+
 /// Brings `data` of type `ty` at `version` up to the newest version there is an upcaster for.
 pub fn upcast(ty: &str, mut version: u32, mut data: Value) -> (u32, Value) {
     while let Some(f) = UPCASTERS.get(&(ty, version)) {

@@ -36,10 +36,8 @@ impl LiveEvent {
             sequence: ev.sequence,
             ty: ev.ty.clone(),
             time: ev.time.map(|t| t.to_rfc3339()),
-            ward: ev
-                .data
-                .get("ward")
-                .and_then(serde_json::Value::as_str)
+            ward: sonic_rs::JsonValueTrait::get(&ev.data, "ward")
+                .and_then(sonic_rs::JsonValueTrait::as_str)
                 .filter(|w| crate::reference::ward(w).is_some())
                 .map(str::to_string),
         }

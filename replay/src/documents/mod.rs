@@ -11,11 +11,11 @@ pub mod http;
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 use crate::error::Result;
-use crate::projection::{ProjectedEvent, Projection};
+use crate::projection::{pointer, Data, ProjectedEvent, Projection};
 use crate::store::Changes;
+use sonic_rs::{JsonContainerTrait, JsonValueTrait};
 
 pub const NAME: &str = "documents";
 
@@ -71,8 +71,8 @@ fn row_key(organ: &str, month: &str) -> Vec<u8> {
     format!("m/{organ}/{month}").into_bytes()
 }
 
-fn s(v: &Value, p: &str) -> Option<String> {
-    v.pointer(p).and_then(Value::as_str).map(str::to_string)
+fn s(v: &Data, p: &str) -> Option<String> {
+    pointer(v, p).and_then(Data::as_str).map(str::to_string)
 }
 
 impl Projection for DocumentExchangeProjection {
@@ -136,14 +136,12 @@ impl Projection for DocumentExchangeProjection {
                 trail.from = s(d, "/from/organ_id").or(trail.from);
                 if let (true, Some(to)) = (
                     action == "sent" || trail.to.is_empty(),
-                    d.get("to").and_then(Value::as_array),
+                    d.get("to").and_then(Data::as_array),
                 ) {
                     trail.to = to
                         .iter()
                         .filter_map(|o| {
-                            o.get("organ_id")
-                                .and_then(Value::as_str)
-                                .map(str::to_string)
+                            o.get("organ_id").and_then(Data::as_str).map(str::to_string)
                         })
                         .collect();
                 }
@@ -278,7 +276,7 @@ impl DocumentsView<'_> {
 mod tests {
     use super::*;
     use crate::store::ReadStore;
-    use serde_json::json;
+    use serde_json::{json, Value};
 
     fn fold(events: &[(&str, Value)]) -> (ReadStore, sled::Tree) {
         let store = ReadStore::temporary().unwrap();
@@ -291,7 +289,7 @@ mod tests {
                 source: "s".into(),
                 key: None,
                 time: None,
-                data: data.clone(),
+                data: crate::projection::data_of(data),
                 version: 1,
                 sequence: i as u64 + 1,
             };

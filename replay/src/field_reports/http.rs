@@ -267,8 +267,8 @@ async fn history(
             "sequence": p.sequence,
             "type": p.ty,
             "time": p.time,
-            "status": p.data.get("status"),
-            "data": p.data,
+            "status": sonic_rs::JsonValueTrait::get(&p.data, "status").map(crate::projection::json_of),
+            "data": crate::projection::json_of(&p.data),
         }));
     }
     if events.is_empty() {

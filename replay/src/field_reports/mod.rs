@@ -13,11 +13,11 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, FixedOffset};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 use crate::error::Result;
-use crate::projection::{ProjectedEvent, Projection};
+use crate::projection::{pointer, Data, ProjectedEvent, Projection};
 use crate::store::{decode_u64, Changes};
+use sonic_rs::JsonValueTrait;
 
 pub const NAME: &str = "field_reports";
 /// Statuses after which a report counts as resolved.
@@ -98,12 +98,12 @@ fn counter(dimension: &str, value: &str) -> Vec<u8> {
 }
 const TOTAL: &[u8] = b"c/total";
 
-fn s(v: &Value, k: &str) -> Option<String> {
-    v.get(k).and_then(Value::as_str).map(str::to_string)
+fn s(v: &Data, k: &str) -> Option<String> {
+    v.get(k).and_then(Data::as_str).map(str::to_string)
 }
-fn t(v: &Value, k: &str) -> Option<DateTime<FixedOffset>> {
+fn t(v: &Data, k: &str) -> Option<DateTime<FixedOffset>> {
     v.get(k)
-        .and_then(Value::as_str)
+        .and_then(Data::as_str)
         .and_then(|x| DateTime::parse_from_rfc3339(x).ok())
 }
 
@@ -179,8 +179,8 @@ impl Projection for FieldReportsProjection {
                 r.ward_name = s(d, "ward_name");
                 r.description = s(d, "description");
                 r.address = s(d, "address");
-                r.lat = d.pointer("/location/lat").and_then(Value::as_f64);
-                r.long = d.pointer("/location/long").and_then(Value::as_f64);
+                r.lat = pointer(d, "/location/lat").and_then(Data::as_f64);
+                r.long = pointer(d, "/location/long").and_then(Data::as_f64);
                 r.agency_responsible = s(d, "agency_responsible");
                 r.requested_at = t(d, "requested_at");
                 r.expected_at = t(d, "expected_at");
@@ -359,7 +359,7 @@ impl FieldReportsView<'_> {
 mod tests {
     use super::*;
     use crate::store::ReadStore;
-    use serde_json::json;
+    use serde_json::{json, Value};
 
     #[test]
     fn times_are_written_exactly_as_chrono_writes_them() {
@@ -402,7 +402,7 @@ mod tests {
                 source: "urn:test".into(),
                 key: data["report_id"].as_str().map(str::to_string),
                 time: None,
-                data: data.clone(),
+                data: crate::projection::data_of(data),
                 version: 1,
                 sequence: i as u64 + 1,
             };

@@ -16,8 +16,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::error::Result;
-use crate::projection::{ProjectedEvent, Projection};
+use crate::projection::{Data, ProjectedEvent, Projection};
 use crate::store::Changes;
+use sonic_rs::JsonValueTrait;
 
 pub const NAME: &str = "meetings";
 
@@ -78,14 +79,14 @@ impl MeetingView {
 #[derive(Debug, Default, Clone, Copy)]
 pub struct MeetingsProjection;
 
-fn time(v: &Value, k: &str) -> Option<DateTime<FixedOffset>> {
+fn time(v: &Data, k: &str) -> Option<DateTime<FixedOffset>> {
     v.get(k)
-        .and_then(Value::as_str)
+        .and_then(Data::as_str)
         .and_then(|x| DateTime::parse_from_rfc3339(x).ok())
 }
 
-fn text(v: &Value, k: &str) -> Option<String> {
-    v.get(k).and_then(Value::as_str).map(str::to_string)
+fn text(v: &Data, k: &str) -> Option<String> {
+    v.get(k).and_then(Data::as_str).map(str::to_string)
 }
 
 impl Projection for MeetingsProjection {
@@ -235,7 +236,7 @@ mod tests {
             source: "s".into(),
             key: None,
             time: None,
-            data,
+            data: crate::projection::data_of(&data),
             version: 1,
             sequence: seq,
         }

@@ -10,8 +10,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::error::Result;
-use crate::projection::{ProjectedEvent, Projection};
+use crate::projection::{Data, ProjectedEvent, Projection};
 use crate::store::Changes;
+use sonic_rs::{JsonContainerTrait, JsonValueTrait};
 
 pub const NAME: &str = "open_data";
 
@@ -54,7 +55,7 @@ impl Projection for CatalogueProjection {
             return Ok(());
         };
         let d = &ev.data;
-        let Some(id) = d.get("dataset_id").and_then(Value::as_str) else {
+        let Some(id) = d.get("dataset_id").and_then(Data::as_str) else {
             return Ok(());
         };
         let key = format!("ds/{id}").into_bytes();
@@ -64,21 +65,24 @@ impl Projection for CatalogueProjection {
         });
         let modified = d
             .get("metadata_modified")
-            .and_then(Value::as_str)
+            .and_then(Data::as_str)
             .map(str::to_string);
         // Revisions may arrive out of order after a redelivery: keep the newest snapshot.
         if view.metadata_modified.is_some() && modified < view.metadata_modified {
             return Ok(());
         }
-        let s = |k: &str| d.get(k).and_then(Value::as_str).map(str::to_string);
+        let s = |k: &str| d.get(k).and_then(Data::as_str).map(str::to_string);
         view.name = s("name");
         view.title = s("title");
         view.notes = s("notes");
-        view.organization = d.get("organization").cloned().filter(|o| !o.is_null());
+        view.organization = d
+            .get("organization")
+            .filter(|o| !o.is_null())
+            .map(crate::projection::json_of);
         view.license_id = s("license_id");
         view.tags = d
             .get("tags")
-            .and_then(Value::as_array)
+            .and_then(Data::as_array)
             .map(|t| {
                 t.iter()
                     .filter_map(|x| x.as_str().map(str::to_string))
@@ -87,8 +91,8 @@ impl Projection for CatalogueProjection {
             .unwrap_or_default();
         view.resources = d
             .get("resources")
-            .and_then(Value::as_array)
-            .cloned()
+            .and_then(Data::as_array)
+            .map(|r| r.iter().map(crate::projection::json_of).collect())
             .unwrap_or_default();
         view.metadata_modified = modified.clone();
         view.bus_dataset = s("bus_dataset");
@@ -195,7 +199,7 @@ mod tests {
                 source: "s".into(),
                 key: None,
                 time: None,
-                data,
+                data: crate::projection::data_of(&data),
                 version: 1,
                 sequence: i as u64 + 1,
             };

@@ -11,11 +11,11 @@ pub mod http;
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 use crate::error::Result;
-use crate::projection::{ProjectedEvent, Projection};
+use crate::projection::{Data, ProjectedEvent, Projection};
 use crate::store::{decode_u64, Changes};
+use sonic_rs::JsonValueTrait;
 
 pub const NAME: &str = "sso";
 
@@ -65,18 +65,15 @@ impl Projection for SignOnProjection {
             return Ok(());
         };
         let d = &ev.data;
-        let user = d
-            .get("user_ref")
-            .and_then(Value::as_str)
-            .map(str::to_string);
+        let user = d.get("user_ref").and_then(Data::as_str).map(str::to_string);
         let client = d
             .get("client_id")
-            .and_then(Value::as_str)
+            .and_then(Data::as_str)
             .unwrap_or("unknown")
             .to_string();
         let at = d
             .get("at")
-            .and_then(Value::as_str)
+            .and_then(Data::as_str)
             .and_then(crate::projection::local_time);
         let user_key = |u: &str| format!("u/{u}").into_bytes();
         match kind {
@@ -296,7 +293,7 @@ mod tests {
                 source: "s".into(),
                 key: None,
                 time: None,
-                data: data.clone(),
+                data: crate::projection::data_of(data),
                 version: 1,
                 sequence: i as u64 + 1,
             };
