@@ -254,24 +254,14 @@ impl<'a> Structured<'a, sonic_rs::Value> {
     /// [`Structured::read`] with the data parsed into one arena ([`crate::arena_json`]):
     /// what a fold reads, several times cheaper to build and free than a `serde_json::Value`.
     pub fn read_arena(headers: Option<&HeaderMap>, payload: &'a [u8]) -> Option<Result<Self>> {
-        if is_binary(headers) {
-            return None;
-        }
-        Some(
-            sonic_rs::from_slice::<Self>(payload)
-                .map_err(|e| BusError::Envelope {
-                    reason: format!("structured mode: {e}"),
-                })
-                .and_then(|s| {
-                    if s.specversion == "1.0" {
-                        Ok(s)
-                    } else {
-                        Err(BusError::Envelope {
-                            reason: format!("unsupported specversion {}", s.specversion),
-                        })
-                    }
-                }),
-        )
+        (!is_binary(headers)).then(|| checked(sonic_rs::from_slice(payload)))
+    }
+}
+
+impl<'a> Structured<'a> {
+    /// Reads a structured-mode payload; `None` when the headers say binary mode.
+    pub fn read(headers: Option<&HeaderMap>, payload: &'a [u8]) -> Option<Result<Self>> {
+        (!is_binary(headers)).then(|| checked(serde_json::from_slice(payload)))
     }
 }
 
@@ -283,27 +273,19 @@ fn is_binary(headers: Option<&HeaderMap>) -> bool {
     headers.is_some_and(|h| h.get(CE_SPECVERSION).is_some())
 }
 
-impl<'a> Structured<'a> {
-    /// Reads a structured-mode payload; `None` when the headers say binary mode.
-    pub fn read(headers: Option<&HeaderMap>, payload: &'a [u8]) -> Option<Result<Self>> {
-        if is_binary(headers) {
-            return None;
-        }
-        Some(
-            serde_json::from_slice::<Structured>(payload)
-                .map_err(|e| BusError::Envelope {
-                    reason: format!("structured mode: {e}"),
-                })
-                .and_then(|s| {
-                    if s.specversion == "1.0" {
-                        Ok(s)
-                    } else {
-                        Err(BusError::Envelope {
-                            reason: format!("unsupported specversion {}", s.specversion),
-                        })
-                    }
-                }),
-        )
+/// A parsed structured-mode payload, refused when it did not parse or is not CloudEvents 1.0.
+fn checked<'a, D>(
+    parsed: std::result::Result<Structured<'a, D>, impl std::fmt::Display>,
+) -> Result<Structured<'a, D>> {
+    let s = parsed.map_err(|e| BusError::Envelope {
+        reason: format!("structured mode: {e}"),
+    })?;
+    if s.specversion == "1.0" {
+        Ok(s)
+    } else {
+        Err(BusError::Envelope {
+            reason: format!("unsupported specversion {}", s.specversion),
+        })
     }
 }
 

@@ -49,6 +49,23 @@ pub struct Example {
     pub json: Value,
 }
 
+/// One schema compiled for the JSON representation `F` (draft 2020-12, formats checked,
+/// references resolved in `registry`).
+fn compile<F: jsonschema::json::Json>(
+    registry: &jsonschema::Registry,
+    file: &SchemaFile,
+) -> Result<jsonschema::Validator<F>, BusError> {
+    jsonschema::options_for::<F>()
+        .with_draft(jsonschema::Draft::Draft202012)
+        .should_validate_formats(true)
+        .with_registry(registry)
+        .build(&file.json)
+        .map_err(|e| BusError::Schema {
+            path: file.path.clone(),
+            reason: format!("does not compile: {e}"),
+        })
+}
+
 /// Compiled schemas, looked up by `$id` or by event type and version.
 pub struct SchemaRegistry {
     files: BTreeMap<String, SchemaFile>,
@@ -174,26 +191,8 @@ impl SchemaRegistry {
         let mut validators = HashMap::new();
         let mut arena_validators = HashMap::new();
         for file in files.values() {
-            let validator = jsonschema::options()
-                .with_draft(jsonschema::Draft::Draft202012)
-                .should_validate_formats(true)
-                .with_registry(&registry)
-                .build(&file.json)
-                .map_err(|e| BusError::Schema {
-                    path: file.path.clone(),
-                    reason: format!("does not compile: {e}"),
-                })?;
-            validators.insert(file.id.clone(), validator);
-            let arena = jsonschema::options_for::<crate::arena_json::Arena>()
-                .with_draft(jsonschema::Draft::Draft202012)
-                .should_validate_formats(true)
-                .with_registry(&registry)
-                .build(&file.json)
-                .map_err(|e| BusError::Schema {
-                    path: file.path.clone(),
-                    reason: format!("does not compile: {e}"),
-                })?;
-            arena_validators.insert(file.id.clone(), arena);
+            validators.insert(file.id.clone(), compile(&registry, file)?);
+            arena_validators.insert(file.id.clone(), compile(&registry, file)?);
         }
         for ex in &examples {
             if !files.contains_key(&ex.schema_id) {
