@@ -468,14 +468,33 @@ async fn read_model_equals_rebuild(
     creds_dir: &Path,
     registry: &Arc<SchemaRegistry>,
 ) -> anyhow::Result<bool> {
-    let mut live: Value = http
-        .get(format!(
-            "http://127.0.0.1:{port}/api/v1/field-reports/stats"
-        ))
-        .send()
-        .await?
-        .json()
-        .await?;
+    // The live read model as of one sequence: read until two reads agree (an adapter may
+    // still be publishing updates, and a commit may land between the figures and the
+    // sequence); the fresh rebuild stops at that same sequence.
+    let stats = || async {
+        anyhow::Ok(
+            http.get(format!(
+                "http://127.0.0.1:{port}/api/v1/field-reports/stats"
+            ))
+            .send()
+            .await?
+            .json::<Value>()
+            .await?,
+        )
+    };
+    let mut live = stats().await?;
+    for _ in 0..100 {
+        let again = stats().await?;
+        if again == live {
+            break;
+        }
+        live = again;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let at = lienthong_replay::store::PointInTime {
+        as_of: None,
+        until_seq: live.get("stream_sequence").and_then(Value::as_u64),
+    };
     let store = lienthong_replay::ReadStore::temporary()?;
     let js = async_nats::jetstream::new(connect(creds_dir, "replay").await?);
     let runner = lienthong_replay::Runner::new(
@@ -487,7 +506,7 @@ async fn read_model_equals_rebuild(
     );
     // As above: a transient refusal right after a node's restart is tried again.
     let deadline = Instant::now() + Duration::from_secs(60);
-    while let Err(e) = runner.rebuild(&|_, _| {}).await {
+    while let Err(e) = runner.rebuild_at(at, &|_, _| {}).await {
         anyhow::ensure!(Instant::now() < deadline, "rebuilding: {e}");
         eprintln!("rebuilding: {e}; again in 1 s");
         tokio::time::sleep(Duration::from_secs(1)).await;
