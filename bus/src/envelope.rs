@@ -231,7 +231,7 @@ fn decode_binary(headers: &HeaderMap, payload: &[u8]) -> Result<Event> {
 /// the payload, and the data. Several times cheaper than a full [`Event`] (no URL or
 /// extension parsing); for the replay's hot path. Binary mode still goes through [`decode`].
 #[derive(Debug, Deserialize)]
-pub struct Structured<'a, D = Value> {
+pub struct Structured<'a, D = sonic_rs::Value> {
     #[serde(borrow)]
     pub specversion: std::borrow::Cow<'a, str>,
     #[serde(borrow)]
@@ -250,18 +250,46 @@ pub struct Structured<'a, D = Value> {
     pub data: Option<D>,
 }
 
-impl<'a> Structured<'a, sonic_rs::Value> {
-    /// [`Structured::read`] with the data parsed into one arena ([`crate::arena_json`]):
-    /// what a fold reads, several times cheaper to build and free than a `serde_json::Value`.
-    pub fn read_arena(headers: Option<&HeaderMap>, payload: &'a [u8]) -> Option<Result<Self>> {
-        (!is_binary(headers)).then(|| checked(sonic_rs::from_slice(payload)))
-    }
-}
+/// Most `[` and `{` a payload may hold to be parsed straight into an arena value: sonic-rs
+/// recurses once per level with no limit of its own (100,000 levels overflow a thread's
+/// stack), serde_json stops at 128. Fewer openings than that bound the depth without parsing.
+const ARENA_MAX_OPENINGS: usize = 128;
 
 impl<'a> Structured<'a> {
-    /// Reads a structured-mode payload; `None` when the headers say binary mode.
+    /// Reads a structured-mode payload (`None` when the headers say binary mode), its data
+    /// parsed into one arena ([`crate::arena_json`]): several times cheaper to build and free
+    /// than a `serde_json::Value`. A payload that could nest deeper than serde_json allows is
+    /// read by serde_json (refused past 128 levels) and its data moved into an arena after.
     pub fn read(headers: Option<&HeaderMap>, payload: &'a [u8]) -> Option<Result<Self>> {
-        (!is_binary(headers)).then(|| checked(serde_json::from_slice(payload)))
+        if is_binary(headers) {
+            return None;
+        }
+        let openings = payload.iter().filter(|&&b| b == b'[' || b == b'{').count();
+        if openings <= ARENA_MAX_OPENINGS {
+            return Some(checked(sonic_rs::from_slice(payload)));
+        }
+        Some(
+            checked(serde_json::from_slice::<Structured<'a, Value>>(payload)).and_then(|s| {
+                let data = s
+                    .data
+                    .as_ref()
+                    .map(sonic_rs::to_value)
+                    .transpose()
+                    .map_err(|e| BusError::Envelope {
+                        reason: format!("structured mode: {e}"),
+                    })?;
+                Ok(Structured {
+                    specversion: s.specversion,
+                    id: s.id,
+                    source: s.source,
+                    ty: s.ty,
+                    subject: s.subject,
+                    time: s.time,
+                    dataschema: s.dataschema,
+                    data,
+                })
+            }),
+        )
     }
 }
 

@@ -233,9 +233,6 @@ fn project_stored(
     )
 }
 
-/// Most `[` and `{` a payload may hold to be read through the arena parser.
-const ARENA_MAX_OPENINGS: usize = 128;
-
 fn project_parts(
     registry: &SchemaRegistry,
     headers: Option<&async_nats::HeaderMap>,
@@ -243,15 +240,7 @@ fn project_parts(
     sequence: u64,
     full: impl FnOnce() -> Result<lienthong_bus::ReceivedEvent, lienthong_bus::BusError>,
 ) -> Result<Option<ProjectedEvent>, lienthong_bus::BusError> {
-    // The arena parser recurses once per level with no limit of its own (100,000 levels
-    // overflow a thread's stack); serde_json stops at 128. Fewer openings than that bound
-    // the depth without parsing; anything else takes the full decoder.
-    let openings = payload.iter().filter(|&&b| b == b'[' || b == b'{').count();
-    let read = if openings <= ARENA_MAX_OPENINGS {
-        Structured::read_arena(headers, payload)
-    } else {
-        None
-    };
+    let read = Structured::read(headers, payload);
     let Some(read) = read else {
         return Ok(ProjectedEvent::from_received(full()?));
     };
@@ -357,32 +346,47 @@ mod tests {
     }
 
     #[test]
-    fn deeply_nested_data_never_reaches_the_arena_parser() {
+    fn deeply_nested_data_is_refused_without_reaching_the_arena_parser() {
         let registry = SchemaRegistry::embedded().unwrap();
         let deep = format!(
             r#"{{"specversion":"1.0","id":"e1","source":"urn:t","type":"t","dataschema":"s","data":{}{}}}"#,
             "[".repeat(200_000),
             "]".repeat(200_000)
         );
-        // On a thread with a worker's stack: the full decoder is asked (and refuses it).
+        // On a thread with a worker's stack: refused as serde_json refuses it, no crash, and
+        // never handed to the full decoder (that would parse it again).
         let refused = std::thread::Builder::new()
             .stack_size(2 << 20)
             .spawn(move || {
-                project_parts(&registry, None, deep.as_bytes(), 1, || {
-                    Err(lienthong_bus::BusError::Envelope {
-                        reason: "full decoder".into(),
-                    })
-                })
-                .map(|_| ())
+                project_parts(&registry, None, deep.as_bytes(), 1, || unreachable!()).map(|_| ())
             })
             .unwrap()
             .join()
             .unwrap();
         assert!(
-            matches!(refused, Err(lienthong_bus::BusError::Envelope { reason }) if reason == "full decoder")
+            matches!(&refused, Err(lienthong_bus::BusError::Envelope { reason }) if reason.contains("recursion limit")),
+            "{refused:?}"
         );
-        // serde_json, the full decoder's parser, stops at 128 levels.
+        // serde_json stops at 128 levels.
         assert!(serde_json::from_str::<serde_json::Value>(&"[".repeat(200)).is_err());
+        // Many openings but shallow: read (through serde_json) as any other event.
+        let registry = SchemaRegistry::embedded().unwrap();
+        let schema = registry
+            .schema_id("vn.egov.field_reports.report.status_changed", None)
+            .unwrap()
+            .to_string();
+        let notes = "{[".repeat(100);
+        let wide = format!(
+            r#"{{"specversion":"1.0","id":"e1","source":"urn:t","type":"vn.egov.field_reports.report.status_changed","dataschema":"{schema}","data":{{"report_id":"PT-1","status":"fixed","previous_status":"open","notes":"{notes}","changed_at":"2023-11-21T08:30:00+07:00","origin":"update"}}}}"#
+        );
+        let ev = project_parts(&registry, None, wide.as_bytes(), 1, || unreachable!())
+            .unwrap()
+            .unwrap();
+        use sonic_rs::JsonValueTrait;
+        assert_eq!(
+            ev.data.get("notes").and_then(|v| v.as_str()),
+            Some(notes.as_str())
+        );
     }
 
     #[test]

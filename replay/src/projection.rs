@@ -62,8 +62,13 @@ pub fn pointer<'a>(d: &'a Data, p: &str) -> Option<&'a Data> {
     use sonic_rs::JsonValueTrait;
     let mut at = d;
     for token in p.split('/').skip(1) {
-        let token = token.replace("~1", "/").replace("~0", "~");
-        at = match at.get(token.as_str()) {
+        // Unescaped only when escaped (the projections' pointers never are: no allocation).
+        let token: std::borrow::Cow<str> = if token.contains('~') {
+            token.replace("~1", "/").replace("~0", "~").into()
+        } else {
+            token.into()
+        };
+        at = match at.get(token.as_ref()) {
             Some(v) => v,
             None => at.get(token.parse::<usize>().ok()?)?,
         };
