@@ -240,14 +240,28 @@ pub struct Structured<'a, D = sonic_rs::Value> {
     pub source: std::borrow::Cow<'a, str>,
     #[serde(rename = "type", borrow)]
     pub ty: std::borrow::Cow<'a, str>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "optional_borrowed")]
     pub subject: Option<std::borrow::Cow<'a, str>>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "optional_borrowed")]
     pub time: Option<std::borrow::Cow<'a, str>>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "optional_borrowed")]
     pub dataschema: Option<std::borrow::Cow<'a, str>>,
     #[serde(default)]
     pub data: Option<D>,
+}
+
+/// An optional string borrowed from the payload when it has no escapes: serde's derive
+/// borrows a `Cow<str>` field but copies one inside an `Option` (serde-rs/serde#1497).
+fn optional_borrowed<'de: 'a, 'a, D>(
+    d: D,
+) -> std::result::Result<Option<std::borrow::Cow<'a, str>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    #[derive(Deserialize)]
+    #[serde(transparent)]
+    struct Borrowed<'a>(#[serde(borrow)] std::borrow::Cow<'a, str>);
+    Ok(Option::<Borrowed<'a>>::deserialize(d)?.map(|b| b.0))
 }
 
 /// Most `[` and `{` a payload may hold to be parsed straight into an arena value: sonic-rs
@@ -264,8 +278,7 @@ impl<'a> Structured<'a> {
         if is_binary(headers) {
             return None;
         }
-        let openings = payload.iter().filter(|&&b| b == b'[' || b == b'{').count();
-        if openings <= ARENA_MAX_OPENINGS {
+        if !more_openings_than(payload, ARENA_MAX_OPENINGS) {
             return Some(checked(sonic_rs::from_slice(payload)));
         }
         Some(
@@ -291,6 +304,23 @@ impl<'a> Structured<'a> {
             }),
         )
     }
+}
+
+/// Whether `payload` holds more than `most` `[` and `{` bytes. Counted a chunk at a time
+/// in byte-wide sums (which the compiler turns into wide compares and adds, where a count
+/// per byte into a `usize` went two bytes at a time), stopping once past `most`.
+fn more_openings_than(payload: &[u8], most: usize) -> bool {
+    let mut seen = 0;
+    for chunk in payload.chunks(255) {
+        let n = chunk
+            .iter()
+            .fold(0u8, |n, &b| n + u8::from(b == b'[' || b == b'{'));
+        seen += usize::from(n);
+        if seen > most {
+            return true;
+        }
+    }
+    false
 }
 
 /// Whether the headers say binary mode (`ce-specversion`).
@@ -343,6 +373,58 @@ pub fn dataschema(event: &Event) -> Option<String> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn openings_are_counted_across_chunks_as_a_plain_count_would() {
+        let plain = |p: &[u8]| p.iter().filter(|&&b| b == b'[' || b == b'{').count();
+        // Lengths around the chunk size, openings spread, packed and at the edges.
+        for len in [0, 1, 254, 255, 256, 509, 510, 511, 2_000] {
+            for every in [1, 2, 3, 7, 255, 256] {
+                let payload: Vec<u8> = (0..len)
+                    .map(|i| match i % every {
+                        0 if i % 2 == 0 => b'[',
+                        0 => b'{',
+                        _ => b'a',
+                    })
+                    .collect();
+                for most in [0, 1, 128, 255, 256, 1_000] {
+                    assert_eq!(
+                        more_openings_than(&payload, most),
+                        plain(&payload) > most,
+                        "len {len}, every {every}, most {most}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn structured_attributes_are_borrowed_unless_escaped() {
+        use std::borrow::Cow;
+        let payload = encode_structured(&sample()).unwrap();
+        let s = Structured::read(None, &payload).unwrap().unwrap();
+        for a in [&s.subject, &s.time, &s.dataschema] {
+            assert!(matches!(a, Some(Cow::Borrowed(_))), "{a:?}");
+        }
+        assert_eq!(s.subject.as_deref(), Some("PT-1"));
+        // An escape is read into a copy; a missing attribute is none.
+        let escaped =
+            br#"{"specversion":"1.0","id":"e","source":"s","type":"t","subject":"P\"T","data":{}}"#;
+        let s = Structured::read(None, escaped).unwrap().unwrap();
+        assert!(matches!(&s.subject, Some(Cow::Owned(k)) if k == "P\"T"));
+        assert_eq!((s.time, s.dataschema), (None, None));
+        // The same through serde_json (payloads with many openings).
+        let many = format!(
+            r#"{{"specversion":"1.0","id":"e","source":"s","type":"t","subject":"k","time":"2023-11-18T12:42:10Z","data":{{"n":"{}"}}}}"#,
+            "[".repeat(200)
+        );
+        let s = Structured::read(None, many.as_bytes()).unwrap().unwrap();
+        assert!(matches!(&s.subject, Some(Cow::Borrowed("k"))));
+        assert!(matches!(
+            &s.time,
+            Some(Cow::Borrowed("2023-11-18T12:42:10Z"))
+        ));
+    }
 
     fn sample() -> Event {
         build_event(

@@ -14,7 +14,11 @@
 //! fetched over the network. The tree is embedded in the binary at build time; a directory
 //! can be loaded instead (`--schemas DIR`).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+// Looked up per event by `$id` or type (publishing, validating, folding); a fixed set of
+// keys, hashed faster than by the standard SipHash.
+use foldhash::HashMap;
 use std::path::Path;
 
 use include_dir::{include_dir, Dir};
@@ -188,8 +192,8 @@ impl SchemaRegistry {
                 path: "(registry)".into(),
                 reason: e.to_string(),
             })?;
-        let mut validators = HashMap::new();
-        let mut arena_validators = HashMap::new();
+        let mut validators = HashMap::default();
+        let mut arena_validators = HashMap::default();
         for file in files.values() {
             validators.insert(file.id.clone(), compile(&registry, file)?);
             arena_validators.insert(file.id.clone(), compile(&registry, file)?);
@@ -205,8 +209,8 @@ impl SchemaRegistry {
                 });
             }
         }
-        let mut latest = HashMap::new();
-        let mut type_of = HashMap::new();
+        let mut latest = HashMap::default();
+        let mut type_of = HashMap::default();
         for ((ty, _), id) in &by_type {
             // Ascending versions: the last insert per type is the newest.
             latest.insert(ty.clone(), id.clone());
