@@ -125,10 +125,7 @@ impl<'a> Node<'a, Arena> for ArenaNode<'a> {
 impl<'a> Object<'a, Arena> for ArenaObject<'a> {
     type Node = ArenaNode<'a>;
     type MemberName = &'a str;
-    type MembersIter = std::iter::Map<
-        sonic_rs::value::object::Iter<'a>,
-        fn((&'a str, &'a sonic_rs::Value)) -> (&'a str, ArenaNode<'a>),
-    >;
+    type MembersIter = ArenaMembers<'a>;
 
     fn len(&self) -> usize {
         self.0.len()
@@ -137,10 +134,25 @@ impl<'a> Object<'a, Arena> for ArenaObject<'a> {
         self.0.get(key).map(ArenaNode)
     }
     fn members(&self) -> Self::MembersIter {
-        fn member<'a>((k, v): (&'a str, &'a sonic_rs::Value)) -> (&'a str, ArenaNode<'a>) {
-            (k, ArenaNode(v))
-        }
-        self.0.iter().map(member as fn(_) -> _)
+        ArenaMembers(self.0.iter())
+    }
+}
+
+/// An object's members as nodes: a named iterator rather than a `Map` over a function
+/// pointer, which the validators called indirectly for every member.
+pub struct ArenaMembers<'a>(sonic_rs::value::object::Iter<'a>);
+
+impl<'a> Iterator for ArenaMembers<'a> {
+    type Item = (&'a str, ArenaNode<'a>);
+
+    #[inline]
+    fn next(&mut self) -> Option<Self::Item> {
+        self.0.next().map(|(k, v)| (k, ArenaNode(v)))
+    }
+
+    #[inline]
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.0.size_hint()
     }
 }
 

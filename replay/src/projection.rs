@@ -29,14 +29,22 @@ pub fn json_of(d: &Data) -> Value {
 pub fn has_repeated_names(d: &Data) -> bool {
     use sonic_rs::JsonContainerTrait;
     if let Some(o) = d.as_object() {
-        // Small objects (every event's data here) without allocating: pairwise on the stack.
+        // Small objects (every event's data here) without allocating: names seen so far
+        // on the stack, compared only when a cheap 64-bit summary (length, first and last
+        // byte) says one may repeat.
         let mut small: [&str; 32] = [""; 32];
+        let mut summary = 0u64;
         let mut seen: Option<std::collections::HashSet<&str>> = None;
         for (i, (name, value)) in o.iter().enumerate() {
             let repeated = match &mut seen {
                 Some(set) => !set.insert(name),
                 None if i < small.len() => {
-                    let r = small[..i].contains(&name);
+                    let b = name.as_bytes();
+                    let first = usize::from(b.first().copied().unwrap_or(0));
+                    let last = usize::from(b.last().copied().unwrap_or(0));
+                    let bit = 1u64 << ((b.len() ^ (first * 7) ^ (last * 13)) % 64);
+                    let r = summary & bit != 0 && small[..i].contains(&name);
+                    summary |= bit;
                     small[i] = name;
                     r
                 }
@@ -159,6 +167,10 @@ mod tests {
             r#"{"a":1,"b":{"a":2},"c":[{"a":1,"b":2}]}"#
         )));
         assert!(has_repeated_names(&parse(r#"{"a":1,"a":2}"#)));
+        // Names alike in length, first and last byte are compared, not taken for repeats.
+        assert!(!has_repeated_names(&parse(r#"{"axb":1,"ayb":2,"":3}"#)));
+        assert!(has_repeated_names(&parse(r#"{"axb":1,"ayb":2,"axb":3}"#)));
+        assert!(has_repeated_names(&parse(r#"{"":1,"x":2,"":3}"#)));
         assert!(has_repeated_names(&parse(
             r#"{"x":{"b":[1,{"c":1,"c":2}]}}"#
         )));
