@@ -144,10 +144,7 @@ pub fn encode_structured(event: &Event) -> Result<Vec<u8>> {
 
 /// Decodes a NATS message (headers + payload) as a CloudEvent, structured or binary mode.
 pub fn decode(headers: Option<&HeaderMap>, payload: &[u8]) -> Result<Event> {
-    let binary = headers
-        .map(|h| h.get("ce-specversion").is_some())
-        .unwrap_or(false);
-    match (binary, headers) {
+    match (is_binary(headers), headers) {
         (true, Some(h)) => decode_binary(h, payload),
         _ => serde_json::from_slice::<Event>(payload).map_err(|e| BusError::Envelope {
             reason: format!("structured mode: {e}"),

@@ -40,7 +40,7 @@ impl Drop for AbortOnDrop {
 /// Reads what the consumer has in batches of up to `max_batch` ([`next_batch`]), decodes
 /// and validates it, and hands it on in stream order.
 pub async fn read_ahead(
-    mut messages: consumer::pull::Ordered,
+    messages: consumer::pull::Ordered,
     registry: Arc<SchemaRegistry>,
     max_batch: usize,
     tx: tokio::sync::mpsc::Sender<crate::Result<Vec<DecodedMessage>>>,
@@ -49,8 +49,7 @@ pub async fn read_ahead(
 ) {
     // Receiving (which keeps the consumer's pull requests going) and decoding run as two
     // tasks, so the server is never kept waiting while a batch is decoded.
-    let (raw_tx, mut raw_rx) =
-        tokio::sync::mpsc::channel::<crate::Result<Vec<jetstream::Message>>>(4);
+    let (raw_tx, mut raw_rx) = tokio::sync::mpsc::channel::<crate::Result<Vec<Delivered>>>(4);
     let decoder = AbortOnDrop(tokio::spawn(async move {
         while let Some(batch) = raw_rx.recv().await {
             while let Ok(folded) = spent.try_recv() {
@@ -60,12 +59,12 @@ pub async fn read_ahead(
             let decoded = StageCpu::count(&metrics.cpu.decode, || {
                 batch.and_then(|b| {
                     b.into_iter()
-                        .map(|m| {
-                            let (sequence, pending) = position(&m)?;
+                        .map(|d| {
+                            let (sequence, pending) = position(&d)?;
                             Ok(DecodedMessage {
                                 sequence,
                                 pending,
-                                event: project(&registry, &m, sequence),
+                                event: project(&registry, &d.0, sequence),
                             })
                         })
                         .collect()
@@ -76,6 +75,15 @@ pub async fn read_ahead(
             }
         }
     }));
+    // Each message's position read once, from its ack subject: the batching looks at the
+    // pending count, the decoder at both.
+    let mut messages = messages.map(|r| {
+        r.map(|m| {
+            let position = m.reply.as_deref().and_then(ack_position);
+            (m, position)
+        })
+    });
+    let behind = |(_, position): &Delivered| position.is_some_and(|(_, pending)| pending > 0);
     while let Some(batch) = next_batch(&mut messages, max_batch, behind).await {
         let failed = batch.is_err();
         if raw_tx.send(batch).await.is_err() || failed {
@@ -166,21 +174,16 @@ where
     Some(Ok(batch))
 }
 
-/// Whether the consumer had more messages for us when it delivered `m`.
-fn behind(m: &jetstream::Message) -> bool {
-    m.reply
-        .as_deref()
-        .and_then(ack_position)
-        .is_some_and(|(_, pending)| pending > 0)
-}
+/// A delivered message and its `(stream sequence, pending)` as its ack subject says
+/// (`None` when the subject is not one [`ack_position`] reads: the decoder then asks
+/// [`jetstream::Message::info`], whose timestamp parsing is the costly part).
+type Delivered = (jetstream::Message, Option<(u64, u64)>);
 
-/// A delivered message's stream sequence and the messages left after it, read from its
-/// `$JS.ACK` reply subject without the rest of [`jetstream::Message::info`] (its
-/// timestamp is the costly part, and the ordered consumer parsed it already).
-fn position(m: &jetstream::Message) -> crate::Result<(u64, u64)> {
-    let parsed = m.reply.as_deref().and_then(ack_position);
-    match parsed {
-        Some(p) => Ok(p),
+/// A delivered message's `(stream sequence, pending)`: what its ack subject said, else
+/// async-nats's full parse of it.
+fn position((m, read): &Delivered) -> crate::Result<(u64, u64)> {
+    match read {
+        Some(p) => Ok(*p),
         None => m
             .info()
             .map(|i| (i.stream_sequence, i.pending))
@@ -258,8 +261,7 @@ fn project_parts(
     sequence: u64,
     full: impl FnOnce() -> Result<lienthong_bus::ReceivedEvent, lienthong_bus::BusError>,
 ) -> Result<Option<ProjectedEvent>, lienthong_bus::BusError> {
-    let read = Structured::read(headers, payload);
-    let Some(read) = read else {
+    let Some(read) = Structured::read(headers, payload) else {
         return Ok(ProjectedEvent::from_received(full()?));
     };
     let s = read?;
