@@ -95,6 +95,37 @@ pub fn encode_parts(
     classification: Classification,
     traceparent: Option<&str>,
 ) -> Result<Vec<u8>> {
+    let mut out = Vec::with_capacity(512);
+    encode_parts_into(
+        &mut out,
+        id,
+        source,
+        ty,
+        subject,
+        time,
+        dataschema,
+        data,
+        classification,
+        traceparent,
+    )?;
+    Ok(out)
+}
+
+/// [`encode_parts`] appended to `out` (a buffer the caller sized: a payload outgrowing its
+/// buffer is copied as it grows).
+#[allow(clippy::too_many_arguments)]
+pub fn encode_parts_into(
+    out: &mut Vec<u8>,
+    id: &str,
+    source: &str,
+    ty: &str,
+    subject: &str,
+    time: &DateTime<Utc>,
+    dataschema: &str,
+    data: &Value,
+    classification: Classification,
+    traceparent: Option<&str>,
+) -> Result<()> {
     #[derive(Serialize)]
     struct Out<'a> {
         specversion: &'static str,
@@ -105,16 +136,15 @@ pub fn encode_parts(
         datacontenttype: &'static str,
         dataschema: &'a str,
         subject: &'a str,
-        time: &'a DateTime<Utc>,
+        time: crate::rfc3339::Rfc3339<'a>,
         data: &'a Value,
         #[serde(rename = "dataclassification")]
         classification: &'static str,
         #[serde(skip_serializing_if = "Option::is_none")]
         traceparent: Option<&'a str>,
     }
-    let mut out = Vec::with_capacity(512);
     serde_json::to_writer(
-        &mut out,
+        out,
         &Out {
             specversion: "1.0",
             id,
@@ -123,7 +153,7 @@ pub fn encode_parts(
             datacontenttype: DATA_CONTENT_TYPE,
             dataschema,
             subject,
-            time,
+            time: crate::rfc3339::Rfc3339(time),
             data,
             classification: classification.as_str(),
             traceparent,
@@ -131,8 +161,7 @@ pub fn encode_parts(
     )
     .map_err(|e| BusError::Envelope {
         reason: e.to_string(),
-    })?;
-    Ok(out)
+    })
 }
 
 /// Encodes an event in structured mode.

@@ -19,7 +19,15 @@ pub fn message_id(source: &str, id: &str) -> String {
     h.update(source.as_bytes());
     h.update([0]);
     h.update(id.as_bytes());
-    hex::encode(&h.finalize()[..16])
+    let digest = h.finalize();
+    // Written into a buffer (hex::encode collects char by char): once per published event.
+    let mut text = [0u8; 32];
+    if hex::encode_to_slice(&digest[..16], &mut text).is_ok() {
+        if let Ok(text) = std::str::from_utf8(&text) {
+            return text.to_owned();
+        }
+    }
+    hex::encode(&digest[..16])
 }
 
 /// An event checked and encoded, ready to send.
@@ -44,7 +52,7 @@ pub fn headers_wire_len(headers: &HeaderMap) -> usize {
     let mut n = 0;
     for (name, values) in headers.iter() {
         for v in values {
-            n += name.to_string().len() + 2 + v.as_str().len() + 2;
+            n += AsRef::<str>::as_ref(name).len() + 2 + v.as_str().len() + 2;
         }
     }
     if n == 0 {
@@ -52,6 +60,23 @@ pub fn headers_wire_len(headers: &HeaderMap) -> usize {
     } else {
         n + "NATS/1.0\r\n".len() + 2
     }
+}
+
+/// The headers of a structured-mode event without a concurrency expectation: the content
+/// type and the dedupe id, a function of `source` and `id` alone.
+pub(crate) fn plain_headers(source: &str, id: &str) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    headers.insert(envelope::CONTENT_TYPE, STRUCTURED_CONTENT_TYPE);
+    headers.insert(async_nats::header::NATS_MESSAGE_ID, message_id(source, id));
+    headers
+}
+
+/// Whether headers carry a per-aggregate concurrency expectation (they are
+/// [`plain_headers`] otherwise).
+pub(crate) fn has_expectation(headers: &HeaderMap) -> bool {
+    headers
+        .get(async_nats::header::NATS_EXPECTED_LAST_SUBJECT_SEQUENCE)
+        .is_some()
 }
 
 /// The headers of a structured-mode event: content type, the dedupe id and, when asked, the
@@ -63,12 +88,7 @@ pub(crate) fn headers(
     key: &str,
     expected: Option<u64>,
 ) -> HeaderMap {
-    let mut headers = HeaderMap::new();
-    headers.insert(envelope::CONTENT_TYPE, STRUCTURED_CONTENT_TYPE);
-    headers.insert(
-        async_nats::header::NATS_MESSAGE_ID,
-        message_id(source, id).as_str(),
-    );
+    let mut headers = plain_headers(source, id);
     if let Some(seq) = expected {
         headers.insert(
             async_nats::header::NATS_EXPECTED_LAST_SUBJECT_SEQUENCE,
@@ -92,5 +112,8 @@ mod tests {
         assert_ne!(message_id("urn:a", "1"), message_id("urn:b", "1"));
         assert_ne!(message_id("urn:a1", ""), message_id("urn:a", "1"));
         assert_eq!(message_id("urn:a", "1").len(), 32);
+        let mut h = Sha256::new();
+        h.update(b"urn:a\x001");
+        assert_eq!(message_id("urn:a", "1"), hex::encode(&h.finalize()[..16]));
     }
 }

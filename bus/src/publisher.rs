@@ -23,6 +23,9 @@ pub use crate::prepared::{message_id, Prepared, EXPECTED_LAST_SUBJECT_SEQUENCE_S
 use crate::schema::{SchemaRegistry, ValidationFailure};
 use crate::subject::EventType;
 
+mod pipelined;
+pub use pipelined::BURST;
+
 /// What an adapter wants published; the publisher adds the source, schema and envelope.
 #[derive(Debug, Clone)]
 pub struct EventDraft {
@@ -106,6 +109,26 @@ pub struct Publisher {
     max_payload: usize,
     /// What the server refuses this connection: a refused publish fails at once.
     refusals: crate::access::Refusals,
+    /// How large a buffer to encode the next event into.
+    payload_hint: Arc<PayloadHint>,
+}
+
+/// The size of the payloads encoded lately: a maximum that decays, so that a buffer
+/// sized by it rarely grows while one large event does not size every later one.
+#[derive(Debug, Default)]
+struct PayloadHint(std::sync::atomic::AtomicUsize);
+
+impl PayloadHint {
+    fn capacity(&self) -> usize {
+        self.0.load(std::sync::atomic::Ordering::Relaxed).max(256) + 64
+    }
+
+    fn saw(&self, len: usize) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let hint = self.0.load(Relaxed);
+        let decayed = hint - hint / 64;
+        self.0.store(decayed.max(len), Relaxed);
+    }
 }
 
 /// What the server takes when it does not say (nats-server's default).
@@ -129,6 +152,7 @@ impl Publisher {
             retry: RetryPolicy::default(),
             max_payload,
             refusals: crate::access::Refusals::none(),
+            payload_hint: Arc::default(),
         }
     }
 
@@ -286,107 +310,6 @@ impl Publisher {
         out
     }
 
-    /// Publishes events keeping up to `window` acknowledgements in flight: each event is
-    /// validated and encoded while the earlier ones travel and are stored, and an
-    /// acknowledgement is awaited only when the window is full (a sliding window, not
-    /// batches that wait for their slowest). The acknowledgements come back on one
-    /// subscription under the connection's own inbox (as nats.go's `PublishAsync`), not one
-    /// request each: per event, no reply subscription, channel or timer of its own. Results
-    /// in input order; an event whose acknowledgement is an error or does not come within
-    /// [`PIPELINE_ACK_TIMEOUT`] is sent again with the bounded retries of
-    /// [`Publisher::send`] (same id: never stored twice); one that fails validation goes to
-    /// the dead-letter stream.
-    pub async fn publish_pipelined(
-        &self,
-        drafts: impl IntoIterator<Item = EventDraft>,
-        window: usize,
-    ) -> Vec<Result<Published>> {
-        use futures::StreamExt;
-        let window = window.max(1);
-        let client = self.js.client();
-        let prefix = client.new_inbox();
-        let Ok(mut acks) = client.subscribe(format!("{prefix}.*")).await else {
-            // No subscription: one request per event.
-            return self.publish_many(drafts.into_iter().collect()).await;
-        };
-        let mut out: Vec<Option<Result<Published>>> = Vec::new();
-        let mut in_flight: std::collections::HashMap<usize, Prepared> =
-            std::collections::HashMap::with_capacity(window);
-        // Events to send again through the retrying path (no or a failed acknowledgement).
-        let mut again: Vec<(usize, Prepared)> = Vec::new();
-        let mut drafts = drafts.into_iter();
-        loop {
-            // Fill the window.
-            while in_flight.len() < window {
-                let Some(draft) = drafts.next() else { break };
-                let pos = out.len();
-                out.push(None);
-                match self.prepare_draft(draft) {
-                    Err(e) => out[pos] = Some(Err(e)),
-                    Ok(Err(Rejected { event, error })) => {
-                        out[pos] = Some(Err(self.dead_letter(*event, error).await))
-                    }
-                    Ok(Ok(p)) => {
-                        let sent = client
-                            .publish_with_reply_and_headers(
-                                p.subject.clone(),
-                                format!("{prefix}.{pos}"),
-                                p.headers.clone(),
-                                p.payload.clone(),
-                            )
-                            .await;
-                        match sent {
-                            Ok(()) => {
-                                in_flight.insert(pos, p);
-                            }
-                            Err(_) => again.push((pos, p)),
-                        }
-                    }
-                }
-            }
-            if in_flight.is_empty() {
-                break;
-            }
-            // One acknowledgement (any: several streams answer in their own order).
-            match tokio::time::timeout(PIPELINE_ACK_TIMEOUT, acks.next()).await {
-                Ok(Some(m)) => {
-                    let Some(pos) = m
-                        .subject
-                        .rsplit('.')
-                        .next()
-                        .and_then(|t| t.parse::<usize>().ok())
-                    else {
-                        continue;
-                    };
-                    let Some(p) = in_flight.remove(&pos) else {
-                        continue;
-                    };
-                    let ack = (m.status.is_none() || m.status == Some(async_nats::StatusCode::OK))
-                        .then(|| {
-                            serde_json::from_slice::<async_nats::jetstream::publish::PublishAck>(
-                                &m.payload,
-                            )
-                            .ok()
-                        })
-                        .flatten()
-                        .filter(|a| !a.stream.is_empty());
-                    match ack {
-                        Some(ack) => out[pos] = Some(Ok(published(&p, ack))),
-                        None => again.push((pos, p)),
-                    }
-                }
-                // Nothing within the timeout (or the subscription ended): every event still
-                // in flight takes the retrying path.
-                _ => again.extend(in_flight.drain()),
-            }
-        }
-        again.sort_by_key(|(pos, _)| *pos);
-        for (pos, p) in again {
-            out[pos] = Some(self.send(p).await);
-        }
-        out.into_iter().flatten().collect()
-    }
-
     /// The outcome of one sent event: its acknowledgement, or the retrying path when it was
     /// not sent (`None`) or not confirmed.
     async fn settle(&self, p: Prepared, fut: Option<PublishAckFuture>) -> Result<Published> {
@@ -395,7 +318,7 @@ impl Publisher {
         };
         match self.confirmed(&p, fut).await {
             Err(forbidden) => Err(forbidden),
-            Ok(Ok(ack)) => Ok(published(&p, ack)),
+            Ok(Ok(ack)) => Ok(published(p, ack)),
             Ok(Err(e)) => match classify(&p, e) {
                 Retry::Yes(_) => self.send(p).await,
                 Retry::No(err) => Err(err),
@@ -413,7 +336,7 @@ impl Publisher {
         &self,
         draft: EventDraft,
     ) -> Result<std::result::Result<Prepared, Rejected>> {
-        let ty = draft.event_type.to_string();
+        let ty = draft.event_type.name();
         let schema = self.registry.schema_id(&ty, draft.schema_version)?;
         if draft.id.is_empty()
             || draft.key.is_empty()
@@ -424,7 +347,9 @@ impl Publisher {
             let event = self.build(draft)?;
             return Ok(self.prepare(event, expected));
         }
-        let payload = envelope::encode_parts(
+        let mut payload = Vec::with_capacity(self.payload_hint.capacity());
+        envelope::encode_parts_into(
+            &mut payload,
             &draft.id,
             &self.source,
             &ty,
@@ -435,6 +360,7 @@ impl Publisher {
             draft.classification,
             draft.traceparent.as_deref(),
         )?;
+        self.payload_hint.saw(payload.len());
         let prepared = Prepared {
             subject: draft.event_type.subject(&draft.key),
             headers: headers(
@@ -647,7 +573,7 @@ impl Publisher {
                 Err(e) => Err(e),
             };
             match result {
-                Ok(ack) => return Ok(published(&p, ack)),
+                Ok(ack) => return Ok(published(p, ack)),
                 Err(e) => match classify(&p, e) {
                     Retry::No(err) => return Err(err),
                     Retry::Yes(reason) => {
@@ -718,10 +644,10 @@ fn classify(p: &Prepared, e: async_nats::jetstream::context::PublishError) -> Re
     }
 }
 
-fn published(p: &Prepared, ack: async_nats::jetstream::publish::PublishAck) -> Published {
+fn published(p: Prepared, ack: async_nats::jetstream::publish::PublishAck) -> Published {
     Published {
-        id: p.id.clone(),
-        subject: p.subject.clone(),
+        id: p.id,
+        subject: p.subject,
         stream: ack.stream,
         sequence: ack.sequence,
         duplicate: ack.duplicate,

@@ -19,16 +19,26 @@ pub const MAX_KEY_TOKEN: usize = 200;
 /// The subject token of a key: its encoding, or `~~<sha256 hex>` when that would be longer
 /// than [`MAX_KEY_TOKEN`].
 pub fn subject_token(key: &str) -> String {
+    let mut out = String::new();
+    push_token(&mut out, key);
+    out
+}
+
+/// Appends [`subject_token`]`(key)` to `out`.
+fn push_token(out: &mut String, key: &str) {
     // Every byte encodes to at most 3: short keys never need the digest.
     if key.len() * 3 > MAX_KEY_TOKEN {
         let encoded = encode_key(key);
         if encoded.len() > MAX_KEY_TOKEN {
             use sha2::{Digest, Sha256};
-            return format!("~~{}", hex::encode(Sha256::digest(key.as_bytes())));
+            out.push_str("~~");
+            out.push_str(&hex::encode(Sha256::digest(key.as_bytes())));
+            return;
         }
-        return encoded;
+        out.push_str(&encoded);
+        return;
     }
-    encode_key(key)
+    push_encoded_key(out, key);
 }
 
 /// What a subject's key token holds.
@@ -59,11 +69,18 @@ pub fn read_token(token: &str) -> Result<KeyToken, BusError> {
 /// assert_eq!(decode_key("PT~2E2023~2F1003~20~3E").unwrap(), "PT.2023/1003 >");
 /// ```
 pub fn encode_key(key: &str) -> String {
+    let mut out = String::with_capacity(key.len());
+    push_encoded_key(&mut out, key);
+    out
+}
+
+/// Appends [`encode_key`]`(key)` to `out`.
+fn push_encoded_key(out: &mut String, key: &str) {
     if key.is_empty() {
         // An empty token is not a valid subject; `~` alone is never produced otherwise.
-        return "~".to_string();
+        out.push('~');
+        return;
     }
-    let mut out = String::with_capacity(key.len());
     for &b in key.as_bytes() {
         if b.is_ascii_alphanumeric() || b == b'-' || b == b'_' {
             out.push(b as char);
@@ -73,7 +90,6 @@ pub fn encode_key(key: &str) -> String {
             out.push(char::from(HEX[(b & 0x0f) as usize]));
         }
     }
-    out
 }
 
 const HEX: &[u8; 16] = b"0123456789ABCDEF";
@@ -165,13 +181,41 @@ impl EventType {
 
     /// The subject for the aggregate `key`: `egov.<subsystem>.<entity>.<key token>.<action>`.
     pub fn subject(&self, key: &str) -> String {
-        format!(
-            "{SUBJECT_ROOT}.{}.{}.{}.{}",
-            self.subsystem,
-            self.entity,
-            subject_token(key),
-            self.action
-        )
+        // Appended piece by piece (no formatting machinery): once per published event.
+        let mut out = String::with_capacity(
+            SUBJECT_ROOT.len()
+                + self.subsystem.len()
+                + self.entity.len()
+                + self.action.len()
+                + key.len()
+                + 8,
+        );
+        for part in [SUBJECT_ROOT, ".", &self.subsystem, ".", &self.entity, "."] {
+            out.push_str(part);
+        }
+        push_token(&mut out, key);
+        out.push('.');
+        out.push_str(&self.action);
+        out
+    }
+
+    /// The CloudEvents `type`: `vn.egov.<subsystem>.<entity>.<action>` (as its `Display`,
+    /// without the formatting machinery: once per published event).
+    pub fn name(&self) -> String {
+        let mut out = String::with_capacity(
+            TYPE_PREFIX.len() + self.subsystem.len() + self.entity.len() + self.action.len() + 2,
+        );
+        for part in [
+            TYPE_PREFIX,
+            &self.subsystem,
+            ".",
+            &self.entity,
+            ".",
+            &self.action,
+        ] {
+            out.push_str(part);
+        }
+        out
     }
 
     /// The wildcard subject of every event of one aggregate, used for optimistic concurrency.
@@ -251,6 +295,27 @@ mod tests {
             );
             assert!(token.is_ascii());
             assert_eq!(decode_key(&token).unwrap(), key);
+        }
+    }
+
+    #[test]
+    fn names_and_subjects_are_the_formatted_ones() {
+        let t = EventType::parse("vn.egov.field_reports.report.submitted").unwrap();
+        assert_eq!(t.name(), t.to_string());
+        assert_eq!(t.name(), "vn.egov.field_reports.report.submitted");
+        for key in [
+            "PT-1",
+            "a.b c",
+            "",
+            &"x".repeat(66),
+            &"é/".repeat(40),
+            &"PT/".repeat(500),
+        ] {
+            assert_eq!(
+                t.subject(key),
+                format!("egov.field_reports.report.{}.submitted", subject_token(key)),
+                "{key:?}"
+            );
         }
     }
 
