@@ -375,6 +375,46 @@ async fn pipelined_publishing_reports_every_event_in_order_and_keeps_the_invalid
 }
 
 #[tokio::test]
+async fn pipelined_publishing_the_server_refuses_fails_at_once() {
+    let bus = Bus::start().await;
+    // The meetings adapter may not publish field reports: the server refuses those
+    // publishes (no acknowledgement will come), not the meetings events beside them.
+    let (client, refusals) = bus
+        .creds
+        .settings("adapter-meetings", &bus.server.url())
+        .unwrap()
+        .connect_watched("test-refused")
+        .await
+        .unwrap();
+    let p = lienthong_bus::Publisher::new(
+        async_nats::jetstream::new(client),
+        bus.registry.clone(),
+        SOURCE,
+    )
+    .with_refusals(refusals);
+    let start = std::time::Instant::now();
+    let results = p
+        .publish_pipelined(
+            (0..200).map(|i| submitted(&format!("PT-R-{i}"), "tien-thanh")),
+            64,
+        )
+        .await;
+    assert_eq!(results.len(), 200);
+    for r in &results {
+        match r {
+            Err(BusError::Forbidden { .. }) => {}
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    }
+    assert!(
+        start.elapsed() < lienthong_bus::publisher::PIPELINE_ACK_TIMEOUT,
+        "refusals fail at once, not after the acknowledgement timeout: {:?}",
+        start.elapsed()
+    );
+    assert_eq!(bus.messages("FIELD_REPORTS").await, 0);
+}
+
+#[tokio::test]
 async fn pipelined_publishing_without_a_stream_waits_and_retries_then_says_so() {
     let bus = Bus::start().await;
     let js = bus.js("operator").await;

@@ -200,6 +200,12 @@ impl Refusals {
             .map(|(_, r)| r.clone())
     }
 
+    /// Every refusal from now on, as it happens (for an operation with many parts in
+    /// flight, each refusal naming the part it concerns).
+    pub fn receiver(&self) -> broadcast::Receiver<Refusal> {
+        self.tx.subscribe()
+    }
+
     /// The next refusal `concerns` says is about an operation: watching starts now (before
     /// the operation is sent), the future completes when the server refuses.
     pub fn watch<F: Fn(&Refusal) -> bool>(

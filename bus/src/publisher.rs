@@ -24,7 +24,7 @@ use crate::schema::{SchemaRegistry, ValidationFailure};
 use crate::subject::EventType;
 
 mod pipelined;
-pub use pipelined::BURST;
+pub use pipelined::{Outgoing, Ready, BURST};
 
 /// What an adapter wants published; the publisher adds the source, schema and envelope.
 #[derive(Debug, Clone)]
@@ -272,42 +272,16 @@ impl Publisher {
     /// Publishes many events pipelined: every event is sent, then every PubAck awaited.
     /// Results come back in input order.
     pub async fn publish_many(&self, drafts: Vec<EventDraft>) -> Vec<Result<Published>> {
-        let mut out: Vec<Option<Result<Published>>> = Vec::with_capacity(drafts.len());
-        let mut ready = Vec::with_capacity(drafts.len());
-        for draft in drafts {
-            match self.prepare_draft(draft) {
-                Err(e) => out.push(Some(Err(e))),
-                Ok(Ok(p)) => {
-                    ready.push((out.len(), p));
-                    out.push(None);
-                }
-                Ok(Err(Rejected { event, error })) => {
-                    out.push(Some(Err(self.dead_letter(*event, error).await)))
-                }
-            }
-        }
-        let (positions, prepared): (Vec<usize>, Vec<Prepared>) = ready.into_iter().unzip();
-        for (pos, result) in positions.into_iter().zip(self.send_all(prepared).await) {
-            out[pos] = Some(result);
-        }
-        out.into_iter().flatten().collect()
+        let window = drafts.len();
+        self.pipeline(drafts, window).await
     }
 
     /// Sends prepared events pipelined: every one sent, then every PubAck awaited; one not
     /// confirmed is sent again with the bounded retries of [`Publisher::send`] (same ids, so
     /// nothing is stored twice). Results in input order.
     pub async fn send_all(&self, prepared: Vec<Prepared>) -> Vec<Result<Published>> {
-        let mut pending = Vec::with_capacity(prepared.len());
-        for p in prepared {
-            // Could not even send (`None`): the retrying path.
-            let fut = self.send_once(&p).await.ok();
-            pending.push((p, fut));
-        }
-        let mut out = Vec::with_capacity(pending.len());
-        for (p, fut) in pending {
-            out.push(self.settle(p, fut).await);
-        }
-        out
+        let window = prepared.len();
+        self.pipeline(prepared, window).await
     }
 
     /// The outcome of one sent event: its acknowledgement, or the retrying path when it was

@@ -5,8 +5,8 @@ use futures::{FutureExt, StreamExt};
 
 use async_nats::HeaderMap;
 
-use super::{published, Published, Publisher, Rejected, PIPELINE_ACK_TIMEOUT};
-use crate::error::Result;
+use super::{published, EventDraft, Published, Publisher, Rejected, PIPELINE_ACK_TIMEOUT};
+use crate::error::{BusError, Result};
 use crate::prepared::{has_expectation, plain_headers, Prepared};
 
 /// How many events are prepared before they are handed to the connection together: its
@@ -37,6 +37,37 @@ impl Sent {
             .expectation
             .unwrap_or_else(|| plain_headers(source, &event.id));
         event
+    }
+}
+
+/// What pipelining takes: drafts (validated and encoded as their turn comes) or events
+/// prepared already (the ingress's).
+pub trait Outgoing {
+    /// The event ready to send, or why it will not be.
+    fn ready(self, publisher: &Publisher) -> Ready;
+}
+
+/// An input readied for sending.
+pub enum Ready {
+    Send(Prepared),
+    /// Invalid: for the dead-letter stream.
+    Rejected(Rejected),
+    Failed(BusError),
+}
+
+impl Outgoing for EventDraft {
+    fn ready(self, publisher: &Publisher) -> Ready {
+        match publisher.prepare_draft(self) {
+            Ok(Ok(p)) => Ready::Send(p),
+            Ok(Err(rejected)) => Ready::Rejected(rejected),
+            Err(e) => Ready::Failed(e),
+        }
+    }
+}
+
+impl Outgoing for Prepared {
+    fn ready(self, _: &Publisher) -> Ready {
+        Ready::Send(self)
     }
 }
 
@@ -77,17 +108,28 @@ impl Publisher {
     /// Publishes events keeping up to `window` acknowledgements in flight: each event is
     /// validated and encoded while the earlier ones travel and are stored, and an
     /// acknowledgement is awaited only when the window is full (a sliding window, not
-    /// batches that wait for their slowest). Events are handed to the connection in bursts
-    /// of up to [`BURST`], and every acknowledgement that has come is taken before more are
-    /// prepared. The acknowledgements come back on one subscription under the connection's
-    /// own inbox (as nats.go's `PublishAsync`), not one request each: per event, no reply
-    /// subscription, channel or timer of its own. Results in input order; an event whose
-    /// acknowledgement is an error or does not come within [`PIPELINE_ACK_TIMEOUT`] is sent
-    /// again with the bounded retries of [`Publisher::send`] (same id: never stored twice);
-    /// one that fails validation goes to the dead-letter stream.
+    /// batches that wait for their slowest). Results in input order; one that fails
+    /// validation goes to the dead-letter stream. How: [`Publisher::pipeline`].
     pub async fn publish_pipelined(
         &self,
-        drafts: impl IntoIterator<Item = super::EventDraft>,
+        drafts: impl IntoIterator<Item = EventDraft>,
+        window: usize,
+    ) -> Vec<Result<Published>> {
+        self.pipeline(drafts, window).await
+    }
+
+    /// Sends inputs keeping up to `window` acknowledgements in flight. Events are handed to
+    /// the connection in bursts of up to [`BURST`], and every acknowledgement that has come
+    /// is taken before more are readied. The acknowledgements come back on one subscription
+    /// under the connection's own inbox (as nats.go's `PublishAsync`), not one request
+    /// each: per event, no reply subscription, channel or timer of its own. Results in
+    /// input order; an event whose acknowledgement is an error or does not come within
+    /// [`PIPELINE_ACK_TIMEOUT`] is sent again with the bounded retries of
+    /// [`Publisher::send`] (same id: never stored twice); an invalid one goes to the
+    /// dead-letter stream; one the server refuses this connection fails at once.
+    pub async fn pipeline<T: Outgoing>(
+        &self,
+        inputs: impl IntoIterator<Item = T>,
         window: usize,
     ) -> Vec<Result<Published>> {
         let window = window.max(1);
@@ -95,27 +137,29 @@ impl Publisher {
         let prefix = client.new_inbox();
         let Ok(mut acks) = client.subscribe(format!("{prefix}.*")).await else {
             // No subscription: one request per event.
-            return self.publish_many(drafts.into_iter().collect()).await;
+            return self.one_request_each(inputs).await;
         };
-        let mut drafts = drafts.into_iter();
-        let mut slots: Vec<Slot> = Vec::with_capacity(drafts.size_hint().0);
+        // Watched from before the first is sent: a refusal names the subject it refuses.
+        let mut refusals = Some(self.refusals.receiver());
+        let mut inputs = inputs.into_iter();
+        let mut slots: Vec<Slot> = Vec::with_capacity(inputs.size_hint().0);
         let mut in_flight = 0usize;
         let mut burst: Vec<(usize, Prepared)> = Vec::with_capacity(BURST);
         let mut exhausted = false;
         loop {
             // Prepare a burst (as much as the window has room for), then send it.
             while !exhausted && burst.len() < BURST && in_flight + burst.len() < window {
-                let Some(draft) = drafts.next() else {
+                let Some(input) = inputs.next() else {
                     exhausted = true;
                     break;
                 };
                 let pos = slots.len();
-                match self.prepare_draft(draft) {
-                    Err(e) => slots.push(Slot::Done(Err(e))),
-                    Ok(Err(Rejected { event, error })) => {
+                match input.ready(self) {
+                    Ready::Failed(e) => slots.push(Slot::Done(Err(e))),
+                    Ready::Rejected(Rejected { event, error }) => {
                         slots.push(Slot::Done(Err(self.dead_letter(*event, error).await)))
                     }
-                    Ok(Ok(p)) => {
+                    Ready::Send(p) => {
                         slots.push(Slot::Taken);
                         burst.push((pos, p));
                     }
@@ -156,15 +200,34 @@ impl Publisher {
             }
             // Wait for an acknowledgement only when nothing more may be sent.
             if in_flight >= window || exhausted {
-                let next = match acks.next().now_or_never() {
-                    Some(next) => Ok(next),
-                    None => tokio::time::timeout(PIPELINE_ACK_TIMEOUT, acks.next()).await,
+                let waited = match acks.next().now_or_never() {
+                    Some(next) => Waited::Ack(next),
+                    None => tokio::select! {
+                        biased;
+                        next = tokio::time::timeout(PIPELINE_ACK_TIMEOUT, acks.next()) => {
+                            next.map_or(Waited::TimedOut, Waited::Ack)
+                        }
+                        refusal = refused(&mut refusals) => Waited::Refused(refusal),
+                    },
                 };
-                match next {
-                    Ok(Some(m)) => acknowledged(&m, &mut slots, &mut in_flight),
+                match waited {
+                    Waited::Ack(Some(m)) => acknowledged(&m, &mut slots, &mut in_flight),
+                    // The server refuses this connection publishing to a subject: every event
+                    // in flight to it fails at once, as it would if sent alone.
+                    Waited::Refused(Some(refusal)) => {
+                        for slot in slots.iter_mut() {
+                            if matches!(slot, Slot::InFlight(s) if s.event.subject == refusal.subject)
+                            {
+                                *slot = Slot::Done(Err(refusal.clone().into()));
+                                in_flight -= 1;
+                            }
+                        }
+                    }
+                    // No more refusals can come (their sender is gone).
+                    Waited::Refused(None) => refusals = None,
                     // Nothing within the timeout (or the subscription ended): every event
                     // still in flight takes the retrying path.
-                    _ => {
+                    Waited::Ack(None) | Waited::TimedOut => {
                         slots.iter_mut().for_each(Slot::send_again);
                         in_flight = 0;
                     }
@@ -186,6 +249,60 @@ impl Publisher {
             });
         }
         out
+    }
+
+    /// Without a subscription for the acknowledgements: every event sent as a request of
+    /// its own, then every acknowledgement awaited (through the client's shared inbox).
+    async fn one_request_each<T: Outgoing>(
+        &self,
+        inputs: impl IntoIterator<Item = T>,
+    ) -> Vec<Result<Published>> {
+        let mut out: Vec<Option<Result<Published>>> = Vec::new();
+        let mut pending = Vec::new();
+        for input in inputs {
+            match input.ready(self) {
+                Ready::Failed(e) => out.push(Some(Err(e))),
+                Ready::Rejected(Rejected { event, error }) => {
+                    out.push(Some(Err(self.dead_letter(*event, error).await)))
+                }
+                Ready::Send(p) => {
+                    // Could not even send (`None`): the retrying path.
+                    let fut = self.send_once(&p).await.ok();
+                    pending.push((out.len(), p, fut));
+                    out.push(None);
+                }
+            }
+        }
+        for (pos, p, fut) in pending {
+            out[pos] = Some(self.settle(p, fut).await);
+        }
+        out.into_iter().flatten().collect()
+    }
+}
+
+/// What a wait for an acknowledgement ended with.
+enum Waited {
+    Ack(Option<async_nats::Message>),
+    TimedOut,
+    /// `None`: refusals can no longer come.
+    Refused(Option<crate::access::Refusal>),
+}
+
+/// The next refusal of the connection (`None` when no more can come); pending for ever
+/// when refusals are not watched.
+async fn refused(
+    refusals: &mut Option<tokio::sync::broadcast::Receiver<crate::access::Refusal>>,
+) -> Option<crate::access::Refusal> {
+    use tokio::sync::broadcast::error::RecvError;
+    let Some(rx) = refusals else {
+        return std::future::pending().await;
+    };
+    loop {
+        match rx.recv().await {
+            Ok(refusal) => return Some(refusal),
+            Err(RecvError::Lagged(_)) => continue,
+            Err(RecvError::Closed) => return None,
+        }
     }
 }
 
