@@ -121,11 +121,25 @@ async fn optimistic_concurrency_per_aggregate() {
 
     // Another writer still believes the aggregate is at `a.sequence`.
     change.id = "report/PT-9/update/U-2".into();
-    let err = p.publish(change).await.unwrap_err();
+    let err = p.publish(change.clone()).await.unwrap_err();
     assert!(
         matches!(err, BusError::Conflict { ref filter, expected } if filter == "egov.field_reports.report.PT-9.>" && expected == a.sequence),
         "{err:?}"
     );
+    // The same in a pipeline (adapters' pages, the ingress's batches): the server's answer
+    // is a conflict, reported as one beside the events that are stored.
+    change.id = "report/PT-9/update/U-3".into();
+    let before = bus.messages("FIELD_REPORTS").await;
+    let results = p
+        .publish_pipelined([change, submitted("PT-11", "mui-ne")], 8)
+        .await;
+    assert!(
+        matches!(&results[0], Err(BusError::Conflict { expected, .. }) if *expected == a.sequence),
+        "{:?}",
+        results[0]
+    );
+    assert!(results[1].is_ok());
+    assert_eq!(bus.messages("FIELD_REPORTS").await, before + 1);
     // An event of another aggregate is not affected.
     let mut other = submitted("PT-10", "mui-ne");
     other.expected_last_subject_sequence = Some(0);

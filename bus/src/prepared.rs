@@ -2,7 +2,7 @@
 //! deterministic message id the server deduplicates on. Shared by the publisher, atomic
 //! batches and dead letters.
 
-use async_nats::HeaderMap;
+use async_nats::{HeaderMap, HeaderValue};
 use sha2::{Digest, Sha256};
 
 use crate::envelope::{self, STRUCTURED_CONTENT_TYPE};
@@ -65,18 +65,25 @@ pub fn headers_wire_len(headers: &HeaderMap) -> usize {
 /// The headers of a structured-mode event without a concurrency expectation: the content
 /// type and the dedupe id, a function of `source` and `id` alone.
 pub(crate) fn plain_headers(source: &str, id: &str) -> HeaderMap {
+    headers_with_id(message_id(source, id).into())
+}
+
+/// The content type and the dedupe id `id`.
+pub(crate) fn headers_with_id(id: HeaderValue) -> HeaderMap {
     let mut headers = HeaderMap::new();
     headers.insert(envelope::CONTENT_TYPE, STRUCTURED_CONTENT_TYPE);
-    headers.insert(async_nats::header::NATS_MESSAGE_ID, message_id(source, id));
+    headers.insert(async_nats::header::NATS_MESSAGE_ID, id);
     headers
 }
 
-/// Whether headers carry a per-aggregate concurrency expectation (they are
-/// [`plain_headers`] otherwise).
-pub(crate) fn has_expectation(headers: &HeaderMap) -> bool {
-    headers
-        .get(async_nats::header::NATS_EXPECTED_LAST_SUBJECT_SEQUENCE)
-        .is_some()
+/// The dedupe id of headers that are exactly [`headers_with_id`]'s (no concurrency
+/// expectation, nothing else); `None` for any others.
+pub(crate) fn plain_id(headers: &HeaderMap) -> Option<&HeaderValue> {
+    let values: usize = headers.iter().map(|(_, v)| v.len()).sum();
+    let content_type = headers.get(envelope::CONTENT_TYPE)?;
+    (values == 2 && content_type.as_str() == STRUCTURED_CONTENT_TYPE)
+        .then(|| headers.get(async_nats::header::NATS_MESSAGE_ID))
+        .flatten()
 }
 
 /// The headers of a structured-mode event: content type, the dedupe id and, when asked, the
