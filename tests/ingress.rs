@@ -57,6 +57,7 @@ async fn structured_binary_and_batch_are_stored_once() {
     assert_eq!(r.status(), 202);
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["stored"][0]["id"], "dotnet/S-1");
+    assert_eq!(body["stored"][0]["source"], submitted("S-1")["source"]);
     assert_eq!(body["stored"][0]["stream"], "FIELD_REPORTS");
     assert_eq!(body["stored"][0]["duplicate"], false);
 

@@ -126,10 +126,16 @@ pub(super) async fn post_events(
     }
     // Validation, all or nothing: the invalid are dead-lettered, the rest not published.
     let mut prepared: Vec<Prepared> = Vec::with_capacity(n);
+    // Each stored event's source, for the answer (read before the event is encoded).
+    let mut sources: Vec<String> = Vec::with_capacity(n);
     let mut invalid: Vec<Value> = Vec::new();
     for event in events {
+        let source = event.source().to_string();
         match ing.publisher.prepare(event, None) {
-            Ok(p) => prepared.push(p),
+            Ok(p) => {
+                prepared.push(p);
+                sources.push(source);
+            }
             Err(rejected) => {
                 let ev = *rejected.event;
                 let (id, ty) = (ev.id().to_string(), ev.ty().to_string());
@@ -184,7 +190,6 @@ pub(super) async fn post_events(
             ),
         );
     }
-    let sources: Vec<String> = prepared.iter().map(super::caller_source).collect();
     let results = ing.publisher.send_all(prepared).await;
     let mut stored = Vec::with_capacity(results.len());
     let mut failed: Option<BusError> = None;

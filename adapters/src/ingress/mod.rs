@@ -35,10 +35,9 @@ use axum::http::HeaderMap;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use lienthong_bus::credentials::constant_time_eq;
-use lienthong_bus::publisher::Prepared;
 use lienthong_bus::{Metrics, Outcomes, Publisher};
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::json;
 use sha2::{Digest, Sha256};
 use tracing::info;
 
@@ -210,13 +209,6 @@ impl Ingress {
             .await
             .map_err(|e| AdapterError::Config(format!("ingress: {e}")))
     }
-}
-
-pub(crate) fn caller_source(p: &Prepared) -> String {
-    serde_json::from_slice::<Value>(&p.payload)
-        .ok()
-        .and_then(|v| v.get("source").and_then(Value::as_str).map(str::to_string))
-        .unwrap_or_default()
 }
 
 #[cfg(test)]
