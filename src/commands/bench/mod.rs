@@ -2,10 +2,11 @@
 //!
 //! Starts its own nats-server (the project's `nats.conf`, a temporary store) and uses the
 //! same realistic payloads for both sides — the demo city's field reports and documents:
-//! - publish: plain async-nats JetStream publish (pipelined in windows of 256, every PubAck
-//!   awaited) vs the bus publisher (validation, envelope, dedupe id, PubAck), same windows;
-//!   also raw with the bus's headers (what the server's duplicate check costs) and the bus
-//!   in atomic batches;
+//! - publish: plain async-nats JetStream publish (a sliding window of PubAcks, every one
+//!   awaited) vs the bus publisher (validation, envelope, dedupe id, PubAck), each side at
+//!   its best window of 64–4,096; also raw with the bus's headers (what the server's
+//!   duplicate check costs), the bus in atomic batches, and each side's processor time per
+//!   event;
 //! - replay: a raw drain of the streams with an ordered consumer vs a full rebuild of the
 //!   field-reports and documents read models in sled, checkpoints included;
 //! - validation: the cost of validating one event's data (p50);
