@@ -75,7 +75,9 @@ fn benches(c: &mut Criterion) {
     let time: chrono::DateTime<chrono::Utc> = "2023-11-18T12:42:10Z".parse().unwrap();
     c.bench_function("envelope/encode_parts", |b| {
         b.iter(|| {
+            let mut out = Vec::with_capacity(512);
             envelope::encode_parts(
+                &mut out,
                 "report/PT-2023-000981/submitted",
                 "urn:lienthong:phanthiet:field_reports",
                 "vn.egov.field_reports.report.submitted",
@@ -86,7 +88,8 @@ fn benches(c: &mut Criterion) {
                 Classification::Public,
                 None,
             )
-            .unwrap()
+            .unwrap();
+            out
         })
     });
     let bytes = envelope::encode_structured(&event).unwrap();

@@ -80,41 +80,12 @@ pub fn build_event(
     })
 }
 
-/// The structured-mode JSON of an event with JSON data, written directly from its parts:
-/// what [`encode_structured`] writes for the event [`build_event`] makes from the same
-/// parts (a test holds them equal), without building a cloudevents-sdk `Event` first.
+/// The structured-mode JSON of an event with JSON data, written directly from its parts and
+/// appended to `out` (a buffer the caller sized: a payload outgrowing its buffer is copied as
+/// it grows): what [`encode_structured`] writes for the event [`build_event`] makes from the
+/// same parts (a test holds them equal), without building a cloudevents-sdk `Event` first.
 #[allow(clippy::too_many_arguments)]
 pub fn encode_parts(
-    id: &str,
-    source: &str,
-    ty: &str,
-    subject: &str,
-    time: &DateTime<Utc>,
-    dataschema: &str,
-    data: &Value,
-    classification: Classification,
-    traceparent: Option<&str>,
-) -> Result<Vec<u8>> {
-    let mut out = Vec::with_capacity(512);
-    encode_parts_into(
-        &mut out,
-        id,
-        source,
-        ty,
-        subject,
-        time,
-        dataschema,
-        data,
-        classification,
-        traceparent,
-    )?;
-    Ok(out)
-}
-
-/// [`encode_parts`] appended to `out` (a buffer the caller sized: a payload outgrowing its
-/// buffer is copied as it grows).
-#[allow(clippy::too_many_arguments)]
-pub fn encode_parts_into(
     out: &mut Vec<u8>,
     id: &str,
     source: &str,
@@ -497,7 +468,9 @@ mod tests {
                 traceparent,
             )
             .unwrap();
-            let direct = encode_parts(
+            let mut direct = Vec::new();
+            encode_parts(
+                &mut direct,
                 parts.0,
                 parts.1,
                 parts.2,

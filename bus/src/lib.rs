@@ -45,7 +45,7 @@ pub mod prepared;
 pub mod publisher;
 pub mod reader;
 pub mod registry;
-pub mod rfc3339;
+mod rfc3339;
 pub mod roles;
 pub mod schema;
 pub mod server;

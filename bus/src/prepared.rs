@@ -19,15 +19,15 @@ pub fn message_id(source: &str, id: &str) -> String {
     h.update(source.as_bytes());
     h.update([0]);
     h.update(id.as_bytes());
-    let digest = h.finalize();
-    // Written into a buffer (hex::encode collects char by char): once per published event.
-    let mut text = [0u8; 32];
-    if hex::encode_to_slice(&digest[..16], &mut text).is_ok() {
-        if let Ok(text) = std::str::from_utf8(&text) {
-            return text.to_owned();
-        }
+    // The first 16 bytes in lower-case hex, written directly (hex::encode collects char by
+    // char): once per published event.
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut text = String::with_capacity(32);
+    for b in &h.finalize()[..16] {
+        text.push(char::from(HEX[usize::from(b >> 4)]));
+        text.push(char::from(HEX[usize::from(b & 0x0f)]));
     }
-    hex::encode(&digest[..16])
+    text
 }
 
 /// An event checked and encoded, ready to send.

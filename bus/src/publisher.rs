@@ -322,7 +322,7 @@ impl Publisher {
             return Ok(self.prepare(event, expected));
         }
         let mut payload = Vec::with_capacity(self.payload_hint.capacity());
-        envelope::encode_parts_into(
+        envelope::encode_parts(
             &mut payload,
             &draft.id,
             &self.source,

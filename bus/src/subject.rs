@@ -199,23 +199,25 @@ impl EventType {
         out
     }
 
-    /// The CloudEvents `type`: `vn.egov.<subsystem>.<entity>.<action>` (as its `Display`,
-    /// without the formatting machinery: once per published event).
+    /// The CloudEvents `type`: `vn.egov.<subsystem>.<entity>.<action>` (its `Display`),
+    /// appended piece by piece: once per published event.
     pub fn name(&self) -> String {
-        let mut out = String::with_capacity(
-            TYPE_PREFIX.len() + self.subsystem.len() + self.entity.len() + self.action.len() + 2,
-        );
-        for part in [
+        let parts = self.name_parts();
+        let mut out = String::with_capacity(parts.iter().map(|p| p.len()).sum());
+        parts.iter().for_each(|p| out.push_str(p));
+        out
+    }
+
+    /// The pieces of [`Self::name`].
+    fn name_parts(&self) -> [&str; 6] {
+        [
             TYPE_PREFIX,
             &self.subsystem,
             ".",
             &self.entity,
             ".",
             &self.action,
-        ] {
-            out.push_str(part);
-        }
-        out
+        ]
     }
 
     /// The wildcard subject of every event of one aggregate, used for optimistic concurrency.
@@ -231,11 +233,7 @@ impl EventType {
 
 impl std::fmt::Display for EventType {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{TYPE_PREFIX}{}.{}.{}",
-            self.subsystem, self.entity, self.action
-        )
+        self.name_parts().iter().try_for_each(|p| f.write_str(p))
     }
 }
 

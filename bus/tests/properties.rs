@@ -110,7 +110,8 @@ proptest! {
         let time = "2023-11-18T12:42:10Z".parse().unwrap();
         let data = json!({"text": text, "n": n});
         let schema = "https://lienthong.vn/schemas/x/v1.json";
-        let direct = envelope::encode_parts(&id, "urn:x", "vn.egov.x.y.z", &key, &time, schema, &data, Classification::Internal, None).unwrap();
+        let mut direct = Vec::new();
+        envelope::encode_parts(&mut direct, &id, "urn:x", "vn.egov.x.y.z", &key, &time, schema, &data, Classification::Internal, None).unwrap();
         let e = envelope::decode(None, &direct).unwrap();
         prop_assert_eq!(e.id(), id.as_str());
         prop_assert_eq!(e.subject(), Some(key.as_str()));

@@ -1,5 +1,5 @@
-//! Publishing with a window of acknowledgements in flight: the path of adapters' pages,
-//! backfills and the ingress's batches.
+//! Publishing with a window of acknowledgements in flight: `publish_pipelined`,
+//! `publish_many` and `send_all` (the ingress's batches).
 
 use futures::{FutureExt, StreamExt};
 
