@@ -93,6 +93,10 @@ enum Command {
     /// The event catalogue (AsyncAPI 3.0), generated from the registry and the schemas.
     #[command(subcommand)]
     Catalog(commands::catalog::Command),
+    /// Certificates: a city CA, certificates for nodes, HTTP services and sites, and their
+    /// expiry (`pki init|issue|status`).
+    #[command(subcommand)]
+    Pki(commands::pki::Command),
 }
 
 /// Logs to stderr: colours only when stderr is a terminal (and `NO_COLOR` is unset), or JSON.
@@ -157,6 +161,7 @@ fn main() -> ExitCode {
             Command::Deliver(a) => commands::deliver::run(&global, a).await,
             Command::Datasets(c) => commands::datasets::run(&global, c).await,
             Command::Site(c) => commands::site::run(&global, c).await,
+            Command::Pki(c) => commands::pki::run(c).await,
         }
     });
     match result {

@@ -55,6 +55,7 @@ pub async fn start(dir: &Path, nodes: usize, cluster: &str) -> Result<Nodes, Sta
                     node,
                     domain: None,
                     leaf: None,
+                    transport: Default::default(),
                 },
                 &credentials,
             )

@@ -18,7 +18,7 @@ use async_nats::jetstream;
 use futures::TryStreamExt;
 use lienthong_adapters::ingress::{token_hash, Caller, IngressConfig};
 use lienthong_bus::credentials::write_private;
-use lienthong_bus::server::{LeafNodes, NatsServer, ServerOptions};
+use lienthong_bus::server::{LeafAuth, LeafNodes, NatsServer, ServerOptions};
 use lienthong_bus::{sites, CredentialSet, SchemaRegistry, Shutdown};
 use lienthong_replay::service::ServeOptions;
 use lienthong_replay::ReadStore;
@@ -49,9 +49,13 @@ pub struct SiteOptions {
     pub role: Role,
     /// The hub's leaf-node addresses (`nats-leaf://host:7422`; a cluster: every node's).
     pub hub: Vec<String>,
-    /// The site's user and password on the hub (`site-<name>`, or the agency's).
+    /// The site's user on the hub (`site-<name>`, or the agency's).
     pub user: String,
-    pub password: String,
+    /// How its link proves who it is: a password, or its certificate (mutual TLS).
+    pub auth: LeafAuth,
+    /// The site's own listeners (NATS, ingress, read models): TLS, or plaintext where
+    /// allowed.
+    pub transport: lienthong_bus::tls::Transport,
     /// The site's store, credentials and read models.
     pub data: PathBuf,
     pub nats_host: String,
@@ -92,8 +96,14 @@ impl Site {
             0 => crate::stack::free_port(&opts.nats_host)?,
             p => p,
         };
-        let url = format!("nats://{}:{port}", opts.nats_host);
-        let creds = CredentialSet::load_or_generate(&creds_dir, &url)?;
+        let scheme = if opts.transport.tls.is_some() {
+            "tls"
+        } else {
+            "nats"
+        };
+        let url = format!("{scheme}://{}:{port}", opts.nats_host);
+        let ca = opts.transport.tls.as_ref().and_then(|t| t.ca.as_deref());
+        let creds = CredentialSet::load_or_generate_with(&creds_dir, &url, ca)?;
         let server = NatsServer::start(
             ServerOptions {
                 bin: None,
@@ -105,12 +115,12 @@ impl Site {
                 domain: Some(opts.domain.clone()),
                 leaf: Some(LeafNodes::Remote {
                     urls: opts.hub.clone(),
-                    user: opts.user.clone(),
-                    password: opts.password.clone(),
+                    auth: opts.auth.clone(),
                     // Only a ward's streams are sourced by the hub; nobody else's API is
                     // the hub's business.
                     deny_imports: sites::site_denied_imports(&opts.domain, opts.role != Role::Ward),
                 }),
+                transport: opts.transport.clone(),
             },
             &creds,
         )
@@ -201,6 +211,7 @@ impl Site {
             "the ingress",
             opts.ingress,
             "pass --ingress with a free address",
+            &opts.transport,
         )
         .await?;
         let cfg = match &opts.ingress_config {
@@ -244,7 +255,13 @@ impl Site {
         shutdown: &Shutdown,
     ) -> Result<(), StackError> {
         let store = ReadStore::open(&opts.data.join("replay"))?;
-        let (listener, addr) = bind("HTTP", opts.http, "pass --http with a free address").await?;
+        let (listener, addr) = bind(
+            "HTTP",
+            opts.http,
+            "pass --http with a free address",
+            &opts.transport,
+        )
+        .await?;
         let js = jetstream::new(
             creds
                 .settings("replay", &self.nats_url)?

@@ -12,6 +12,7 @@ use lienthong_adapters::ingress::{token_hash, Caller, Ingress, IngressConfig};
 use lienthong_adapters::{AdapterConfig, AdapterContext};
 use lienthong_bus::credentials::write_private;
 use lienthong_bus::server::{LeafNodes, NatsServer, ServerOptions};
+use lienthong_bus::tls::http::Listener as HttpListener;
 use lienthong_bus::{CredentialSet, Publisher, SchemaRegistry, Shutdown};
 use lienthong_replay::service::ServeOptions;
 use lienthong_replay::ReadStore;
@@ -54,6 +55,9 @@ pub struct StackOptions {
     /// Listen for ward and agency sites (leaf nodes) here (a cluster: here and the next
     /// ports); the JetStream domain is then `hub`. `None`: no sites.
     pub leaf_port: Option<u16>,
+    /// TLS on every listener (NATS clients, routes, sites' links; HTTPS for the read models
+    /// and the ingress), or plaintext — refused beyond loopback unless asked for.
+    pub transport: lienthong_bus::tls::Transport,
 }
 
 /// A running stack.
@@ -70,34 +74,37 @@ pub struct Stack {
     pub lines: Vec<String>,
 }
 
-/// Listens on `addr` (port 0: a free one); an address in use is named with `hint`.
+/// Listens on `addr` (port 0: a free one) as `transport` says (HTTPS, or plaintext where
+/// allowed); an address in use is named with `hint`.
 pub(crate) async fn bind(
     what: &str,
     addr: SocketAddr,
     hint: &str,
-) -> Result<(tokio::net::TcpListener, SocketAddr), StackError> {
+    transport: &lienthong_bus::tls::Transport,
+) -> Result<(HttpListener, SocketAddr), StackError> {
+    // Refused before binding: a plaintext listener beyond loopback never opens.
+    transport.check_listener(what, &addr.ip().to_string(), addr.port())?;
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|_| port_in_use(what, addr, hint))?;
     let bound = listener
         .local_addr()
         .map_err(|e| StackError::io(format!("{what} listener"), e))?;
-    Ok((listener, bound))
+    Ok((HttpListener::new(what, listener, transport)?, bound))
 }
 
 /// The HTTP CloudEvents ingress on `listener`, publishing as the `ingress` role of `creds`
 /// at `url` (refusals answered at once), until `shutdown`.
 pub(crate) async fn ingress_task(
     mut cfg: IngressConfig,
-    listener: tokio::net::TcpListener,
+    listener: HttpListener,
     creds: &CredentialSet,
     url: &str,
     schemas: Arc<SchemaRegistry>,
     metrics: &lienthong_bus::Metrics,
     shutdown: &Shutdown,
 ) -> Result<crate::supervise::Task, StackError> {
-    cfg.listen = listener
-        .local_addr()
+    cfg.listen = axum::serve::Listener::local_addr(&listener)
         .map_err(|e| StackError::io("the ingress listener", e))?;
     let (js, refusals) = connect_watched(creds, url, "ingress").await?;
     let js = lienthong_adapters::ingress::jetstream(js.client());
@@ -151,13 +158,19 @@ impl Stack {
                 p => p + i as u16,
             });
         }
+        let scheme = if opts.transport.tls.is_some() {
+            "tls"
+        } else {
+            "nats"
+        };
         let urls: Vec<String> = ports
             .iter()
-            .map(|p| format!("nats://{}:{p}", opts.nats_host))
+            .map(|p| format!("{scheme}://{}:{p}", opts.nats_host))
             .collect();
         // Every client connects with all the seed URLs.
         let url = urls.join(",");
-        let creds = CredentialSet::load_or_generate(&creds_dir, &url)?;
+        let ca = opts.transport.tls.as_ref().and_then(|t| t.ca.as_deref());
+        let creds = CredentialSet::load_or_generate_with(&creds_dir, &url, ca)?;
         for port in &ports {
             if std::net::TcpListener::bind((opts.nats_host.as_str(), *port)).is_err() {
                 return Err(port_in_use(
@@ -206,6 +219,7 @@ impl Stack {
                         leaf: opts
                             .leaf_port
                             .map(|p| LeafNodes::Listen { port: p + i as u16 }),
+                        transport: opts.transport.clone(),
                     },
                     &creds,
                 )
@@ -242,7 +256,9 @@ impl Stack {
                     .settings("system", &urls[i])?
                     .connect("lienthong-up-agency-agent-system")
                     .await?,
-            )?;
+            )?
+            // A hub whose leaf port speaks TLS maps sites' certificates to their accounts.
+            .with_certificate_sites(opts.leaf_port.is_some() && opts.transport.tls.is_some());
             let stop = shutdown.signalled();
             stack.supervised.tasks.push((
                 format!("agency agent (node {})", i + 1),
@@ -326,6 +342,7 @@ impl Stack {
                 registry: opts.schemas.clone(),
                 metrics: metrics.clone(),
                 refusals,
+                transport: opts.transport.clone(),
             };
             let stop = shutdown.signalled();
             stack.supervised.tasks.push((
@@ -346,6 +363,7 @@ impl Stack {
                 "the ingress",
                 opts.ingress,
                 "pass --ingress with a free address",
+                &opts.transport,
             )
             .await?;
             let task = ingress_task(
@@ -360,9 +378,10 @@ impl Stack {
             .await?;
             stack.supervised.tasks.push(("ingress".into(), task));
             stack.ingress = Some(addr);
-            stack
-                .lines
-                .push(format!("  CloudEvents ingress http://{addr}/events"));
+            stack.lines.push(format!(
+                "  CloudEvents ingress {}://{addr}/events",
+                opts.transport.http_scheme()
+            ));
         }
 
         // The audit key: checkpoints are signed with it; its public half is for auditors.
@@ -390,7 +409,13 @@ impl Stack {
 
         // Replay service and dashboard.
         let store = ReadStore::open(&opts.data.join("replay"))?;
-        let (listener, http) = bind("HTTP", opts.http, "pass --http with a free address").await?;
+        let (listener, http) = bind(
+            "HTTP",
+            opts.http,
+            "pass --http with a free address",
+            &opts.transport,
+        )
+        .await?;
         stack.http = http;
         let js = connect_role(&creds, &url, "replay").await?;
         let stop = shutdown.signalled();

@@ -411,7 +411,7 @@ async fn a_live_rebuild_swaps_while_the_service_keeps_answering() {
         ..Default::default()
     };
     tokio::spawn(lienthong_replay::service::serve(
-        listener,
+        lienthong_bus::tls::http::Listener::plain(listener).unwrap(),
         Some(bus.js("replay").await),
         bus.registry.clone(),
         ReadStore::temporary().unwrap(),

@@ -85,6 +85,7 @@ async fn datasets_are_catalogued_verifiable_and_published_idempotently() {
         verify_every: std::time::Duration::from_secs(60),
         cluster: None,
         leaf_port: None,
+        transport: Default::default(),
     })
     .await
     .unwrap_or_else(|e| panic!("{e}"));

@@ -125,6 +125,7 @@ fn deliverer(
             failing_after: 3,
             request_timeout: Duration::from_secs(2),
             batch: 20,
+            ..Default::default()
         },
         metrics,
     )

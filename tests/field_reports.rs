@@ -88,7 +88,7 @@ async fn the_whole_slice_end_to_end() {
     let base = format!("http://{}", listener.local_addr().unwrap());
     let js = bus.js("replay").await;
     tokio::spawn(lienthong_replay::service::serve(
-        listener,
+        lienthong_bus::tls::http::Listener::plain(listener).unwrap(),
         Some(js),
         bus.registry.clone(),
         store,

@@ -64,6 +64,7 @@ async fn adapter(bus: &Bus, hold_secs: u64) -> Running {
         registry: bus.registry.clone(),
         metrics: lienthong_bus::Metrics::new(),
         refusals: lienthong_bus::Refusals::none(),
+        transport: Default::default(),
     };
     let adapter = MeetingsAdapter::build(config, ctx).await.unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

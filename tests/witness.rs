@@ -179,10 +179,13 @@ async fn a_witness_site_catches_a_history_rewritten_and_signed_again_centrally()
             domain: Some("rogue".into()),
             leaf: Some(lienthong_bus::server::LeafNodes::Remote {
                 urls: vec![format!("nats-leaf://127.0.0.1:{leaf}")],
-                user: site_env["NATS_USER"].clone(),
-                password: site_env["NATS_PASSWORD"].clone(),
+                auth: lienthong_bus::server::LeafAuth::Password {
+                    user: site_env["NATS_USER"].clone(),
+                    password: site_env["NATS_PASSWORD"].clone(),
+                },
                 deny_imports: Vec::new(),
             }),
+            transport: Default::default(),
         },
         &rogue_creds,
     )

@@ -60,6 +60,8 @@ pub struct AdapterContext {
     /// What the server refuses the connection: a refused publish or state write fails at
     /// once, naming the role and what it may not do.
     pub refusals: lienthong_bus::Refusals,
+    /// How the adapter's push endpoints listen (HTTPS with a certificate).
+    pub transport: lienthong_bus::tls::Transport,
 }
 
 impl AdapterContext {

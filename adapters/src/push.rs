@@ -24,24 +24,32 @@ impl PushServer {
         listen: Option<SocketAddr>,
         app: impl FnOnce() -> Router,
         what: &str,
+        transport: &lienthong_bus::tls::Transport,
     ) -> Result<Option<Self>, AdapterError> {
         match listen {
-            Some(addr) => Ok(Some(Self::start(adapter, addr, app(), what).await?)),
+            Some(addr) => Ok(Some(
+                Self::start(adapter, addr, app(), what, transport).await?,
+            )),
             None => Ok(None),
         }
     }
 
-    /// Binds `addr` and serves `app` until the server is stopped or dropped.
+    /// Binds `addr` and serves `app` until the server is stopped or dropped: HTTPS with a
+    /// certificate in `transport`; plaintext beyond loopback only when asked for.
     pub async fn start(
         adapter: &str,
         addr: SocketAddr,
         app: Router,
         what: &str,
+        transport: &lienthong_bus::tls::Transport,
     ) -> Result<Self, AdapterError> {
-        let listener = tokio::net::TcpListener::bind(addr)
+        let name = format!("{adapter}'s push endpoints");
+        transport.check_listener(&name, &addr.ip().to_string(), addr.port())?;
+        let tcp = tokio::net::TcpListener::bind(addr)
             .await
             .map_err(|e| AdapterError::Config(format!("{adapter} listen {addr}: {e}")))?;
-        info!(adapter, %addr, "push endpoints: {what}");
+        let listener = lienthong_bus::tls::http::Listener::new(&name, tcp, transport)?;
+        info!(adapter, url = %listener.url(), "push endpoints: {what}");
         let (stop, mut rx) = tokio::sync::watch::channel(false);
         let task = tokio::spawn(async move {
             axum::serve(listener, app)

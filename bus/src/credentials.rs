@@ -13,10 +13,12 @@ use rand::distr::{Alphanumeric, SampleString};
 
 use crate::error::{BusError, Result};
 
-/// Passwords of every role.
+/// Passwords of every role, and the CA that clients verify the server with.
 #[derive(Clone)]
 pub struct CredentialSet {
     passwords: BTreeMap<String, String>,
+    /// The CA of the servers' certificates (`NATS_CA` in every file), when they use TLS.
+    ca: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for CredentialSet {
@@ -36,11 +38,18 @@ impl CredentialSet {
                 .into_iter()
                 .map(|r| (r, Alphanumeric.sample_string(&mut rng, 32)))
                 .collect(),
+            ca: None,
         }
     }
 
     /// Reads `<dir>/<role>.env` for every role, generating (and writing) what is missing.
     pub fn load_or_generate(dir: &Path, url: &str) -> Result<Self> {
+        Self::load_or_generate_with(dir, url, None)
+    }
+
+    /// [`Self::load_or_generate`] for servers with TLS: every file names `ca` (made absolute)
+    /// as `NATS_CA`, and connecting verifies the server's certificate with it.
+    pub fn load_or_generate_with(dir: &Path, url: &str, ca: Option<&Path>) -> Result<Self> {
         let fresh = Self::generate();
         let mut passwords = BTreeMap::new();
         for role in crate::roles::role_names() {
@@ -60,7 +69,13 @@ impl CredentialSet {
                 }
             }
         }
-        let set = Self { passwords };
+        let ca = ca
+            .map(|p| {
+                std::path::absolute(p)
+                    .map_err(|e| BusError::io(format!("resolving {}", p.display()), e))
+            })
+            .transpose()?;
+        let set = Self { passwords, ca };
         // Written every time: new roles get a file, and the URL stays current.
         set.write(dir, url)?;
         Ok(set)
@@ -84,7 +99,14 @@ impl CredentialSet {
             password: Some(password.to_string()),
             creds: None,
             inbox_prefix: Some(crate::roles::inbox(role)),
+            ca: self.ca.clone(),
+            ..Default::default()
         })
+    }
+
+    /// The CA clients verify the servers with, when they use TLS.
+    pub fn ca(&self) -> Option<&Path> {
+        self.ca.as_deref()
     }
 
     /// The server's accounts, each role's password as a bcrypt hash.
@@ -103,12 +125,15 @@ impl CredentialSet {
             .map_err(|e| BusError::io(format!("creating {}", dir.display()), e))?;
         for (role, password) in &self.passwords {
             let path = dir.join(format!("{role}.env"));
-            let body = format!(
+            let mut body = format!(
                 "# Lienthong credentials for the role `{role}`. Generated; keep private.\n\
                  NATS_URL={url}\nNATS_USER={role}\nNATS_PASSWORD={password}\n\
                  NATS_INBOX_PREFIX={inbox}\n",
                 inbox = crate::roles::inbox(role),
             );
+            if let Some(ca) = &self.ca {
+                body.push_str(&format!("NATS_CA={}\n", ca.display()));
+            }
             write_private(&path, &body)?;
         }
         Ok(())
@@ -212,6 +237,12 @@ pub struct ConnectSettings {
     /// The prefix of reply subjects (`NATS_INBOX_PREFIX`); `_INBOX.<user>` when not given,
     /// the only inbox each role may subscribe to.
     pub inbox_prefix: Option<String>,
+    /// The CA that the server's certificate must come from (`NATS_CA`, PEM). With it, the
+    /// connection requires TLS.
+    pub ca: Option<PathBuf>,
+    /// A client certificate and its key (`NATS_CERT`, `NATS_KEY`), where one is used.
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for ConnectSettings {
@@ -222,7 +253,9 @@ impl std::fmt::Debug for ConnectSettings {
             .field("password", &self.password.as_ref().map(|_| "***"))
             .field("creds", &self.creds)
             .field("inbox_prefix", &self.inbox_prefix)
-            .finish()
+            .field("ca", &self.ca)
+            .field("cert", &self.cert)
+            .finish_non_exhaustive()
     }
 }
 
@@ -230,7 +263,8 @@ impl std::fmt::Debug for ConnectSettings {
 pub const DEFAULT_URL: &str = "nats://127.0.0.1:4222";
 
 impl ConnectSettings {
-    /// From `NATS_URL`, `NATS_USER`, `NATS_PASSWORD`, `NATS_CREDS`; values in `env_file`
+    /// From `NATS_URL`, `NATS_USER`, `NATS_PASSWORD`, `NATS_CREDS`, `NATS_CA`, `NATS_CERT`,
+    /// `NATS_KEY` (the `nats` CLI's names); values in `env_file`
     /// (e.g. `data/credentials/auditor.env`) take precedence.
     pub fn resolve(env_file: Option<&Path>) -> Result<Self> {
         let file = match env_file {
@@ -249,7 +283,20 @@ impl ConnectSettings {
             password: get("NATS_PASSWORD"),
             creds: get("NATS_CREDS").map(PathBuf::from),
             inbox_prefix: get("NATS_INBOX_PREFIX"),
+            ca: get("NATS_CA").map(PathBuf::from),
+            cert: get("NATS_CERT").map(PathBuf::from),
+            key: get("NATS_KEY").map(PathBuf::from),
         })
+    }
+
+    /// Whether the connection must be TLS: a `tls://` URL, or a CA or certificate given.
+    pub fn requires_tls(&self) -> bool {
+        self.ca.is_some()
+            || self.cert.is_some()
+            || self
+                .url
+                .split(',')
+                .any(|u| u.trim().to_ascii_lowercase().starts_with("tls://"))
     }
 
     /// Who this connects as, for messages.
@@ -286,6 +333,27 @@ impl ConnectSettings {
         if let Some(prefix) = inbox {
             opts = opts.custom_inbox_prefix(prefix);
         }
+        if self.requires_tls() {
+            opts = opts.require_tls(true);
+        }
+        if let Some(ca) = &self.ca {
+            // Read here, so a missing or wrong file is named before any connection attempt.
+            crate::tls::load_certs(ca)?;
+            opts = opts.add_root_certificates(ca.clone());
+        }
+        match (&self.cert, &self.key) {
+            (Some(cert), Some(key)) => {
+                crate::tls::load_certs(cert)?;
+                crate::tls::load_key(key)?;
+                opts = opts.add_client_certificate(cert.clone(), key.clone());
+            }
+            (None, None) => {}
+            _ => {
+                return Err(BusError::Config(
+                    "NATS_CERT and NATS_KEY go together: give both, or neither".into(),
+                ))
+            }
+        }
         let refusals = crate::access::Refusals::new(self.role());
         let sink = refusals.clone();
         opts = opts
@@ -313,7 +381,12 @@ impl ConnectSettings {
             .collect::<std::result::Result<Vec<_>, _>>()
             .map_err(|e| BusError::Config(format!("NATS_URL {:?}: {e}", self.url)))?;
         let client = opts.connect(addrs).await.map_err(|e| {
-            let hint = if self.user.is_none() && self.creds.is_none() {
+            let text = format!("{e:?}");
+            let hint = if text.contains("UnknownIssuer") || text.contains("certificate") {
+                " (the server's certificate is not from a CA this client trusts: set NATS_CA to the deployment's ca.crt)"
+            } else if text.contains("TLS") && !self.requires_tls() {
+                " (the server requires TLS: use a tls:// NATS_URL and set NATS_CA)"
+            } else if self.user.is_none() && self.creds.is_none() && self.cert.is_none() {
                 " (no NATS_USER/NATS_PASSWORD set: pass --env data/credentials/<role>.env)"
             } else {
                 ""

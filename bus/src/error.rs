@@ -97,6 +97,12 @@ pub enum BusError {
     /// Configuration or credentials are missing or wrong.
     #[error("configuration: {0}")]
     Config(String),
+    /// A certificate, key or TLS setting that cannot be used: which file, and why.
+    #[error("TLS: {what}: {reason}")]
+    Tls { what: String, reason: String },
+    /// A listener beyond loopback without TLS, and plaintext was not asked for by name.
+    #[error("{what} would listen on {addr} without TLS; beyond loopback every link is encrypted. Give it a certificate with --tls-cert FILE --tls-key FILE (and --tls-ca FILE; from `lienthong pki issue` or the city's own PKI), or allow plaintext explicitly with --insecure-plaintext")]
+    Plaintext { what: String, addr: String },
     /// The embedded nats-server could not be found, is too old, or failed to start.
     #[error("nats-server: {0}")]
     Server(String),

@@ -24,6 +24,7 @@
 //! - [`subscriber`]: decoding what comes off a stream; durable consumers ([`Subscriber`]).
 //! - [`credentials`]: roles, generated credentials, connecting ([`ConnectSettings`]).
 //! - [`server`]: the embedded nats-server supervisor ([`NatsServer`]).
+//! - [`tls`]: certificates (`pki`), TLS on every link beyond loopback, HTTPS listeners.
 //! - [`shutdown`]: stopping long-running work together ([`Shutdown`]).
 //! - [`metrics`]: counters and every input record's outcome ([`Outcomes`]), for `/metrics`.
 //! - [`error`]: the one error type ([`BusError`]).
@@ -53,6 +54,7 @@ pub mod shutdown;
 pub mod sites;
 pub mod subject;
 pub mod subscriber;
+pub mod tls;
 pub mod topology;
 
 pub use access::Refusals;

@@ -15,6 +15,7 @@ use tracing::{debug, info, warn};
 
 use crate::credentials::CredentialSet;
 use crate::error::{BusError, Result};
+use crate::tls::{TlsFiles, Transport};
 
 /// The project's server configuration (its hand-written part), built into the binary.
 pub const NATS_CONF: &str = include_str!("../../nats.conf");
@@ -119,6 +120,19 @@ pub struct ServerOptions {
     pub domain: Option<String>,
     /// Leaf-node links: listening for sites (a hub), or a site's link to its hub.
     pub leaf: Option<LeafNodes>,
+    /// TLS on every listener (clients, routes, leaf links), or plaintext — which beyond
+    /// loopback must be asked for by name.
+    pub transport: Transport,
+}
+
+/// How a site's leaf link proves who it is to the hub.
+#[derive(Clone)]
+pub enum LeafAuth {
+    /// A user and password in the link's URL (a hub without TLS on its leaf port).
+    Password { user: String, password: String },
+    /// A client certificate that the hub maps to the site's account (mutual TLS): no
+    /// password on the wire.
+    Certificate(TlsFiles),
 }
 
 /// A server's leaf-node links.
@@ -126,12 +140,11 @@ pub struct ServerOptions {
 pub enum LeafNodes {
     /// A hub: sites connect here.
     Listen { port: u16 },
-    /// A site: one link to the hub (`nats-leaf://host:port` seeds), as `user`, binding the
-    /// site's bus account to the hub account of that user.
+    /// A site: one link to the hub (`nats-leaf://host:port` seeds), binding the site's bus
+    /// account to the hub account its credentials map to.
     Remote {
         urls: Vec<String>,
-        user: String,
-        password: String,
+        auth: LeafAuth,
         /// Subjects the site refuses to receive over the link
         /// ([`crate::sites::site_denied_imports`]).
         deny_imports: Vec<String>,
@@ -142,31 +155,51 @@ impl std::fmt::Debug for LeafNodes {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::Listen { port } => f.debug_struct("Listen").field("port", port).finish(),
-            Self::Remote { urls, user, .. } => f
+            Self::Remote { urls, auth, .. } => f
                 .debug_struct("Remote")
                 .field("urls", urls)
-                .field("user", user)
+                .field(
+                    "auth",
+                    &match auth {
+                        LeafAuth::Password { user, .. } => format!("password of {user}"),
+                        LeafAuth::Certificate(files) => {
+                            format!("certificate {}", files.cert.display())
+                        }
+                    },
+                )
                 .finish_non_exhaustive(),
         }
     }
 }
 
 impl LeafNodes {
-    /// What the links add to the configuration.
-    pub fn config(&self, host: &str) -> Result<String> {
+    /// What the links add to the configuration. A hub's listener with TLS requires each
+    /// site's certificate and maps it to the site's user (`verify_and_map`), and admits only
+    /// the certificates pinned in [`LEAF_PINS_CONF`] (written by the configuration agent from
+    /// the registered sites).
+    pub fn config(&self, host: &str, transport: &Transport) -> Result<String> {
         Ok(match self {
             // Not advertised: the addresses a hub knows itself by are often not the ones a
             // site reaches it at (NAT, proxies); sites list every node in `--hub`.
             Self::Listen { port } => {
-                format!("\nleafnodes {{\n  listen: \"{host}:{port}\"\n  no_advertise: true\n}}\n")
+                let tls = match &transport.tls {
+                    Some(files) => tls_block(
+                        files,
+                        "verify_and_map: true",
+                        &format!("include \"{LEAF_PINS_CONF}\""),
+                    )?,
+                    None => String::new(),
+                };
+                format!(
+                    "\nleafnodes {{\n  listen: \"{host}:{port}\"\n  no_advertise: true\n{tls}}}\n"
+                )
             }
             Self::Remote {
                 urls,
-                user,
-                password,
+                auth,
                 deny_imports,
             } => {
-                let mut with_credentials = Vec::new();
+                let mut seeds = Vec::new();
                 for u in urls {
                     let mut url = url::Url::parse(u).map_err(|e| {
                         BusError::Config(format!("hub address {u:?}: {e} (nats-leaf://host:port)"))
@@ -176,21 +209,116 @@ impl LeafNodes {
                             "hub address {u:?} has no host (nats-leaf://host:port)"
                         )));
                     }
-                    url.set_username(user)
-                        .and_then(|_| url.set_password(Some(password)))
-                        .map_err(|_| BusError::Config(format!("hub address {u:?}")))?;
-                    with_credentials.push(format!("\"{url}\""));
+                    if let LeafAuth::Password { user, password } = auth {
+                        url.set_username(user)
+                            .and_then(|_| url.set_password(Some(password)))
+                            .map_err(|_| BusError::Config(format!("hub address {u:?}")))?;
+                    }
+                    seeds.push(format!("\"{url}\""));
                 }
+                let tls = match auth {
+                    LeafAuth::Certificate(files) => {
+                        format!(", tls: {{ {} }}", tls_fields(files, "")?.join(", "))
+                    }
+                    LeafAuth::Password { .. } => String::new(),
+                };
                 let deny: Vec<String> = deny_imports.iter().map(|s| format!("\"{s}\"")).collect();
                 format!(
-                    "\nleafnodes {{\n  reconnect: \"1s\"\n  remotes: [{{ urls: [{}], account: \"{}\", deny_imports: [{}] }}]\n}}\n",
-                    with_credentials.join(", "),
+                    "\nleafnodes {{\n  reconnect: \"1s\"\n  remotes: [{{ urls: [{}], account: \"{}\", deny_imports: [{}]{tls} }}]\n}}\n",
+                    seeds.join(", "),
                     crate::roles::BUS_ACCOUNT,
                     deny.join(", ")
                 )
             }
         })
     }
+}
+
+/// The pins of the sites' certificates, beside `nats.conf` (included in a hub's leaf TLS
+/// block): a site removed, or re-registered with a new certificate, loses its pin, and
+/// nats-server closes its open link at the reload.
+pub const LEAF_PINS_CONF: &str = "leaf-pins.conf";
+
+/// A pin that no key has: with no site registered by certificate, no leaf link is admitted
+/// (an empty list would admit any certificate of the CA, and keep a removed site's link open).
+pub const NO_SITE_PIN: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// The text of [`LEAF_PINS_CONF`] for these pins (SHA-256 of each certificate's public key).
+pub fn leaf_pins(pins: &[String]) -> String {
+    let pins: Vec<String> = if pins.is_empty() {
+        vec![format!("\"{NO_SITE_PIN}\"")]
+    } else {
+        pins.iter().map(|p| format!("\"{p}\"")).collect()
+    };
+    format!(
+        "# The certificates of the registered sites (SHA-256 of each public key), written by the\n# configuration agent. Generated: do not edit.\npinned_certs: [{}]\n",
+        pins.join(", ")
+    )
+}
+
+/// The `key: "value"` fields naming a certificate, key and CA, with `extra` fields.
+fn tls_fields(files: &TlsFiles, extra: &str) -> Result<Vec<String>> {
+    let files = files.absolute()?;
+    let quote = |p: &Path| {
+        let s = p.display().to_string();
+        if s.contains('"') || s.contains('\n') {
+            Err(BusError::Config(format!(
+                "{s:?}: a TLS file's path may not hold quotes or line breaks"
+            )))
+        } else {
+            Ok(format!("\"{s}\""))
+        }
+    };
+    let mut out = vec![
+        format!("cert_file: {}", quote(&files.cert)?),
+        format!("key_file: {}", quote(&files.key)?),
+    ];
+    if let Some(ca) = &files.ca {
+        out.push(format!("ca_file: {}", quote(ca)?));
+    }
+    out.push("timeout: 5".into());
+    if !extra.is_empty() {
+        out.push(extra.to_string());
+    }
+    Ok(out)
+}
+
+/// A `tls { … }` block (indented for a block inside a block) with `verify` settings and more
+/// lines. Verifying peers needs the CA.
+fn tls_block(files: &TlsFiles, verify: &str, more: &str) -> Result<String> {
+    if !verify.is_empty() && files.ca.is_none() {
+        return Err(BusError::Tls {
+            what: files.cert.display().to_string(),
+            reason: "routes and sites' links verify the peer's certificate: give the CA (--tls-ca)"
+                .into(),
+        });
+    }
+    let mut lines = tls_fields(files, verify)?;
+    if !more.is_empty() {
+        lines.push(more.to_string());
+    }
+    Ok(format!(
+        "  tls {{\n{}\n  }}\n",
+        lines
+            .iter()
+            .map(|l| format!("    {l}"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    ))
+}
+
+/// The client port's `tls { … }` block: clients see the server's certificate and log in by
+/// password (or, with `verify_and_map` elsewhere, certificate) over the encrypted link.
+pub fn client_tls_config(files: &TlsFiles) -> Result<String> {
+    let lines = tls_fields(files, "")?;
+    Ok(format!(
+        "\ntls {{\n{}\n}}\n",
+        lines
+            .iter()
+            .map(|l| format!("  {l}"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    ))
 }
 
 /// One node of a cluster of servers with routes between them (JetStream clustered).
@@ -207,20 +335,25 @@ pub struct ClusterNode {
 }
 
 impl ClusterNode {
-    /// What the node adds to the configuration: its name and the cluster block.
-    pub fn config(&self, host: &str) -> String {
+    /// What the node adds to the configuration: its name and the cluster block (routes
+    /// mutually authenticated with the nodes' certificates under TLS).
+    pub fn config(&self, host: &str, transport: &Transport) -> Result<String> {
         let routes: Vec<String> = self
             .routes
             .iter()
             .map(|r| format!("\"nats-route://{r}\""))
             .collect();
-        format!(
-            "\nserver_name: \"{}\"\ncluster {{\n  name: \"{}\"\n  listen: \"{host}:{}\"\n  routes: [{}]\n}}\n",
+        let tls = match &transport.tls {
+            Some(files) => tls_block(files, "verify: true", "")?,
+            None => String::new(),
+        };
+        Ok(format!(
+            "\nserver_name: \"{}\"\ncluster {{\n  name: \"{}\"\n  listen: \"{host}:{}\"\n  routes: [{}]\n{tls}}}\n",
             self.name,
             self.cluster,
             self.route_port,
             routes.join(", ")
-        )
+        ))
     }
 }
 
@@ -246,6 +379,8 @@ pub struct NatsServer {
     /// The binary and the configuration it was started with (for [`NatsServer::restart`]).
     bin: PathBuf,
     conf: PathBuf,
+    /// Clients must speak TLS (`tls://` URLs).
+    tls: bool,
     _temp: Option<tempfile::TempDir>,
 }
 
@@ -259,12 +394,24 @@ impl NatsServer {
         std::fs::create_dir_all(&opts.data_dir)
             .map_err(|e| BusError::io(format!("creating {}", opts.data_dir.display()), e))?;
         let conf = opts.data_dir.join("nats.conf");
+        // Nothing listens beyond loopback in the clear unless asked for by name.
+        opts.transport
+            .check_listener("nats-server", &opts.host, opts.port.unwrap_or(0))?;
         let mut text = server_config(opts.sync_always, opts.domain.as_deref());
+        if let Some(files) = &opts.transport.tls {
+            files.check()?;
+            text.push_str(&client_tls_config(files)?);
+        }
         if let Some(node) = &opts.node {
-            text.push_str(&node.config(&opts.host));
+            text.push_str(&node.config(&opts.host, &opts.transport)?);
         }
         if let Some(leaf) = &opts.leaf {
-            text.push_str(&leaf.config(&opts.host)?);
+            text.push_str(&leaf.config(&opts.host, &opts.transport)?);
+        }
+        // The sites' pins, until the configuration agent writes the registered ones.
+        let pins = opts.data_dir.join(LEAF_PINS_CONF);
+        if !pins.exists() {
+            crate::credentials::write_private(&pins, &leaf_pins(&[]))?;
         }
         // A site's link holds its password: readable by this user only.
         crate::credentials::write_private(&conf, &text)?;
@@ -291,6 +438,7 @@ impl NatsServer {
             data_dir: opts.data_dir,
             bin,
             conf,
+            tls: opts.transport.tls.is_some(),
             _temp: None,
         })
     }
@@ -352,6 +500,7 @@ impl NatsServer {
                 node: None,
                 domain: None,
                 leaf: None,
+                transport: Transport::default(),
             },
             credentials,
         )
@@ -364,8 +513,10 @@ impl NatsServer {
         self.port
     }
 
+    /// The client URL: `tls://host:port` when clients must speak TLS.
     pub fn url(&self) -> String {
-        format!("nats://{}:{}", self.host, self.port)
+        let scheme = if self.tls { "tls" } else { "nats" };
+        format!("{scheme}://{}:{}", self.host, self.port)
     }
 
     pub fn data_dir(&self) -> &Path {

@@ -27,6 +27,10 @@ pub struct DeliverOptions {
     pub request_timeout: Duration,
     /// Events fetched at a time.
     pub batch: usize,
+    /// Certificate authorities that receivers' certificates may come from besides the
+    /// public ones (a city's own CA, `--webhook-ca`). Receivers' certificates are always
+    /// verified.
+    pub extra_roots: Vec<reqwest::Certificate>,
 }
 
 impl Default for DeliverOptions {
@@ -37,6 +41,7 @@ impl Default for DeliverOptions {
             failing_after: 5,
             request_timeout: Duration::from_secs(10),
             batch: 100,
+            extra_roots: Vec::new(),
         }
     }
 }
@@ -66,18 +71,24 @@ impl Deliverer {
         options: DeliverOptions,
         metrics: Metrics,
     ) -> Self {
+        let http = options
+            .extra_roots
+            .iter()
+            .fold(reqwest::Client::builder(), |b, root| {
+                b.add_root_certificate(root.clone())
+            })
+            .user_agent(concat!("lienthong-deliver/", env!("CARGO_PKG_VERSION")))
+            .pool_max_idle_per_host(4)
+            .build()
+            .expect("an HTTP client");
         Self {
+            http,
             reader: StreamReader::new(client.clone(), refusals.clone()),
             reporter: Publisher::new(async_nats::jetstream::new(client), schemas, SOURCE)
                 .with_refusals(refusals),
             credentials_dir: credentials_dir.to_path_buf(),
             options,
             metrics,
-            http: reqwest::Client::builder()
-                .user_agent(concat!("lienthong-deliver/", env!("CARGO_PKG_VERSION")))
-                .pool_max_idle_per_host(4)
-                .build()
-                .expect("an HTTP client"),
         }
     }
 

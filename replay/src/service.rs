@@ -1,11 +1,10 @@
 //! The replay service: projections following their streams, and the HTTP API.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use async_nats::jetstream;
+use lienthong_bus::tls::http::Listener as HttpListener;
 use lienthong_bus::SchemaRegistry;
-use tokio::net::TcpListener;
 use tracing::info;
 
 use crate::error::Result;
@@ -83,7 +82,7 @@ impl Default for ServeOptions {
 /// Serves the HTTP API on `listener` and, unless `js` is `None` (a read-only copy), follows
 /// every stream into the read models, until `shutdown`.
 pub async fn serve(
-    listener: TcpListener,
+    listener: HttpListener,
     js: Option<jetstream::Context>,
     registry: Arc<SchemaRegistry>,
     store: ReadStore,
@@ -150,8 +149,7 @@ pub async fn serve(
         let rx = stop_rx.clone();
         tasks.push(tokio::spawn(async move { writer.run(rx).await }));
     }
-    let addr: SocketAddr = listener.local_addr()?;
-    info!(%addr, read_only = js.is_none(), "replay service listening");
+    info!(url = %listener.url(), read_only = js.is_none(), "replay service listening");
     let app = router(AppState {
         store: store.clone(),
         registry,

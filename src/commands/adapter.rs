@@ -20,6 +20,9 @@ pub enum Command {
         /// Serve this adapter's counters (`GET /metrics`: every record's outcome) here.
         #[arg(long, value_name = "ADDR")]
         metrics: Option<std::net::SocketAddr>,
+        /// How the push endpoints and metrics listen (HTTPS with a certificate).
+        #[command(flatten)]
+        tls: super::TlsArgs,
     },
 }
 
@@ -28,7 +31,9 @@ pub async fn run(global: &Global, cmd: Command) -> anyhow::Result<ExitCode> {
         name,
         config,
         metrics: metrics_addr,
+        tls,
     } = cmd;
+    let transport = tls.transport()?;
     let text = std::fs::read_to_string(&config)
         .with_context(|| format!("reading {}", config.display()))?;
     let cfg: AdapterConfig = toml::from_str(&text)
@@ -46,8 +51,9 @@ pub async fn run(global: &Global, cmd: Command) -> anyhow::Result<ExitCode> {
         registry: global.registry()?,
         metrics: lienthong_bus::Metrics::new(),
         refusals: session.refusals,
+        transport: transport.clone(),
     };
-    let _server = super::serve_metrics(&name, metrics_addr, &ctx.metrics).await?;
+    let _server = super::serve_metrics(&name, metrics_addr, &ctx.metrics, &transport).await?;
     cfg.run(ctx, super::interrupted()).await?;
     Ok(ExitCode::SUCCESS)
 }

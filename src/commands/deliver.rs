@@ -20,6 +20,13 @@ pub struct Args {
     /// The longest wait between two attempts of a failing delivery, in seconds.
     #[arg(long, default_value_t = 15)]
     max_backoff_secs: u64,
+    /// A CA (PEM) that receivers' certificates may come from besides the public ones (the
+    /// city's own CA). Receivers' certificates are always verified.
+    #[arg(long, value_name = "FILE")]
+    webhook_ca: Option<PathBuf>,
+    /// How the metrics listen (HTTPS with a certificate).
+    #[command(flatten)]
+    tls: super::TlsArgs,
 }
 
 pub async fn run(global: &Global, a: Args) -> anyhow::Result<ExitCode> {
@@ -33,7 +40,7 @@ pub async fn run(global: &Global, a: Args) -> anyhow::Result<ExitCode> {
             .unwrap_or_else(|| PathBuf::from("data/credentials"))
     });
     let metrics = lienthong_bus::Metrics::new();
-    let _server = super::serve_metrics("deliver", a.metrics, &metrics).await?;
+    let _server = super::serve_metrics("deliver", a.metrics, &metrics, &a.tls.transport()?).await?;
     let deliverer = Deliverer::new(
         session.client.clone(),
         session.refusals.clone(),
@@ -41,6 +48,7 @@ pub async fn run(global: &Global, a: Args) -> anyhow::Result<ExitCode> {
         &dir,
         DeliverOptions {
             max_backoff: std::time::Duration::from_secs(a.max_backoff_secs.max(1)),
+            extra_roots: webhook_roots(a.webhook_ca.as_deref())?,
             ..Default::default()
         },
         metrics,
@@ -48,4 +56,18 @@ pub async fn run(global: &Global, a: Args) -> anyhow::Result<ExitCode> {
     eprintln!("delivering webhook subscriptions (Ctrl-C stops)");
     deliverer.run(super::interrupted()).await;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The certificates of `ca` (PEM), for verifying webhook receivers.
+pub fn webhook_roots(ca: Option<&std::path::Path>) -> anyhow::Result<Vec<reqwest::Certificate>> {
+    let Some(ca) = ca else {
+        return Ok(Vec::new());
+    };
+    lienthong_bus::tls::load_certs(ca)?
+        .into_iter()
+        .map(|der| {
+            reqwest::Certificate::from_der(&der)
+                .map_err(|e| anyhow::anyhow!("--webhook-ca {}: {e}", ca.display()))
+        })
+        .collect()
 }

@@ -12,6 +12,9 @@ pub struct Args {
     /// hashes, sources and types. See adapters/examples/ingress.toml.
     #[arg(long)]
     config: PathBuf,
+    /// HTTPS: this host's certificate (or plaintext, beyond loopback only when asked for).
+    #[command(flatten)]
+    tls: super::TlsArgs,
 }
 
 pub async fn run(global: &Global, a: Args) -> anyhow::Result<ExitCode> {
@@ -31,7 +34,7 @@ pub async fn run(global: &Global, a: Args) -> anyhow::Result<ExitCode> {
     )
     .with_refusals(session.refusals.clone());
     Ingress::new(config, publisher, &lienthong_bus::Metrics::new())?
-        .serve(super::interrupted())
+        .serve(&a.tls.transport()?, super::interrupted())
         .await?;
     Ok(ExitCode::SUCCESS)
 }

@@ -10,6 +10,7 @@ pub mod datasets;
 pub mod deliver;
 pub mod dlq;
 pub mod ingress;
+pub mod pki;
 pub mod publish;
 pub mod replay;
 pub mod schema;
@@ -103,6 +104,62 @@ impl Session {
         }
     }
 }
+/// How a command's listeners are secured: this host's certificate (from `lienthong pki
+/// issue` or the city's own PKI), or plaintext — which beyond loopback must be asked for.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct TlsArgs {
+    /// This host's certificate (PEM) for every listener of the command: NATS (clients,
+    /// routes, sites' links) and HTTP (served as HTTPS). Rotated by replacing the file.
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "LIENTHONG_TLS_CERT",
+        requires = "tls_key"
+    )]
+    pub tls_cert: Option<PathBuf>,
+    /// Its private key (PEM).
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "LIENTHONG_TLS_KEY",
+        requires = "tls_cert"
+    )]
+    pub tls_key: Option<PathBuf>,
+    /// The deployment's CA (PEM): verifies the other nodes and the sites, and is written into
+    /// every credentials file as NATS_CA.
+    #[arg(long, value_name = "FILE", env = "LIENTHONG_TLS_CA")]
+    pub tls_ca: Option<PathBuf>,
+    /// Listen beyond loopback without TLS (only on a network you trust with every password
+    /// and event; refused otherwise).
+    #[arg(long)]
+    pub insecure_plaintext: bool,
+}
+
+impl TlsArgs {
+    pub fn transport(&self) -> anyhow::Result<lienthong_bus::tls::Transport> {
+        let tls = match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => {
+                let files = lienthong_bus::tls::TlsFiles {
+                    cert: cert.clone(),
+                    key: key.clone(),
+                    ca: self.tls_ca.clone(),
+                }
+                .absolute()?;
+                files.check()?;
+                Some(files)
+            }
+            _ => None,
+        };
+        if tls.is_some() && self.insecure_plaintext {
+            anyhow::bail!("--insecure-plaintext and --tls-cert contradict each other: choose one");
+        }
+        Ok(lienthong_bus::tls::Transport {
+            tls,
+            insecure_plaintext: self.insecure_plaintext,
+        })
+    }
+}
+
 /// How the shared datasets are published (`up`, `replay serve`, `datasets …`).
 #[derive(Debug, Clone, clap::Args)]
 pub struct PublicationArgs {
@@ -155,6 +212,7 @@ pub async fn serve_metrics(
     name: &str,
     addr: Option<std::net::SocketAddr>,
     metrics: &lienthong_bus::Metrics,
+    transport: &lienthong_bus::tls::Transport,
 ) -> anyhow::Result<Option<lienthong_adapters::push::PushServer>> {
     let Some(addr) = addr else {
         return Ok(None);
@@ -168,7 +226,8 @@ pub async fn serve_metrics(
         }),
     );
     Ok(Some(
-        lienthong_adapters::push::PushServer::start(name, addr, app, "GET /metrics").await?,
+        lienthong_adapters::push::PushServer::start(name, addr, app, "GET /metrics", transport)
+            .await?,
     ))
 }
 

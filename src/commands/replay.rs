@@ -39,6 +39,9 @@ pub enum Command {
         /// its signed checkpoints (`/api/v1/integrity`, the dashboard).
         #[arg(long, default_value_t = 300, value_name = "SECONDS")]
         verify_every: u64,
+        /// HTTPS: this host's certificate (or plaintext, beyond loopback only when asked for).
+        #[command(flatten)]
+        tls: Box<super::TlsArgs>,
     },
     /// Rebuild read models from the start of their streams into a fresh tree, then swap.
     /// With --as-of or --until-seq, the read models as they were then (into their own --db).
@@ -77,7 +80,9 @@ pub async fn run(global: &Global, cmd: Command) -> anyhow::Result<ExitCode> {
             admin_token_file,
             publication,
             verify_every,
+            tls,
         } => {
+            let transport = tls.transport()?;
             let admin_token = match admin_token_file {
                 Some(p) => Some(
                     std::fs::read_to_string(&p)
@@ -98,10 +103,12 @@ pub async fn run(global: &Global, cmd: Command) -> anyhow::Result<ExitCode> {
             } else {
                 Some(global.jetstream("lienthong-replay").await?)
             };
-            let listener = tokio::net::TcpListener::bind(&listen).await?;
+            let tcp = tokio::net::TcpListener::bind(&listen).await?;
+            let listener =
+                lienthong_bus::tls::http::Listener::new("the replay service", tcp, &transport)?;
             println!(
-                "read models on http://{}/ (store {})",
-                listener.local_addr()?,
+                "read models on {}/ (store {})",
+                listener.url(),
                 db.display()
             );
             service::serve(

@@ -8,7 +8,9 @@ use clap::Subcommand;
 use lienthong::site::{Role, Site, SiteOptions};
 use lienthong_adapters::ingress::IngressConfig;
 use lienthong_bus::credentials::{read_env_file, write_private};
-use lienthong_bus::sites::{self, admin, SiteKind};
+use lienthong_bus::server::LeafAuth;
+use lienthong_bus::sites::{self, admin, SiteCertificate, SiteKind};
+use lienthong_bus::tls::TlsFiles;
 
 use super::Global;
 
@@ -26,6 +28,13 @@ pub enum Command {
         /// hub's AUDIT (and nothing else).
         #[arg(long, value_enum, default_value = "ward")]
         role: KindArg,
+        /// Know the site by this client certificate (PEM, from `lienthong pki issue NAME
+        /// --usage client --unit site` or the city's PKI) instead of a password: its link
+        /// must present it (mutual TLS), the hub maps its subject to the site's account and
+        /// admits only its key. Adding again with a new certificate closes a link open with
+        /// the old one at once.
+        #[arg(long, value_name = "FILE")]
+        certificate: Option<PathBuf>,
     },
     /// On the hub: the ward sites, and how far the hub's streams have sourced each.
     List {
@@ -39,7 +48,7 @@ pub enum Command {
     /// domain, and what the site runs (ward: its streams and the ingress; agency: mirrors of
     /// its granted streams and its read models). --env: the site's credentials on the hub
     /// (site-NAME.env from `site add`, or the agency's agency-NAME.env).
-    Up(UpArgs),
+    Up(Box<UpArgs>),
 }
 
 #[derive(Debug, clap::Args)]
@@ -72,6 +81,10 @@ pub struct UpArgs {
     /// Agency: the read models' address.
     #[arg(long, default_value = "127.0.0.1:8081")]
     http: std::net::SocketAddr,
+    /// The site's own listeners (its NATS port, ingress, read models): TLS with this
+    /// host's certificate, or plaintext (beyond loopback only when asked for).
+    #[command(flatten)]
+    tls: super::TlsArgs,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -89,16 +102,21 @@ pub enum KindArg {
 
 pub async fn run(global: &Global, c: Command) -> anyhow::Result<ExitCode> {
     match c {
-        Command::Add { name, domain, role } => {
+        Command::Add {
+            name,
+            domain,
+            role,
+            certificate,
+        } => {
             let kind = match role {
                 KindArg::Ward => SiteKind::Ward,
                 KindArg::Witness => SiteKind::Witness,
             };
-            add(global, &name, &domain, kind).await
+            add(global, &name, &domain, kind, certificate.as_deref()).await
         }
         Command::List { json } => list(global, json).await,
         Command::Remove { name } => remove(global, &name).await,
-        Command::Up(a) => up(global, a).await,
+        Command::Up(a) => up(global, *a).await,
     }
 }
 
@@ -107,11 +125,19 @@ async fn add(
     name: &str,
     domain: &str,
     kind: SiteKind,
+    certificate: Option<&std::path::Path>,
 ) -> anyhow::Result<ExitCode> {
+    let known_by = certificate.map(site_certificate).transpose()?;
     let session = global.session("lienthong-site-add").await?;
     // A role that may not touch the operator's bucket is told at once, not retried.
     let registered = session
-        .guard(admin::register(&session.js, name, domain, kind))
+        .guard(admin::register(
+            &session.js,
+            name,
+            domain,
+            kind,
+            known_by.as_ref().map(|(c, _)| c.clone()),
+        ))
         .await?;
     let dir = global
         .env
@@ -123,16 +149,31 @@ async fn add(
         SiteKind::Ward => "ward",
         SiteKind::Witness => "witness",
     };
-    write_private(
-        &file,
-        &format!(
-            "# Site {name}'s leaf connection to the hub. Generated; keep private.\n\
-             # Use: lienthong site up --role {role} --name {name} --domain {domain} --hub nats-leaf://HUB:7422 --env THIS_FILE\n\
-             NATS_USER={}\nNATS_PASSWORD={}\nLIENTHONG_SITE_NAME={name}\nLIENTHONG_SITE_DOMAIN={domain}\nLIENTHONG_SITE_ROLE={role}\n",
-            sites::account(name),
-            registered.password,
-        ),
-    )?;
+    let common = format!(
+        "# Use: lienthong site up --role {role} --name {name} --domain {domain} --hub nats-leaf://HUB:7422 --env THIS_FILE\n\
+         LIENTHONG_SITE_NAME={name}\nLIENTHONG_SITE_DOMAIN={domain}\nLIENTHONG_SITE_ROLE={role}\n"
+    );
+    let body =
+        match (&registered.password, &known_by) {
+            (Some(password), _) => format!(
+                "# Site {name}'s leaf connection to the hub. Generated; keep private.\n{common}\
+             NATS_USER={}\nNATS_PASSWORD={password}\n",
+                sites::account(name),
+            ),
+            (None, Some((c, files))) => {
+                format!(
+            "# Site {name}'s leaf connection to the hub, by its certificate (mutual TLS: no\n\
+             # password). Relative paths are read beside this file; copy the three files with it.\n\
+             # Subject {}\n{common}NATS_CERT={}\nNATS_KEY={}\nNATS_CA={}\n",
+            c.subject,
+            files.cert.display(),
+            files.key.display(),
+            files.ca.as_deref().unwrap_or(std::path::Path::new("ca.crt")).display(),
+        )
+            }
+            (None, None) => bail!("registered without a password or a certificate"),
+        };
+    write_private(&file, &body)?;
     match kind {
         SiteKind::Ward => println!(
             "site {name} (domain {domain}) registered; the hub's streams source it ({} sources added)",
@@ -208,9 +249,48 @@ async fn up(global: &Global, a: UpArgs) -> anyhow::Result<ExitCode> {
         .as_ref()
         .context("--env: the site's credentials on the hub (site-NAME.env from `lienthong site add`, or agency-NAME.env)")?;
     let vars = read_env_file(env)?;
-    let (Some(user), Some(password)) = (vars.get("NATS_USER"), vars.get("NATS_PASSWORD")) else {
-        bail!("{} lacks NATS_USER or NATS_PASSWORD", env.display());
+    // Paths in the file are read beside it (a bundle is copied as a whole).
+    let beside = |key: &str| {
+        vars.get(key).map(|p| {
+            let p = PathBuf::from(p);
+            match env.parent() {
+                Some(dir) if p.is_relative() => dir.join(p),
+                _ => p,
+            }
+        })
     };
+    let (user, auth) = match (
+        vars.get("NATS_USER"),
+        vars.get("NATS_PASSWORD"),
+        beside("NATS_CERT"),
+        beside("NATS_KEY"),
+    ) {
+        (_, _, Some(cert), Some(key)) => {
+            let files = TlsFiles {
+                cert,
+                key,
+                ca: beside("NATS_CA"),
+            };
+            files.check()?;
+            let user = vars
+                .get("NATS_USER")
+                .cloned()
+                .unwrap_or_else(|| sites::account(&a.name));
+            (user, LeafAuth::Certificate(files))
+        }
+        (Some(user), Some(password), _, _) => (
+            user.clone(),
+            LeafAuth::Password {
+                user: user.clone(),
+                password: password.clone(),
+            },
+        ),
+        _ => bail!(
+            "{} has neither NATS_CERT and NATS_KEY (a site known by certificate) nor NATS_USER and NATS_PASSWORD",
+            env.display()
+        ),
+    };
+    let user = &user;
     let role = match a.role {
         RoleArg::Ward => Role::Ward,
         RoleArg::Agency => Role::Agency,
@@ -260,7 +340,8 @@ async fn up(global: &Global, a: UpArgs) -> anyhow::Result<ExitCode> {
         role,
         hub: a.hub.clone(),
         user: user.clone(),
-        password: password.clone(),
+        auth,
+        transport: a.tls.transport()?,
         data: a.data,
         nats_host: a.nats_host,
         nats_port: a.nats_port,
@@ -295,4 +376,37 @@ async fn up(global: &Global, a: UpArgs) -> anyhow::Result<ExitCode> {
             ExitCode::FAILURE
         }
     })
+}
+
+/// The subject and key pin of a site's certificate, and the files beside it (`pki issue`
+/// writes NAME.crt, NAME.key and ca.crt together).
+fn site_certificate(path: &std::path::Path) -> anyhow::Result<(SiteCertificate, TlsFiles)> {
+    let info = lienthong_bus::tls::pki::inspect(path)?
+        .into_iter()
+        .next()
+        .with_context(|| format!("{} holds no certificate", path.display()))?;
+    if info.is_ca {
+        bail!("{} is a CA's certificate, not a site's", path.display());
+    }
+    if info.expiry(chrono::Utc::now()) == lienthong_bus::tls::pki::Expiry::Expired {
+        bail!(
+            "{} has expired ({}): issue a new one",
+            path.display(),
+            info.not_after
+        );
+    }
+    let cert = std::path::absolute(path)?;
+    let dir = cert.parent().map(PathBuf::from).unwrap_or_default();
+    let files = TlsFiles {
+        key: cert.with_extension("key"),
+        ca: Some(dir.join(lienthong_bus::tls::pki::CA_CERT)),
+        cert,
+    };
+    Ok((
+        SiteCertificate {
+            subject: info.subject,
+            pin: info.pin,
+        },
+        files,
+    ))
 }

@@ -59,6 +59,11 @@ pub struct Args {
     leaf_port: Option<u16>,
     #[command(flatten)]
     publication: super::PublicationArgs,
+    /// TLS on every listener: NATS clients, routes and sites' links, HTTPS for the read
+    /// models and the ingress. Without it, `up` listens on loopback only (or beyond with
+    /// --insecure-plaintext).
+    #[command(flatten)]
+    tls: super::TlsArgs,
 }
 
 fn toml_file<T: serde::de::DeserializeOwned>(path: &PathBuf, what: &str) -> anyhow::Result<T> {
@@ -93,9 +98,10 @@ pub async fn run(global: &Global, a: Args) -> anyhow::Result<ExitCode> {
         verify_every: std::time::Duration::from_secs(a.verify_every.max(1)),
         cluster: a.cluster.map(usize::from),
         leaf_port: a.leaf_port,
+        transport: a.tls.transport()?,
     })
     .await?;
-    let http = format!("http://{}", stack.http);
+    let http = format!("{}://{}", a.tls.transport()?.http_scheme(), stack.http);
     let creds = stack.credentials_dir.display().to_string();
     println!();
     println!(

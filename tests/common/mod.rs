@@ -38,6 +38,7 @@ impl Bus {
                 node: None,
                 domain: None,
                 leaf: None,
+                transport: Default::default(),
             },
             &creds,
         )
@@ -168,6 +169,7 @@ impl Bus {
             registry: self.registry.clone(),
             metrics: lienthong_bus::Metrics::new(),
             refusals,
+            transport: Default::default(),
         }
     }
 
@@ -329,7 +331,7 @@ pub async fn serve_replay_with(
     let addr = listener.local_addr().unwrap();
     let (trigger, shutdown) = lienthong_bus::Shutdown::new();
     tokio::spawn(lienthong_replay::service::serve(
-        listener,
+        lienthong_bus::tls::http::Listener::plain(listener).unwrap(),
         Some(bus.js("replay").await),
         bus.registry.clone(),
         ReadStore::temporary().unwrap(),

@@ -106,6 +106,8 @@ pub struct DocumentsAdapter {
     push_token: Option<String>,
     publisher: Publisher,
     metrics: Metrics,
+    /// How the push endpoints listen (HTTPS with a certificate).
+    transport: lienthong_bus::tls::Transport,
     inbox: Outcomes,
     push: Outcomes,
 }
@@ -132,6 +134,7 @@ impl DocumentsAdapter {
             publisher,
             inbox: Outcomes::new(&ctx.metrics, "documents.inbox"),
             push: Outcomes::new(&ctx.metrics, "documents.push"),
+            transport: ctx.transport.clone(),
             metrics: ctx.metrics,
         })
     }
@@ -353,6 +356,7 @@ impl DocumentsAdapter {
             self.config.listen,
             || self.router(),
             "POST /edxml, POST /register",
+            &self.transport,
         )
         .await?;
         let interval = Duration::from_secs(self.config.poll_interval_secs.max(1));

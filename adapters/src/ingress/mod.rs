@@ -182,34 +182,37 @@ impl Ingress {
             .with_state(self.clone())
     }
 
-    /// Binds the configured address and serves until `shutdown`.
+    /// Binds the configured address and serves until `shutdown`: HTTPS with a certificate
+    /// in `transport`; plaintext beyond loopback only when asked for.
     pub async fn serve(
         self,
+        transport: &lienthong_bus::tls::Transport,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> Result<(), AdapterError> {
         let addr = self.config.listen;
-        let listener = tokio::net::TcpListener::bind(addr)
+        transport.check_listener("the ingress", &addr.ip().to_string(), addr.port())?;
+        let tcp = tokio::net::TcpListener::bind(addr)
             .await
             .map_err(|e| AdapterError::Config(format!("ingress listen {addr}: {e}")))?;
+        let listener = HttpListener::new("the ingress", tcp, transport)?;
         self.serve_on(listener, shutdown).await
     }
 
     /// Serves on a bound listener until `shutdown`.
     pub async fn serve_on(
         self,
-        listener: tokio::net::TcpListener,
+        listener: HttpListener,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> Result<(), AdapterError> {
-        let addr = listener
-            .local_addr()
-            .map_err(|e| AdapterError::Config(format!("ingress: {e}")))?;
-        info!(%addr, callers = self.config.callers.len(), "CloudEvents ingress: POST /events");
+        info!(url = %listener.url(), callers = self.config.callers.len(), "CloudEvents ingress: POST /events");
         axum::serve(listener, self.router())
             .with_graceful_shutdown(shutdown)
             .await
             .map_err(|e| AdapterError::Config(format!("ingress: {e}")))
     }
 }
+
+use lienthong_bus::tls::http::Listener as HttpListener;
 
 #[cfg(test)]
 mod tests {

@@ -130,6 +130,8 @@ pub struct MeetingsAdapter {
     /// Jitsi posts are handled one at a time: a room's memory is read, updated and saved.
     rooms: Arc<Mutex<()>>,
     metrics: Metrics,
+    /// How the push endpoints listen (HTTPS with a certificate).
+    transport: lienthong_bus::tls::Transport,
     bbb: Outcomes,
     jitsi: Outcomes,
 }
@@ -176,6 +178,7 @@ impl MeetingsAdapter {
             rooms: Arc::new(Mutex::new(())),
             bbb: Outcomes::new(&ctx.metrics, "meetings.bbb"),
             jitsi: Outcomes::new(&ctx.metrics, "meetings.jitsi"),
+            transport: ctx.transport.clone(),
             metrics: ctx.metrics,
         })
     }
@@ -208,6 +211,7 @@ impl MeetingsAdapter {
             self.config.listen,
             self.router(),
             "POST /meetings/bbb, POST /meetings/jitsi/events/…",
+            &self.transport,
         )
         .await?;
         shutdown.await;

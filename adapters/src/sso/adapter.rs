@@ -125,6 +125,8 @@ pub struct SsoAdapter {
     state: AdapterState,
     http: reqwest::Client,
     metrics: Metrics,
+    /// How the push endpoints listen (HTTPS with a certificate).
+    transport: lienthong_bus::tls::Transport,
     webhook: Outcomes,
     admin_api: Outcomes,
 }
@@ -163,6 +165,7 @@ impl SsoAdapter {
             http,
             webhook: Outcomes::new(&ctx.metrics, "sso.webhook"),
             admin_api: Outcomes::new(&ctx.metrics, "sso.admin_api"),
+            transport: ctx.transport.clone(),
             metrics: ctx.metrics,
         })
     }
@@ -348,6 +351,7 @@ impl SsoAdapter {
             self.config.listen,
             || self.router(),
             "POST /keycloak/events",
+            &self.transport,
         )
         .await?;
         let interval = Duration::from_secs(

@@ -57,6 +57,10 @@ pub struct Agent {
     /// The hashes as last read, with the bucket's sequence then (read again only when it
     /// moved: listing a bucket's keys creates a consumer on the server).
     hashes: Option<(u64, Access)>,
+    /// The server's leaf port maps sites' certificates (mutual TLS): sites registered by
+    /// certificate are rendered, and their pins written. Off: they are left out (a user
+    /// with no password must never be offered where certificates are not mapped).
+    certificates: bool,
 }
 
 /// What `AGENCY_ACCESS` holds for the servers' configuration.
@@ -92,7 +96,33 @@ impl Agent {
             system,
             applied: None,
             hashes: None,
+            certificates: false,
         })
+    }
+
+    /// For a server whose leaf port maps sites' certificates (a hub with TLS).
+    pub fn with_certificate_sites(mut self, on: bool) -> Self {
+        self.certificates = on;
+        self
+    }
+
+    /// The sites this server renders: those known by certificate only where it maps them.
+    fn sites(&self, access: &Access) -> Vec<SiteRecord> {
+        access
+            .sites
+            .iter()
+            .filter(|s| {
+                let usable = s.certificate.is_none() || self.certificates;
+                if !usable {
+                    warn!(
+                        site = %s.name,
+                        "site registered by certificate, but this server's leaf port does not use TLS: it cannot link"
+                    );
+                }
+                usable
+            })
+            .cloned()
+            .collect()
     }
 
     /// The agencies' hashes and the sites, read again only when the bucket changed.
@@ -118,7 +148,7 @@ impl Agent {
         let mut accounts = self.base.clone();
         let agencies: Vec<_> = registry.agencies.values().collect();
         add_agencies(&mut accounts, &agencies, &access.agencies);
-        crate::sites::add_sites(&mut accounts, &access.sites);
+        crate::sites::add_sites(&mut accounts, &self.sites(&access));
         let at = Applied {
             registry_sequence: registry.sequence,
             access_digest: digest(&access),
@@ -138,8 +168,20 @@ impl Agent {
         }
         let (accounts, at) = self.render().await?;
         let text = render_accounts(&accounts)?;
+        // The sites' certificate pins: a site removed or given a new certificate loses its
+        // pin, and the reload below closes a link still open with it.
+        let pins_path = self.path.with_file_name(crate::server::LEAF_PINS_CONF);
+        let access = self.current_hashes().await?;
+        let pins = crate::server::leaf_pins(&crate::sites::pins(&self.sites(&access)));
+        let pins_changed = std::fs::read_to_string(&pins_path).ok().as_deref() != Some(&pins);
+        if pins_changed {
+            crate::credentials::write_private(&pins_path, &pins)?;
+        }
         let old = std::fs::read_to_string(&self.path).ok();
         let changed = old.as_deref() != Some(text.as_str());
+        if pins_changed && !changed {
+            self.reload().await?;
+        }
         if changed {
             // nats-server does not wire the service imports of an account that a reload
             // creates (they answer "no responders" until a restart), while imports added to

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use async_nats::jetstream;
 
-use super::{SiteKind, SiteRecord};
+use super::{SiteCertificate, SiteKind, SiteRecord};
 use crate::agencies::agent::{applied_records, digest, read_access, Access};
 use crate::error::{retrying, BusError, Result};
 use crate::topology::AGENCY_ACCESS_BUCKET;
@@ -14,10 +14,11 @@ use crate::topology::AGENCY_ACCESS_BUCKET;
 /// How long the servers' agents may take to apply a change.
 pub const APPLY_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// A site just registered, with the password of its leaf link (shown once).
+/// A site just registered, with the password of its leaf link (shown once; none for a site
+/// known by certificate).
 pub struct Registered {
     pub record: SiteRecord,
-    pub password: String,
+    pub password: Option<String>,
     /// Sources added to the hub's streams (a ward's; 0 when it was already a source).
     pub sources_added: usize,
 }
@@ -28,13 +29,17 @@ pub async fn access(js: &jetstream::Context) -> Result<Access> {
 }
 
 /// Registers site `name`: checks its name and domain (unique among the sites; a site
-/// registered again keeps its domain and kind), records it with a new password, waits until
-/// every server applies it, and for a ward adds its sources to the hub's streams.
+/// registered again keeps its domain and kind), records it with a new password — or, given
+/// its certificate, by the certificate's subject and key (no password at all) —, waits until
+/// every server applies it, and for a ward adds its sources to the hub's streams. Registering
+/// again replaces the password or certificate: a link open with the old certificate is
+/// closed at once.
 pub async fn register(
     js: &jetstream::Context,
     name: &str,
     domain: &str,
     kind: SiteKind,
+    certificate: Option<SiteCertificate>,
 ) -> Result<Registered> {
     super::check_name(name)?;
     super::check_domain(domain)?;
@@ -53,12 +58,29 @@ pub async fn register(
             )));
         }
     }
-    let password = crate::credentials::new_password();
+    if let Some(c) = &certificate {
+        if let Some(other) = sites.iter().find(|s| {
+            s.name != name
+                && s.certificate
+                    .as_ref()
+                    .is_some_and(|o| o.subject == c.subject || o.pin == c.pin)
+        }) {
+            return Err(BusError::Config(format!(
+                "that certificate (subject {}) is site {}'s; give {name} its own",
+                c.subject, other.name
+            )));
+        }
+    }
+    let password = certificate.is_none().then(crate::credentials::new_password);
     let record = SiteRecord {
         name: name.into(),
         domain: domain.into(),
-        password: crate::roles::hash_password(&password)?,
+        password: match &password {
+            Some(p) => crate::roles::hash_password(p)?,
+            None => String::new(),
+        },
         kind,
+        certificate,
     };
     let value: bytes::Bytes = serde_json::to_vec(&record).expect("serialises").into();
     retrying(|| async {

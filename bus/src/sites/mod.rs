@@ -60,10 +60,35 @@ pub struct SiteRecord {
     pub name: String,
     /// Its JetStream domain.
     pub domain: String,
-    /// bcrypt of its leaf connection's password.
+    /// bcrypt of its leaf connection's password (empty for a site known by certificate).
     pub password: String,
     #[serde(default)]
     pub kind: SiteKind,
+    /// The site's client certificate, when it links by mutual TLS: the hub maps it to the
+    /// site's account by its subject and admits only its pinned key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate: Option<SiteCertificate>,
+}
+
+/// How the hub knows a site's certificate.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SiteCertificate {
+    /// Its subject (RFC 4514), the name of the site's user on the hub.
+    pub subject: String,
+    /// SHA-256 of its public key (hex): a new certificate with the same subject but another
+    /// key is not admitted until registered.
+    pub pin: String,
+}
+
+/// The pins of the sites known by certificate, for the hub's leaf TLS block.
+pub fn pins(sites: &[SiteRecord]) -> Vec<String> {
+    let mut pins: Vec<String> = sites
+        .iter()
+        .filter_map(|s| s.certificate.as_ref().map(|c| c.pin.clone()))
+        .collect();
+    pins.sort();
+    pins.dedup();
+    pins
 }
 
 /// The bus's JetStream API as a witness site reaches it (only the creation of consumers on
@@ -115,12 +140,19 @@ fn read_only_mirror(
 }
 
 /// The user of a site's leaf link in its own account on the hub: alone there, it may do
-/// anything in it, and connect only as a leaf node (never as a client of the hub).
-fn site_user(name: &str, password: &str) -> UserConfig {
-    let acc = account(name);
+/// anything in it, and connect only as a leaf node (never as a client of the hub). A site
+/// known by certificate is a user named by the certificate's subject, with no password:
+/// nats-server admits it only through `verify_and_map` on a leaf port with TLS (and refuses
+/// such a user a login by password), which is why only hubs whose leaf port maps
+/// certificates render them ([`add_sites`]'s caller filters).
+fn site_user(site: &SiteRecord) -> UserConfig {
+    let (user, password) = match &site.certificate {
+        Some(c) => (c.subject.clone(), String::new()),
+        None => (account(&site.name), site.password.clone()),
+    };
     UserConfig {
-        user: acc,
-        password: password.to_string(),
+        user,
+        password,
         permissions: Permissions {
             publish: Permission::allow([">".to_string()]),
             subscribe: Permission::allow([">".to_string()]),
@@ -309,7 +341,7 @@ pub fn add_sites(accounts: &mut AccountsConfig, sites: &[SiteRecord]) {
             acc.clone(),
             AccountConfig {
                 jetstream: None,
-                users: vec![site_user(&site.name, &site.password)],
+                users: vec![site_user(site)],
                 exports,
                 imports: Vec::new(),
             },
@@ -358,7 +390,7 @@ fn add_witnesses(accounts: &mut AccountsConfig, witnesses: &[&SiteRecord]) {
             acc.clone(),
             AccountConfig {
                 jetstream: None,
-                users: vec![site_user(&w.name, &w.password)],
+                users: vec![site_user(w)],
                 exports: Vec::new(),
                 imports,
             },
@@ -491,6 +523,7 @@ mod tests {
             domain: domain.into(),
             password: "$2b$06$hash".into(),
             kind: SiteKind::Ward,
+            certificate: None,
         }
     }
 

@@ -42,9 +42,12 @@ pub(super) async fn ingress(
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(async move {
         ingress
-            .serve_on(listener, async {
-                let _ = stop_rx.await;
-            })
+            .serve_on(
+                lienthong_bus::tls::http::Listener::plain(listener)?,
+                async {
+                    let _ = stop_rx.await;
+                },
+            )
             .await
     });
     let bodies: Vec<Vec<u8>> = prepared

@@ -22,7 +22,7 @@ pub(super) async fn end_to_end(
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let service = tokio::spawn(lienthong_replay::service::serve(
-        listener,
+        lienthong_bus::tls::http::Listener::plain(listener)?,
         Some(js.clone()),
         global.registry()?,
         store.clone(),
