@@ -273,6 +273,17 @@ impl Site {
             only_streams: Some(self.mirrors.clone()),
             // `/healthz` says when the site's server is down.
             health: Some(self.supervised.health.clone()),
+            // Its own listeners' certificate and its link's.
+            certificates: opts
+                .transport
+                .tls
+                .iter()
+                .flat_map(|t| t.certificates())
+                .chain(match &opts.auth {
+                    LeafAuth::Certificate(files) => files.certificates(),
+                    LeafAuth::Password { .. } => Vec::new(),
+                })
+                .collect(),
             ..Default::default()
         };
         let schemas = opts.schemas.clone();

@@ -404,6 +404,12 @@ impl Stack {
             health: Some(stack.supervised.health.clone()),
             publication: opts.publication.clone(),
             verify_every: opts.verify_every,
+            certificates: opts
+                .transport
+                .tls
+                .as_ref()
+                .map(|t| t.certificates())
+                .unwrap_or_default(),
             ..Default::default()
         };
 

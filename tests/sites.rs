@@ -318,3 +318,258 @@ async fn ward_and_agency_sites_keep_working_a_minute_without_the_hub_and_nothing
     assert_eq!(sites[0]["name"], "phu-thuy");
     assert_eq!(sites[0]["streams"].as_array().unwrap().len(), 6);
 }
+
+/// Whether a site's log says its link to the hub is up (and not only that it never was).
+fn linked(site: &SiteUp) -> bool {
+    last_link_state(site) == Some(true)
+}
+
+/// The last link state the site logged: `Some(true)` linked, `Some(false)` down.
+fn last_link_state(site: &SiteUp) -> Option<bool> {
+    site.log().lines().rev().find_map(|l| {
+        if l.contains("the link to the hub is down") {
+            Some(false)
+        } else if l.contains("linked to the hub") && !l.contains("not linked") {
+            Some(true)
+        } else {
+            None
+        }
+    })
+}
+
+/// A client certificate for site `name` from `ca` into `dir`.
+fn site_certificate(
+    ca: &lienthong_bus::tls::pki::Authority,
+    name: &str,
+    dir: &std::path::Path,
+) -> std::path::PathBuf {
+    ca.issue(
+        &lienthong_bus::tls::pki::IssueRequest {
+            name: name.into(),
+            usage: lienthong_bus::tls::pki::Usage::Client,
+            dns: vec![],
+            ips: vec![],
+            unit: Some("site".into()),
+            days: 90,
+        },
+        dir,
+    )
+    .unwrap()
+    .cert
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hub_with_tls_links_ward_sites_by_certificate_and_drops_a_removed_or_rotated_one_at_once()
+{
+    use lienthong_bus::tls::pki::{Authority, IssueRequest, Usage};
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Authority::init(&dir.path().join("pki"), "UBND TP. Phan Thiết").unwrap();
+    let hub_cert = ca
+        .issue(
+            &IssueRequest {
+                name: "hub".into(),
+                usage: Usage::Server,
+                dns: vec!["localhost".into()],
+                ips: vec!["127.0.0.1".parse().unwrap()],
+                unit: None,
+                days: 90,
+            },
+            &dir.path().join("hub"),
+        )
+        .unwrap();
+    let leaf = free_port();
+    let hub = Up::start(&[
+        "--leaf-port",
+        &leaf.to_string(),
+        "--tls-cert",
+        hub_cert.cert.to_str().unwrap(),
+        "--tls-key",
+        hub_cert.key.to_str().unwrap(),
+        "--tls-ca",
+        hub_cert.ca.to_str().unwrap(),
+    ]);
+    let base = hub.base.replace("http://", "https://");
+    let http = reqwest::Client::builder()
+        .add_root_certificate(
+            reqwest::Certificate::from_pem(&std::fs::read(&hub_cert.ca).unwrap()).unwrap(),
+        )
+        .build()
+        .unwrap();
+    wait_for(
+        "the hub is up with TLS",
+        Duration::from_secs(60),
+        || async { json_or_null(&http, format!("{base}/healthz")).await["status"] == "ok" },
+        || hub.log_tail(20),
+    )
+    .await;
+    let operator = hub.credentials("operator.env");
+    let op = operator.to_str().unwrap();
+    let op_env = lienthong_bus::credentials::read_env_file(&operator).unwrap();
+    assert!(op_env["NATS_URL"].starts_with("tls://"), "{op_env:?}");
+
+    // The ward is registered by its certificate: no password anywhere.
+    let cert = site_certificate(&ca, "phu-thuy", &dir.path().join("phu-thuy"));
+    let out = lienthong(&[
+        "site",
+        "add",
+        "phu-thuy",
+        "--domain",
+        "phuthuy",
+        "--certificate",
+        cert.to_str().unwrap(),
+        "--env",
+        op,
+    ]);
+    assert!(out.contains("6 sources added"), "{out}");
+    let ward_env = hub.credentials("site-phu-thuy.env");
+    let vars = lienthong_bus::credentials::read_env_file(&ward_env).unwrap();
+    assert!(
+        !vars.contains_key("NATS_PASSWORD") && vars.contains_key("NATS_CERT"),
+        "{vars:?}"
+    );
+    let hub_url = format!("nats-leaf://127.0.0.1:{leaf}");
+    let start_ward = |env: &std::path::Path| {
+        SiteUp::start(&[
+            "--name",
+            "phu-thuy",
+            "--domain",
+            "phuthuy",
+            "--hub",
+            &hub_url,
+            "--env",
+            env.to_str().unwrap(),
+        ])
+    };
+    let ward = start_ward(&ward_env);
+    wait_for(
+        "the ward linked by certificate",
+        Duration::from_secs(60),
+        || async { linked(&ward) },
+        || ward.log_tail(20),
+    )
+    .await;
+    let caller_env = ward.data.join("credentials/ingress-site.env");
+    wait_for(
+        "the ward's ingress is up",
+        Duration::from_secs(30),
+        || async { caller_env.exists() },
+        || ward.log_tail(20),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let token = lienthong_bus::credentials::read_env_file(&caller_env).unwrap()
+        ["LIENTHONG_INGRESS_TOKEN"]
+        .clone();
+    for i in 0..5 {
+        post_at_ward(&http, &ward, &token, &format!("PT-TLS-{i:03}")).await;
+    }
+    let auditor = hub.credentials("auditor.env");
+    wait_for(
+        "the hub sourced the ward's events over mutual TLS",
+        Duration::from_secs(120),
+        || {
+            let auditor = auditor.clone();
+            async move { ids(&auditor, "FIELD_REPORTS").await.0.len() >= 5 }
+        },
+        || ward.log_tail(20),
+    )
+    .await;
+
+    // Impostors: the same subject from another CA, and a certificate of the city's CA that
+    // was never registered. Neither links.
+    let rogue_ca = Authority::init(&dir.path().join("rogue-pki"), "UBND TP. Phan Thiết").unwrap();
+    let rogue_cert = site_certificate(&rogue_ca, "phu-thuy", &dir.path().join("rogue"));
+    let stranger = site_certificate(&ca, "mui-ne", &dir.path().join("mui-ne"));
+    let impostor_env = |name: &str, cert: &std::path::Path| {
+        let env = dir.path().join(format!("{name}.env"));
+        std::fs::write(
+            &env,
+            format!(
+                "NATS_CERT={}\nNATS_KEY={}\nNATS_CA={}\n",
+                cert.display(),
+                cert.with_extension("key").display(),
+                hub_cert.ca.display()
+            ),
+        )
+        .unwrap();
+        env
+    };
+    let rogue = start_ward(&impostor_env("rogue", &rogue_cert));
+    let unregistered = SiteUp::start(&[
+        "--name",
+        "mui-ne",
+        "--domain",
+        "muine",
+        "--hub",
+        &hub_url,
+        "--env",
+        impostor_env("mui-ne", &stranger).to_str().unwrap(),
+    ]);
+    wait_for(
+        "the impostors say they are not linked",
+        Duration::from_secs(60),
+        || async {
+            rogue.log().contains("not linked to the hub")
+                && unregistered.log().contains("not linked to the hub")
+        },
+        || format!("{}\n---\n{}", rogue.log_tail(10), unregistered.log_tail(10)),
+    )
+    .await;
+    assert!(!linked(&rogue), "{}", rogue.log_tail(20));
+    assert!(!linked(&unregistered), "{}", unregistered.log_tail(20));
+    drop((rogue, unregistered));
+
+    // A rotation: the ward's certificate issued again (a new key) and registered; the link
+    // open with the old one is closed at once, and the new one links.
+    let rotated = site_certificate(&ca, "phu-thuy", &dir.path().join("phu-thuy-2"));
+    let asked = Instant::now();
+    lienthong(&[
+        "site",
+        "add",
+        "phu-thuy",
+        "--domain",
+        "phuthuy",
+        "--certificate",
+        rotated.to_str().unwrap(),
+        "--env",
+        op,
+    ]);
+    wait_for(
+        "the link with the old certificate closed",
+        Duration::from_secs(20),
+        || async { last_link_state(&ward) == Some(false) },
+        || ward.log_tail(20),
+    )
+    .await;
+    eprintln!(
+        "rotation: the old certificate's link closed {:.1} s after `site add` was asked (the site looks every 2 s)",
+        asked.elapsed().as_secs_f64()
+    );
+    // The old certificate does not link again (it retries every second).
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    assert_eq!(last_link_state(&ward), Some(false), "{}", ward.log_tail(20));
+    drop(ward);
+    let ward = start_ward(&ward_env);
+    wait_for(
+        "the ward linked with its new certificate",
+        Duration::from_secs(60),
+        || async { linked(&ward) },
+        || ward.log_tail(20),
+    )
+    .await;
+
+    // Removed: its link is closed at once.
+    let asked = Instant::now();
+    lienthong(&["site", "remove", "phu-thuy", "--env", op]);
+    wait_for(
+        "the removed site's link closed",
+        Duration::from_secs(20),
+        || async { last_link_state(&ward) == Some(false) },
+        || ward.log_tail(20),
+    )
+    .await;
+    eprintln!(
+        "removal: the link closed {:.1} s after `site remove` was asked",
+        asked.elapsed().as_secs_f64()
+    );
+}

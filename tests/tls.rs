@@ -25,7 +25,7 @@ fn city(dir: &Path, name: &str) -> (Authority, TlsFiles) {
             dns: vec!["localhost".into()],
             ips: vec!["127.0.0.1".parse().unwrap()],
             unit: None,
-            days: 30,
+            days: 90,
         },
         &out,
     )
@@ -209,4 +209,65 @@ fn nothing_listens_beyond_loopback_in_the_clear_unless_asked_for_by_name() {
         "{out}"
     );
     eprintln!("replay serve on 0.0.0.0: {}", out.trim());
+}
+
+#[tokio::test]
+async fn healthz_degrades_and_the_integrity_panel_warns_30_days_before_a_certificate_expires() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, long) = city(dir.path(), "replay");
+    let short = ca
+        .issue(
+            &IssueRequest {
+                name: "short".into(),
+                usage: Usage::Server,
+                dns: vec!["localhost".into()],
+                ips: vec![],
+                unit: None,
+                days: 20,
+            },
+            &dir.path().join("short"),
+        )
+        .unwrap();
+    let bus = common::Bus::start().await;
+    let http = reqwest::Client::new();
+    let serve = |certificates: Vec<std::path::PathBuf>| {
+        common::serve_replay_with(
+            &bus,
+            lienthong_replay::service::ServeOptions {
+                certificates,
+                ..Default::default()
+            },
+        )
+    };
+    let (addr, _a) = serve(long.certificates()).await;
+    let health = common::get_json(&http, format!("http://{addr}/healthz")).await;
+    assert_eq!(health["status"], "ok", "{health}");
+    assert_eq!(health["certificates"][0]["state"], "valid", "{health}");
+
+    let (addr, _b) = serve(vec![short.cert.clone(), short.ca.clone()]).await;
+    let health = common::get_json(&http, format!("http://{addr}/healthz")).await;
+    assert_eq!(health["status"], "degraded", "{health}");
+    assert_eq!(health["certificates"][0]["state"], "expiring", "{health}");
+    assert!(health["certificates"][0]["days_left"].as_i64().unwrap() <= 20);
+    let integrity = common::get_json(&http, format!("http://{addr}/api/v1/integrity")).await;
+    let warned = integrity["certificates"].as_array().unwrap();
+    assert_eq!(
+        warned.len(),
+        1,
+        "only the expiring one is warned: {integrity}"
+    );
+    assert!(
+        warned[0]["warning"].as_str().unwrap().contains("CN=short"),
+        "{integrity}"
+    );
+    assert_eq!(integrity["alarms"], 1, "{integrity}");
+
+    // A certificate file that cannot be read is an error, not a silence.
+    let (addr, _c) = serve(vec![dir.path().join("missing.crt")]).await;
+    let r = http
+        .get(format!("http://{addr}/healthz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503);
 }

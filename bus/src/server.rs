@@ -174,20 +174,15 @@ impl std::fmt::Debug for LeafNodes {
 
 impl LeafNodes {
     /// What the links add to the configuration. A hub's listener with TLS requires each
-    /// site's certificate and maps it to the site's user (`verify_and_map`), and admits only
-    /// the certificates pinned in [`LEAF_PINS_CONF`] (written by the configuration agent from
-    /// the registered sites).
+    /// site's certificate and maps its subject to the site's user (`verify_and_map`): a
+    /// certificate whose subject is not registered is refused.
     pub fn config(&self, host: &str, transport: &Transport) -> Result<String> {
         Ok(match self {
             // Not advertised: the addresses a hub knows itself by are often not the ones a
             // site reaches it at (NAT, proxies); sites list every node in `--hub`.
             Self::Listen { port } => {
                 let tls = match &transport.tls {
-                    Some(files) => tls_block(
-                        files,
-                        "verify_and_map: true",
-                        &format!("include \"{LEAF_PINS_CONF}\""),
-                    )?,
+                    Some(files) => tls_block(files, "verify_and_map: true", "")?,
                     None => String::new(),
                 };
                 format!(
@@ -232,28 +227,6 @@ impl LeafNodes {
             }
         })
     }
-}
-
-/// The pins of the sites' certificates, beside `nats.conf` (included in a hub's leaf TLS
-/// block): a site removed, or re-registered with a new certificate, loses its pin, and
-/// nats-server closes its open link at the reload.
-pub const LEAF_PINS_CONF: &str = "leaf-pins.conf";
-
-/// A pin that no key has: with no site registered by certificate, no leaf link is admitted
-/// (an empty list would admit any certificate of the CA, and keep a removed site's link open).
-pub const NO_SITE_PIN: &str = "0000000000000000000000000000000000000000000000000000000000000000";
-
-/// The text of [`LEAF_PINS_CONF`] for these pins (SHA-256 of each certificate's public key).
-pub fn leaf_pins(pins: &[String]) -> String {
-    let pins: Vec<String> = if pins.is_empty() {
-        vec![format!("\"{NO_SITE_PIN}\"")]
-    } else {
-        pins.iter().map(|p| format!("\"{p}\"")).collect()
-    };
-    format!(
-        "# The certificates of the registered sites (SHA-256 of each public key), written by the\n# configuration agent. Generated: do not edit.\npinned_certs: [{}]\n",
-        pins.join(", ")
-    )
 }
 
 /// The `key: "value"` fields naming a certificate, key and CA, with `extra` fields.
@@ -407,11 +380,6 @@ impl NatsServer {
         }
         if let Some(leaf) = &opts.leaf {
             text.push_str(&leaf.config(&opts.host, &opts.transport)?);
-        }
-        // The sites' pins, until the configuration agent writes the registered ones.
-        let pins = opts.data_dir.join(LEAF_PINS_CONF);
-        if !pins.exists() {
-            crate::credentials::write_private(&pins, &leaf_pins(&[]))?;
         }
         // A site's link holds its password: readable by this user only.
         crate::credentials::write_private(&conf, &text)?;

@@ -36,6 +36,9 @@ pub struct AppState {
     pub health: Option<lienthong_bus::health::Components>,
     /// Turns true when the service shuts down (endless answers end then).
     pub stopping: tokio::sync::watch::Receiver<bool>,
+    /// The certificates this process's links use (its own and the CA's): `/healthz`
+    /// degrades and the integrity panel warns from 30 days before one expires.
+    pub certificates: Vec<std::path::PathBuf>,
 }
 
 /// What `POST /api/v1/admin/rebuild` needs.
@@ -158,4 +161,74 @@ pub fn csv_response(
             .into_response(),
         Err(e) => internal(e),
     }
+}
+
+/// A certificate in use and how near its end it is, for `/healthz` and the dashboard.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CertificateState {
+    pub path: String,
+    pub subject: String,
+    pub not_after: Option<chrono::DateTime<chrono::Utc>>,
+    /// `valid`, `expiring` (within 30 days), `expired`, `not_yet_valid` or `unreadable`.
+    pub state: &'static str,
+    pub days_left: Option<i64>,
+    /// What to do, in words, when it is not `valid`.
+    pub warning: Option<String>,
+}
+
+/// The state of each certificate in `paths`, read now (a rotated file is seen at once).
+pub fn certificate_states(paths: &[std::path::PathBuf]) -> Vec<CertificateState> {
+    use lienthong_bus::tls::pki::{inspect, Expiry};
+    let now = chrono::Utc::now();
+    let mut out = Vec::new();
+    for path in paths {
+        let shown = path.display().to_string();
+        match inspect(path) {
+            Ok(certs) => {
+                for c in certs {
+                    let (state, days, warning) = match c.expiry(now) {
+                        Expiry::Valid(d) => ("valid", Some(d), None),
+                        Expiry::Expiring(d) => (
+                            "expiring",
+                            Some(d),
+                            Some(format!(
+                                "{} expires in {d} days: issue a new one and replace the file",
+                                c.subject
+                            )),
+                        ),
+                        Expiry::Expired => (
+                            "expired",
+                            Some(0),
+                            Some(format!(
+                                "{} has expired: links using it are refused",
+                                c.subject
+                            )),
+                        ),
+                        Expiry::NotYetValid => (
+                            "not_yet_valid",
+                            None,
+                            Some(format!("{} is not valid yet: check the clocks", c.subject)),
+                        ),
+                    };
+                    out.push(CertificateState {
+                        path: shown.clone(),
+                        subject: c.subject,
+                        not_after: Some(c.not_after),
+                        state,
+                        days_left: days,
+                        warning,
+                    });
+                }
+            }
+            Err(e) => out.push(CertificateState {
+                path: shown,
+                subject: String::new(),
+                not_after: None,
+                state: "unreadable",
+                days_left: None,
+                warning: Some(e.to_string()),
+            }),
+        }
+    }
+    out
 }

@@ -61,6 +61,9 @@ pub struct ServeOptions {
     /// Fold only these streams (an agency site holds only what it was granted); `None`:
     /// every stream.
     pub only_streams: Option<Vec<String>>,
+    /// The certificates in use by this process's links (`/healthz` and the dashboard warn
+    /// 30 days before one expires).
+    pub certificates: Vec<std::path::PathBuf>,
 }
 
 impl Default for ServeOptions {
@@ -75,6 +78,7 @@ impl Default for ServeOptions {
             verify_every: std::time::Duration::from_secs(300),
             health: None,
             only_streams: None,
+            certificates: Vec::new(),
         }
     }
 }
@@ -163,6 +167,7 @@ pub async fn serve(
         integrity,
         health: options.health.clone(),
         stopping: stop_rx.clone(),
+        certificates: options.certificates.clone(),
         reader: js
             .as_ref()
             .map(|js| lienthong_bus::StreamReader::new(js.client(), Default::default())),

@@ -124,6 +124,11 @@ pub async fn run(global: &Global, cmd: Command) -> anyhow::Result<ExitCode> {
                     metrics: None,
                     publication: publication.publication(),
                     verify_every: std::time::Duration::from_secs(verify_every.max(1)),
+                    certificates: transport
+                        .tls
+                        .as_ref()
+                        .map(|t| t.certificates())
+                        .unwrap_or_default(),
                     ..Default::default()
                 },
                 super::interrupted(),

@@ -30,9 +30,8 @@ pub enum Command {
         role: KindArg,
         /// Know the site by this client certificate (PEM, from `lienthong pki issue NAME
         /// --usage client --unit site` or the city's PKI) instead of a password: its link
-        /// must present it (mutual TLS), the hub maps its subject to the site's account and
-        /// admits only its key. Adding again with a new certificate closes a link open with
-        /// the old one at once.
+        /// must present it (mutual TLS), and the hub maps its subject to the site's account.
+        /// Adding again with a new certificate closes a link open with the old one at once.
         #[arg(long, value_name = "FILE")]
         certificate: Option<PathBuf>,
     },

@@ -168,20 +168,8 @@ impl Agent {
         }
         let (accounts, at) = self.render().await?;
         let text = render_accounts(&accounts)?;
-        // The sites' certificate pins: a site removed or given a new certificate loses its
-        // pin, and the reload below closes a link still open with it.
-        let pins_path = self.path.with_file_name(crate::server::LEAF_PINS_CONF);
-        let access = self.current_hashes().await?;
-        let pins = crate::server::leaf_pins(&crate::sites::pins(&self.sites(&access)));
-        let pins_changed = std::fs::read_to_string(&pins_path).ok().as_deref() != Some(&pins);
-        if pins_changed {
-            crate::credentials::write_private(&pins_path, &pins)?;
-        }
         let old = std::fs::read_to_string(&self.path).ok();
         let changed = old.as_deref() != Some(text.as_str());
-        if pins_changed && !changed {
-            self.reload().await?;
-        }
         if changed {
             // nats-server does not wire the service imports of an account that a reload
             // creates (they answer "no responders" until a restart), while imports added to
@@ -203,6 +191,17 @@ impl Agent {
             }
             self.write(&text)?;
             self.reload().await?;
+            // nats-server keeps a leaf link open when its user changes or goes at a reload:
+            // a site removed, or registered again with a new certificate or password, would
+            // keep its link. Those links are closed now; a site still registered links again
+            // with what it is registered by, the others are refused.
+            let previous = old.as_deref().and_then(|t| parse_accounts(t).ok());
+            if let Some(previous) = previous {
+                let gone = changed_leaf_accounts(&previous, &accounts);
+                if !gone.is_empty() {
+                    self.close_leaf_links(&gone).await?;
+                }
+            }
             info!(
                 agencies = accounts
                     .keys()
@@ -222,6 +221,50 @@ impl Agent {
         crate::credentials::write_private(&tmp, text)?;
         std::fs::rename(&tmp, &self.path)
             .map_err(|e| BusError::io(format!("replacing {}", self.path.display()), e))
+    }
+
+    /// Closes this server's leaf links bound to `accounts` (`LEAFZ`, then `KICK` each).
+    async fn close_leaf_links(&self, accounts: &[String]) -> Result<()> {
+        let id = self.system.server_info().server_id;
+        let reply = self
+            .system
+            .request(
+                format!("$SYS.REQ.SERVER.{id}.LEAFZ"),
+                Bytes::from_static(b"{}"),
+            )
+            .await
+            .map_err(|e| BusError::nats("listing the server's leaf links", e))?;
+        let answer: serde_json::Value = serde_json::from_slice(&reply.payload).unwrap_or_default();
+        let leafs = answer["data"]["leafs"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        for leaf in leafs {
+            let account = leaf["account"].as_str().unwrap_or_default();
+            let Some(cid) = leaf["id"].as_u64() else {
+                continue;
+            };
+            if !accounts.iter().any(|a| a == account) {
+                continue;
+            }
+            let reply = self
+                .system
+                .request(
+                    format!("$SYS.REQ.SERVER.{id}.KICK"),
+                    serde_json::to_vec(&serde_json::json!({ "cid": cid }))
+                        .expect("serialises")
+                        .into(),
+                )
+                .await
+                .map_err(|e| BusError::nats("closing a leaf link", e))?;
+            let answer: serde_json::Value =
+                serde_json::from_slice(&reply.payload).unwrap_or_default();
+            match answer.get("error") {
+                None => info!(account, cid, "leaf link closed: its registration changed"),
+                Some(e) => warn!(account, cid, "closing a leaf link: {e}"),
+            }
+        }
+        Ok(())
     }
 
     /// Asks the server this agent's system user is connected to, to reload its configuration.
@@ -275,6 +318,32 @@ impl Agent {
 }
 
 /// A digest of the hashes (which agencies and sites, which passwords), to notice any change.
+/// The accounts of sites and agencies whose users changed or that are gone between two
+/// configurations: their open leaf links were admitted by what no longer admits them.
+pub fn changed_leaf_accounts(before: &AccountsConfig, after: &AccountsConfig) -> Vec<String> {
+    let users = |a: &crate::roles::AccountConfig| {
+        let mut u: Vec<(String, String)> = a
+            .users
+            .iter()
+            .map(|u| (u.user.clone(), u.password.clone()))
+            .collect();
+        u.sort();
+        u
+    };
+    before
+        .iter()
+        .filter(|(name, _)| {
+            name.starts_with(crate::sites::PREFIX) || name.starts_with(super::PREFIX)
+        })
+        .filter(|(name, account)| {
+            after
+                .get(*name)
+                .is_none_or(|now| users(now) != users(account))
+        })
+        .map(|(name, _)| name.clone())
+        .collect()
+}
+
 pub fn digest(hashes: &Access) -> String {
     use sha2::{Digest, Sha256};
     let mut h = Sha256::new();

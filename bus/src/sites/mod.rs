@@ -65,7 +65,7 @@ pub struct SiteRecord {
     #[serde(default)]
     pub kind: SiteKind,
     /// The site's client certificate, when it links by mutual TLS: the hub maps it to the
-    /// site's account by its subject and admits only its pinned key.
+    /// site's account by its subject.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub certificate: Option<SiteCertificate>,
 }
@@ -73,22 +73,12 @@ pub struct SiteRecord {
 /// How the hub knows a site's certificate.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SiteCertificate {
-    /// Its subject (RFC 4514), the name of the site's user on the hub.
+    /// Its subject (RFC 4514), the name of the site's user on the hub. Certificates from
+    /// `lienthong pki issue` carry their serial number in their subject, so each issued
+    /// certificate is its own identity: registering a new one ends the old one's.
     pub subject: String,
-    /// SHA-256 of its public key (hex): a new certificate with the same subject but another
-    /// key is not admitted until registered.
+    /// SHA-256 of its public key (hex), for the record (`site list`).
     pub pin: String,
-}
-
-/// The pins of the sites known by certificate, for the hub's leaf TLS block.
-pub fn pins(sites: &[SiteRecord]) -> Vec<String> {
-    let mut pins: Vec<String> = sites
-        .iter()
-        .filter_map(|s| s.certificate.as_ref().map(|c| c.pin.clone()))
-        .collect();
-    pins.sort();
-    pins.dedup();
-    pins
 }
 
 /// The bus's JetStream API as a witness site reaches it (only the creation of consumers on

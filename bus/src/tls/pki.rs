@@ -177,6 +177,16 @@ impl Authority {
         let key = KeyPair::generate().map_err(|e| tls_error("generating a key", e))?;
         let mut params = CertificateParams::default();
         params.distinguished_name = name(&req.name, req.unit.as_deref(), &self.organisation);
+        let serial = serial();
+        if req.usage == Usage::Client {
+            // A client is known by its subject (nats-server's verify_and_map): the serial in
+            // the subject makes each issued certificate its own identity, so registering a
+            // new one (a rotation) ends what the old one could do.
+            params.distinguished_name.push(
+                DnType::CustomDnType(vec![2, 5, 4, 5]),
+                hex::encode(serial.as_ref()),
+            );
+        }
         params.subject_alt_names = req
             .dns
             .iter()
@@ -202,7 +212,7 @@ impl Authority {
         };
         params.use_authority_key_identifier_extension = true;
         validity(&mut params, req.days.max(1));
-        params.serial_number = Some(serial());
+        params.serial_number = Some(serial);
         let cert = params
             .signed_by(&key, &self.issuer)
             .map_err(|e| tls_error(format!("signing {}", req.name), e))?;
@@ -432,6 +442,7 @@ pub fn distinguished_name(
                 "2.5.4.7" => "L",
                 "2.5.4.8" => "ST",
                 "2.5.4.9" => "STREET",
+                "2.5.4.5" => "SERIALNUMBER",
                 "0.9.2342.19200300.100.1.25" => "DC",
                 "0.9.2342.19200300.100.1.1" => "UID",
                 other => {
@@ -551,7 +562,16 @@ mod tests {
                 &dir.path().join("out"),
             )
             .unwrap();
-        assert_eq!(site.info.subject, "CN=phu-thuy,OU=site,O=Lienthong");
+        // The serial in the subject: every issued client certificate is its own identity.
+        assert!(
+            site.info.subject.starts_with("SERIALNUMBER=")
+                && site
+                    .info
+                    .subject
+                    .ends_with(",CN=phu-thuy,OU=site,O=Lienthong"),
+            "{}",
+            site.info.subject
+        );
         assert!(site.info.names.is_empty());
         // A server certificate must name where it answers; names are checked.
         let mut bare = server("n2");

@@ -265,16 +265,23 @@ async fn live(State(s): State<AppState>) -> Sse<impl Stream<Item = Result<Event,
 async fn integrity(State(s): State<AppState>) -> Response {
     let verified = s.integrity.as_ref().map(|i| i.latest());
     let replay = s.metrics.current_alarms();
+    // Certificates in use that expire within 30 days (or have): warned on the panel.
+    let certificates: Vec<_> = crate::api::certificate_states(&s.certificates)
+        .into_iter()
+        .filter(|c| c.warning.is_some())
+        .collect();
     let alarms = verified
         .iter()
         .flatten()
         .filter(|v| v.alarm.is_some())
         .count()
-        + replay.len();
+        + replay.len()
+        + certificates.len();
     Json(json!({
         "verifying": verified.is_some(),
         "streams": verified.unwrap_or_default(),
         "replay_alarms": replay,
+        "certificates": certificates,
         "alarms": alarms,
     }))
     .into_response()

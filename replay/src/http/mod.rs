@@ -138,14 +138,23 @@ async fn healthz(State(s): State<AppState>) -> Result<Response, Unavailable> {
     let alarms = s.metrics.current_alarms();
     // Components down (a supervisor restarting them).
     let down = s.health.as_ref().map(|h| h.down_now()).unwrap_or_default();
-    let (status, code) = if alarms.is_empty() && down.is_empty() {
-        ("ok", StatusCode::OK)
-    } else {
+    // Certificates in use: one expiring within 30 days degrades the answer (the service
+    // still serves); one expired, or not readable, is an error.
+    let certificates = crate::api::certificate_states(&s.certificates);
+    let broken = certificates
+        .iter()
+        .any(|c| matches!(c.state, "expired" | "not_yet_valid" | "unreadable"));
+    let expiring = certificates.iter().any(|c| c.state == "expiring");
+    let (status, code) = if !alarms.is_empty() || !down.is_empty() || broken {
         ("error", StatusCode::SERVICE_UNAVAILABLE)
+    } else if expiring {
+        ("degraded", StatusCode::OK)
+    } else {
+        ("ok", StatusCode::OK)
     };
     Ok((
         code,
-        Json(json!({"status": status, "alarms": alarms, "down": down, "read_only": s.read_only, "projections": projections})),
+        Json(json!({"status": status, "alarms": alarms, "down": down, "certificates": certificates, "read_only": s.read_only, "projections": projections})),
     )
         .into_response())
 }

@@ -19,6 +19,8 @@ const I18N = {
     byApp: 'Lượt đăng nhập theo ứng dụng', cityWide: 'Số liệu toàn thành phố (không lọc theo phường, xã).',
     live: 'Sự kiện mới nhất', connecting: 'Đang kết nối', connected: 'Trực tiếp', disconnected: 'Mất kết nối, đang thử lại',
     liveCount: 'Sự kiện nhận từ khi mở trang:', integrity: 'Toàn vẹn lịch sử dữ liệu',
+    certificate: 'Chứng thư số', certExpiring: n => `Sắp hết hạn: còn ${n} ngày — cấp chứng thư mới`,
+    certExpired: 'Đã hết hạn — các kết nối dùng nó bị từ chối', certBroken: 'Không đọc được hoặc chưa có hiệu lực',
     about: 'Dữ liệu và tài liệu', datasets: 'Bộ dữ liệu dùng chung', events: 'Danh mục sự kiện',
     metrics: 'Chỉ số vận hành', dataset: 'Bộ dữ liệu', langButton: 'EN', langName: 'English',
     cardDocRatio: 'Tỷ lệ văn bản điện tử (không tính văn bản mật)',
@@ -69,6 +71,8 @@ const I18N = {
     byApp: 'Logins by application', cityWide: 'City-wide figures (not filtered by ward).',
     live: 'Latest events', connecting: 'Connecting', connected: 'Live', disconnected: 'Disconnected, retrying',
     liveCount: 'Events received since the page opened:', integrity: 'History integrity',
+    certificate: 'Certificate', certExpiring: n => `Expires in ${n} days — issue a new one`,
+    certExpired: 'Expired — links using it are refused', certBroken: 'Unreadable or not valid yet',
     about: 'Data and documentation', datasets: 'Shared datasets', events: 'Event catalogue',
     metrics: 'Operational metrics', dataset: 'Dataset', langButton: 'VI', langName: 'Tiếng Việt',
     cardDocRatio: 'Electronic document ratio (secret documents excluded)',
@@ -500,8 +504,17 @@ function renderLists() {
 function renderIntegrity() {
   const data = state.integrity;
   const el = $('integrity');
-  if (!data.verifying) { el.replaceChildren(h('caption', {}, t('notVerifying'))); return; }
   const rows = [];
+  // Certificates in use that expire within 30 days, or have: a warning row each.
+  for (const c of data.certificates || []) {
+    const verdict = c.state === 'expiring' ? t('certExpiring', num(c.days_left))
+      : c.state === 'expired' ? t('certExpired') : t('certBroken');
+    rows.push(h('tr', { class: 'alarm', 'data-certificate': c.subject || c.path, 'data-alarm': 'true' },
+      h('td', {}, `${t('certificate')} ${c.subject || c.path}`), h('td', {}, '–'),
+      h('td', {}, '–'), h('td', {}, when(c.not_after)),
+      h('td', { class: 'alarm' }, verdict)));
+  }
+  if (!data.verifying && !rows.length) { el.replaceChildren(h('caption', {}, t('notVerifying'))); return; }
   for (const v of data.streams) {
     const alarm = v.alarm != null;
     let verdict;
