@@ -568,7 +568,8 @@ async fn seed_demo_agencies(
         dir,
         url,
         "lienthong up --demo",
-    );
+    )
+    .with_ca(creds.ca().map(Path::to_path_buf));
     let registry = admin.registry().await?;
     for (name, streams) in DEMO_AGENCIES {
         let streams: Vec<String> = if streams.is_empty() {

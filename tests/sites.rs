@@ -475,6 +475,52 @@ async fn a_hub_with_tls_links_ward_sites_by_certificate_and_drops_a_removed_or_r
     )
     .await;
 
+    // An agency's site, known by its certificate too, reads its copy from its own mirror.
+    lienthong(&[
+        "agency",
+        "add",
+        "xay-dung",
+        "--streams",
+        "FIELD_REPORTS",
+        "--env",
+        op,
+    ]);
+    let agency_cert = site_certificate(&ca, "xay-dung", &dir.path().join("xay-dung"));
+    lienthong(&[
+        "site",
+        "add",
+        "xay-dung",
+        "--role",
+        "agency",
+        "--certificate",
+        agency_cert.to_str().unwrap(),
+        "--env",
+        op,
+    ]);
+    let agency_env = hub.credentials("site-xay-dung.env");
+    let agency = SiteUp::start(&[
+        "--role",
+        "agency",
+        "--name",
+        "xay-dung",
+        "--domain",
+        "xaydung",
+        "--hub",
+        &hub_url,
+        "--env",
+        agency_env.to_str().unwrap(),
+    ]);
+    let plain = reqwest::Client::new();
+    wait_for(
+        "the agency's site mirrored the ward's reports over mutual TLS",
+        Duration::from_secs(120),
+        || async { field_reports_total(&plain, &agency.http).await >= Some(5) },
+        || agency.log_tail(20),
+    )
+    .await;
+    assert!(linked(&agency), "{}", agency.log_tail(20));
+    drop(agency);
+
     // Impostors: the same subject from another CA, and a certificate of the city's CA that
     // was never registered. Neither links.
     let rogue_ca = Authority::init(&dir.path().join("rogue-pki"), "UBND TP. Phan Thiết").unwrap();

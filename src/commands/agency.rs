@@ -180,7 +180,8 @@ async fn admin(global: &Global, who: &Who) -> anyhow::Result<AgencyAdmin> {
         &credentials_dir(global, who),
         &session.settings.url,
         &who.by.clone().unwrap_or_else(whoami),
-    ))
+    )
+    .with_ca(session.settings.ca.clone()))
 }
 
 async fn registry(global: &Global, at: Option<DateTime<Utc>>) -> anyhow::Result<AgencyRegistry> {

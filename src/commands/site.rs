@@ -21,11 +21,13 @@ pub enum Command {
     /// password on the hub) beside the --env file. Adding it again gives it a new password.
     Add {
         name: String,
-        /// The site's JetStream domain (1–16 of a–z 0–9), unique among the sites.
+        /// The site's JetStream domain (1–16 of a–z 0–9), unique among the sites (a ward's
+        /// or a witness's; an agency's site chooses its own).
         #[arg(long)]
-        domain: String,
+        domain: Option<String>,
         /// ward: the hub sources its streams; witness: an auditor's site that mirrors the
-        /// hub's AUDIT (and nothing else).
+        /// hub's AUDIT (and nothing else); agency: an agency's site (the agency from `agency
+        /// add`), registered by its certificate.
         #[arg(long, value_enum, default_value = "ward")]
         role: KindArg,
         /// Know the site by this client certificate (PEM, from `lienthong pki issue NAME
@@ -97,6 +99,7 @@ enum RoleArg {
 pub enum KindArg {
     Ward,
     Witness,
+    Agency,
 }
 
 pub async fn run(global: &Global, c: Command) -> anyhow::Result<ExitCode> {
@@ -106,11 +109,19 @@ pub async fn run(global: &Global, c: Command) -> anyhow::Result<ExitCode> {
             domain,
             role,
             certificate,
+            ..
         } => {
             let kind = match role {
                 KindArg::Ward => SiteKind::Ward,
                 KindArg::Witness => SiteKind::Witness,
+                KindArg::Agency => {
+                    let certificate = certificate.as_deref().context(
+                        "an agency's site is registered by its certificate: --certificate FILE",
+                    )?;
+                    return add_agency_site(global, &name, certificate).await;
+                }
             };
+            let domain = domain.context("--domain: the site's JetStream domain")?;
             add(global, &name, &domain, kind, certificate.as_deref()).await
         }
         Command::List { json } => list(global, json).await,
@@ -188,8 +199,66 @@ async fn add(
 
 async fn remove(global: &Global, name: &str) -> anyhow::Result<ExitCode> {
     let session = global.session("lienthong-site-remove").await?;
+    let access = session.guard(admin::access(&session.js)).await?;
+    if !access.sites.iter().any(|s| s.name == name)
+        && access
+            .agencies
+            .get(name)
+            .is_some_and(|h| h.site_certificate.is_some())
+    {
+        session
+            .guard(admin::set_agency_site(&session.js, name, None))
+            .await?;
+        println!("agency {name}'s site unregistered; its link is closed");
+        return Ok(ExitCode::SUCCESS);
+    }
     session.guard(admin::unregister(&session.js, name)).await?;
     println!("site {name} removed; the hub keeps what it sourced from it");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Registers agency `name`'s site by its certificate; writes site-NAME.env for it.
+async fn add_agency_site(
+    global: &Global,
+    name: &str,
+    certificate: &std::path::Path,
+) -> anyhow::Result<ExitCode> {
+    let (cert, files) = site_certificate(certificate)?;
+    let session = global.session("lienthong-site-add").await?;
+    session
+        .guard(admin::set_agency_site(
+            &session.js,
+            name,
+            Some(cert.clone()),
+        ))
+        .await?;
+    let dir = global
+        .env
+        .as_ref()
+        .and_then(|p| p.parent().map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from("data/credentials"));
+    let file = dir.join(format!("{}.env", sites::account(name)));
+    write_private(
+        &file,
+        &format!(
+            "# Agency {name}'s site: its leaf link to the hub, by its certificate (mutual TLS: no\n\
+             # password). Relative paths are read beside this file; copy the three files with it.\n\
+             # Subject {}\n\
+             # Use: lienthong site up --role agency --name {name} --domain DOMAIN --hub nats-leaf://HUB:7422 --env THIS_FILE\n\
+             LIENTHONG_SITE_NAME={name}\nLIENTHONG_SITE_ROLE=agency\nNATS_USER={}\n\
+             NATS_CERT={}\nNATS_KEY={}\nNATS_CA={}\n",
+            cert.subject,
+            lienthong_bus::agencies::account(name),
+            files.cert.display(),
+            files.key.display(),
+            files.ca.as_deref().unwrap_or(std::path::Path::new("ca.crt")).display(),
+        ),
+    )?;
+    println!(
+        "agency {name}'s site registered by its certificate ({})",
+        cert.subject
+    );
+    println!("its credentials: {}", file.display());
     Ok(ExitCode::SUCCESS)
 }
 

@@ -30,6 +30,11 @@ pub struct AccessHashes {
     pub password: String,
     /// bcrypt of its administrator's password (held by the operator).
     pub admin: String,
+    /// The certificate of the agency's site, when it links by mutual TLS (`site add NAME
+    /// --role agency --certificate FILE`): a user named by its subject, with the agency's
+    /// permissions, that may connect only as a leaf node.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub site_certificate: Option<crate::sites::SiteCertificate>,
 }
 
 /// What the agency's own user may do in its account: read its copies of the granted
@@ -172,7 +177,17 @@ pub fn add_agencies(
                         permissions: admin_permissions(&agency.name),
                         allowed_connection_types: Vec::new(),
                     },
-                ],
+                ]
+                .into_iter()
+                // No password: nats-server admits it only by its certificate, on a leaf port
+                // that maps certificates (the agent renders it only for such a server).
+                .chain(h.site_certificate.as_ref().map(|c| UserConfig {
+                    user: c.subject.clone(),
+                    password: String::new(),
+                    permissions: agency_permissions(agency),
+                    allowed_connection_types: vec!["LEAFNODE".into()],
+                }))
+                .collect(),
                 exports: Vec::new(),
                 imports,
             },
@@ -289,6 +304,7 @@ mod tests {
                     AccessHashes {
                         password: format!("hash-{n}"),
                         admin: format!("admin-hash-{n}"),
+                        site_certificate: None,
                     },
                 )
             })

@@ -37,6 +37,8 @@ pub struct AgencyAdmin {
     dir: PathBuf,
     /// The server URL written into agencies' credentials.
     url: String,
+    /// The servers' CA (`NATS_CA`), written into agencies' credentials when they use TLS.
+    ca: Option<PathBuf>,
     /// Who makes the changes (recorded in the events).
     by: String,
 }
@@ -74,8 +76,15 @@ impl AgencyAdmin {
             js,
             dir: credentials_dir.to_path_buf(),
             url: url.to_string(),
+            ca: None,
             by: by.to_string(),
         }
+    }
+
+    /// For servers with TLS: agencies' credentials name their CA (`NATS_CA`).
+    pub fn with_ca(mut self, ca: Option<PathBuf>) -> Self {
+        self.ca = ca;
+        self
     }
 
     /// The registry now.
@@ -331,11 +340,20 @@ impl AgencyAdmin {
     }
 
     async fn put_hashes(&self, name: &str, password: &str, admin: &str) -> Result<()> {
+        let kv = self.access().await?;
+        // A rotation keeps the agency's site certificate.
+        let site_certificate = kv
+            .get(name)
+            .await
+            .ok()
+            .flatten()
+            .and_then(|v| serde_json::from_slice::<AccessHashes>(&v).ok())
+            .and_then(|h| h.site_certificate);
         let hashes = AccessHashes {
             password: hash_password(password)?,
             admin: hash_password(admin)?,
+            site_certificate,
         };
-        let kv = self.access().await?;
         let value: bytes::Bytes = serde_json::to_vec(&hashes).expect("serialises").into();
         retrying(|| async {
             kv.put(name, value.clone())
@@ -351,15 +369,16 @@ impl AgencyAdmin {
             std::fs::create_dir_all(dir)
                 .map_err(|e| BusError::io(format!("creating {}", dir.display()), e))?;
         }
-        write_private(
-            path,
-            &format!(
-                "# Lienthong: {whose} credentials ({user}). Generated; keep private.\n\
-                 NATS_URL={}\nNATS_USER={user}\nNATS_PASSWORD={password}\nNATS_INBOX_PREFIX={}\n",
-                self.url,
-                inbox(user)
-            ),
-        )
+        let mut body = format!(
+            "# Lienthong: {whose} credentials ({user}). Generated; keep private.\n\
+             NATS_URL={}\nNATS_USER={user}\nNATS_PASSWORD={password}\nNATS_INBOX_PREFIX={}\n",
+            self.url,
+            inbox(user)
+        );
+        if let Some(ca) = &self.ca {
+            body.push_str(&format!("NATS_CA={}\n", ca.display()));
+        }
+        write_private(path, &body)
     }
 
     /// Records an event of the registry if the agency's last event is still `expected`.

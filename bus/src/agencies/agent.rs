@@ -147,7 +147,14 @@ impl Agent {
         let access = self.current_hashes().await?;
         let mut accounts = self.base.clone();
         let agencies: Vec<_> = registry.agencies.values().collect();
-        add_agencies(&mut accounts, &agencies, &access.agencies);
+        // Agencies' sites known by certificate only where this server maps certificates.
+        let mut hashes = access.agencies.clone();
+        if !self.certificates {
+            for h in hashes.values_mut() {
+                h.site_certificate = None;
+            }
+        }
+        add_agencies(&mut accounts, &agencies, &hashes);
         crate::sites::add_sites(&mut accounts, &self.sites(&access));
         let at = Applied {
             registry_sequence: registry.sequence,

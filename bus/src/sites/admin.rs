@@ -125,6 +125,59 @@ pub async fn unregister(js: &jetstream::Context, name: &str) -> Result<()> {
     wait_applied(js).await
 }
 
+/// Sets (`Some`) or clears (`None`) the certificate of agency `agency`'s site: with one, the
+/// site links as the agency by mutual TLS (no password on the wire). Waits until every
+/// server applies it; a link open with a certificate no longer registered is closed then.
+pub async fn set_agency_site(
+    js: &jetstream::Context,
+    agency: &str,
+    certificate: Option<SiteCertificate>,
+) -> Result<()> {
+    crate::agencies::check_name(agency)?;
+    let access = access(js).await?;
+    let Some(current) = access.agencies.get(agency) else {
+        return Err(BusError::Config(format!(
+            "no agency {agency}: `lienthong agency add {agency} --streams …` first"
+        )));
+    };
+    if certificate.is_none() && current.site_certificate.is_none() {
+        return Err(BusError::Config(format!(
+            "agency {agency} has no site registered by certificate"
+        )));
+    }
+    if let Some(c) = &certificate {
+        let taken = access.sites.iter().any(|s| {
+            s.certificate
+                .as_ref()
+                .is_some_and(|o| o.subject == c.subject)
+        }) || access.agencies.iter().any(|(name, h)| {
+            name != agency
+                && h.site_certificate
+                    .as_ref()
+                    .is_some_and(|o| o.subject == c.subject)
+        });
+        if taken {
+            return Err(BusError::Config(format!(
+                "that certificate (subject {}) is another site's; give {agency}'s site its own",
+                c.subject
+            )));
+        }
+    }
+    let mut hashes = current.clone();
+    hashes.site_certificate = certificate;
+    let value: bytes::Bytes = serde_json::to_vec(&hashes).expect("serialises").into();
+    retrying(|| async {
+        bucket(js)
+            .await?
+            .put(agency, value.clone())
+            .await
+            .map(|_| ())
+            .map_err(|e| BusError::nats(format!("recording agency {agency}'s site"), e))
+    })
+    .await?;
+    wait_applied(js).await
+}
+
 async fn bucket(js: &jetstream::Context) -> Result<jetstream::kv::Store> {
     js.get_key_value(AGENCY_ACCESS_BUCKET).await.map_err(|e| {
         BusError::nats(
