@@ -31,6 +31,9 @@ pub enum StackError {
         #[source]
         source: std::io::Error,
     },
+    /// A configuration (an inventory, an option) that cannot be used: what and why.
+    #[error("{0}")]
+    Config(String),
     #[error("a task ended abnormally: {0}")]
     Join(#[from] tokio::task::JoinError),
 }

@@ -10,6 +10,8 @@
 //! - [`site`]: a ward's or an agency's site, a leaf node of the hub (`lienthong site up`).
 //! - [`crosscheck`]: the subsystem registry against the server configuration, the streams, the
 //!   schemas and the read models.
+//! - [`deploy`]: a city's deployment from one inventory: bundles per host, registrations,
+//!   checks from outside.
 //! - [`datasets`]: the shared datasets' snapshots, their verification, CKAN publication.
 //! - [`error`]: what can go wrong, [`StackError`].
 //!
@@ -20,6 +22,7 @@
 
 pub mod crosscheck;
 pub mod datasets;
+pub mod deploy;
 pub mod error;
 pub mod nodes;
 pub mod site;

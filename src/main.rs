@@ -97,6 +97,10 @@ enum Command {
     /// expiry (`pki init|issue|status`).
     #[command(subcommand)]
     Pki(commands::pki::Command),
+    /// A city's deployment from one inventory: bundles per host, the registrations on the
+    /// running hub, a check from outside (`deploy plan|apply|check`).
+    #[command(subcommand)]
+    Deploy(commands::deploy::Command),
 }
 
 /// Logs to stderr: colours only when stderr is a terminal (and `NO_COLOR` is unset), or JSON.
@@ -162,6 +166,7 @@ fn main() -> ExitCode {
             Command::Datasets(c) => commands::datasets::run(&global, c).await,
             Command::Site(c) => commands::site::run(&global, c).await,
             Command::Pki(c) => commands::pki::run(c).await,
+            Command::Deploy(c) => commands::deploy::run(&global, c).await,
         }
     });
     match result {

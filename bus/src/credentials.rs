@@ -277,15 +277,25 @@ impl ConnectSettings {
                 .or_else(|| std::env::var(k).ok())
                 .filter(|v| !v.is_empty())
         };
+        // A file's paths are read beside it (a host's bundle is copied as a whole).
+        let path = |k: &str| {
+            get(k).map(|v| {
+                let p = PathBuf::from(v);
+                match env_file.and_then(Path::parent) {
+                    Some(dir) if p.is_relative() && file.contains_key(k) => dir.join(p),
+                    _ => p,
+                }
+            })
+        };
         Ok(Self {
             url: get("NATS_URL").unwrap_or_else(|| DEFAULT_URL.to_string()),
             user: get("NATS_USER"),
             password: get("NATS_PASSWORD"),
-            creds: get("NATS_CREDS").map(PathBuf::from),
+            creds: path("NATS_CREDS"),
             inbox_prefix: get("NATS_INBOX_PREFIX"),
-            ca: get("NATS_CA").map(PathBuf::from),
-            cert: get("NATS_CERT").map(PathBuf::from),
-            key: get("NATS_KEY").map(PathBuf::from),
+            ca: path("NATS_CA"),
+            cert: path("NATS_CERT"),
+            key: path("NATS_KEY"),
         })
     }
 

@@ -231,7 +231,6 @@ impl LeafNodes {
 
 /// The `key: "value"` fields naming a certificate, key and CA, with `extra` fields.
 fn tls_fields(files: &TlsFiles, extra: &str) -> Result<Vec<String>> {
-    let files = files.absolute()?;
     let quote = |p: &Path| {
         let s = p.display().to_string();
         if s.contains('"') || s.contains('\n') {
@@ -359,14 +358,25 @@ pub struct NatsServer {
 
 impl NatsServer {
     /// Starts a server with the project's configuration; waits until it accepts clients.
-    pub async fn start(opts: ServerOptions, credentials: &CredentialSet) -> Result<Self> {
-        let bin = match opts.bin {
+    pub async fn start(mut opts: ServerOptions, credentials: &CredentialSet) -> Result<Self> {
+        let bin = match opts.bin.take() {
             Some(b) => b,
             None => find_nats_server()?,
         };
         std::fs::create_dir_all(&opts.data_dir)
             .map_err(|e| BusError::io(format!("creating {}", opts.data_dir.display()), e))?;
         let conf = opts.data_dir.join("nats.conf");
+        // The server reads the files from its own working directory: absolute paths.
+        if let Some(files) = &opts.transport.tls {
+            opts.transport.tls = Some(files.absolute()?);
+        }
+        if let Some(LeafNodes::Remote {
+            auth: LeafAuth::Certificate(files),
+            ..
+        }) = &mut opts.leaf
+        {
+            *files = files.absolute()?;
+        }
         // Nothing listens beyond loopback in the clear unless asked for by name.
         opts.transport
             .check_listener("nats-server", &opts.host, opts.port.unwrap_or(0))?;

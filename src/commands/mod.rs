@@ -8,6 +8,7 @@ pub mod catalog;
 pub mod chaos;
 pub mod datasets;
 pub mod deliver;
+pub mod deploy;
 pub mod dlq;
 pub mod ingress;
 pub mod pki;

@@ -356,6 +356,13 @@ pub fn inspect(path: &Path) -> Result<Vec<CertInfo>> {
     inspect_pem(path, &bytes)
 }
 
+/// What a certificate received in DER (a peer's, in a handshake) says; `from` names it.
+pub fn inspect_der(from: &str, der: &[u8]) -> Result<CertInfo> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der)
+        .map_err(|e| tls_error(from, format!("not an X.509 certificate: {e}")))?;
+    info_of(Path::new(from), &cert)
+}
+
 fn inspect_pem(path: &Path, bytes: &[u8]) -> Result<Vec<CertInfo>> {
     let mut out = Vec::new();
     for pem in x509_parser::pem::Pem::iter_from_buffer(bytes) {
@@ -366,6 +373,19 @@ fn inspect_pem(path: &Path, bytes: &[u8]) -> Result<Vec<CertInfo>> {
         let cert = pem
             .parse_x509()
             .map_err(|e| tls_error(path.display(), format!("not an X.509 certificate: {e}")))?;
+        out.push(info_of(path, &cert)?);
+    }
+    if out.is_empty() {
+        return Err(tls_error(
+            path.display(),
+            "holds no certificate (expected -----BEGIN CERTIFICATE-----)",
+        ));
+    }
+    Ok(out)
+}
+
+fn info_of(path: &Path, cert: &x509_parser::certificate::X509Certificate<'_>) -> Result<CertInfo> {
+    {
         let names = cert
             .subject_alternative_name()
             .ok()
@@ -393,7 +413,7 @@ fn inspect_pem(path: &Path, bytes: &[u8]) -> Result<Vec<CertInfo>> {
             .next()
             .and_then(|o| o.as_str().ok())
             .map(str::to_string);
-        out.push(CertInfo {
+        Ok(CertInfo {
             path: path.to_path_buf(),
             subject: distinguished_name(cert.subject())
                 .map_err(|reason| tls_error(path.display(), reason))?,
@@ -404,15 +424,8 @@ fn inspect_pem(path: &Path, bytes: &[u8]) -> Result<Vec<CertInfo>> {
             not_after: time(cert.validity().not_after),
             is_ca: cert.is_ca(),
             pin: hex::encode(Sha256::digest(cert.public_key().raw)),
-        });
+        })
     }
-    if out.is_empty() {
-        return Err(tls_error(
-            path.display(),
-            "holds no certificate (expected -----BEGIN CERTIFICATE-----)",
-        ));
-    }
-    Ok(out)
 }
 
 fn ip_of(bytes: &[u8]) -> Option<String> {
