@@ -217,7 +217,11 @@ impl Site {
         let cfg = match &opts.ingress_config {
             Some(c) => c.clone(),
             None => {
-                let (caller, env) = site_caller(&self.credentials_dir, &opts.name, addr)?;
+                let (caller, env) = site_caller(
+                    &self.credentials_dir,
+                    &opts.name,
+                    &format!("{}://{addr}", opts.transport.http_scheme()),
+                )?;
                 self.lines
                     .push(format!("  Ingress caller     {}", env.display()));
                 IngressConfig {
@@ -443,7 +447,7 @@ async fn mirror_granted(
 fn site_caller(
     dir: &std::path::Path,
     name: &str,
-    addr: SocketAddr,
+    base: &str,
 ) -> Result<(Caller, PathBuf), StackError> {
     let token = lienthong_bus::credentials::secret_file(&dir.join("ingress-site.token"))?;
     let source = format!("urn:lienthong:{name}:*");
@@ -452,9 +456,8 @@ fn site_caller(
         &path,
         &format!(
             "# The ward site's caller of its HTTP CloudEvents ingress. Generated; keep private.\n\
-             LIENTHONG_INGRESS_URL=http://{}/events\nLIENTHONG_INGRESS_TOKEN={token}\n\
+             LIENTHONG_INGRESS_URL={base}/events\nLIENTHONG_INGRESS_TOKEN={token}\n\
              LIENTHONG_INGRESS_SOURCE={source}\nLIENTHONG_INGRESS_TYPES=vn.egov.*\n",
-            addr
         ),
     )?;
     Ok((

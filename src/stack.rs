@@ -321,7 +321,10 @@ impl Stack {
                 feeds.extend(feed);
                 stack.lines.extend(lines);
             }
-            let (caller, env) = demo_caller(&creds_dir, opts.ingress)?;
+            let (caller, env) = demo_caller(
+                &creds_dir,
+                &format!("{}://{}", opts.transport.http_scheme(), opts.ingress),
+            )?;
             stack
                 .lines
                 .push(format!("  Ingress demo       {}", env.display()));
@@ -668,14 +671,14 @@ pub(crate) fn free_port(host: &str) -> Result<u16, StackError> {
 }
 
 /// The ingress's demo caller, and `data/credentials/ingress-demo.env` for it.
-fn demo_caller(creds: &Path, ingress: SocketAddr) -> Result<(Caller, PathBuf), StackError> {
+fn demo_caller(creds: &Path, base: &str) -> Result<(Caller, PathBuf), StackError> {
     let token = lienthong_bus::credentials::secret_file(&creds.join("ingress-demo.token"))?;
     let path = creds.join("ingress-demo.env");
     write_private(
         &path,
         &format!(
             "# The demo caller of the HTTP CloudEvents ingress. Generated; keep private.\n\
-             LIENTHONG_INGRESS_URL=http://{ingress}/events\nLIENTHONG_INGRESS_TOKEN={token}\n\
+             LIENTHONG_INGRESS_URL={base}/events\nLIENTHONG_INGRESS_TOKEN={token}\n\
              LIENTHONG_INGRESS_SOURCE={DEMO_SOURCE}\nLIENTHONG_INGRESS_TYPES={DEMO_TYPES}\n"
         ),
     )?;

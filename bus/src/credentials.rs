@@ -259,6 +259,9 @@ impl std::fmt::Debug for ConnectSettings {
     }
 }
 
+/// How often a client pings its server; after two unanswered pings it takes another.
+pub const CLIENT_PING_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// The default server address.
 pub const DEFAULT_URL: &str = "nats://127.0.0.1:4222";
 
@@ -281,10 +284,13 @@ impl ConnectSettings {
         let path = |k: &str| {
             get(k).map(|v| {
                 let p = PathBuf::from(v);
-                match env_file.and_then(Path::parent) {
+                let p = match env_file.and_then(Path::parent) {
                     Some(dir) if p.is_relative() && file.contains_key(k) => dir.join(p),
                     _ => p,
-                }
+                };
+                // Absolute: settings are handed on (written into agencies' files, given to
+                // servers) to be read from elsewhere.
+                std::path::absolute(&p).unwrap_or(p)
             })
         };
         Ok(Self {
@@ -369,6 +375,10 @@ impl ConnectSettings {
         opts = opts
             .name(client_name)
             .connection_timeout(std::time::Duration::from_secs(5))
+            // A server cut off by the network (no reset, only silence) is given up after a
+            // few unanswered pings, and another seed taken: seconds, not the minutes of the
+            // client's default.
+            .ping_interval(CLIENT_PING_INTERVAL)
             .event_callback(move |event| {
                 let sink = sink.clone();
                 async move {

@@ -2,6 +2,7 @@
 //! the project's `nats.conf` and fresh credentials, streams provisioned by the operator.
 #![allow(dead_code)]
 
+pub mod netns;
 pub mod proxy;
 pub mod up;
 

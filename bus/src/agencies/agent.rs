@@ -198,16 +198,22 @@ impl Agent {
             }
             self.write(&text)?;
             self.reload().await?;
-            // nats-server keeps a leaf link open when its user changes or goes at a reload:
-            // a site removed, or registered again with a new certificate or password, would
-            // keep its link. Those links are closed now; a site still registered links again
-            // with what it is registered by, the others are refused.
-            let previous = old.as_deref().and_then(|t| parse_accounts(t).ok());
-            if let Some(previous) = previous {
-                let gone = changed_leaf_accounts(&previous, &accounts);
-                if !gone.is_empty() {
-                    self.close_leaf_links(&gone).await?;
-                }
+            // Leaf links to close, on every server of the cluster:
+            // - nats-server keeps a leaf link open when its user changes or goes at a reload:
+            //   a site removed, or registered again with a new certificate or password, would
+            //   keep its link;
+            // - a link made while another server did not know its account yet lost its
+            //   interest on that server (the route drops it as "unknown account") and would
+            //   never source from there: each server that creates the account closes the
+            //   account's links, so that they link again once every server knows it.
+            // A site still registered links again at once, with what it is registered by.
+            let previous = old
+                .as_deref()
+                .and_then(|t| parse_accounts(t).ok())
+                .unwrap_or_else(|| self.base.clone());
+            let close = changed_leaf_accounts(&previous, &accounts);
+            if !close.is_empty() {
+                self.close_leaf_links(&close).await?;
             }
             info!(
                 agencies = accounts
@@ -230,23 +236,37 @@ impl Agent {
             .map_err(|e| BusError::io(format!("replacing {}", self.path.display()), e))
     }
 
-    /// Closes this server's leaf links bound to `accounts` (`LEAFZ`, then `KICK` each).
+    /// Closes the leaf links bound to `accounts` on every server of the cluster (`LEAFZ` of
+    /// all servers, then `KICK` each on its server).
     async fn close_leaf_links(&self, accounts: &[String]) -> Result<()> {
-        let id = self.system.server_info().server_id;
-        let reply = self
+        let inbox = self.system.new_inbox();
+        let mut answers = self
             .system
-            .request(
-                format!("$SYS.REQ.SERVER.{id}.LEAFZ"),
+            .subscribe(inbox.clone())
+            .await
+            .map_err(|e| BusError::nats("listing the servers' leaf links", e))?;
+        self.system
+            .publish_with_reply(
+                "$SYS.REQ.SERVER.PING.LEAFZ",
+                inbox,
                 Bytes::from_static(b"{}"),
             )
             .await
-            .map_err(|e| BusError::nats("listing the server's leaf links", e))?;
-        let answer: serde_json::Value = serde_json::from_slice(&reply.payload).unwrap_or_default();
-        let leafs = answer["data"]["leafs"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default();
-        for leaf in leafs {
+            .map_err(|e| BusError::nats("listing the servers' leaf links", e))?;
+        // Every server answers at once; a second is plenty on a city's network.
+        let mut leafs = Vec::new();
+        let until = tokio::time::Instant::now() + Duration::from_secs(1);
+        while let Ok(Some(m)) = tokio::time::timeout_at(until, answers.next()).await {
+            let answer: serde_json::Value = serde_json::from_slice(&m.payload).unwrap_or_default();
+            let server = answer["server"]["id"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            for leaf in answer["data"]["leafs"].as_array().into_iter().flatten() {
+                leafs.push((server.clone(), leaf.clone()));
+            }
+        }
+        for (id, leaf) in leafs {
             let account = leaf["account"].as_str().unwrap_or_default();
             let Some(cid) = leaf["id"].as_u64() else {
                 continue;
@@ -267,7 +287,12 @@ impl Agent {
             let answer: serde_json::Value =
                 serde_json::from_slice(&reply.payload).unwrap_or_default();
             match answer.get("error") {
-                None => info!(account, cid, "leaf link closed: its registration changed"),
+                None => info!(
+                    account,
+                    cid,
+                    server = id,
+                    "leaf link closed: its registration changed, or a server just learnt its account"
+                ),
                 Some(e) => warn!(account, cid, "closing a leaf link: {e}"),
             }
         }
@@ -324,9 +349,9 @@ impl Agent {
     }
 }
 
-/// A digest of the hashes (which agencies and sites, which passwords), to notice any change.
-/// The accounts of sites and agencies whose users changed or that are gone between two
-/// configurations: their open leaf links were admitted by what no longer admits them.
+/// The accounts of sites and agencies whose users changed, that are gone, or that are new
+/// between two configurations of a server: links admitted by what no longer admits them, and
+/// links made before this server knew their account.
 pub fn changed_leaf_accounts(before: &AccountsConfig, after: &AccountsConfig) -> Vec<String> {
     let users = |a: &crate::roles::AccountConfig| {
         let mut u: Vec<(String, String)> = a
@@ -337,18 +362,18 @@ pub fn changed_leaf_accounts(before: &AccountsConfig, after: &AccountsConfig) ->
         u.sort();
         u
     };
-    before
-        .iter()
-        .filter(|(name, _)| {
-            name.starts_with(crate::sites::PREFIX) || name.starts_with(super::PREFIX)
-        })
-        .filter(|(name, account)| {
-            after
+    let leafy =
+        |name: &String| name.starts_with(crate::sites::PREFIX) || name.starts_with(super::PREFIX);
+    let changed = before.iter().filter(|(name, account)| {
+        leafy(name)
+            && after
                 .get(*name)
                 .is_none_or(|now| users(now) != users(account))
-        })
-        .map(|(name, _)| name.clone())
-        .collect()
+    });
+    let new = after
+        .iter()
+        .filter(|(name, _)| leafy(name) && !before.contains_key(*name));
+    changed.chain(new).map(|(name, _)| name.clone()).collect()
 }
 
 pub fn digest(hashes: &Access) -> String {

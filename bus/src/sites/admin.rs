@@ -72,7 +72,10 @@ pub async fn register(
         }
     }
     let password = certificate.is_none().then(crate::credentials::new_password);
-    let record = SiteRecord {
+    // A new ward's account first, on every server; only then the bus's imports from it
+    // (see [`SiteRecord::imported`]). A site registered again keeps what it had.
+    let known = sites.iter().any(|s| s.name == name);
+    let mut record = SiteRecord {
         name: name.into(),
         domain: domain.into(),
         password: match &password {
@@ -81,18 +84,15 @@ pub async fn register(
         },
         kind,
         certificate,
+        imported: known || kind != SiteKind::Ward,
     };
-    let value: bytes::Bytes = serde_json::to_vec(&record).expect("serialises").into();
-    retrying(|| async {
-        bucket(js)
-            .await?
-            .put(super::key(name), value.clone())
-            .await
-            .map(|_| ())
-            .map_err(|e| BusError::nats(format!("recording site {name}"), e))
-    })
-    .await?;
+    put_record(js, &record).await?;
     wait_applied(js).await?;
+    if !record.imported {
+        record.imported = true;
+        put_record(js, &record).await?;
+        wait_applied(js).await?;
+    }
     let sources_added = match kind {
         SiteKind::Ward => set_sources(js, name, Some(&record)).await?,
         SiteKind::Witness => 0,
@@ -176,6 +176,19 @@ pub async fn set_agency_site(
     })
     .await?;
     wait_applied(js).await
+}
+
+async fn put_record(js: &jetstream::Context, record: &SiteRecord) -> Result<()> {
+    let value: bytes::Bytes = serde_json::to_vec(record).expect("serialises").into();
+    retrying(|| async {
+        bucket(js)
+            .await?
+            .put(super::key(&record.name), value.clone())
+            .await
+            .map(|_| ())
+            .map_err(|e| BusError::nats(format!("recording site {}", record.name), e))
+    })
+    .await
 }
 
 async fn bucket(js: &jetstream::Context) -> Result<jetstream::kv::Store> {

@@ -68,6 +68,17 @@ pub struct SiteRecord {
     /// site's account by its subject.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub certificate: Option<SiteCertificate>,
+    /// The bus account imports the ward's API (what sourcing needs). Set only once every
+    /// server has the site's account: an import makes the server subscribe, in the site's
+    /// account, to the answers of the site's API, and a server that does not know that
+    /// account yet drops that interest for good (nats-server: "unknown account" on the
+    /// route), so that streams led there would never source the ward.
+    #[serde(default = "yes")]
+    pub imported: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// How the hub knows a site's certificate.
@@ -315,17 +326,20 @@ pub fn add_sites(accounts: &mut AccountsConfig, sites: &[SiteRecord]) {
             }),
             to: None,
         };
-        imports.push(import(false, format!("{}.>", deliver_prefix(&site.name))));
+        let mut site_imports = vec![import(false, format!("{}.>", deliver_prefix(&site.name)))];
         for s in ward_streams() {
             // Of the site's JetStream API, only what sourcing its streams takes: creating
             // (and dropping) consumers on them. Never a stream's configuration or deletion.
             for subject in sourcing_api(&site.domain, &local_stream(s.name, &site.domain)) {
                 exports.push(to_bus(Some(subject.clone()), None));
-                imports.push(import(true, subject));
+                site_imports.push(import(true, subject));
             }
             let fc = format!("$JS.FC.{}.>", local_stream(s.name, &site.domain));
             exports.push(to_bus(Some(fc.clone()), None));
-            imports.push(import(true, fc));
+            site_imports.push(import(true, fc));
+        }
+        if site.imported {
+            imports.extend(site_imports);
         }
         accounts.insert(
             acc.clone(),
@@ -514,6 +528,7 @@ mod tests {
             password: "$2b$06$hash".into(),
             kind: SiteKind::Ward,
             certificate: None,
+            imported: true,
         }
     }
 
