@@ -38,7 +38,9 @@ pub async fn start(dir: &Path, nodes: usize, cluster: &str) -> Result<Nodes, Sta
     let credentials = CredentialSet::load_or_generate(&dir.join("credentials"), &url)?;
     let mut servers = Vec::with_capacity(nodes);
     for (i, port) in ports.iter().enumerate() {
+        let secret = lienthong_bus::credentials::new_password();
         let node = (nodes > 1).then(|| ClusterNode {
+            secret: secret.clone(),
             name: format!("n{}", i + 1),
             cluster: cluster.into(),
             route_port: route_ports[i],

@@ -187,9 +187,13 @@ impl Stack {
         } else {
             Vec::new()
         };
+        // The routes' shared secret (kept with the credentials).
+        let route_secret =
+            lienthong_bus::credentials::secret_file(&creds_dir.join("route.secret"))?;
         let mut servers = Vec::with_capacity(nodes);
         for (i, port) in ports.iter().enumerate() {
             let node = (nodes > 1).then(|| lienthong_bus::server::ClusterNode {
+                secret: route_secret.clone(),
                 name: format!("n{}", i + 1),
                 cluster: "lienthong".into(),
                 route_port: route_ports[i],
@@ -278,7 +282,11 @@ impl Stack {
             refusals,
             opts.schemas.clone(),
             &creds_dir,
-            lienthong_deliver::DeliverOptions::default(),
+            lienthong_deliver::DeliverOptions {
+                // Receivers with certificates from the deployment's own CA are trusted too.
+                extra_roots: deliver_roots(creds.ca())?,
+                ..Default::default()
+            },
             metrics.clone(),
         );
         let stop = shutdown.signalled();
@@ -691,4 +699,23 @@ fn demo_caller(creds: &Path, base: &str) -> Result<(Caller, PathBuf), StackError
         },
         path,
     ))
+}
+
+/// The certificates of the deployment's CA, for verifying webhook receivers besides the
+/// public roots.
+fn deliver_roots(ca: Option<&Path>) -> Result<Vec<reqwest::Certificate>, StackError> {
+    let Some(ca) = ca else {
+        return Ok(Vec::new());
+    };
+    lienthong_bus::tls::load_certs(ca)?
+        .into_iter()
+        .map(|der| {
+            reqwest::Certificate::from_der(&der).map_err(|e| {
+                StackError::Config(format!(
+                    "{}: not a usable CA certificate: {e}",
+                    ca.display()
+                ))
+            })
+        })
+        .collect()
 }

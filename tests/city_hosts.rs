@@ -146,7 +146,9 @@ async fn publish_loop(p: Poster, stop: Arc<AtomicBool>, acked: Acked) -> usize {
     refused
 }
 
-/// Every event id in `stream`, with how many times it is there.
+/// Every event id in `stream`, with how many times it is there: read by batched direct gets
+/// (what the bus's readers use), and, if that fails, message by message from the stream's
+/// leader (a replica still settling after a partition may leave direct gets unanswered).
 async fn stored_ids(
     settings: &ConnectSettings,
     stream: &str,
@@ -155,16 +157,41 @@ async fn stored_ids(
         .connect("test-city-reader")
         .await
         .map_err(|e| e.to_string())?;
-    let reader = lienthong_bus::StreamReader::new(client, Default::default());
+    let reader = lienthong_bus::StreamReader::new(client.clone(), Default::default());
+    let direct = async {
+        let mut out = BTreeMap::new();
+        for m in reader
+            .read_all(stream, None)
+            .await
+            .map_err(|e| e.to_string())?
+        {
+            let ev =
+                lienthong_bus::subscriber::decode_stored(&m, None).map_err(|e| e.to_string())?;
+            *out.entry(ev.event.id().to_string()).or_default() += 1;
+        }
+        Ok::<_, String>(out)
+    };
+    let direct_error = match direct.await {
+        Ok(out) => return Ok(out),
+        Err(e) => e,
+    };
+    let js = async_nats::jetstream::new(client);
+    let mut s = js.get_stream(stream).await.map_err(|e| e.to_string())?;
+    let state = s.info().await.map_err(|e| e.to_string())?.state.clone();
     let mut out = BTreeMap::new();
-    for m in reader
-        .read_all(stream, None)
-        .await
-        .map_err(|e| e.to_string())?
-    {
-        let ev = lienthong_bus::subscriber::decode_stored(&m, None).map_err(|e| e.to_string())?;
-        *out.entry(ev.event.id().to_string()).or_default() += 1;
+    for seq in state.first_sequence..=state.last_sequence {
+        let m = s
+            .get_raw_message(seq)
+            .await
+            .map_err(|e| format!("direct gets: {direct_error}; from the leader, #{seq}: {e}"))?;
+        let v: Value = serde_json::from_slice(&m.payload).map_err(|e| e.to_string())?;
+        let id = v["id"]
+            .as_str()
+            .ok_or("an event without an id")?
+            .to_string();
+        *out.entry(id).or_default() += 1;
     }
+    eprintln!("read {stream} from its leader (direct gets failed: {direct_error})");
     Ok(out)
 }
 
@@ -204,10 +231,22 @@ fn logs(bundles: &Path) -> String {
     out
 }
 
-fn wait_until(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) -> Duration {
+fn wait_until(what: &str, timeout: Duration, ok: impl FnMut() -> bool) -> Duration {
+    wait_until_or(what, timeout, String::new, ok)
+}
+
+/// [`wait_until`], saying what `context` says when it fails.
+fn wait_until_or(
+    what: &str,
+    timeout: Duration,
+    context: impl Fn() -> String,
+    mut ok: impl FnMut() -> bool,
+) -> Duration {
     let start = Instant::now();
     while !ok() {
-        assert!(start.elapsed() < timeout, "{what}: not after {timeout:?}");
+        if start.elapsed() >= timeout {
+            panic!("{what}: not after {timeout:?}\n{}", context());
+        }
         std::thread::sleep(Duration::from_secs(1));
     }
     eprintln!("{what}: after {:.1} s", start.elapsed().as_secs_f64());
@@ -622,9 +661,32 @@ fn a_city_on_separate_hosts_encrypts_every_link_and_loses_nothing_through_partit
     let reader_settings =
         ConnectSettings::resolve(Some(&state.join("credentials/auditor.env"))).unwrap();
     let stored: Arc<Mutex<BTreeMap<String, usize>>> = Default::default();
-    let all_there = wait_until(
+    let read_error: Mutex<String> = Default::default();
+    let diagnose = || {
+        let (_, sites) = hosts.run(
+            "op",
+            LIENTHONG,
+            &["site", "list", "--env", operator_env.to_str().unwrap()],
+        );
+        let missing: Vec<&String> = {
+            let stored = stored.lock().unwrap();
+            acked
+                .iter()
+                .filter(|a| !stored.contains_key(*a))
+                .take(5)
+                .collect()
+        };
+        format!(
+            "missing, e.g.: {missing:?} (of {} read; last read error: {})\nsite list:\n{sites}\n{}",
+            stored.lock().unwrap().len(),
+            read_error.lock().unwrap(),
+            logs(&bundles)
+        )
+    };
+    let all_there = wait_until_or(
         "the hub holds every acknowledged event",
         Duration::from_secs(300),
+        diagnose,
         || {
             let (settings, stored) = (reader_settings.clone(), stored.clone());
             let ids = hosts
@@ -639,7 +701,10 @@ fn a_city_on_separate_hosts_encrypts_every_link_and_loses_nothing_through_partit
                     *stored.lock().unwrap() = ids;
                     done
                 }
-                Err(_) => false,
+                Err(e) => {
+                    *read_error.lock().unwrap() = e;
+                    false
+                }
             }
         },
     );

@@ -271,3 +271,112 @@ async fn healthz_degrades_and_the_integrity_panel_warns_30_days_before_a_certifi
         .unwrap();
     assert_eq!(r.status(), 503);
 }
+
+/// The certificate a TLS server presents at `addr` (after NATS's INFO when `nats`), as its key
+/// pin.
+async fn presented_pin(addr: std::net::SocketAddr, ca: &Path, nats: bool) -> String {
+    use tokio::io::AsyncBufReadExt;
+    let config = std::sync::Arc::new(lienthong_bus::tls::client_config(Some(ca)).unwrap());
+    let mut reader = tokio::io::BufReader::new(tokio::net::TcpStream::connect(addr).await.unwrap());
+    if nats {
+        let mut info = String::new();
+        reader.read_line(&mut info).await.unwrap();
+    }
+    let tls = tokio_rustls::TlsConnector::from(config)
+        .connect(
+            rustls::pki_types::ServerName::IpAddress(addr.ip().into()),
+            reader.into_inner(),
+        )
+        .await
+        .unwrap();
+    let der = tls.get_ref().1.peer_certificates().unwrap()[0].clone();
+    lienthong_bus::tls::pki::inspect_der("peer", &der)
+        .unwrap()
+        .pin
+}
+
+#[tokio::test]
+async fn certificates_are_rotated_without_restarting_a_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, files) = city(dir.path(), "n1");
+    let reissue = || {
+        ca.issue(
+            &IssueRequest {
+                name: "n1".into(),
+                usage: Usage::Server,
+                dns: vec!["localhost".into()],
+                ips: vec!["127.0.0.1".parse().unwrap()],
+                unit: None,
+                days: 90,
+            },
+            &dir.path().join("n1"),
+        )
+        .unwrap()
+        .info
+        .pin
+    };
+    let ca_file = files.ca.clone().unwrap();
+    let first = lienthong_bus::tls::pki::inspect(&files.cert).unwrap()[0]
+        .pin
+        .clone();
+
+    // nats-server: the files replaced, then a reload (what `systemctl reload` and the agent's
+    // reloads do); a connection open before keeps working, new ones see the new certificate.
+    let creds = CredentialSet::load_or_generate_with(
+        &dir.path().join("credentials"),
+        "tls://127.0.0.1:1",
+        Some(&ca_file),
+    )
+    .unwrap();
+    let server = tls_server(dir.path(), &files, &creds).await;
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{}", server.port()).parse().unwrap();
+    assert_eq!(presented_pin(addr, &ca_file, true).await, first);
+    let before = creds
+        .settings("operator", &server.url())
+        .unwrap()
+        .connect("test-before")
+        .await
+        .unwrap();
+    let second = reissue();
+    let system = creds
+        .settings("system", &server.url())
+        .unwrap()
+        .connect("test-reload")
+        .await
+        .unwrap();
+    let id = system.server_info().server_id;
+    let answer = system
+        .request(format!("$SYS.REQ.SERVER.{id}.RELOAD"), "".into())
+        .await
+        .unwrap();
+    assert!(
+        !String::from_utf8_lossy(&answer.payload).contains("error"),
+        "{answer:?}"
+    );
+    assert_eq!(
+        presented_pin(addr, &ca_file, true).await,
+        second,
+        "the old certificate is still served"
+    );
+    before
+        .flush()
+        .await
+        .expect("a connection opened before the rotation still works");
+
+    // HTTPS: the files replaced are read again at the next handshake after they changed.
+    let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let listener =
+        lienthong_bus::tls::http::Listener::new("HTTP", tcp, &Transport::tls(files.clone()))
+            .unwrap();
+    let http_addr = axum::serve::Listener::local_addr(&listener).unwrap();
+    let app = axum::Router::new().route("/healthz", axum::routing::get(|| async { "ok" }));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    assert_eq!(presented_pin(http_addr, &ca_file, false).await, second);
+    let third = reissue();
+    tokio::time::sleep(lienthong_bus::tls::http::RELOAD_EVERY + Duration::from_millis(500)).await;
+    assert_eq!(
+        presented_pin(http_addr, &ca_file, false).await,
+        third,
+        "HTTPS still serves the old certificate"
+    );
+}

@@ -179,6 +179,13 @@ pub fn write_private(path: &Path, body: &str) -> Result<()> {
     let mut f = opts
         .open(path)
         .map_err(|e| BusError::io(format!("writing {}", path.display()), e))?;
+    // A file that was there already keeps its mode when opened: set it, before writing.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        f.set_permissions(std::fs::Permissions::from_mode(0o600))
+            .map_err(|e| BusError::io(format!("protecting {}", path.display()), e))?;
+    }
     f.write_all(body.as_bytes())
         .map_err(|e| BusError::io(format!("writing {}", path.display()), e))
 }
@@ -351,6 +358,23 @@ impl ConnectSettings {
         }
         if self.requires_tls() {
             opts = opts.require_tls(true);
+        } else if self.password.is_some() || self.creds.is_some() {
+            // A password never crosses a network in the clear, unless asked for by name.
+            let insecure = std::env::var("LIENTHONG_INSECURE_PLAINTEXT").is_ok_and(|v| v == "1");
+            if let Some(host) = self.url.split(',').find_map(|u| {
+                url::Url::parse(u.trim())
+                    .ok()
+                    .and_then(|u| u.host_str().map(str::to_string))
+                    .filter(|h| !crate::tls::is_loopback(h))
+            }) {
+                if !insecure {
+                    return Err(BusError::Config(format!(
+                        "connecting as {} would send its password to {host} in the clear ({}): use a tls:// NATS_URL with NATS_CA, or set LIENTHONG_INSECURE_PLAINTEXT=1 to allow it explicitly",
+                        self.role(),
+                        self.url
+                    )));
+                }
+            }
         }
         if let Some(ca) = &self.ca {
             // Read here, so a missing or wrong file is named before any connection attempt.

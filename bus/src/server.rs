@@ -205,6 +205,12 @@ impl LeafNodes {
                         )));
                     }
                     if let LeafAuth::Password { user, password } = auth {
+                        let host = url.host_str().unwrap_or_default().to_string();
+                        if !crate::tls::is_loopback(&host) && !transport.insecure_plaintext {
+                            return Err(BusError::Config(format!(
+                                "the link to {host} would carry the site's password in the clear: register the site by certificate (site add --certificate) and give it NATS_CERT/NATS_KEY/NATS_CA, or allow plaintext explicitly with --insecure-plaintext"
+                            )));
+                        }
                         url.set_username(user)
                             .and_then(|_| url.set_password(Some(password)))
                             .map_err(|_| BusError::Config(format!("hub address {u:?}")))?;
@@ -227,6 +233,33 @@ impl LeafNodes {
             }
         })
     }
+}
+
+/// Whether a server configuration's leaf port maps client certificates to users
+/// (`verify_and_map` in the `tls` block of a `leafnodes` block that listens): only then may
+/// users without a password — sites known by certificate — be offered to it.
+pub fn leaf_port_maps_certificates(conf: &str) -> bool {
+    let Some(start) = conf.find("\nleafnodes {") else {
+        return false;
+    };
+    let block = &conf[start + 1..];
+    let mut depth = 0usize;
+    let mut end = block.len();
+    for (i, c) in block.char_indices() {
+        match c {
+            '{' => depth += 1,
+            '}' => {
+                depth = depth.saturating_sub(1);
+                if depth == 0 {
+                    end = i;
+                    break;
+                }
+            }
+            _ => {}
+        }
+    }
+    let block = &block[..end];
+    block.contains("listen:") && block.contains("verify_and_map: true")
 }
 
 /// The `key: "value"` fields naming a certificate, key and CA, with `extra` fields.
@@ -304,26 +337,39 @@ pub struct ClusterNode {
     pub route_port: u16,
     /// Every node's route address (`host:port`), this one's included.
     pub routes: Vec<String>,
+    /// The secret every node of the cluster presents on its routes (alphanumeric). TLS alone
+    /// would admit as a route any certificate of the CA — a site's too —, and a route sees
+    /// every account's traffic.
+    pub secret: String,
 }
+
+/// The user name of routes between the hub's nodes.
+pub const ROUTE_USER: &str = "route";
 
 impl ClusterNode {
     /// What the node adds to the configuration: its name and the cluster block (routes
     /// mutually authenticated with the nodes' certificates under TLS).
     pub fn config(&self, host: &str, transport: &Transport) -> Result<String> {
+        if self.secret.is_empty() || !self.secret.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            return Err(BusError::Config(
+                "the cluster's route secret must be alphanumeric and not empty".into(),
+            ));
+        }
         let routes: Vec<String> = self
             .routes
             .iter()
-            .map(|r| format!("\"nats-route://{r}\""))
+            .map(|r| format!("\"nats-route://{ROUTE_USER}:{}@{r}\"", self.secret))
             .collect();
         let tls = match &transport.tls {
             Some(files) => tls_block(files, "verify: true", "")?,
             None => String::new(),
         };
         Ok(format!(
-            "\nserver_name: \"{}\"\ncluster {{\n  name: \"{}\"\n  listen: \"{host}:{}\"\n  routes: [{}]\n{tls}}}\n",
+            "\nserver_name: \"{}\"\ncluster {{\n  name: \"{}\"\n  listen: \"{host}:{}\"\n  authorization {{ user: \"{ROUTE_USER}\", password: \"{}\" }}\n  routes: [{}]\n{tls}}}\n",
             self.name,
             self.cluster,
             self.route_port,
+            self.secret,
             routes.join(", ")
         ))
     }
@@ -639,6 +685,66 @@ mod tests {
         assert_eq!(parse_version("v2.11.0-beta.1"), Some((2, 11, 0)));
         assert!(parse_version("nonsense").is_none());
         assert!((2, 9, 11) < MIN_VERSION && (2, 15, 1) >= MIN_VERSION);
+    }
+
+    #[test]
+    fn only_a_leaf_port_that_maps_certificates_is_said_to() {
+        let files = TlsFiles {
+            cert: "c.crt".into(),
+            key: "c.key".into(),
+            ca: Some("ca.crt".into()),
+        };
+        let with_tls = LeafNodes::Listen { port: 7422 }
+            .config("10.0.0.1", &Transport::tls(files.clone()))
+            .unwrap();
+        assert!(leaf_port_maps_certificates(&format!(
+            "{NATS_CONF}{with_tls}"
+        )));
+        let plain = LeafNodes::Listen { port: 7422 }
+            .config("127.0.0.1", &Transport::default())
+            .unwrap();
+        assert!(!leaf_port_maps_certificates(&format!("{NATS_CONF}{plain}")));
+        // A site's link (a remote with a certificate) is no leaf port.
+        let remote = LeafNodes::Remote {
+            urls: vec!["nats-leaf://hub:7422".into()],
+            auth: LeafAuth::Certificate(files),
+            deny_imports: Vec::new(),
+        }
+        .config("127.0.0.1", &Transport::default())
+        .unwrap();
+        assert!(!leaf_port_maps_certificates(&format!(
+            "{NATS_CONF}{remote}"
+        )));
+        // Routes carry their secret, and TLS that verifies the other node.
+        let node = ClusterNode {
+            name: "n1".into(),
+            cluster: "c".into(),
+            route_port: 6222,
+            routes: vec!["10.0.0.1:6222".into()],
+            secret: "abc123".into(),
+        }
+        .config("10.0.0.1", &Transport::default())
+        .unwrap();
+        assert!(
+            node.contains("authorization { user: \"route\", password: \"abc123\" }"),
+            "{node}"
+        );
+        assert!(
+            node.contains("nats-route://route:abc123@10.0.0.1:6222"),
+            "{node}"
+        );
+        assert!(ClusterNode {
+            secret: "a\"b".into(),
+            ..ClusterNode {
+                name: "n1".into(),
+                cluster: "c".into(),
+                route_port: 1,
+                routes: vec![],
+                secret: String::new(),
+            }
+        }
+        .config("h", &Transport::default())
+        .is_err());
     }
 
     #[test]

@@ -84,18 +84,12 @@ pub async fn apply(
                 } else {
                     SiteKind::Witness
                 };
-                let current = admin::access(&js).await?;
-                let same = current.sites.iter().any(|s| {
-                    s.name == site.name
-                        && s.certificate.as_ref().map(|c| &c.subject) == Some(&cert.subject)
-                });
-                if same {
-                    done.push(format!("site {}: registered", site.name));
-                    continue;
-                }
+                // Registered again every time: a record already there is written unchanged,
+                // a registration a failure left half done (its imports, its sources) is
+                // completed.
                 let r = admin::register(&js, &site.name, &site.domain, kind, Some(cert)).await?;
                 done.push(format!(
-                    "site {} ({}): registered by certificate, {} sources added",
+                    "site {} ({}): registered by its certificate, {} sources added",
                     site.name,
                     site.role.as_str(),
                     r.sources_added

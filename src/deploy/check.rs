@@ -102,7 +102,13 @@ pub async fn check_deployment(
                                     .map(|s| s.stream.clone())
                                     .collect();
                                 let lag: u64 = states.iter().map(|s| s.lag).sum();
-                                if stale.is_empty() {
+                                let want = lienthong_bus::sites::ward_streams().len();
+                                if states.len() < want {
+                                    Err(format!(
+                                        "sourced by {} of the hub's {want} streams (deploy apply)",
+                                        states.len()
+                                    ))
+                                } else if stale.is_empty() {
                                     Ok(format!(
                                         "linked, {} streams sourcing, lag {lag}",
                                         states.len()
@@ -148,12 +154,12 @@ pub async fn check_deployment(
 }
 
 fn http_client(ca: &Path) -> reqwest::Client {
+    // The CA was loaded already (client_config): a failure here cannot pass unseen, since
+    // every HTTPS probe would then fail verification.
     let mut b = reqwest::Client::builder().timeout(PROBE_TIMEOUT);
-    if let Ok(certs) = lienthong_bus::tls::load_certs(ca) {
-        for c in certs {
-            if let Ok(c) = reqwest::Certificate::from_der(&c) {
-                b = b.add_root_certificate(c);
-            }
+    for c in lienthong_bus::tls::load_certs(ca).unwrap_or_default() {
+        if let Ok(c) = reqwest::Certificate::from_der(&c) {
+            b = b.add_root_certificate(c);
         }
     }
     b.build().unwrap_or_default()

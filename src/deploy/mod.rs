@@ -153,8 +153,32 @@ impl Inventory {
     }
 
     /// Names unique and well formed, addresses unique, one or three or more hub nodes, at
-    /// most one node running the components.
+    /// most one node running the components; nothing that could break out of a file it is
+    /// written into (a configuration, a unit, a script).
     pub fn check(&self) -> Result<(), String> {
+        for (what, text) in [("city", &self.city), ("organisation", &self.organisation)] {
+            if text.trim().is_empty()
+                || text
+                    .chars()
+                    .any(|c| c.is_control() || matches!(c, '"' | '\\' | '$' | '`' | '%'))
+            {
+                return Err(format!(
+                    "{what} {text:?}: give a name without control characters, quotes, backslashes, $, ` or %"
+                ));
+            }
+        }
+        let mut callers = BTreeSet::new();
+        for c in &self.caller {
+            lienthong_bus::sites::check_name(&c.name).map_err(|_| {
+                format!(
+                    "caller name {:?}: use 1 to 32 of a–z 0–9 -, starting with a letter",
+                    c.name
+                )
+            })?;
+            if !callers.insert(c.name.clone()) {
+                return Err(format!("the caller {} is given twice", c.name));
+            }
+        }
         match self.hub.len() {
             0 => return Err("no [[hub]] node".into()),
             2 => return Err(
@@ -176,6 +200,12 @@ impl Inventory {
             .chain(self.site.iter().map(|s| (&s.name, s.address)));
         for (name, address) in hosts {
             lienthong_bus::sites::check_name(name).map_err(|e| e.to_string())?;
+            // Names the bundles' files take for themselves.
+            if name == "ca" || name.ends_with("-link") {
+                return Err(format!(
+                    "the host name {name} is reserved (ca, *-link): choose another"
+                ));
+            }
             if !names.insert(name.clone()) {
                 return Err(format!("the name {name} is given twice"));
             }

