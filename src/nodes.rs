@@ -36,9 +36,10 @@ pub async fn start(dir: &Path, nodes: usize, cluster: &str) -> Result<Nodes, Sta
         .collect::<Vec<_>>()
         .join(",");
     let credentials = CredentialSet::load_or_generate(&dir.join("credentials"), &url)?;
+    // One secret for the cluster's routes: every node presents it.
+    let secret = lienthong_bus::credentials::new_password();
     let mut servers = Vec::with_capacity(nodes);
     for (i, port) in ports.iter().enumerate() {
-        let secret = lienthong_bus::credentials::new_password();
         let node = (nodes > 1).then(|| ClusterNode {
             secret: secret.clone(),
             name: format!("n{}", i + 1),
