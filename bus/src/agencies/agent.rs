@@ -104,8 +104,7 @@ impl Agent {
             // accounts file.
             certificates: std::fs::read_to_string(accounts_path.with_file_name("nats.conf"))
                 .is_ok_and(|conf| crate::server::leaf_port_maps_certificates(&conf)),
-            // A reload at the first pass: what an earlier agent wrote may not be in force.
-            pending: Some(Vec::new()),
+            pending: None,
         })
     }
 
