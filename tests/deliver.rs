@@ -173,6 +173,27 @@ async fn every_event_arrives_signed_in_order_through_an_outage_and_a_restart() {
     .await
     .unwrap();
     assert_eq!(id, "health.hook");
+    // A receiver beyond loopback over plain http is refused: events never go in the clear.
+    let plain = subscribe(
+        &agencies.admin,
+        SubscribeRequest {
+            agency: "health".into(),
+            name: "plain".into(),
+            stream: "FIELD_REPORTS".into(),
+            types: vec![],
+            subjects: vec![],
+            webhook: "http://so-xay-dung.example/hook".parse().unwrap(),
+            secret: Secret::generate(),
+            mode: Mode::Binary,
+        },
+    )
+    .await
+    .unwrap_err()
+    .to_string();
+    assert!(
+        plain.contains("in the clear") && plain.contains("https://"),
+        "{plain}"
+    );
 
     let metrics = lienthong_bus::Metrics::new();
     let deliver_client = bus.client("deliver").await;

@@ -364,8 +364,7 @@ impl ConnectSettings {
             if let Some(host) = self.url.split(',').find_map(|u| {
                 url::Url::parse(u.trim())
                     .ok()
-                    .and_then(|u| u.host_str().map(str::to_string))
-                    .filter(|h| !crate::tls::is_loopback(h))
+                    .and_then(|u| crate::tls::clear_beyond_loopback(&u))
             }) {
                 if !insecure {
                     return Err(BusError::Config(format!(

@@ -205,8 +205,9 @@ impl LeafNodes {
                         )));
                     }
                     if let LeafAuth::Password { user, password } = auth {
-                        let host = url.host_str().unwrap_or_default().to_string();
-                        if !crate::tls::is_loopback(&host) && !transport.insecure_plaintext {
+                        if let Some(host) = crate::tls::clear_beyond_loopback(&url)
+                            .filter(|_| !transport.insecure_plaintext)
+                        {
                             return Err(BusError::Config(format!(
                                 "the link to {host} would carry the site's password in the clear: register the site by certificate (site add --certificate) and give it NATS_CERT/NATS_KEY/NATS_CA, or allow plaintext explicitly with --insecure-plaintext"
                             )));

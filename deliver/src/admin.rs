@@ -92,6 +92,13 @@ pub async fn subscribe(admin: &AgencyAdmin, req: SubscribeRequest) -> Result<Str
             redacted(&req.webhook)
         )));
     }
+    // Citizens' events never cross a network in the clear.
+    if let Some(host) = lienthong_bus::tls::clear_beyond_loopback(&req.webhook) {
+        return Err(DeliverError::Request(format!(
+            "--webhook {}: {host} is not loopback, and events are never sent to it in the clear; give an https:// URL",
+            redacted(&req.webhook)
+        )));
+    }
     let registry = admin.registry().await?;
     let agency = registry.agencies.get(&req.agency).ok_or_else(|| {
         DeliverError::Request(format!(

@@ -78,6 +78,9 @@ impl Deliverer {
                 b.add_root_certificate(root.clone())
             })
             .user_agent(concat!("lienthong-deliver/", env!("CARGO_PKG_VERSION")))
+            // A receiver that redirects is not followed: a redirect could lead the events to
+            // a plain http:// address.
+            .redirect(reqwest::redirect::Policy::none())
             .pool_max_idle_per_host(4)
             .build()
             .expect("an HTTP client");

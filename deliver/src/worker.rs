@@ -31,8 +31,12 @@ use crate::store::{Endpoint, EndpointStore};
 /// How one event ended.
 enum Outcome {
     Delivered,
-    /// The receiver answered 410: the subscription ends.
-    Gone,
+    /// The subscription ends, for this reason (the receiver answered 410; its URL would
+    /// carry events in the clear): no retry can deliver it.
+    Ended {
+        by: &'static str,
+        reason: String,
+    },
     Stopped,
 }
 
@@ -170,8 +174,8 @@ impl Worker {
                             let _ = msg.ack().await;
                             meters.delivered.inc();
                         }
-                        Outcome::Gone => {
-                            self.end_by_receiver().await;
+                        Outcome::Ended { by, reason } => {
+                            self.end(by, &reason).await;
                             return;
                         }
                         // What was held is offered again first on the next start (reset).
@@ -270,6 +274,15 @@ impl Worker {
                 return Outcome::Delivered;
             }
         };
+        // A subscription made before plaintext webhooks were refused.
+        if let Some(host) = lienthong_bus::tls::clear_beyond_loopback(&endpoint.url) {
+            return Outcome::Ended {
+                by: "deliverer",
+                reason: format!(
+                    "its URL would send events to {host} in the clear; subscribe again with https://"
+                ),
+            };
+        }
         let mut backoff = self.options.first_backoff;
         loop {
             let timestamp = Utc::now().timestamp();
@@ -305,7 +318,12 @@ impl Worker {
                     }
                     return Outcome::Delivered;
                 }
-                Ok(r) if r.status() == reqwest::StatusCode::GONE => return Outcome::Gone,
+                Ok(r) if r.status() == reqwest::StatusCode::GONE => {
+                    return Outcome::Ended {
+                        by: "receiver",
+                        reason: "410 Gone".into(),
+                    }
+                }
                 Ok(r) => format!("HTTP {}", r.status()),
                 Err(e) => describe(&e),
             };
@@ -350,14 +368,14 @@ impl Worker {
         }
     }
 
-    /// The receiver answered 410: recorded, position and private part removed.
-    async fn end_by_receiver(&self) {
-        info!(subscription = %self.sub.id, "the receiver answered 410 Gone; the subscription ends");
+    /// The subscription ends (`reason`): recorded, position and private part removed.
+    async fn end(&self, by: &str, reason: &str) {
+        warn!(subscription = %self.sub.id, "the subscription ends: {reason}");
         self.report(AgencyEvent::SubscriptionRemoved(SubscriptionRemoved {
             subscription: self.sub.id.clone(),
             agency: self.sub.agency.clone(),
-            by: "receiver".into(),
-            reason: Some("410 Gone".into()),
+            by: by.into(),
+            reason: Some(reason.to_string()),
         }))
         .await;
         if let Ok(settings) = ConnectSettings::resolve(Some(&self.admin_env)) {

@@ -123,6 +123,15 @@ pub fn is_loopback(host: &str) -> bool {
     host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
+/// The host of `url` when it would carry data in the clear beyond loopback: a scheme
+/// without TLS (`http`, `nats`, `nats-leaf`, `ws`) to a host that is not loopback. `None`
+/// for `https`, `tls`, `wss`, and for anything on loopback.
+pub fn clear_beyond_loopback(url: &url::Url) -> Option<String> {
+    let encrypted = matches!(url.scheme(), "https" | "tls" | "wss");
+    let host = url.host_str()?;
+    (!encrypted && !is_loopback(host)).then(|| host.to_string())
+}
+
 fn absolute(path: &Path) -> Result<PathBuf> {
     std::path::absolute(path).map_err(|e| BusError::io(format!("resolving {}", path.display()), e))
 }
@@ -216,6 +225,29 @@ mod tests {
                 insecure_plaintext: true,
             };
             assert!(asked.check_listener("NATS", host, 4222).is_ok());
+        }
+    }
+
+    #[test]
+    fn clear_links_beyond_loopback_are_named() {
+        let host = |u: &str| clear_beyond_loopback(&url::Url::parse(u).unwrap());
+        assert_eq!(
+            host("http://agency.example/hook"),
+            Some("agency.example".into())
+        );
+        assert_eq!(host("nats://10.0.0.1:4222"), Some("10.0.0.1".into()));
+        assert_eq!(
+            host("nats-leaf://[2001:db8::1]:7422"),
+            Some("[2001:db8::1]".into())
+        );
+        for ok in [
+            "https://agency.example/hook",
+            "tls://10.0.0.1:4222",
+            "http://127.0.0.1:9/x",
+            "nats://localhost:4222",
+            "http://[::1]:80/",
+        ] {
+            assert_eq!(host(ok), None, "{ok}");
         }
     }
 
