@@ -284,7 +284,10 @@ impl Stack {
             &creds_dir,
             lienthong_deliver::DeliverOptions {
                 // Receivers with certificates from the deployment's own CA are trusted too.
-                extra_roots: deliver_roots(creds.ca())?,
+                extra_roots: match creds.ca() {
+                    Some(ca) => lienthong_deliver::roots_of(ca)?,
+                    None => Vec::new(),
+                },
                 ..Default::default()
             },
             metrics.clone(),
@@ -699,23 +702,4 @@ fn demo_caller(creds: &Path, base: &str) -> Result<(Caller, PathBuf), StackError
         },
         path,
     ))
-}
-
-/// The certificates of the deployment's CA, for verifying webhook receivers besides the
-/// public roots.
-fn deliver_roots(ca: Option<&Path>) -> Result<Vec<reqwest::Certificate>, StackError> {
-    let Some(ca) = ca else {
-        return Ok(Vec::new());
-    };
-    lienthong_bus::tls::load_certs(ca)?
-        .into_iter()
-        .map(|der| {
-            reqwest::Certificate::from_der(&der).map_err(|e| {
-                StackError::Config(format!(
-                    "{}: not a usable CA certificate: {e}",
-                    ca.display()
-                ))
-            })
-        })
-        .collect()
 }

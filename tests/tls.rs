@@ -272,24 +272,13 @@ async fn healthz_degrades_and_the_integrity_panel_warns_30_days_before_a_certifi
     assert_eq!(r.status(), 503);
 }
 
-/// The certificate a TLS server presents at `addr` (after NATS's INFO when `nats`), as its key
-/// pin.
+/// The key pin of the certificate a TLS server presents at `addr` (after NATS's INFO when
+/// `nats`).
 async fn presented_pin(addr: std::net::SocketAddr, ca: &Path, nats: bool) -> String {
-    use tokio::io::AsyncBufReadExt;
     let config = std::sync::Arc::new(lienthong_bus::tls::client_config(Some(ca)).unwrap());
-    let mut reader = tokio::io::BufReader::new(tokio::net::TcpStream::connect(addr).await.unwrap());
-    if nats {
-        let mut info = String::new();
-        reader.read_line(&mut info).await.unwrap();
-    }
-    let tls = tokio_rustls::TlsConnector::from(config)
-        .connect(
-            rustls::pki_types::ServerName::IpAddress(addr.ip().into()),
-            reader.into_inner(),
-        )
+    let der = lienthong_bus::tls::presented_certificate(addr, config, nats)
         .await
         .unwrap();
-    let der = tls.get_ref().1.peer_certificates().unwrap()[0].clone();
     lienthong_bus::tls::pki::inspect_der("peer", &der)
         .unwrap()
         .pin

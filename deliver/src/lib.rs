@@ -21,7 +21,7 @@ pub mod signature;
 pub mod store;
 pub mod worker;
 
-pub use service::{DeliverOptions, Deliverer};
+pub use service::{roots_of, DeliverOptions, Deliverer};
 pub use signature::Secret;
 
 /// What can go wrong delivering.

@@ -33,6 +33,23 @@ pub struct DeliverOptions {
     pub extra_roots: Vec<reqwest::Certificate>,
 }
 
+/// The certificates of the CA in `ca` (PEM), as roots an HTTPS client may trust besides the
+/// public ones (a city's own CA): for [`DeliverOptions::extra_roots`], and any client of the
+/// deployment's HTTPS services.
+pub fn roots_of(
+    ca: &std::path::Path,
+) -> Result<Vec<reqwest::Certificate>, lienthong_bus::BusError> {
+    lienthong_bus::tls::load_certs(ca)?
+        .into_iter()
+        .map(|der| {
+            reqwest::Certificate::from_der(&der).map_err(|e| lienthong_bus::BusError::Tls {
+                what: ca.display().to_string(),
+                reason: format!("not a usable CA certificate: {e}"),
+            })
+        })
+        .collect()
+}
+
 impl Default for DeliverOptions {
     fn default() -> Self {
         Self {

@@ -48,7 +48,10 @@ pub async fn run(global: &Global, a: Args) -> anyhow::Result<ExitCode> {
         &dir,
         DeliverOptions {
             max_backoff: std::time::Duration::from_secs(a.max_backoff_secs.max(1)),
-            extra_roots: webhook_roots(a.webhook_ca.as_deref())?,
+            extra_roots: match &a.webhook_ca {
+                Some(ca) => lienthong_deliver::roots_of(ca)?,
+                None => Vec::new(),
+            },
             ..Default::default()
         },
         metrics,
@@ -56,18 +59,4 @@ pub async fn run(global: &Global, a: Args) -> anyhow::Result<ExitCode> {
     eprintln!("delivering webhook subscriptions (Ctrl-C stops)");
     deliverer.run(super::interrupted()).await;
     Ok(ExitCode::SUCCESS)
-}
-
-/// The certificates of `ca` (PEM), for verifying webhook receivers.
-pub fn webhook_roots(ca: Option<&std::path::Path>) -> anyhow::Result<Vec<reqwest::Certificate>> {
-    let Some(ca) = ca else {
-        return Ok(Vec::new());
-    };
-    lienthong_bus::tls::load_certs(ca)?
-        .into_iter()
-        .map(|der| {
-            reqwest::Certificate::from_der(&der)
-                .map_err(|e| anyhow::anyhow!("--webhook-ca {}: {e}", ca.display()))
-        })
-        .collect()
 }

@@ -4,14 +4,13 @@
 //! every stream at its replicas and a leader, every ward linked and sourcing, every agency
 //! site and the components' HTTPS services answering.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use lienthong_bus::tls::pki::{inspect_der, Expiry};
 use lienthong_bus::ConnectSettings;
-use tokio::io::AsyncBufReadExt;
 
 use super::{Inventory, SiteRole};
 
@@ -57,7 +56,7 @@ pub async fn check_deployment(
         let addr = SocketAddr::new(node.address, p.nats);
         out.push(check(
             format!("hub {} NATS {addr}", node.name),
-            nats_tls(addr, node.address, &tls).await,
+            presented(addr, &tls, true).await,
         ));
     }
     let components = inv.components_node();
@@ -131,7 +130,7 @@ pub async fn check_deployment(
         let addr = SocketAddr::new(site.address, p.nats);
         out.push(check(
             format!("{} {} NATS {addr}", site.role.as_str(), site.name),
-            nats_tls(addr, site.address, &tls).await,
+            presented(addr, &tls, true).await,
         ));
         let http_port = match site.role {
             SiteRole::Agency => Some(p.http),
@@ -154,64 +153,36 @@ pub async fn check_deployment(
 }
 
 fn http_client(ca: &Path) -> reqwest::Client {
-    // The CA was loaded already (client_config): a failure here cannot pass unseen, since
-    // every HTTPS probe would then fail verification.
-    let mut b = reqwest::Client::builder().timeout(PROBE_TIMEOUT);
-    for c in lienthong_bus::tls::load_certs(ca).unwrap_or_default() {
-        if let Ok(c) = reqwest::Certificate::from_der(&c) {
-            b = b.add_root_certificate(c);
-        }
-    }
-    b.build().unwrap_or_default()
+    // The CA was loaded already (client_config): were it unusable here, every HTTPS probe
+    // would fail verification, not pass.
+    lienthong_deliver::roots_of(ca)
+        .unwrap_or_default()
+        .into_iter()
+        .fold(reqwest::Client::builder().timeout(PROBE_TIMEOUT), |b, c| {
+            b.add_root_certificate(c)
+        })
+        .build()
+        .unwrap_or_default()
 }
 
-/// The certificate's verdict: who it is and how long it has left.
-fn verdict(der: &[u8], at: &str) -> Result<String, String> {
-    let info = inspect_der(at, der).map_err(|e| e.to_string())?;
+/// The certificate `addr` presents (after NATS's INFO when `nats`), verified, and how long it
+/// has left.
+async fn presented(
+    addr: SocketAddr,
+    tls: &Arc<rustls::ClientConfig>,
+    nats: bool,
+) -> Result<String, String> {
+    let der = tokio::time::timeout(
+        PROBE_TIMEOUT,
+        lienthong_bus::tls::presented_certificate(addr, tls.clone(), nats),
+    )
+    .await
+    .unwrap_or_else(|_| Err("no answer in time".into()))?;
+    let info = inspect_der(&addr.to_string(), &der).map_err(|e| e.to_string())?;
     match info.expiry(chrono::Utc::now()) {
         Expiry::Valid(d) => Ok(format!("TLS, {} ({d} days left)", info.subject)),
         e => Err(format!("TLS, {}: {e}", info.subject)),
     }
-}
-
-/// A NATS port: its INFO says TLS is required, and the TLS handshake (after INFO, as NATS
-/// does it) verifies the certificate against the CA and the address.
-async fn nats_tls(
-    addr: SocketAddr,
-    ip: IpAddr,
-    tls: &Arc<rustls::ClientConfig>,
-) -> Result<String, String> {
-    let probe = async {
-        let stream = tokio::net::TcpStream::connect(addr)
-            .await
-            .map_err(|e| format!("unreachable: {e}"))?;
-        let mut reader = tokio::io::BufReader::new(stream);
-        let mut info = String::new();
-        reader
-            .read_line(&mut info)
-            .await
-            .map_err(|e| format!("no INFO: {e}"))?;
-        if !info.contains("\"tls_required\":true") {
-            return Err("answers WITHOUT TLS".to_string());
-        }
-        let stream = reader.into_inner();
-        let connector = tokio_rustls::TlsConnector::from(tls.clone());
-        let name = rustls::pki_types::ServerName::IpAddress(ip.into());
-        let tls = connector
-            .connect(name, stream)
-            .await
-            .map_err(|e| format!("TLS refused: {e}"))?;
-        let der = tls
-            .get_ref()
-            .1
-            .peer_certificates()
-            .and_then(|c| c.first().cloned())
-            .ok_or("no certificate")?;
-        verdict(&der, &addr.to_string())
-    };
-    tokio::time::timeout(PROBE_TIMEOUT, probe)
-        .await
-        .unwrap_or_else(|_| Err("no answer in time".into()))
 }
 
 /// An HTTPS service: its certificate (verified) and its `/healthz`.
@@ -220,27 +191,7 @@ async fn https_health(
     addr: SocketAddr,
     tls: &Arc<rustls::ClientConfig>,
 ) -> Result<String, String> {
-    let cert = async {
-        let stream = tokio::net::TcpStream::connect(addr)
-            .await
-            .map_err(|e| format!("unreachable: {e}"))?;
-        let connector = tokio_rustls::TlsConnector::from(tls.clone());
-        let name = rustls::pki_types::ServerName::IpAddress(addr.ip().into());
-        let tls = connector
-            .connect(name, stream)
-            .await
-            .map_err(|e| format!("TLS refused: {e}"))?;
-        let der = tls
-            .get_ref()
-            .1
-            .peer_certificates()
-            .and_then(|c| c.first().cloned())
-            .ok_or("no certificate")?;
-        verdict(&der, &addr.to_string())
-    };
-    let cert = tokio::time::timeout(PROBE_TIMEOUT, cert)
-        .await
-        .unwrap_or_else(|_| Err("no answer in time".into()))?;
+    let cert = presented(addr, tls, false).await?;
     let health = http
         .get(format!("https://{addr}/healthz"))
         .send()

@@ -123,6 +123,43 @@ pub fn is_loopback(host: &str) -> bool {
     host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
+/// The certificate the server at `addr` presents, verified against `config`'s roots and the
+/// address. For a NATS port (`nats`), after its `INFO` line, which must say TLS is required
+/// (NATS speaks first, then TLS). Errors say what went wrong, for probes' reports.
+pub async fn presented_certificate(
+    addr: std::net::SocketAddr,
+    config: Arc<rustls::ClientConfig>,
+    nats: bool,
+) -> std::result::Result<CertificateDer<'static>, String> {
+    use tokio::io::AsyncBufReadExt;
+    let stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .map_err(|e| format!("unreachable: {e}"))?;
+    let mut reader = tokio::io::BufReader::new(stream);
+    if nats {
+        let mut info = String::new();
+        reader
+            .read_line(&mut info)
+            .await
+            .map_err(|e| format!("no INFO: {e}"))?;
+        if !info.contains("\"tls_required\":true") {
+            return Err("answers WITHOUT TLS".into());
+        }
+    }
+    let tls = tokio_rustls::TlsConnector::from(config)
+        .connect(
+            rustls::pki_types::ServerName::IpAddress(addr.ip().into()),
+            reader.into_inner(),
+        )
+        .await
+        .map_err(|e| format!("TLS refused: {e}"))?;
+    tls.get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|c| c.first().cloned())
+        .ok_or_else(|| "no certificate".into())
+}
+
 /// The host of `url` when it would carry data in the clear beyond loopback: a scheme
 /// without TLS (`http`, `nats`, `nats-leaf`, `ws`) to a host that is not loopback. `None`
 /// for `https`, `tls`, `wss`, and for anything on loopback.
