@@ -102,9 +102,34 @@ pub fn plan(
     })
 }
 
-/// Issues `name`'s certificate into `state/pki/issued/<name>` unless one is there that is
-/// still valid for 30 days and names the same addresses; copies it into `dir` as
-/// `<file>.crt`/`<file>.key`, with `ca.crt`.
+/// The certificate `req` asks for, kept in `state/pki/issued/<name>`: the one there when it
+/// goes with its key, was issued by this CA, is valid for more than 30 days and names the same
+/// addresses; otherwise a new one.
+fn kept(ca: &Authority, state: &Path, req: &IssueRequest) -> Result<TlsFiles, StackError> {
+    let dir = state.join("pki").join("issued").join(&req.name);
+    let files = TlsFiles::in_dir(&dir, &req.name);
+    let want: Vec<String> = req
+        .dns
+        .iter()
+        .cloned()
+        .chain(req.ips.iter().map(|i| i.to_string()))
+        .collect();
+    let reusable = files.certified_key().is_ok()
+        && pki::inspect(&files.cert)
+            .ok()
+            .and_then(|c| c.into_iter().next())
+            .is_some_and(|c| {
+                ca.issued(&c)
+                    && matches!(c.expiry(chrono::Utc::now()), pki::Expiry::Valid(_))
+                    && c.names == want
+            });
+    if !reusable {
+        ca.issue(req, &dir)?;
+    }
+    Ok(files)
+}
+
+/// [`kept`], copied into a bundle's `dir` as `<file>.crt`/`<file>.key`, with `ca.crt`.
 fn certificate(
     ca: &Authority,
     state: &Path,
@@ -112,26 +137,7 @@ fn certificate(
     dir: &Path,
     file: &str,
 ) -> Result<TlsFiles, StackError> {
-    let kept = state.join("pki").join("issued").join(&req.name);
-    let want: Vec<String> = req
-        .dns
-        .iter()
-        .cloned()
-        .chain(req.ips.iter().map(|i| i.to_string()))
-        .collect();
-    let current = TlsFiles::in_dir(&kept, &req.name);
-    let reusable = pki::inspect(&current.cert)
-        .ok()
-        .and_then(|c| c.into_iter().next())
-        .is_some_and(|c| {
-            matches!(c.expiry(chrono::Utc::now()), pki::Expiry::Valid(_)) && c.names == want
-        })
-        && current.key.exists();
-    if !reusable {
-        ca.issue(&req, &kept)?;
-    }
-    std::fs::create_dir_all(dir)
-        .map_err(|e| StackError::io(format!("creating {}", dir.display()), e))?;
+    let current = kept(ca, state, &req)?;
     let files = TlsFiles::in_dir(dir, file);
     copy(&current.cert, &files.cert, false)?;
     copy(&current.key, &files.key, true)?;
@@ -229,7 +235,7 @@ fn hub_bundle(
     out: &Path,
 ) -> Result<PathBuf, StackError> {
     let dir = bundle_dir(out, &node.name)?;
-    let tls = certificate(
+    certificate(
         ca,
         state,
         server_request(&node.name, node.address, &node.dns, true),
@@ -346,14 +352,10 @@ fn hub_bundle(
         // What the registrations need: the inventory, and the sites' public certificates.
         write(&dir.join("city.toml"), inventory_text)?;
         for site in &inv.site {
-            let link = state
-                .join("pki/issued")
-                .join(link_name(site))
-                .join(format!("{}.crt", link_name(site)));
-            // Issued with the site's bundle; issue it now if this runs first.
-            link_certificate(ca, state, site)?;
+            // The same certificate as in the site's bundle (kept in the state).
+            let link = kept(ca, state, &link_request(site))?;
             copy(
-                &link,
+                &link.cert,
                 &dir.join("sites").join(format!("{}.crt", site.name)),
                 false,
             )?;
@@ -438,7 +440,6 @@ fn hub_bundle(
             });
         }
     }
-    let _ = tls;
     finish(
         inv,
         &dir,
@@ -476,29 +477,16 @@ fn link_name(site: &SiteHost) -> String {
     format!("{}-link", site.name)
 }
 
-/// The site's link certificate (a client certificate the hub maps to the site).
-fn link_certificate(ca: &Authority, state: &Path, site: &SiteHost) -> Result<PathBuf, StackError> {
-    let name = link_name(site);
-    let kept = state.join("pki/issued").join(&name);
-    let files = TlsFiles::in_dir(&kept, &name);
-    let valid = pki::inspect(&files.cert)
-        .ok()
-        .and_then(|c| c.into_iter().next())
-        .is_some_and(|c| matches!(c.expiry(chrono::Utc::now()), pki::Expiry::Valid(_)));
-    if !valid || !files.key.exists() {
-        ca.issue(
-            &IssueRequest {
-                name: name.clone(),
-                usage: Usage::Client,
-                dns: vec![],
-                ips: vec![],
-                unit: Some(format!("{} site", site.role.as_str())),
-                days: CERT_DAYS,
-            },
-            &kept,
-        )?;
+/// What a site's link certificate is: a client certificate the hub maps to the site.
+fn link_request(site: &SiteHost) -> IssueRequest {
+    IssueRequest {
+        name: link_name(site),
+        usage: Usage::Client,
+        dns: vec![],
+        ips: vec![],
+        unit: Some(format!("{} site", site.role.as_str())),
+        days: CERT_DAYS,
     }
-    Ok(files.cert)
 }
 
 fn site_bundle(
@@ -516,19 +504,8 @@ fn site_bundle(
         &dir.join("tls"),
         &site.name,
     )?;
-    link_certificate(ca, state, site)?;
     let link = link_name(site);
-    let kept = state.join("pki/issued").join(&link);
-    copy(
-        &kept.join(format!("{link}.crt")),
-        &dir.join("tls").join(format!("{link}.crt")),
-        false,
-    )?;
-    copy(
-        &kept.join(format!("{link}.key")),
-        &dir.join("tls").join(format!("{link}.key")),
-        true,
-    )?;
+    certificate(ca, state, link_request(site), &dir.join("tls"), &link)?;
     let user = match site.role {
         SiteRole::Agency => lienthong_bus::agencies::account(&site.name),
         _ => lienthong_bus::sites::account(&site.name),
@@ -752,4 +729,53 @@ fn write_exec(path: &Path, text: &str) -> Result<(), StackError> {
             .map_err(|e| StackError::io(format!("making {} executable", path.display()), e))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn planning_again_keeps_what_is_good_and_replaces_what_is_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = include_str!("../../examples/city.toml");
+        let inv: Inventory = toml::from_str(text).unwrap();
+        let (state, out) = (dir.path().join("state"), dir.path().join("out"));
+        plan(&inv, text, &state, &out).unwrap();
+        let pin = |p: &Path| pki::inspect(p).unwrap()[0].pin.clone();
+        let n1 = out.join("n1/tls/n1.crt");
+        let link = out.join("phu-thuy/tls/phu-thuy-link.crt");
+        let (first, first_link) = (pin(&n1), pin(&link));
+        // The hub's copy of a site's certificate is the one in the site's bundle.
+        assert_eq!(pin(&out.join("n1/sites/phu-thuy.crt")), first_link);
+        plan(&inv, text, &state, &out).unwrap();
+        assert_eq!(pin(&n1), first, "a good certificate is kept");
+        assert_eq!(pin(&link), first_link);
+        // A pair caught half-replaced (the key of another certificate) is issued again.
+        let kept = state.join("pki/issued");
+        std::fs::copy(kept.join("n2/n2.key"), kept.join("n1/n1.key")).unwrap();
+        plan(&inv, text, &state, &out).unwrap();
+        assert_ne!(pin(&n1), first);
+        TlsFiles::in_dir(&out.join("n1/tls"), "n1").check().unwrap();
+        // Secrets are the owner's only, in the state and in every bundle.
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            for p in [
+                out.join("n1/tls/n1.key"),
+                out.join("n1/nats/nats.conf"),
+                out.join("n1/credentials/operator.env"),
+                out.join("phu-thuy/tls/phu-thuy-link.key"),
+                state.join("pki/private/ca.key"),
+            ] {
+                let mode = std::fs::metadata(&p).unwrap().permissions().mode();
+                assert_eq!(mode & 0o077, 0, "{}", p.display());
+            }
+        }
+        // The CA's key never leaves the state.
+        for host in ["n1", "n2", "n3", "phu-thuy", "xay-dung", "kiem-toan"] {
+            assert!(!out.join(host).join("tls/ca.key").exists());
+            assert!(!out.join(host).join("private").exists());
+        }
+    }
 }

@@ -261,7 +261,7 @@ struct Loaded {
 
 impl ReloadingCert {
     fn new(files: TlsFiles) -> Result<Self> {
-        let key = certified_key(&files)?;
+        let key = files.certified_key()?;
         let stamps = stamps(&files);
         Ok(Self {
             files,
@@ -281,17 +281,6 @@ fn stamps(files: &TlsFiles) -> Vec<Option<SystemTime>> {
         .collect()
 }
 
-fn certified_key(files: &TlsFiles) -> Result<Arc<CertifiedKey>> {
-    let certs = super::load_certs(&files.cert)?;
-    let key = super::load_key(&files.key)?;
-    let key =
-        CertifiedKey::from_der(certs, key, &super::provider()).map_err(|e| BusError::Tls {
-            what: format!("{} with {}", files.cert.display(), files.key.display()),
-            reason: format!("the key does not go with the certificate: {e}"),
-        })?;
-    Ok(Arc::new(key))
-}
-
 impl ResolvesServerCert for ReloadingCert {
     fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
@@ -301,7 +290,7 @@ impl ResolvesServerCert for ReloadingCert {
             if now != state.stamps {
                 // A half-written pair fails to load: keep serving the old one, try again
                 // at the next check.
-                match certified_key(&self.files) {
+                match self.files.certified_key() {
                     Ok(key) => {
                         tracing::info!(cert = %self.files.cert.display(), "certificate reloaded");
                         state.key = key;

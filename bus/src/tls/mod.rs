@@ -58,12 +58,26 @@ impl TlsFiles {
     /// Checks that the files are there and hold what they should: a certificate chain, a
     /// private key, a CA certificate. Says which file is wrong and why.
     pub fn check(&self) -> Result<()> {
-        load_certs(&self.cert)?;
-        load_key(&self.key)?;
+        self.certified_key()?;
         if let Some(ca) = &self.ca {
             load_certs(ca)?;
         }
         Ok(())
+    }
+
+    /// The certificate chain with its key, for rustls: the key must go with the
+    /// certificate (a pair caught half-replaced does not).
+    pub fn certified_key(&self) -> Result<Arc<rustls::sign::CertifiedKey>> {
+        let key = rustls::sign::CertifiedKey::from_der(
+            load_certs(&self.cert)?,
+            load_key(&self.key)?,
+            &provider(),
+        )
+        .map_err(|e| BusError::Tls {
+            what: format!("{} with {}", self.cert.display(), self.key.display()),
+            reason: format!("the key does not go with the certificate: {e}"),
+        })?;
+        Ok(Arc::new(key))
     }
 
     /// The certificates in use (the host's and the CA's): what expiry checks look at.

@@ -82,6 +82,8 @@ pub struct Authority {
     dir: PathBuf,
     issuer: Issuer<'static, KeyPair>,
     organisation: String,
+    /// The CA's subject: what its certificates name as their issuer.
+    subject: String,
     ca_pem: String,
     ca_not_after: DateTime<Utc>,
 }
@@ -154,6 +156,7 @@ impl Authority {
             organisation: info
                 .organisation
                 .unwrap_or_else(|| DEFAULT_ORGANISATION.to_string()),
+            subject: info.subject,
             ca_pem,
             ca_not_after: info.not_after,
         })
@@ -164,10 +167,21 @@ impl Authority {
         self.dir.join(CA_CERT)
     }
 
+    /// Whether `info` was issued by this CA (by name; the TLS stacks check the signature).
+    pub fn issued(&self, info: &CertInfo) -> bool {
+        info.issuer == self.subject
+    }
+
     /// Issues a certificate into `out` (`<name>.crt`, `<name>.key` 0600, `ca.crt`). Issuing
     /// again replaces them with a new key (a rotation).
     pub fn issue(&self, req: &IssueRequest, out: &Path) -> Result<Issued> {
         check_file_name(&req.name)?;
+        if req.days > CA_DAYS {
+            return Err(tls_error(
+                &req.name,
+                format!("{} days: a certificate may be valid {CA_DAYS} days at most (the CA's own life)", req.days),
+            ));
+        }
         if req.usage == Usage::Server && req.dns.is_empty() && req.ips.is_empty() {
             return Err(tls_error(
                 &req.name,
@@ -221,8 +235,10 @@ impl Authority {
         let cert_path = out.join(format!("{}.crt", req.name));
         let key_path = out.join(format!("{}.key", req.name));
         let ca_path = out.join(CA_CERT);
-        write_private(&key_path, &key.serialize_pem())?;
-        write_public(&cert_path, &cert.pem())?;
+        // Each file is replaced whole (written beside, then renamed): a rotation caught
+        // half-way leaves a pair that does not go together, which every reader refuses.
+        replace(&key_path, &key.serialize_pem(), true)?;
+        replace(&cert_path, &cert.pem(), false)?;
         if std::fs::canonicalize(&ca_path).ok() != std::fs::canonicalize(self.ca_cert()).ok() {
             write_public(&ca_path, &self.ca_pem)?;
         }
@@ -284,6 +300,17 @@ fn check_file_name(name: &str) -> Result<()> {
             "use 1 to 64 of a–z A–Z 0–9 - . _ (it names the files), not starting with a dot",
         ))
     }
+}
+
+fn replace(path: &Path, body: &str, private: bool) -> Result<()> {
+    let tmp = path.with_extension("new");
+    if private {
+        write_private(&tmp, body)?;
+    } else {
+        write_public(&tmp, body)?;
+    }
+    std::fs::rename(&tmp, path)
+        .map_err(|e| BusError::io(format!("replacing {}", path.display()), e))
 }
 
 fn write_public(path: &Path, body: &str) -> Result<()> {
@@ -592,6 +619,11 @@ mod tests {
         bare.ips.clear();
         assert!(ca.issue(&bare, dir.path()).is_err());
         assert!(ca.issue(&server("../evil"), dir.path()).is_err());
+        // A life beyond the CA's is refused, not an overflow.
+        let mut forever = server("n3");
+        forever.days = u32::MAX;
+        let e = ca.issue(&forever, dir.path()).unwrap_err().to_string();
+        assert!(e.contains("3650 days at most"), "{e}");
     }
 
     #[test]
