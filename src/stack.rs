@@ -260,9 +260,7 @@ impl Stack {
                     .settings("system", &urls[i])?
                     .connect("lienthong-up-agency-agent-system")
                     .await?,
-            )?
-            // A hub whose leaf port speaks TLS maps sites' certificates to their accounts.
-            .with_certificate_sites(opts.leaf_port.is_some() && opts.transport.tls.is_some());
+            )?;
             let stop = shutdown.signalled();
             stack.supervised.tasks.push((
                 format!("agency agent (node {})", i + 1),

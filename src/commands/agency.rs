@@ -120,10 +120,6 @@ pub enum Command {
         /// Credentials of the system account's user (data/credentials/system.env).
         #[arg(long)]
         system_env: PathBuf,
-        /// The server's leaf port maps sites' certificates (a hub with TLS): render the sites
-        /// registered by certificate.
-        #[arg(long)]
-        certificate_sites: bool,
     },
 }
 
@@ -491,14 +487,12 @@ pub async fn run(global: &Global, cmd: Command) -> anyhow::Result<ExitCode> {
         Command::Agent {
             accounts,
             system_env,
-            certificate_sites,
         } => {
             let operator = global.settings()?.connect("lienthong-agency-agent").await?;
             let system = lienthong_bus::ConnectSettings::resolve(Some(&system_env))?
                 .connect("lienthong-agency-agent-system")
                 .await?;
-            let agent = agencies::agent::Agent::new(&accounts, operator, system)?
-                .with_certificate_sites(certificate_sites);
+            let agent = agencies::agent::Agent::new(&accounts, operator, system)?;
             eprintln!(
                 "applying the agency registry to {} (Ctrl-C stops)",
                 accounts.display()

@@ -310,7 +310,6 @@ fn hub_bundle(
                 "credentials/system.env",
                 "--env",
                 "credentials/operator.env",
-                "--certificate-sites",
             ]
             .map(s)
             .to_vec(),

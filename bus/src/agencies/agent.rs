@@ -108,13 +108,6 @@ impl Agent {
         })
     }
 
-    /// For a server whose leaf port maps sites' certificates (a hub with TLS): only when its
-    /// configuration says so too.
-    pub fn with_certificate_sites(mut self, on: bool) -> Self {
-        self.certificates &= on;
-        self
-    }
-
     /// The sites this server renders: those known by certificate only where it maps them.
     fn sites(&self, access: &Access) -> Vec<SiteRecord> {
         access
