@@ -149,40 +149,24 @@ async fn add(
             known_by.as_ref().map(|(c, _)| c.clone()),
         ))
         .await?;
-    let dir = global
-        .env
-        .as_ref()
-        .and_then(|p| p.parent().map(PathBuf::from))
-        .unwrap_or_else(|| PathBuf::from("data/credentials"));
-    let file = dir.join(format!("{}.env", sites::account(name)));
+    let file = site_env_file(global, name);
     let role = match kind {
         SiteKind::Ward => "ward",
         SiteKind::Witness => "witness",
     };
-    let common = format!(
-        "# Use: lienthong site up --role {role} --name {name} --domain {domain} --hub nats-leaf://HUB:7422 --env THIS_FILE\n\
-         LIENTHONG_SITE_NAME={name}\nLIENTHONG_SITE_DOMAIN={domain}\nLIENTHONG_SITE_ROLE={role}\n"
-    );
-    let body =
-        match (&registered.password, &known_by) {
-            (Some(password), _) => format!(
-                "# Site {name}'s leaf connection to the hub. Generated; keep private.\n{common}\
+    let body = match (&registered.password, &known_by) {
+        (Some(password), _) => format!(
+            "# Site {name}'s leaf connection to the hub. Generated; keep private.\n\
+             # Use: lienthong site up --role {role} --name {name} --domain {domain} --hub nats-leaf://HUB:7422 --env THIS_FILE\n\
+             LIENTHONG_SITE_NAME={name}\nLIENTHONG_SITE_DOMAIN={domain}\nLIENTHONG_SITE_ROLE={role}\n\
              NATS_USER={}\nNATS_PASSWORD={password}\n",
-                sites::account(name),
-            ),
-            (None, Some((c, files))) => {
-                format!(
-            "# Site {name}'s leaf connection to the hub, by its certificate (mutual TLS: no\n\
-             # password). Relative paths are read beside this file; copy the three files with it.\n\
-             # Subject {}\n{common}NATS_CERT={}\nNATS_KEY={}\nNATS_CA={}\n",
-            c.subject,
-            files.cert.display(),
-            files.key.display(),
-            files.ca.as_deref().unwrap_or(std::path::Path::new("ca.crt")).display(),
-        )
-            }
-            (None, None) => bail!("registered without a password or a certificate"),
-        };
+            sites::account(name),
+        ),
+        (None, Some((c, files))) => {
+            certificate_env(name, role, Some(domain), &sites::account(name), c, files)
+        }
+        (None, None) => bail!("registered without a password or a certificate"),
+    };
     write_private(&file, &body)?;
     match kind {
         SiteKind::Ward => println!(
@@ -232,26 +216,16 @@ async fn add_agency_site(
             Some(cert.clone()),
         ))
         .await?;
-    let dir = global
-        .env
-        .as_ref()
-        .and_then(|p| p.parent().map(PathBuf::from))
-        .unwrap_or_else(|| PathBuf::from("data/credentials"));
-    let file = dir.join(format!("{}.env", sites::account(name)));
+    let file = site_env_file(global, name);
     write_private(
         &file,
-        &format!(
-            "# Agency {name}'s site: its leaf link to the hub, by its certificate (mutual TLS: no\n\
-             # password). Relative paths are read beside this file; copy the three files with it.\n\
-             # Subject {}\n\
-             # Use: lienthong site up --role agency --name {name} --domain DOMAIN --hub nats-leaf://HUB:7422 --env THIS_FILE\n\
-             LIENTHONG_SITE_NAME={name}\nLIENTHONG_SITE_ROLE=agency\nNATS_USER={}\n\
-             NATS_CERT={}\nNATS_KEY={}\nNATS_CA={}\n",
-            cert.subject,
-            lienthong_bus::agencies::account(name),
-            files.cert.display(),
-            files.key.display(),
-            files.ca.as_deref().unwrap_or(std::path::Path::new("ca.crt")).display(),
+        &certificate_env(
+            name,
+            "agency",
+            None,
+            &lienthong_bus::agencies::account(name),
+            &cert,
+            &files,
         ),
     )?;
     println!(
@@ -267,6 +241,8 @@ struct SiteState {
     name: String,
     domain: String,
     kind: SiteKind,
+    /// The certificate it links with (subject, key pin), when registered by one.
+    certificate: Option<lienthong_bus::sites::SiteCertificate>,
     /// Per hub stream: messages still to source, and seconds since the source was active.
     streams: Vec<admin::SourceState>,
 }
@@ -284,6 +260,7 @@ async fn list(global: &Global, json: bool) -> anyhow::Result<ExitCode> {
             name: site.name,
             domain: site.domain,
             kind: site.kind,
+            certificate: site.certificate,
             streams,
         });
     }
@@ -296,6 +273,13 @@ async fn list(global: &Global, json: bool) -> anyhow::Result<ExitCode> {
     }
     for s in out {
         println!("{} ({:?}, domain {})", s.name, s.kind, s.domain);
+        if let Some(c) = &s.certificate {
+            println!(
+                "  certificate    {} (key {})",
+                c.subject,
+                &c.pin[..16.min(c.pin.len())]
+            );
+        }
         for st in s.streams {
             println!(
                 "  {:<14} lag {:>8}  {}",
@@ -444,6 +428,48 @@ async fn up(global: &Global, a: UpArgs) -> anyhow::Result<ExitCode> {
             ExitCode::FAILURE
         }
     })
+}
+
+/// Where `site add` writes site `name`'s credentials: beside the operator's --env file.
+fn site_env_file(global: &Global, name: &str) -> PathBuf {
+    global
+        .env
+        .as_ref()
+        .and_then(|p| p.parent().map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from("data/credentials"))
+        .join(format!("{}.env", sites::account(name)))
+}
+
+/// A site's credentials when it links by its certificate: no password, the certificate's
+/// files (as `pki issue` wrote them) and the CA.
+fn certificate_env(
+    name: &str,
+    role: &str,
+    domain: Option<&str>,
+    user: &str,
+    c: &SiteCertificate,
+    files: &TlsFiles,
+) -> String {
+    format!(
+        "# Site {name}'s leaf link to the hub, by its certificate (mutual TLS: no password).\n\
+         # Relative paths are read beside this file; copy the three files with it.\n\
+         # Subject {}\n\
+         # Use: lienthong site up --role {role} --name {name} --domain {} --hub nats-leaf://HUB:7422 --env THIS_FILE\n\
+         LIENTHONG_SITE_NAME={name}\nLIENTHONG_SITE_ROLE={role}\n{}NATS_USER={user}\n\
+         NATS_CERT={}\nNATS_KEY={}\nNATS_CA={}\n",
+        c.subject,
+        domain.unwrap_or("DOMAIN"),
+        domain
+            .map(|d| format!("LIENTHONG_SITE_DOMAIN={d}\n"))
+            .unwrap_or_default(),
+        files.cert.display(),
+        files.key.display(),
+        files
+            .ca
+            .as_deref()
+            .unwrap_or(std::path::Path::new("ca.crt"))
+            .display(),
+    )
 }
 
 /// The subject and key pin of a site's certificate, and the files beside it (`pki issue`
