@@ -182,7 +182,7 @@ impl LeafNodes {
             // site reaches it at (NAT, proxies); sites list every node in `--hub`.
             Self::Listen { port } => {
                 let tls = match &transport.tls {
-                    Some(files) => tls_block(files, "verify_and_map: true", "")?,
+                    Some(files) => tls_block(files, "verify_and_map: true", "  ")?,
                     None => String::new(),
                 };
                 format!(
@@ -289,9 +289,10 @@ fn tls_fields(files: &TlsFiles, extra: &str) -> Result<Vec<String>> {
     Ok(out)
 }
 
-/// A `tls { … }` block (indented for a block inside a block) with `verify` settings and more
-/// lines. Verifying peers needs the CA.
-fn tls_block(files: &TlsFiles, verify: &str, more: &str) -> Result<String> {
+/// A `tls { … }` block, its lines indented by `indent` (a block inside a block: two spaces),
+/// with the `verify` setting (`verify: true`, `verify_and_map: true`, or none). Verifying
+/// peers needs the CA.
+fn tls_block(files: &TlsFiles, verify: &str, indent: &str) -> Result<String> {
     if !verify.is_empty() && files.ca.is_none() {
         return Err(BusError::Tls {
             what: files.cert.display().to_string(),
@@ -299,32 +300,20 @@ fn tls_block(files: &TlsFiles, verify: &str, more: &str) -> Result<String> {
                 .into(),
         });
     }
-    let mut lines = tls_fields(files, verify)?;
-    if !more.is_empty() {
-        lines.push(more.to_string());
-    }
+    let lines: Vec<String> = tls_fields(files, verify)?
+        .iter()
+        .map(|l| format!("{indent}  {l}"))
+        .collect();
     Ok(format!(
-        "  tls {{\n{}\n  }}\n",
-        lines
-            .iter()
-            .map(|l| format!("    {l}"))
-            .collect::<Vec<_>>()
-            .join("\n")
+        "{indent}tls {{\n{}\n{indent}}}\n",
+        lines.join("\n")
     ))
 }
 
 /// The client port's `tls { … }` block: clients see the server's certificate and log in by
-/// password (or, with `verify_and_map` elsewhere, certificate) over the encrypted link.
+/// password over the encrypted link.
 pub fn client_tls_config(files: &TlsFiles) -> Result<String> {
-    let lines = tls_fields(files, "")?;
-    Ok(format!(
-        "\ntls {{\n{}\n}}\n",
-        lines
-            .iter()
-            .map(|l| format!("  {l}"))
-            .collect::<Vec<_>>()
-            .join("\n")
-    ))
+    Ok(format!("\n{}", tls_block(files, "", "")?))
 }
 
 /// One node of a cluster of servers with routes between them (JetStream clustered).
@@ -362,7 +351,7 @@ impl ClusterNode {
             .map(|r| format!("\"nats-route://{ROUTE_USER}:{}@{r}\"", self.secret))
             .collect();
         let tls = match &transport.tls {
-            Some(files) => tls_block(files, "verify: true", "")?,
+            Some(files) => tls_block(files, "verify: true", "  ")?,
             None => String::new(),
         };
         Ok(format!(
