@@ -201,6 +201,12 @@ impl Authority {
                 hex::encode(serial.as_ref()),
             );
         }
+        if let Some(bad) = req.dns.iter().find(|d| !is_dns_name(d)) {
+            return Err(tls_error(
+                format!("DNS name {bad:?}"),
+                "use letters, digits, - and . (a leading *. for a wildcard), 1 to 253 of them",
+            ));
+        }
         params.subject_alt_names = req
             .dns
             .iter()
@@ -283,6 +289,23 @@ fn serial() -> SerialNumber {
     let mut bytes: [u8; 16] = rand::random();
     bytes[0] &= 0x7f; // positive
     SerialNumber::from_slice(&bytes)
+}
+
+/// A host name a certificate may carry: labels of letters, digits and `-`, dot-separated, the
+/// first one possibly `*`.
+fn is_dns_name(name: &str) -> bool {
+    let name = name.strip_prefix("*.").unwrap_or(name);
+    !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
 }
 
 fn check_file_name(name: &str) -> Result<()> {
@@ -619,6 +642,12 @@ mod tests {
         bare.ips.clear();
         assert!(ca.issue(&bare, dir.path()).is_err());
         assert!(ca.issue(&server("../evil"), dir.path()).is_err());
+        let mut spaced = server("n4");
+        spaced.dns = vec!["a b".into()];
+        assert!(ca.issue(&spaced, dir.path()).is_err());
+        assert!(
+            is_dns_name("*.hub.phanthiet.gov.vn") && !is_dns_name("a..b") && !is_dns_name("-a")
+        );
         // A life beyond the CA's is refused, not an overflow.
         let mut forever = server("n3");
         forever.days = u32::MAX;
