@@ -43,7 +43,9 @@ pub async fn apply(
     let (client, refusals) = loop {
         match operator.connect_watched("lienthong-deploy-apply").await {
             Ok(c) => break c,
-            Err(e) if Instant::now() < deadline => {
+            // Only a hub not up yet is waited for: a wrong setting (a CA file, a password
+            // that would go in the clear) is said at once.
+            Err(e @ lienthong_bus::BusError::Unavailable { .. }) if Instant::now() < deadline => {
                 tracing::info!("waiting for the hub: {e}");
                 tokio::time::sleep(Duration::from_secs(2)).await;
             }
