@@ -171,6 +171,17 @@ impl Stack {
         let url = urls.join(",");
         let ca = opts.transport.tls.as_ref().and_then(|t| t.ca.as_deref());
         let creds = CredentialSet::load_or_generate_with(&creds_dir, &url, ca)?;
+        let data_dirs: Vec<PathBuf> = (0..nodes)
+            .map(|i| match nodes {
+                1 => opts.data.join("nats"),
+                _ => opts.data.join(format!("nats-{}", i + 1)),
+            })
+            .collect();
+        // A previous run's servers, still ending after it was killed, are waited for: their
+        // ports are theirs only for a moment. A port held by anything else is refused.
+        for dir in &data_dirs {
+            lienthong_bus::server::await_previous(dir).await?;
+        }
         for port in &ports {
             if std::net::TcpListener::bind((opts.nats_host.as_str(), *port)).is_err() {
                 return Err(port_in_use(
@@ -202,11 +213,7 @@ impl Stack {
                     .map(|r| format!("{}:{r}", opts.nats_host))
                     .collect(),
             });
-            let data_dir = if nodes > 1 {
-                opts.data.join(format!("nats-{}", i + 1))
-            } else {
-                opts.data.join("nats")
-            };
+            let data_dir = data_dirs[i].clone();
             servers.push(
                 NatsServer::start(
                     ServerOptions {

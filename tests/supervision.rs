@@ -8,6 +8,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::up::{ingress_caller, json_or_null, post_report, Up};
+use lienthong_bus::cloudevents::AttributesReader;
 use serde_json::Value;
 
 #[tokio::test]
@@ -135,4 +136,144 @@ async fn a_killed_nats_server_is_restarted_on_its_store_and_nothing_is_lost() {
         );
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
+}
+
+/// `up` killed with SIGKILL under continuous ingress load and started again at once, as a
+/// service manager would: its server, told to stop by the kernel, is still ending and holds
+/// the port; the new run waits for it and starts. Every event the writer was told "stored"
+/// (and each it sent again after an unanswered try) is on its stream exactly once.
+#[tokio::test]
+async fn up_killed_under_load_and_started_again_at_once_comes_back_and_loses_nothing() {
+    let mut up = Up::start(&["--demo", "--demo-scale", "0.02"]);
+    let base = up.base.clone();
+    let http = reqwest::Client::new();
+    wait_healthy(&http, &base, &up).await;
+    let caller = ingress_caller(&up.credentials("ingress-demo.env"));
+
+    // A writer that sends reports one after another, each until it is acknowledged.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let writer = {
+        let (http, caller) = (http.clone(), caller.clone());
+        tokio::spawn(async move {
+            let (mut acked, mut unanswered) = (Vec::new(), 0u32);
+            for n in 0.. {
+                let id = format!("RESTART-{n:05}");
+                loop {
+                    match post_report(&http, &caller, "restart", &id, "mui-ne").await {
+                        Ok(r) if r.status() == 202 => break,
+                        _ => unanswered += 1,
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                acked.push(format!("restart/{id}"));
+                if *stop_rx.borrow() {
+                    return (acked, unanswered);
+                }
+            }
+            unreachable!()
+        })
+    };
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    // The server is made slow to die (stopped, so that the SIGTERM the kernel sends it when
+    // `up` dies waits) for 2 s: what a large store's shutdown does.
+    let server = Command::new("pgrep")
+        .args(["-P", &up.pid().to_string(), "nats-server"])
+        .output()
+        .expect("pgrep (procps) finds the server");
+    let server = String::from_utf8_lossy(&server.stdout).trim().to_string();
+    assert!(!server.is_empty(), "no nats-server child of up");
+    let signal = |s: &str| Command::new("kill").args([s, &server]).status().unwrap();
+    assert!(signal("-STOP").success());
+    up.crash_and_start_again();
+    let restarted = Instant::now();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(signal("-CONT").success());
+    wait_healthy(&http, &base, &up).await;
+    eprintln!(
+        "up killed and started again at once: healthy after {:.1} s",
+        restarted.elapsed().as_secs_f64()
+    );
+    assert!(
+        up.log_tail(400).contains("still ending; waiting for it"),
+        "the new run did not wait for the previous server:\n{}",
+        up.log_tail(40)
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    stop_tx.send(true).unwrap();
+    let (acked, unanswered) = writer.await.unwrap();
+    assert!(up.running(), "up stopped:\n{}", up.log_tail(40));
+
+    // Every acknowledged event, once.
+    let url = format!("nats://127.0.0.1:{}", up.nats);
+    let creds =
+        lienthong_bus::CredentialSet::load_or_generate(&up.data.join("credentials"), &url).unwrap();
+    let client = creds
+        .settings("auditor", &url)
+        .unwrap()
+        .connect("test-restart-reader")
+        .await
+        .unwrap();
+    let reader = lienthong_bus::StreamReader::new(client, Default::default());
+    let mut stored = std::collections::BTreeMap::<String, usize>::new();
+    for m in reader.read_all("FIELD_REPORTS", None).await.unwrap() {
+        let ev = lienthong_bus::subscriber::decode_stored(&m, None).unwrap();
+        *stored.entry(ev.event.id().to_string()).or_default() += 1;
+    }
+    let lost: Vec<&String> = acked.iter().filter(|a| !stored.contains_key(*a)).collect();
+    let duplicated = stored.values().filter(|n| **n > 1).count();
+    eprintln!(
+        "{} acknowledged, {unanswered} tries unanswered and sent again, {} lost, {duplicated} duplicated",
+        acked.len(),
+        lost.len()
+    );
+    assert!(acked.len() > 20, "the writer hardly wrote: {}", acked.len());
+    assert!(lost.is_empty(), "lost: {lost:?}");
+    assert_eq!(duplicated, 0);
+}
+
+/// Waits (at most 60 s) until `up`'s `/healthz` answers 200.
+async fn wait_healthy(http: &reqwest::Client, base: &str, up: &Up) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(r) = http.get(format!("{base}/healthz")).send().await {
+            if r.status() == 200 {
+                return;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "up never became healthy\n{}",
+            up.log_tail(30)
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// A NATS port held by another program (not a previous run's server on this store) is still
+/// refused at once, with what to do.
+#[test]
+fn a_port_held_by_another_program_is_refused_with_what_to_do() {
+    let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = held.local_addr().unwrap().port().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let started = Instant::now();
+    let (ok, out) = common::up::lienthong_status(&[
+        "up",
+        "--nats-port",
+        &port,
+        "--http",
+        &format!("127.0.0.1:{}", common::up::free_port()),
+        "--ingress",
+        &format!("127.0.0.1:{}", common::up::free_port()),
+        "--data",
+        dir.path().join("data").to_str().unwrap(),
+    ]);
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains(&format!("NATS address 127.0.0.1:{port} is in use"))
+            && out.contains("pass --nats-port"),
+        "{out}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(20), "not at once");
 }

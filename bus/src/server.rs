@@ -17,6 +17,9 @@ use crate::credentials::CredentialSet;
 use crate::error::{BusError, Result};
 use crate::tls::{TlsFiles, Transport};
 
+mod previous;
+pub use previous::{await_previous, PID_FILE};
+
 /// The project's server configuration (its hand-written part), built into the binary.
 pub const NATS_CONF: &str = include_str!("../../nats.conf");
 /// The generated part, beside `nats.conf` in the server's data directory.
@@ -401,6 +404,11 @@ impl NatsServer {
         };
         std::fs::create_dir_all(&opts.data_dir)
             .map_err(|e| BusError::io(format!("creating {}", opts.data_dir.display()), e))?;
+        // Absolute: the previous run's server is recognised by its store on its command line.
+        opts.data_dir = std::fs::canonicalize(&opts.data_dir)
+            .map_err(|e| BusError::io(format!("resolving {}", opts.data_dir.display()), e))?;
+        // The previous run's server on this store may still be ending (its parent was killed).
+        await_previous(&opts.data_dir).await?;
         let conf = opts.data_dir.join("nats.conf");
         // The server reads the files from its own working directory: absolute paths.
         if let Some(files) = &opts.transport.tls {
@@ -581,13 +589,15 @@ async fn spawn(
     port: Option<u16>,
     data_dir: &Path,
 ) -> Result<(Child, u16)> {
-    let store = data_dir.join("jetstream");
+    let store = previous::store_dir(data_dir);
     let port = port.map(|p| p.to_string()).unwrap_or_else(|| "-1".into());
     let mut cmd = Command::new(bin);
     cmd.arg("-c")
         .arg(conf)
         .args(["-a", host, "-p", &port, "-js", "-sd"])
         .arg(&store)
+        .arg("-P")
+        .arg(data_dir.join(PID_FILE))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

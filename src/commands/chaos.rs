@@ -256,7 +256,12 @@ pub async fn run(global: &Global, a: Args) -> anyhow::Result<ExitCode> {
         }
         let victim = COMPONENTS[(r + offset) % COMPONENTS.len()];
         let kill_after = rng.random_range(0..events_n);
-        let down_for = Duration::from_millis(rng.random_range(200..1500));
+        // Every other round starts the component again at once, as a service manager
+        // would (the dead process's port and store just released); the others after a pause.
+        let down_for = match r % 2 {
+            0 => Duration::ZERO,
+            _ => Duration::from_millis(rng.random_range(200..1500)),
+        };
         let mut round = Round {
             killed: victim.to_string(),
             ..Default::default()

@@ -34,6 +34,11 @@ pub struct Up {
     pub data: PathBuf,
     /// The replay service's base URL (`http://127.0.0.1:PORT`).
     pub base: String,
+    /// Its (first) NATS port.
+    pub nats: u16,
+    /// Its arguments and HTTP and ingress ports, to start it again the same way.
+    args: Vec<String>,
+    ports: (u16, u16),
 }
 
 impl Up {
@@ -54,7 +59,29 @@ impl Up {
             dir,
             data,
             base: format!("http://127.0.0.1:{http_port}"),
+            nats,
+            args: args.iter().map(|a| a.to_string()).collect(),
+            ports: (http_port, ingress_port),
         }
+    }
+
+    /// Kills it with SIGKILL (its nats-servers are told to stop by the kernel and are still
+    /// ending) and starts it again at once on the same ports and data, as a service manager
+    /// would; its log goes on in the same file.
+    pub fn crash_and_start_again(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+        let args: Vec<&str> = self.args.iter().map(String::as_str).collect();
+        let (http, ingress) = self.ports;
+        self.child = spawn(
+            &["up"],
+            &args,
+            self.nats,
+            http,
+            ingress,
+            &self.dir,
+            "up.log",
+        );
     }
 
     /// The last `n` lines of its log, for failure messages.
@@ -95,7 +122,11 @@ fn spawn(
     dir: &tempfile::TempDir,
     log: &str,
 ) -> Child {
-    let log = std::fs::File::create(dir.path().join(log)).unwrap();
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.path().join(log))
+        .unwrap();
     Command::new(env!("CARGO_BIN_EXE_lienthong"))
         .args(command)
         .args(args)
