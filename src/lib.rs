@@ -13,6 +13,7 @@
 //! - [`deploy`]: a city's deployment from one inventory: bundles per host, registrations,
 //!   checks from outside.
 //! - [`datasets`]: the shared datasets' snapshots, their verification, CKAN publication.
+//! - [`backup`]: backups of a running bus, their offline check, restores.
 //! - [`error`]: what can go wrong, [`StackError`].
 //!
 //! The crates: `lienthong-bus` (envelope, NATS binding, registry, schemas, publisher),
@@ -20,6 +21,7 @@
 //! (read models, HTTP API, dashboard, datasets), `lienthong-audit` (the auditors' tool),
 //! `lienthong-deliver` (webhooks).
 
+pub mod backup;
 pub mod crosscheck;
 pub mod datasets;
 pub mod deploy;

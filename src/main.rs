@@ -101,6 +101,11 @@ enum Command {
     /// running hub, a check from outside (`deploy plan|apply|check`).
     #[command(subcommand)]
     Deploy(commands::deploy::Command),
+    /// A consistent backup of the running bus (`backup --out DIR`), or its offline check
+    /// (`backup verify DIR`).
+    Backup(commands::backup::Args),
+    /// Bring a backup onto a fresh server or cluster, or into a data folder for `up`.
+    Restore(commands::backup::RestoreArgs),
 }
 
 /// Logs to stderr: colours only when stderr is a terminal (and `NO_COLOR` is unset), or JSON.
@@ -167,6 +172,8 @@ fn main() -> ExitCode {
             Command::Site(c) => commands::site::run(&global, c).await,
             Command::Pki(c) => commands::pki::run(c).await,
             Command::Deploy(c) => commands::deploy::run(&global, c).await,
+            Command::Backup(a) => commands::backup::run(&global, a).await,
+            Command::Restore(a) => commands::backup::restore(&global, a).await,
         }
     });
     match result {

@@ -312,6 +312,7 @@ impl Stack {
                 creds_dir.display()
             ));
         }
+        reconcile_agency_copies(&creds, &url, &creds_dir, &opts.schemas).await?;
 
         // What to run: the demo's parts and ingress caller, then the adapters given.
         let mut adapters = Vec::new();
@@ -569,6 +570,33 @@ async fn provision_when_ready(
 /// finds them in the registry).
 pub const DEMO_AGENCIES: &[(&str, &[&str])] =
     &[("urban", &["FIELD_REPORTS", "OPEN_DATA"]), ("ioc", &[])];
+
+/// Every agency's copies as its grants say (a restored bus has none yet); an agency whose
+/// copies cannot be checked is logged, and does not stop the bus.
+async fn reconcile_agency_copies(
+    creds: &CredentialSet,
+    url: &str,
+    dir: &Path,
+    schemas: &Arc<SchemaRegistry>,
+) -> Result<(), StackError> {
+    let (client, refusals) = creds
+        .settings("operator", url)?
+        .connect_watched("lienthong-up-agency-copies")
+        .await?;
+    let admin = lienthong_bus::agencies::admin::AgencyAdmin::new(
+        client,
+        refusals,
+        schemas.clone(),
+        dir,
+        url,
+        "lienthong up",
+    )
+    .with_ca(creds.ca().map(Path::to_path_buf));
+    for (agency, why) in admin.reconcile_copies().await? {
+        tracing::warn!(agency, "the agency's copies were not checked: {why}");
+    }
+    Ok(())
+}
 
 async fn seed_demo_agencies(
     creds: &CredentialSet,

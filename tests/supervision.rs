@@ -7,7 +7,7 @@ mod common;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::up::{ingress_caller, json_or_null, post_report, Up};
+use common::up::{ingress_caller, json_or_null, post_report, settled_kpi, Up, Writer};
 use lienthong_bus::cloudevents::AttributesReader;
 use serde_json::Value;
 
@@ -19,21 +19,7 @@ async fn a_killed_nats_server_is_restarted_on_its_store_and_nothing_is_lost() {
     let kpi = async || -> Value { json_or_null(&http, format!("{base}/api/v1/kpi")).await };
 
     // The demo's history is in and stable.
-    let deadline = Instant::now() + Duration::from_secs(180);
-    let mut before = Value::Null;
-    loop {
-        let k = kpi().await;
-        if k["meetings"]["wards_connected"] == 18 && k == before {
-            break;
-        }
-        before = k;
-        assert!(
-            Instant::now() < deadline,
-            "the demo never settled\n{}",
-            up.log_tail(25)
-        );
-        tokio::time::sleep(Duration::from_secs(2)).await;
-    }
+    let before = settled_kpi(&http, &up).await;
     let sequences = before["stream_sequences"].clone();
 
     // SIGKILL the server `up` started.
@@ -150,29 +136,7 @@ async fn up_killed_under_load_and_started_again_at_once_comes_back_and_loses_not
     wait_healthy(&http, &base, &up).await;
     let caller = ingress_caller(&up.credentials("ingress-demo.env"));
 
-    // A writer that sends reports one after another, each until it is acknowledged.
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let writer = {
-        let (http, caller) = (http.clone(), caller.clone());
-        tokio::spawn(async move {
-            let (mut acked, mut unanswered) = (Vec::new(), 0u32);
-            for n in 0.. {
-                let id = format!("RESTART-{n:05}");
-                loop {
-                    match post_report(&http, &caller, "restart", &id, "mui-ne").await {
-                        Ok(r) if r.status() == 202 => break,
-                        _ => unanswered += 1,
-                    }
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-                acked.push(format!("restart/{id}"));
-                if *stop_rx.borrow() {
-                    return (acked, unanswered);
-                }
-            }
-            unreachable!()
-        })
-    };
+    let writer = Writer::start(caller, "restart");
     tokio::time::sleep(Duration::from_secs(3)).await;
 
     // The server is made slow to die (stopped, so that the SIGTERM the kernel sends it when
@@ -200,8 +164,7 @@ async fn up_killed_under_load_and_started_again_at_once_comes_back_and_loses_not
         up.log_tail(40)
     );
     tokio::time::sleep(Duration::from_secs(3)).await;
-    stop_tx.send(true).unwrap();
-    let (acked, unanswered) = writer.await.unwrap();
+    let (acked, unanswered) = writer.finish().await;
     assert!(up.running(), "up stopped:\n{}", up.log_tail(40));
 
     // Every acknowledged event, once.

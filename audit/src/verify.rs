@@ -78,7 +78,7 @@ impl std::fmt::Display for StreamReport {
             ),
             (None, _) => write!(
                 f,
-                "{}: intact — sequences 1..={} match {} signed checkpoint(s){}",
+                "{}: intact — sequences 1..={} match {} signed checkpoint(s){}{}",
                 self.stream,
                 self.covered_to,
                 self.checkpoints,
@@ -89,7 +89,11 @@ impl std::fmt::Display for StreamReport {
                     )
                 } else {
                     String::new()
-                }
+                },
+                self.detail
+                    .as_ref()
+                    .map(|d| format!(" ({d})"))
+                    .unwrap_or_default()
             ),
             (Some(t), seq) => write!(
                 f,
@@ -399,8 +403,7 @@ pub async fn verify_stream(
                 recreated_note()
             ),
         );
-    } else if recreated || restored_from.is_some() {
-        let from = restored_from.unwrap_or(1);
+    } else if let Some(from) = restored_from {
         fail(
             &mut report,
             Tampering::StreamRecreated,
@@ -410,6 +413,14 @@ pub async fn verify_stream(
                 recreated_note()
             ),
         );
+    } else if recreated {
+        // Every message as recorded, each with its original store time: the stream's files
+        // were put back (a restore from a backup), not its messages stored again.
+        report.detail = Some(format!(
+            "restored: created {created}, the checkpoints recorded {}; every message is the \
+             one recorded, with its original store time",
+            checkpoints[0].stream_created
+        ));
     }
     Ok(report)
 }

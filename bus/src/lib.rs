@@ -52,6 +52,7 @@ pub mod schema;
 pub mod server;
 pub mod shutdown;
 pub mod sites;
+pub mod snapshot;
 pub mod subject;
 pub mod subscriber;
 pub mod tls;

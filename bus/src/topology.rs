@@ -2,9 +2,9 @@
 //!
 //! Every stream is file-stored, `deny_delete`, `deny_purge`, with no age or size limit and a
 //! duplicate window. Provisioning creates what is missing, updates settings that may change
-//! (subjects, duplicate window, description) and refuses — naming each difference — when an
-//! existing stream differs in a setting that would lose or expose history if changed
-//! silently (storage, retention, limits, delete/purge protection, sealing).
+//! (subjects, a shorter duplicate window, description) and refuses — naming each
+//! difference — when an existing stream differs in a setting that would lose or expose
+//! history if changed silently (storage, retention, limits, delete/purge protection, sealing).
 
 use std::time::Duration;
 
@@ -264,6 +264,10 @@ async fn provision_stream(
             // Its sources are the ward sites registered with `lienthong site add`, not the
             // contract's: kept as they are.
             want.sources = have.sources.clone();
+            // A longer duplicate window is kept: a restore sets one that remembers every id
+            // stored since the backup's cursors were taken, so that adapters resuming from
+            // them repeat nothing (`lienthong restore`); it only costs memory.
+            want.duplicate_window = want.duplicate_window.max(have.duplicate_window);
             let protected = protected_differences(&want, &have);
             if !protected.is_empty() {
                 return Err(BusError::Topology {

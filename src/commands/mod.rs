@@ -3,6 +3,7 @@
 pub mod adapter;
 pub mod agency;
 pub mod audit;
+pub mod backup;
 pub mod bench;
 pub mod catalog;
 pub mod chaos;

@@ -45,8 +45,15 @@ impl Up {
     /// `lienthong up ARGS…` with free NATS, HTTP and ingress ports (three NATS ports when
     /// `--cluster` is among the arguments) and a temporary data directory.
     pub fn start(args: &[&str]) -> Self {
+        Self::start_after(args, |_| ())
+    }
+
+    /// [`Up::start`], once `prepare` has put what it wants into the data directory (e.g. a
+    /// restored backup).
+    pub fn start_after(args: &[&str], prepare: impl FnOnce(&Path)) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
+        prepare(&data);
         let nats = if args.contains(&"--cluster") {
             free_ports(3)
         } else {
@@ -171,8 +178,15 @@ pub struct SiteUp {
 
 impl SiteUp {
     pub fn start(args: &[&str]) -> Self {
+        Self::start_after(args, |_| ())
+    }
+
+    /// [`Up::start`], once `prepare` has put what it wants into the data directory (e.g. a
+    /// restored backup).
+    pub fn start_after(args: &[&str], prepare: impl FnOnce(&Path)) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
+        prepare(&data);
         let (nats, ingress, http) = (free_port(), free_port(), free_port());
         let child = spawn(&["site", "up"], args, nats, http, ingress, &dir, "site.log");
         Self {
@@ -222,6 +236,25 @@ pub fn lienthong_status(args: &[&str]) -> (bool, String) {
     (out.status.success(), text)
 }
 
+/// The KPIs once the demo's history is in and two reads 2 s apart agree (at most 180 s).
+pub async fn settled_kpi(http: &reqwest::Client, up: &Up) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let mut before = Value::Null;
+    loop {
+        let k = json_or_null(http, format!("{}/api/v1/kpi", up.base)).await;
+        if k["meetings"]["wards_connected"] == 18 && k == before {
+            return k;
+        }
+        before = k;
+        assert!(
+            Instant::now() < deadline,
+            "the demo never settled\n{}",
+            up.log_tail(25)
+        );
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+}
+
 /// GET `url` as JSON, `Null` when there is no answer (yet).
 pub async fn json_or_null(http: &reqwest::Client, url: String) -> Value {
     match http.get(url).send().await {
@@ -262,4 +295,49 @@ pub async fn post_report(
         )
         .send()
         .await
+}
+
+/// A writer that posts new reports to the ingress one after another, each until it is
+/// acknowledged (202), as a sender that must not lose one would. Stopped by sending `true`;
+/// it then returns the event ids acknowledged, in order, and how many tries went unanswered.
+pub struct Writer {
+    pub stop: tokio::sync::watch::Sender<bool>,
+    pub acked: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    pub task: tokio::task::JoinHandle<u32>,
+}
+
+impl Writer {
+    pub fn start(caller: BTreeMap<String, String>, prefix: &'static str) -> Self {
+        let http = reqwest::Client::new();
+        let (stop, stop_rx) = tokio::sync::watch::channel(false);
+        let acked: std::sync::Arc<std::sync::Mutex<Vec<String>>> = Default::default();
+        let record = acked.clone();
+        let task = tokio::spawn(async move {
+            let mut unanswered = 0u32;
+            for n in 0.. {
+                let id = format!("{}-{n:05}", prefix.to_uppercase());
+                loop {
+                    match post_report(&http, &caller, prefix, &id, "mui-ne").await {
+                        Ok(r) if r.status() == 202 => break,
+                        _ => unanswered += 1,
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                record.lock().unwrap().push(format!("{prefix}/{id}"));
+                if *stop_rx.borrow() {
+                    break;
+                }
+            }
+            unanswered
+        });
+        Self { stop, acked, task }
+    }
+
+    /// Stops it: the ids acknowledged, and the tries unanswered (sent again).
+    pub async fn finish(self) -> (Vec<String>, u32) {
+        self.stop.send(true).unwrap();
+        let unanswered = self.task.await.unwrap();
+        let acked = self.acked.lock().unwrap().clone();
+        (acked, unanswered)
+    }
 }

@@ -434,6 +434,36 @@ impl AgencyAdmin {
         }
     }
 
+    /// Makes every agency's copies match its grants — what a bus restored onto a new
+    /// server needs (the copies live in the agencies' accounts, outside the backup), or a copy
+    /// deleted by hand: a missing copy is created and fills from the bus's stream. The
+    /// agencies' credentials files are pointed at this server. Returns the agencies whose
+    /// copies could not be checked, and why.
+    pub async fn reconcile_copies(&self) -> Result<Vec<(String, String)>> {
+        let registry = self.registry().await?;
+        let mut unchecked = Vec::new();
+        for (name, record) in &registry.agencies {
+            let files = self.credentials(name);
+            if !files.admin.exists() {
+                unchecked.push((
+                    name.clone(),
+                    format!(
+                        "its administrator's credentials ({}) are not here: restore the \
+                         backup's secrets, or `lienthong agency rotate {name}`",
+                        files.admin.display()
+                    ),
+                ));
+                continue;
+            }
+            crate::credentials::rewrite_url(&files.admin, &self.url)?;
+            crate::credentials::rewrite_url(&files.agency, &self.url)?;
+            if let Err(e) = retrying(|| self.sync_copies(name, &record.grants)).await {
+                unchecked.push((name.clone(), e.to_string()));
+            }
+        }
+        Ok(unchecked)
+    }
+
     /// Makes the agency's copies match its grants.
     /// Returns the streams whose copy was rebuilt.
     async fn sync_copies(&self, name: &str, grants: &[Grant]) -> Result<Vec<String>> {

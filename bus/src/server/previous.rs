@@ -37,6 +37,14 @@ pub async fn await_previous(data_dir: &Path) -> Result<()> {
     let Some(pid) = previous_server(&data_dir) else {
         return Ok(());
     };
+    // A server whose `lienthong` still runs is not ending: that run is alive.
+    if let Some(owner) = living_owner(pid) {
+        return Err(BusError::Server(format!(
+            "a nats-server (pid {pid}) already runs on the store {}, started by a lienthong \
+             that is still running (pid {owner}); stop it first, or use another --data",
+            data_dir.display()
+        )));
+    }
     warn!(
         pid,
         store = %data_dir.display(),
@@ -80,6 +88,28 @@ async fn gone_within(data_dir: &Path, pid: i32, within: Duration) -> bool {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// The process that started server `pid`, when it is a `lienthong` still running. A server
+/// whose parent died was adopted by another process (init, a service manager).
+fn living_owner(pid: i32) -> Option<i32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // `pid (comm) state ppid …`: the name may hold spaces and parentheses; it ends at the
+    // last ')'.
+    let ppid: i32 = stat
+        .rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()?;
+    let cmdline = std::fs::read(format!("/proc/{ppid}/cmdline")).ok()?;
+    let program = cmdline.split(|b| *b == 0).next()?;
+    let name = Path::new(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(program))
+        .file_name()?;
+    name.to_string_lossy()
+        .starts_with("lienthong")
+        .then_some(ppid)
 }
 
 /// The pid in `data_dir`'s pid file, when that process runs a server on this very store.

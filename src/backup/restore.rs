@@ -1,0 +1,236 @@
+//! Putting a backup back: onto a running server or cluster (the operator's connection), or
+//! into a data folder that `lienthong up --data` then runs on.
+//!
+//! A restore never mixes two histories: a stream of the backup that already holds messages
+//! on the target is refused, and nothing is changed; an empty one (what a fresh `up`
+//! provisions) is replaced. Each archive's digest is checked before it is sent, and each
+//! restored stream's messages and sequences are compared with what the backup recorded.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use sha2::{Digest, Sha256};
+
+use super::{part_path, state_numbers, Manifest, Progress, StreamPart};
+use crate::error::StackError;
+
+/// How a restore may differ from the original.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Copies of every stream on the target (a cluster: 3); default: as backed up.
+    pub replicas: Option<usize>,
+}
+
+/// One stream put back.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Restored {
+    pub name: String,
+    pub messages: u64,
+    pub first_seq: u64,
+    pub last_seq: u64,
+    pub seconds: f64,
+}
+
+/// Checks a part's archive against the manifest: its size and SHA-256.
+pub fn check_part(dir: &Path, part: &StreamPart) -> Result<(), String> {
+    let path = part_path(dir, part).map_err(|e| e.to_string())?;
+    let mut f = std::fs::File::open(&path)
+        .map_err(|e| format!("{}: {} cannot be read: {e}", part.name, path.display()))?;
+    let mut h = Sha256::new();
+    let n = std::io::copy(&mut f, &mut h)
+        .map_err(|e| format!("{}: reading {}: {e}", part.name, path.display()))?;
+    let sha = hex::encode(h.finalize());
+    if n != part.bytes || sha != part.sha256 {
+        return Err(format!(
+            "{}: {} is damaged: {n} bytes, SHA-256 {sha}; the manifest recorded {} bytes, {}",
+            part.name,
+            path.display(),
+            part.bytes,
+            part.sha256
+        ));
+    }
+    Ok(())
+}
+
+/// The configuration a part is restored with: replicas as asked, and for event streams a
+/// duplicate window long enough to remember every message id stored since the buckets were
+/// taken, so that an adapter resuming from its backed-up cursor repeats nothing.
+fn restore_config(manifest: &Manifest, part: &StreamPart, opts: &Options) -> serde_json::Value {
+    let mut config = part.config.clone();
+    if let Some(r) = opts.replicas {
+        config["num_replicas"] = r.into();
+    }
+    let window_ns = config["duplicate_window"].as_u64().unwrap_or(0);
+    if !part.name.starts_with("KV_") && window_ns > 0 {
+        let since = (Utc::now() - manifest.started_at)
+            .to_std()
+            .unwrap_or(Duration::ZERO);
+        let needed = lienthong_bus::topology::DUPLICATE_WINDOW + since + Duration::from_secs(60);
+        config["duplicate_window"] = (window_ns.max(needed.as_nanos() as u64)).into();
+    }
+    config
+}
+
+/// Restores every stream of the backup in `dir` through `client` (the operator).
+pub async fn restore(
+    client: &async_nats::Client,
+    dir: &Path,
+    opts: &Options,
+    progress: &dyn Progress,
+) -> Result<Vec<Restored>, StackError> {
+    let manifest = Manifest::read(dir)?;
+    let damaged: Vec<String> = manifest
+        .streams
+        .iter()
+        .filter_map(|p| check_part(dir, p).err())
+        .collect();
+    if !damaged.is_empty() {
+        return Err(StackError::Config(format!(
+            "the backup is damaged; nothing was restored:\n  {}",
+            damaged.join("\n  ")
+        )));
+    }
+    let js = async_nats::jetstream::new(client.clone());
+    // What is on the target: refused if it holds anything, replaced if empty.
+    let mut holding = Vec::new();
+    let mut empty = Vec::new();
+    for part in &manifest.streams {
+        if let Ok(mut s) = js.get_stream(&part.name).await {
+            let info = s
+                .info()
+                .await
+                .map_err(|e| StackError::Config(format!("reading stream {}: {e}", part.name)))?;
+            if info.state.messages > 0 {
+                holding.push(format!("{} ({} messages)", part.name, info.state.messages));
+            } else {
+                empty.push(part.name.clone());
+            }
+        }
+    }
+    if !holding.is_empty() {
+        return Err(StackError::Config(format!(
+            "the target already holds events in {}; a restore never mixes two histories: \
+             restore onto a fresh server (or a new --data folder); nothing was changed",
+            holding.join(", ")
+        )));
+    }
+    for name in &empty {
+        js.delete_stream(name)
+            .await
+            .map_err(|e| StackError::Config(format!("replacing the empty stream {name}: {e}")))?;
+    }
+    let mut out = Vec::new();
+    for part in &manifest.streams {
+        let began = Instant::now();
+        let path = part_path(dir, part)?;
+        let mut f = tokio::fs::File::open(&path)
+            .await
+            .map_err(|e| StackError::io(format!("opening {}", path.display()), e))?;
+        progress.stream(&part.name, part.bytes);
+        let state = lienthong_bus::snapshot::restore(
+            client,
+            "$JS.API",
+            &restore_config(&manifest, part, opts),
+            &part.state,
+            &mut f,
+            &|b| progress.bytes(b),
+        )
+        .await?;
+        let (messages, first_seq, last_seq) = state_numbers(&state);
+        if (messages, first_seq, last_seq) != part.recorded() {
+            let (m, f, l) = part.recorded();
+            return Err(StackError::Config(format!(
+                "{} was restored with {messages} messages ({first_seq}–{last_seq}); the backup \
+                 recorded {m} ({f}–{l})",
+                part.name
+            )));
+        }
+        let seconds = began.elapsed().as_secs_f64();
+        progress.done(&part.name, part.bytes, seconds);
+        out.push(Restored {
+            name: part.name.clone(),
+            messages,
+            first_seq,
+            last_seq,
+            seconds,
+        });
+    }
+    Ok(out)
+}
+
+/// Restores the backup in `dir` into the data folder `data` (its store, `data/nats`), which
+/// `lienthong up --data` then runs on: a private nats-server on loopback is started on that
+/// store for the restore, and stopped. With `identity`, the backup's secrets are put back
+/// first (the same roles' passwords, audit key, pseudonyms); without, the roles' credentials
+/// are those of `data` (made if missing) and the checkpoints signed before are checked with
+/// the old audit public key only.
+pub async fn restore_into_data(
+    dir: &Path,
+    data: &Path,
+    identity: Option<&age::x25519::Identity>,
+    opts: &Options,
+    progress: &dyn Progress,
+) -> Result<Vec<Restored>, StackError> {
+    if let Some(identity) = identity {
+        let manifest = Manifest::read(dir)?;
+        let part = manifest.secrets.as_ref().ok_or_else(|| {
+            StackError::Config(format!(
+                "{} holds no secrets (it was taken without --secrets-from)",
+                dir.display()
+            ))
+        })?;
+        let files = super::secrets::open(dir, part, identity)?;
+        super::secrets::put_back(data, &files)?;
+    }
+    let server = private_server(data).await?;
+    let result = async {
+        let client = server.operator().await?;
+        restore(&client, dir, opts, progress).await
+    }
+    .await;
+    server.server.stop().await?;
+    result
+}
+
+/// A nats-server on loopback, on a free port, with the store in `data/nats` and the roles of
+/// `data/credentials`.
+pub(crate) struct PrivateServer {
+    pub server: lienthong_bus::server::NatsServer,
+    pub creds: lienthong_bus::CredentialSet,
+}
+
+impl PrivateServer {
+    pub async fn operator(&self) -> Result<async_nats::Client, StackError> {
+        Ok(self
+            .creds
+            .settings("operator", &self.server.url())?
+            .connect("lienthong-restore")
+            .await?)
+    }
+}
+
+pub(crate) async fn private_server(data: &Path) -> Result<PrivateServer, StackError> {
+    std::fs::create_dir_all(data)
+        .map_err(|e| StackError::io(format!("creating {}", data.display()), e))?;
+    let creds = lienthong_bus::CredentialSet::load_or_generate(
+        &data.join("credentials"),
+        "nats://127.0.0.1:4222",
+    )?;
+    let server = lienthong_bus::server::NatsServer::start(
+        lienthong_bus::server::ServerOptions {
+            bin: None,
+            data_dir: data.join("nats"),
+            host: "127.0.0.1".into(),
+            port: None,
+            sync_always: false,
+            node: None,
+            domain: None,
+            leaf: None,
+            transport: Default::default(),
+        },
+        &creds,
+    )
+    .await?;
+    Ok(PrivateServer { server, creds })
+}
