@@ -2,7 +2,7 @@
 //! the benchmark): one server, or a cluster with routes between the nodes, on free ports,
 //! with the project's roles, every stream provisioned at as many replicas as nodes.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use lienthong_bus::server::{ClusterNode, NatsServer, ServerOptions};
@@ -18,11 +18,47 @@ pub struct Nodes {
     pub url: String,
 }
 
+/// The store folder of node `i` (from 0) of `nodes` under the data folder `data`, as `up`
+/// lays them out: `nats` for one server, `nats-1`… for a cluster.
+pub fn store_dir(data: &Path, nodes: usize, i: usize) -> PathBuf {
+    match nodes {
+        0 | 1 => data.join("nats"),
+        _ => data.join(format!("nats-{}", i + 1)),
+    }
+}
+
 /// Starts `nodes` servers (more than one: a cluster named `cluster`) with stores under
-/// `dir` (`nats-1`, …) and credentials in `dir/credentials`; provisions every stream at
-/// `nodes` replicas (waiting for the cluster to elect its leaders, 60 s at most).
+/// `dir` (as [`store_dir`] lays them out) and credentials in `dir/credentials`; provisions
+/// every stream at `nodes` replicas (waiting for the cluster to elect its leaders, 60 s at
+/// most).
 pub async fn start(dir: &Path, nodes: usize, cluster: &str) -> Result<Nodes, StackError> {
+    let started = start_servers(dir, nodes, cluster).await?;
+    let nodes = started.servers.len();
+    let js = async_nats::jetstream::new(
+        started
+            .credentials
+            .settings("operator", &started.url)?
+            .connect("lienthong-nodes-provision")
+            .await?,
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        match lienthong_bus::topology::provision_replicated(&js, nodes).await {
+            Ok(_) => break,
+            Err(e) if Instant::now() >= deadline => return Err(e.into()),
+            Err(_) => tokio::time::sleep(Duration::from_secs(1)).await,
+        }
+    }
+    Ok(started)
+}
+
+/// [`start`] without provisioning: the servers on their stores, as they are (a restore
+/// fills them). A store a running bus uses is refused before anything is written.
+pub async fn start_servers(dir: &Path, nodes: usize, cluster: &str) -> Result<Nodes, StackError> {
     let nodes = nodes.max(1);
+    for i in 0..nodes {
+        lienthong_bus::server::await_previous(&store_dir(dir, nodes, i)).await?;
+    }
     let host = "127.0.0.1";
     let ports = (0..nodes)
         .map(|_| crate::stack::free_port(host))
@@ -51,7 +87,7 @@ pub async fn start(dir: &Path, nodes: usize, cluster: &str) -> Result<Nodes, Sta
             NatsServer::start(
                 ServerOptions {
                     bin: None,
-                    data_dir: dir.join(format!("nats-{}", i + 1)),
+                    data_dir: store_dir(dir, nodes, i),
                     host: host.into(),
                     port: Some(*port),
                     sync_always: false,
@@ -64,20 +100,6 @@ pub async fn start(dir: &Path, nodes: usize, cluster: &str) -> Result<Nodes, Sta
             )
             .await?,
         );
-    }
-    let js = async_nats::jetstream::new(
-        credentials
-            .settings("operator", &url)?
-            .connect("lienthong-nodes-provision")
-            .await?,
-    );
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        match lienthong_bus::topology::provision_replicated(&js, nodes).await {
-            Ok(_) => break,
-            Err(e) if Instant::now() >= deadline => return Err(e.into()),
-            Err(_) => tokio::time::sleep(Duration::from_secs(1)).await,
-        }
     }
     Ok(Nodes {
         servers,

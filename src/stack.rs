@@ -60,6 +60,9 @@ pub struct StackOptions {
     pub transport: lienthong_bus::tls::Transport,
 }
 
+/// The name of the cluster `up --cluster` runs (its nodes are `n1`…).
+pub const CLUSTER_NAME: &str = "lienthong";
+
 /// A running stack.
 pub struct Stack {
     /// The nats-server nodes and every task on them, watched together.
@@ -169,13 +172,8 @@ impl Stack {
             .collect();
         // Every client connects with all the seed URLs.
         let url = urls.join(",");
-        let ca = opts.transport.tls.as_ref().and_then(|t| t.ca.as_deref());
-        let creds = CredentialSet::load_or_generate_with(&creds_dir, &url, ca)?;
         let data_dirs: Vec<PathBuf> = (0..nodes)
-            .map(|i| match nodes {
-                1 => opts.data.join("nats"),
-                _ => opts.data.join(format!("nats-{}", i + 1)),
-            })
+            .map(|i| crate::nodes::store_dir(&opts.data, nodes, i))
             .collect();
         // A previous run's servers, still ending after it was killed, are waited for: their
         // ports are theirs only for a moment. A port held by anything else is refused.
@@ -191,6 +189,9 @@ impl Stack {
                 ));
             }
         }
+        // Only now: the credentials files name this run's server.
+        let ca = opts.transport.tls.as_ref().and_then(|t| t.ca.as_deref());
+        let creds = CredentialSet::load_or_generate_with(&creds_dir, &url, ca)?;
         let route_ports = if nodes > 1 {
             (0..nodes)
                 .map(|_| free_port(&opts.nats_host))
@@ -206,7 +207,7 @@ impl Stack {
             let node = (nodes > 1).then(|| lienthong_bus::server::ClusterNode {
                 secret: route_secret.clone(),
                 name: format!("n{}", i + 1),
-                cluster: "lienthong".into(),
+                cluster: CLUSTER_NAME.into(),
                 route_port: route_ports[i],
                 routes: route_ports
                     .iter()

@@ -280,4 +280,56 @@ async fn a_running_bus_is_backed_up_checked_offline_and_restored_with_nothing_lo
         );
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
+
+    drop(restored);
+
+    // The same backup onto a cluster of three: every stream at three replicas.
+    let cluster = Up::start_after(&["--cluster", "3"], |data| {
+        let (ok, out, restore_s) = run(&[
+            "restore",
+            &path("b"),
+            "--data",
+            data.to_str().unwrap(),
+            "--cluster",
+            "3",
+            "--identity",
+            &path("backup.key"),
+        ]);
+        assert!(ok && out.contains("up --cluster 3 --data"), "{out}");
+        eprintln!("restored onto a cluster of three in {restore_s:.2} s");
+    });
+    let operator = cluster.credentials("operator.env");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let (ok, out) = lienthong_status(&[
+            "--env",
+            operator.to_str().unwrap(),
+            "streams",
+            "status",
+            "--replicas",
+            "3",
+        ]);
+        let field_reports = out
+            .lines()
+            .find(|l| l.starts_with("FIELD_REPORTS"))
+            .map(|l| l.split_whitespace().nth(1).unwrap_or("").to_string());
+        if ok && field_reports.as_deref() == Some(&*ids["FIELD_REPORTS"].len().to_string()) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{out}\n{}", cluster.log_tail(20));
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    let auditor = cluster.credentials("auditor.env");
+    let out = lienthong(&[
+        "--env",
+        auditor.to_str().unwrap(),
+        "audit",
+        "verify",
+        "--public-key",
+        public_key.to_str().unwrap(),
+    ]);
+    assert!(
+        !out.contains("TAMPERED") && out.contains("FIELD_REPORTS: intact"),
+        "{out}"
+    );
 }

@@ -159,15 +159,17 @@ pub async fn restore(
     Ok(out)
 }
 
-/// Restores the backup in `dir` into the data folder `data` (its store, `data/nats`), which
-/// `lienthong up --data` then runs on: a private nats-server on loopback is started on that
-/// store for the restore, and stopped. With `identity`, the backup's secrets are put back
+/// Restores the backup in `dir` into the data folder `data`, which `lienthong up --data
+/// [--cluster N]` then runs on: private nats-servers on loopback — one, or a cluster of
+/// `nodes` (every stream then at `nodes` replicas unless asked otherwise) — are started on its
+/// stores for the restore, and stopped. With `identity`, the backup's secrets are put back
 /// first (the same roles' passwords, audit key, pseudonyms); without, the roles' credentials
 /// are those of `data` (made if missing) and the checkpoints signed before are checked with
 /// the old audit public key only.
 pub async fn restore_into_data(
     dir: &Path,
     data: &Path,
+    nodes: usize,
     identity: Option<&age::x25519::Identity>,
     opts: &Options,
     progress: &dyn Progress,
@@ -183,54 +185,58 @@ pub async fn restore_into_data(
         let files = super::secrets::open(dir, part, identity)?;
         super::secrets::put_back(data, &files)?;
     }
-    let server = private_server(data).await?;
+    let servers = PrivateServers::start(data, nodes).await?;
     let result = async {
-        let client = server.operator().await?;
-        restore(&client, dir, opts, progress).await
+        let client = servers.operator().await?;
+        let opts = Options {
+            replicas: opts.replicas.or((nodes > 1).then_some(nodes)),
+        };
+        restore(&client, dir, &opts, progress).await
     }
     .await;
-    server.server.stop().await?;
+    servers.stop().await?;
     result
 }
 
-/// A nats-server on loopback, on a free port, with the store in `data/nats` and the roles of
+/// nats-servers on loopback on free ports — one, or a cluster of `nodes` — on the stores of
+/// the data folder `data` (laid out as `up` lays them out), with the roles of
 /// `data/credentials`.
-pub(crate) struct PrivateServer {
-    pub server: lienthong_bus::server::NatsServer,
-    pub creds: lienthong_bus::CredentialSet,
-}
+pub(crate) struct PrivateServers(pub crate::nodes::Nodes);
 
-impl PrivateServer {
-    pub async fn operator(&self) -> Result<async_nats::Client, StackError> {
-        Ok(self
-            .creds
-            .settings("operator", &self.server.url())?
-            .connect("lienthong-restore")
-            .await?)
+impl PrivateServers {
+    pub async fn start(data: &Path, nodes: usize) -> Result<Self, StackError> {
+        std::fs::create_dir_all(data)
+            .map_err(|e| StackError::io(format!("creating {}", data.display()), e))?;
+        Ok(Self(
+            crate::nodes::start_servers(data, nodes, crate::stack::CLUSTER_NAME).await?,
+        ))
     }
-}
 
-pub(crate) async fn private_server(data: &Path) -> Result<PrivateServer, StackError> {
-    std::fs::create_dir_all(data)
-        .map_err(|e| StackError::io(format!("creating {}", data.display()), e))?;
-    let creds = lienthong_bus::CredentialSet::load_or_generate(
-        &data.join("credentials"),
-        "nats://127.0.0.1:4222",
-    )?;
-    let server = lienthong_bus::server::NatsServer::start(
-        lienthong_bus::server::ServerOptions {
-            bin: None,
-            data_dir: data.join("nats"),
-            host: "127.0.0.1".into(),
-            port: None,
-            sync_always: false,
-            node: None,
-            domain: None,
-            leaf: None,
-            transport: Default::default(),
-        },
-        &creds,
-    )
-    .await?;
-    Ok(PrivateServer { server, creds })
+    /// Connected as the operator, once JetStream answers (a cluster elects its leader).
+    pub async fn operator(&self) -> Result<async_nats::Client, StackError> {
+        let client = self
+            .0
+            .credentials
+            .settings("operator", &self.0.url)?
+            .connect("lienthong-restore")
+            .await?;
+        let js = async_nats::jetstream::new(client.clone());
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while let Err(e) = js.query_account().await {
+            if Instant::now() >= deadline {
+                return Err(StackError::Config(format!(
+                    "JetStream did not answer within 60 s: {e}"
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        Ok(client)
+    }
+
+    pub async fn stop(self) -> Result<(), StackError> {
+        for s in self.0.servers {
+            s.stop().await?;
+        }
+        Ok(())
+    }
 }

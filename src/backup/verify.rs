@@ -10,7 +10,7 @@ use lienthong_audit::checkpoint::Checkpoint;
 use lienthong_audit::verify::{checkpoints_from_audit, StreamReport};
 use serde::Serialize;
 
-use super::restore::{check_part, private_server, restore, Options, Restored};
+use super::restore::{check_part, restore, Options, PrivateServers, Restored};
 use super::{required_streams, Manifest, Progress};
 use crate::error::StackError;
 
@@ -114,9 +114,9 @@ pub async fn verify(
         .prefix("lienthong-backup-verify-")
         .tempdir()
         .map_err(|e| StackError::io("creating a temporary folder", e))?;
-    let server = private_server(temp.path()).await?;
+    let servers = PrivateServers::start(temp.path(), 1).await?;
     let checked = async {
-        let client = server.operator().await?;
+        let client = servers.operator().await?;
         match restore(&client, dir, &Options::default(), progress).await {
             Ok(r) => report.restored = r,
             Err(e) => {
@@ -141,7 +141,7 @@ pub async fn verify(
         Ok(())
     }
     .await;
-    server.server.stop().await?;
+    servers.stop().await?;
     checked?;
     Ok(report)
 }

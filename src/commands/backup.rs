@@ -66,6 +66,10 @@ pub struct RestoreArgs {
     /// Copies of every stream on the target (3 on a cluster); default: as backed up.
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..=5))]
     replicas: Option<u16>,
+    /// With --data: restore into the stores of a cluster of N nodes (data/nats-1…N), for
+    /// `up --cluster N --data`; every stream at N replicas unless --replicas says otherwise.
+    #[arg(long, requires = "data", value_parser = clap::value_parser!(u16).range(1..=7))]
+    cluster: Option<u16>,
     /// The key the backup's secrets were encrypted to: they are put back into --data.
     #[arg(long, value_name = "FILE", requires = "data")]
     identity: Option<PathBuf>,
@@ -224,8 +228,16 @@ pub async fn restore(global: &Global, args: RestoreArgs) -> anyhow::Result<ExitC
         .transpose()?;
     let restored = match &args.data {
         Some(data) => {
-            backup::restore::restore_into_data(&args.dir, data, identity.as_ref(), &opts, &bar)
-                .await?
+            let nodes = args.cluster.map(usize::from).unwrap_or(1);
+            backup::restore::restore_into_data(
+                &args.dir,
+                data,
+                nodes,
+                identity.as_ref(),
+                &opts,
+                &bar,
+            )
+            .await?
         }
         None => {
             let session = global.session("lienthong-restore").await?;
@@ -238,9 +250,13 @@ pub async fn restore(global: &Global, args: RestoreArgs) -> anyhow::Result<ExitC
         "restored {} streams ({messages} messages) in {:.2} s{}",
         restored.len(),
         began.elapsed().as_secs_f64(),
-        match &args.data {
-            Some(d) => format!("; start the bus on it: lienthong up --data {}", d.display()),
-            None => String::new(),
+        match (&args.data, args.cluster) {
+            (Some(d), Some(n)) if n > 1 => format!(
+                "; start the bus on it: lienthong up --cluster {n} --data {}",
+                d.display()
+            ),
+            (Some(d), _) => format!("; start the bus on it: lienthong up --data {}", d.display()),
+            (None, _) => String::new(),
         }
     );
     Ok(ExitCode::SUCCESS)
