@@ -88,6 +88,9 @@ enum Command {
     /// The shared datasets: verifiable snapshots, publication to CKAN.
     #[command(subcommand)]
     Datasets(commands::datasets::Command),
+    /// The hub's admission of what ward sites send (source, schema, ids), as the `admission`
+    /// role (`up --leaf-port` runs it).
+    Admission(commands::admission::Args),
     /// POST agencies' webhook subscriptions (signed CloudEvents), as the `deliver` role.
     Deliver(commands::deliver::Args),
     /// The event catalogue (AsyncAPI 3.0), generated from the registry and the schemas.
@@ -168,6 +171,7 @@ fn main() -> ExitCode {
             Command::Catalog(c) => commands::catalog::run(&global, c).await,
             Command::Agency(c) => commands::agency::run(&global, c).await,
             Command::Deliver(a) => commands::deliver::run(&global, a).await,
+            Command::Admission(a) => commands::admission::run(&global, a).await,
             Command::Datasets(c) => commands::datasets::run(&global, c).await,
             Command::Site(c) => commands::site::run(&global, c).await,
             Command::Pki(c) => commands::pki::run(c).await,

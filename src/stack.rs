@@ -306,6 +306,24 @@ impl Stack {
                 Ok(())
             }),
         ));
+        // A hub admits what its ward sites send before it enters a central stream.
+        if opts.leaf_port.is_some() {
+            let (client, refusals) = creds
+                .settings("admission", &url)?
+                .connect_watched("lienthong-up-admission")
+                .await?;
+            let run = lienthong_bus::sites::admission::run(
+                client,
+                refusals,
+                opts.schemas.clone(),
+                metrics.clone(),
+                shutdown.signalled(),
+            );
+            stack.supervised.tasks.push((
+                "admission".into(),
+                tokio::spawn(async move { Ok(run.await?) }),
+            ));
+        }
         if opts.demo.is_some() {
             seed_demo_agencies(&creds, &url, &creds_dir, &opts.schemas).await?;
             stack.lines.push(format!(

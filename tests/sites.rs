@@ -220,8 +220,14 @@ async fn ward_and_agency_sites_keep_working_a_minute_without_the_hub_and_nothing
     assert_eq!(on_hub.len(), 40, "{on_hub:?}");
     assert!(on_hub.values().all(|n| *n == 1), "stored twice: {on_hub:?}");
     assert_eq!(
-        sourced, 20,
-        "the ward's events come by the source, and only by it"
+        sourced, 0,
+        "the ward's events are admitted from the intake, never sourced into a central stream"
+    );
+    let (offered, sourced) = ids(&auditor, "INTAKE").await;
+    assert_eq!(
+        (offered.len(), sourced),
+        (20, 20),
+        "the intake holds what the ward sent, by the source: {offered:?}"
     );
     let ward_operator = ward.data.join("credentials/operator.env");
     let (at_ward, _) = ids(&ward_operator, "FIELD_REPORTS_PHUTHUY").await;

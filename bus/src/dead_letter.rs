@@ -38,6 +38,17 @@ fn shorten(text: &str, max: usize) -> String {
     )
 }
 
+/// The reason a publisher's check gives for rejecting an event, and its violations.
+pub fn reason_of(error: &BusError) -> (&'static str, Vec<Violation>) {
+    match error {
+        BusError::Invalid { violations, .. } => ("schema_violation", violations.clone()),
+        BusError::UnknownSchema { .. } => ("unknown_type", Vec::new()),
+        BusError::EventType { .. } => ("bad_type", Vec::new()),
+        BusError::TooLarge { .. } => ("too_large", Vec::new()),
+        _ => ("bad_envelope", Vec::new()),
+    }
+}
+
 /// What the DLQ keeps about one rejected input.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DeadLetter {
@@ -53,17 +64,14 @@ pub struct DeadLetter {
     /// The rejected event, as structured-mode JSON.
     pub original: Value,
     pub rejected_at: DateTime<Utc>,
+    /// The ward site whose event the hub did not admit (see [`DeadLetter::not_admitted`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub site: Option<String>,
 }
 
 impl DeadLetter {
     pub fn from_rejection(event: &Event, error: &BusError) -> Self {
-        let (reason, violations) = match error {
-            BusError::Invalid { violations, .. } => ("schema_violation", violations.clone()),
-            BusError::UnknownSchema { .. } => ("unknown_type", Vec::new()),
-            BusError::EventType { .. } => ("bad_type", Vec::new()),
-            BusError::TooLarge { .. } => ("too_large", Vec::new()),
-            _ => ("bad_envelope", Vec::new()),
-        };
+        let (reason, violations) = reason_of(error);
         Self {
             reason: reason.to_string(),
             message: error.to_string(),
@@ -73,6 +81,7 @@ impl DeadLetter {
             original_type: event.ty().to_string(),
             original: serde_json::to_value(event).unwrap_or(Value::Null),
             rejected_at: Utc::now(),
+            site: None,
         }
     }
 
@@ -94,6 +103,7 @@ impl DeadLetter {
             original_type: ty.to_string(),
             original,
             rejected_at: Utc::now(),
+            site: None,
         }
     }
 
@@ -114,6 +124,40 @@ impl DeadLetter {
             serde_json::json!({"input": what, "sha256": sha, "size": bytes.len()}),
             message,
         )
+    }
+
+    /// What a ward site sent that the hub's admission refuses: kept with the site, the
+    /// reason and the message's digest, size, subject and place in `INTAKE` — never its data
+    /// (what a dishonest site writes is no more trusted than it is admitted). The message
+    /// itself stays in `INTAKE`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn not_admitted(
+        site: &str,
+        reason: &str,
+        message: String,
+        violations: Vec<Violation>,
+        (id, source, ty): (&str, &str, &str),
+        subject: &str,
+        message_bytes: &[u8],
+        intake: (&str, u64),
+    ) -> Self {
+        Self {
+            reason: reason.to_string(),
+            message,
+            violations,
+            original_id: id.to_string(),
+            original_source: source.to_string(),
+            original_type: ty.to_string(),
+            original: serde_json::json!({
+                "sha256": hex::encode(Sha256::digest(message_bytes)),
+                "size": message_bytes.len(),
+                "subject": subject,
+                "intake_stream": intake.0,
+                "intake_sequence": intake.1,
+            }),
+            rejected_at: Utc::now(),
+            site: Some(site.to_string()),
+        }
     }
 
     /// The subsystem the rejected input was meant for (`unknown` if its type is unreadable).

@@ -163,6 +163,12 @@ pub fn roles_for(subsystems: &[Subsystem]) -> Vec<Role> {
         .chain(registry::SYSTEM_STREAMS.iter().map(|s| s.name))
         .map(str::to_string)
         .collect();
+    // Auditors also read what ward sites offered the hub, admitted or not.
+    let with_intake: Vec<String> = every_stream
+        .iter()
+        .cloned()
+        .chain([crate::sites::intake::INTAKE.to_string()])
+        .collect();
     let subsystem_subjects: Vec<String> = subsystems.iter().map(Subsystem::subjects).collect();
     let dlq = format!("egov.{}.>", registry::DLQ.subject_root);
     let audit = format!("egov.{}.>", registry::AUDIT.subject_root);
@@ -196,12 +202,12 @@ pub fn roles_for(subsystems: &[Subsystem]) -> Vec<Role> {
             purpose: "auditors: read-only everywhere, consumers included (reads by direct get)".into(),
             permissions: Permissions {
                 publish: Permission {
-                    allow: js_read_only(&every_stream),
+                    allow: js_read_only(&with_intake),
                     deny: vec!["egov.>".into(), "$KV.>".into()],
                 },
                 subscribe: own_inbox("auditor"),
             },
-            reads: every_stream.clone(),
+            reads: with_intake.clone(),
         },
         Role {
             name: "ingress".into(),
@@ -220,6 +226,25 @@ pub fn roles_for(subsystems: &[Subsystem]) -> Vec<Role> {
         },
     ];
     out.extend(subsystems.iter().map(adapter));
+    // The hub's admission: takes what ward sites sent from the intake, publishes what passes
+    // into the central streams and what does not as dead letters, counts both per site.
+    let intake = crate::sites::intake::INTAKE.to_string();
+    out.push(Role {
+        name: "admission".into(),
+        account: BUS_ACCOUNT,
+        purpose: "the hub's admission of what ward sites send: consumes INTAKE, publishes what passes its checks (source, schema, ids) and dead letters for the rest".into(),
+        permissions: Permissions {
+            publish: Permission::allow(
+                js_consume(std::slice::from_ref(&intake))
+                    .into_iter()
+                    .chain(subsystem_subjects.iter().cloned())
+                    .chain([dlq.clone()])
+                    .chain(adapter_state(crate::sites::admission::STATE_KEY)),
+            ),
+            subscribe: own_inbox("admission"),
+        },
+        reads: vec![intake],
+    });
     let subscriptions = format!("egov.{}.subscription.>", registry::AGENCIES.subject_root);
     out.push(Role {
         name: "deliver".into(),
@@ -489,14 +514,15 @@ mod tests {
     }
 
     #[test]
-    fn only_the_operator_and_the_replay_service_may_use_consumers_in_the_bus_account() {
+    fn only_the_operator_the_replay_service_and_the_admission_may_use_consumers_in_the_bus_account()
+    {
         for role in roles().iter().filter(|r| r.account == BUS_ACCOUNT) {
             let consumers = role.permissions.publish.allow.iter().any(|s| {
                 s == ">" || s.starts_with("$JS.API.CONSUMER.") || s.starts_with("$JS.ACK.")
             });
             assert_eq!(
                 consumers,
-                role.name == "operator" || role.name == "replay",
+                role.name == "operator" || role.name == "replay" || role.name == "admission",
                 "{}: {:?}",
                 role.name,
                 role.permissions.publish.allow

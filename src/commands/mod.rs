@@ -1,6 +1,7 @@
 //! One file per command: its arguments and what it does.
 
 pub mod adapter;
+pub mod admission;
 pub mod agency;
 pub mod audit;
 pub mod backup;

@@ -170,7 +170,7 @@ async fn add(
     write_private(&file, &body)?;
     match kind {
         SiteKind::Ward => println!(
-            "site {name} (domain {domain}) registered; the hub's streams source it ({} sources added)",
+            "site {name} (domain {domain}) registered; the hub's intake sources it and the admission checks each event ({} sources added)",
             registered.sources_added
         ),
         SiteKind::Witness => println!(
@@ -243,25 +243,33 @@ struct SiteState {
     kind: SiteKind,
     /// The certificate it links with (subject, key pin), when registered by one.
     certificate: Option<lienthong_bus::sites::SiteCertificate>,
-    /// Per hub stream: messages still to source, and seconds since the source was active.
+    /// Per stream of the ward: messages still to source into the hub's intake, and seconds
+    /// since the source was active.
     streams: Vec<admin::SourceState>,
+    /// What the hub's admission did with its events: admitted, and refused by reason.
+    admission: Option<lienthong_bus::sites::admission::SiteCounts>,
 }
 
 async fn list(global: &Global, json: bool) -> anyhow::Result<ExitCode> {
     let session = global.session("lienthong-site-list").await?;
     let js = &session.js;
     let mut out = Vec::new();
+    let mut counts = lienthong_bus::sites::admission::counts(js)
+        .await
+        .unwrap_or_default();
     for site in session.guard(admin::access(js)).await?.sites {
         let streams = match site.kind {
             SiteKind::Ward => session.guard(admin::sourcing(js, &site)).await?,
             SiteKind::Witness => Vec::new(),
         };
+        let admission = counts.remove(&site.name);
         out.push(SiteState {
             name: site.name,
             domain: site.domain,
             kind: site.kind,
             certificate: site.certificate,
             streams,
+            admission,
         });
     }
     if json {
@@ -278,6 +286,26 @@ async fn list(global: &Global, json: bool) -> anyhow::Result<ExitCode> {
                 "  certificate    {} (key {})",
                 c.subject,
                 &c.pin[..16.min(c.pin.len())]
+            );
+        }
+        if s.kind == SiteKind::Ward {
+            let c = s.admission.unwrap_or_default();
+            println!(
+                "  admitted {:>8}  refused {:>6}{}",
+                c.admitted,
+                c.rejected_total(),
+                if c.rejected.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        " ({})",
+                        c.rejected
+                            .iter()
+                            .map(|(r, n)| format!("{r} {n}"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )
+                }
             );
         }
         for st in s.streams {

@@ -331,7 +331,7 @@ fn hub_bundle(
         ]
     };
     if node.name == inv.components_node().name {
-        for role in ["replay", "deliver", "ingress", "auditor"] {
+        for role in ["replay", "deliver", "ingress", "auditor", "admission"] {
             secret(
                 &cdir.join(format!("{role}.env")),
                 &role_env(creds, role, &seeds)?,
@@ -417,6 +417,21 @@ fn hub_bundle(
             .to_vec(),
             oneshot: false,
         });
+        if !inv.site.is_empty() {
+            processes.push(Process {
+                name: s("admission"),
+                description: s("admits what ward sites send into the central streams"),
+                args: [
+                    "$LIENTHONG",
+                    "admission",
+                    "--env",
+                    "credentials/admission.env",
+                ]
+                .map(s)
+                .to_vec(),
+                oneshot: false,
+            });
+        }
         if !inv.caller.is_empty() {
             let config = ingress_config(inv, node, state)?;
             write(&dir.join("ingress.toml"), &config)?;

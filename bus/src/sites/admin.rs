@@ -1,6 +1,6 @@
 //! Registering sites on the hub (the operator's side of `lienthong site add|remove|list`):
 //! the record in `AGENCY_ACCESS`, waiting for every server's agent to apply it, and a ward's
-//! sources in the hub's streams.
+//! sources in the hub's intake.
 
 use std::time::{Duration, Instant};
 
@@ -230,16 +230,20 @@ async fn bucket(js: &jetstream::Context) -> Result<jetstream::kv::Store> {
     })
 }
 
-/// Adds (`record`) or removes (`None`) ward site `name`'s source in each of the hub's
-/// streams it feeds; returns how many streams changed.
+/// Adds (`record`) or removes (`None`) ward site `name`'s sources in the hub's intake (at
+/// as many replicas as the hub's streams), from which the admission takes its events into
+/// the central streams; returns how many of the ward's streams are sourced (0 when nothing
+/// changed). Sources of the site that a hub set up before the intake had in its central
+/// streams are removed: what they brought is kept, and what the intake brings again is
+/// dropped by its message id within the duplicate window.
 pub async fn set_sources(
     js: &jetstream::Context,
     name: &str,
     record: Option<&SiteRecord>,
 ) -> Result<usize> {
-    let mut changed = 0;
+    let mut replicas = 1;
     for spec in super::ward_streams() {
-        let done = retrying(|| async {
+        replicas = retrying(|| async {
             let nats = |what: &str, e: &dyn std::fmt::Display| {
                 BusError::nats(format!("{what} {}", spec.name), e.to_string())
             };
@@ -253,24 +257,26 @@ pub async fn set_sources(
                 .map_err(|e| nats("reading stream", &e))?
                 .config
                 .clone();
-            let sources = config.sources.get_or_insert_with(Vec::new);
-            let had = sources.iter().any(|s| super::is_from(s, name));
+            let replicas = config.num_replicas;
+            let Some(sources) = config.sources.as_mut() else {
+                return Ok(replicas);
+            };
+            if !sources.iter().any(|s| super::is_from(s, name)) {
+                return Ok(replicas);
+            }
             sources.retain(|s| !super::is_from(s, name));
-            if let Some(r) = record {
-                sources.push(super::source(r, spec.name));
-            }
-            if had == record.is_some() {
-                return Ok(false);
-            }
             js.update_stream(config)
                 .await
                 .map_err(|e| nats("changing the sources of", &e))?;
-            Ok(true)
+            Ok(replicas)
         })
         .await?;
-        changed += usize::from(done);
     }
-    Ok(changed)
+    let changed = super::intake::set_sources(js, name, record, replicas).await?;
+    Ok(match (changed, record) {
+        (true, Some(_)) => super::ward_streams().len(),
+        _ => 0,
+    })
 }
 
 /// Waits until every server's agent applies the sites as they are now.
@@ -313,25 +319,7 @@ pub struct SourceState {
     pub active_seconds_ago: Option<f64>,
 }
 
-/// Each of the hub's streams' source of ward `site`.
+/// How far the hub's intake has sourced ward `site`, stream by stream.
 pub async fn sourcing(js: &jetstream::Context, site: &SiteRecord) -> Result<Vec<SourceState>> {
-    let mut out = Vec::new();
-    for spec in super::ward_streams() {
-        let Ok(mut stream) = js.get_stream(spec.name).await else {
-            continue;
-        };
-        let info = stream
-            .info()
-            .await
-            .map_err(|e| BusError::nats(format!("reading stream {}", spec.name), e))?;
-        let local = super::local_stream(spec.name, &site.domain);
-        if let Some(s) = info.sources.iter().find(|s| s.name == local) {
-            out.push(SourceState {
-                stream: spec.name.to_string(),
-                lag: s.lag,
-                active_seconds_ago: s.active.map(|d| d.as_secs_f64()),
-            });
-        }
-    }
-    Ok(out)
+    super::intake::sourcing(js, site).await
 }

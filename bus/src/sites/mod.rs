@@ -22,6 +22,8 @@
 //! the server's accounts, as it does the agencies'.
 
 pub mod admin;
+pub mod admission;
+pub mod intake;
 
 use async_nats::jetstream::stream;
 use serde::{Deserialize, Serialize};
