@@ -258,7 +258,7 @@ impl Site {
         creds: &CredentialSet,
         shutdown: &Shutdown,
     ) -> Result<(), StackError> {
-        let store = ReadStore::open(&opts.data.join("replay"))?;
+        let store = ReadStore::open_checked(&opts.data.join("replay"))?;
         let (listener, addr) = bind(
             "HTTP",
             opts.http,

@@ -453,7 +453,7 @@ impl Stack {
         };
 
         // Replay service and dashboard.
-        let store = ReadStore::open(&opts.data.join("replay"))?;
+        let store = ReadStore::open_checked(&opts.data.join("replay"))?;
         let (listener, http) = bind(
             "HTTP",
             opts.http,

@@ -10,7 +10,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use common::up::{free_port, json_or_null, lienthong, SiteUp, Up};
+use common::up::{free_port, json_or_null, lienthong, lienthong_status, SiteUp, Up};
 use lienthong_bus::cloudevents::AttributesReader;
 use lienthong_bus::{ConnectSettings, Publisher};
 use serde_json::{json, Value};
@@ -112,6 +112,17 @@ async fn a_dishonest_ward_gets_nothing_into_the_central_streams_and_takes_no_cen
     .await;
     let operator = hub.credentials("operator.env");
     let op = operator.to_str().unwrap();
+    // A ward named after the centre's own namespace would speak for it: refused.
+    let (ok, out) = lienthong_status(&[
+        "site",
+        "add",
+        "phanthiet",
+        "--domain",
+        "phanthiet",
+        "--env",
+        op,
+    ]);
+    assert!(!ok && out.contains("the centre's own namespace"), "{out}");
     lienthong(&[
         "site", "add", "phu-thuy", "--domain", "phuthuy", "--env", op,
     ]);
@@ -206,6 +217,10 @@ async fn a_dishonest_ward_gets_nothing_into_the_central_streams_and_takes_no_cen
     )
     .await;
     write_at_ward(&ward_js, "PT-X-3", format!("not an event {MARKER}"), None).await;
+    // Its own source, but an event of the centre's own streams (a signed checkpoint).
+    let mut checkpoint = event(own, "ward/PT-X-4", "PT-X-4", json!({"note": MARKER}));
+    checkpoint["type"] = json!("vn.egov.audit.checkpoint.signed");
+    write_at_ward(&ward_js, "PT-X-4", checkpoint.to_string(), None).await;
     // A flood of forged events.
     const FLOOD: usize = 300;
     for i in 0..FLOOD {
@@ -226,7 +241,7 @@ async fn a_dishonest_ward_gets_nothing_into_the_central_streams_and_takes_no_cen
     }
 
     // Every one is dealt with: the honest one admitted, the rest refused.
-    let refused = 2 + 3 + FLOOD;
+    let refused = 2 + 4 + FLOOD;
     let auditor = hub.credentials("auditor.env");
     wait_for(
         "the admission dealt with every message",

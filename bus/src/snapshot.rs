@@ -96,6 +96,7 @@ pub async fn take(
     let began = answer(stream, "the snapshot", &reply.payload)?;
     let mut hash = Sha256::new();
     let mut bytes = 0u64;
+    let mut chunks_seen = 0u64;
     loop {
         let msg = match tokio::time::timeout(SILENCE, chunks.next()).await {
             Ok(Some(m)) => m,
@@ -123,6 +124,21 @@ pub async fn take(
                     msg.description.unwrap_or_default()
                 ))),
             };
+        }
+        // Acknowledged chunks carry their index (`….<size>.<index>`): none may be missing.
+        if let Some(index) = msg
+            .reply
+            .as_ref()
+            .and_then(|r| r.rsplit('.').next())
+            .and_then(|i| i.parse::<u64>().ok())
+        {
+            chunks_seen += 1;
+            if index != chunks_seen {
+                return Err(BusError::Server(format!(
+                    "the snapshot of {stream} lost a chunk: #{index} came after #{}",
+                    chunks_seen - 1
+                )));
+            }
         }
         out.write_all(&msg.payload)
             .await

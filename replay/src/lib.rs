@@ -44,6 +44,7 @@ pub mod projection;
 pub mod read_models;
 pub mod reference;
 pub mod runner;
+pub mod seal;
 pub mod service;
 pub mod sso;
 pub mod store;

@@ -16,6 +16,7 @@ use std::path::Path;
 use chrono::{DateTime, Utc};
 
 use crate::error::{ReplayError, Result};
+use crate::seal;
 
 /// Where a point-in-time rebuild stops.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -35,6 +36,8 @@ pub const VERSION_KEY: &[u8] = b"\0version";
 pub struct ReadStore {
     db: sled::Db,
     meta: sled::Tree,
+    /// What was found damaged when it was opened, and done about it.
+    repairs: std::sync::Arc<Vec<String>>,
 }
 
 impl std::fmt::Debug for ReadStore {
@@ -75,7 +78,81 @@ impl ReadStore {
 
     fn from_db(db: sled::Db) -> Result<Self> {
         let meta = db.open_tree("meta")?;
-        Ok(Self { db, meta })
+        Ok(Self {
+            db,
+            meta,
+            repairs: Default::default(),
+        })
+    }
+
+    /// Opens the store in `path`, and never serves damage: a store that cannot be opened
+    /// (other than one in use) is set aside (`<path>.damaged-<time>`) and a new one made; a
+    /// read model whose contents do not give its seal ([`crate::seal`]) is emptied, to be
+    /// folded again from its stream. What was found is logged, kept ([`ReadStore::repairs`])
+    /// and shown by `/healthz`.
+    pub fn open_checked(path: &Path) -> Result<Self> {
+        let mut repairs = Vec::new();
+        let opened = std::panic::catch_unwind(|| Self::open(path)).unwrap_or_else(|_| {
+            Err(ReplayError::Open {
+                path: path.display().to_string(),
+                reason: "sled stopped reading it (a panic)".into(),
+            })
+        });
+        let store = match opened {
+            Ok(s) => s,
+            Err(ReplayError::Open { reason, .. }) if reason.contains("in use") => {
+                return Self::open(path)
+            }
+            Err(e) => {
+                let aside = path.with_file_name(format!(
+                    "{}.damaged-{}",
+                    path.file_name()
+                        .map(|n| n.to_string_lossy())
+                        .unwrap_or_default(),
+                    Utc::now().format("%Y%m%dT%H%M%SZ")
+                ));
+                std::fs::rename(path, &aside).map_err(|io| ReplayError::Open {
+                    path: path.display().to_string(),
+                    reason: format!("{e}; and it could not be set aside: {io}"),
+                })?;
+                let what = format!(
+                    "the read models' store {} could not be opened ({e}): set aside as {}; every read model is folded again from its stream",
+                    path.display(),
+                    aside.display()
+                );
+                tracing::error!("{what}");
+                repairs.push(what);
+                Self::open(path)?
+            }
+        };
+        let projections: Vec<String> = store
+            .meta
+            .scan_prefix(b"current/")
+            .keys()
+            .filter_map(|k| k.ok())
+            .map(|k| String::from_utf8_lossy(&k["current/".len()..]).into_owned())
+            .collect();
+        for p in projections {
+            let tree = store.current(&p)?;
+            if let seal::Check::Damaged { recorded, found } = seal::check(&tree)? {
+                let (name, _) = store.new_generation(&p)?;
+                store.swap(&p, &name)?;
+                let what = format!(
+                    "read model {p} was damaged on disk (its contents give seal {found}…, it recorded {recorded}…): emptied, folded again from its stream, never served as it was"
+                );
+                tracing::error!("{what}");
+                repairs.push(what);
+            }
+        }
+        Ok(Self {
+            repairs: std::sync::Arc::new(repairs),
+            ..store
+        })
+    }
+
+    /// What [`ReadStore::open_checked`] found damaged, and did.
+    pub fn repairs(&self) -> &[String] {
+        &self.repairs
     }
 
     fn pointer_key(projection: &str) -> Vec<u8> {
@@ -361,17 +438,40 @@ impl<'a> Changes<'a> {
         Ok(())
     }
 
-    /// Applies every write and the checkpoint `sequence` in one atomic batch.
+    /// Applies every write and the checkpoint `sequence` in one atomic batch, with the
+    /// tree's seal brought up to date ([`crate::seal`]).
     pub fn commit(self, sequence: u64) -> Result<()> {
         let mut batch = sled::Batch::default();
         let keeping = self.decoded.is_some();
         let (mut kept, mut stale) = (Vec::new(), Vec::new());
+        let mut seal = match seal::recorded(self.tree)? {
+            Some(s) => s,
+            None => seal::compute(self.tree)?,
+        };
+        let tree = self.tree;
+        let mut reseal = |k: &[u8], new: Option<&[u8]>| -> Result<()> {
+            if let Some(old) = tree.get(k)? {
+                seal::xor(&mut seal, &seal::entry(k, &old));
+            }
+            if let Some(new) = new {
+                seal::xor(&mut seal, &seal::entry(k, new));
+            }
+            Ok(())
+        };
         for (k, v) in self.pending {
             match v {
-                Pending::Removed => batch.remove(k.as_slice()),
-                Pending::Bytes(v) => batch.insert(k.as_slice(), v),
+                Pending::Removed => {
+                    reseal(&k, None)?;
+                    batch.remove(k.as_slice())
+                }
+                Pending::Bytes(v) => {
+                    reseal(&k, Some(&v))?;
+                    batch.insert(k.as_slice(), v)
+                }
                 Pending::Json(v) => {
-                    batch.insert(k.as_slice(), encode(&k, v.as_ref())?);
+                    let bytes = encode(&k, v.as_ref())?;
+                    reseal(&k, Some(&bytes))?;
+                    batch.insert(k.as_slice(), bytes);
                     if keeping {
                         kept.push((k, v));
                     }
@@ -382,7 +482,10 @@ impl<'a> Changes<'a> {
                 stale.push(k);
             }
         }
-        batch.insert(CHECKPOINT_KEY, &sequence.to_be_bytes());
+        let checkpoint = sequence.to_be_bytes();
+        reseal(CHECKPOINT_KEY, Some(&checkpoint))?;
+        batch.insert(CHECKPOINT_KEY, &checkpoint);
+        batch.insert(seal::SEAL_KEY, &seal);
         self.tree.apply_batch(batch)?;
         // What is stored now, and only that, stays decoded for the next batch.
         if let Some(d) = self.decoded {

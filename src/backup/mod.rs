@@ -114,10 +114,12 @@ pub trait Progress: Sync {
     fn done(&self, name: &str, bytes: u64, seconds: f64);
 }
 
-/// The order the streams are taken in: buckets, `AUDIT`, the rest (each group by name).
+/// The order the streams are taken in: buckets and the hub's intake (with the admission's
+/// position in it: never ahead of the central streams, so what it admitted after is admitted
+/// again, and dropped by its message id), `AUDIT`, the rest (each group by name).
 fn backup_order(mut names: Vec<String>) -> Vec<String> {
     let rank = |n: &str| match n {
-        _ if n.starts_with("KV_") => 0,
+        _ if n.starts_with("KV_") || n == lienthong_bus::sites::intake::INTAKE => 0,
         "AUDIT" => 1,
         _ => 2,
     };
@@ -152,9 +154,19 @@ pub async fn take(
             out.display()
         )));
     }
+    // The whole history is in it: readable by its owner only.
     let streams_dir = out.join("streams");
-    std::fs::create_dir_all(&streams_dir)
-        .map_err(|e| StackError::io(format!("creating {}", streams_dir.display()), e))?;
+    {
+        use std::os::unix::fs::DirBuilderExt as _;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&streams_dir)
+            .map_err(|e| StackError::io(format!("creating {}", streams_dir.display()), e))?;
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(out, std::fs::Permissions::from_mode(0o700))
+            .map_err(|e| StackError::io(format!("protecting {}", out.display()), e))?;
+    }
     let js = async_nats::jetstream::new(client.clone());
     let names = {
         use futures::TryStreamExt as _;
@@ -175,7 +187,11 @@ pub async fn take(
         let path = out.join(&file);
         let taken_at = Utc::now();
         let began = Instant::now();
-        let mut f = tokio::fs::File::create(&path)
+        let mut f = tokio::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
             .await
             .map_err(|e| StackError::io(format!("creating {}", path.display()), e))?;
         progress.stream(&name, 0);
@@ -218,8 +234,20 @@ fn write_manifest(out: &Path, manifest: &Manifest) -> Result<(), StackError> {
     let tmp = out.join(format!("{MANIFEST}.partial"));
     let text = serde_json::to_string_pretty(manifest)
         .map_err(|e| StackError::Config(format!("encoding the manifest: {e}")))?;
-    std::fs::write(&tmp, text)
-        .map_err(|e| StackError::io(format!("writing {}", tmp.display()), e))?;
+    {
+        use std::io::Write as _;
+        use std::os::unix::fs::OpenOptionsExt as _;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)
+            .map_err(|e| StackError::io(format!("writing {}", tmp.display()), e))?;
+        f.write_all(text.as_bytes())
+            .and_then(|_| f.sync_all())
+            .map_err(|e| StackError::io(format!("writing {}", tmp.display()), e))?;
+    }
     std::fs::rename(&tmp, out.join(MANIFEST))
         .map_err(|e| StackError::io(format!("writing {}", out.join(MANIFEST).display()), e))
 }
@@ -261,7 +289,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn buckets_then_audit_then_the_streams() {
+    fn buckets_and_the_intake_then_audit_then_the_streams() {
         let order = backup_order(
             [
                 "FIELD_REPORTS",

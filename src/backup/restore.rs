@@ -101,7 +101,8 @@ pub async fn restore(
                 .info()
                 .await
                 .map_err(|e| StackError::Config(format!("reading stream {}: {e}", part.name)))?;
-            if info.state.messages > 0 {
+            // A stream that ever held a message has a history, even if none is left.
+            if info.state.messages > 0 || info.state.last_sequence > 0 {
                 holding.push(format!("{} ({} messages)", part.name, info.state.messages));
             } else {
                 empty.push(part.name.clone());
@@ -174,6 +175,10 @@ pub async fn restore_into_data(
     opts: &Options,
     progress: &dyn Progress,
 ) -> Result<Vec<Restored>, StackError> {
+    // Nothing is written into a folder a running bus uses.
+    for i in 0..nodes {
+        lienthong_bus::server::await_previous(&crate::nodes::store_dir(data, nodes, i)).await?;
+    }
     if let Some(identity) = identity {
         let manifest = Manifest::read(dir)?;
         let part = manifest.secrets.as_ref().ok_or_else(|| {
@@ -188,8 +193,9 @@ pub async fn restore_into_data(
     let servers = PrivateServers::start(data, nodes).await?;
     let result = async {
         let client = servers.operator().await?;
+        // As many replicas as nodes, unless asked otherwise (a cluster's backup onto one).
         let opts = Options {
-            replicas: opts.replicas.or((nodes > 1).then_some(nodes)),
+            replicas: opts.replicas.or(Some(nodes)),
         };
         restore(&client, dir, &opts, progress).await
     }

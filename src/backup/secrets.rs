@@ -101,8 +101,17 @@ pub fn seal(data: &Path, recipient: &str, out: &Path) -> Result<SecretsPart, Sta
     let sealed = age::encrypt(&recipient, &plain)
         .map_err(|e| config(format!("encrypting the secrets: {e}")))?;
     let path = out.join(FILE);
-    std::fs::write(&path, &sealed)
-        .map_err(|e| StackError::io(format!("writing {}", path.display()), e))?;
+    {
+        use std::io::Write as _;
+        use std::os::unix::fs::OpenOptionsExt as _;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .and_then(|mut f| f.write_all(&sealed).and_then(|_| f.sync_all()))
+            .map_err(|e| StackError::io(format!("writing {}", path.display()), e))?;
+    }
     Ok(SecretsPart {
         file: FILE.into(),
         bytes: sealed.len() as u64,
@@ -229,7 +238,11 @@ pub fn put_back(data: &Path, files: &[(PathBuf, Vec<u8>)]) -> Result<usize, Stac
             .truncate(true)
             .mode(0o600)
             .open(&path)
-            .and_then(|mut f| f.write_all(bytes))
+            .and_then(|mut f| {
+                use std::os::unix::fs::PermissionsExt as _;
+                f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+                f.write_all(bytes)
+            })
             .map_err(|e| StackError::io(format!("writing {}", path.display()), e))?;
     }
     Ok(files.len())

@@ -117,7 +117,9 @@ pub async fn verify(
     let servers = PrivateServers::start(temp.path(), 1).await?;
     let checked = async {
         let client = servers.operator().await?;
-        match restore(&client, dir, &Options::default(), progress).await {
+        // One server: every stream at one replica, whatever it had.
+        let one = Options { replicas: Some(1) };
+        match restore(&client, dir, &one, progress).await {
             Ok(r) => report.restored = r,
             Err(e) => {
                 report.problems.push(format!("it does not restore: {e}"));

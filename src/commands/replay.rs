@@ -97,7 +97,14 @@ pub async fn run(global: &Global, cmd: Command) -> anyhow::Result<ExitCode> {
                 )?),
                 None => None,
             };
-            let store = ReadStore::open(&db)?;
+            let store = ReadStore::open_checked(&db)?;
+            if read_only && !store.repairs().is_empty() {
+                anyhow::bail!(
+                    "{}; a read-only copy cannot be folded again here: rebuild it (lienthong replay rebuild --db {})",
+                    store.repairs().join("; "),
+                    db.display()
+                );
+            }
             let js = if read_only {
                 None
             } else {

@@ -72,6 +72,24 @@ impl Up {
         }
     }
 
+    /// Stops it (TERM), lets `f` do what it wants with the data directory (damage it, …),
+    /// and starts it again on the same ports and data; its log goes on in the same file.
+    pub fn restart_after(&mut self, f: impl FnOnce(&Path)) {
+        stop(&mut self.child);
+        f(&self.data);
+        let args: Vec<&str> = self.args.iter().map(String::as_str).collect();
+        let (http, ingress) = self.ports;
+        self.child = spawn(
+            &["up"],
+            &args,
+            self.nats,
+            http,
+            ingress,
+            &self.dir,
+            "up.log",
+        );
+    }
+
     /// Kills it with SIGKILL (its nats-servers are told to stop by the kernel and are still
     /// ending) and starts it again at once on the same ports and data, as a service manager
     /// would; its log goes on in the same file.

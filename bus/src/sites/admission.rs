@@ -28,9 +28,9 @@ use futures::StreamExt as _;
 use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
-use super::intake::{origin_domain, sites_by_domain, INTAKE};
+use super::intake::{sites_by_domain, INTAKE};
 use crate::dead_letter::DeadLetter;
-use crate::error::{BusError, Result};
+use crate::error::{BusError, Result, Violation};
 use crate::prepared::{message_id, Prepared};
 use crate::publisher::{Publisher, Rejected};
 use crate::schema::SchemaRegistry;
@@ -103,8 +103,25 @@ pub enum Decision {
     Refuse(Box<DeadLetter>),
 }
 
-/// Decides on one message of the intake (`sequence` in it): whose it is, and whether it is
-/// admitted. `sites`: the site of each domain.
+/// The namespaces of the centre's own sources (`urn:lienthong:<name>:…`): no ward may be
+/// named so, or it could speak for the centre.
+pub fn reserved_names() -> Vec<String> {
+    crate::registry::SUBSYSTEMS
+        .iter()
+        .map(|s| s.default_source)
+        .chain([crate::agencies::events::SOURCE, SOURCE])
+        .filter_map(|s| s.strip_prefix("urn:lienthong:"))
+        .map(|rest| rest.split(':').next().unwrap_or(rest).to_string())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect()
+}
+
+/// Decides on one message of the intake (`sequence` in it, `subject` its subject there):
+/// whose it is, and whether it is admitted. `sites`: the site of each domain.
+///
+/// A refusal keeps no value of the message: not its data, and not the words of an error
+/// that may quote it (a schema's or a parser's) — only where and what kind.
 pub fn decide(
     publisher: &Publisher,
     sites: &BTreeMap<String, String>,
@@ -113,43 +130,58 @@ pub fn decide(
     payload: &[u8],
     sequence: u64,
 ) -> (String, Decision) {
-    let domain = origin_domain(headers);
-    let site = domain.as_ref().and_then(|d| sites.get(d)).cloned();
-    let refuse = |site: &str, reason: &str, message: String, ids: (&str, &str, &str)| {
+    let (domain, original) = match super::intake::origin(subject) {
+        Some((d, o)) => (Some(d), o),
+        None => (None, subject),
+    };
+    let site = domain.and_then(|d| sites.get(d)).cloned();
+    let refuse = |site: &str,
+                  reason: &str,
+                  message: String,
+                  violations: Vec<Violation>,
+                  ids: (&str, &str, &str)| {
         Decision::Refuse(Box::new(DeadLetter::not_admitted(
             site,
             reason,
             message,
-            Vec::new(),
+            violations,
             ids,
-            subject,
+            original,
             payload,
             (INTAKE, sequence),
         )))
     };
-    // What cannot be read is named by its place in the intake, in the hub's own namespace.
+    // What cannot be read is named by its place in the intake, in the hub's namespace.
     let unread_id = format!("intake/{sequence}");
     let Some(site) = site else {
-        let who = format!("unknown:{}", domain.as_deref().unwrap_or("?"));
+        let who = format!("unknown:{}", domain.unwrap_or("?"));
         let message = format!(
-            "it came from a stream of no registered ward (domain {})",
-            domain.as_deref().unwrap_or("unknown")
+            "it came from no registered ward (domain {})",
+            domain.unwrap_or("unknown")
         );
         return (
             "unknown".into(),
-            refuse(&who, "unknown_site", message, (&unread_id, SOURCE, "")),
+            refuse(
+                &who,
+                "unknown_site",
+                message,
+                Vec::new(),
+                (&unread_id, SOURCE, ""),
+            ),
         );
     };
     let event = match crate::envelope::decode(headers, payload) {
         Ok(e) => e,
-        Err(e) => {
+        Err(_) => {
             let source = format!("urn:lienthong:{site}:unreadable");
+            let message = "not a CloudEvent (structured or binary mode)".to_string();
             return (
                 site.clone(),
                 refuse(
                     &site,
                     "bad_envelope",
-                    format!("not a CloudEvent: {e}"),
+                    message,
+                    Vec::new(),
                     (&unread_id, &source, ""),
                 ),
             );
@@ -162,38 +194,60 @@ pub fn decide(
             "the source {} is not site {site}'s ({own}…): a ward speaks only for itself",
             event.source()
         );
-        return (site.clone(), refuse(&site, "foreign_source", message, ids));
+        return (
+            site.clone(),
+            refuse(&site, "foreign_source", message, Vec::new(), ids),
+        );
     }
     if let Some(given) = headers.and_then(|h| h.get("Nats-Msg-Id")) {
         let derived = message_id(event.source(), event.id());
         if given.as_str() != derived {
             let message = format!(
-                "its Nats-Msg-Id {} is not the one of its source and id ({derived}): the id \
-                 of another event",
-                given.as_str()
+                "its Nats-Msg-Id is not the one of its source and id ({derived}): the id of \
+                 another event"
             );
             return (
                 site.clone(),
-                refuse(&site, "forged_message_id", message, ids),
+                refuse(&site, "forged_message_id", message, Vec::new(), ids),
             );
         }
+    }
+    // Only the subsystems' events: the audit trail, the agency registry and the dead
+    // letters are the centre's.
+    let subsystem = crate::subject::EventType::parse(event.ty())
+        .ok()
+        .filter(|t| crate::registry::subsystem(&t.subsystem).is_some());
+    if subsystem.is_none() {
+        let message = format!(
+            "a ward publishes only the subsystems' events, not {}",
+            event.ty()
+        );
+        return (
+            site.clone(),
+            refuse(&site, "foreign_type", message, Vec::new(), ids),
+        );
     }
     let (id, source, ty) = (ids.0.to_string(), ids.1.to_string(), ids.2.to_string());
     match publisher.prepare(event, None) {
         Ok(p) => (site, Decision::Admit(Box::new(p))),
         Err(Rejected { error, .. }) => {
             let (reason, violations) = crate::dead_letter::reason_of(&error);
-            let letter = DeadLetter::not_admitted(
-                &site,
-                reason,
-                error.to_string(),
-                violations,
-                (&id, &source, &ty),
-                subject,
-                payload,
-                (INTAKE, sequence),
+            // Where and which rule, not the words (they may quote the value).
+            let violations: Vec<Violation> = violations
+                .into_iter()
+                .map(|v| Violation {
+                    message: format!("fails {}", v.schema_pointer),
+                    ..v
+                })
+                .collect();
+            let message = format!(
+                "{reason}: {} violation(s) of the schema of {ty}",
+                violations.len()
             );
-            (site, Decision::Refuse(Box::new(letter)))
+            (
+                site.clone(),
+                refuse(&site, reason, message, violations, (&id, &source, &ty)),
+            )
         }
     }
 }
@@ -255,7 +309,6 @@ async fn admit(js: &jetstream::Context, publisher: &Publisher, metrics: &Metrics
             .map_err(|e| BusError::nats(format!("reading {INTAKE}"), e))?
             .config,
     );
-    let mut read_sites = Instant::now();
     let mut messages = consumer
         .stream()
         .max_messages_per_batch(256)
@@ -285,14 +338,12 @@ async fn admit(js: &jetstream::Context, publisher: &Publisher, metrics: &Metrics
             Ok(Some(Ok(m))) => m,
         };
         let sequence = msg.info().map(|i| i.stream_sequence).unwrap_or(0);
-        // A domain not named yet: a ward registered since the last look.
-        if origin_domain(msg.headers.as_ref()).is_some_and(|d| !sites.contains_key(&d))
-            && read_sites.elapsed() > Duration::from_secs(1)
-        {
+        // A domain not named yet: a ward registered since the last look (its name is
+        // written with its sources, so a fresh look finds it).
+        if super::intake::origin(&msg.subject).is_some_and(|(d, _)| !sites.contains_key(d)) {
             if let Ok(info) = stream.info().await {
                 sites = sites_by_domain(&info.config);
             }
-            read_sites = Instant::now();
         }
         let (site, decision) = decide(
             publisher,
@@ -303,10 +354,9 @@ async fn admit(js: &jetstream::Context, publisher: &Publisher, metrics: &Metrics
             sequence,
         );
         let outcome = match decision {
-            Decision::Admit(p) => match publisher.send(*p).await {
-                Ok(_) => Ok("admitted".to_string()),
-                Err(e) => Err(e),
-            },
+            Decision::Admit(p) => store(&msg, || publisher.send((*p).clone()))
+                .await
+                .map(|_| "admitted".to_string()),
             Decision::Refuse(letter) => {
                 let reason = letter.reason.clone();
                 // Logged, but not every one of a flood: the first ten of each site, then
@@ -316,39 +366,17 @@ async fn admit(js: &jetstream::Context, publisher: &Publisher, metrics: &Metrics
                 if *refused <= 10 || refused.is_multiple_of(1000) {
                     warn!(site, reason, message = %letter.message, intake_sequence = sequence, refused_so_far = *refused, "not admitted: kept as a dead letter");
                 }
-                match publisher.keep_dead_letter(&letter).await {
-                    Ok(_) => Ok(reason),
-                    Err(e) => Err(e),
-                }
+                store(&msg, || publisher.keep_dead_letter(&letter))
+                    .await
+                    .map(|_| reason)
             }
         };
-        match outcome {
+        let outcome = match outcome {
             Ok(outcome) => {
                 msg.ack().await.map_err(|e| {
                     BusError::nats(format!("acknowledging {INTAKE} #{sequence}"), e)
                 })?;
-                let counts = pending.entry(site.clone()).or_default();
-                if outcome == "admitted" {
-                    counts.admitted += 1;
-                } else {
-                    *counts.rejected.entry(outcome.clone()).or_default() += 1;
-                }
-                metrics
-                    .counter(
-                        "lienthong_admission_total",
-                        "What ward sites sent, by site and outcome (admitted, or the reason it was not)",
-                        &[("site", &site), ("outcome", &outcome)],
-                    )
-                    .inc();
-            }
-            Err(e) if e.is_transient() => {
-                // Not stored: offered again later (nothing is lost, nothing skipped ahead).
-                warn!(error = %e, intake_sequence = sequence, "admission could not store; the message is offered again");
-                let _ = msg
-                    .ack_with(AckKind::Nak(Some(Duration::from_secs(2))))
-                    .await;
-                flush(&kv, &mut pending).await;
-                return Err(e);
+                outcome
             }
             Err(e) => {
                 // Neither admitted nor kept as a dead letter, and trying again would not
@@ -358,13 +386,44 @@ async fn admit(js: &jetstream::Context, publisher: &Publisher, metrics: &Metrics
                 msg.ack_with(AckKind::Term)
                     .await
                     .map_err(|e| BusError::nats(format!("ending {INTAKE} #{sequence}"), e))?;
-                *pending
-                    .entry(site.clone())
-                    .or_default()
-                    .rejected
-                    .entry("unstorable".into())
-                    .or_default() += 1;
+                "unstorable".to_string()
             }
+        };
+        let counts = pending.entry(site.clone()).or_default();
+        if outcome == "admitted" {
+            counts.admitted += 1;
+        } else {
+            *counts.rejected.entry(outcome.clone()).or_default() += 1;
+        }
+        metrics
+            .counter(
+                "lienthong_admission_total",
+                "What ward sites sent, by site and outcome (admitted, or the reason it was not)",
+                &[("site", &site), ("outcome", &outcome)],
+            )
+            .inc();
+    }
+}
+
+/// Stores an outcome, trying again in place while the failure is one a retry can fix (a
+/// central stream unavailable: the intake holds the ward's events meanwhile, in order, and
+/// the message's delivery is kept alive); a lasting failure is returned.
+async fn store<F, Fut, T>(msg: &jetstream::Message, mut attempt: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    let mut wait = Duration::from_millis(500);
+    loop {
+        match attempt().await {
+            Ok(t) => return Ok(t),
+            Err(e) if e.is_transient() => {
+                warn!(error = %e, "admission could not store; trying again in {} ms", wait.as_millis());
+                let _ = msg.ack_with(AckKind::Progress).await;
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(15));
+            }
+            Err(e) => return Err(e),
         }
     }
 }

@@ -4,9 +4,11 @@
 //! into the central streams: NATS's sourcing carries them over the leaf link (resuming where
 //! it stopped, flow-controlled), and the admission ([`super::admission`]) checks each one
 //! before it enters a central stream. The intake keeps what each site sent, as it sent it —
-//! the record of what was offered, admitted or not. Its configuration's metadata names the
-//! site of each JetStream domain (`lienthong.site.<domain>`: `<site>`), written by the
-//! operator when a ward is registered; the admission reads it to know whose an event is.
+//! the record of what was offered, admitted or not — under `intake.<domain>.<subject>`: the
+//! hub's sourcing moves each ward's subjects there ([`source`]), so the subject says which
+//! ward sent it. Its configuration's metadata names the site of each JetStream domain
+//! (`lienthong.site.<domain>`: `<site>`), written by the operator with the ward's sources;
+//! the admission reads it to know whose an event is.
 
 use std::collections::BTreeMap;
 
@@ -41,14 +43,30 @@ pub fn config(replicas: usize) -> stream::Config {
     }
 }
 
-/// The domain of the ward a sourced message came from, read from its `Nats-Stream-Source`
-/// header (`FIELD_REPORTS_PHUTHUY:<hash> <seq> …`), which the hub's server writes — a site
-/// cannot: the server replaces the header when it sources a message.
-pub fn origin_domain(headers: Option<&async_nats::HeaderMap>) -> Option<String> {
-    let value = headers?.get("Nats-Stream-Source")?.as_str();
-    let stream = value.split([':', ' ']).next()?;
-    let (_, domain) = stream.rsplit_once('_')?;
-    (!domain.is_empty()).then(|| domain.to_ascii_lowercase())
+/// The first token of every subject in the intake: `intake.<domain>.<the ward's subject>`.
+pub const SUBJECT_PREFIX: &str = "intake";
+
+/// The source, in the intake, of ward `site`'s own copy of `stream`: only the contract's
+/// subjects of that stream, each moved under `intake.<domain>.` by the hub's own
+/// configuration — so the subject names the ward it came from, and no ward can say otherwise
+/// (headers a site writes prove nothing).
+pub fn source(site: &SiteRecord, stream: &str) -> stream::Source {
+    let mut s = super::source(site, stream);
+    if let Some(filter) = s.filter_subject.take() {
+        s.subject_transforms = vec![stream::SubjectTransform {
+            destination: format!("{SUBJECT_PREFIX}.{}.{filter}", site.domain),
+            source: filter,
+        }];
+    }
+    s
+}
+
+/// The domain of the ward an intake message came from, and the subject the ward stored it
+/// under, read from its subject in the intake.
+pub fn origin(subject: &str) -> Option<(&str, &str)> {
+    let rest = subject.strip_prefix(SUBJECT_PREFIX)?.strip_prefix('.')?;
+    let (domain, original) = rest.split_once('.')?;
+    (!domain.is_empty() && !original.is_empty()).then_some((domain, original))
 }
 
 /// Which site each domain is, as the intake's metadata says.
@@ -89,7 +107,7 @@ pub async fn set_sources(
         sources.retain(|s| !super::is_from(s, name));
         if let Some(r) = record {
             for spec in super::ward_streams() {
-                sources.push(super::source(r, spec.name));
+                sources.push(source(r, spec.name));
             }
             config
                 .metadata
@@ -139,20 +157,33 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_origin_is_read_from_the_header_the_hub_writes() {
-        let mut h = async_nats::HeaderMap::new();
-        h.insert(
-            "Nats-Stream-Source",
-            "FIELD_REPORTS_PHUTHUY:Zm9vYmFy 42 egov.field_reports.> > egov.field_reports.report.X.submitted",
+    fn the_origin_is_the_subject_the_hub_gives() {
+        assert_eq!(
+            origin("intake.phuthuy.egov.field_reports.report.X.submitted"),
+            Some(("phuthuy", "egov.field_reports.report.X.submitted"))
         );
-        assert_eq!(origin_domain(Some(&h)).as_deref(), Some("phuthuy"));
-        let mut h = async_nats::HeaderMap::new();
-        h.insert(
-            "Nats-Stream-Source",
-            "DLQ_MUINE 7 egov.dlq.> > egov.dlq.x.y.rejected",
+        assert_eq!(origin("egov.field_reports.report.X.submitted"), None);
+        assert_eq!(origin("intake.phuthuy"), None);
+        assert_eq!(origin("intake..egov.x"), None);
+        let ward = SiteRecord {
+            name: "phu-thuy".into(),
+            domain: "phuthuy".into(),
+            password: String::new(),
+            kind: Default::default(),
+            certificate: None,
+            imported: true,
+        };
+        let s = source(&ward, "FIELD_REPORTS");
+        assert_eq!(s.filter_subject, None);
+        assert_eq!(
+            (
+                s.subject_transforms[0].source.as_str(),
+                s.subject_transforms[0].destination.as_str()
+            ),
+            (
+                "egov.field_reports.>",
+                "intake.phuthuy.egov.field_reports.>"
+            )
         );
-        assert_eq!(origin_domain(Some(&h)).as_deref(), Some("muine"));
-        assert_eq!(origin_domain(None), None);
-        assert_eq!(origin_domain(Some(&async_nats::HeaderMap::new())), None);
     }
 }

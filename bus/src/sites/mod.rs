@@ -240,7 +240,17 @@ pub fn check_name(name: &str) -> Result<()> {
         BusError::Config(format!(
             "site name {name:?}: use 1 to 32 of a–z 0–9 -, starting with a letter"
         ))
-    })
+    })?;
+    // A ward speaks for `urn:lienthong:<its name>:…`: never for the centre.
+    let reserved = admission::reserved_names();
+    if reserved.iter().any(|r| r == name) {
+        return Err(BusError::Config(format!(
+            "site name {name:?} is the centre's own namespace (urn:lienthong:{name}:…); \
+             reserved: {}",
+            reserved.join(", ")
+        )));
+    }
+    Ok(())
 }
 
 /// Checks a JetStream domain: 1 to 16 of `a–z 0–9`, starting with a letter, not `hub`.

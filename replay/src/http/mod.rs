@@ -154,7 +154,7 @@ async fn healthz(State(s): State<AppState>) -> Result<Response, Unavailable> {
     };
     Ok((
         code,
-        Json(json!({"status": status, "alarms": alarms, "down": down, "certificates": certificates, "read_only": s.read_only, "projections": projections})),
+        Json(json!({"status": status, "alarms": alarms, "down": down, "certificates": certificates, "read_only": s.read_only, "projections": projections, "repaired_at_start": s.store.repairs()})),
     )
         .into_response())
 }
