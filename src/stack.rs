@@ -135,16 +135,35 @@ async fn connect_role(
     Ok(connect_watched(creds, url, role).await?.0)
 }
 
+/// Connects, trying again for a few seconds while the server is not there yet or reloads
+/// its configuration (the agents apply the registry as the stack starts: a restored bus
+/// brings its agencies, and the reload may close a connection being opened).
+async fn connect_retrying(
+    settings: &lienthong_bus::ConnectSettings,
+    name: &str,
+) -> Result<(async_nats::Client, lienthong_bus::Refusals), StackError> {
+    let mut attempt = 1;
+    loop {
+        match settings.connect_watched(name).await {
+            Ok(c) => return Ok(c),
+            Err(e) if e.is_transient() && attempt < 10 => {
+                tracing::debug!(error = %e, attempt, "connecting again in 0.5 s");
+                attempt += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
 /// Connected as `role`, with its refusals watched.
 async fn connect_watched(
     creds: &CredentialSet,
     url: &str,
     role: &str,
 ) -> Result<(async_nats::jetstream::Context, lienthong_bus::Refusals), StackError> {
-    let (client, refusals) = creds
-        .settings(role, url)?
-        .connect_watched(&format!("lienthong-up-{role}"))
-        .await?;
+    let (client, refusals) =
+        connect_retrying(&creds.settings(role, url)?, &format!("lienthong-up-{role}")).await?;
     Ok((async_nats::jetstream::new(client), refusals))
 }
 
@@ -260,14 +279,18 @@ impl Stack {
         for (i, server) in stack.supervised.servers.iter().enumerate() {
             let agent = lienthong_bus::agencies::agent::Agent::new(
                 &server.data_dir().join(lienthong_bus::server::ACCOUNTS_CONF),
-                creds
-                    .settings("operator", &url)?
-                    .connect("lienthong-up-agency-agent")
-                    .await?,
-                creds
-                    .settings("system", &urls[i])?
-                    .connect("lienthong-up-agency-agent-system")
-                    .await?,
+                connect_retrying(
+                    &creds.settings("operator", &url)?,
+                    "lienthong-up-agency-agent",
+                )
+                .await?
+                .0,
+                connect_retrying(
+                    &creds.settings("system", &urls[i])?,
+                    "lienthong-up-agency-agent-system",
+                )
+                .await?
+                .0,
             )?;
             let stop = shutdown.signalled();
             stack.supervised.tasks.push((
@@ -279,10 +302,8 @@ impl Stack {
             ));
         }
         // Webhook subscriptions, delivered as the `deliver` role.
-        let (client, refusals) = creds
-            .settings("deliver", &url)?
-            .connect_watched("lienthong-up-deliver")
-            .await?;
+        let (client, refusals) =
+            connect_retrying(&creds.settings("deliver", &url)?, "lienthong-up-deliver").await?;
         let deliverer = lienthong_deliver::Deliverer::new(
             client,
             refusals,
@@ -308,10 +329,11 @@ impl Stack {
         ));
         // A hub admits what its ward sites send before it enters a central stream.
         if opts.leaf_port.is_some() {
-            let (client, refusals) = creds
-                .settings("admission", &url)?
-                .connect_watched("lienthong-up-admission")
-                .await?;
+            let (client, refusals) = connect_retrying(
+                &creds.settings("admission", &url)?,
+                "lienthong-up-admission",
+            )
+            .await?;
             let run = lienthong_bus::sites::admission::run(
                 client,
                 refusals,
@@ -480,10 +502,11 @@ impl Stack {
             }),
         ));
         if opts.demo.is_some() {
-            let (client, refusals) = creds
-                .settings("auditor", &url)?
-                .connect_watched("lienthong-up-demo-publication")
-                .await?;
+            let (client, refusals) = connect_retrying(
+                &creds.settings("auditor", &url)?,
+                "lienthong-up-demo-publication",
+            )
+            .await?;
             let reader = lienthong_bus::StreamReader::new(client, refusals);
             let (dir, http) = (creds_dir.clone(), stack.http);
             let stop = shutdown.signalled();
@@ -598,10 +621,11 @@ async fn reconcile_agency_copies(
     dir: &Path,
     schemas: &Arc<SchemaRegistry>,
 ) -> Result<(), StackError> {
-    let (client, refusals) = creds
-        .settings("operator", url)?
-        .connect_watched("lienthong-up-agency-copies")
-        .await?;
+    let (client, refusals) = connect_retrying(
+        &creds.settings("operator", url)?,
+        "lienthong-up-agency-copies",
+    )
+    .await?;
     let admin = lienthong_bus::agencies::admin::AgencyAdmin::new(
         client,
         refusals,
@@ -623,10 +647,8 @@ async fn seed_demo_agencies(
     dir: &Path,
     schemas: &Arc<SchemaRegistry>,
 ) -> Result<(), StackError> {
-    let (client, refusals) = creds
-        .settings("operator", url)?
-        .connect_watched("lienthong-up-agencies")
-        .await?;
+    let (client, refusals) =
+        connect_retrying(&creds.settings("operator", url)?, "lienthong-up-agencies").await?;
     let admin = lienthong_bus::agencies::admin::AgencyAdmin::new(
         client,
         refusals,

@@ -28,13 +28,15 @@ pub fn set_stream_created(tree: &sled::Tree, created: DateTime<Utc>) -> Result<(
     Ok(())
 }
 
-/// Whether `tree` may go on folding `stream`, which now reports `created` and `last_seq`:
-/// `Some(alarm)` says why not. A tree that has not recorded a creation time yet records it.
+/// Whether `tree` may go on folding `stream`, which now reports `created`, `last_seq` and
+/// `messages`: `Some(alarm)` says why not. A tree that has not recorded a creation time yet
+/// records it.
 pub fn check(
     tree: &sled::Tree,
     stream: &str,
     created: Option<DateTime<Utc>>,
     last_seq: u64,
+    messages: u64,
 ) -> Result<Option<String>> {
     let folded = checkpoint(tree)?;
     match (stream_created(tree)?, created) {
@@ -46,6 +48,16 @@ pub fn check(
             )))
         }
         _ => {}
+    }
+    // The contract's streams never delete (deny_delete, no limits): from sequence 1 to the
+    // last, every one holds a message. Fewer messages: they were lost on disk.
+    if messages < last_seq {
+        return Ok(Some(format!(
+            "{stream} is missing {} of its {last_seq} messages: its store was damaged on disk \
+             (or messages deleted); the read model is kept as it was — restore the stream from a \
+             backup (lienthong restore) or, in a cluster, from a peer",
+            last_seq - messages
+        )));
     }
     if last_seq < folded {
         return Ok(Some(format!(
@@ -76,12 +88,14 @@ mod tests {
             .unwrap()
             .to_utc();
         assert_eq!(
-            check(&tree, "S", Some(t0), 10).unwrap(),
+            check(&tree, "S", Some(t0), 10, 10).unwrap(),
             None,
             "first sight records"
         );
-        assert_eq!(check(&tree, "S", Some(t0), 25).unwrap(), None, "grown");
-        let shorter = check(&tree, "S", Some(t0), 4).unwrap().unwrap();
+        assert_eq!(check(&tree, "S", Some(t0), 25, 25).unwrap(), None, "grown");
+        let holed = check(&tree, "S", Some(t0), 25, 20).unwrap().unwrap();
+        assert!(holed.contains("missing 5 of its 25 messages"), "{holed}");
+        let shorter = check(&tree, "S", Some(t0), 4, 4).unwrap().unwrap();
         assert!(
             shorter.contains("holds 4 events, fewer than the 10"),
             "{shorter}"
@@ -89,7 +103,7 @@ mod tests {
         let t1 = DateTime::parse_from_rfc3339("2026-02-01T00:00:00Z")
             .unwrap()
             .to_utc();
-        let recreated = check(&tree, "S", Some(t1), 40).unwrap().unwrap();
+        let recreated = check(&tree, "S", Some(t1), 40, 40).unwrap().unwrap();
         assert!(recreated.contains("S was recreated"), "{recreated}");
         assert!(
             recreated.contains("2026-01-01T00:00:00+00:00"),

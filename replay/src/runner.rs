@@ -250,8 +250,8 @@ impl Runner {
 
     /// Whether `tree` may go on folding its stream ([`crate::guard::check`]).
     async fn guard(&self, tree: &sled::Tree) -> Result<Option<String>> {
-        let (created, last) = self.stream_state().await?;
-        crate::guard::check(tree, self.projection.stream(), created, last)
+        let (created, last, messages) = self.stream_state().await?;
+        crate::guard::check(tree, self.projection.stream(), created, last, messages)
     }
 
     /// Returns once the stream is no longer the one `tree` folds (checked every second).
@@ -265,7 +265,8 @@ impl Runner {
     }
 
     /// The stream's creation time and last sequence.
-    async fn stream_state(&self) -> Result<(Option<DateTime<Utc>>, u64)> {
+    /// The stream's creation time, last sequence and number of messages.
+    async fn stream_state(&self) -> Result<(Option<DateTime<Utc>>, u64, u64)> {
         let nats = |e: &dyn std::fmt::Display| ReplayError::Nats {
             operation: format!("reading stream {}", self.projection.stream()),
             reason: e.to_string(),
@@ -275,7 +276,7 @@ impl Runner {
                 .state(self.projection.stream())
                 .await
                 .map_err(|e| nats(&e))?;
-            return Ok((state.created, state.last_sequence));
+            return Ok((state.created, state.last_sequence, state.messages));
         }
         let mut stream = self
             .js
@@ -286,7 +287,7 @@ impl Runner {
         let created = i64::try_from(info.created.unix_timestamp_nanos())
             .ok()
             .map(DateTime::from_timestamp_nanos);
-        Ok((created, info.state.last_sequence))
+        Ok((created, info.state.last_sequence, info.state.messages))
     }
 
     /// Builds a fresh generation from the start of the stream up to its current head,
@@ -301,7 +302,7 @@ impl Runner {
         at: PointInTime,
         progress: &(dyn Fn(u64, u64) + Sync),
     ) -> Result<Rebuilt> {
-        let (created, head) = self.stream_state().await?;
+        let (created, head, _) = self.stream_state().await?;
         let head = at.until_seq.map_or(head, |n| n.min(head));
         let (name, tree) = self.store.new_generation(self.projection.name())?;
         if let Some(created) = created {

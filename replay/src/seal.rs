@@ -2,14 +2,14 @@
 //! tree damaged on disk is found before it is served.
 //!
 //! sled checks its own log, but damage it does not see (bits changed in a value, a value
-//! lost) would be served as figures. So each tree carries, under [`SEAL_KEY`], the XOR of
-//! SHA-256(key ‖ value) over its entries — the projection's keys and its checkpoint; not the
-//! other `\0` keys, written apart from the folds. Each commit updates it in the same atomic
+//! lost) would be served as figures. So each tree carries, under [`SEAL_KEY`], the XOR over
+//! its entries — the projection's keys and its checkpoint; not the other `\0` keys, written
+//! apart from the folds — of a 64-bit digest of each key and value (two CRC-32s with
+//! different starts: what finds damage, cheap enough to run on every write; it is not meant
+//! to stop someone who can write the disk, which the streams' audit chain is for). Each commit updates it in the same atomic
 //! batch as the writes (the old entry's hash out, the new one's in: one read per key
 //! written), so a tree whose contents no longer give its seal was changed outside the bus:
 //! it is rebuilt from its stream, never served as it is.
-
-use sha2::{Digest, Sha256};
 
 use crate::error::Result;
 use crate::store::CHECKPOINT_KEY;
@@ -17,21 +17,27 @@ use crate::store::CHECKPOINT_KEY;
 /// Where a tree keeps its seal.
 pub const SEAL_KEY: &[u8] = b"\0seal";
 
-/// A seal's value: 32 bytes, XOR of the entries' hashes.
-pub type Seal = [u8; 32];
+/// A seal's value: 8 bytes, XOR of the entries' digests.
+pub type Seal = [u8; 8];
 
 /// Whether `key` is covered by the seal.
 pub fn sealed(key: &[u8]) -> bool {
     !key.starts_with(b"\0") || key == CHECKPOINT_KEY
 }
 
-/// The hash of one entry.
+/// The digest of one entry: CRC-32 of (key length, key, value) from two starts.
 pub fn entry(key: &[u8], value: &[u8]) -> Seal {
-    let mut h = Sha256::new();
-    h.update((key.len() as u64).to_be_bytes());
-    h.update(key);
-    h.update(value);
-    h.finalize().into()
+    let digest = |init: u32| {
+        let mut h = crc32fast::Hasher::new_with_initial(init);
+        h.update(&(key.len() as u64).to_be_bytes());
+        h.update(key);
+        h.update(value);
+        h.finalize()
+    };
+    let mut out = [0u8; 8];
+    out[..4].copy_from_slice(&digest(0).to_be_bytes());
+    out[4..].copy_from_slice(&digest(0x9e37_79b9).to_be_bytes());
+    out
 }
 
 pub fn xor(seal: &mut Seal, other: &Seal) {
@@ -42,7 +48,7 @@ pub fn xor(seal: &mut Seal, other: &Seal) {
 
 /// The seal of what `tree` holds now.
 pub fn compute(tree: &sled::Tree) -> Result<Seal> {
-    let mut seal = [0u8; 32];
+    let mut seal = [0u8; 8];
     for kv in tree.iter() {
         let (k, v) = kv?;
         if sealed(&k) {
@@ -76,8 +82,8 @@ pub fn check(tree: &sled::Tree) -> Result<Check> {
     match recorded(tree)? {
         Some(r) if r == found => Ok(Check::Intact),
         Some(r) => Ok(Check::Damaged {
-            recorded: hex::encode(&r[..8]),
-            found: hex::encode(&found[..8]),
+            recorded: hex::encode(r),
+            found: hex::encode(found),
         }),
         None => {
             tree.insert(SEAL_KEY, &found[..])?;

@@ -284,6 +284,9 @@ pub struct Changes<'a> {
     pending: HashMap<Vec<u8>, Pending>,
     /// Values a fold keeps decoded from one batch to the next.
     decoded: Option<&'a mut DecodedValues>,
+    /// The seal digest of the committed value of keys already read (`None`: absent), so
+    /// that the commit need not read them again to update the seal.
+    old: std::cell::RefCell<HashMap<Vec<u8>, Option<seal::Seal>>>,
 }
 
 /// Values kept decoded from one batch to the next by a fold — the only writer of its tree —
@@ -291,6 +294,8 @@ pub struct Changes<'a> {
 /// when it grows past its capacity.
 pub struct DecodedValues {
     values: HashMap<Vec<u8>, Box<dyn JsonValue>>,
+    /// The seal digest of each kept value as committed.
+    digests: HashMap<Vec<u8>, seal::Seal>,
     capacity: usize,
 }
 
@@ -298,6 +303,7 @@ impl DecodedValues {
     pub fn new(capacity: usize) -> Self {
         Self {
             values: HashMap::default(),
+            digests: HashMap::default(),
             capacity,
         }
     }
@@ -335,6 +341,7 @@ impl<'a> Changes<'a> {
             tree,
             pending: HashMap::default(),
             decoded: None,
+            old: Default::default(),
         }
     }
 
@@ -345,6 +352,7 @@ impl<'a> Changes<'a> {
             tree,
             pending: HashMap::default(),
             decoded: Some(decoded),
+            old: Default::default(),
         }
     }
 
@@ -373,7 +381,21 @@ impl<'a> Changes<'a> {
         match self.pending.get(key) {
             Some(Pending::Removed) => Ok(f(None)),
             Some(Pending::Bytes(v)) => Ok(f(Some(v))),
-            _ => Ok(f(self.tree.get(key)?.as_deref())),
+            _ => {
+                let committed = self.tree.get(key)?;
+                self.remember(key, committed.as_deref());
+                Ok(f(committed.as_deref()))
+            }
+        }
+    }
+
+    /// Remembers the seal digest of `key`'s committed value, read from the tree.
+    fn remember(&self, key: &[u8], committed: Option<&[u8]>) {
+        if seal::sealed(key) {
+            self.old
+                .borrow_mut()
+                .entry(key.to_vec())
+                .or_insert_with(|| committed.map(|v| seal::entry(key, v)));
         }
     }
 
@@ -410,6 +432,12 @@ impl<'a> Changes<'a> {
                 if d.values.get(key).is_some_and(|v| v.as_any().is::<T>()) {
                     if let Some(Ok(t)) = d.values.remove(key).map(|v| v.into_any().downcast::<T>())
                     {
+                        if let Some(digest) = d.digests.remove(key) {
+                            self.old
+                                .borrow_mut()
+                                .entry(key.to_vec())
+                                .or_insert(Some(digest));
+                        }
                         return Ok(Some(*t));
                     }
                 }
@@ -449,14 +477,26 @@ impl<'a> Changes<'a> {
             None => seal::compute(self.tree)?,
         };
         let tree = self.tree;
-        let mut reseal = |k: &[u8], new: Option<&[u8]>| -> Result<()> {
-            if let Some(old) = tree.get(k)? {
-                seal::xor(&mut seal, &seal::entry(k, &old));
+        let mut known = self.old.into_inner();
+        let committed_digests = self.decoded.as_ref().map(|d| &d.digests);
+        let mut new_digests: Vec<(Vec<u8>, seal::Seal)> = Vec::new();
+        // The old entry's digest out (read now only if it was never read), the new one's in.
+        let mut reseal = |k: &[u8], new: Option<&[u8]>| -> Result<Option<seal::Seal>> {
+            let old = match known.remove(k) {
+                Some(d) => d,
+                None => match committed_digests.and_then(|d| d.get(k)) {
+                    Some(d) => Some(*d),
+                    None => tree.get(k)?.map(|v| seal::entry(k, &v)),
+                },
+            };
+            if let Some(old) = old {
+                seal::xor(&mut seal, &old);
             }
-            if let Some(new) = new {
-                seal::xor(&mut seal, &seal::entry(k, new));
+            let new = new.map(|v| seal::entry(k, v));
+            if let Some(new) = &new {
+                seal::xor(&mut seal, new);
             }
-            Ok(())
+            Ok(new)
         };
         for (k, v) in self.pending {
             match v {
@@ -470,9 +510,12 @@ impl<'a> Changes<'a> {
                 }
                 Pending::Json(v) => {
                     let bytes = encode(&k, v.as_ref())?;
-                    reseal(&k, Some(&bytes))?;
+                    let digest = reseal(&k, Some(&bytes))?;
                     batch.insert(k.as_slice(), bytes);
                     if keeping {
+                        if let Some(d) = digest {
+                            new_digests.push((k.clone(), d));
+                        }
                         kept.push((k, v));
                     }
                     continue;
@@ -491,10 +534,13 @@ impl<'a> Changes<'a> {
         if let Some(d) = self.decoded {
             for k in stale {
                 d.values.remove(&k);
+                d.digests.remove(&k);
             }
             d.values.extend(kept);
+            d.digests.extend(new_digests);
             if d.values.len() > d.capacity {
                 d.values.clear();
+                d.digests.clear();
             }
         }
         Ok(())

@@ -145,7 +145,19 @@ async fn healthz(State(s): State<AppState>) -> Result<Response, Unavailable> {
         .iter()
         .any(|c| matches!(c.state, "expired" | "not_yet_valid" | "unreadable"));
     let expiring = certificates.iter().any(|c| c.state == "expiring");
-    let (status, code) = if !alarms.is_empty() || !down.is_empty() || broken {
+    // The history found tampered with or damaged by the last verification (a stream that
+    // merely could not be read is the integrity panel's, not an error here).
+    let history: serde_json::Map<String, serde_json::Value> = s
+        .integrity
+        .as_ref()
+        .map(|i| i.latest())
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|v| v.tampering.is_some())
+        .map(|v| (v.stream, json!(v.alarm)))
+        .collect();
+    let (status, code) = if !alarms.is_empty() || !down.is_empty() || broken || !history.is_empty()
+    {
         ("error", StatusCode::SERVICE_UNAVAILABLE)
     } else if expiring {
         ("degraded", StatusCode::OK)
@@ -154,7 +166,7 @@ async fn healthz(State(s): State<AppState>) -> Result<Response, Unavailable> {
     };
     Ok((
         code,
-        Json(json!({"status": status, "alarms": alarms, "down": down, "certificates": certificates, "read_only": s.read_only, "projections": projections, "repaired_at_start": s.store.repairs()})),
+        Json(json!({"status": status, "alarms": alarms, "down": down, "certificates": certificates, "read_only": s.read_only, "projections": projections, "repaired_at_start": s.store.repairs(), "history": history})),
     )
         .into_response())
 }
