@@ -227,6 +227,11 @@ async fn nothing_is_acknowledged_that_is_not_stored() {
     )
     .await;
     assert_eq!(r.status(), 503);
+    assert_eq!(
+        r.headers().get("retry-after").and_then(|v| v.to_str().ok()),
+        Some("5"),
+        "a 503 says when to try again"
+    );
     let body: Value = r.json().await.unwrap();
     assert!(body["title"].as_str().unwrap().contains("retry"), "{body}");
 }

@@ -84,12 +84,29 @@ pub fn metrics_response(body: String) -> Response {
 
 /// An RFC 9457 problem answer.
 pub fn problem(status: StatusCode, title: &str, detail: &str) -> Response {
-    (
-        status,
-        [(axum::http::header::CONTENT_TYPE, "application/problem+json")],
-        Json(json!({"type": "about:blank", "title": title, "status": status.as_u16(), "detail": detail})),
+    with_retry_after(
+        (
+            status,
+            [(axum::http::header::CONTENT_TYPE, "application/problem+json")],
+            Json(json!({"type": "about:blank", "title": title, "status": status.as_u16(), "detail": detail})),
+        )
+            .into_response(),
     )
-        .into_response()
+}
+
+/// How long a sender told "not now" (503) should wait before trying again, in seconds.
+pub const RETRY_AFTER_SECONDS: u32 = 5;
+
+/// A 503 answer says when to try again (`Retry-After`), as HTTP senders and their retry
+/// libraries expect.
+pub fn with_retry_after(mut r: Response) -> Response {
+    if r.status() == StatusCode::SERVICE_UNAVAILABLE {
+        r.headers_mut().insert(
+            axum::http::header::RETRY_AFTER,
+            axum::http::HeaderValue::from(RETRY_AFTER_SECONDS),
+        );
+    }
+    r
 }
 
 /// 503: the bus cannot store now; the caller should retry.

@@ -23,15 +23,17 @@ fn problem_with(
     key: &str,
     items: Value,
 ) -> Response {
-    (
-        status,
-        [(axum::http::header::CONTENT_TYPE, "application/problem+json")],
-        Json(json!({
-            "type": "about:blank", "title": title, "status": status.as_u16(),
-            "detail": detail, key: items,
-        })),
+    crate::push::with_retry_after(
+        (
+            status,
+            [(axum::http::header::CONTENT_TYPE, "application/problem+json")],
+            Json(json!({
+                "type": "about:blank", "title": title, "status": status.as_u16(),
+                "detail": detail, key: items,
+            })),
+        )
+            .into_response(),
     )
-        .into_response()
 }
 
 pub(super) async fn post_events(
