@@ -5,6 +5,10 @@
 
 use lienthong_bus::server::NatsServer;
 use lienthong_bus::ShutdownTrigger;
+
+/// Free space a full store's disk needs again before its server is started again (or a
+/// tenth of a smaller filesystem).
+const ROOM_TO_RESTART: u64 = 64 << 20;
 use tracing::{error, info};
 
 use crate::error::StackError;
@@ -56,6 +60,7 @@ impl Supervised {
             &[("component", "nats-server")],
         );
         enum Event {
+            Tick,
             Shutdown,
             ServerExited(std::process::ExitStatus, usize),
             TaskEnded(
@@ -63,9 +68,17 @@ impl Supervised {
                 usize,
             ),
         }
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(2));
+        let full = self.metrics.counter(
+            "lienthong_disk_full_total",
+            "Times a nats-server disabled its JetStream because its store's disk was full.",
+            &[],
+        );
+        let mut disk_full = vec![false; self.servers.len()];
         let failed = loop {
             let event = tokio::select! {
                 _ = &mut shutdown => Event::Shutdown,
+                _ = tick.tick() => Event::Tick,
                 (status, node, _) = futures::future::select_all(
                     self.servers.iter_mut().map(|s| Box::pin(s.exited()))
                 ) => Event::ServerExited(status, node),
@@ -74,16 +87,50 @@ impl Supervised {
                 }
             };
             match event {
+                Event::Tick => {
+                    // A full disk: nats-server disables its JetStream and keeps it so. Said at
+                    // once (the ingress answers 503 meanwhile), and the server is started again
+                    // on its store as soon as there is room.
+                    for node in 0..self.servers.len() {
+                        if !self.servers[node].jetstream_disabled() {
+                            continue;
+                        }
+                        let component = self.component(node);
+                        let (free, size) = self.servers[node].store_space().unwrap_or((0, 0));
+                        // Room enough: 64 MiB, or a tenth of a smaller filesystem.
+                        let room = ROOM_TO_RESTART.min(size / 10).max(1);
+                        if !disk_full[node] {
+                            disk_full[node] = true;
+                            full.inc();
+                            let reason = format!(
+                                "JetStream disabled: the store's disk is full ({} MiB free); it starts again by itself once {} MiB are free",
+                                free >> 20,
+                                room >> 20
+                            );
+                            error!("{component}: {reason}");
+                            self.health.down(&component, reason);
+                        }
+                        if free >= room {
+                            info!(
+                                "{component}: {} MiB free again; restarting it on its store",
+                                free >> 20
+                            );
+                            match restart(&mut self.servers[node]).await {
+                                Ok(()) => {
+                                    disk_full[node] = false;
+                                    self.health.up(&component);
+                                }
+                                Err(e) => error!("{component}: could not restart it: {e}"),
+                            }
+                        }
+                    }
+                }
                 Event::Shutdown => {
                     info!("stopping");
                     break None;
                 }
                 Event::ServerExited(status, node) => {
-                    let component = if self.servers.len() > 1 {
-                        format!("nats-server n{}", node + 1)
-                    } else {
-                        "nats-server".to_string()
-                    };
+                    let component = self.component(node);
                     let reason = format!("{component} exited ({status})");
                     error!("{reason}; restarting it on the same store");
                     self.health.down(&component, reason.clone());
@@ -126,6 +173,15 @@ impl Supervised {
                 Err(e)
             }
             None => Ok(()),
+        }
+    }
+
+    /// How `/healthz` names server `node`.
+    fn component(&self, node: usize) -> String {
+        if self.servers.len() > 1 {
+            format!("nats-server n{}", node + 1)
+        } else {
+            "nats-server".to_string()
         }
     }
 

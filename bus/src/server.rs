@@ -6,6 +6,8 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -392,6 +394,8 @@ pub struct NatsServer {
     conf: PathBuf,
     /// Clients must speak TLS (`tls://` URLs).
     tls: bool,
+    /// Set when the server said its JetStream is disabled (out of resources: a full disk).
+    jetstream_disabled: Arc<AtomicBool>,
     _temp: Option<tempfile::TempDir>,
 }
 
@@ -451,7 +455,8 @@ impl NatsServer {
             &accounts_path,
             &crate::roles::render_accounts(&accounts)?,
         )?;
-        let (child, port) = spawn(&bin, &conf, &opts.host, opts.port, &opts.data_dir).await?;
+        let (child, port, jetstream_disabled) =
+            spawn(&bin, &conf, &opts.host, opts.port, &opts.data_dir).await?;
         info!(port, data_dir = %opts.data_dir.display(), sync_always = opts.sync_always, "nats-server ready");
         Ok(Self {
             child: Some(child),
@@ -461,6 +466,7 @@ impl NatsServer {
             bin,
             conf,
             tls: opts.transport.tls.is_some(),
+            jetstream_disabled,
             _temp: None,
         })
     }
@@ -484,7 +490,7 @@ impl NatsServer {
     /// recovers what it had stored); waits until it accepts clients.
     pub async fn restart(&mut self) -> Result<()> {
         self.kill().await;
-        let (child, port) = spawn(
+        let (child, port, jetstream_disabled) = spawn(
             &self.bin,
             &self.conf,
             &self.host,
@@ -494,6 +500,7 @@ impl NatsServer {
         .await?;
         self.child = Some(child);
         self.port = port;
+        self.jetstream_disabled = jetstream_disabled;
         info!(port, data_dir = %self.data_dir.display(), "nats-server restarted");
         Ok(())
     }
@@ -545,6 +552,22 @@ impl NatsServer {
         &self.data_dir
     }
 
+    /// Whether the server said it disabled its JetStream (out of resources: its store's
+    /// disk is full). It stays so until it is started again ([`NatsServer::restart`]).
+    pub fn jetstream_disabled(&self) -> bool {
+        self.jetstream_disabled.load(Ordering::Relaxed)
+    }
+
+    /// Bytes free for this server's store on its filesystem, and the filesystem's size.
+    pub fn store_space(&self) -> Option<(u64, u64)> {
+        let st = nix::sys::statvfs::statvfs(&self.data_dir).ok()?;
+        let block = st.fragment_size() as u64;
+        Some((
+            st.blocks_available() as u64 * block,
+            st.blocks() as u64 * block,
+        ))
+    }
+
     /// Stops the server: SIGTERM (it flushes and closes the store), SIGKILL after 10 s.
     pub async fn stop(mut self) -> Result<()> {
         self.shutdown().await
@@ -588,7 +611,7 @@ async fn spawn(
     host: &str,
     port: Option<u16>,
     data_dir: &Path,
-) -> Result<(Child, u16)> {
+) -> Result<(Child, u16, Arc<AtomicBool>)> {
     let store = previous::store_dir(data_dir);
     let port = port.map(|p| p.to_string()).unwrap_or_else(|| "-1".into());
     let mut cmd = Command::new(bin);
@@ -617,6 +640,8 @@ async fn spawn(
     })?;
     let stderr = child.stderr.take().expect("stderr is piped");
     let (ready_tx, ready_rx) = oneshot::channel::<std::result::Result<u16, String>>();
+    let jetstream_disabled = Arc::new(AtomicBool::new(false));
+    let disabled = jetstream_disabled.clone();
     tokio::spawn(async move {
         let mut lines = BufReader::new(stderr).lines();
         let mut ready_tx = Some(ready_tx);
@@ -624,6 +649,10 @@ async fn spawn(
         let mut recent = Vec::new();
         while let Ok(Some(line)) = lines.next_line().await {
             debug!(target: "nats_server", "{line}");
+            if line.contains("will be DISABLED") {
+                warn!(target: "nats_server", "{line}");
+                disabled.store(true, Ordering::Relaxed);
+            }
             if let Some(rest) = line.split("Listening for client connections on ").nth(1) {
                 port = rest.trim().rsplit(':').next().and_then(|p| p.parse().ok());
             }
@@ -663,7 +692,7 @@ async fn spawn(
             )))
         }
     };
-    Ok((child, port))
+    Ok((child, port, jetstream_disabled))
 }
 
 impl Drop for NatsServer {
