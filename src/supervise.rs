@@ -91,7 +91,7 @@ impl Supervised {
                     // A full disk: nats-server disables its JetStream and keeps it so. Said at
                     // once (the ingress answers 503 meanwhile), and the server is started again
                     // on its store as soon as there is room.
-                    for node in 0..self.servers.len() {
+                    for (node, said) in disk_full.iter_mut().enumerate() {
                         if !self.servers[node].jetstream_disabled() {
                             continue;
                         }
@@ -99,8 +99,8 @@ impl Supervised {
                         let (free, size) = self.servers[node].store_space().unwrap_or((0, 0));
                         // Room enough: 64 MiB, or a tenth of a smaller filesystem.
                         let room = ROOM_TO_RESTART.min(size / 10).max(1);
-                        if !disk_full[node] {
-                            disk_full[node] = true;
+                        if !*said {
+                            *said = true;
                             full.inc();
                             let reason = format!(
                                 "JetStream disabled: the store's disk is full ({} MiB free); it starts again by itself once {} MiB are free",
@@ -117,7 +117,7 @@ impl Supervised {
                             );
                             match restart(&mut self.servers[node]).await {
                                 Ok(()) => {
-                                    disk_full[node] = false;
+                                    *said = false;
                                     self.health.up(&component);
                                 }
                                 Err(e) => error!("{component}: could not restart it: {e}"),
