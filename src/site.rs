@@ -102,6 +102,9 @@ impl Site {
             "nats"
         };
         let url = format!("{scheme}://{}:{port}", opts.nats_host);
+        // A running site on this folder is refused (and a dying one waited for) before its
+        // credentials files are rewritten for this run.
+        lienthong_bus::server::await_previous(&opts.data.join("nats")).await?;
         let ca = opts.transport.tls.as_ref().and_then(|t| t.ca.as_deref());
         let creds = CredentialSet::load_or_generate_with(&creds_dir, &url, ca)?;
         let server = NatsServer::start(

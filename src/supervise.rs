@@ -69,7 +69,7 @@ impl Supervised {
             ),
         }
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(2));
-        let full = self.metrics.counter(
+        let full_total = self.metrics.counter(
             "lienthong_disk_full_total",
             "Times a nats-server disabled its JetStream because its store's disk was full.",
             &[],
@@ -92,25 +92,36 @@ impl Supervised {
                     // once (the ingress answers 503 meanwhile), and the server is started again
                     // on its store as soon as there is room.
                     for (node, said) in disk_full.iter_mut().enumerate() {
-                        if !self.servers[node].jetstream_disabled() {
+                        let Some((free, size)) = self.servers[node].store_space() else {
+                            continue;
+                        };
+                        let disabled = self.servers[node].jetstream_disabled();
+                        // Full: JetStream disabled for it, or (before the server notices)
+                        // less than 1 MiB or a thousandth of the filesystem left.
+                        let full = disabled || free < (1 << 20u64).min(size / 1000).max(4096);
+                        // Room enough to start again: 64 MiB, or a tenth of a smaller one.
+                        let room = ROOM_TO_RESTART.min(size / 10).max(1);
+                        let component = self.component(node);
+                        if !full {
+                            if *said {
+                                info!("{component}: its store's disk has room again ({} MiB free)", free >> 20);
+                                *said = false;
+                                self.health.up(&component);
+                            }
                             continue;
                         }
-                        let component = self.component(node);
-                        let (free, size) = self.servers[node].store_space().unwrap_or((0, 0));
-                        // Room enough: 64 MiB, or a tenth of a smaller filesystem.
-                        let room = ROOM_TO_RESTART.min(size / 10).max(1);
                         if !*said {
                             *said = true;
-                            full.inc();
+                            full_total.inc();
                             let reason = format!(
-                                "JetStream disabled: the store's disk is full ({} MiB free); it starts again by itself once {} MiB are free",
+                                "the store's disk is full ({} MiB free): nothing can be stored; it resumes by itself once {} MiB are free",
                                 free >> 20,
                                 room >> 20
                             );
                             error!("{component}: {reason}");
                             self.health.down(&component, reason);
                         }
-                        if free >= room {
+                        if disabled && free >= room {
                             info!(
                                 "{component}: {} MiB free again; restarting it on its store",
                                 free >> 20

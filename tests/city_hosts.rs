@@ -865,10 +865,16 @@ fn a_city_on_separate_hosts_encrypts_every_link_and_loses_nothing_through_partit
         }
         hosts.run("op", LIENTHONG, &args)
     };
-    wait_until(
+    let last = std::cell::RefCell::new(String::new());
+    wait_until_or(
         "audit verify passes (checkpoints written)",
         Duration::from_secs(180),
-        || verify(false).0,
+        || last.borrow().clone(),
+        || {
+            let (ok, out) = verify(false);
+            *last.borrow_mut() = out;
+            ok
+        },
     );
     let (ok, out) = verify(true);
     assert!(ok, "audit verify --witness: {out}");
