@@ -104,7 +104,10 @@ impl Supervised {
                         let component = self.component(node);
                         if !full {
                             if *said {
-                                info!("{component}: its store's disk has room again ({} MiB free)", free >> 20);
+                                info!(
+                                    "{component}: its store's disk has room again ({} MiB free)",
+                                    free >> 20
+                                );
                                 *said = false;
                                 self.health.up(&component);
                             }
