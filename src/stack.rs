@@ -606,12 +606,32 @@ async fn provision_when_ready(
     }
 }
 
-/// Starts `server` again, waiting 1, 2, 4, … s before each try.
 /// The demo's agencies: urban management reads field reports and open data; the operations
 /// centre reads every stream agencies may be granted. Added once (they are data: a later run
 /// finds them in the registry).
 pub const DEMO_AGENCIES: &[(&str, &[&str])] =
     &[("urban", &["FIELD_REPORTS", "OPEN_DATA"]), ("ioc", &[])];
+
+/// The agencies' administration as the operator, recorded as done `by`.
+async fn agency_admin(
+    creds: &CredentialSet,
+    url: &str,
+    dir: &Path,
+    schemas: &Arc<SchemaRegistry>,
+    by: &str,
+) -> Result<lienthong_bus::agencies::admin::AgencyAdmin, StackError> {
+    let (client, refusals) =
+        connect_retrying(&creds.settings("operator", url)?, "lienthong-up-agencies").await?;
+    Ok(lienthong_bus::agencies::admin::AgencyAdmin::new(
+        client,
+        refusals,
+        schemas.clone(),
+        dir,
+        url,
+        by,
+    )
+    .with_ca(creds.ca().map(Path::to_path_buf)))
+}
 
 /// Every agency's copies as its grants say (a restored bus has none yet); an agency whose
 /// copies cannot be checked is logged, and does not stop the bus.
@@ -621,20 +641,7 @@ async fn reconcile_agency_copies(
     dir: &Path,
     schemas: &Arc<SchemaRegistry>,
 ) -> Result<(), StackError> {
-    let (client, refusals) = connect_retrying(
-        &creds.settings("operator", url)?,
-        "lienthong-up-agency-copies",
-    )
-    .await?;
-    let admin = lienthong_bus::agencies::admin::AgencyAdmin::new(
-        client,
-        refusals,
-        schemas.clone(),
-        dir,
-        url,
-        "lienthong up",
-    )
-    .with_ca(creds.ca().map(Path::to_path_buf));
+    let admin = agency_admin(creds, url, dir, schemas, "lienthong up").await?;
     for (agency, why) in admin.reconcile_copies().await? {
         tracing::warn!(agency, "the agency's copies were not checked: {why}");
     }
@@ -647,17 +654,7 @@ async fn seed_demo_agencies(
     dir: &Path,
     schemas: &Arc<SchemaRegistry>,
 ) -> Result<(), StackError> {
-    let (client, refusals) =
-        connect_retrying(&creds.settings("operator", url)?, "lienthong-up-agencies").await?;
-    let admin = lienthong_bus::agencies::admin::AgencyAdmin::new(
-        client,
-        refusals,
-        schemas.clone(),
-        dir,
-        url,
-        "lienthong up --demo",
-    )
-    .with_ca(creds.ca().map(Path::to_path_buf));
+    let admin = agency_admin(creds, url, dir, schemas, "lienthong up --demo").await?;
     let registry = admin.registry().await?;
     for (name, streams) in DEMO_AGENCIES {
         let streams: Vec<String> = if streams.is_empty() {

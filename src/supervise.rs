@@ -117,7 +117,7 @@ impl Supervised {
                             *said = true;
                             full_total.inc();
                             let reason = format!(
-                                "the store's disk is full ({} MiB free): nothing can be stored; it resumes by itself once {} MiB are free",
+                                "the store's disk is full ({} MiB free): events are refused (503) once the server has used what room it set aside; it resumes by itself once {} MiB are free",
                                 free >> 20,
                                 room >> 20
                             );

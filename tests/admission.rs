@@ -8,9 +8,9 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::up::{free_port, json_or_null, lienthong, lienthong_status, SiteUp, Up};
+use common::up::{free_port, json_or_null, lienthong, lienthong_status, wait_for, SiteUp, Up};
 use lienthong_bus::cloudevents::AttributesReader;
 use lienthong_bus::{ConnectSettings, Publisher};
 use serde_json::{json, Value};
@@ -79,23 +79,6 @@ async fn stream_ids(env: &std::path::Path, stream: &str) -> (BTreeMap<String, us
         }
     }
     (ids, text)
-}
-
-async fn wait_for<F, Fut>(what: &str, timeout: Duration, mut ok: F, context: impl Fn() -> String)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let start = Instant::now();
-    while !ok().await {
-        assert!(
-            start.elapsed() < timeout,
-            "{what}: not after {timeout:?}\n{}",
-            context()
-        );
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
-    eprintln!("{what}: after {:.1} s", start.elapsed().as_secs_f64());
 }
 
 #[tokio::test]
@@ -325,12 +308,7 @@ async fn a_dishonest_ward_gets_nothing_into_the_central_streams_and_takes_no_cen
     let (_, offered) = stream_ids(&auditor, "INTAKE").await;
     assert!(offered.contains(MARKER));
     // Counted on /metrics too.
-    let metrics = reqwest::get(format!("{}/metrics", hub.base))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = common::get_text(&http, format!("{}/metrics", hub.base)).await;
     assert!(
         metrics.contains(&format!(
             "lienthong_admission_total{{site=\"phu-thuy\",outcome=\"foreign_source\"}} {}",

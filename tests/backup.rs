@@ -7,25 +7,13 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::up::{ingress_caller, lienthong, lienthong_status, settled_kpi, Up, Writer};
-use lienthong_bus::cloudevents::AttributesReader;
 use serde_json::Value;
 
-/// Every event id in each event stream of the bus at `nats`, with how many times it is there.
-async fn ids_by_stream(data: &Path, nats: u16) -> BTreeMap<String, BTreeMap<String, usize>> {
-    let url = format!("nats://127.0.0.1:{nats}");
-    let creds =
-        lienthong_bus::CredentialSet::load_or_generate(&data.join("credentials"), &url).unwrap();
-    let client = creds
-        .settings("auditor", &url)
-        .unwrap()
-        .connect("test-backup-reader")
-        .await
-        .unwrap();
-    let reader = lienthong_bus::StreamReader::new(client, Default::default());
+/// Every event id in each event stream of `up`, with how many times it is there.
+async fn ids_by_stream(up: &Up) -> BTreeMap<String, BTreeMap<String, usize>> {
     let mut out = BTreeMap::new();
     for stream in [
         "DOCUMENTS",
@@ -35,12 +23,7 @@ async fn ids_by_stream(data: &Path, nats: u16) -> BTreeMap<String, BTreeMap<Stri
         "MEETINGS",
         "DLQ",
     ] {
-        let mut ids = BTreeMap::new();
-        for m in reader.read_all(stream, None).await.unwrap() {
-            let ev = lienthong_bus::subscriber::decode_stored(&m, None).unwrap();
-            *ids.entry(ev.event.id().to_string()).or_insert(0usize) += 1;
-        }
-        out.insert(stream.to_string(), ids);
+        out.insert(stream.to_string(), up.stored_ids(stream).await);
     }
     out
 }
@@ -93,7 +76,7 @@ async fn a_running_bus_is_backed_up_checked_offline_and_restored_with_nothing_lo
         "the writer was not writing during the backup"
     );
     let original_kpi = settled_kpi(&http, &up).await;
-    let original_ids = ids_by_stream(&up.data, up.nats).await;
+    let original_ids = ids_by_stream(&up).await;
     let manifest: Value =
         serde_json::from_str(&std::fs::read_to_string(path("b/manifest.json")).unwrap()).unwrap();
     let secrets = std::fs::read(path("b/secrets.tar.age")).unwrap();
@@ -196,16 +179,8 @@ async fn a_running_bus_is_backed_up_checked_offline_and_restored_with_nothing_lo
     // The same history, checked with the original audit key.
     let public_key = work.path().join("audit-public.key");
     std::fs::write(&public_key, manifest["audit_public_key"].as_str().unwrap()).unwrap();
-    let auditor = restored.credentials("auditor.env");
-    let out = lienthong(&[
-        "--env",
-        auditor.to_str().unwrap(),
-        "audit",
-        "verify",
-        "--public-key",
-        public_key.to_str().unwrap(),
-    ]);
-    assert!(!out.contains("TAMPERED"), "{out}");
+    let (ok, out) = restored.audit_verify(&public_key);
+    assert!(ok && !out.contains("TAMPERED"), "{out}");
     assert!(out.contains("FIELD_REPORTS: intact"), "{out}");
     let new_key = std::fs::read_to_string(restored.data.join("audit-public.key")).unwrap();
     assert_eq!(
@@ -216,7 +191,7 @@ async fn a_running_bus_is_backed_up_checked_offline_and_restored_with_nothing_lo
 
     // Nothing acknowledged before the backup began is lost, nothing is there twice (the
     // restored demo's adapters resumed from their cursors; its feeds sent everything again).
-    let ids = ids_by_stream(&restored.data, restored.nats).await;
+    let ids = ids_by_stream(&restored).await;
     let lost: Vec<&String> = acked_before
         .iter()
         .filter(|id| !ids["FIELD_REPORTS"].contains_key(*id))
@@ -319,17 +294,9 @@ async fn a_running_bus_is_backed_up_checked_offline_and_restored_with_nothing_lo
         assert!(Instant::now() < deadline, "{out}\n{}", cluster.log_tail(20));
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
-    let auditor = cluster.credentials("auditor.env");
-    let out = lienthong(&[
-        "--env",
-        auditor.to_str().unwrap(),
-        "audit",
-        "verify",
-        "--public-key",
-        public_key.to_str().unwrap(),
-    ]);
+    let (ok, out) = cluster.audit_verify(&public_key);
     assert!(
-        !out.contains("TAMPERED") && out.contains("FIELD_REPORTS: intact"),
+        ok && !out.contains("TAMPERED") && out.contains("FIELD_REPORTS: intact"),
         "{out}"
     );
 }

@@ -8,7 +8,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::up::{json_or_null, lienthong, lienthong_status, settled_kpi, Up};
+use common::up::{json_or_null, lienthong, settled_kpi, Up};
 use serde_json::Value;
 
 /// Waits (at most 120 s) for the KPIs to equal `want`; the last answer otherwise.
@@ -149,16 +149,8 @@ async fn a_stream_damaged_on_disk_is_named_and_comes_back_whole_from_a_backup() 
     assert!(alarm.contains("is missing"), "{alarm}");
     eprintln!("/healthz: {alarm}");
     // … and so does audit verify, with the first sequence lost.
-    let auditor = up.credentials("auditor.env");
     let public_key = up.data.join("audit-public.key");
-    let (ok, out) = lienthong_status(&[
-        "--env",
-        auditor.to_str().unwrap(),
-        "audit",
-        "verify",
-        "--public-key",
-        public_key.to_str().unwrap(),
-    ]);
+    let (ok, out) = up.audit_verify(&public_key);
     assert!(!ok, "{out}");
     let line = out
         .lines()
@@ -190,17 +182,9 @@ async fn a_stream_damaged_on_disk_is_named_and_comes_back_whole_from_a_backup() 
     }
     let public_file = work.path().join("public.key");
     std::fs::write(&public_file, public).unwrap();
-    let auditor = restored.credentials("auditor.env");
-    let out = lienthong(&[
-        "--env",
-        auditor.to_str().unwrap(),
-        "audit",
-        "verify",
-        "--public-key",
-        public_file.to_str().unwrap(),
-    ]);
+    let (ok, out) = restored.audit_verify(&public_file);
     assert!(
-        !out.contains("TAMPERED") && out.contains("FIELD_REPORTS: intact"),
+        ok && !out.contains("TAMPERED") && out.contains("FIELD_REPORTS: intact"),
         "{out}"
     );
     let h = json_or_null(&http, format!("{}/healthz", restored.base)).await;

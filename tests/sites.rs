@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use chrono::TimeZone;
 use common::proxy::Proxy;
-use common::up::{free_port, json_or_null, lienthong, SiteUp, Up};
+use common::up::{free_port, json_or_null, lienthong, wait_for, SiteUp, Up};
 use lienthong_bus::cloudevents::AttributesReader;
 use lienthong_bus::{Classification, ConnectSettings, EventDraft, EventType, Publisher};
 use serde_json::{json, Value};
@@ -88,23 +88,6 @@ async fn ids(env: &std::path::Path, stream: &str) -> (BTreeMap<String, usize>, u
         *out.entry(ev.event.id().to_string()).or_default() += 1;
     }
     (out, sourced)
-}
-
-async fn wait_for<F, Fut>(what: &str, timeout: Duration, mut ok: F, context: impl Fn() -> String)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let start = Instant::now();
-    while !ok().await {
-        assert!(
-            start.elapsed() < timeout,
-            "{what}: not after {timeout:?}\n{}",
-            context()
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-    eprintln!("{what}: after {:.1} s", start.elapsed().as_secs_f64());
 }
 
 async fn field_reports_total(http: &reqwest::Client, base: &str) -> Option<u64> {

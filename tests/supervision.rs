@@ -8,7 +8,6 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::up::{ingress_caller, json_or_null, post_report, settled_kpi, Up, Writer};
-use lienthong_bus::cloudevents::AttributesReader;
 use serde_json::Value;
 
 #[tokio::test]
@@ -168,21 +167,7 @@ async fn up_killed_under_load_and_started_again_at_once_comes_back_and_loses_not
     assert!(up.running(), "up stopped:\n{}", up.log_tail(40));
 
     // Every acknowledged event, once.
-    let url = format!("nats://127.0.0.1:{}", up.nats);
-    let creds =
-        lienthong_bus::CredentialSet::load_or_generate(&up.data.join("credentials"), &url).unwrap();
-    let client = creds
-        .settings("auditor", &url)
-        .unwrap()
-        .connect("test-restart-reader")
-        .await
-        .unwrap();
-    let reader = lienthong_bus::StreamReader::new(client, Default::default());
-    let mut stored = std::collections::BTreeMap::<String, usize>::new();
-    for m in reader.read_all("FIELD_REPORTS", None).await.unwrap() {
-        let ev = lienthong_bus::subscriber::decode_stored(&m, None).unwrap();
-        *stored.entry(ev.event.id().to_string()).or_default() += 1;
-    }
+    let stored = up.stored_ids("FIELD_REPORTS").await;
     let lost: Vec<&String> = acked.iter().filter(|a| !stored.contains_key(*a)).collect();
     let duplicated = stored.values().filter(|n| **n > 1).count();
     eprintln!(

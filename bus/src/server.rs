@@ -612,7 +612,7 @@ async fn spawn(
     port: Option<u16>,
     data_dir: &Path,
 ) -> Result<(Child, u16, Arc<AtomicBool>)> {
-    let store = previous::store_dir(data_dir);
+    let store = previous::jetstream_dir(data_dir);
     let port = port.map(|p| p.to_string()).unwrap_or_else(|| "-1".into());
     let mut cmd = Command::new(bin);
     cmd.arg("-c")

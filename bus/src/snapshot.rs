@@ -78,21 +78,20 @@ pub async fn take(
         .subscribe(inbox.clone())
         .await
         .map_err(|e| BusError::Server(format!("subscribing for the snapshot of {stream}: {e}")))?;
-    let request = serde_json::json!({
+    let request_body = serde_json::json!({
         "deliver_subject": inbox,
         "no_consumers": false,
         "chunk_size": CHUNK,
         "jsck": true,
     });
-    let reply = client
-        .send_request(
-            format!("{api}.STREAM.SNAPSHOT.{stream}"),
-            async_nats::Request::new()
-                .payload(request.to_string().into())
-                .timeout(Some(Duration::from_secs(60))),
-        )
-        .await
-        .map_err(|e| BusError::Server(format!("asking for a snapshot of {stream}: {e}")))?;
+    let reply = request(
+        client,
+        format!("{api}.STREAM.SNAPSHOT.{stream}"),
+        request_body.to_string().into(),
+        Duration::from_secs(60),
+        || format!("asking for a snapshot of {stream}"),
+    )
+    .await?;
     let began = answer(stream, "the snapshot", &reply.payload)?;
     let mut hash = Sha256::new();
     let mut bytes = 0u64;
@@ -167,16 +166,16 @@ pub async fn restore(
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<serde_json::Value> {
     let stream = config["name"].as_str().unwrap_or_default();
-    let request = serde_json::json!({ "config": config, "state": state });
-    let reply = client
-        .send_request(
-            format!("{api}.STREAM.RESTORE.{stream}"),
-            async_nats::Request::new()
-                .payload(request.to_string().into())
-                .timeout(Some(Duration::from_secs(60))),
-        )
-        .await
-        .map_err(|e| BusError::Server(format!("asking to restore {stream}: {e}")))?;
+    let reply = request(
+        client,
+        format!("{api}.STREAM.RESTORE.{stream}"),
+        serde_json::json!({ "config": config, "state": state })
+            .to_string()
+            .into(),
+        Duration::from_secs(60),
+        || format!("asking to restore {stream}"),
+    )
+    .await?;
     let began = answer(stream, "the restore", &reply.payload)?;
     let deliver = began["deliver_subject"]
         .as_str()
@@ -191,15 +190,14 @@ pub async fn restore(
         if n == 0 {
             break;
         }
-        let answer_to_chunk = client
-            .send_request(
-                deliver.clone(),
-                async_nats::Request::new()
-                    .payload(bytes::Bytes::copy_from_slice(&buf[..n]))
-                    .timeout(Some(Duration::from_secs(30))),
-            )
-            .await
-            .map_err(|e| BusError::Server(format!("restoring {stream}, at byte {sent}: {e}")))?;
+        let answer_to_chunk = request(
+            client,
+            deliver.clone(),
+            bytes::Bytes::copy_from_slice(&buf[..n]),
+            Duration::from_secs(30),
+            || format!("restoring {stream}, at byte {sent}"),
+        )
+        .await?;
         if !answer_to_chunk.payload.is_empty() {
             answer(stream, "the restore", &answer_to_chunk.payload)?;
         }
@@ -207,17 +205,36 @@ pub async fn restore(
         progress(sent);
     }
     // The end: answered once the stream is rebuilt (a large one takes a while).
-    let done = client
-        .send_request(
-            deliver,
-            async_nats::Request::new()
-                .payload(bytes::Bytes::new())
-                .timeout(Some(Duration::from_secs(600))),
-        )
-        .await
-        .map_err(|e| BusError::Server(format!("finishing the restore of {stream}: {e}")))?;
+    let done = request(
+        client,
+        deliver,
+        bytes::Bytes::new(),
+        Duration::from_secs(600),
+        || format!("finishing the restore of {stream}"),
+    )
+    .await?;
     let info = answer(stream, "the restore", &done.payload)?;
     Ok(info["state"].clone())
+}
+
+/// Sends `payload` to `subject` and waits at most `timeout` for the answer; `what` names
+/// the step when there is none.
+async fn request(
+    client: &async_nats::Client,
+    subject: String,
+    payload: bytes::Bytes,
+    timeout: Duration,
+    what: impl FnOnce() -> String,
+) -> Result<async_nats::Message> {
+    client
+        .send_request(
+            subject,
+            async_nats::Request::new()
+                .payload(payload)
+                .timeout(Some(timeout)),
+        )
+        .await
+        .map_err(|e| BusError::nats(what(), e))
 }
 
 async fn finish(

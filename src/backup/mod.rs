@@ -268,6 +268,24 @@ pub fn required_streams() -> Vec<String> {
         .collect()
 }
 
+/// Checks a file of a backup against the size and SHA-256 the manifest recorded for it.
+pub fn check_file(path: &Path, bytes: u64, sha256: &str) -> Result<(), String> {
+    use sha2::Digest as _;
+    let mut f =
+        std::fs::File::open(path).map_err(|e| format!("{} cannot be read: {e}", path.display()))?;
+    let mut h = sha2::Sha256::new();
+    let n =
+        std::io::copy(&mut f, &mut h).map_err(|e| format!("reading {}: {e}", path.display()))?;
+    let sha = hex::encode(h.finalize());
+    if n != bytes || sha != sha256 {
+        return Err(format!(
+            "{} is damaged: {n} bytes, SHA-256 {sha}; the manifest recorded {bytes} bytes, {sha256}",
+            path.display()
+        ));
+    }
+    Ok(())
+}
+
 /// The path of a part's archive; refused when the manifest would point outside the folder.
 pub fn part_path(dir: &Path, part: &StreamPart) -> Result<PathBuf, StackError> {
     let rel = Path::new(&part.file);

@@ -10,7 +10,6 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use sha2::{Digest, Sha256};
 
 use super::{part_path, state_numbers, Manifest, Progress, StreamPart};
 use crate::error::StackError;
@@ -35,22 +34,25 @@ pub struct Restored {
 /// Checks a part's archive against the manifest: its size and SHA-256.
 pub fn check_part(dir: &Path, part: &StreamPart) -> Result<(), String> {
     let path = part_path(dir, part).map_err(|e| e.to_string())?;
-    let mut f = std::fs::File::open(&path)
-        .map_err(|e| format!("{}: {} cannot be read: {e}", part.name, path.display()))?;
-    let mut h = Sha256::new();
-    let n = std::io::copy(&mut f, &mut h)
-        .map_err(|e| format!("{}: reading {}: {e}", part.name, path.display()))?;
-    let sha = hex::encode(h.finalize());
-    if n != part.bytes || sha != part.sha256 {
-        return Err(format!(
-            "{}: {} is damaged: {n} bytes, SHA-256 {sha}; the manifest recorded {} bytes, {}",
-            part.name,
-            path.display(),
-            part.bytes,
-            part.sha256
-        ));
+    super::check_file(&path, part.bytes, &part.sha256).map_err(|e| format!("{}: {e}", part.name))
+}
+
+/// The backup in `dir`, its manifest read and every archive checked against it: a damaged
+/// backup is refused before anything is restored.
+pub fn checked(dir: &Path) -> Result<Manifest, StackError> {
+    let manifest = Manifest::read(dir)?;
+    let damaged: Vec<String> = manifest
+        .streams
+        .iter()
+        .filter_map(|p| check_part(dir, p).err())
+        .collect();
+    if !damaged.is_empty() {
+        return Err(StackError::Config(format!(
+            "the backup is damaged; nothing was restored:\n  {}",
+            damaged.join("\n  ")
+        )));
     }
-    Ok(())
+    Ok(manifest)
 }
 
 /// The configuration a part is restored with: replicas as asked, and for event streams a
@@ -72,25 +74,15 @@ fn restore_config(manifest: &Manifest, part: &StreamPart, opts: &Options) -> ser
     config
 }
 
-/// Restores every stream of the backup in `dir` through `client` (the operator).
+/// Restores every stream of the backup in `dir` (its manifest, [`checked`]) through `client`
+/// (the operator).
 pub async fn restore(
     client: &async_nats::Client,
     dir: &Path,
+    manifest: &Manifest,
     opts: &Options,
     progress: &dyn Progress,
 ) -> Result<Vec<Restored>, StackError> {
-    let manifest = Manifest::read(dir)?;
-    let damaged: Vec<String> = manifest
-        .streams
-        .iter()
-        .filter_map(|p| check_part(dir, p).err())
-        .collect();
-    if !damaged.is_empty() {
-        return Err(StackError::Config(format!(
-            "the backup is damaged; nothing was restored:\n  {}",
-            damaged.join("\n  ")
-        )));
-    }
     let js = async_nats::jetstream::new(client.clone());
     // What is on the target: refused if it holds anything, replaced if empty.
     let mut holding = Vec::new();
@@ -132,7 +124,7 @@ pub async fn restore(
         let state = lienthong_bus::snapshot::restore(
             client,
             "$JS.API",
-            &restore_config(&manifest, part, opts),
+            &restore_config(manifest, part, opts),
             &part.state,
             &mut f,
             &|b| progress.bytes(b),
@@ -175,12 +167,12 @@ pub async fn restore_into_data(
     opts: &Options,
     progress: &dyn Progress,
 ) -> Result<Vec<Restored>, StackError> {
+    let manifest = checked(dir)?;
     // Nothing is written into a folder a running bus uses.
     for i in 0..nodes {
         lienthong_bus::server::await_previous(&crate::nodes::store_dir(data, nodes, i)).await?;
     }
     if let Some(identity) = identity {
-        let manifest = Manifest::read(dir)?;
         let part = manifest.secrets.as_ref().ok_or_else(|| {
             StackError::Config(format!(
                 "{} holds no secrets (it was taken without --secrets-from)",
@@ -197,7 +189,7 @@ pub async fn restore_into_data(
         let opts = Options {
             replicas: opts.replicas.or(Some(nodes)),
         };
-        restore(&client, dir, &opts, progress).await
+        restore(&client, dir, &manifest, &opts, progress).await
     }
     .await;
     servers.stop().await?;

@@ -140,17 +140,9 @@ fn walk(dir: &Path) -> Result<Vec<PathBuf>, StackError> {
     Ok(out)
 }
 
-/// Checks the secrets' file against its recorded digest (without the key).
+/// Checks the secrets' file against its recorded size and digest (without the key).
 pub fn check_digest(dir: &Path, part: &SecretsPart) -> Result<(), String> {
-    let path = dir.join(FILE);
-    let sealed = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-    if sealed.len() as u64 != part.bytes || hex::encode(Sha256::digest(&sealed)) != part.sha256 {
-        return Err(format!(
-            "{} is damaged: its size or SHA-256 is not the one recorded",
-            path.display()
-        ));
-    }
-    Ok(())
+    super::check_file(&dir.join(FILE), part.bytes, &part.sha256)
 }
 
 /// Decrypts the backup's secrets with `identity`: each file's path (relative to the data
@@ -160,15 +152,10 @@ pub fn open(
     part: &SecretsPart,
     identity: &age::x25519::Identity,
 ) -> Result<Vec<(PathBuf, Vec<u8>)>, StackError> {
+    check_digest(dir, part).map_err(config)?;
     let path = dir.join(FILE);
     let sealed = std::fs::read(&path)
         .map_err(|e| StackError::io(format!("reading {}", path.display()), e))?;
-    if hex::encode(Sha256::digest(&sealed)) != part.sha256 {
-        return Err(config(format!(
-            "{} is damaged: its SHA-256 is not the one recorded",
-            path.display()
-        )));
-    }
     let plain = age::decrypt(identity, &sealed).map_err(|e| {
         config(format!(
             "the secrets cannot be decrypted with this key ({e}); they were encrypted to {}",

@@ -119,7 +119,7 @@ pub async fn verify(
         let client = servers.operator().await?;
         // One server: every stream at one replica, whatever it had.
         let one = Options { replicas: Some(1) };
-        match restore(&client, dir, &one, progress).await {
+        match restore(&client, dir, &manifest, &one, progress).await {
             Ok(r) => report.restored = r,
             Err(e) => {
                 report.problems.push(format!("it does not restore: {e}"));

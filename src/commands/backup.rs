@@ -241,7 +241,8 @@ pub async fn restore(global: &Global, args: RestoreArgs) -> anyhow::Result<ExitC
         }
         None => {
             let session = global.session("lienthong-restore").await?;
-            backup::restore::restore(&session.client, &args.dir, &opts, &bar).await?
+            let manifest = backup::restore::checked(&args.dir)?;
+            backup::restore::restore(&session.client, &args.dir, &manifest, &opts, &bar).await?
         }
     };
     bar.0.finish_and_clear();

@@ -77,6 +77,19 @@ impl Up {
     pub fn restart_after(&mut self, f: impl FnOnce(&Path)) {
         stop(&mut self.child);
         f(&self.data);
+        self.start_again();
+    }
+
+    /// Kills it with SIGKILL (its nats-servers are told to stop by the kernel and are still
+    /// ending) and starts it again at once on the same ports and data, as a service manager
+    /// would; its log goes on in the same file.
+    pub fn crash_and_start_again(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+        self.start_again();
+    }
+
+    fn start_again(&mut self) {
         let args: Vec<&str> = self.args.iter().map(String::as_str).collect();
         let (http, ingress) = self.ports;
         self.child = spawn(
@@ -90,23 +103,39 @@ impl Up {
         );
     }
 
-    /// Kills it with SIGKILL (its nats-servers are told to stop by the kernel and are still
-    /// ending) and starts it again at once on the same ports and data, as a service manager
-    /// would; its log goes on in the same file.
-    pub fn crash_and_start_again(&mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-        let args: Vec<&str> = self.args.iter().map(String::as_str).collect();
-        let (http, ingress) = self.ports;
-        self.child = spawn(
-            &["up"],
-            &args,
-            self.nats,
-            http,
-            ingress,
-            &self.dir,
-            "up.log",
-        );
+    /// Every event id in `stream`, with how many times it is there, read as its auditor.
+    pub async fn stored_ids(&self, stream: &str) -> BTreeMap<String, usize> {
+        use lienthong_bus::cloudevents::AttributesReader;
+        let url = format!("nats://127.0.0.1:{}", self.nats);
+        let creds =
+            lienthong_bus::CredentialSet::load_or_generate(&self.data.join("credentials"), &url)
+                .unwrap();
+        let client = creds
+            .settings("auditor", &url)
+            .unwrap()
+            .connect("test-reader")
+            .await
+            .unwrap();
+        let reader = lienthong_bus::StreamReader::new(client, Default::default());
+        let mut ids = BTreeMap::new();
+        for m in reader.read_all(stream, None).await.unwrap() {
+            let ev = lienthong_bus::subscriber::decode_stored(&m, None).unwrap();
+            *ids.entry(ev.event.id().to_string()).or_insert(0) += 1;
+        }
+        ids
+    }
+
+    /// `lienthong audit verify` with its auditor's credentials and `public_key`: whether it
+    /// passed, and what it said.
+    pub fn audit_verify(&self, public_key: &Path) -> (bool, String) {
+        lienthong_status(&[
+            "--env",
+            self.credentials("auditor.env").to_str().unwrap(),
+            "audit",
+            "verify",
+            "--public-key",
+            public_key.to_str().unwrap(),
+        ])
     }
 
     /// The last `n` lines of its log, for failure messages.
@@ -358,4 +387,26 @@ impl Writer {
         let acked = self.acked.lock().unwrap().clone();
         (acked, unanswered)
     }
+}
+
+/// Waits until `ok` (at most `timeout`), saying how long it took; fails with `context()`.
+pub async fn wait_for<F, Fut>(
+    what: &str,
+    timeout: Duration,
+    mut ok: F,
+    context: impl Fn() -> String,
+) where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = Instant::now();
+    while !ok().await {
+        assert!(
+            start.elapsed() < timeout,
+            "{what}: not after {timeout:?}\n{}",
+            context()
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    eprintln!("{what}: after {:.1} s", start.elapsed().as_secs_f64());
 }

@@ -24,7 +24,7 @@ const GRACE: Duration = Duration::from_secs(30);
 const KILLED: Duration = Duration::from_secs(5);
 
 /// The store directory the server is started with (`-sd`), under its data directory.
-pub(crate) fn store_dir(data_dir: &Path) -> std::path::PathBuf {
+pub(crate) fn jetstream_dir(data_dir: &Path) -> std::path::PathBuf {
     data_dir.join("jetstream")
 }
 
@@ -121,7 +121,7 @@ fn previous_server(data_dir: &Path) -> Option<i32> {
         .parse()
         .ok()?;
     let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
-    let store = store_dir(data_dir);
+    let store = jetstream_dir(data_dir);
     let store = store.as_os_str().as_encoded_bytes();
     cmdline
         .split(|b| *b == 0)

@@ -2,18 +2,20 @@
 //!
 //! A ward's events reach the hub's [`INTAKE`] as the ward stored them. The admission takes
 //! them one by one, in order, and lets into the central streams only what passes:
-//! - the site is known: the message came from a registered ward's stream (its
-//!   `Nats-Stream-Source` header, written by the hub's server, names the ward's stream);
+//! - the site is known: the message came from a registered ward's stream (its subject in
+//!   the intake, `intake.<domain>.…`, is set by the hub's own sourcing configuration);
 //! - it is a CloudEvent whose `source` is the site's own (`urn:lienthong:<site>:…`): a ward
 //!   cannot speak for another ward or for the centre;
 //! - its `Nats-Msg-Id`, if any, is the one the bus derives from its source and id: a ward
 //!   cannot take the id of someone else's event (the message id of what is admitted is
 //!   derived again here, never taken from the site);
-//! - its data is valid against the schema its type names.
+//! - it is a subsystem's event (never the audit trail's, the agency registry's or a dead
+//!   letter), and its data is valid against the schema its type names.
 //!
 //! What passes is published with the bus's publisher (the message id makes a repeat a
-//! no-op); what does not becomes a dead letter with the site, the reason and the message's
-//! digest — never its data — and stays in `INTAKE`. Each message is acknowledged only once
+//! no-op); what does not — or what the central stream refuses for good — becomes a dead
+//! letter with the site, the reason and the message's digest — never its data — and stays in
+//! `INTAKE`. Each message is acknowledged only once
 //! its outcome is stored, so a crash repeats work and loses none. Counts per site and
 //! outcome are on `/metrics` and, for `lienthong site list`, in `ADAPTER_STATE` under
 //! `admission.<site>`.
@@ -26,6 +28,7 @@ use async_nats::jetstream::{self, consumer, AckKind};
 use cloudevents::AttributesReader;
 use futures::StreamExt as _;
 use serde::{Deserialize, Serialize};
+use sha2::Digest as _;
 use tracing::{info, warn};
 
 use super::intake::{sites_by_domain, INTAKE};
@@ -99,8 +102,18 @@ pub async fn counts(js: &jetstream::Context) -> Result<BTreeMap<String, SiteCoun
 /// What becomes of one message of the intake.
 #[derive(Debug)]
 pub enum Decision {
-    Admit(Box<Prepared>),
+    Admit(Box<Admitted>),
     Refuse(Box<DeadLetter>),
+}
+
+/// An event that passed the checks: ready to send, with what names it should the central
+/// stream still refuse it.
+#[derive(Debug)]
+pub struct Admitted {
+    pub prepared: Prepared,
+    pub id: String,
+    pub source: String,
+    pub ty: String,
 }
 
 /// The namespaces of the centre's own sources (`urn:lienthong:<name>:…`): no ward may be
@@ -190,13 +203,23 @@ pub fn decide(
     let ids = (event.id(), event.source().as_str(), event.ty());
     let own = format!("urn:lienthong:{site}:");
     if !event.source().starts_with(&own) {
+        // The source it claims is the site's words, not kept: only its digest. The dead
+        // letter speaks in the site's own namespace, never in the one it tried to take.
+        let claimed = hex::encode(&sha2::Sha256::digest(event.source().as_bytes())[..8]);
         let message = format!(
-            "the source {} is not site {site}'s ({own}…): a ward speaks only for itself",
-            event.source()
+            "its source (SHA-256 {claimed}…) is not site {site}'s ({own}…): a ward speaks only \
+             for itself"
         );
+        let source = format!("{own}foreign-source");
         return (
             site.clone(),
-            refuse(&site, "foreign_source", message, Vec::new(), ids),
+            refuse(
+                &site,
+                "foreign_source",
+                message,
+                Vec::new(),
+                (ids.0, &source, ids.2),
+            ),
         );
     }
     if let Some(given) = headers.and_then(|h| h.get("Nats-Msg-Id")) {
@@ -229,7 +252,15 @@ pub fn decide(
     }
     let (id, source, ty) = (ids.0.to_string(), ids.1.to_string(), ids.2.to_string());
     match publisher.prepare(event, None) {
-        Ok(p) => (site, Decision::Admit(Box::new(p))),
+        Ok(prepared) => (
+            site,
+            Decision::Admit(Box::new(Admitted {
+                prepared,
+                id,
+                source,
+                ty,
+            })),
+        ),
         Err(Rejected { error, .. }) => {
             let (reason, violations) = crate::dead_letter::reason_of(&error);
             // Where and which rule, not the words (they may quote the value).
@@ -265,13 +296,9 @@ pub async fn run(
     let publisher = Publisher::new(js.clone(), registry, SOURCE).with_refusals(refusals);
     tokio::pin!(stop);
     loop {
-        tokio::select! {
-            _ = &mut stop => return Ok(()),
-            r = admit(&js, &publisher, &metrics) => {
-                if let Err(e) = r {
-                    warn!(error = %e, "admission interrupted; again in 2 s");
-                }
-            }
+        match admit(&js, &publisher, &metrics, &mut stop).await {
+            Ok(()) => return Ok(()),
+            Err(e) => warn!(error = %e, "admission interrupted; again in 2 s"),
         }
         tokio::select! {
             _ = &mut stop => return Ok(()),
@@ -280,8 +307,14 @@ pub async fn run(
     }
 }
 
-/// Takes the intake's messages until something fails (the caller starts again).
-async fn admit(js: &jetstream::Context, publisher: &Publisher, metrics: &Metrics) -> Result<()> {
+/// Takes the intake's messages until `stop` (then `Ok`, the counts written) or until
+/// something fails (the caller starts again).
+async fn admit(
+    js: &jetstream::Context,
+    publisher: &Publisher,
+    metrics: &Metrics,
+    stop: &mut std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
+) -> Result<()> {
     let mut stream = js
         .get_stream(INTAKE)
         .await
@@ -326,7 +359,13 @@ async fn admit(js: &jetstream::Context, publisher: &Publisher, metrics: &Metrics
     let mut flushed = Instant::now();
     info!("admission: taking what ward sites send from {INTAKE}");
     loop {
-        let next = tokio::time::timeout(Duration::from_secs(2), messages.next()).await;
+        let next = tokio::select! {
+            _ = stop.as_mut() => {
+                flush(&kv, &mut pending).await;
+                return Ok(());
+            }
+            next = tokio::time::timeout(Duration::from_secs(2), messages.next()) => next,
+        };
         if !pending.is_empty() && flushed.elapsed() >= Duration::from_secs(1) {
             flush(&kv, &mut pending).await;
             flushed = Instant::now();
@@ -353,10 +392,28 @@ async fn admit(js: &jetstream::Context, publisher: &Publisher, metrics: &Metrics
             &msg.payload,
             sequence,
         );
+        // What the central stream refuses for good is refused like any other: a dead letter.
+        let decision = match decision {
+            Decision::Admit(a) => match store(&msg, || publisher.send(a.prepared.clone())).await {
+                Ok(_) => Decision::Admit(a),
+                Err(e) => {
+                    let (reason, _) = crate::dead_letter::reason_of(&e);
+                    Decision::Refuse(Box::new(DeadLetter::not_admitted(
+                        &site,
+                        reason,
+                        format!("the central stream refused it: {e}"),
+                        Vec::new(),
+                        (&a.id, &a.source, &a.ty),
+                        super::intake::origin(&msg.subject).map_or(&msg.subject, |(_, o)| o),
+                        &msg.payload,
+                        (INTAKE, sequence),
+                    )))
+                }
+            },
+            refused => refused,
+        };
         let outcome = match decision {
-            Decision::Admit(p) => store(&msg, || publisher.send((*p).clone()))
-                .await
-                .map(|_| "admitted".to_string()),
+            Decision::Admit(_) => Ok("admitted".to_string()),
             Decision::Refuse(letter) => {
                 let reason = letter.reason.clone();
                 // Logged, but not every one of a flood: the first ten of each site, then
@@ -379,9 +436,9 @@ async fn admit(js: &jetstream::Context, publisher: &Publisher, metrics: &Metrics
                 outcome
             }
             Err(e) => {
-                // Neither admitted nor kept as a dead letter, and trying again would not
-                // change that: it stays in the intake, not offered again (so that it does
-                // not hold up what follows), and is counted and logged.
+                // Not even its dead letter can be stored (the DLQ refuses it for good): it
+                // stays in the intake, where it is kept, not offered again (so that it does
+                // not hold up what follows), and is counted (`unstorable`) and logged.
                 tracing::error!(site, error = %e, intake_sequence = sequence, "admission can neither admit nor keep this message; it stays in INTAKE");
                 msg.ack_with(AckKind::Term)
                     .await
@@ -448,16 +505,12 @@ async fn flush(kv: &jetstream::kv::Store, pending: &mut BTreeMap<String, SiteCou
             let Ok(body) = serde_json::to_vec(&total) else {
                 break;
             };
-            let r = match revision {
-                Some(rev) => kv.update(&key, body.into(), rev).await.map(|_| ()),
-                None => kv.create(&key, body.into()).await.map(|_| ()).map_err(|e| {
-                    async_nats::jetstream::kv::UpdateError::with_source(
-                        async_nats::jetstream::kv::UpdateErrorKind::Other,
-                        e,
-                    )
-                }),
-            };
-            if r.is_ok() {
+            // Revision 0: the key must not exist yet (the counts are never deleted).
+            if kv
+                .update(&key, body.into(), revision.unwrap_or(0))
+                .await
+                .is_ok()
+            {
                 written = true;
                 break;
             }

@@ -8,11 +8,12 @@
 //!   ([`local_stream`]), capturing the contract's subjects. Its leaf connection binds to an
 //!   account of its own on the hub, `site-<name>`, which holds no stream and no other user:
 //!   nothing the ward publishes reaches the hub's streams by subject (so nothing is captured
-//!   twice). The hub's streams **source** the ward's through that account's exports — its
-//!   JetStream API (`$JS.<domain>.API`), the deliveries (`lienthong.site.<name>.>`) and the
-//!   flow control of its streams — which the bus account imports ([`add_sites`]). When the
-//!   link comes back, each source resumes where it stopped; the `Nats-Msg-Id` of every event
-//!   makes a repeat a no-op.
+//!   twice). The hub's intake ([`intake`]) **sources** the ward's streams through that
+//!   account's exports — its JetStream API (`$JS.<domain>.API`), the deliveries
+//!   (`lienthong.site.<name>.>`) and the flow control of its streams — which the bus account
+//!   imports ([`add_sites`]); the [`admission`] lets into the central streams what passes its
+//!   checks. When the link comes back, each source resumes where it stopped; the
+//!   `Nats-Msg-Id` the admission derives for every event makes a repeat a no-op.
 //! - An **agency site** connects as the agency (its own account on the hub) and keeps
 //!   read-only mirrors of its copies of the granted streams (through `$JS.hub.API`, the
 //!   deliveries under the agency's own inbox), and runs its own replay service on them.
@@ -48,7 +49,8 @@ pub const KEY_PREFIX: &str = "site.";
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum SiteKind {
-    /// Publishes its subsystems' events; the hub's streams source them.
+    /// Publishes its subsystems' events; the hub sources them into its intake and admits
+    /// what passes its checks.
     #[default]
     Ward,
     /// An auditor's witness: mirrors the hub's `AUDIT` (the signed checkpoints) as they are
