@@ -29,6 +29,7 @@ pub mod error;
 pub mod nodes;
 pub mod site;
 pub mod stack;
+pub mod standby;
 pub mod supervise;
 
 pub use error::StackError;

@@ -109,6 +109,10 @@ enum Command {
     Backup(commands::backup::Args),
     /// Bring a backup onto a fresh server or cluster, or into a data folder for `up`.
     Restore(commands::backup::RestoreArgs),
+    /// A standby centre: `promote` makes it the centre after a disaster (it mirrors the
+    /// centre while `site up --role standby` runs).
+    #[command(subcommand)]
+    Standby(commands::standby::Command),
 }
 
 /// Logs to stderr: colours only when stderr is a terminal (and `NO_COLOR` is unset), or JSON.
@@ -178,6 +182,7 @@ fn main() -> ExitCode {
             Command::Deploy(c) => commands::deploy::run(&global, c).await,
             Command::Backup(a) => commands::backup::run(&global, a).await,
             Command::Restore(a) => commands::backup::restore(&global, a).await,
+            Command::Standby(c) => commands::standby::run(&global, c).await,
         }
     });
     match result {

@@ -37,6 +37,19 @@ pub enum Role {
     Agency,
     /// An auditor's witness: mirrors the hub's `AUDIT` as it is written.
     Witness,
+    /// A standby centre: mirrors every stream and bucket of the hub ([`crate::standby`]).
+    Standby,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ward => "ward",
+            Self::Agency => "agency",
+            Self::Witness => "witness",
+            Self::Standby => "standby",
+        }
+    }
 }
 
 /// How to run a site.
@@ -175,6 +188,20 @@ impl Site {
                 site.lines.push(format!(
                     "  Witness            {audit} mirrored here; compare: lienthong audit verify --witness {}/auditor.env --public-key KEY --env CENTRAL_AUDITOR_ENV",
                     creds_dir.display()
+                ));
+            }
+            Role::Standby => {
+                let local = operator.connect("lienthong-standby").await?;
+                let stop = shutdown.signalled();
+                let (name, data) = (opts.name.clone(), opts.data.clone());
+                site.supervised.tasks.push((
+                    "standby mirrors".into(),
+                    tokio::spawn(crate::standby::keep_mirroring(local, name, data, stop)),
+                ));
+                site.lines.push(format!(
+                    "  Standby            every stream and bucket of the hub mirrored here (checked every {} s); after a disaster: lienthong standby promote --data {}",
+                    crate::standby::RECONCILE_EVERY.as_secs(),
+                    opts.data.display()
                 ));
             }
         }

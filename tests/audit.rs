@@ -549,3 +549,77 @@ async fn a_history_rewritten_and_signed_again_centrally_is_caught_by_a_kept_copy
     assert_eq!(r.tampering, Some(Tampering::Altered), "{r}");
     assert_eq!(r.first_bad_seq, Some(17), "{r}");
 }
+
+/// A standby promoted after the centre was lost may hold a stream only up to an earlier
+/// sequence than the centre's last checkpoints cover (they reached it, the last events did
+/// not). Here the stream is put back from a snapshot taken at 6 messages after checkpoints
+/// covered 10: the signed resumption lets the chain go on after 6, and verification says what
+/// was lost instead of calling the new events tampering.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chain_resumes_after_a_promotion_that_holds_less_than_was_checkpointed() {
+    let bus = Bus::start().await;
+    let p = bus.publisher("adapter-field_reports", "urn:test:fr").await;
+    for i in 0..6 {
+        p.publish(report(i, i as u32)).await.unwrap();
+    }
+    let operator = bus.client("operator").await;
+    let mut archive = Vec::new();
+    let taken =
+        lienthong_bus::snapshot::take(&operator, "$JS.API", "FIELD_REPORTS", &mut archive, &|_| {})
+            .await
+            .unwrap();
+    for i in 6..10 {
+        p.publish(report(i, i as u32)).await.unwrap();
+    }
+    let writer = AuditWriter::new(bus.js("replay").await, bus.registry.clone(), key())
+        .with_cadence(4, Duration::from_millis(200));
+    writer.checkpoint_all().await.unwrap();
+    assert!(verify(&bus, "FIELD_REPORTS").await.intact());
+
+    // What reached the standby: the first 6, with their sequences and store times.
+    bus.js("operator")
+        .await
+        .delete_stream("FIELD_REPORTS")
+        .await
+        .unwrap();
+    lienthong_bus::snapshot::restore(
+        &operator,
+        "$JS.API",
+        &taken.config,
+        &taken.state,
+        &mut archive.as_slice(),
+        &|_| {},
+    )
+    .await
+    .unwrap();
+    let before = verify(&bus, "FIELD_REPORTS").await;
+    assert_eq!(before.tampering, Some(Tampering::Missing), "{before}");
+
+    let r = writer
+        .resume_after_loss("FIELD_REPORTS", "standby du-phong promoted to centre")
+        .await
+        .unwrap()
+        .expect("a resumption");
+    assert_eq!((r.first_seq, r.last_seq), (7, 6));
+    assert_eq!(r.resumes.as_ref().unwrap().lost_to, 10);
+    // Nothing more to resume: the chain now goes on after 6.
+    assert!(writer
+        .resume_after_loss("FIELD_REPORTS", "again")
+        .await
+        .unwrap()
+        .is_none());
+    for i in 100..107 {
+        p.publish(report(i, i as u32)).await.unwrap();
+    }
+    let written = writer.checkpoint_all().await.unwrap();
+    assert_eq!(written.first().map(|c| c.first_seq), Some(7));
+    let after = verify(&bus, "FIELD_REPORTS").await;
+    assert!(after.intact(), "{after}");
+    assert_eq!(after.covered_to, 13);
+    assert!(
+        after.detail.as_deref().is_some_and(|d| d
+            .contains("sequences 7..=10 were recorded and are not held")
+            && d.contains("standby du-phong")),
+        "{after}"
+    );
+}

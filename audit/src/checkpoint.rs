@@ -34,6 +34,21 @@ pub struct Checkpoint {
     /// Hex Ed25519 signature over the canonical JSON of the other fields.
     #[serde(default)]
     pub signature: String,
+    /// Set only on a resumption: a checkpoint covering no message, written when a standby
+    /// centre was promoted holding the stream up to `first_seq - 1` while earlier checkpoints
+    /// (signed by the lost centre) cover more. The chain resumes after what is held.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resumes: Option<Resumption>,
+}
+
+/// Why a chain resumes at an earlier sequence than its last checkpoint covered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Resumption {
+    /// In words, for the auditor: who resumed it and why.
+    pub reason: String,
+    /// The last sequence the earlier checkpoints covered: `first_seq..=lost_to` were
+    /// recorded but are not held (lost with the centre).
+    pub lost_to: u64,
 }
 
 /// Why a checkpoint cannot be trusted.
@@ -95,7 +110,25 @@ impl Checkpoint {
             signed_at: Utc::now(),
             public_key: hex::encode(key.verifying_key().to_bytes()),
             signature: String::new(),
+            resumes: None,
         };
+        c.signature = hex::encode(key.sign(&unsigned_bytes(&c)).to_bytes());
+        c
+    }
+
+    /// A signed resumption of `stream`'s chain after `held_to`, whose chain head is
+    /// `head_at_held`: the earlier checkpoints covered up to `lost_to`.
+    pub fn resumption(
+        key: &SigningKey,
+        stream: &str,
+        stream_created: &str,
+        held_to: u64,
+        head_at_held: [u8; 32],
+        lost_to: u64,
+        reason: String,
+    ) -> Self {
+        let mut c = Self::sign(key, stream, stream_created, held_to + 1, head_at_held, &[]);
+        c.resumes = Some(Resumption { reason, lost_to });
         c.signature = hex::encode(key.sign(&unsigned_bytes(&c)).to_bytes());
         c
     }

@@ -172,18 +172,50 @@ pub fn checkpoints_from_files(dir: &std::path::Path, stream: &str) -> Result<Vec
 /// What is wrong, where, in words.
 pub type Fault = (Tampering, u64, String);
 
+/// Checkpoints verified, and what they record.
+#[derive(Debug, Clone, Default)]
+pub struct Recorded {
+    /// In the order they chain.
+    pub checkpoints: Vec<Checkpoint>,
+    /// What is recorded for each sequence from 1, after every resumption.
+    pub entries: Vec<Entry>,
+    /// Resumptions: sequences recorded by earlier checkpoints and not held since (a standby
+    /// promoted after the centre was lost), in words.
+    pub resumed: Vec<String>,
+}
+
+/// The chain head after the first `n` of `entries` (sequences 1..=n).
+fn head_after(stream: &str, entries: &[Entry], n: u64) -> [u8; 32] {
+    entries
+        .iter()
+        .take(n as usize)
+        .enumerate()
+        .fold(genesis(stream), |h, (i, e)| {
+            crate::chain::link(&h, i as u64 + 1, e)
+        })
+}
+
 /// Verifies the checkpoints themselves: signatures, and that they link into one chain.
-/// Returns the recorded entries by sequence, or the fault.
+/// A resumption ([`Checkpoint::resumes`]) starts the chain again after an earlier sequence,
+/// from the head recorded there: what the checkpoints before it recorded beyond is left
+/// out (and said, in [`Recorded::resumed`]). Returns what is recorded, or the fault.
 pub fn verify_checkpoints(
     stream: &str,
     mut checkpoints: Vec<Checkpoint>,
     key: &VerifyingKey,
-) -> std::result::Result<(Vec<Checkpoint>, Vec<Entry>), Fault> {
-    checkpoints.sort_by_key(|c| (c.first_seq, c.last_seq));
+) -> std::result::Result<Recorded, Fault> {
+    // A resumption begins an era: the checkpoints signed from then on follow it.
+    let resumptions: Vec<_> = checkpoints
+        .iter()
+        .filter(|c| c.resumes.is_some())
+        .map(|c| c.signed_at)
+        .collect();
+    let era = |c: &Checkpoint| resumptions.iter().filter(|t| **t <= c.signed_at).count();
+    checkpoints.sort_by_key(|c| (era(c), c.first_seq, c.last_seq));
     checkpoints.dedup_by(|a, b| {
         a.first_seq == b.first_seq && a.last_seq == b.last_seq && a.head == b.head
     });
-    let mut entries = Vec::new();
+    let mut out = Recorded::default();
     let mut expected_first = 1;
     let mut expected_prev = hex::encode(genesis(stream));
     for c in &checkpoints {
@@ -199,6 +231,35 @@ pub fn verify_checkpoints(
                 format!("checkpoint {}..={}: {f}", c.first_seq, c.last_seq),
             )
         })?;
+        if let Some(r) = &c.resumes {
+            let held = c.first_seq - 1;
+            let recorded = out.entries.len() as u64;
+            let head = hex::encode(head_after(stream, &out.entries, held));
+            if !e.is_empty() || held > recorded || c.prev_head != head {
+                return Err((
+                    Tampering::CheckpointChainBroken,
+                    c.first_seq,
+                    format!(
+                        "a resumption after sequence {held} does not match what the \
+                         checkpoints before it recorded ({recorded} sequences)"
+                    ),
+                ));
+            }
+            if recorded > held {
+                out.resumed.push(format!(
+                    "sequences {}..={recorded} were recorded and are not held: {} ({})",
+                    held + 1,
+                    r.reason,
+                    c.signed_at
+                        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                ));
+            }
+            out.entries.truncate(held as usize);
+            expected_first = c.first_seq;
+            expected_prev = c.prev_head.clone();
+            out.checkpoints.push(c.clone());
+            continue;
+        }
         if c.first_seq != expected_first || c.prev_head != expected_prev {
             return Err((
                 Tampering::CheckpointChainBroken,
@@ -208,9 +269,38 @@ pub fn verify_checkpoints(
         }
         expected_first = c.last_seq + 1;
         expected_prev = c.head.clone();
-        entries.extend(e);
+        out.entries.extend(e);
+        out.checkpoints.push(c.clone());
     }
-    Ok((checkpoints, entries))
+    Ok(out)
+}
+
+/// When the checkpoints of `stream` (all of them, verified with `signing`'s public key)
+/// record more than the `held_to` sequences the stream now holds: the signed resumption that
+/// lets its chain go on after `held_to` (to be written to `AUDIT`). `None` when nothing
+/// recorded is missing. A fault in the checkpoints is returned as it is.
+pub fn resumption_for(
+    stream: &str,
+    stream_created: &str,
+    checkpoints: Vec<Checkpoint>,
+    signing: &ed25519_dalek::SigningKey,
+    held_to: u64,
+    reason: &str,
+) -> std::result::Result<Option<Checkpoint>, Fault> {
+    let recorded = verify_checkpoints(stream, checkpoints, &signing.verifying_key())?;
+    let covered = recorded.entries.len() as u64;
+    if covered <= held_to {
+        return Ok(None);
+    }
+    Ok(Some(Checkpoint::resumption(
+        signing,
+        stream,
+        stream_created,
+        held_to,
+        head_after(stream, &recorded.entries, held_to),
+        covered,
+        reason.to_string(),
+    )))
 }
 
 /// Names what happened at the first differing sequence `seq` (1-based), given what was
@@ -290,7 +380,11 @@ pub async fn verify_stream(
         first_bad_seq: None,
         detail: None,
     };
-    let (checkpoints, recorded) = match verify_checkpoints(stream, checkpoints, key) {
+    let Recorded {
+        checkpoints,
+        entries: recorded,
+        resumed,
+    } = match verify_checkpoints(stream, checkpoints, key) {
         Ok(v) => v,
         Err((kind, seq, detail)) => {
             report.tampering = Some(kind);
@@ -415,12 +509,18 @@ pub async fn verify_stream(
         );
     } else if recreated {
         // Every message as recorded, each with its original store time: the stream's files
-        // were put back (a restore from a backup), not its messages stored again.
+        // were put back (a restore from a backup, a standby's mirror), not its messages
+        // stored again.
         report.detail = Some(format!(
             "restored: created {created}, the checkpoints recorded {}; every message is the \
              one recorded, with its original store time",
             checkpoints[0].stream_created
         ));
+    }
+    if report.intact() && !resumed.is_empty() {
+        let mut notes: Vec<String> = report.detail.take().into_iter().collect();
+        notes.extend(resumed);
+        report.detail = Some(notes.join("; "));
     }
     Ok(report)
 }
@@ -434,6 +534,59 @@ mod tests {
             content: [c; 16],
             stored_ns: t,
         }
+    }
+
+    #[test]
+    fn a_resumption_continues_the_chain_after_what_is_held() {
+        use crate::checkpoint::parse_head;
+        let key = ed25519_dalek::SigningKey::from_bytes(&[3; 32]);
+        let vk = key.verifying_key();
+        let all: Vec<Entry> = (1..=10).map(|i| e(i, i as i64)).collect();
+        let c1 = Checkpoint::sign(&key, "S", "t0", 1, genesis("S"), &all[..6]);
+        let c2 = Checkpoint::sign(&key, "S", "t0", 7, parse_head(&c1.head).unwrap(), &all[6..]);
+        // Nothing missing: no resumption.
+        assert!(
+            resumption_for("S", "t1", vec![c1.clone(), c2.clone()], &key, 10, "x")
+                .unwrap()
+                .is_none()
+        );
+        // Held to 4 (within c1): the chain resumes from the head at 4.
+        let r = resumption_for(
+            "S",
+            "t1",
+            vec![c1.clone(), c2.clone()],
+            &key,
+            4,
+            "standby sb",
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!((r.first_seq, r.last_seq), (5, 4));
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        let new: Vec<Entry> = (50..53).map(|i| e(i, i as i64)).collect();
+        let c3 = Checkpoint::sign(&key, "S", "t1", 5, parse_head(&r.head).unwrap(), &new);
+        // In any order given: eras by signing time.
+        let got = verify_checkpoints(
+            "S",
+            vec![c3.clone(), r.clone(), c2.clone(), c1.clone()],
+            &vk,
+        )
+        .unwrap();
+        assert_eq!(got.entries.len(), 7);
+        assert_eq!(got.entries[4], new[0]);
+        assert_eq!(got.resumed.len(), 1);
+        assert!(
+            got.resumed[0].contains("sequences 5..=10"),
+            "{:?}",
+            got.resumed
+        );
+        // A resumption that does not start from the recorded head is refused.
+        let forged = Checkpoint::resumption(&key, "S", "t1", 4, [9; 32], 10, "x".into());
+        let err = verify_checkpoints("S", vec![c1.clone(), c2.clone(), forged], &vk).unwrap_err();
+        assert_eq!(err.0, Tampering::CheckpointChainBroken);
+        // Without the resumption, the new era's checkpoint does not follow.
+        let err = verify_checkpoints("S", vec![c1, c2, c3], &vk).unwrap_err();
+        assert_eq!(err.0, Tampering::CheckpointChainBroken);
     }
 
     #[test]

@@ -41,6 +41,7 @@ pub mod envelope;
 pub mod error;
 pub mod evolution;
 pub mod health;
+pub mod jsapi;
 pub mod metrics;
 pub mod prepared;
 pub mod publisher;

@@ -18,6 +18,7 @@ use sha2::{Digest, Sha256};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::error::{BusError, Result};
+use crate::jsapi::{answer, request};
 
 /// How long the snapshot may go without a chunk before it is given up.
 const SILENCE: Duration = Duration::from_secs(30);
@@ -32,35 +33,6 @@ pub struct Taken {
     /// Bytes of the archive, and their SHA-256 (hex).
     pub bytes: u64,
     pub sha256: String,
-}
-
-#[derive(Deserialize)]
-struct ApiError {
-    code: u16,
-    #[serde(default)]
-    err_code: u16,
-    description: String,
-}
-
-/// A JetStream API answer: its error, or the fields asked for.
-fn answer(stream: &str, what: &str, payload: &[u8]) -> Result<serde_json::Value> {
-    let v: serde_json::Value = serde_json::from_slice(payload).map_err(|e| {
-        BusError::Server(format!(
-            "{what} of stream {stream}: an answer that is not JSON ({e})"
-        ))
-    })?;
-    if let Some(e) = v.get("error") {
-        let e: ApiError = serde_json::from_value(e.clone()).map_err(|x| {
-            BusError::Server(format!(
-                "{what} of stream {stream}: an unreadable error ({x})"
-            ))
-        })?;
-        return Err(BusError::Server(format!(
-            "{what} of stream {stream} refused: {} (code {}, {})",
-            e.description, e.code, e.err_code
-        )));
-    }
-    Ok(v)
 }
 
 /// Takes a snapshot of `stream` (its consumers included; every message's checksum checked
@@ -215,26 +187,6 @@ pub async fn restore(
     .await?;
     let info = answer(stream, "the restore", &done.payload)?;
     Ok(info["state"].clone())
-}
-
-/// Sends `payload` to `subject` and waits at most `timeout` for the answer; `what` names
-/// the step when there is none.
-async fn request(
-    client: &async_nats::Client,
-    subject: String,
-    payload: bytes::Bytes,
-    timeout: Duration,
-    what: impl FnOnce() -> String,
-) -> Result<async_nats::Message> {
-    client
-        .send_request(
-            subject,
-            async_nats::Request::new()
-                .payload(payload)
-                .timeout(Some(timeout)),
-        )
-        .await
-        .map_err(|e| BusError::nats(what(), e))
 }
 
 async fn finish(

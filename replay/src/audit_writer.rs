@@ -62,7 +62,9 @@ impl AuditWriter {
         self.publisher
             .publish(EventDraft::new(
                 checkpoint_type(),
-                format!("checkpoint/{stream}/{}", c.last_seq),
+                // The head in the id: a chain resumed after a promotion reaches the same
+                // sequence again with another head, which must not be taken for a repeat.
+                format!("checkpoint/{stream}/{}/{}", c.last_seq, &c.head[..16]),
                 stream.to_string(),
                 c.signed_at,
                 serde_json::to_value(&c).map_err(|e| ReplayError::Corrupt {
@@ -73,6 +75,53 @@ impl AuditWriter {
             ))
             .await?;
         Ok(c)
+    }
+
+    /// When `AUDIT`'s checkpoints of `stream` record more than the stream now holds (a
+    /// standby promoted after the centre was lost, holding less than the centre had
+    /// checkpointed): writes the signed resumption that continues the chain after what is
+    /// held, and returns it. `None` when nothing recorded is missing.
+    pub async fn resume_after_loss(
+        &self,
+        stream: &str,
+        reason: &str,
+    ) -> Result<Option<Checkpoint>> {
+        let (created, held_to) = stream_created(&self.reader, stream).await?;
+        let checkpoints =
+            lienthong_audit::verify::checkpoints_from_audit(&self.reader, stream).await?;
+        let resumption = lienthong_audit::verify::resumption_for(
+            stream,
+            &created,
+            checkpoints,
+            &self.key,
+            held_to,
+            reason,
+        )
+        .map_err(|(_, seq, detail)| ReplayError::Corrupt {
+            key: format!("{stream} checkpoints at {seq}"),
+            reason: detail,
+        })?;
+        let Some(c) = resumption else {
+            return Ok(None);
+        };
+        self.publisher
+            .publish(EventDraft::new(
+                checkpoint_type(),
+                format!(
+                    "checkpoint/{stream}/{}/resumed/{}",
+                    c.last_seq,
+                    &c.head[..16]
+                ),
+                stream.to_string(),
+                c.signed_at,
+                serde_json::to_value(&c).map_err(|e| ReplayError::Corrupt {
+                    key: stream.into(),
+                    reason: e.to_string(),
+                })?,
+                Classification::Public,
+            ))
+            .await?;
+        Ok(Some(c))
     }
 
     /// Chains `stream` until `shutdown`, writing checkpoints as it goes.

@@ -19,6 +19,7 @@ pub mod replay;
 pub mod schema;
 pub mod simulator;
 pub mod site;
+pub mod standby;
 pub mod streams;
 pub mod tail;
 pub mod up;

@@ -26,8 +26,9 @@ pub enum Command {
         #[arg(long)]
         domain: Option<String>,
         /// ward: the hub sources its streams; witness: an auditor's site that mirrors the
-        /// hub's AUDIT (and nothing else); agency: an agency's site (the agency from `agency
-        /// add`), registered by its certificate.
+        /// hub's AUDIT (and nothing else); standby: a standby centre that mirrors every
+        /// stream and bucket (`lienthong standby promote` makes it the centre); agency: an
+        /// agency's site (the agency from `agency add`), registered by its certificate.
         #[arg(long, value_enum, default_value = "ward")]
         role: KindArg,
         /// Know the site by this client certificate (PEM, from `lienthong pki issue NAME
@@ -93,12 +94,14 @@ enum RoleArg {
     Ward,
     Agency,
     Witness,
+    Standby,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 pub enum KindArg {
     Ward,
     Witness,
+    Standby,
     Agency,
 }
 
@@ -114,6 +117,7 @@ pub async fn run(global: &Global, c: Command) -> anyhow::Result<ExitCode> {
             let kind = match role {
                 KindArg::Ward => SiteKind::Ward,
                 KindArg::Witness => SiteKind::Witness,
+                KindArg::Standby => SiteKind::Standby,
                 KindArg::Agency => {
                     let certificate = certificate.as_deref().context(
                         "an agency's site is registered by its certificate: --certificate FILE",
@@ -153,6 +157,7 @@ async fn add(
     let role = match kind {
         SiteKind::Ward => "ward",
         SiteKind::Witness => "witness",
+        SiteKind::Standby => "standby",
     };
     let body = match (&registered.password, &known_by) {
         (Some(password), _) => format!(
@@ -175,6 +180,9 @@ async fn add(
         ),
         SiteKind::Witness => println!(
             "witness {name} (domain {domain}) registered; it may mirror AUDIT and nothing else"
+        ),
+        SiteKind::Standby => println!(
+            "standby {name} (domain {domain}) registered; it may mirror every stream and bucket of the bus (read only)"
         ),
     }
     println!("its credentials: {}", file.display());
@@ -260,7 +268,7 @@ async fn list(global: &Global, json: bool) -> anyhow::Result<ExitCode> {
     for site in session.guard(admin::access(js)).await?.sites {
         let streams = match site.kind {
             SiteKind::Ward => session.guard(admin::sourcing(js, &site)).await?,
-            SiteKind::Witness => Vec::new(),
+            SiteKind::Witness | SiteKind::Standby => Vec::new(),
         };
         let admission = counts.remove(&site.name);
         out.push(SiteState {
@@ -375,6 +383,7 @@ async fn up(global: &Global, a: UpArgs) -> anyhow::Result<ExitCode> {
         RoleArg::Ward => Role::Ward,
         RoleArg::Agency => Role::Agency,
         RoleArg::Witness => Role::Witness,
+        RoleArg::Standby => Role::Standby,
     };
     // A ward's or witness's file says which domain and role it was registered with.
     if let Some(d) = vars.get("LIENTHONG_SITE_DOMAIN") {
@@ -387,11 +396,7 @@ async fn up(global: &Global, a: UpArgs) -> anyhow::Result<ExitCode> {
         }
     }
     if let Some(r) = vars.get("LIENTHONG_SITE_ROLE") {
-        let asked = match role {
-            Role::Ward => "ward",
-            Role::Agency => "agency",
-            Role::Witness => "witness",
-        };
+        let asked = role.as_str();
         if r != asked {
             bail!("{} is a {r} site's; run it with --role {r}", env.display());
         }
@@ -435,11 +440,7 @@ async fn up(global: &Global, a: UpArgs) -> anyhow::Result<ExitCode> {
     println!(
         "Site {} is up ({}, domain {}).",
         a.name,
-        match role {
-            Role::Ward => "ward",
-            Role::Agency => "agency",
-            Role::Witness => "witness",
-        },
+        role.as_str(),
         a.domain
     );
     for l in &site.lines {

@@ -80,11 +80,11 @@ pub async fn apply(
     for site in &inv.site {
         let cert = site_certificate(sites, &site.name)?;
         match site.role {
-            SiteRole::Ward | SiteRole::Witness => {
-                let kind = if site.role == SiteRole::Ward {
-                    SiteKind::Ward
-                } else {
-                    SiteKind::Witness
+            SiteRole::Ward | SiteRole::Witness | SiteRole::Standby => {
+                let kind = match site.role {
+                    SiteRole::Ward => SiteKind::Ward,
+                    SiteRole::Witness => SiteKind::Witness,
+                    _ => SiteKind::Standby,
                 };
                 // Registered again every time: a record already there is written unchanged,
                 // a registration a failure left half done (its imports, its sources) is

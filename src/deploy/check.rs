@@ -135,7 +135,7 @@ pub async fn check_deployment(
         let http_port = match site.role {
             SiteRole::Agency => Some(p.http),
             SiteRole::Ward => Some(p.ingress),
-            SiteRole::Witness => None,
+            SiteRole::Witness | SiteRole::Standby => None,
         };
         if let Some(port) = http_port {
             out.push(check(

@@ -124,6 +124,9 @@ pub enum SiteRole {
     Ward,
     Agency,
     Witness,
+    /// A standby centre: mirrors every stream and bucket; `lienthong standby promote` makes
+    /// it the centre.
+    Standby,
 }
 
 impl SiteRole {
@@ -132,6 +135,7 @@ impl SiteRole {
             Self::Ward => "ward",
             Self::Agency => "agency",
             Self::Witness => "witness",
+            Self::Standby => "standby",
         }
     }
 }

@@ -245,6 +245,12 @@ impl SiteUp {
         }
     }
 
+    /// Stops it (TERM), keeping its data directory until dropped.
+    #[allow(dead_code)]
+    pub fn stop(&mut self) {
+        stop(&mut self.child);
+    }
+
     /// Its whole log.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("site.log")).unwrap_or_default()

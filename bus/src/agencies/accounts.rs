@@ -248,11 +248,15 @@ pub fn check(
         match accounts.get(name) {
             None => problems.push(format!("agency account {name}: missing")),
             Some(have) if name == BUS_ACCOUNT => {
+                // What each export gives agencies (one may also go to a standby site).
                 let to_agencies = |a: &AccountConfig| -> Vec<Export> {
                     a.exports
                         .iter()
-                        .filter(|e| e.accounts.iter().all(|a| a.starts_with(super::PREFIX)))
-                        .cloned()
+                        .filter_map(|e| {
+                            let mut e = e.clone();
+                            e.accounts.retain(|a| a.starts_with(super::PREFIX));
+                            (!e.accounts.is_empty()).then_some(e)
+                        })
                         .collect()
                 };
                 if to_agencies(have) != to_agencies(want) {

@@ -102,7 +102,7 @@ pub async fn register(
     }
     let sources_added = match kind {
         SiteKind::Ward => set_sources(js, name, Some(&record)).await?,
-        SiteKind::Witness => 0,
+        SiteKind::Witness | SiteKind::Standby => 0,
     };
     Ok(Registered {
         record,

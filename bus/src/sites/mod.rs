@@ -56,6 +56,17 @@ pub enum SiteKind {
     /// An auditor's witness: mirrors the hub's `AUDIT` (the signed checkpoints) as they are
     /// written, on a machine the central operator does not control.
     Witness,
+    /// A standby centre: mirrors every stream and bucket of the hub's bus account as they
+    /// are written, on another machine, to be promoted to the centre after a disaster
+    /// (`lienthong standby promote`).
+    Standby,
+}
+
+impl SiteKind {
+    /// Whether the hub lets this site mirror its streams (rather than source the site's).
+    pub fn mirrors(self) -> bool {
+        matches!(self, Self::Witness | Self::Standby)
+    }
 }
 
 /// A site registered on the hub (a ward, or an auditor's witness).
@@ -103,6 +114,27 @@ pub const WITNESS_API_PREFIX: &str = "$JS.EGOV.API";
 /// Where the hub delivers `AUDIT` to witness site `name`.
 pub fn witness_deliver(name: &str) -> String {
     format!("lienthong.witness.{name}")
+}
+
+/// Where the hub delivers its streams to standby site `name`.
+pub fn standby_deliver(name: &str) -> String {
+    format!("lienthong.standby.{name}")
+}
+
+/// A standby site's read-only mirror of the hub's `stream` (any stream or bucket of the bus
+/// account). Deletes and purges are not denied: a promotion may have to leave out what the
+/// lost centre's checkpoints cover beyond what arrived (`lienthong standby promote`), and
+/// takes the centre's own configuration, denials included, when it promotes.
+pub fn standby_mirror_config(name: &str, stream: &str) -> stream::Config {
+    let mut c = read_only_mirror(
+        stream,
+        format!("standby {name}: a mirror of the hub's {stream}, to be promoted after a disaster"),
+        WITNESS_API_PREFIX,
+        format!("{}.{stream}", standby_deliver(name)),
+    );
+    c.deny_delete = false;
+    c.deny_purge = false;
+    c
 }
 
 /// A witness site's read-only mirror of the hub's `AUDIT`.
@@ -312,11 +344,8 @@ pub fn add_sites(accounts: &mut AccountsConfig, sites: &[SiteRecord]) {
     }
     accounts.retain(|name, _| !name.starts_with(PREFIX));
     let mut imports = Vec::new();
-    let witnesses: Vec<&SiteRecord> = sites
-        .iter()
-        .filter(|s| s.kind == SiteKind::Witness)
-        .collect();
-    add_witnesses(accounts, &witnesses);
+    let mirroring: Vec<&SiteRecord> = sites.iter().filter(|s| s.kind.mirrors()).collect();
+    add_mirroring(accounts, &mirroring);
     for site in sites.iter().filter(|s| s.kind == SiteKind::Ward) {
         let acc = account(&site.name);
         let to_bus = |service: Option<String>, stream: Option<String>| Export {
@@ -370,19 +399,51 @@ pub fn add_sites(accounts: &mut AccountsConfig, sites: &[SiteRecord]) {
     }
 }
 
-/// Each witness's account: it imports, from the bus account, the creation of consumers on
-/// `AUDIT` (under [`WITNESS_API_PREFIX`]), their deliveries to it, and their flow control —
-/// nothing else of the bus.
-fn add_witnesses(accounts: &mut AccountsConfig, witnesses: &[&SiteRecord]) {
+/// What of the bus account's JetStream API a mirroring site imports (under
+/// [`WITNESS_API_PREFIX`]), each with the response type the bus exports it with: the
+/// creation of consumers on what it may mirror — `AUDIT` for a witness, every stream for a
+/// standby, which also lists them and reads their configuration.
+fn mirroring_api(kind: SiteKind) -> Vec<(String, Option<&'static str>)> {
     let audit = registry::AUDIT.name;
-    let creates = [
-        format!("$JS.API.CONSUMER.CREATE.{audit}"),
-        format!("$JS.API.CONSUMER.CREATE.{audit}.>"),
-    ];
-    let fc = format!("$JS.FC.{audit}.>");
-    let names: Vec<String> = witnesses.iter().map(|w| account(&w.name)).collect();
-    for w in witnesses {
-        let acc = account(&w.name);
+    let stream = Some("stream");
+    match kind {
+        SiteKind::Standby => vec![
+            ("$JS.API.CONSUMER.CREATE.>".into(), stream),
+            ("$JS.API.STREAM.NAMES".into(), None),
+            ("$JS.API.STREAM.INFO.*".into(), None),
+        ],
+        _ => vec![
+            (format!("$JS.API.CONSUMER.CREATE.{audit}"), stream),
+            (format!("$JS.API.CONSUMER.CREATE.{audit}.>"), stream),
+        ],
+    }
+}
+
+/// The flow control of what a mirroring site may mirror.
+fn mirroring_flow_control(kind: SiteKind) -> String {
+    match kind {
+        SiteKind::Standby => "$JS.FC.>".into(),
+        _ => format!("$JS.FC.{}.>", registry::AUDIT.name),
+    }
+}
+
+/// Where the hub delivers to a mirroring site.
+fn mirroring_deliver(site: &SiteRecord) -> String {
+    match site.kind {
+        SiteKind::Standby => standby_deliver(&site.name),
+        _ => witness_deliver(&site.name),
+    }
+}
+
+/// Each mirroring site's account (witnesses, standbys): it imports, from the bus account,
+/// what [`mirroring_api`] gives its kind (under [`WITNESS_API_PREFIX`]), the deliveries to
+/// it, and their flow control — nothing else of the bus.
+fn add_mirroring(accounts: &mut AccountsConfig, sites: &[&SiteRecord]) {
+    // The bus's exports, each to every site that imports it.
+    let mut exports: std::collections::BTreeMap<(String, Option<&str>), Vec<String>> =
+        Default::default();
+    for site in sites {
+        let acc = account(&site.name);
         let service = |subject: &str, to: Option<String>| Import {
             service: Some(ImportSource {
                 account: BUS_ACCOUNT.into(),
@@ -391,24 +452,31 @@ fn add_witnesses(accounts: &mut AccountsConfig, witnesses: &[&SiteRecord]) {
             stream: None,
             to,
         };
-        let mut imports: Vec<Import> = creates
-            .iter()
-            .map(|s| service(s, Some(s.replacen("$JS.API", WITNESS_API_PREFIX, 1))))
-            .collect();
+        let mut imports = Vec::new();
+        for (subject, response) in mirroring_api(site.kind) {
+            let to = subject.replacen("$JS.API", WITNESS_API_PREFIX, 1);
+            imports.push(service(&subject, Some(to)));
+            exports
+                .entry((subject, response))
+                .or_default()
+                .push(acc.clone());
+        }
+        let fc = mirroring_flow_control(site.kind);
         imports.push(service(&fc, None));
+        exports.entry((fc, None)).or_default().push(acc.clone());
         imports.push(Import {
             service: None,
             stream: Some(ImportSource {
                 account: BUS_ACCOUNT.into(),
-                subject: format!("{}.>", witness_deliver(&w.name)),
+                subject: format!("{}.>", mirroring_deliver(site)),
             }),
             to: None,
         });
         accounts.insert(
-            acc.clone(),
+            acc,
             AccountConfig {
                 jetstream: None,
-                users: vec![site_user(w)],
+                users: vec![site_user(site)],
                 exports: Vec::new(),
                 imports,
             },
@@ -417,31 +485,42 @@ fn add_witnesses(accounts: &mut AccountsConfig, witnesses: &[&SiteRecord]) {
     let Some(bus) = accounts.get_mut(BUS_ACCOUNT) else {
         return;
     };
+    // Sites' accounts leave the exports they were in (an export left to nobody goes: one
+    // with no account would be public).
+    for e in &mut bus.exports {
+        if e.accounts.iter().any(|a| a.starts_with(PREFIX)) {
+            e.accounts.retain(|a| !a.starts_with(PREFIX));
+            if e.accounts.is_empty() {
+                e.service = None;
+                e.stream = None;
+            }
+        }
+    }
     bus.exports
-        .retain(|e| !e.accounts.iter().any(|a| a.starts_with(PREFIX)));
-    if names.is_empty() {
-        return;
+        .retain(|e| e.service.is_some() || e.stream.is_some());
+    for ((subject, response), names) in exports {
+        // One export per subject (the server keeps one): a standby's flow control
+        // (`$JS.FC.>`) joins the agencies'.
+        match bus
+            .exports
+            .iter_mut()
+            .find(|e| e.service.as_deref() == Some(subject.as_str()))
+        {
+            Some(e) => e.accounts.extend(names),
+            None => bus.exports.push(Export {
+                service: Some(subject),
+                stream: None,
+                response_type: response.map(String::from),
+                accounts: names,
+            }),
+        }
     }
-    for s in creates {
-        bus.exports.push(Export {
-            service: Some(s),
-            stream: None,
-            response_type: Some("stream".into()),
-            accounts: names.clone(),
-        });
-    }
-    bus.exports.push(Export {
-        service: Some(fc),
-        stream: None,
-        response_type: None,
-        accounts: names.clone(),
-    });
-    for w in witnesses {
+    for site in sites {
         bus.exports.push(Export {
             service: None,
-            stream: Some(format!("{}.>", witness_deliver(&w.name))),
+            stream: Some(format!("{}.>", mirroring_deliver(site))),
             response_type: None,
-            accounts: vec![account(&w.name)],
+            accounts: vec![account(&site.name)],
         });
     }
 }
@@ -585,6 +664,53 @@ mod tests {
             .exports
             .iter()
             .all(|e| !e.accounts.iter().any(|a| a.starts_with(PREFIX))));
+    }
+
+    #[test]
+    fn a_standby_mirrors_every_stream_and_shares_the_flow_control_export() {
+        let mut accounts =
+            crate::roles::accounts(&crate::roles::roles(), |r| Ok(r.to_string())).unwrap();
+        // An agency's export of every stream's flow control is there first (the agent adds
+        // agencies, then sites).
+        accounts.get_mut(BUS_ACCOUNT).unwrap().exports.push(Export {
+            service: Some("$JS.FC.>".into()),
+            stream: None,
+            response_type: None,
+            accounts: vec!["agency-health".into()],
+        });
+        let standby = SiteRecord {
+            kind: SiteKind::Standby,
+            ..ward("du-phong", "duphong")
+        };
+        for _ in 0..2 {
+            add_sites(&mut accounts, std::slice::from_ref(&standby));
+            let bus = &accounts[BUS_ACCOUNT];
+            let fc: Vec<_> = bus
+                .exports
+                .iter()
+                .filter(|e| e.service.as_deref() == Some("$JS.FC.>"))
+                .collect();
+            assert_eq!(fc.len(), 1, "one export per subject");
+            assert_eq!(fc[0].accounts, ["agency-health", "site-du-phong"]);
+            let imports: Vec<_> = accounts["site-du-phong"]
+                .imports
+                .iter()
+                .filter_map(|i| i.service.as_ref().map(|s| s.subject.clone()))
+                .collect();
+            assert!(imports.contains(&"$JS.API.CONSUMER.CREATE.>".to_string()));
+            assert!(imports.contains(&"$JS.API.STREAM.INFO.*".to_string()));
+        }
+        // Removed: the agency keeps its export, nothing is left to the standby.
+        add_sites(&mut accounts, &[]);
+        let bus = &accounts[BUS_ACCOUNT];
+        assert!(bus
+            .exports
+            .iter()
+            .all(|e| !e.accounts.is_empty() && !e.accounts.iter().any(|a| a.starts_with(PREFIX))));
+        assert!(bus
+            .exports
+            .iter()
+            .any(|e| e.service.as_deref() == Some("$JS.FC.>")));
     }
 
     #[test]
