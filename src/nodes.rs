@@ -95,6 +95,7 @@ pub async fn start_servers(dir: &Path, nodes: usize, cluster: &str) -> Result<No
                     domain: None,
                     leaf: None,
                     transport: Default::default(),
+                    max_file_store: None,
                 },
                 &credentials,
             )

@@ -81,6 +81,8 @@ pub struct SiteOptions {
     /// Agency: the read models' address.
     pub http: SocketAddr,
     pub schemas: Arc<SchemaRegistry>,
+    /// The site's JetStream store limit (`max_file_store`); `None`: 64GB.
+    pub max_store: Option<String>,
 }
 
 /// A running site.
@@ -137,6 +139,7 @@ impl Site {
                     deny_imports: sites::site_denied_imports(&opts.domain, opts.role != Role::Ward),
                 }),
                 transport: opts.transport.clone(),
+                max_file_store: opts.max_store.clone(),
             },
             &creds,
         )

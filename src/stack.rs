@@ -44,6 +44,8 @@ pub struct StackOptions {
     pub adapters: Vec<AdapterConfig>,
     /// Every acknowledged event on disk before its acknowledgement.
     pub durable: bool,
+    /// Each node's JetStream store limit (`max_file_store`); `None`: 64GB.
+    pub max_store: Option<String>,
     pub schemas: Arc<SchemaRegistry>,
     /// How the shared datasets are published (licence, smallest count shown).
     pub publication: lienthong_replay::datasets::dcat::Publication,
@@ -251,6 +253,7 @@ impl Stack {
                             .leaf_port
                             .map(|p| LeafNodes::Listen { port: p + i as u16 }),
                         transport: opts.transport.clone(),
+                        max_file_store: opts.max_store.clone(),
                     },
                     &creds,
                 )
@@ -485,20 +488,47 @@ impl Stack {
         .await?;
         stack.http = http;
         let js = connect_role(&creds, &url, "replay").await?;
-        let stop = shutdown.signalled();
         let schemas = opts.schemas.clone();
+        let (store_dir, http, transport, health) = (
+            opts.data.join("replay"),
+            stack.http,
+            opts.transport.clone(),
+            stack.supervised.health.clone(),
+        );
+        let stopping = shutdown.clone();
         stack.supervised.tasks.push((
             "replay".into(),
             tokio::spawn(async move {
-                Ok(lienthong_replay::service::serve(
-                    listener,
-                    Some(js),
-                    schemas,
-                    store,
-                    options,
-                    stop,
-                )
-                .await?)
+                let (mut listener, mut store) = (listener, store);
+                loop {
+                    match lienthong_replay::service::serve(
+                        listener,
+                        Some(js.clone()),
+                        schemas.clone(),
+                        store,
+                        options.clone(),
+                        stopping.signalled(),
+                    )
+                    .await
+                    {
+                        // Its disk was full and has room again: the store is opened again
+                        // (every handle on it is gone) and the service serves on it.
+                        Err(lienthong_replay::ReplayError::ReopenStore) => {
+                            store = ReadStore::open_checked(&store_dir)?;
+                            listener = bind(
+                                "HTTP",
+                                http,
+                                "the address was free a moment ago",
+                                &transport,
+                            )
+                            .await?
+                            .0;
+                            health.up(lienthong_replay::service::READ_MODELS);
+                            info!("the read models' store is open again; folding resumes");
+                        }
+                        r => return Ok(r?),
+                    }
+                }
             }),
         ));
         if opts.demo.is_some() {

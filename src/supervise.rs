@@ -6,9 +6,6 @@
 use lienthong_bus::server::NatsServer;
 use lienthong_bus::ShutdownTrigger;
 
-/// Free space a full store's disk needs again before its server is started again (or a
-/// tenth of a smaller filesystem).
-const ROOM_TO_RESTART: u64 = 64 << 20;
 use tracing::{error, info};
 
 use crate::error::StackError;
@@ -88,45 +85,25 @@ impl Supervised {
             };
             match event {
                 Event::Tick => {
-                    // A full disk: nats-server disables its JetStream and keeps it so. Said at
-                    // once (the ingress answers 503 meanwhile), and the server is started again
-                    // on its store as soon as there is room.
+                    // A full disk: nats-server disables its JetStream and keeps it so, or
+                    // goes on without storing (writes time out, even after space returns).
+                    // Said at once (the ingress answers 503 meanwhile); once there is room
+                    // the server is started again on its store, which recovers what it had.
                     for (node, said) in disk_full.iter_mut().enumerate() {
-                        let Some((free, size)) = self.servers[node].store_space() else {
+                        let Some(space) = self.servers[node].store_space() else {
                             continue;
                         };
                         let disabled = self.servers[node].jetstream_disabled();
-                        // Full: JetStream disabled for it, or (before the server notices)
-                        // less than 1 MiB or a thousandth of the filesystem left.
-                        let full = disabled || free < (1 << 20u64).min(size / 1000).max(4096);
-                        // Room enough to start again: 64 MiB, or a tenth of a smaller one.
-                        let room = ROOM_TO_RESTART.min(size / 10).max(1);
+                        // Full: JetStream disabled for it, or nearly full.
+                        let full = disabled || space.nearly_full();
+                        let (free, room) = (space.free, space.room_to_resume());
                         let component = self.component(node);
-                        if !full {
-                            if *said {
-                                info!(
-                                    "{component}: its store's disk has room again ({} MiB free)",
-                                    free >> 20
-                                );
-                                *said = false;
-                                self.health.up(&component);
+                        if *said {
+                            if free < room {
+                                continue;
                             }
-                            continue;
-                        }
-                        if !*said {
-                            *said = true;
-                            full_total.inc();
-                            let reason = format!(
-                                "the store's disk is full ({} MiB free): events are refused (503) once the server has used what room it set aside; it resumes by itself once {} MiB are free",
-                                free >> 20,
-                                room >> 20
-                            );
-                            error!("{component}: {reason}");
-                            self.health.down(&component, reason);
-                        }
-                        if disabled && free >= room {
                             info!(
-                                "{component}: {} MiB free again; restarting it on its store",
+                                "{component}: its store's disk has room again ({} MiB free); restarting it on its store",
                                 free >> 20
                             );
                             match restart(&mut self.servers[node]).await {
@@ -136,6 +113,18 @@ impl Supervised {
                                 }
                                 Err(e) => error!("{component}: could not restart it: {e}"),
                             }
+                            continue;
+                        }
+                        if full {
+                            *said = true;
+                            full_total.inc();
+                            let reason = format!(
+                                "the store's disk is full ({} MiB free): events are refused (503) once the server has used what room it set aside; it resumes by itself once {} MiB are free",
+                                free >> 20,
+                                room >> 20
+                            );
+                            error!("{component}: {reason}");
+                            self.health.down(&component, reason);
                         }
                     }
                 }

@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -270,20 +270,9 @@ async fn panels_live_feed_and_integrity_alarms_over_http() {
     );
 }
 
-fn chromium() -> PathBuf {
-    let path =
-        PathBuf::from(std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into()));
-    assert!(
-        path.exists(),
-        "Chromium is missing at {}: the browser tests need Debian's chromium (./scripts/test installs it: apt-get install chromium)",
-        path.display()
-    );
-    path
-}
-
 #[tokio::test]
 async fn the_dashboard_in_a_real_browser_matches_the_api_and_follows_live_events() {
-    let chromium = chromium();
+    let chromium = common::browser::chromium();
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let js = root.join("tests/js");
     assert!(

@@ -80,6 +80,7 @@ async fn datasets_are_catalogued_verifiable_and_published_idempotently() {
         demo: Some(0.05),
         adapters: Vec::new(),
         durable: false,
+        max_store: None,
         schemas: std::sync::Arc::new(lienthong_bus::SchemaRegistry::embedded().unwrap()),
         publication: Default::default(),
         verify_every: std::time::Duration::from_secs(60),

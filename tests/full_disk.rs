@@ -87,6 +87,15 @@ async fn a_full_disk_is_said_refused_with_retry_after_and_everything_resumes_whe
         "/healthz after {:.1} s: {said}",
         filled.elapsed().as_secs_f64()
     );
+    // The dashboard's alarm, in a real browser.
+    let shown = common::browser::dashboard_alarm(&up.base, "nats-server").await;
+    assert!(
+        shown.starts_with("ok"),
+        "{shown}\n{}\n{}",
+        json_or_null(&http, format!("{}/api/v1/integrity", up.base)).await,
+        up.log_tail(40)
+    );
+    eprintln!("dashboard: {shown}");
     // The server may still have room it set aside (a block begun): what fits is stored and
     // said stored; then the ingress refuses.
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -150,4 +159,212 @@ async fn a_full_disk_is_said_refused_with_retry_after_and_everything_resumes_whe
 fn nix_is_root() -> bool {
     // SAFETY: geteuid has no preconditions.
     unsafe { libc::geteuid() == 0 }
+}
+
+/// The read models' disk (a tmpfs on `data/replay` only) filled while reports keep arriving,
+/// then freed: the bus keeps acknowledging (its store has room), `/healthz` and the dashboard's
+/// alarm name the read models' full disk, folding stops and is served as it was; once there is
+/// room the store is opened again by itself and the read models catch up, every report counted
+/// once.
+#[tokio::test]
+async fn the_read_models_disk_full_stops_folding_says_so_and_catches_up_after() {
+    if !nix_is_root() {
+        eprintln!("SKIPPED: mounting a small filesystem needs root");
+        return;
+    }
+    let mut mount = None;
+    let up = Up::start_after(&["--demo", "--demo-scale", "0.02"], |data| {
+        mount = mount_tmpfs(&data.join("replay"), "48m");
+    });
+    assert!(mount.is_some(), "could not mount a tmpfs (as root)");
+    let http = reqwest::Client::new();
+    let before = common::up::settled_kpi(&http, &up).await;
+    let total = |k: &serde_json::Value| k["field_reports"]["total"].as_u64().unwrap();
+    let caller = ingress_caller(&up.credentials("ingress-demo.env"));
+    let writer = Writer::start(caller, "rm");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    let filler = fill(&up.data.join("replay"));
+    let filled = Instant::now();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let said = loop {
+        let h = json_or_null(&http, format!("{}/healthz", up.base)).await;
+        if let Some(reason) = h["down"]["read models"].as_str() {
+            assert_eq!(h["status"], "error", "{h}");
+            break reason.to_string();
+        }
+        assert!(Instant::now() < deadline, "{h}\n{}", up.log_tail(30));
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    assert!(said.contains("disk is full"), "{said}");
+    eprintln!(
+        "/healthz after {:.1} s: {said}",
+        filled.elapsed().as_secs_f64()
+    );
+    // The dashboard's alarm, in a real browser.
+    let shown = common::browser::dashboard_alarm(&up.base, "read models").await;
+    assert!(shown.starts_with("ok"), "{shown}");
+    eprintln!("dashboard: {shown}");
+    // The bus keeps storing: the stream's store has room.
+    let acked_at_full = writer.acked.lock().unwrap().len();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while writer.acked.lock().unwrap().len() < acked_at_full + 20 {
+        assert!(
+            Instant::now() < deadline,
+            "the ingress stopped acknowledging"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Folding stops (sled fails to write) and the figures are served as they were.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !up.log_tail(400).contains("folding stopped") {
+        assert!(Instant::now() < deadline, "{}", up.log_tail(30));
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    // The figures: as they were, or (sled may fail a read that would merge pages) 503 with
+    // Retry-After naming the full disk — never a wrong figure, never a bare 500.
+    let during = http
+        .get(format!("{}/api/v1/kpi", up.base))
+        .send()
+        .await
+        .unwrap();
+    match during.status().as_u16() {
+        200 => {
+            let k: serde_json::Value = during.json().await.unwrap();
+            assert!(total(&k) >= total(&before), "{k}");
+        }
+        503 => {
+            assert!(during.headers().get("retry-after").is_some());
+            let body = during.text().await.unwrap();
+            assert!(body.contains("disk is full"), "{body}");
+        }
+        other => panic!("{other}: {}", during.text().await.unwrap()),
+    }
+
+    // Room again: the store is opened again by itself and the read models catch up.
+    std::fs::remove_file(&filler).unwrap();
+    let freed = Instant::now();
+    let (acked, _) = writer.finish().await;
+    let last_seq = {
+        let ids = up.stored_ids("FIELD_REPORTS").await;
+        for id in &acked {
+            assert_eq!(ids.get(id), Some(&1), "{id}");
+        }
+        ids.values().sum::<usize>() as u64
+    };
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let h = json_or_null(&http, format!("{}/healthz", up.base)).await;
+        let folded = h["projections"]["field_reports"]["stream_sequence"].as_u64();
+        if h["status"] == "ok" && folded >= Some(last_seq) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{h}\nstream holds {last_seq}\n{}",
+            up.log_tail(30)
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    eprintln!(
+        "read models healthy and caught up {:.1} s after space returned ({} reports acknowledged meanwhile)",
+        freed.elapsed().as_secs_f64(),
+        acked.len()
+    );
+    assert!(
+        up.log_tail(2000).contains("opening their store again"),
+        "the store was opened again"
+    );
+    let after = json_or_null(&http, format!("{}/api/v1/kpi", up.base)).await;
+    assert_eq!(
+        total(&after),
+        total(&before) + acked.len() as u64,
+        "every report counted once"
+    );
+    drop(up);
+    drop(mount);
+}
+
+/// The store's configured limit (`up --max-store`) reached under continuous posting: the
+/// ingress answers 503 with `Retry-After` and says why (never "stored" for what was not), and
+/// after the limit is raised (a restart) the sender's retries are stored, every acknowledged
+/// event exactly once. Needs no root.
+#[tokio::test]
+async fn the_store_limit_reached_is_refused_with_retry_after_and_raised_by_a_restart() {
+    // One caller of the ingress, no demo: the limit holds only what the test posts.
+    let work = tempfile::tempdir().unwrap();
+    let config = work.path().join("ingress.toml");
+    let (token, source) = (
+        "limit-test-token",
+        "urn:lienthong:phanthiet:field_reports:test",
+    );
+    std::fs::write(
+        &config,
+        format!(
+            "[[callers]]\nname = \"test\"\ntoken_sha256 = \"{}\"\nsources = [\"{source}\"]\ntypes = [\"vn.egov.field_reports.*\"]\n",
+            lienthong_adapters::ingress::token_hash(token)
+        ),
+    )
+    .unwrap();
+    let config = config.to_str().unwrap().to_string();
+    let mut up = Up::start(&["--max-store", "4MB", "--ingress-config", &config]);
+    let http = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while json_or_null(&http, format!("{}/healthz", up.base)).await["status"] != "ok" {
+        assert!(Instant::now() < deadline, "{}", up.log_tail(20));
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let caller: std::collections::BTreeMap<String, String> = [
+        ("LIENTHONG_INGRESS_URL", up.ingress_url()),
+        ("LIENTHONG_INGRESS_TOKEN", token.to_string()),
+        ("LIENTHONG_INGRESS_SOURCE", source.to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    let started = Instant::now();
+    let mut n = 0;
+    let refused = loop {
+        n += 1;
+        let r = post_report(&http, &caller, "limit", &format!("PT-LIMIT-{n}"), "mui-ne")
+            .await
+            .unwrap();
+        if r.status() != 202 {
+            break r;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(240),
+            "4 MB never filled after {n} reports"
+        );
+    };
+    assert_eq!(refused.status(), 503, "the limit reached");
+    assert!(refused.headers().get("retry-after").is_some());
+    let body = refused.text().await.unwrap();
+    assert!(body.contains("the store is full"), "{body}");
+    let stored_before = n - 1;
+    eprintln!(
+        "4 MB limit reached after {stored_before} reports ({:.1} s): {body}",
+        started.elapsed().as_secs_f64()
+    );
+
+    // The operator raises the limit; the sender's retry is stored.
+    up.restart_with(&["--max-store", "64MB", "--ingress-config", &config]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let r = post_report(&http, &caller, "limit", &format!("PT-LIMIT-{n}"), "mui-ne").await;
+        if r.is_ok_and(|r| r.status() == 202) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{}", up.log_tail(20));
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let stored = up.stored_ids("FIELD_REPORTS").await;
+    for i in 1..=n {
+        assert_eq!(
+            stored.get(&format!("limit/PT-LIMIT-{i}")),
+            Some(&1),
+            "PT-LIMIT-{i}"
+        );
+    }
+    assert_eq!(stored.len(), n as usize, "nothing else, nothing twice");
 }

@@ -45,6 +45,7 @@ async fn tls_server(dir: &Path, files: &TlsFiles, creds: &CredentialSet) -> Nats
             domain: None,
             leaf: None,
             transport: Transport::tls(files.clone()),
+            max_file_store: None,
         },
         creds,
     )

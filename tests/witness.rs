@@ -186,6 +186,7 @@ async fn a_witness_site_catches_a_history_rewritten_and_signed_again_centrally()
                 deny_imports: Vec::new(),
             }),
             transport: Default::default(),
+            max_file_store: None,
         },
         &rogue_creds,
     )

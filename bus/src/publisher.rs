@@ -296,6 +296,11 @@ impl Publisher {
             Ok(Err(e)) => match classify(&p, e) {
                 Retry::Yes(_) => self.send(p).await,
                 Retry::No(err) => Err(err),
+                Retry::Later(reason) => Err(BusError::Unavailable {
+                    operation: format!("publishing {} to {}", p.id, p.subject),
+                    attempts: 1,
+                    reason,
+                }),
             },
         }
     }
@@ -550,6 +555,13 @@ impl Publisher {
                 Ok(ack) => return Ok(published(p, ack)),
                 Err(e) => match classify(&p, e) {
                     Retry::No(err) => return Err(err),
+                    Retry::Later(reason) => {
+                        return Err(BusError::Unavailable {
+                            operation: format!("publishing {} to {}", p.id, p.subject),
+                            attempts: attempt,
+                            reason,
+                        })
+                    }
                     Retry::Yes(reason) => {
                         debug!(subject = %p.subject, attempt, %reason, "publish not confirmed, retrying");
                         last = reason;
@@ -579,6 +591,9 @@ pub struct Rejected {
 enum Retry {
     Yes(String),
     No(BusError),
+    /// The store is full: nothing to gain from retrying now; the sender is told at once to
+    /// retry later.
+    Later(String),
 }
 
 fn classify(p: &Prepared, e: async_nats::jetstream::context::PublishError) -> Retry {
@@ -604,6 +619,11 @@ fn classify(p: &Prepared, e: async_nats::jetstream::context::PublishError) -> Re
                 .unwrap_or_else(|| p.subject.clone());
             Retry::No(BusError::Conflict { filter, expected })
         }
+        // The store is full (its disk, or its configured limit): nothing was stored; the
+        // sender is told to retry once there is room.
+        PublishErrorKind::Other if store_full(&e) => Retry::Later(format!(
+            "the store is full ({e}): free space or raise the store's limit (--max-store)"
+        )),
         PublishErrorKind::MaxPayloadExceeded => Retry::No(BusError::Refused {
             operation: format!("publishing {}", p.id),
             reason: e.to_string(),
@@ -616,6 +636,23 @@ fn classify(p: &Prepared, e: async_nats::jetstream::context::PublishError) -> Re
             },
         }),
     }
+}
+
+/// Whether JetStream refused a publish because its store is full: the server's or the
+/// account's storage limit reached, or the store failing to write.
+fn store_full(e: &async_nats::jetstream::context::PublishError) -> bool {
+    use async_nats::jetstream::ErrorCode;
+    std::error::Error::source(e)
+        .and_then(|s| s.downcast_ref::<async_nats::jetstream::Error>())
+        .is_some_and(|j| {
+            [
+                ErrorCode::INSUFFICIENT_RESOURCES,
+                ErrorCode::STORAGE_RESOURCES_EXCEEDED,
+                ErrorCode::ACCOUNT_RESOURCES_EXCEEDED,
+                ErrorCode::STREAM_STORE_FAILED,
+            ]
+            .contains(&j.error_code())
+        })
 }
 
 fn published(p: Prepared, ack: async_nats::jetstream::publish::PublishAck) -> Published {

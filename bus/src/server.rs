@@ -128,6 +128,41 @@ pub struct ServerOptions {
     /// TLS on every listener (clients, routes, leaf links), or plaintext — which beyond
     /// loopback must be asked for by name.
     pub transport: Transport,
+    /// The most its JetStream store may hold on disk (nats-server's `max_file_store`, e.g.
+    /// `500GB`; checked by [`check_store_size`]); `None`: `nats.conf`'s 64GB.
+    pub max_file_store: Option<String>,
+}
+
+/// Checks a store size as nats-server reads it: a number with an optional unit (`K`, `M`,
+/// `G`, `T`, with or without `B`), at least 1 MB. Returns it in bytes.
+pub fn check_store_size(size: &str) -> Result<u64> {
+    let t = size.trim();
+    let digits = t.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+    let unit = t[digits.len()..].to_ascii_uppercase();
+    let scale: u64 = match unit.trim_end_matches('B') {
+        "" => 1,
+        "K" => 1 << 10,
+        "M" => 1 << 20,
+        "G" => 1 << 30,
+        "T" => 1 << 40,
+        _ => 0,
+    };
+    let bytes = digits
+        .parse::<u64>()
+        .ok()
+        .filter(|_| scale > 0 && (unit.is_empty() || unit.len() <= 2))
+        .and_then(|n| n.checked_mul(scale))
+        .ok_or_else(|| {
+            BusError::Config(format!(
+                "store size {size:?}: give a number with K, M, G or T (e.g. 500GB)"
+            ))
+        })?;
+    if bytes < 1 << 20 {
+        return Err(BusError::Config(format!(
+            "store size {size:?} is below 1MB (a missing unit? e.g. 500GB)"
+        )));
+    }
+    Ok(bytes)
 }
 
 /// How a site's leaf link proves who it is to the hub.
@@ -371,8 +406,21 @@ impl ClusterNode {
 }
 
 /// The configuration written for the server: the project's `nats.conf`, with
-/// `sync_interval: always` in its JetStream block in durable mode, and its domain.
-pub fn server_config(sync_always: bool, domain: Option<&str>) -> String {
+/// `sync_interval: always` in its JetStream block in durable mode, its domain, and its
+/// store's limit when given (already checked).
+pub fn server_config(
+    sync_always: bool,
+    domain: Option<&str>,
+    max_file_store: Option<&str>,
+) -> String {
+    let conf = match max_file_store {
+        Some(size) => NATS_CONF.replacen(
+            "max_file_store: 64GB",
+            &format!("max_file_store: {}", size.trim()),
+            1,
+        ),
+        None => NATS_CONF.to_string(),
+    };
     let mut extra = String::new();
     if sync_always {
         extra.push_str("\n  sync_interval: always");
@@ -380,7 +428,7 @@ pub fn server_config(sync_always: bool, domain: Option<&str>) -> String {
     if let Some(d) = domain {
         extra.push_str(&format!("\n  domain: \"{d}\""));
     }
-    NATS_CONF.replacen("jetstream {", &format!("jetstream {{{extra}"), 1)
+    conf.replacen("jetstream {", &format!("jetstream {{{extra}"), 1)
 }
 
 /// A running nats-server child process.
@@ -428,7 +476,14 @@ impl NatsServer {
         // Nothing listens beyond loopback in the clear unless asked for by name.
         opts.transport
             .check_listener("nats-server", &opts.host, opts.port.unwrap_or(0))?;
-        let mut text = server_config(opts.sync_always, opts.domain.as_deref());
+        if let Some(size) = &opts.max_file_store {
+            check_store_size(size)?;
+        }
+        let mut text = server_config(
+            opts.sync_always,
+            opts.domain.as_deref(),
+            opts.max_file_store.as_deref(),
+        );
         if let Some(files) = &opts.transport.tls {
             files.check()?;
             text.push_str(&client_tls_config(files)?);
@@ -530,6 +585,7 @@ impl NatsServer {
                 domain: None,
                 leaf: None,
                 transport: Transport::default(),
+                max_file_store: None,
             },
             credentials,
         )
@@ -559,13 +615,8 @@ impl NatsServer {
     }
 
     /// Bytes free for this server's store on its filesystem, and the filesystem's size.
-    pub fn store_space(&self) -> Option<(u64, u64)> {
-        let st = nix::sys::statvfs::statvfs(&self.data_dir).ok()?;
-        let block = st.fragment_size() as u64;
-        Some((
-            st.blocks_available() as u64 * block,
-            st.blocks() as u64 * block,
-        ))
+    pub fn store_space(&self) -> Option<crate::health::DiskSpace> {
+        crate::health::DiskSpace::of(&self.data_dir)
     }
 
     /// Stops the server: SIGTERM (it flushes and closes the store), SIGKILL after 10 s.
@@ -778,8 +829,15 @@ mod tests {
 
     #[test]
     fn durable_mode_syncs_every_message_inside_the_jetstream_block() {
-        assert!(!server_config(false, None).contains("sync_interval"));
-        let durable = server_config(true, Some("phuthuy"));
+        assert!(!server_config(false, None, None).contains("sync_interval"));
+        assert!(server_config(false, None, Some("500GB")).contains("max_file_store: 500GB"));
+        assert!(!server_config(false, None, Some("500GB")).contains("64GB"));
+        assert_eq!(check_store_size("500GB").unwrap(), 500 << 30);
+        assert_eq!(check_store_size("64m").unwrap(), 64 << 20);
+        for bad in ["", "GB", "12XB", "512KB", "500", "-5G", "5 G B"] {
+            assert!(check_store_size(bad).is_err(), "{bad}");
+        }
+        let durable = server_config(true, Some("phuthuy"), None);
         assert_eq!(durable.matches("sync_interval: always").count(), 1);
         let block = &durable[durable.find("jetstream {").unwrap()..];
         let block = &block[..block.find('}').unwrap()];

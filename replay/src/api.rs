@@ -93,6 +93,21 @@ impl<E: std::fmt::Display> From<E> for Unavailable {
 
 impl IntoResponse for Unavailable {
     fn into_response(self) -> Response {
+        // A full disk is said as such (503, retry later), not as an internal error: sled,
+        // once a write failed, may fail reads that would merge pages, until the store is
+        // opened again with room on its disk.
+        if self.0.contains("No space left on device") || self.0.contains("StorageFull") {
+            let mut r = problem(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the read models' disk is full; retry once there is room (they catch up by themselves)",
+                &self.0,
+            );
+            r.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from_static("5"),
+            );
+            return r;
+        }
         internal(self.0)
     }
 }

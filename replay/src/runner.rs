@@ -43,6 +43,9 @@ pub struct Metrics {
     pub alarms_raised: AtomicU64,
     /// Processor time of each stage of the folds, to see where a rebuild's time goes.
     pub cpu: StageCpu,
+    /// The read models' store failed for a full disk: folding stopped until it is opened
+    /// again ([`crate::service::serve`] watches the disk).
+    pub store_full: std::sync::atomic::AtomicBool,
 }
 
 /// Processor time (ns, of the threads doing the work) each stage of a fold has used.
@@ -239,6 +242,17 @@ impl Runner {
                 r = self.fold(&tree, Some(&name), Until::Forever, None, &|_, _| {}) => match r {
                     // The generation was swapped under us: follow the new one.
                     Ok(_) => continue,
+                    Err(e) if e.storage_full() => {
+                        // sled keeps the error: nothing folds until the store is opened
+                        // again, once there is room (the service's disk watch says so).
+                        if !self.metrics.store_full.swap(true, Ordering::Relaxed) {
+                            error!(projection = self.projection.name(), error = %e, "the read models' disk is full: folding stopped");
+                        }
+                        tokio::select! {
+                            _ = &mut shutdown => return Ok(()),
+                            _ = tokio::time::sleep(std::time::Duration::from_secs(2)) => {}
+                        }
+                    }
                     Err(e) => {
                         warn!(projection = self.projection.name(), error = %e, "fold failed; retrying in 2 s");
                         tokio::time::sleep(std::time::Duration::from_secs(2)).await;

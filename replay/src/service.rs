@@ -1,13 +1,14 @@
 //! The replay service: projections following their streams, and the HTTP API.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use async_nats::jetstream;
 use lienthong_bus::tls::http::Listener as HttpListener;
 use lienthong_bus::SchemaRegistry;
-use tracing::info;
+use tracing::{error, info};
 
-use crate::error::Result;
+use crate::error::{ReplayError, Result};
 use crate::http::{router, AppState};
 use crate::runner::{Metrics, Runner};
 use crate::store::ReadStore;
@@ -153,6 +154,17 @@ pub async fn serve(
         let rx = stop_rx.clone();
         tasks.push(tokio::spawn(async move { writer.run(rx).await }));
     }
+    // The read models' disk: said when it is full; once there is room again the service ends
+    // so that its caller opens the store again (sled keeps a write error for good).
+    let reopen = Arc::new(tokio::sync::Notify::new());
+    if let (Some(_), Some(path)) = (&js, store.path()) {
+        let (path, metrics, health) = (path.to_path_buf(), metrics.clone(), options.health.clone());
+        let (reopen, rx) = (reopen.clone(), stop_rx.clone());
+        tasks.push(tokio::spawn(async move {
+            watch_disk(&path, &metrics, health.as_ref(), &reopen, rx).await;
+            Ok(())
+        }));
+    }
     info!(url = %listener.url(), read_only = js.is_none(), "replay service listening");
     let app = router(AppState {
         store: store.clone(),
@@ -175,9 +187,14 @@ pub async fn serve(
     // Shutting down also ends the endless answers (the live feed), which a graceful
     // shutdown would otherwise wait for.
     let stopping = stop_tx.clone();
+    let reopening = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flagged = reopening.clone();
     let result = axum::serve(listener, app)
         .with_graceful_shutdown(async move {
-            shutdown.await;
+            tokio::select! {
+                _ = shutdown => {}
+                _ = reopen.notified() => flagged.store(true, Ordering::Relaxed),
+            }
             let _ = stopping.send(true);
         })
         .await;
@@ -185,6 +202,69 @@ pub async fn serve(
     for t in tasks {
         let _ = t.await;
     }
+    if reopening.load(Ordering::Relaxed) {
+        result?;
+        return Err(ReplayError::ReopenStore);
+    }
     store.flush()?;
     result.map_err(Into::into)
+}
+
+/// The component `/healthz` names when the read models' disk is full.
+pub const READ_MODELS: &str = "read models";
+
+/// Watches the disk of the read models' store (every 2 s) until `stop`: says when it is full
+/// (`health`, the log) and, once a store that failed for it has room again, notifies
+/// `reopen`.
+async fn watch_disk(
+    path: &std::path::Path,
+    metrics: &Metrics,
+    health: Option<&lienthong_bus::health::Components>,
+    reopen: &tokio::sync::Notify,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    use lienthong_bus::health::DiskSpace;
+    let mut said = false;
+    loop {
+        tokio::select! {
+            _ = stop.wait_for(|s| *s) => return,
+            _ = tokio::time::sleep(std::time::Duration::from_secs(2)) => {}
+        }
+        let Some(space) = DiskSpace::of(path) else {
+            continue;
+        };
+        let failed = metrics.store_full.load(Ordering::Relaxed);
+        if failed && space.has_room() {
+            info!(
+                free_mib = space.free >> 20,
+                "the read models' disk has room again; opening their store again"
+            );
+            reopen.notify_one();
+            return;
+        }
+        let full = failed || space.nearly_full();
+        if full && !said {
+            said = true;
+            let reason = format!(
+                "the read models' disk is full ({} MiB free): {}; the figures are served as they were; folding resumes by itself once {} MiB are free",
+                space.free >> 20,
+                if failed {
+                    "folding stopped"
+                } else {
+                    "folding will stop when it cannot write"
+                },
+                space.room_to_resume() >> 20
+            );
+            error!("{reason}");
+            if let Some(h) = health {
+                h.down(READ_MODELS, reason);
+            }
+        } else if !full && said {
+            said = false;
+            info!("the read models' disk has room again");
+            if let Some(h) = health {
+                h.up(READ_MODELS);
+            }
+        }
+    }
 }

@@ -27,6 +27,9 @@ pub struct PointInTime {
     pub until_seq: Option<u64>,
 }
 
+/// How an open refused for a full disk begins (never taken for damage).
+const DISK_FULL: &str = "its disk is full";
+
 /// Where a generation keeps its checkpoint. Projection keys never start with `\0`.
 pub const CHECKPOINT_KEY: &[u8] = b"\0checkpoint";
 /// Where a tree records the version of the projection that wrote it (absent: 1).
@@ -38,6 +41,8 @@ pub struct ReadStore {
     meta: sled::Tree,
     /// What was found damaged when it was opened, and done about it.
     repairs: std::sync::Arc<Vec<String>>,
+    /// Its folder (none: in memory).
+    path: Option<std::path::PathBuf>,
 }
 
 impl std::fmt::Debug for ReadStore {
@@ -65,10 +70,18 @@ impl ReadStore {
                     {
                         "it is in use by another process (is `lienthong replay serve` or `up` running on it?)".into()
                     }
+                    e if crate::error::sled_storage_full(e) => format!("{DISK_FULL}: {e}"),
                     other => other.to_string(),
                 },
             })?;
-        Self::from_db(db)
+        let mut store = Self::from_db(db)?;
+        store.path = Some(path.to_path_buf());
+        Ok(store)
+    }
+
+    /// Its folder (none for a store in memory).
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
     }
 
     /// A store that lives in memory only (tests, benchmarks).
@@ -82,6 +95,7 @@ impl ReadStore {
             db,
             meta,
             repairs: Default::default(),
+            path: None,
         })
     }
 
@@ -100,7 +114,10 @@ impl ReadStore {
         });
         let store = match opened {
             Ok(s) => s,
-            Err(ReplayError::Open { reason, .. }) if reason.contains("in use") => {
+            // In use, or its disk full: not damage; nothing is set aside.
+            Err(ReplayError::Open { reason, .. })
+                if reason.contains("in use") || reason.starts_with(DISK_FULL) =>
+            {
                 return Self::open(path)
             }
             Err(e) => {

@@ -87,6 +87,10 @@ pub struct UpArgs {
     /// host's certificate, or plaintext (beyond loopback only when asked for).
     #[command(flatten)]
     tls: super::TlsArgs,
+    /// The most the site's JetStream store may hold on disk, e.g. `50GB` (default 64GB; a
+    /// standby's must hold the whole centre's).
+    #[arg(long, value_name = "SIZE")]
+    max_store: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -434,6 +438,7 @@ async fn up(global: &Global, a: UpArgs) -> anyhow::Result<ExitCode> {
         ingress_config,
         http: a.http,
         schemas: global.registry()?,
+        max_store: a.max_store.clone(),
     })
     .await?;
     println!();

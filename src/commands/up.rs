@@ -43,6 +43,11 @@ pub struct Args {
     /// keep their pace. See docs/performance.md.
     #[arg(long)]
     durable: bool,
+    /// The most the JetStream store may hold on disk (each node's), e.g. `500GB`: past it
+    /// new events are refused (503 with Retry-After) and /healthz says so. Default: 64GB.
+    /// Sizing: docs/operations.md, "Sizing the stores".
+    #[arg(long, value_name = "SIZE")]
+    max_store: Option<String>,
     /// How often (seconds) the replay service verifies every audited stream against its
     /// signed checkpoints, for the dashboard's history-integrity panel.
     #[arg(long, default_value_t = 60, value_name = "SECONDS")]
@@ -93,6 +98,7 @@ pub async fn run(global: &Global, a: Args) -> anyhow::Result<ExitCode> {
         demo: a.demo.then_some(a.demo_scale),
         adapters,
         durable: a.durable,
+        max_store: a.max_store.clone(),
         schemas: global.registry()?,
         publication: a.publication.publication(),
         verify_every: std::time::Duration::from_secs(a.verify_every.max(1)),

@@ -38,6 +38,10 @@ pub struct Inventory {
     /// planner's state; the bundle holds their hashes). No caller: no central ingress.
     #[serde(default)]
     pub caller: Vec<IngressCaller>,
+    /// The most each hub node's JetStream store may hold (`max_file_store`, e.g. `500GB`;
+    /// default 64GB): see docs/operations.md, "Sizing the stores".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_store: Option<String>,
 }
 
 /// A caller of the hub's ingress: who, and what it may publish.
@@ -170,6 +174,9 @@ impl Inventory {
                     "{what} {text:?}: give a name without control characters, quotes, backslashes, $, ` or %"
                 ));
             }
+        }
+        if let Some(size) = &self.max_store {
+            lienthong_bus::server::check_store_size(size).map_err(|e| format!("max_store: {e}"))?;
         }
         let mut callers = BTreeSet::new();
         for c in &self.caller {

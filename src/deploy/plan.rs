@@ -247,13 +247,16 @@ fn hub_bundle(
     let transport = Transport::tls(rel.clone());
     let host = node.address.to_string();
     let p = inv.ports;
-    let mut conf =
-        lienthong_bus::server::server_config(false, Some(lienthong_bus::sites::HUB_DOMAIN))
-            .replacen(
-                "jetstream {",
-                "jetstream {\n  store_dir: \"data/jetstream\"",
-                1,
-            );
+    let mut conf = lienthong_bus::server::server_config(
+        false,
+        Some(lienthong_bus::sites::HUB_DOMAIN),
+        inv.max_store.as_deref(),
+    )
+    .replacen(
+        "jetstream {",
+        "jetstream {\n  store_dir: \"data/jetstream\"",
+        1,
+    );
     conf.push_str(&format!("\nlisten: \"{}\"\n", socket(node.address, p.nats)));
     conf.push_str(&lienthong_bus::server::client_tls_config(&rel)?);
     if inv.hub.len() > 1 {

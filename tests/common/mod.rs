@@ -2,6 +2,7 @@
 //! the project's `nats.conf` and fresh credentials, streams provisioned by the operator.
 #![allow(dead_code)]
 
+pub mod browser;
 pub mod netns;
 pub mod proxy;
 pub mod up;
@@ -40,6 +41,7 @@ impl Bus {
                 domain: None,
                 leaf: None,
                 transport: Default::default(),
+                max_file_store: None,
             },
             &creds,
         )

@@ -80,6 +80,18 @@ impl Up {
         self.start_again();
     }
 
+    /// Where its ingress answers (with `--demo` or `--ingress-config`).
+    pub fn ingress_url(&self) -> String {
+        format!("http://127.0.0.1:{}/events", self.ports.1)
+    }
+
+    /// Stops it (TERM) and starts it again on the same ports and data with other arguments.
+    pub fn restart_with(&mut self, args: &[&str]) {
+        stop(&mut self.child);
+        self.args = args.iter().map(|a| a.to_string()).collect();
+        self.start_again();
+    }
+
     /// Kills it with SIGKILL (its nats-servers are told to stop by the kernel and are still
     /// ending) and starts it again at once on the same ports and data, as a service manager
     /// would; its log goes on in the same file.

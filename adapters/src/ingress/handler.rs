@@ -16,6 +16,9 @@ use super::request::{event_bytes, read_events};
 use super::{allowed, Ingress, Stored};
 use crate::push::problem;
 
+/// How long a request waits for the bus to confirm its events before it is answered 503.
+pub const CONFIRM_WITHIN: std::time::Duration = std::time::Duration::from_secs(8);
+
 fn problem_with(
     status: StatusCode,
     title: &str,
@@ -192,7 +195,25 @@ pub(super) async fn post_events(
             ),
         );
     }
-    let results = ing.publisher.send_all(prepared).await;
+    let n = prepared.len();
+    let Ok(results) = tokio::time::timeout(CONFIRM_WITHIN, ing.publisher.send_all(prepared)).await
+    else {
+        // A server that neither stores nor refuses (its disk filling, a leader lost): the
+        // sender is not kept waiting; what was stored meanwhile is not stored twice.
+        return refused(
+            n,
+            problem_with(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the bus did not confirm in time; retry (re-posting is harmless: what was stored is not stored twice)",
+                &format!(
+                    "no confirmation within {} s",
+                    CONFIRM_WITHIN.as_secs()
+                ),
+                "stored",
+                json!([]),
+            ),
+        );
+    };
     let mut stored = Vec::with_capacity(results.len());
     let mut failed: Option<BusError> = None;
     for (result, source) in results.into_iter().zip(sources) {

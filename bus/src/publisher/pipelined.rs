@@ -194,6 +194,11 @@ impl Window {
                 match classify(&p, e) {
                     Retry::Yes(_) => Slot::Again(p),
                     Retry::No(error) => Slot::Done(Err(error)),
+                    Retry::Later(reason) => Slot::Done(Err(BusError::Unavailable {
+                        operation: format!("publishing {} to {}", p.id, p.subject),
+                        attempts: 1,
+                        reason,
+                    })),
                 }
             }
         });

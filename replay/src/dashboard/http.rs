@@ -270,18 +270,22 @@ async fn integrity(State(s): State<AppState>) -> Response {
         .into_iter()
         .filter(|c| c.warning.is_some())
         .collect();
+    // Components down now (a store's full disk, a server being restarted).
+    let down = s.health.as_ref().map(|h| h.down_now()).unwrap_or_default();
     let alarms = verified
         .iter()
         .flatten()
         .filter(|v| v.alarm.is_some())
         .count()
         + replay.len()
-        + certificates.len();
+        + certificates.len()
+        + down.len();
     Json(json!({
         "verifying": verified.is_some(),
         "streams": verified.unwrap_or_default(),
         "replay_alarms": replay,
         "certificates": certificates,
+        "down": down,
         "alarms": alarms,
     }))
     .into_response()

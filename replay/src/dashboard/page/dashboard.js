@@ -52,6 +52,10 @@ const I18N = {
     notYet: 'Đang chờ lần kiểm tra đầu tiên.', cannotVerify: 'Không kiểm tra được',
     readModelAlarm: 'Mô hình đọc lệch với luồng (luồng bị tạo lại); cần dựng lại',
     readModelStopped: 'Ngừng cập nhật: luồng bị tạo lại hoặc cắt bớt; giữ số liệu cũ cho đến khi dựng lại',
+    storeServer: 'Máy chủ NATS (kho sự kiện)', readModels: 'Mô hình đọc (số liệu)',
+    diskFullStore: 'Đĩa đầy: sự kiện mới bị từ chối (503, bên gửi thử lại); tự hoạt động lại khi có chỗ trống',
+    diskFullReadModels: 'Đĩa đầy: ngừng cập nhật số liệu, giữ số liệu cũ; tự cập nhật lại khi có chỗ trống',
+    componentDown: 'Không hoạt động',
     atSeq: n => `tại bản ghi số ${n}`, alarmsTitle: 'Cảnh báo toàn vẹn',
     errorRead: 'Không đọc được dữ liệu',
     badAddress: 'Địa chỉ trang có phường, xã hoặc năm không có số liệu; đang hiển thị toàn thành phố, năm mới nhất.', otherStatus: 'Trạng thái khác', otherEvent: 'Sự kiện khác',
@@ -104,6 +108,10 @@ const I18N = {
     notYet: 'Waiting for the first verification.', cannotVerify: 'Cannot be verified',
     readModelAlarm: 'Read model ahead of its stream (the stream was recreated); rebuild it',
     readModelStopped: 'Stopped: the stream was recreated or truncated; the figures are kept until a rebuild',
+    storeServer: 'NATS server (event store)', readModels: 'Read models (figures)',
+    diskFullStore: 'Disk full: new events are refused (503, senders retry); resumes by itself when there is room',
+    diskFullReadModels: 'Disk full: figures no longer updated, kept as they were; catch up by themselves when there is room',
+    componentDown: 'Down',
     atSeq: n => `at record ${n}`, alarmsTitle: 'Integrity alarms',
     errorRead: 'Cannot read the figures',
     badAddress: 'The address named a ward or year without figures; showing the whole city, latest year.', otherStatus: 'Other status', otherEvent: 'Other event',
@@ -514,6 +522,18 @@ function renderIntegrity() {
       h('td', {}, '–'), h('td', {}, when(c.not_after)),
       h('td', { class: 'alarm' }, verdict)));
   }
+  // Components down (a full disk, a server restarting): a red row each, the reason in full
+  // on hover.
+  for (const [component, reason] of Object.entries(data.down || {})) {
+    const store = component.startsWith('nats-server');
+    const name = store ? `${t('storeServer')}${component.slice('nats-server'.length)}`
+      : component === 'read models' ? t('readModels') : component;
+    const verdict = /disk is full/.test(reason)
+      ? t(store ? 'diskFullStore' : 'diskFullReadModels') : t('componentDown');
+    rows.push(h('tr', { class: 'alarm', 'data-component': component, 'data-alarm': 'true', title: reason },
+      h('td', {}, name), h('td', {}, '–'), h('td', {}, '–'), h('td', {}, '–'),
+      h('td', { class: 'alarm' }, verdict)));
+  }
   if (!data.verifying && !rows.length) { el.replaceChildren(h('caption', {}, t('notVerifying'))); return; }
   for (const v of data.streams) {
     const alarm = v.alarm != null;
@@ -638,6 +658,11 @@ async function refresh() {
       $('error').textContent = `${t('errorRead')}: ${e.message}`;
       $('error').hidden = false;
       document.body.dataset.state = 'error';
+      // The alarms are shown even when the figures cannot be read: that is when they matter.
+      try {
+        state.integrity = await json('/api/v1/integrity');
+        renderIntegrity();
+      } catch (_) { /* the service itself does not answer */ }
     } finally {
       running = null;
     }
