@@ -16,7 +16,7 @@ use lienthong_bus::tls::http::Listener as HttpListener;
 use lienthong_bus::{CredentialSet, Publisher, SchemaRegistry, Shutdown};
 use lienthong_replay::service::ServeOptions;
 use lienthong_replay::ReadStore;
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 use crate::error::StackError;
 use crate::supervise::Supervised;
@@ -81,6 +81,29 @@ pub struct Stack {
 
 /// Listens on `addr` (port 0: a free one) as `transport` says (HTTPS, or plaintext where
 /// allowed); an address in use is named with `hint`.
+/// Opens the read models' store again (off the async workers: it reads the whole store to
+/// check its seals), trying again with a growing wait while it fails (the disk filled again,
+/// a rebuild still holding it); `None` once `stopping` is signalled.
+async fn reopen_store(dir: &std::path::Path, stopping: &Shutdown) -> Option<ReadStore> {
+    let mut wait = std::time::Duration::from_secs(1);
+    loop {
+        let d = dir.to_path_buf();
+        match tokio::task::spawn_blocking(move || ReadStore::open_checked(&d)).await {
+            Ok(Ok(store)) => return Some(store),
+            Ok(Err(e)) => warn!(
+                "opening the read models' store again failed ({e}); trying again in {} s",
+                wait.as_secs()
+            ),
+            Err(e) => warn!("opening the read models' store again failed ({e})"),
+        }
+        tokio::select! {
+            _ = stopping.signalled() => return None,
+            _ = tokio::time::sleep(wait) => {}
+        }
+        wait = (wait * 2).min(std::time::Duration::from_secs(30));
+    }
+}
+
 pub(crate) async fn bind(
     what: &str,
     addr: SocketAddr,
@@ -500,6 +523,7 @@ impl Stack {
             "replay".into(),
             tokio::spawn(async move {
                 let (mut listener, mut store) = (listener, store);
+                let mut reopened: Option<std::time::Instant> = None;
                 loop {
                     match lienthong_replay::service::serve(
                         listener,
@@ -514,7 +538,20 @@ impl Stack {
                         // Its disk was full and has room again: the store is opened again
                         // (every handle on it is gone) and the service serves on it.
                         Err(lienthong_replay::ReplayError::ReopenStore) => {
-                            store = ReadStore::open_checked(&store_dir)?;
+                            // Filled again within a minute (a quota, files run out): wait
+                            // before trying, rather than reopening every few seconds.
+                            if reopened.is_some_and(|t| t.elapsed() < std::time::Duration::from_secs(60)) {
+                                warn!("the read models' disk filled again within a minute of reopening; waiting 30 s");
+                                tokio::select! {
+                                    _ = stopping.signalled() => return Ok(()),
+                                    _ = tokio::time::sleep(std::time::Duration::from_secs(30)) => {}
+                                }
+                            }
+                            store = match reopen_store(&store_dir, &stopping).await {
+                                Some(s) => s,
+                                None => return Ok(()),
+                            };
+                            reopened = Some(std::time::Instant::now());
                             listener = bind(
                                 "HTTP",
                                 http,

@@ -45,6 +45,18 @@ pub struct Record {
     /// The hub's configuration of each stream (JetStream's JSON), as last read.
     pub streams: BTreeMap<String, Value>,
     pub updated_at: Option<DateTime<Utc>>,
+    /// Each mirror's last contact with the centre and its lag then, as last seen while the
+    /// standby ran (a promoted standby's server no longer knows them).
+    #[serde(default)]
+    pub contact: BTreeMap<String, Contact>,
+}
+
+/// A mirror's last contact with the centre.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Contact {
+    pub at: Option<DateTime<Utc>>,
+    /// Messages the centre had that the mirror had not, then.
+    pub lag: u64,
 }
 
 impl Record {
@@ -102,20 +114,36 @@ async fn stream_names(client: &async_nats::Client, api: &str) -> Result<Vec<Stri
     }
 }
 
-/// One round: mirrors every stream of the hub not mirrored yet, and records the hub's
-/// configuration of each. `local`: the standby's operator, on its own server. Returns the
-/// streams newly mirrored.
+/// One round: mirrors every stream of the hub not mirrored yet, records the hub's
+/// configuration of each and each mirror's last contact. `local`: the standby's operator, on
+/// its own server. Returns the streams newly mirrored. What was learnt is written even when
+/// the round fails part way.
 pub async fn reconcile(
     local: &async_nats::Client,
     site: &str,
     data: &Path,
     record: &mut Record,
 ) -> Result<Vec<String>, StackError> {
+    let before = (record.site.clone(), record.streams.clone());
+    record.site = site.to_string();
+    let mut added = Vec::new();
+    let result = reconcile_streams(local, site, record, &mut added).await;
+    if (record.site.clone(), record.streams.clone()) != before {
+        record.updated_at = Some(Utc::now());
+    }
+    record_contact(local, record).await;
+    record.write(data)?;
+    result.map(|()| added)
+}
+
+async fn reconcile_streams(
+    local: &async_nats::Client,
+    site: &str,
+    record: &mut Record,
+    added: &mut Vec<String>,
+) -> Result<(), StackError> {
     let hub = stream_names(local, WITNESS_API_PREFIX).await?;
     let here = stream_names(local, "$JS.API").await?;
-    let mut added = Vec::new();
-    let mut changed = record.site != site;
-    record.site = site.to_string();
     for name in hub {
         let info = jsapi::call(
             local,
@@ -125,11 +153,7 @@ pub async fn reconcile(
             "reading the hub's stream",
         )
         .await?;
-        let config = info["config"].clone();
-        if record.streams.get(&name) != Some(&config) {
-            record.streams.insert(name.clone(), config);
-            changed = true;
-        }
+        record.streams.insert(name.clone(), info["config"].clone());
         if !here.contains(&name) {
             let js = async_nats::jetstream::new(local.clone());
             js.create_stream(sites::standby_mirror_config(site, &name))
@@ -141,11 +165,40 @@ pub async fn reconcile(
             added.push(name);
         }
     }
-    if changed {
-        record.updated_at = Some(Utc::now());
-        record.write(data)?;
+    Ok(())
+}
+
+/// Records each local mirror's last contact with the centre and its lag then (what the
+/// running server knows).
+async fn record_contact(local: &async_nats::Client, record: &mut Record) {
+    let Ok(names) = stream_names(local, "$JS.API").await else {
+        return;
+    };
+    for name in names {
+        let Ok(info) = jsapi::call(
+            local,
+            "$JS.API",
+            &format!("STREAM.INFO.{name}"),
+            &Value::Null,
+            "reading the standby's mirror",
+        )
+        .await
+        else {
+            continue;
+        };
+        let mirror = &info["mirror"];
+        // `active`: nanoseconds since the last contact; -1 (absent here) before any.
+        if let Some(ns) = mirror["active"].as_u64() {
+            let at = Utc::now() - chrono::Duration::nanoseconds(ns as i64);
+            record.contact.insert(
+                name,
+                Contact {
+                    at: Some(at),
+                    lag: mirror["lag"].as_u64().unwrap_or(0),
+                },
+            );
+        }
     }
-    Ok(added)
 }
 
 /// Keeps the standby's mirrors until `stop`: a round at once, then every
@@ -185,11 +238,11 @@ pub struct Promoted {
     pub name: String,
     pub messages: u64,
     pub last_seq: u64,
-    /// Messages the centre had beyond what reached the standby, as the mirror last knew
-    /// (its lag at the last contact).
+    /// Messages the centre had beyond what reached the standby, at the mirror's last contact
+    /// (as the standby recorded it while it ran).
     pub lag: u64,
-    /// Seconds since the mirror last heard from the centre.
-    pub last_contact_s: Option<f64>,
+    /// The mirror's last contact with the centre, as recorded.
+    pub last_contact: Option<DateTime<Utc>>,
     /// Sequences the centre's checkpoints covered beyond what is held (lost with it).
     pub lost_checkpointed: Option<(u64, u64)>,
     /// The store time of its last message.
@@ -214,9 +267,9 @@ pub struct Secrets<'a> {
 }
 
 /// The configuration a mirror takes on promotion: the centre's, one replica, and a duplicate
-/// window covering `since_contact` (what adapters resuming from mirrored cursors publish
-/// again is dropped by its id).
-fn promoted_config(centre: &Value, since_contact: Duration) -> Value {
+/// window that also covers `since_newest` (the time since the newest message held: what
+/// adapters resuming from mirrored cursors publish again is dropped by its id).
+fn promoted_config(centre: &Value, since_newest: Duration) -> Value {
     let mut config = centre.clone();
     if let Some(o) = config.as_object_mut() {
         o.remove("mirror");
@@ -225,7 +278,7 @@ fn promoted_config(centre: &Value, since_contact: Duration) -> Value {
     let window = config["duplicate_window"].as_u64().unwrap_or(0);
     if window > 0 {
         let needed =
-            lienthong_bus::topology::DUPLICATE_WINDOW + since_contact + Duration::from_secs(60);
+            lienthong_bus::topology::DUPLICATE_WINDOW + since_newest + Duration::from_secs(60);
         config["duplicate_window"] = window.max(needed.as_nanos() as u64).into();
     }
     config
@@ -280,24 +333,24 @@ pub async fn promote(
     let servers = crate::backup::restore::PrivateServers::start(data, 1).await?;
     let result = async {
         let client = servers.operator().await?;
-        let streams = promote_streams(&client, &record).await?;
+        let mut streams = promote_streams(&client, &record).await?;
+        // Every audited stream's chain, on every run (a resumption already written is not
+        // written again): a promotion that failed part way is finished by running it again.
         let js = async_nats::jetstream::new(client.clone());
         let writer = lienthong_replay::audit_writer::AuditWriter::new(js, registry, key);
         let reason = format!(
             "standby {} promoted to centre: the lost centre's checkpoints covered more than reached it",
             record.site
         );
-        let mut out = Vec::new();
-        for mut p in streams {
+        for p in &mut streams {
             if lienthong_bus::registry::audited_streams().contains(&p.name.as_str()) {
                 if let Some(c) = writer.resume_after_loss(&p.name, &reason).await? {
                     let lost_to = c.resumes.as_ref().map(|r| r.lost_to).unwrap_or(c.last_seq);
                     p.lost_checkpointed = Some((c.first_seq, lost_to));
                 }
             }
-            out.push(p);
         }
-        Ok::<_, StackError>(out)
+        Ok::<_, StackError>(streams)
     }
     .await;
     servers.stop().await?;
@@ -310,14 +363,24 @@ pub async fn promote(
     })
 }
 
-/// Every mirror in the standby's store becomes the stream the centre had.
+/// A stream state's last store time.
+fn last_stored(state: &Value) -> Option<DateTime<Utc>> {
+    state["last_ts"]
+        .as_str()
+        .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+        .map(|t| t.with_timezone(&Utc))
+        .filter(|t| t.timestamp() > 0)
+}
+
+/// Every mirror in the standby's store becomes the stream the centre had; every stream
+/// there (promoted now or by an earlier run) is reported. Nothing is changed when the
+/// centre's configuration of a mirror is not known.
 async fn promote_streams(
     client: &async_nats::Client,
     record: &Record,
 ) -> Result<Vec<Promoted>, StackError> {
-    let names = stream_names(client, "$JS.API").await?;
     let mut infos = Vec::new();
-    for name in names {
+    for name in stream_names(client, "$JS.API").await? {
         let info = jsapi::call(
             client,
             "$JS.API",
@@ -326,47 +389,78 @@ async fn promote_streams(
             "reading the standby's mirror",
         )
         .await?;
-        if info["config"]["mirror"].is_null() {
-            continue; // promoted before, or not a mirror
-        }
         infos.push((name, info));
     }
-    // The last contact with the centre: what adapters may publish again since.
-    let since_contact = infos
+    let unknown: Vec<&str> = infos
         .iter()
-        .filter_map(|(_, i)| i["mirror"]["active"].as_u64())
+        .filter(|(name, i)| !i["config"]["mirror"].is_null() && !record.streams.contains_key(name))
+        .map(|(name, _)| name.as_str())
+        .collect();
+    if !unknown.is_empty() {
+        return Err(StackError::Config(format!(
+            "the standby never read the centre's configuration of {}: nothing was promoted",
+            unknown.join(", ")
+        )));
+    }
+    // What adapters resuming from mirrored cursors may publish again was stored up to the
+    // newest message held: the duplicate windows reach back from there.
+    let since_newest = infos
+        .iter()
+        .filter_map(|(_, i)| last_stored(&i["state"]))
         .max()
-        .map(Duration::from_nanos)
+        .and_then(|t| (Utc::now() - t).to_std().ok())
         .unwrap_or_default();
     let mut out = Vec::new();
     for (name, info) in infos {
-        let centre = record.streams.get(&name).ok_or_else(|| {
-            StackError::Config(format!(
-                "the standby mirrors {name} but never read the centre's configuration of it; nothing was promoted past it"
-            ))
-        })?;
-        let updated = jsapi::call(
-            client,
-            "$JS.API",
-            &format!("STREAM.UPDATE.{name}"),
-            &promoted_config(centre, since_contact),
-            &format!("promoting the mirror of {name}"),
-        )
-        .await?;
-        let state = &updated["state"];
+        let state = if info["config"]["mirror"].is_null() {
+            info["state"].clone()
+        } else {
+            jsapi::call(
+                client,
+                "$JS.API",
+                &format!("STREAM.UPDATE.{name}"),
+                &promoted_config(&record.streams[&name], since_newest),
+                &format!("promoting the mirror of {name}"),
+            )
+            .await?["state"]
+                .clone()
+        };
+        let contact = record.contact.get(&name).cloned().unwrap_or_default();
         out.push(Promoted {
-            name,
             messages: state["messages"].as_u64().unwrap_or(0),
             last_seq: state["last_seq"].as_u64().unwrap_or(0),
-            lag: info["mirror"]["lag"].as_u64().unwrap_or(0),
-            last_contact_s: info["mirror"]["active"].as_u64().map(|ns| ns as f64 / 1e9),
+            lag: contact.lag,
+            last_contact: contact.at,
             lost_checkpointed: None,
-            last_stored: state["last_ts"]
-                .as_str()
-                .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
-                .map(|t| t.with_timezone(&Utc))
-                .filter(|t| t.timestamp() > 0),
+            last_stored: last_stored(&state),
+            name,
         });
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_promoted_stream_takes_the_centres_configuration_at_one_replica() {
+        let window = lienthong_bus::topology::DUPLICATE_WINDOW.as_nanos() as u64;
+        let centre = json!({
+            "name": "FIELD_REPORTS", "subjects": ["egov.field_reports.>"], "num_replicas": 3,
+            "duplicate_window": window, "deny_delete": true, "deny_purge": true,
+            "mirror": {"name": "FIELD_REPORTS"}
+        });
+        let since = Duration::from_secs(3600);
+        let c = promoted_config(&centre, since);
+        assert!(c.get("mirror").is_none());
+        assert_eq!(c["num_replicas"], 1);
+        assert_eq!(c["subjects"][0], "egov.field_reports.>");
+        assert_eq!(c["deny_delete"], true);
+        // Long enough for the adapters' cursors mirrored up to an hour ago.
+        assert!(c["duplicate_window"].as_u64().unwrap() >= window + since.as_nanos() as u64);
+        // A bucket (no duplicate window) keeps none.
+        let kv = promoted_config(&json!({"name": "KV_X", "duplicate_window": 0}), since);
+        assert_eq!(kv["duplicate_window"], 0);
+    }
 }

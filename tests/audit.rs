@@ -617,9 +617,13 @@ async fn a_chain_resumes_after_a_promotion_that_holds_less_than_was_checkpointed
     assert!(after.intact(), "{after}");
     assert_eq!(after.covered_to, 13);
     assert!(
-        after.detail.as_deref().is_some_and(|d| d
-            .contains("sequences 7..=10 were recorded and are not held")
-            && d.contains("standby du-phong")),
+        after.resumed.len() == 1
+            && after.resumed[0].contains("sequences 7..=10 were recorded and are not held")
+            && after.resumed[0].contains("standby du-phong"),
+        "{after}"
+    );
+    assert!(
+        after.to_string().contains("RESUMED after a loss"),
         "{after}"
     );
 }

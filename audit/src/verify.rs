@@ -60,6 +60,11 @@ pub struct StreamReport {
     pub tampering: Option<Tampering>,
     pub first_bad_seq: Option<u64>,
     pub detail: Option<String>,
+    /// Resumptions: sequences the checkpoints recorded that the stream no longer holds, and
+    /// who resumed the chain after them (a standby promoted after the centre was lost). Not
+    /// tampering, but not silent either: `audit verify` fails on them unless accepted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub resumed: Vec<String>,
 }
 
 impl StreamReport {
@@ -105,7 +110,11 @@ impl std::fmt::Display for StreamReport {
                     .map(|d| format!(": {d}"))
                     .unwrap_or_default()
             ),
+        }?;
+        for r in &self.resumed {
+            write!(f, "\n  RESUMED after a loss: {r}")?;
         }
+        Ok(())
     }
 }
 
@@ -204,14 +213,18 @@ pub fn verify_checkpoints(
     mut checkpoints: Vec<Checkpoint>,
     key: &VerifyingKey,
 ) -> std::result::Result<Recorded, Fault> {
-    // A resumption begins an era: the checkpoints signed from then on follow it.
-    let resumptions: Vec<_> = checkpoints
-        .iter()
-        .filter(|c| c.resumes.is_some())
-        .map(|c| c.signed_at)
+    // A resumption begins an era: the checkpoints after it, in the order given (`AUDIT`'s,
+    // or an export's), follow it — never by clocks, which two machines need not agree on.
+    let mut era = 0usize;
+    let mut ordered: Vec<(usize, Checkpoint)> = checkpoints
+        .drain(..)
+        .map(|c| {
+            era += usize::from(c.resumes.is_some());
+            (era, c)
+        })
         .collect();
-    let era = |c: &Checkpoint| resumptions.iter().filter(|t| **t <= c.signed_at).count();
-    checkpoints.sort_by_key(|c| (era(c), c.first_seq, c.last_seq));
+    ordered.sort_by_key(|(era, c)| (*era, c.first_seq, c.last_seq));
+    checkpoints = ordered.into_iter().map(|(_, c)| c).collect();
     checkpoints.dedup_by(|a, b| {
         a.first_seq == b.first_seq && a.last_seq == b.last_seq && a.head == b.head
     });
@@ -235,7 +248,7 @@ pub fn verify_checkpoints(
             let held = c.first_seq - 1;
             let recorded = out.entries.len() as u64;
             let head = hex::encode(head_after(stream, &out.entries, held));
-            if !e.is_empty() || held > recorded || c.prev_head != head {
+            if !e.is_empty() || held > recorded || c.prev_head != head || r.lost_to != recorded {
                 return Err((
                     Tampering::CheckpointChainBroken,
                     c.first_seq,
@@ -379,6 +392,7 @@ pub async fn verify_stream(
         tampering: None,
         first_bad_seq: None,
         detail: None,
+        resumed: Vec::new(),
     };
     let Recorded {
         checkpoints,
@@ -394,6 +408,7 @@ pub async fn verify_stream(
         }
     };
     report.checkpoints = checkpoints.len();
+    report.resumed = resumed;
     let covered = recorded.len() as u64;
     report.covered_to = covered;
     if covered == 0 {
@@ -517,11 +532,6 @@ pub async fn verify_stream(
             checkpoints[0].stream_created
         ));
     }
-    if report.intact() && !resumed.is_empty() {
-        let mut notes: Vec<String> = report.detail.take().into_iter().collect();
-        notes.extend(resumed);
-        report.detail = Some(notes.join("; "));
-    }
     Ok(report)
 }
 
@@ -565,10 +575,10 @@ mod tests {
         std::thread::sleep(std::time::Duration::from_millis(2));
         let new: Vec<Entry> = (50..53).map(|i| e(i, i as i64)).collect();
         let c3 = Checkpoint::sign(&key, "S", "t1", 5, parse_head(&r.head).unwrap(), &new);
-        // In any order given: eras by signing time.
+        // Eras by the order given (AUDIT's), not by clocks.
         let got = verify_checkpoints(
             "S",
-            vec![c3.clone(), r.clone(), c2.clone(), c1.clone()],
+            vec![c2.clone(), c1.clone(), r.clone(), c3.clone()],
             &vk,
         )
         .unwrap();
@@ -580,6 +590,18 @@ mod tests {
             "{:?}",
             got.resumed
         );
+        // A resumption that misstates what was recorded is refused.
+        let short = Checkpoint::resumption(
+            &key,
+            "S",
+            "t1",
+            4,
+            parse_head(&c1.heads(&c1.entries().unwrap())[3].1).unwrap(),
+            8,
+            "x".into(),
+        );
+        let err = verify_checkpoints("S", vec![c1.clone(), c2.clone(), short], &vk).unwrap_err();
+        assert_eq!(err.0, Tampering::CheckpointChainBroken);
         // A resumption that does not start from the recorded head is refused.
         let forged = Checkpoint::resumption(&key, "S", "t1", 4, [9; 32], 10, "x".into());
         let err = verify_checkpoints("S", vec![c1.clone(), c2.clone(), forged], &vk).unwrap_err();

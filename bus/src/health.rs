@@ -64,12 +64,19 @@ impl DiskSpace {
         (self.size / 100).clamp(1 << 20, 64 << 20)
     }
 
-    /// The space of the filesystem `path` is on.
+    /// The space of the filesystem `path` is on. A filesystem out of files (inodes) counts
+    /// as having no space: nothing more can be written there either.
     pub fn of(path: &std::path::Path) -> Option<Self> {
         let st = nix::sys::statvfs::statvfs(path).ok()?;
         let block = st.fragment_size() as u64;
+        let (files, files_free) = (st.files() as u64, st.files_available() as u64);
+        let out_of_files = files > 0 && files_free < (files / 1000).clamp(16, 4096);
         Some(Self {
-            free: st.blocks_available() as u64 * block,
+            free: if out_of_files {
+                0
+            } else {
+                st.blocks_available() as u64 * block
+            },
             size: st.blocks() as u64 * block,
         })
     }

@@ -645,13 +645,18 @@ fn store_full(e: &async_nats::jetstream::context::PublishError) -> bool {
     std::error::Error::source(e)
         .and_then(|s| s.downcast_ref::<async_nats::jetstream::Error>())
         .is_some_and(|j| {
+            let code = j.error_code();
             [
                 ErrorCode::INSUFFICIENT_RESOURCES,
                 ErrorCode::STORAGE_RESOURCES_EXCEEDED,
                 ErrorCode::ACCOUNT_RESOURCES_EXCEEDED,
-                ErrorCode::STREAM_STORE_FAILED,
             ]
-            .contains(&j.error_code())
+            .contains(&code)
+                // Any store failure has this code: only a lack of space counts.
+                || (code == ErrorCode::STREAM_STORE_FAILED && {
+                    let text = j.to_string().to_ascii_lowercase();
+                    text.contains("no space") || text.contains("resources")
+                })
         })
 }
 

@@ -544,7 +544,8 @@ impl NatsServer {
     /// Starts the server again on the same port, configuration and store (its JetStream
     /// recovers what it had stored); waits until it accepts clients.
     pub async fn restart(&mut self) -> Result<()> {
-        self.kill().await;
+        // Gracefully when it still runs (a store it can flush), at once when it does not.
+        self.shutdown().await?;
         let (child, port, jetstream_disabled) = spawn(
             &self.bin,
             &self.conf,

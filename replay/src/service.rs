@@ -234,14 +234,6 @@ async fn watch_disk(
             continue;
         };
         let failed = metrics.store_full.load(Ordering::Relaxed);
-        if failed && space.has_room() {
-            info!(
-                free_mib = space.free >> 20,
-                "the read models' disk has room again; opening their store again"
-            );
-            reopen.notify_one();
-            return;
-        }
         let full = failed || space.nearly_full();
         if full && !said {
             said = true;
@@ -259,7 +251,16 @@ async fn watch_disk(
             if let Some(h) = health {
                 h.down(READ_MODELS, reason);
             }
-        } else if !full && said {
+        }
+        if failed && space.has_room() {
+            info!(
+                free_mib = space.free >> 20,
+                "the read models' disk has room again; opening their store again"
+            );
+            reopen.notify_one();
+            return;
+        }
+        if !full && said {
             said = false;
             info!("the read models' disk has room again");
             if let Some(h) = health {

@@ -43,6 +43,11 @@ pub enum Command {
         /// Print the reports as JSON.
         #[arg(long)]
         json: bool,
+        /// Pass although a chain was resumed after a loss (a standby promoted when the
+        /// centre was lost: sequences its checkpoints recorded are not held). Without it such
+        /// a stream fails the check, so that the loss is looked at, not passed over.
+        #[arg(long)]
+        accept_resumed: bool,
     },
     /// Export a stream's events with sequences and chain hashes, plus the covering checkpoints.
     Export {
@@ -127,6 +132,7 @@ pub async fn run(global: &Global, cmd: Command) -> anyhow::Result<ExitCode> {
             witness,
             export: None,
             json,
+            accept_resumed,
         } => {
             let key = load_public_key(&public_key)?;
             let js = global.session("lienthong-audit-verify").await?.reader;
@@ -196,8 +202,17 @@ pub async fn run(global: &Global, cmd: Command) -> anyhow::Result<ExitCode> {
             } else if json {
                 println!("{}", serde_json::to_string_pretty(&reports)?);
             }
+            let resumed = reports.iter().any(|r| !r.resumed.is_empty());
+            if resumed && !accept_resumed && !json {
+                println!(
+                    "a chain was resumed after a loss (above): check it against the standby's promotion report, then pass --accept-resumed"
+                );
+            }
             Ok(
-                if reports.iter().all(|r| r.intact()) && disagreements.is_empty() {
+                if reports.iter().all(|r| r.intact())
+                    && disagreements.is_empty()
+                    && (accept_resumed || !resumed)
+                {
                     ExitCode::SUCCESS
                 } else {
                     ExitCode::FAILURE

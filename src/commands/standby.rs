@@ -59,9 +59,13 @@ pub async fn run(global: &Global, c: Command) -> anyhow::Result<ExitCode> {
                 promotion.site, promotion.seconds
             );
             for s in &promotion.streams {
-                let lag = match s.lag {
-                    0 => String::new(),
-                    n => format!("; the centre had {n} more at the last contact"),
+                let lag = match (s.lag, s.last_contact) {
+                    (0, _) => String::new(),
+                    (n, Some(t)) => format!(
+                        "; the centre had {n} more at the last contact ({})",
+                        t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                    ),
+                    (n, None) => format!("; the centre had {n} more at the last contact"),
                 };
                 let lost = match s.lost_checkpointed {
                     Some((a, b)) => format!(

@@ -19,6 +19,19 @@ use crate::push::problem;
 /// How long a request waits for the bus to confirm its events before it is answered 503.
 pub const CONFIRM_WITHIN: std::time::Duration = std::time::Duration::from_secs(8);
 
+/// The answer when the bus did not confirm within [`CONFIRM_WITHIN`]: some events may have
+/// been stored, which a retry answers `duplicate: true`.
+fn not_confirmed() -> Response {
+    crate::push::with_retry_after(problem(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "the bus did not confirm in time; retry (re-posting is harmless: what was stored is not stored twice)",
+        &format!(
+            "no confirmation within {} s: some of these events may have been stored, which a retry answers duplicate: true",
+            CONFIRM_WITHIN.as_secs()
+        ),
+    ))
+}
+
 fn problem_with(
     status: StatusCode,
     title: &str,
@@ -144,7 +157,15 @@ pub(super) async fn post_events(
             Err(rejected) => {
                 let ev = *rejected.event;
                 let (id, ty) = (ev.id().to_string(), ev.ty().to_string());
-                match ing.publisher.dead_letter(ev, rejected.error).await {
+                let Ok(kept) = tokio::time::timeout(
+                    CONFIRM_WITHIN,
+                    ing.publisher.dead_letter(ev, rejected.error),
+                )
+                .await
+                else {
+                    return refused(n - invalid.len(), not_confirmed());
+                };
+                match kept {
                     BusError::Invalid {
                         violations,
                         dead_letter,
@@ -200,19 +221,7 @@ pub(super) async fn post_events(
     else {
         // A server that neither stores nor refuses (its disk filling, a leader lost): the
         // sender is not kept waiting; what was stored meanwhile is not stored twice.
-        return refused(
-            n,
-            problem_with(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "the bus did not confirm in time; retry (re-posting is harmless: what was stored is not stored twice)",
-                &format!(
-                    "no confirmation within {} s",
-                    CONFIRM_WITHIN.as_secs()
-                ),
-                "stored",
-                json!([]),
-            ),
-        );
+        return refused(n, not_confirmed());
     };
     let mut stored = Vec::with_capacity(results.len());
     let mut failed: Option<BusError> = None;
