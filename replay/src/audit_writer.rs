@@ -59,22 +59,30 @@ impl AuditWriter {
         entries: &[Entry],
     ) -> Result<Checkpoint> {
         let c = Checkpoint::sign(&self.key, stream, created, first_seq, prev, entries);
+        self.publish(&c).await?;
+        Ok(c)
+    }
+
+    /// Writes checkpoint `c` of its stream to `AUDIT`.
+    async fn publish(&self, c: &Checkpoint) -> Result<()> {
+        let stream = &c.stream;
+        // The head in the id: a chain resumed after a promotion reaches the same sequence
+        // again with another head, which must not be taken for a repeat.
+        let kind = if c.resumes.is_some() { "/resumed" } else { "" };
         self.publisher
             .publish(EventDraft::new(
                 checkpoint_type(),
-                // The head in the id: a chain resumed after a promotion reaches the same
-                // sequence again with another head, which must not be taken for a repeat.
-                format!("checkpoint/{stream}/{}/{}", c.last_seq, &c.head[..16]),
+                format!("checkpoint/{stream}/{}{kind}/{}", c.last_seq, &c.head[..16]),
                 stream.to_string(),
                 c.signed_at,
-                serde_json::to_value(&c).map_err(|e| ReplayError::Corrupt {
-                    key: stream.into(),
+                serde_json::to_value(c).map_err(|e| ReplayError::Corrupt {
+                    key: stream.clone(),
                     reason: e.to_string(),
                 })?,
                 Classification::Public,
             ))
             .await?;
-        Ok(c)
+        Ok(())
     }
 
     /// When `AUDIT`'s checkpoints of `stream` record more than the stream now holds (a
@@ -104,23 +112,7 @@ impl AuditWriter {
         let Some(c) = resumption else {
             return Ok(None);
         };
-        self.publisher
-            .publish(EventDraft::new(
-                checkpoint_type(),
-                format!(
-                    "checkpoint/{stream}/{}/resumed/{}",
-                    c.last_seq,
-                    &c.head[..16]
-                ),
-                stream.to_string(),
-                c.signed_at,
-                serde_json::to_value(&c).map_err(|e| ReplayError::Corrupt {
-                    key: stream.into(),
-                    reason: e.to_string(),
-                })?,
-                Classification::Public,
-            ))
-            .await?;
+        self.publish(&c).await?;
         Ok(Some(c))
     }
 

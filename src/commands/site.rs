@@ -336,6 +336,9 @@ async fn list(global: &Global, json: bool) -> anyhow::Result<ExitCode> {
 }
 
 async fn up(global: &Global, a: UpArgs) -> anyhow::Result<ExitCode> {
+    if let Some(size) = &a.max_store {
+        lienthong_bus::server::check_store_size(size)?;
+    }
     let env = global
         .env
         .as_ref()

@@ -78,6 +78,10 @@ fn toml_file<T: serde::de::DeserializeOwned>(path: &PathBuf, what: &str) -> anyh
 }
 
 pub async fn run(global: &Global, a: Args) -> anyhow::Result<ExitCode> {
+    // Checked before anything is written.
+    if let Some(size) = &a.max_store {
+        lienthong_bus::server::check_store_size(size)?;
+    }
     let ingress_config = a
         .ingress_config
         .as_ref()

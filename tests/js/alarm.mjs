@@ -5,23 +5,17 @@
 //   node alarm.mjs BASE_URL COMPONENT
 //
 // Prints `ok <the row's text>`, or `FAIL …` and exits 1.
-import { chromium } from 'playwright-core';
+import { launch } from './browser.mjs';
 
 const [base, component] = process.argv.slice(2);
 if (!base || !component) {
   console.error('usage: node alarm.mjs BASE_URL COMPONENT');
   process.exit(2);
 }
-const executablePath = process.env.CHROMIUM || '/usr/bin/chromium';
 let browser;
 const problems = [];
 try {
-  browser = await chromium.launch({
-    executablePath,
-    headless: true,
-    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-      '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-  });
+  browser = await launch();
   const page = await browser.newPage({ viewport: { width: 1600, height: 1000 } });
   page.on('console', (m) => { if (m.type() === 'error') problems.push(`console: ${m.text()}`); });
   page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));

@@ -7,7 +7,7 @@
 //   node dashboard.mjs BASE_URL SCREENSHOT_DIR
 //
 // Prints one `ok …` line per check; exits 1 with `FAIL …` at the first failure.
-import { chromium } from 'playwright-core';
+import { executablePath, launch } from './browser.mjs';
 import { createInterface } from 'node:readline';
 import { mkdirSync } from 'node:fs';
 
@@ -17,7 +17,6 @@ if (!base || !shots) {
   process.exit(2);
 }
 mkdirSync(shots, { recursive: true });
-const executablePath = process.env.CHROMIUM || '/usr/bin/chromium';
 
 let browser;
 const fail = async (msg) => {
@@ -40,12 +39,7 @@ const lines = createInterface({ input: process.stdin });
 const nextLine = () => new Promise((resolve) => lines.once('line', resolve));
 
 try {
-  browser = await chromium.launch({
-    executablePath,
-    headless: true,
-    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-      '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-  });
+  browser = await launch();
 } catch (e) {
   await fail(`cannot start Chromium at ${executablePath} (./scripts/test installs Debian's chromium): ${e.message}`);
 }
