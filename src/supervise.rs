@@ -118,8 +118,13 @@ impl Supervised {
                         if full {
                             *said = true;
                             full_total.inc();
+                            let consequence = if self.servers.len() > 1 {
+                                "this node stores nothing more; the others go on while they are a majority"
+                            } else {
+                                "events are refused (503) once the server has used what room it set aside"
+                            };
                             let reason = format!(
-                                "the store's disk is full ({} MiB free): events are refused (503) once the server has used what room it set aside; it resumes by itself once {} MiB are free",
+                                "the store's disk is full ({} MiB free): {consequence}; it resumes by itself once {} MiB are free",
                                 free >> 20,
                                 room >> 20
                             );

@@ -368,3 +368,91 @@ async fn the_store_limit_reached_is_refused_with_retry_after_and_raised_by_a_res
     }
     assert_eq!(stored.len(), n as usize, "nothing else, nothing twice");
 }
+
+/// One node's disk full in a cluster of three (a tmpfs on `data/nats-2` only) under continuous
+/// posting: `/healthz` names that node, the two others — a majority — keep storing; once
+/// freed, the node is started again on its store and catches up. Every acknowledged event is
+/// on the stream exactly once. Needs root.
+#[tokio::test]
+async fn a_cluster_nodes_full_disk_is_named_and_the_majority_keeps_storing() {
+    if !nix_is_root() {
+        eprintln!("SKIPPED: mounting a small filesystem needs root");
+        return;
+    }
+    let mut mount = None;
+    let up = Up::start_after(
+        &["--cluster", "3", "--demo", "--demo-scale", "0.02"],
+        |data| {
+            mount = mount_tmpfs(&data.join("nats-2"), "64m");
+        },
+    );
+    assert!(mount.is_some(), "could not mount a tmpfs (as root)");
+    let http = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(180);
+    while json_or_null(&http, format!("{}/healthz", up.base)).await["status"] != "ok"
+        || !up.credentials("ingress-demo.env").exists()
+    {
+        assert!(Instant::now() < deadline, "{}", up.log_tail(20));
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let writer = Writer::start(ingress_caller(&up.credentials("ingress-demo.env")), "node");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    let filler = fill(&up.data.join("nats-2"));
+    let filled = Instant::now();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let said = loop {
+        let h = json_or_null(&http, format!("{}/healthz", up.base)).await;
+        if let Some(reason) = h["down"]["nats-server n2"].as_str() {
+            break reason.to_string();
+        }
+        assert!(Instant::now() < deadline, "{h}\n{}", up.log_tail(30));
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    assert!(said.contains("disk is full"), "{said}");
+    eprintln!(
+        "/healthz after {:.1} s: nats-server n2: {said}",
+        filled.elapsed().as_secs_f64()
+    );
+    // A majority has room: acknowledgements go on (after an election if n2 led).
+    let acked_at_full = writer.acked.lock().unwrap().len();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while writer.acked.lock().unwrap().len() < acked_at_full + 50 {
+        assert!(
+            Instant::now() < deadline,
+            "the majority stopped storing\n{}",
+            up.log_tail(30)
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let stored_meanwhile = writer.acked.lock().unwrap().len() - acked_at_full;
+
+    std::fs::remove_file(&filler).unwrap();
+    let freed = Instant::now();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let h = json_or_null(&http, format!("{}/healthz", up.base)).await;
+        if h["status"] == "ok" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{h}\n{}", up.log_tail(30));
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    eprintln!(
+        "healthy again {:.1} s after space returned; {stored_meanwhile} acknowledged while n2's disk was full",
+        freed.elapsed().as_secs_f64()
+    );
+    let (acked, unanswered) = writer.finish().await;
+    let stored = up.stored_ids("FIELD_REPORTS").await;
+    let lost: Vec<&String> = acked.iter().filter(|a| !stored.contains_key(*a)).collect();
+    let duplicated = stored.values().filter(|n| **n > 1).count();
+    eprintln!(
+        "{} acknowledged, {unanswered} answers not 202 sent again, {} lost, {duplicated} duplicated",
+        acked.len(),
+        lost.len()
+    );
+    assert!(lost.is_empty(), "lost: {lost:?}");
+    assert_eq!(duplicated, 0);
+    drop(up);
+    drop(mount);
+}

@@ -55,6 +55,7 @@ const I18N = {
     storeServer: 'Máy chủ NATS (kho sự kiện)', readModels: 'Mô hình đọc (số liệu)',
     diskFullStore: 'Đĩa đầy: sự kiện mới bị từ chối (503, bên gửi thử lại); tự hoạt động lại khi có chỗ trống',
     diskFullReadModels: 'Đĩa đầy: ngừng cập nhật số liệu, giữ số liệu cũ; tự cập nhật lại khi có chỗ trống',
+    diskFullNode: 'Đĩa đầy: nút này ngừng lưu, các nút còn lại vẫn lưu khi còn đa số; tự hoạt động lại khi có chỗ trống',
     componentDown: 'Không hoạt động',
     atSeq: n => `tại bản ghi số ${n}`, alarmsTitle: 'Cảnh báo toàn vẹn',
     errorRead: 'Không đọc được dữ liệu',
@@ -111,6 +112,7 @@ const I18N = {
     storeServer: 'NATS server (event store)', readModels: 'Read models (figures)',
     diskFullStore: 'Disk full: new events are refused (503, senders retry); resumes by itself when there is room',
     diskFullReadModels: 'Disk full: figures no longer updated, kept as they were; catch up by themselves when there is room',
+    diskFullNode: 'Disk full: this node stores nothing more, the others go on while a majority; resumes by itself when there is room',
     componentDown: 'Down',
     atSeq: n => `at record ${n}`, alarmsTitle: 'Integrity alarms',
     errorRead: 'Cannot read the figures',
@@ -528,8 +530,9 @@ function renderIntegrity() {
     const store = component.startsWith('nats-server');
     const name = store ? `${t('storeServer')}${component.slice('nats-server'.length)}`
       : component === 'read models' ? t('readModels') : component;
-    const verdict = /disk is full/.test(reason)
-      ? t(store ? 'diskFullStore' : 'diskFullReadModels') : t('componentDown');
+    const verdict = !/disk is full/.test(reason) ? t('componentDown')
+      : !store ? t('diskFullReadModels')
+      : /majority/.test(reason) ? t('diskFullNode') : t('diskFullStore');
     rows.push(h('tr', { class: 'alarm', 'data-component': component, 'data-alarm': 'true', title: reason },
       h('td', {}, name), h('td', {}, '–'), h('td', {}, '–'), h('td', {}, '–'),
       h('td', { class: 'alarm' }, verdict)));
