@@ -81,6 +81,10 @@ enum Command {
     /// Agencies: grant streams, rotate and revoke credentials, webhook subscriptions.
     #[command(subcommand)]
     Agency(commands::agency::Command),
+    /// Subsystems registered on the running bus: `subsystem register SPEC` (stream, role,
+    /// schemas, catalogue, generic read model; no rebuild, no restart), `subsystem list`.
+    #[command(subcommand)]
+    Subsystem(commands::subsystem::Command),
     /// Ward and agency sites: leaf nodes of the hub with their own JetStream domain, working
     /// while the link is down (`site add|list|remove` on the hub, `site up` at the site).
     #[command(subcommand)]
@@ -174,6 +178,7 @@ fn main() -> ExitCode {
             Command::Dlq(c) => commands::dlq::run(&global, c).await,
             Command::Catalog(c) => commands::catalog::run(&global, c).await,
             Command::Agency(c) => commands::agency::run(&global, c).await,
+            Command::Subsystem(c) => commands::subsystem::run(&global, c).await,
             Command::Deliver(a) => commands::deliver::run(&global, a).await,
             Command::Admission(a) => commands::admission::run(&global, a).await,
             Command::Datasets(c) => commands::datasets::run(&global, c).await,

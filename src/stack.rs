@@ -287,6 +287,17 @@ impl Stack {
         for p in provision_when_ready(&operator, nodes).await? {
             info!("{p}");
         }
+        // Subsystems registered on this bus in an earlier run: known before anything derives
+        // from the registry (their streams checked like the others').
+        let registry_reader = lienthong_bus::StreamReader::new(
+            operator.client().clone(),
+            lienthong_bus::Refusals::none(),
+        );
+        if lienthong_bus::registry::live::load(&registry_reader).await? > 0 {
+            for p in provision_when_ready(&operator, nodes).await? {
+                info!("{p}");
+            }
+        }
 
         let (trigger, shutdown) = Shutdown::new();
         // Every component's counters, served with the read models' at /metrics.

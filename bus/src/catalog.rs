@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{json, Map, Value};
 
-use crate::registry::{self, SUBSYSTEMS};
+use crate::registry;
 use crate::roles;
 use crate::schema::SchemaRegistry;
 use crate::subject::EventType;
@@ -35,13 +35,17 @@ fn publishers(subsystem: &str) -> Vec<String> {
     match registry::subsystem(subsystem) {
         Some(s) => vec![s.adapter_role(), "ingress".into()],
         None if subsystem == registry::DLQ.subject_root => {
-            let mut all: Vec<String> = SUBSYSTEMS.iter().map(|s| s.adapter_role()).collect();
+            let mut all: Vec<String> = registry::subsystems()
+                .iter()
+                .map(|s| s.adapter_role())
+                .collect();
             all.push("ingress".into());
             all
         }
         None if subsystem == registry::AGENCIES.subject_root => {
             vec!["operator".into(), "deliver".into()]
         }
+        None if subsystem == registry::REGISTRY.subject_root => vec!["operator".into()],
         None => vec!["replay".into()],
     }
 }
@@ -424,7 +428,7 @@ pub fn asyncapi(schemas: &SchemaRegistry, servers: &CatalogServers) -> Value {
             "version": env!("CARGO_PKG_VERSION"),
             "description": "The events of Phan Thiết's integration bus (Lienthong): CloudEvents 1.0 in structured JSON mode on NATS JetStream, one stream per subsystem. Danh mục sự kiện của hệ thống liên thông: mỗi phân hệ một luồng, mỗi loại sự kiện một kênh, kèm lược đồ, ví dụ và vai trò được đọc.",
             "license": {"name": "Apache-2.0"},
-            "tags": SUBSYSTEMS.iter().map(|s| json!({"name": s.name, "description": format!("{} — {}", s.title_vi, s.title)})).collect::<Vec<_>>(),
+            "tags": registry::subsystems().iter().map(|s| json!({"name": s.name, "description": format!("{} — {}", s.title_vi, s.title)})).collect::<Vec<_>>(),
         },
         "defaultContentType": crate::envelope::STRUCTURED_CONTENT_TYPE,
         "servers": servers,

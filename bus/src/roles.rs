@@ -134,6 +134,11 @@ fn adapter(s: &Subsystem) -> Role {
     let name = s.adapter_role();
     let mut publish = vec![s.subjects(), s.dead_letter_subjects()];
     publish.extend(adapter_state(s.name));
+    // A registered subsystem's publishers learn its event types and schemas from the
+    // registry (a compiled adapter has them built in).
+    if !SUBSYSTEMS.iter().any(|c| c.name == s.name) {
+        publish.extend(js_read_only(&[registry::REGISTRY.name.to_string()]));
+    }
     Role {
         purpose: format!(
             "the {} adapter: publishes egov.{}.> and its own dead letters, keeps its cursor",
@@ -150,9 +155,36 @@ fn adapter(s: &Subsystem) -> Role {
     }
 }
 
-/// Every role, derived from the registry.
+/// Every role, derived from the registry (compiled and registered subsystems).
 pub fn roles() -> Vec<Role> {
-    roles_for(SUBSYSTEMS)
+    let subsystems: Vec<Subsystem> = registry::subsystems().into_iter().copied().collect();
+    roles_for(&subsystems)
+}
+
+/// Brings the bus account of `accounts` in line with the registry as this process knows it:
+/// every role's permissions as [`roles`] derives them now (a registered subsystem's stream
+/// added to what the replay service, the auditor, the ingress and the admission may use),
+/// and a user for each registered subsystem's publishing role whose hash `publishers` holds.
+/// Users the registry does not derive are left as they are.
+pub fn apply_registry(accounts: &mut AccountsConfig, publishers: &BTreeMap<String, String>) {
+    let Some(bus) = accounts.get_mut(BUS_ACCOUNT) else {
+        return;
+    };
+    for role in roles().into_iter().filter(|r| r.account == BUS_ACCOUNT) {
+        match bus.users.iter_mut().find(|u| u.user == role.name) {
+            Some(u) => u.permissions = role.permissions,
+            None => {
+                if let Some(hash) = publishers.get(&role.name) {
+                    bus.users.push(UserConfig {
+                        user: role.name,
+                        password: hash.clone(),
+                        permissions: role.permissions,
+                        allowed_connection_types: Vec::new(),
+                    });
+                }
+            }
+        }
+    }
 }
 
 /// Every role the given subsystems (and the bus's own streams) call for.
@@ -218,7 +250,10 @@ pub fn roles_for(subsystems: &[Subsystem]) -> Vec<Role> {
                     subsystem_subjects
                         .iter()
                         .cloned()
-                        .chain([dlq.clone(), "$JS.API.INFO".to_string()]),
+                        .chain([dlq.clone()])
+                        // The registry: the subsystems registered on the running bus, their
+                        // schemas and their publishers' tokens.
+                        .chain(js_read_only(&[registry::REGISTRY.name.to_string()])),
                 ),
                 subscribe: own_inbox("ingress"),
             },
@@ -406,7 +441,8 @@ pub fn parse_accounts(text: &str) -> Result<AccountsConfig> {
 /// What the server configuration `accounts` says that the registry does not, one line per
 /// disagreement, naming the subsystem or role. Empty when they agree.
 pub fn check_accounts(accounts: &AccountsConfig) -> Vec<String> {
-    check_accounts_with(SUBSYSTEMS, accounts)
+    let subsystems: Vec<Subsystem> = registry::subsystems().into_iter().copied().collect();
+    check_accounts_with(&subsystems, accounts)
 }
 
 /// [`check_accounts`] against the given subsystems.

@@ -28,22 +28,28 @@ pub struct StreamSpec {
     /// `egov.<root>.>`.
     pub subject: String,
     pub description: &'static str,
+    /// How long events are kept (zero: for ever, the contract's streams). Only a registered
+    /// subsystem may ask for a limit (`retention_days`).
+    pub max_age: Duration,
 }
 
-/// The streams of the contract, derived from the subsystem registry: one per subsystem, then
-/// the bus's own (`DLQ`, `AUDIT`).
+/// The streams of the contract, derived from the subsystem registry: one per subsystem
+/// (compiled, then registered), then the bus's own (`DLQ`, `AUDIT`, `AGENCIES`, `REGISTRY`).
 pub fn streams() -> Vec<StreamSpec> {
-    registry::SUBSYSTEMS
-        .iter()
+    registry::subsystems()
+        .into_iter()
         .map(|s| StreamSpec {
             name: s.stream,
             subject: s.subjects(),
             description: s.title,
+            max_age: registry::live::registration(s.name)
+                .map_or(Duration::ZERO, |r| registry::admin::retention(&r.spec)),
         })
         .chain(registry::SYSTEM_STREAMS.iter().map(|s| StreamSpec {
             name: s.name,
             subject: format!("egov.{}.>", s.subject_root),
             description: s.title,
+            max_age: Duration::ZERO,
         }))
         .collect()
 }
@@ -75,7 +81,7 @@ impl StreamSpec {
             storage: stream::StorageType::File,
             retention: stream::RetentionPolicy::Limits,
             discard: stream::DiscardPolicy::New,
-            max_age: Duration::ZERO,
+            max_age: self.max_age,
             max_messages: -1,
             max_bytes: -1,
             max_messages_per_subject: -1,

@@ -196,38 +196,54 @@ impl AuditWriter {
         Ok(all)
     }
 
-    /// Follows every audited stream until `shutdown`; errors are logged and retried.
+    /// Follows every audited stream until `shutdown`; errors are logged and retried. A
+    /// subsystem registered on the running bus is chained from its first event as soon as
+    /// this process has read its registration.
     pub async fn run(self: Arc<Self>, shutdown: tokio::sync::watch::Receiver<bool>) -> Result<()> {
-        let streams = lienthong_bus::registry::audited_streams();
-        info!(public_key = %self.public_key_hex(), ?streams, "audit checkpoints");
+        info!(public_key = %self.public_key_hex(), streams = ?lienthong_bus::registry::audited_streams(), "audit checkpoints");
         let mut tasks = Vec::new();
-        for s in streams {
-            let w = self.clone();
-            let mut rx = shutdown.clone();
-            tasks.push(tokio::spawn(async move {
-                loop {
-                    let stop = {
-                        let mut rx = rx.clone();
-                        async move {
-                            let _ = rx.wait_for(|s| *s).await;
-                        }
-                    };
-                    match w.follow(s, false, stop).await {
-                        Ok(_) => return,
-                        Err(e) => {
-                            warn!(stream = s, error = %e, "audit chain interrupted; retrying in 2 s");
-                            tokio::select! {
-                                _ = rx.wait_for(|s| *s) => return,
-                                _ = tokio::time::sleep(Duration::from_secs(2)) => {}
-                            }
-                        }
+        let mut followed = std::collections::BTreeSet::new();
+        let mut stopping = shutdown.clone();
+        loop {
+            for s in lienthong_bus::registry::audited_streams() {
+                if followed.insert(s) {
+                    if !tasks.is_empty() {
+                        info!(stream = s, "a registered subsystem: its audit chain starts");
                     }
+                    tasks.push(tokio::spawn(self.clone().chain(s, shutdown.clone())));
                 }
-            }));
+            }
+            tokio::select! {
+                _ = stopping.wait_for(|s| *s) => break,
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
         }
         for t in tasks {
             let _ = t.await;
         }
         Ok(())
+    }
+
+    /// Follows `stream` until `shutdown`, starting again after an error.
+    async fn chain(self: Arc<Self>, s: &'static str, rx: tokio::sync::watch::Receiver<bool>) {
+        let mut rx = rx;
+        loop {
+            let stop = {
+                let mut rx = rx.clone();
+                async move {
+                    let _ = rx.wait_for(|s| *s).await;
+                }
+            };
+            match self.follow(s, false, stop).await {
+                Ok(_) => return,
+                Err(e) => {
+                    warn!(stream = s, error = %e, "audit chain interrupted; retrying in 2 s");
+                    tokio::select! {
+                        _ = rx.wait_for(|s| *s) => return,
+                        _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+                    }
+                }
+            }
+        }
     }
 }

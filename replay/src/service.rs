@@ -105,6 +105,18 @@ pub async fn serve(
             .is_none_or(|s| s.iter().any(|x| x == r.stream()))
     };
     if let Some(js) = &js {
+        // Subsystems registered on the running bus: their schemas, audit chains and
+        // catalogue entries as soon as they are recorded.
+        let reader =
+            lienthong_bus::StreamReader::new(js.client().clone(), lienthong_bus::Refusals::none());
+        let mut rx = stop_rx.clone();
+        tasks.push(tokio::spawn(async move {
+            lienthong_bus::registry::live::follow(reader, async move {
+                let _ = rx.wait_for(|s| *s).await;
+            })
+            .await;
+            Ok(())
+        }));
         for runner in runners(js, &registry, &store, &metrics)
             .into_iter()
             .filter(kept)

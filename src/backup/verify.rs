@@ -128,6 +128,12 @@ pub async fn verify(
         }
         let reader = lienthong_bus::StreamReader::new(client, Default::default());
         let Some(key) = key else { return Ok(()) };
+        // The subsystems registered on the backed-up bus, from its own REGISTRY.
+        if let Err(e) = lienthong_bus::registry::live::load(&reader).await {
+            report
+                .problems
+                .push(format!("its subsystem registry does not read: {e}"));
+        }
         for stream in lienthong_bus::registry::audited_streams() {
             let checkpoints: Vec<Checkpoint> = checkpoints_from_audit(&reader, stream).await?;
             progress.stream(&format!("{stream} (chain)"), 0);

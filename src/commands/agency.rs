@@ -150,6 +150,18 @@ pub struct GrantArgs {
     who: Who,
 }
 
+impl Who {
+    /// Who makes the change: `--by`, or user@host.
+    pub fn by(&self) -> String {
+        self.by.clone().unwrap_or_else(whoami)
+    }
+
+    /// Where credentials files go.
+    pub fn credentials_dir(&self, global: &Global) -> PathBuf {
+        credentials_dir(global, self)
+    }
+}
+
 fn whoami() -> String {
     let user = std::env::var("USER")
         .or_else(|_| std::env::var("LOGNAME"))

@@ -136,6 +136,8 @@ pub async fn run(global: &Global, cmd: Command) -> anyhow::Result<ExitCode> {
         } => {
             let key = load_public_key(&public_key)?;
             let js = global.session("lienthong-audit-verify").await?.reader;
+            // Subsystems registered on the bus are audited too.
+            load_registry(&js).await;
             let witness = match &witness {
                 Some(env) => {
                     let (client, refusals) = lienthong_bus::ConnectSettings::resolve(Some(env))?
@@ -281,6 +283,7 @@ pub async fn run(global: &Global, cmd: Command) -> anyhow::Result<ExitCode> {
         }
         Command::Checkpoints { out } => {
             let js = global.session("lienthong-audit-checkpoints").await?.reader;
+            load_registry(&js).await;
             std::fs::create_dir_all(&out)?;
             for stream in audited_streams() {
                 let cps = checkpoints_from_audit(&js, stream).await?;
@@ -349,4 +352,14 @@ fn compare_with_witness(
         }
     }
     out
+}
+
+/// Learns the subsystems registered on the bus (their streams are audited like the compiled
+/// ones'); a bus without a registry has none.
+async fn load_registry(reader: &lienthong_bus::StreamReader) {
+    if let Err(e) = lienthong_bus::registry::live::load(reader).await {
+        tracing::warn!(
+            "reading the subsystem registry: {e}; only the compiled subsystems are verified"
+        );
+    }
 }

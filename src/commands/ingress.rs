@@ -27,6 +27,11 @@ pub async fn run(global: &Global, a: Args) -> anyhow::Result<ExitCode> {
         )
     })?;
     let session = global.session("lienthong-ingress").await?;
+    // The publishers of subsystems registered on the running bus, and their schemas.
+    tokio::spawn(lienthong_bus::registry::live::follow(
+        session.reader.clone(),
+        std::future::pending(),
+    ));
     let publisher = lienthong_bus::Publisher::new(
         lienthong_adapters::ingress::jetstream(session.client.clone()),
         global.registry()?,

@@ -21,6 +21,7 @@ pub mod simulator;
 pub mod site;
 pub mod standby;
 pub mod streams;
+pub mod subsystem;
 pub mod tail;
 pub mod up;
 

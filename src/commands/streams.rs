@@ -26,6 +26,11 @@ pub enum Command {
 
 pub async fn run(global: &Global, cmd: Command) -> anyhow::Result<ExitCode> {
     let session = global.session("lienthong-streams").await?;
+    // The subsystems registered on the bus have streams of the contract too (a bus without
+    // `REGISTRY` yet, before its first provisioning, has none).
+    if let Err(e) = lienthong_bus::registry::live::load(&session.reader).await {
+        tracing::debug!("reading the subsystem registry: {e}");
+    }
     let js = session.js.clone();
     match cmd {
         Command::Provision { replicas } => {

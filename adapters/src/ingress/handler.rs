@@ -63,7 +63,7 @@ pub(super) async fn post_events(
         o.refused.add(n as u64);
         response
     };
-    let Some(caller) = ing.caller(&headers).cloned() else {
+    let Some(caller) = ing.caller(&headers) else {
         return refused(
             1,
             problem(

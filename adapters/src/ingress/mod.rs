@@ -154,7 +154,9 @@ impl Ingress {
         &self.outcomes
     }
 
-    fn caller(&self, headers: &HeaderMap) -> Option<&Caller> {
+    /// The caller presenting the bearer token of `headers`: one of the configuration's, or
+    /// the publishers of a subsystem registered on the running bus (its source, its types).
+    fn caller(&self, headers: &HeaderMap) -> Option<Caller> {
         let token = headers
             .get("authorization")?
             .to_str()
@@ -162,10 +164,24 @@ impl Ingress {
             .strip_prefix("Bearer ")?
             .trim();
         let hash = token_hash(token);
-        self.config
+        let matches = |h: &str| constant_time_eq(h.as_bytes(), hash.as_bytes());
+        if let Some(c) = self
+            .config
             .callers
             .iter()
-            .find(|c| constant_time_eq(c.token_sha256.as_bytes(), hash.as_bytes()))
+            .find(|c| matches(&c.token_sha256))
+        {
+            return Some(c.clone());
+        }
+        lienthong_bus::registry::live::registrations()
+            .into_iter()
+            .find(|r| matches(&r.ingress_token_sha256))
+            .map(|r| Caller {
+                name: r.role.clone(),
+                token_sha256: r.ingress_token_sha256.clone(),
+                sources: vec![r.spec.source.clone()],
+                types: vec![format!("vn.egov.{}.*", r.spec.name)],
+            })
     }
 
     pub fn router(&self) -> Router {

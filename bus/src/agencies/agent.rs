@@ -23,7 +23,7 @@ use super::accounts::{add_agencies, AccessHashes};
 use super::AgencyRegistry;
 use crate::error::{BusError, Result};
 use crate::reader::StreamReader;
-use crate::registry::AGENCIES;
+use crate::registry::{AGENCIES, REGISTRY};
 use crate::roles::{parse_accounts, render_accounts, AccountsConfig, BUS_ACCOUNT};
 use crate::sites::SiteRecord;
 use crate::topology::AGENCY_ACCESS_BUCKET;
@@ -43,6 +43,10 @@ pub struct Applied {
     pub registry_sequence: u64,
     /// A digest of the agencies' hashes in it.
     pub access_digest: String,
+    /// The last `REGISTRY` sequence in its configuration (subsystems registered on the
+    /// running bus: their publishers, and every role's permissions on their streams).
+    #[serde(default)]
+    pub subsystems_sequence: u64,
 }
 
 /// Keeps one server's agency accounts in line with the registry.
@@ -74,6 +78,8 @@ pub struct Access {
     pub agencies: BTreeMap<String, AccessHashes>,
     /// The ward sites.
     pub sites: Vec<SiteRecord>,
+    /// The password hash of each registered subsystem's publishing role.
+    pub publishers: BTreeMap<String, String>,
 }
 
 impl Agent {
@@ -156,11 +162,14 @@ impl Agent {
                 h.site_certificate = None;
             }
         }
+        let subsystems_sequence = crate::registry::live::load(&self.reader).await?;
+        crate::roles::apply_registry(&mut accounts, &access.publishers);
         add_agencies(&mut accounts, &agencies, &hashes);
         crate::sites::add_sites(&mut accounts, &self.sites(&access));
         let at = Applied {
             registry_sequence: registry.sequence,
             access_digest: digest(&access),
+            subsystems_sequence,
         };
         Ok((accounts, at))
     }
@@ -171,6 +180,7 @@ impl Agent {
         let now = Applied {
             registry_sequence: self.reader.last_sequence(AGENCIES.name).await?,
             access_digest: digest(&self.current_hashes().await?),
+            subsystems_sequence: self.reader.last_sequence(REGISTRY.name).await?,
         };
         if self.applied.as_ref() == Some(&now) {
             return Ok(false);
@@ -434,15 +444,25 @@ pub async fn read_access(operator: &jetstream::Context) -> Result<Access> {
         key.strip_prefix(crate::sites::KEY_PREFIX)
             .is_some_and(|s| crate::sites::check_name(s).is_ok())
     };
+    let publisher_key = |key: &str| key.starts_with(crate::registry::admin::PUBLISHER_KEY_PREFIX);
     let mut out = Access::default();
-    for (key, v) in entries(operator, |k| super::check_name(k).is_ok() || site_key(k)).await? {
-        let read = if site_key(&key) {
-            serde_json::from_slice::<SiteRecord>(&v).map(|s| out.sites.push(s))
-        } else {
-            serde_json::from_slice::<AccessHashes>(&v).map(|h| {
-                out.agencies.insert(key.clone(), h);
-            })
-        };
+    for (key, v) in entries(operator, |k| {
+        super::check_name(k).is_ok() || site_key(k) || publisher_key(k)
+    })
+    .await?
+    {
+        let read =
+            if let Some(role) = key.strip_prefix(crate::registry::admin::PUBLISHER_KEY_PREFIX) {
+                serde_json::from_slice::<crate::registry::admin::PublisherAccess>(&v).map(|p| {
+                    out.publishers.insert(role.to_string(), p.password);
+                })
+            } else if site_key(&key) {
+                serde_json::from_slice::<SiteRecord>(&v).map(|s| out.sites.push(s))
+            } else {
+                serde_json::from_slice::<AccessHashes>(&v).map(|h| {
+                    out.agencies.insert(key.clone(), h);
+                })
+            };
         if let Err(e) = read {
             warn!("AGENCY_ACCESS {key}: unreadable ({e}); left out");
         }

@@ -8,7 +8,7 @@ use axum::extract::State;
 use axum::response::{Html, IntoResponse, Response};
 use axum::Json;
 use lienthong_bus::catalog::{asyncapi, fields, CatalogServers};
-use lienthong_bus::registry::{self, SUBSYSTEMS};
+use lienthong_bus::registry;
 use serde_json::Value;
 
 use crate::api::AppState;
@@ -81,7 +81,7 @@ pub async fn page(State(s): State<AppState>) -> Html<String> {
         None => None,
     };
     let _ = write!(h, "<h2>Các phân hệ (subsystems)</h2><table><tr><th>Phân hệ</th><th>Luồng (stream)</th><th>Nguồn dữ liệu (formats)</th><th>Vai trò được đọc (readers)</th><th>Cơ quan được cấp quyền (agencies granted)</th></tr>");
-    for sub in SUBSYSTEMS {
+    for sub in registry::subsystems() {
         let agencies = match &granted {
             Some(r) => r
                 .readers_of(sub.stream)
@@ -117,8 +117,8 @@ pub async fn page(State(s): State<AppState>) -> Html<String> {
         );
     }
     let _ = write!(h, "</table>");
-    let sections: Vec<(String, String, String)> = SUBSYSTEMS
-        .iter()
+    let sections: Vec<(String, String, String)> = registry::subsystems()
+        .into_iter()
         .map(|s| {
             (
                 s.name.to_string(),

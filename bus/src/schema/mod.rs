@@ -12,7 +12,8 @@
 //! Every schema's `$id` is [`SCHEMA_BASE`] followed by its path, and that `$id` is the
 //! event's `dataschema`. `$ref`s resolve against the registry only: no schema is ever
 //! fetched over the network. The tree is embedded in the binary at build time; a directory
-//! can be loaded instead (`--schemas DIR`).
+//! can be loaded instead (`--schemas DIR`). Schemas registered on the running bus
+//! ([`registered`]) are found by every registry as well.
 
 use std::collections::BTreeMap;
 
@@ -26,6 +27,9 @@ use serde_json::Value;
 
 use crate::error::{BusError, Result, Violation};
 use crate::subject::EventType;
+
+pub mod registered;
+pub use registered::compile_registered;
 
 /// The base of every schema `$id`.
 pub const SCHEMA_BASE: &str = "https://lienthong.vn/schemas/";
@@ -237,20 +241,28 @@ impl SchemaRegistry {
             Some(v) => self.by_type.get(&(ty.to_string(), v)).map(String::as_str),
             None => self.latest.get(ty).map(String::as_str),
         }
+        .or_else(|| registered::by_type(ty, version).map(|r| r.file.id.as_str()))
         .ok_or_else(unknown)
     }
 
     /// Whether `schema_id` is a registered schema of the event type `ty`.
     pub fn is_schema_of(&self, ty: &str, schema_id: &str) -> bool {
-        self.type_of.get(schema_id).is_some_and(|t| t == ty)
+        match self.type_of.get(schema_id) {
+            Some(t) => t == ty,
+            None => registered::by_id(schema_id).is_some_and(|r| r.ty == ty),
+        }
     }
 
     /// Validates `data` against the schema `schema_id`, collecting every violation.
     pub fn validate(&self, schema_id: &str, data: &Value) -> Result<(), ValidationFailure> {
-        let validator = self
-            .validators
-            .get(schema_id)
-            .ok_or(ValidationFailure::UnknownSchema)?;
+        let validator = match self.validators.get(schema_id) {
+            Some(v) => v,
+            None => {
+                &registered::by_id(schema_id)
+                    .ok_or(ValidationFailure::UnknownSchema)?
+                    .validator
+            }
+        };
         if validator.is_valid(data) {
             return Ok(());
         }
@@ -268,26 +280,38 @@ impl SchemaRegistry {
     /// Whether `data`, held as an arena value, is valid against the schema `schema_id`
     /// (`None`: no such schema). Violations are named by [`SchemaRegistry::validate`].
     pub fn is_valid_arena(&self, schema_id: &str, data: &sonic_rs::Value) -> Option<bool> {
-        self.arena_validators
-            .get(schema_id)
-            .map(|v| v.is_valid(crate::arena_json::ArenaNode(data)))
+        let node = crate::arena_json::ArenaNode(data);
+        match self.arena_validators.get(schema_id) {
+            Some(v) => Some(v.is_valid(node)),
+            None => registered::by_id(schema_id).map(|r| r.arena.is_valid(node)),
+        }
     }
 
-    /// Every schema, by `$id`.
+    /// Every schema: the built-in ones by `$id`, then the registered ones.
     pub fn files(&self) -> impl Iterator<Item = &SchemaFile> {
-        self.files.values()
+        self.files
+            .values()
+            .chain(registered::all().into_iter().map(|r| &r.file))
     }
 
     /// A schema by its path relative to the root (as served under `/schemas/`).
     pub fn file_by_path(&self, path: &str) -> Option<&SchemaFile> {
-        self.files.get(&format!("{SCHEMA_BASE}{path}"))
+        let id = format!("{SCHEMA_BASE}{path}");
+        self.files
+            .get(&id)
+            .or_else(|| registered::by_id(&id).map(|r| &r.file))
     }
 
-    /// Every event type with its versions.
+    /// Every event type with its versions: the built-in ones, then the registered ones.
     pub fn event_types(&self) -> impl Iterator<Item = (&str, u32, &str)> {
         self.by_type
             .iter()
             .map(|((ty, v), id)| (ty.as_str(), *v, id.as_str()))
+            .chain(
+                registered::all()
+                    .into_iter()
+                    .map(|r| (r.ty.as_str(), r.version, r.file.id.as_str())),
+            )
     }
 
     pub fn examples(&self) -> &[Example] {

@@ -9,7 +9,16 @@
 //! against the server configuration actually used, the provisioned streams, the schemas
 //! folder and the replay service's read models.
 //!
-//! Adding a subsystem: see `docs/adding-a-subsystem.md`.
+//! Subsystems are compiled in ([`SUBSYSTEMS`]) or **registered on the running bus**
+//! (`lienthong subsystem register`, [`live`]); [`subsystems`] and every function here answer
+//! for both, and everything above is derived from them.
+//!
+//! Adding a subsystem: see `docs/adding-a-subsystem.md` (compiled) and
+//! `docs/registering-a-subsystem.md` (at run time).
+
+pub mod admin;
+pub mod live;
+pub mod spec;
 
 /// One subsystem of the city.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -165,48 +174,72 @@ pub const AGENCIES: SystemStream = SystemStream {
     audited: true,
 };
 
+/// The subsystems registered on the running bus and their schema versions: who registered
+/// what, when ([`live`]).
+pub const REGISTRY: SystemStream = SystemStream {
+    name: "REGISTRY",
+    subject_root: "registry",
+    title: "Subsystems registered on the running bus and their schema versions",
+    title_vi: "Phân hệ đăng ký trên trục và các phiên bản lược đồ",
+    audited: true,
+};
+
 /// The bus's own streams.
-pub const SYSTEM_STREAMS: &[SystemStream] = &[DLQ, AUDIT, AGENCIES];
+pub const SYSTEM_STREAMS: &[SystemStream] = &[DLQ, AUDIT, AGENCIES, REGISTRY];
+
+/// Every subsystem: the compiled ones, then those registered on the running bus (as far as
+/// this process has read `REGISTRY`).
+pub fn subsystems() -> Vec<&'static Subsystem> {
+    SUBSYSTEMS.iter().chain(live::subsystems()).collect()
+}
 
 /// The subsystem named `name`.
 pub fn subsystem(name: &str) -> Option<&'static Subsystem> {
-    SUBSYSTEMS.iter().find(|s| s.name == name)
+    subsystems().into_iter().find(|s| s.name == name)
 }
 
 /// The subsystem whose stream is `stream`.
 pub fn subsystem_of_stream(stream: &str) -> Option<&'static Subsystem> {
-    SUBSYSTEMS.iter().find(|s| s.stream == stream)
+    subsystems().into_iter().find(|s| s.stream == stream)
 }
 
 /// Every stream, subsystems' first.
 pub fn stream_names() -> Vec<&'static str> {
-    SUBSYSTEMS
-        .iter()
+    subsystems()
+        .into_iter()
         .map(|s| s.stream)
         .chain(SYSTEM_STREAMS.iter().map(|s| s.name))
         .collect()
 }
 
-/// The streams whose history is chained and checkpointed, in a fixed order.
+/// The streams whose history is chained and checkpointed, in a fixed order (registered
+/// subsystems' after the compiled ones and the bus's own, in the order of registration).
 pub fn audited_streams() -> Vec<&'static str> {
     SUBSYSTEMS
         .iter()
         .filter(|s| s.audited)
         .map(|s| s.stream)
         .chain(SYSTEM_STREAMS.iter().filter(|s| s.audited).map(|s| s.name))
+        .chain(
+            live::subsystems()
+                .into_iter()
+                .filter(|s| s.audited)
+                .map(|s| s.stream),
+        )
         .collect()
 }
 
 /// The streams agencies may be granted.
 pub fn grantable_streams() -> Vec<&'static str> {
-    SUBSYSTEMS
-        .iter()
+    subsystems()
+        .into_iter()
         .filter(|s| s.grantable)
         .map(|s| s.stream)
         .collect()
 }
 
-/// `a, b and c` lists for help texts.
+/// `a, b and c` lists for help texts (the compiled subsystems: help is written before the
+/// bus is reached).
 pub fn names_for_help() -> String {
     SUBSYSTEMS
         .iter()

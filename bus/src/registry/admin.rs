@@ -1,0 +1,330 @@
+//! Registering a subsystem on a running bus (`lienthong subsystem register SPEC`).
+//!
+//! In order, each step safe to run again after a failure:
+//! 1. the spec is checked against the bus: its name, stream and types taken by nobody;
+//! 2. its stream is created (file storage, deny delete and purge, its retention), at as
+//!    many replicas as the bus's own `DLQ`;
+//! 3. its publishing role `adapter-<name>` gets a password and the HTTP ingress a bearer
+//!    token: the credentials are written (mode 0600) beside the others, the password's bcrypt
+//!    hash goes to the operator-only bucket `AGENCY_ACCESS` (`publisher.<role>`);
+//! 4. the registration is recorded on `REGISTRY` (the commit: what was registered, by whom,
+//!    when, with which schemas), only if nobody registered the name meanwhile;
+//! 5. every server's configuration agent renders the new role and every role's permissions
+//!    on the new stream, and reloads; the command waits for it. The ingress, the replay
+//!    service (generic read model, audit chain, catalogue) follow `REGISTRY` themselves.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream;
+use chrono::Utc;
+use serde::{Deserialize, Serialize};
+
+use super::live::{self, RegistryEvent, SubsystemRegistered};
+use super::spec::SubsystemSpec;
+use super::{Subsystem, REGISTRY, SUBSYSTEMS, SYSTEM_STREAMS};
+use crate::access::Refusals;
+use crate::credentials::write_private;
+use crate::error::{BusError, Result};
+use crate::reader::StreamReader;
+use crate::roles::{hash_password, inbox};
+use crate::topology::{self, Provisioned, AGENCY_ACCESS_BUCKET};
+use crate::{Publisher, SchemaRegistry};
+
+/// Keys of `AGENCY_ACCESS` holding a registered publisher's hash: `publisher.<role>`.
+pub const PUBLISHER_KEY_PREFIX: &str = "publisher.";
+
+/// How long the command waits for a server to apply a registration.
+pub const APPLY_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// What `AGENCY_ACCESS` holds for a registered subsystem's publishing role.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PublisherAccess {
+    /// bcrypt of the role's password.
+    pub password: String,
+}
+
+/// What a registration did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    /// `REGISTRY`'s sequence of the registration.
+    pub sequence: u64,
+    pub stream: Provisioned,
+    pub role: String,
+    /// The publishers' NATS credentials (`NATS_URL`, `NATS_USER`, `NATS_PASSWORD`).
+    pub credentials: PathBuf,
+    /// The publishers' bearer token for the HTTP ingress.
+    pub ingress_token: PathBuf,
+    /// Already registered with the same description: nothing was changed.
+    pub unchanged: bool,
+}
+
+/// How long `spec`'s events are kept (zero: for ever).
+pub fn retention(spec: &SubsystemSpec) -> Duration {
+    spec.retention_days.map_or(Duration::ZERO, |d| {
+        Duration::from_secs(u64::from(d) * 86_400)
+    })
+}
+
+/// Registers subsystems as the operator.
+pub struct RegistryAdmin {
+    js: jetstream::Context,
+    reader: StreamReader,
+    publisher: Publisher,
+    dir: PathBuf,
+    url: String,
+    by: String,
+}
+
+impl RegistryAdmin {
+    /// `client` connected as the operator; credentials files go to `credentials_dir` and
+    /// point at `url`; `by` names who registers (recorded).
+    pub fn new(
+        client: async_nats::Client,
+        refusals: Refusals,
+        schemas: std::sync::Arc<SchemaRegistry>,
+        credentials_dir: &Path,
+        url: &str,
+        by: &str,
+    ) -> Self {
+        let js = jetstream::new(client.clone());
+        let clean: String = by
+            .chars()
+            .map(|c| if c.is_control() { '?' } else { c })
+            .take(150)
+            .collect();
+        Self {
+            reader: StreamReader::new(client, refusals.clone()),
+            publisher: Publisher::new(js.clone(), schemas, live::SOURCE).with_refusals(refusals),
+            js,
+            dir: credentials_dir.to_path_buf(),
+            url: url.to_string(),
+            by: clean,
+        }
+    }
+
+    /// The subsystems registered on this bus, read now.
+    pub async fn list(&self) -> Result<Vec<std::sync::Arc<live::Registration>>> {
+        live::load(&self.reader).await?;
+        Ok(live::registrations())
+    }
+
+    /// The publishers' credentials files of subsystem `name`.
+    pub fn credentials(&self, name: &str) -> (PathBuf, PathBuf) {
+        let role = format!("adapter-{name}");
+        (
+            self.dir.join(format!("{role}.env")),
+            self.dir.join(format!("{role}.ingress-token")),
+        )
+    }
+
+    /// Registers `spec` (see the module documentation).
+    pub async fn register(&self, spec: &SubsystemSpec) -> Result<Outcome> {
+        spec.check()?;
+        live::load(&self.reader).await?;
+        let (credentials, ingress_token) = self.credentials(&spec.name);
+        if let Some(have) = live::registration(&spec.name) {
+            if have.spec == *spec {
+                return Ok(Outcome {
+                    sequence: have.sequence,
+                    stream: Provisioned::Unchanged(spec.stream.clone()),
+                    role: have.role.clone(),
+                    credentials,
+                    ingress_token,
+                    unchanged: true,
+                });
+            }
+            return Err(BusError::Config(format!(
+                "subsystem {} is already registered (REGISTRY sequence {}, by {}) with another description; \
+                 a registration is permanent: add schema versions with `lienthong schema register`",
+                spec.name, have.sequence, have.registered_by
+            )));
+        }
+        self.check_free(spec).await?;
+        // Its stream as the registration will derive it (see `topology::streams`).
+        let config = async_nats::jetstream::stream::Config {
+            name: spec.stream.clone(),
+            description: Some(spec.title.clone()),
+            ..topology::StreamSpec {
+                name: "",
+                subject: format!("egov.{}.>", spec.name),
+                description: "",
+                max_age: retention(spec),
+            }
+            .config_with(self.replicas().await?)
+        };
+        let stream = topology::provision_streams(&self.js, vec![config])
+            .await?
+            .remove(0);
+
+        let role = format!("adapter-{}", spec.name);
+        let password = crate::credentials::new_password();
+        let token = crate::credentials::new_password();
+        self.write_env(&credentials, &role, &password)?;
+        write_private(&ingress_token, &format!("{token}\n"))?;
+        let kv = self
+            .js
+            .get_key_value(AGENCY_ACCESS_BUCKET)
+            .await
+            .map_err(|e| BusError::nats(format!("opening KV {AGENCY_ACCESS_BUCKET}"), e))?;
+        let access = PublisherAccess {
+            password: hash_password(&password)?,
+        };
+        kv.put(
+            format!("{PUBLISHER_KEY_PREFIX}{role}"),
+            serde_json::to_vec(&access).expect("serialises").into(),
+        )
+        .await
+        .map_err(|e| BusError::nats(format!("storing the hash of {role}"), e))?;
+
+        let event = RegistryEvent::Subsystem(Box::new(SubsystemRegistered {
+            spec: spec.clone(),
+            role: role.clone(),
+            ingress_token_sha256: hex::encode(<sha2::Sha256 as sha2::Digest>::digest(
+                token.as_bytes(),
+            )),
+            by: self.by.clone(),
+        }));
+        let sequence = self
+            .publisher
+            .publish(event.draft(Utc::now(), 0))
+            .await
+            .map_err(|e| match e {
+                BusError::Conflict { .. } => BusError::Config(format!(
+                    "subsystem {} was registered by someone else meanwhile: run `lienthong subsystem list`",
+                    spec.name
+                )),
+                other => other,
+            })?
+            .sequence;
+        live::load(&self.reader).await?;
+        self.wait_applied(sequence).await?;
+        Ok(Outcome {
+            sequence,
+            stream,
+            role,
+            credentials,
+            ingress_token,
+            unchanged: false,
+        })
+    }
+
+    /// The name, stream and types of `spec` are nobody's: not a compiled subsystem's, not
+    /// the bus's own, not another registration's, and no stream of that name on the server.
+    async fn check_free(&self, spec: &SubsystemSpec) -> Result<()> {
+        let taken = |what: &str| {
+            Err(BusError::Config(format!(
+                "subsystem {}: {what}; choose another",
+                spec.name
+            )))
+        };
+        let reserved = ["common", "intake", crate::sites::intake::INTAKE];
+        if reserved.contains(&spec.name.as_str())
+            || SYSTEM_STREAMS.iter().any(|s| s.subject_root == spec.name)
+        {
+            return taken(&format!("the name {:?} is the bus's own", spec.name));
+        }
+        if SYSTEM_STREAMS.iter().any(|s| s.name == spec.stream)
+            || spec.stream == crate::sites::intake::INTAKE
+            || spec.stream.starts_with("KV_")
+        {
+            return taken(&format!("the stream {} is the bus's own", spec.stream));
+        }
+        let clash = |s: &&Subsystem| s.name == spec.name || s.stream == spec.stream;
+        if let Some(s) = SUBSYSTEMS.iter().find(clash) {
+            return taken(&format!(
+                "the name or stream is the compiled subsystem {} ({})",
+                s.name, s.stream
+            ));
+        }
+        if let Some(s) = live::subsystems().into_iter().find(|s| clash(s)) {
+            return taken(&format!(
+                "the stream {} is registered for {}",
+                s.stream, s.name
+            ));
+        }
+        match self.js.get_stream(&spec.stream).await {
+            Ok(mut s) => {
+                let state = s
+                    .info()
+                    .await
+                    .map_err(|e| BusError::nats(format!("reading stream {}", spec.stream), e))?
+                    .state
+                    .messages;
+                if state > 0 {
+                    return taken(&format!(
+                        "a stream {} holding {state} messages exists on the server and is not registered",
+                        spec.stream
+                    ));
+                }
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    jetstream::context::GetStreamErrorKind::JetStream(_)
+                ) => {}
+            Err(e) => {
+                return Err(BusError::nats(
+                    format!("looking for stream {}", spec.stream),
+                    e,
+                ))
+            }
+        }
+        Ok(())
+    }
+
+    /// The bus's number of replicas (its `DLQ`'s).
+    async fn replicas(&self) -> Result<usize> {
+        let mut dlq = self
+            .js
+            .get_stream(super::DLQ.name)
+            .await
+            .map_err(|e| BusError::nats("reading stream DLQ", e))?;
+        Ok(dlq
+            .info()
+            .await
+            .map_err(|e| BusError::nats("reading stream DLQ", e))?
+            .config
+            .num_replicas
+            .max(1))
+    }
+
+    fn write_env(&self, path: &Path, user: &str, password: &str) -> Result<()> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| BusError::io(format!("creating {}", dir.display()), e))?;
+        }
+        let body = format!(
+            "# Lienthong: the publishers' credentials of a registered subsystem ({user}). Generated; keep private.\n\
+             NATS_URL={}\nNATS_USER={user}\nNATS_PASSWORD={password}\nNATS_INBOX_PREFIX={}\n",
+            self.url,
+            inbox(user)
+        );
+        write_private(path, &body)
+    }
+
+    /// Waits until a server's agent applies `REGISTRY` through `sequence`.
+    async fn wait_applied(&self, sequence: u64) -> Result<()> {
+        let start = Instant::now();
+        loop {
+            let applied = crate::agencies::agent::applied_records(&self.js)
+                .await
+                .unwrap_or_default();
+            if applied.values().any(|a| a.subsystems_sequence >= sequence) {
+                return Ok(());
+            }
+            if start.elapsed() > APPLY_TIMEOUT {
+                return Err(BusError::Unavailable {
+                    operation: format!("applying the registration ({} sequence {sequence})", REGISTRY.name),
+                    attempts: 1,
+                    reason: format!(
+                        "no server applied it in {} s; is a configuration agent running (`lienthong up`, or `lienthong agency agent` beside each server)? \
+                         The registration is recorded: its role appears once an agent runs",
+                        APPLY_TIMEOUT.as_secs()
+                    ),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}

@@ -1,0 +1,310 @@
+//! The subsystems registered on the running bus, as the `REGISTRY` stream records them.
+//!
+//! | type `vn.egov.registry.…` | key | data |
+//! |---|---|---|
+//! | `subsystem.registered` | the subsystem | its whole description ([`SubsystemSpec`], schemas included), who registered it, its publishing role and the digest of its ingress token |
+//! | `schema.registered` | the subsystem | a new version of one event type's schema, who added it |
+//!
+//! Every process of the bus follows the stream ([`follow`]) and installs what it holds:
+//! the subsystems join [`super::subsystems`] (and so the streams, roles, audited streams,
+//! grants, catalogue and read models derived from it), their schemas join every
+//! [`crate::SchemaRegistry`]. Registrations only add: a registered subsystem is never
+//! removed (its stream keeps its events, `deny_delete`), a schema version never changes.
+//! That is why each is interned for the life of the process, like the compiled entries.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, LazyLock, RwLock};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tracing::{info, warn};
+
+use super::spec::{EventSpec, SubsystemSpec};
+use super::{Subsystem, REGISTRY};
+use crate::envelope::Classification;
+use crate::error::{BusError, Result};
+use crate::publisher::EventDraft;
+use crate::reader::{StoredMessage, StreamReader};
+use crate::subject::EventType;
+
+/// The source of the events the `subsystem` and `schema register` commands publish.
+pub const SOURCE: &str = "urn:lienthong:registry";
+
+/// The read model every registered subsystem is folded into.
+pub const GENERIC_PROJECTION: &str = "registered";
+
+/// A subsystem was registered.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SubsystemRegistered {
+    pub spec: SubsystemSpec,
+    /// The role its publishers connect as (`adapter-<name>`).
+    pub role: String,
+    /// Hex SHA-256 of the bearer token its publishers present to the HTTP ingress (never
+    /// the token).
+    pub ingress_token_sha256: String,
+    pub by: String,
+}
+
+/// A new version of a registered event type's schema.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SchemaRegistered {
+    pub subsystem: String,
+    pub event: EventSpec,
+    pub by: String,
+}
+
+/// One event of `REGISTRY`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RegistryEvent {
+    Subsystem(Box<SubsystemRegistered>),
+    Schema(Box<SchemaRegistered>),
+}
+
+impl RegistryEvent {
+    /// The event to publish, stored only if the subsystem's last registry event is still
+    /// `expected` (0: none) — two operators cannot both register the same name.
+    pub fn draft(&self, time: DateTime<Utc>, expected: u64) -> EventDraft {
+        let (entity, key, data) = match self {
+            Self::Subsystem(e) => ("subsystem", &e.spec.name, to_value(e)),
+            Self::Schema(e) => ("schema", &e.subsystem, to_value(e)),
+        };
+        let mut d = EventDraft::new(
+            EventType::new(REGISTRY.subject_root, entity, "registered"),
+            format!(
+                "{entity}.registered/{key}/{}",
+                hex::encode(rand::random::<[u8; 16]>())
+            ),
+            key.as_str(),
+            time,
+            data,
+            Classification::Internal,
+        );
+        d.expected_last_subject_sequence = Some(expected);
+        d
+    }
+
+    /// Reads a stored message of `REGISTRY` (`None`: a type this version does not know).
+    pub fn read(m: &StoredMessage) -> Result<Option<(DateTime<Utc>, Self)>> {
+        use cloudevents::AttributesReader;
+        let event = crate::envelope::decode(Some(&m.headers), &m.payload)?;
+        let data = crate::envelope::data_json(&event).unwrap_or(Value::Null);
+        let time = event.time().copied().unwrap_or_else(Utc::now);
+        let de = |e: serde_json::Error| BusError::Envelope {
+            reason: format!("REGISTRY sequence {}: {}: {e}", m.sequence, event.ty()),
+        };
+        let prefix = format!("vn.egov.{}.", REGISTRY.subject_root);
+        Ok(match event.ty().strip_prefix(&prefix) {
+            Some("subsystem.registered") => Some(Self::Subsystem(Box::new(
+                serde_json::from_value(data).map_err(de)?,
+            ))),
+            Some("schema.registered") => Some(Self::Schema(Box::new(
+                serde_json::from_value(data).map_err(de)?,
+            ))),
+            _ => None,
+        }
+        .map(|e| (time, e)))
+    }
+}
+
+fn to_value<T: Serialize>(v: &T) -> Value {
+    serde_json::to_value(v).expect("registry events serialise")
+}
+
+/// One registered subsystem as the bus knows it now.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Registration {
+    pub spec: SubsystemSpec,
+    pub role: String,
+    pub ingress_token_sha256: String,
+    pub registered_at: DateTime<Utc>,
+    pub registered_by: String,
+    /// `REGISTRY`'s sequence of its last change (what the next change expects).
+    pub sequence: u64,
+}
+
+#[derive(Default)]
+struct Live {
+    subsystems: Vec<&'static Subsystem>,
+    registrations: BTreeMap<String, Arc<Registration>>,
+    /// The last `REGISTRY` sequence installed.
+    sequence: u64,
+}
+
+static LIVE: LazyLock<RwLock<Live>> = LazyLock::new(Default::default);
+
+fn leak(s: &str) -> &'static str {
+    Box::leak(s.to_string().into_boxed_str())
+}
+
+/// The registered subsystems, in the order they were registered.
+pub fn subsystems() -> Vec<&'static Subsystem> {
+    LIVE.read().expect("registry lock").subsystems.clone()
+}
+
+/// A registered subsystem's registration.
+pub fn registration(name: &str) -> Option<Arc<Registration>> {
+    LIVE.read()
+        .expect("registry lock")
+        .registrations
+        .get(name)
+        .cloned()
+}
+
+/// Every registration.
+pub fn registrations() -> Vec<Arc<Registration>> {
+    LIVE.read()
+        .expect("registry lock")
+        .registrations
+        .values()
+        .cloned()
+        .collect()
+}
+
+/// The last `REGISTRY` sequence this process installed.
+pub fn sequence() -> u64 {
+    LIVE.read().expect("registry lock").sequence
+}
+
+/// Installs one event of `REGISTRY` stored at `sequence`. An event that contradicts what is
+/// installed (a name or stream taken by a compiled subsystem, a schema version changed) is
+/// refused and left out: the commands check before they record, so only a hand-written
+/// event can do that.
+pub fn install(sequence: u64, time: DateTime<Utc>, event: &RegistryEvent) -> Result<()> {
+    let refuse =
+        |reason: String| BusError::Config(format!("REGISTRY sequence {sequence}: {reason}"));
+    match event {
+        RegistryEvent::Subsystem(e) => {
+            let spec = &e.spec;
+            spec.check().map_err(|err| refuse(err.to_string()))?;
+            if let Some(other) = super::SUBSYSTEMS
+                .iter()
+                .find(|s| s.name == spec.name || s.stream == spec.stream)
+            {
+                return Err(refuse(format!(
+                    "{} / {} is the compiled subsystem {}",
+                    spec.name, spec.stream, other.name
+                )));
+            }
+            for ev in &spec.events {
+                crate::schema::registered::install(&ev.ty, ev.version, &ev.schema)
+                    .map_err(refuse)?;
+            }
+            let mut live = LIVE.write().expect("registry lock");
+            if let Some(have) = live.registrations.get(&spec.name) {
+                if have.spec.stream != spec.stream {
+                    return Err(refuse(format!(
+                        "{} is already registered with the stream {}",
+                        spec.name, have.spec.stream
+                    )));
+                }
+            } else {
+                let entry = Subsystem {
+                    name: leak(&spec.name),
+                    stream: leak(&spec.stream),
+                    title: leak(&spec.title),
+                    title_vi: leak(&spec.title_vi),
+                    formats: leak(&spec.formats),
+                    default_source: leak(&spec.source),
+                    audited: spec.audited,
+                    grantable: spec.grantable,
+                    projections: &[GENERIC_PROJECTION],
+                    kpi_section: None,
+                    docs: "docs/registering-a-subsystem.md",
+                };
+                live.subsystems.push(Box::leak(Box::new(entry)));
+            }
+            live.registrations.insert(
+                spec.name.clone(),
+                Arc::new(Registration {
+                    spec: spec.clone(),
+                    role: e.role.clone(),
+                    ingress_token_sha256: e.ingress_token_sha256.clone(),
+                    registered_at: time,
+                    registered_by: e.by.clone(),
+                    sequence,
+                }),
+            );
+            live.sequence = live.sequence.max(sequence);
+        }
+        RegistryEvent::Schema(e) => {
+            crate::schema::registered::install(&e.event.ty, e.event.version, &e.event.schema)
+                .map_err(refuse)?;
+            let mut live = LIVE.write().expect("registry lock");
+            let Some(have) = live.registrations.get(&e.subsystem) else {
+                return Err(refuse(format!(
+                    "a schema for {}, which is not registered",
+                    e.subsystem
+                )));
+            };
+            let mut r = (**have).clone();
+            if !r
+                .spec
+                .events
+                .iter()
+                .any(|x| x.ty == e.event.ty && x.version == e.event.version)
+            {
+                r.spec.events.push(e.event.clone());
+            }
+            r.sequence = sequence;
+            live.registrations.insert(e.subsystem.clone(), Arc::new(r));
+            live.sequence = live.sequence.max(sequence);
+        }
+    }
+    Ok(())
+}
+
+/// Reads `REGISTRY` from after what this process installed and installs it. Returns the
+/// last sequence installed.
+pub async fn load(reader: &StreamReader) -> Result<u64> {
+    let from = sequence() + 1;
+    let last = reader.last_sequence(REGISTRY.name).await?;
+    if last < from {
+        return Ok(sequence());
+    }
+    let mut events = Vec::new();
+    reader
+        .scan(REGISTRY.name, from, last, None, |m| {
+            events.push((m.sequence, RegistryEvent::read(&m)));
+            true
+        })
+        .await?;
+    for (seq, read) in events {
+        match read {
+            Ok(Some((time, event))) => {
+                let name = match &event {
+                    RegistryEvent::Subsystem(e) => e.spec.name.clone(),
+                    RegistryEvent::Schema(e) => format!("{} {}", e.subsystem, e.event.ty),
+                };
+                match install(seq, time, &event) {
+                    Ok(()) => info!(sequence = seq, %name, "registered on the bus: installed"),
+                    Err(e) => warn!("{e}; left out"),
+                }
+            }
+            Ok(None) => {}
+            Err(e) => warn!("REGISTRY sequence {seq}: unreadable ({e}); left out"),
+        }
+        let mut live = LIVE.write().expect("registry lock");
+        live.sequence = live.sequence.max(seq);
+    }
+    Ok(sequence())
+}
+
+/// How often [`follow`] looks for registrations.
+pub const FOLLOW_EVERY: Duration = Duration::from_millis(500);
+
+/// Installs registrations as they are recorded, until `stop` completes. A process that
+/// serves registered subsystems runs this with a role that may read `REGISTRY`.
+pub async fn follow(reader: StreamReader, stop: impl std::future::Future<Output = ()>) {
+    tokio::pin!(stop);
+    loop {
+        if let Err(e) = load(&reader).await {
+            warn!("reading the subsystem registry: {e}");
+        }
+        tokio::select! {
+            _ = &mut stop => return,
+            _ = tokio::time::sleep(FOLLOW_EVERY) => {}
+        }
+    }
+}

@@ -1,0 +1,344 @@
+//! A subsystem registered on a running bus, as an integrator and an operator would do it:
+//! `lienthong subsystem register SPEC` against `lienthong up` (no rebuild, no restart), then
+//! its publishers on NATS and through the HTTP ingress, its stream read back by an
+//! independent client with the auditor's credentials, its audit chain, its catalogue entry
+//! and its registration on `REGISTRY`; and what is refused, each with the reason.
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use common::up::{lienthong, lienthong_status, wait_for, Up};
+use serde_json::{json, Value};
+
+fn fixture(name: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/registry")
+        .join(name)
+        .to_str()
+        .unwrap()
+        .to_string()
+}
+
+/// A reading of gauge `gauge` as a structured CloudEvent.
+fn reading(id: &str, gauge: &str, level: f64) -> Value {
+    json!({
+        "specversion": "1.0",
+        "id": id,
+        "source": "urn:lienthong:phanthiet:gauges",
+        "type": "vn.egov.gauges.level.measured",
+        "subject": gauge,
+        "time": "2026-10-14T03:00:00Z",
+        "datacontenttype": "application/json",
+        "data": {"gauge": gauge, "measured_at": "2026-10-14T03:00:00Z", "level_cm": level, "ward": "phu-thuy"}
+    })
+}
+
+async fn post(http: &reqwest::Client, url: &str, token: &str, body: &Value) -> (u16, Value) {
+    let r = http
+        .post(url)
+        .bearer_auth(token)
+        .header("content-type", "application/cloudevents+json")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn a_subsystem_registered_on_a_running_bus_gets_its_stream_role_ingress_audit_and_catalogue()
+{
+    let up = Up::start(&["--demo", "--demo-scale", "0.01"]);
+    let http = reqwest::Client::new();
+    wait_for(
+        "the bus answers",
+        Duration::from_secs(120),
+        || async {
+            http.get(format!("{}/healthz", up.base))
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success())
+        },
+        || up.log_tail(20),
+    )
+    .await;
+    let pid = up.pid();
+    let operator = up.credentials("operator.env");
+    let operator = operator.to_str().unwrap();
+    let creds_dir = tempfile::tempdir().unwrap();
+    let creds = creds_dir.path().to_str().unwrap();
+
+    // Checked offline first; a spec with a mistake is refused naming it.
+    let out = lienthong(&["subsystem", "register", &fixture("gauges.toml"), "--check"]);
+    assert!(out.contains("well formed"), "{out}");
+    let work = tempfile::tempdir().unwrap();
+    let bad = work.path().join("bad.toml");
+    std::fs::copy(
+        fixture("level.measured.v1.json"),
+        work.path().join("level.measured.v1.json"),
+    )
+    .unwrap();
+    std::fs::write(
+        &bad,
+        std::fs::read_to_string(fixture("gauges.toml"))
+            .unwrap()
+            .replace("key = \"/gauge\"", "key = \"/station\""),
+    )
+    .unwrap();
+    let (ok, out) = lienthong_status(&["subsystem", "register", bad.to_str().unwrap(), "--check"]);
+    assert!(!ok && out.contains("no property \"station\""), "{out}");
+    // A compiled subsystem's name is not free.
+    std::fs::write(
+        &bad,
+        std::fs::read_to_string(fixture("gauges.toml"))
+            .unwrap()
+            .replace("stream = \"GAUGES\"", "stream = \"FIELD_REPORTS\""),
+    )
+    .unwrap();
+    let (ok, out) = lienthong_status(&[
+        "--env",
+        operator,
+        "subsystem",
+        "register",
+        bad.to_str().unwrap(),
+        "--credentials-dir",
+        creds,
+    ]);
+    assert!(
+        !ok && out.contains("compiled subsystem field_reports"),
+        "{out}"
+    );
+
+    // Registered on the running bus.
+    let out = lienthong(&[
+        "--env",
+        operator,
+        "subsystem",
+        "register",
+        &fixture("gauges.toml"),
+        "--credentials-dir",
+        creds,
+        "--by",
+        "flood-control integrator",
+    ]);
+    assert!(out.contains("subsystem gauges registered"), "{out}");
+    assert!(out.contains("GAUGES: created"), "{out}");
+    // Again: nothing changes.
+    let again = lienthong(&[
+        "--env",
+        operator,
+        "subsystem",
+        "register",
+        &fixture("gauges.toml"),
+        "--credentials-dir",
+        creds,
+    ]);
+    assert!(again.contains("nothing changed"), "{again}");
+    let list = lienthong(&["--env", operator, "subsystem", "list"]);
+    assert!(
+        list.contains("GAUGES") && list.contains("flood-control integrator"),
+        "{list}"
+    );
+
+    // Its stream, as the registration asked.
+    let info = lienthong(&["--env", operator, "streams", "status"]);
+    assert!(info.contains("GAUGES"), "{info}");
+
+    // Its publishers on NATS: their own subjects only.
+    let adapter_env = creds_dir.path().join("adapter-gauges.env");
+    let (client, refusals) = lienthong_bus::ConnectSettings::resolve(Some(&adapter_env))
+        .unwrap()
+        .connect_watched("test-gauges")
+        .await
+        .unwrap();
+    let schemas = std::sync::Arc::new(lienthong_bus::SchemaRegistry::embedded().unwrap());
+    // The test process learns the registration as any process of the bus does.
+    let reader = lienthong_bus::StreamReader::new(client.clone(), refusals.clone());
+    lienthong_bus::registry::live::load(&reader).await.unwrap();
+    let publisher = lienthong_bus::Publisher::new(
+        async_nats::jetstream::new(client.clone()),
+        schemas.clone(),
+        "urn:lienthong:phanthiet:gauges",
+    )
+    .with_refusals(refusals);
+    let ty = lienthong_bus::EventType::parse("vn.egov.gauges.level.measured").unwrap();
+    let draft = |id: &str, data: Value| {
+        lienthong_bus::EventDraft::new(
+            ty.clone(),
+            id,
+            "CATY-01",
+            chrono::Utc::now(),
+            data,
+            lienthong_bus::Classification::Public,
+        )
+    };
+    let published = publisher
+        .publish(draft(
+            "nats-1",
+            json!({"gauge": "CATY-01", "measured_at": "2026-10-14T03:00:00Z", "level_cm": 182.5, "ward": "phu-thuy"}),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(published.stream, "GAUGES");
+    // Invalid data is refused before it is sent.
+    let e = publisher
+        .publish(draft("nats-2", json!({"gauge": "CATY-01"})))
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("level_cm"), "{e}");
+    // Another subsystem's subjects are not its to publish.
+    let js = async_nats::jetstream::new(client.clone());
+    let refused = async {
+        js.publish("egov.field_reports.report.X.submitted", "{}".into())
+            .await?
+            .await
+    }
+    .await;
+    assert!(
+        refused.is_err(),
+        "adapter-gauges published to FIELD_REPORTS"
+    );
+
+    // Through the HTTP ingress with its token: valid, invalid (to the DLQ), another type.
+    let token = std::fs::read_to_string(creds_dir.path().join("adapter-gauges.ingress-token"))
+        .unwrap()
+        .trim()
+        .to_string();
+    let url = up.ingress_url();
+    let mut ok_status = 0;
+    for _ in 0..20 {
+        // The ingress learns the registration within a second.
+        (ok_status, _) = post(&http, &url, &token, &reading("http-1", "CATY-02", 95.0)).await;
+        if ok_status == 202 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert_eq!(ok_status, 202);
+    let mut invalid = reading("http-2", "CATY-02", 95.0);
+    invalid["data"]["level_cm"] = json!(99999);
+    let (status, body) = post(&http, &url, &token, &invalid).await;
+    assert_eq!(status, 400, "{body}");
+    let mut foreign = reading("http-3", "CATY-02", 95.0);
+    foreign["type"] = json!("vn.egov.field_reports.report.submitted");
+    let (status, _) = post(&http, &url, &token, &foreign).await;
+    assert_eq!(status, 403);
+    let (status, _) = post(&http, &url, "not-the-token", &reading("http-4", "X", 1.0)).await;
+    assert_eq!(status, 401);
+
+    // An independent client with the auditor's credentials finds only valid CloudEvents.
+    let auditor = up.credentials("auditor.env");
+    let (client, _) = lienthong_bus::ConnectSettings::resolve(Some(&auditor))
+        .unwrap()
+        .connect_watched("test-auditor")
+        .await
+        .unwrap();
+    let reader = lienthong_bus::StreamReader::new(client, Default::default());
+    let schema: Value =
+        serde_json::from_str(&std::fs::read_to_string(fixture("level.measured.v1.json")).unwrap())
+            .unwrap();
+    let mut ids = Vec::new();
+    for m in reader.read_all("GAUGES", None).await.unwrap() {
+        let event: Value = serde_json::from_slice(&m.payload).unwrap();
+        assert_eq!(event["specversion"], "1.0");
+        assert_eq!(event["type"], "vn.egov.gauges.level.measured");
+        assert_eq!(
+            event["dataschema"],
+            "https://lienthong.vn/schemas/gauges/level.measured/v1.json"
+        );
+        let data = &event["data"];
+        assert!(data["level_cm"].as_f64().unwrap() <= 2000.0, "{event}");
+        assert!(
+            schema["required"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|k| data.get(k.as_str().unwrap()).is_some()),
+            "{event}"
+        );
+        ids.push(event["id"].as_str().unwrap().to_string());
+    }
+    assert_eq!(ids, ["nats-1", "http-1"]);
+    // The invalid one is a dead letter with its reason.
+    let dlq = reader.read_all("DLQ", None).await.unwrap();
+    assert!(
+        dlq.iter()
+            .any(|m| String::from_utf8_lossy(&m.payload).contains("http-2")),
+        "the invalid reading is not in the DLQ"
+    );
+
+    // The registration itself: who, what, with which schema, on REGISTRY.
+    let registry = reader.read_all("REGISTRY", None).await.unwrap();
+    assert_eq!(registry.len(), 1);
+    let event: Value = serde_json::from_slice(&registry[0].payload).unwrap();
+    assert_eq!(event["type"], "vn.egov.registry.subsystem.registered");
+    assert!(event["data"]["by"]
+        .as_str()
+        .unwrap()
+        .contains("flood-control integrator"));
+    assert_eq!(
+        event["data"]["spec"]["events"][0]["schema"]["$id"],
+        "https://lienthong.vn/schemas/gauges/level.measured/v1.json"
+    );
+    assert!(!registry[0]
+        .payload
+        .windows(token.len())
+        .any(|w| w == token.as_bytes()));
+
+    // The catalogue lists it; its schema is served.
+    let asyncapi: Value = http
+        .get(format!("{}/asyncapi.json", up.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        asyncapi
+            .to_string()
+            .contains("vn.egov.gauges.level.measured"),
+        "not in the AsyncAPI catalogue"
+    );
+    let page = http
+        .get(format!("{}/catalog", up.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("GAUGES"), "not on /catalog");
+    let served = http
+        .get(format!("{}/schemas/gauges/level.measured/v1.json", up.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(served.status().as_u16(), 200);
+
+    // Its history is chained and checkpointed like the others'.
+    let public_key = up.data.join("audit-public.key");
+    wait_for(
+        "GAUGES covered by a signed checkpoint",
+        Duration::from_secs(60),
+        || async {
+            let (ok, out) = up.audit_verify(&public_key);
+            ok && out
+                .lines()
+                .any(|l| l.contains("GAUGES") && !l.contains(" 0 "))
+        },
+        || up.audit_verify(&public_key).1,
+    )
+    .await;
+
+    // And all of it without a restart.
+    assert_eq!(up.pid(), pid);
+    assert!(
+        !up.log_tail(400).contains("starting nats-server again"),
+        "{}",
+        up.log_tail(40)
+    );
+}
