@@ -81,23 +81,17 @@ async fn a_subsystem_registered_on_a_running_bus_gets_its_stream_role_ingress_au
         work.path().join("level.measured.v1.json"),
     )
     .unwrap();
-    std::fs::write(
-        &bad,
-        std::fs::read_to_string(fixture("gauges.toml"))
-            .unwrap()
-            .replace("key = \"/gauge\"", "key = \"/station\""),
-    )
-    .unwrap();
+    // The fixture with one line changed.
+    let write_bad = |from: &str, to: &str| {
+        let text = std::fs::read_to_string(fixture("gauges.toml")).unwrap();
+        assert!(text.contains(from));
+        std::fs::write(&bad, text.replace(from, to)).unwrap();
+    };
+    write_bad("key = \"/gauge\"", "key = \"/station\"");
     let (ok, out) = lienthong_status(&["subsystem", "register", bad.to_str().unwrap(), "--check"]);
     assert!(!ok && out.contains("no property \"station\""), "{out}");
     // A compiled subsystem's name is not free.
-    std::fs::write(
-        &bad,
-        std::fs::read_to_string(fixture("gauges.toml"))
-            .unwrap()
-            .replace("stream = \"GAUGES\"", "stream = \"FIELD_REPORTS\""),
-    )
-    .unwrap();
+    write_bad("stream = \"GAUGES\"", "stream = \"FIELD_REPORTS\"");
     let (ok, out) = lienthong_status(&[
         "--env",
         operator,
@@ -333,6 +327,77 @@ async fn a_subsystem_registered_on_a_running_bus_gets_its_stream_role_ingress_au
         || up.audit_verify(&public_key).1,
     )
     .await;
+
+    // Schema versions at run time: an optional field is backward compatible; a new
+    // required one is not, and the refusal names it.
+    let mut v2: Value =
+        serde_json::from_str(&std::fs::read_to_string(fixture("level.measured.v1.json")).unwrap())
+            .unwrap();
+    v2["properties"]["battery_v"] = json!({"type": "number"});
+    let v2_file = work.path().join("v2.json");
+    std::fs::write(&v2_file, v2.to_string()).unwrap();
+    let ty = "vn.egov.gauges.level.measured";
+    let out = lienthong(&[
+        "--env",
+        operator,
+        "schema",
+        "register",
+        ty,
+        v2_file.to_str().unwrap(),
+    ]);
+    assert!(out.contains("v2 registered"), "{out}");
+    let mut v3 = v2.clone();
+    v3["required"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!("battery_v"));
+    v3["properties"]["level_cm"]["maximum"] = json!(1000);
+    let v3_file = work.path().join("v3.json");
+    std::fs::write(&v3_file, v3.to_string()).unwrap();
+    let (ok, out) = lienthong_status(&[
+        "--env",
+        operator,
+        "schema",
+        "register",
+        ty,
+        v3_file.to_str().unwrap(),
+    ]);
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("v3 breaks v2") && out.contains("battery_v") && out.contains("level_cm"),
+        "{out}"
+    );
+    let (ok, out) = lienthong_status(&[
+        "--env",
+        operator,
+        "schema",
+        "register",
+        "vn.egov.field_reports.report.submitted",
+        v2_file.to_str().unwrap(),
+    ]);
+    assert!(
+        !ok && out.contains("compiled subsystem field_reports"),
+        "{out}"
+    );
+    // The ingress validates against the newest version from then on.
+    let mut with_battery = reading("http-5", "CATY-03", 120.0);
+    with_battery["data"]["battery_v"] = json!(12.6);
+    let mut stored = Value::Null;
+    for _ in 0..20 {
+        let (status, body) = post(&http, &url, &token, &with_battery).await;
+        if status == 202 {
+            stored = body;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert!(!stored.is_null(), "v2 data never accepted");
+    let last = reader.read_all("GAUGES", None).await.unwrap();
+    let last: Value = serde_json::from_slice(&last.last().unwrap().payload).unwrap();
+    assert_eq!(
+        last["dataschema"],
+        "https://lienthong.vn/schemas/gauges/level.measured/v2.json"
+    );
 
     // And all of it without a restart.
     assert_eq!(up.pid(), pid);

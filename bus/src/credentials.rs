@@ -479,3 +479,12 @@ mod tests {
         }
     }
 }
+
+/// Who made a change, as recorded in a registry's events: control characters replaced, at
+/// most 150 characters.
+pub fn clean_actor(by: &str) -> String {
+    by.chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .take(150)
+        .collect()
+}

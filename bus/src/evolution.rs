@@ -1,10 +1,14 @@
 //! Schema evolution rules: a new version of an event's schema must accept what the
 //! previous one accepted, so that consumers written for it keep working.
 //!
-//! Allowed: adding an optional property, widening a type or an enum. Refused: removing a
-//! property, retyping one (its set of types no longer covers the old one), adding a
-//! required property, narrowing an enum (or adding one where there was none). `$ref`s are
-//! followed within the registry; `oneOf`/`anyOf` branches count as one domain.
+//! Allowed: adding an optional property, widening a type or an enum, loosening a bound.
+//! Refused: removing a property, retyping one (its set of types no longer covers the old
+//! one), adding a required property, narrowing an enum (or adding one where there was none),
+//! tightening a constraint (`minimum`, `maximum`, their exclusive forms, `minLength`,
+//! `maxLength`, `minItems`, `maxItems`, a new or changed `pattern` or `format`), closing the
+//! object to additional properties. `$ref`s are followed within the registry; `oneOf`/`anyOf`
+//! branches count as one domain. The same rules check the compiled schemas (`lienthong
+//! schema check`) and the versions registered at run time (`lienthong schema register`).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -160,6 +164,7 @@ pub fn breaking_changes(
         )),
         _ => {}
     }
+    out.extend(tightened(&old, &new, here));
     let props = |n: &Value| {
         n.get("properties")
             .and_then(Value::as_object)
@@ -207,6 +212,46 @@ pub fn breaking_changes(
     out
 }
 
+/// The constraints of `new` that reject values `old` accepted.
+fn tightened(old: &Value, new: &Value, here: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let num = |n: &Value, k: &str| n.get(k).and_then(Value::as_f64);
+    // (keyword, a larger value is tighter)
+    for (k, larger_is_tighter) in [
+        ("minimum", true),
+        ("exclusiveMinimum", true),
+        ("minLength", true),
+        ("minItems", true),
+        ("maximum", false),
+        ("exclusiveMaximum", false),
+        ("maxLength", false),
+        ("maxItems", false),
+    ] {
+        match (num(old, k), num(new, k)) {
+            (None, Some(n)) => out.push(format!("{here}: {k} {n} added")),
+            (Some(o), Some(n)) if (larger_is_tighter && n > o) || (!larger_is_tighter && n < o) => {
+                out.push(format!("{here}: {k} tightened from {o} to {n}"))
+            }
+            _ => {}
+        }
+    }
+    for k in ["pattern", "format"] {
+        let (o, n) = (old.get(k), new.get(k));
+        if n.is_some() && o != n {
+            out.push(format!(
+                "{here}: {k} {} {}",
+                n.map(Value::to_string).unwrap_or_default(),
+                if o.is_some() { "changed" } else { "added" }
+            ));
+        }
+    }
+    let closed = |n: &Value| n.get("additionalProperties") == Some(&Value::Bool(false));
+    if closed(new) && !closed(old) && old.get("properties").is_some() {
+        out.push(format!("{here}: closed to additional properties"));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -249,6 +294,29 @@ mod tests {
             check(v1(), v2),
             ["/c: enum narrowed — \"y\" no longer allowed"]
         );
+    }
+
+    #[test]
+    fn tightened_constraints_are_named_and_loosened_ones_are_fine() {
+        let old = json!({"properties": {"n": {"type": "number", "maximum": 10}, "s": {"type": "string"}}});
+        let mut tighter = old.clone();
+        tighter["properties"]["n"]["maximum"] = json!(5);
+        tighter["properties"]["s"]["maxLength"] = json!(3);
+        tighter["properties"]["s"]["pattern"] = json!("^a");
+        tighter["additionalProperties"] = json!(false);
+        let problems = check(old.clone(), tighter);
+        assert_eq!(
+            problems,
+            [
+                "/: closed to additional properties",
+                "/n: maximum tightened from 10 to 5",
+                "/s: maxLength 3 added",
+                "/s: pattern \"^a\" added"
+            ]
+        );
+        let mut looser = old.clone();
+        looser["properties"]["n"]["maximum"] = json!(20);
+        assert!(check(old, looser).is_empty());
     }
 
     #[test]

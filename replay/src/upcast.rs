@@ -108,6 +108,28 @@ mod tests {
     use super::*;
 
     #[test]
+    fn every_schema_that_says_it_is_upcast_has_its_upcaster() {
+        let schemas = lienthong_bus::SchemaRegistry::embedded().unwrap();
+        let mut annotated = 0;
+        for f in schemas.files() {
+            let Some((ty, version)) = &f.event else {
+                continue;
+            };
+            if f.json.get(lienthong_bus::schema::UPCAST_KEYWORD).is_some() {
+                annotated += 1;
+                let ty = ty.to_string();
+                assert!(
+                    UPCASTERS.contains_key(&(ty.as_str(), version - 1)),
+                    "{} says its readers upcast v{}, but there is no upcaster",
+                    f.path,
+                    version - 1
+                );
+            }
+        }
+        assert!(annotated > 0);
+    }
+
+    #[test]
     fn a_v1_report_gets_its_ward_name() {
         let v1 = json!({"report_id": "A", "ward": "mui-ne", "status": "open"});
         let (v, data) = upcast("vn.egov.field_reports.report.submitted", 1, v1);

@@ -32,7 +32,7 @@ pub enum Command {
     },
 }
 
-async fn admin(global: &Global, who: &Who) -> anyhow::Result<RegistryAdmin> {
+pub async fn admin(global: &Global, who: &Who) -> anyhow::Result<RegistryAdmin> {
     let session = global.session("lienthong-subsystem").await?;
     Ok(RegistryAdmin::new(
         session.client.clone(),

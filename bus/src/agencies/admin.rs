@@ -63,12 +63,11 @@ impl AgencyAdmin {
         by: &str,
     ) -> Self {
         let js = jetstream::new(client.clone());
-        let clean: String = by
-            .chars()
-            .map(|c| if c.is_control() { '?' } else { c })
-            .take(150)
-            .collect();
-        let by = format!("{clean} (as {})", refusals.role());
+        let by = format!(
+            "{} (as {})",
+            crate::credentials::clean_actor(by),
+            refusals.role()
+        );
         Self {
             reader: StreamReader::new(client, refusals.clone()),
             publisher: Publisher::new(js.clone(), schemas, super::events::SOURCE)

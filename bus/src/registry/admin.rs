@@ -88,18 +88,18 @@ impl RegistryAdmin {
         by: &str,
     ) -> Self {
         let js = jetstream::new(client.clone());
-        let clean: String = by
-            .chars()
-            .map(|c| if c.is_control() { '?' } else { c })
-            .take(150)
-            .collect();
+        let by = format!(
+            "{} (as {})",
+            crate::credentials::clean_actor(by),
+            refusals.role()
+        );
         Self {
             reader: StreamReader::new(client, refusals.clone()),
             publisher: Publisher::new(js.clone(), schemas, live::SOURCE).with_refusals(refusals),
             js,
             dir: credentials_dir.to_path_buf(),
             url: url.to_string(),
-            by: clean,
+            by,
         }
     }
 
@@ -207,6 +207,115 @@ impl RegistryAdmin {
             ingress_token,
             unchanged: false,
         })
+    }
+
+    /// Adds the next version of registered event type `ty`'s schema, after checking it
+    /// against the newest version in the subsystem's compatibility mode (each breaking
+    /// change named with its JSON pointer). Returns `REGISTRY`'s sequence and the version.
+    pub async fn register_schema(
+        &self,
+        ty: &str,
+        mut schema: serde_json::Value,
+    ) -> Result<(u64, u32)> {
+        live::load(&self.reader).await?;
+        let parsed = crate::subject::EventType::parse(ty)?;
+        let Some(reg) = live::registration(&parsed.subsystem) else {
+            return Err(BusError::Config(match SUBSYSTEMS.iter().find(|s| s.name == parsed.subsystem) {
+                Some(_) => format!(
+                    "{ty} belongs to the compiled subsystem {}: its versions are files under schemas/{}/ checked by `lienthong schema check`",
+                    parsed.subsystem, parsed.subsystem
+                ),
+                None => format!(
+                    "{ty}: no subsystem {} is registered on this bus (`lienthong subsystem register` first)",
+                    parsed.subsystem
+                ),
+            }));
+        };
+        let Some(latest) = reg
+            .spec
+            .latest_events()
+            .into_iter()
+            .find(|e| e.ty == ty)
+            .cloned()
+        else {
+            return Err(BusError::Config(format!(
+                "{ty} is not an event type of {} (its types: {})",
+                reg.spec.name,
+                reg.spec
+                    .latest_events()
+                    .iter()
+                    .map(|e| e.ty.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        };
+        let version = latest.version + 1;
+        let id = super::spec::schema_id(&parsed, version);
+        match schema.get("$id").and_then(serde_json::Value::as_str) {
+            None => {
+                if let Some(o) = schema.as_object_mut() {
+                    o.insert("$id".into(), serde_json::Value::String(id.clone()));
+                }
+            }
+            Some(have) if have == id => {}
+            Some(have) => {
+                return Err(BusError::Config(format!(
+                    "{ty} v{version}: `$id` {have:?}: leave it out (the bus gives it {id:?}) or use that"
+                )))
+            }
+        }
+        let event = super::spec::EventSpec {
+            ty: ty.to_string(),
+            version,
+            schema,
+            key: latest.key.clone(),
+            time: latest.time.clone(),
+        };
+        super::spec::check_event_schema(&event)
+            .map_err(|r| BusError::Config(format!("{ty} v{version}: {r}")))?;
+        let mut known: std::collections::BTreeMap<String, serde_json::Value> = self
+            .publisher
+            .registry()
+            .files()
+            .map(|f| (f.id.clone(), f.json.clone()))
+            .collect();
+        known.insert(id.clone(), event.schema.clone());
+        let resolver = crate::evolution::Resolver { schemas: &known };
+        let old_id = super::spec::schema_id(&parsed, latest.version);
+        let breaks = reg.spec.compatibility.breaking_changes(
+            &resolver,
+            (&old_id, &latest.schema),
+            (&id, &event.schema),
+        );
+        if !breaks.is_empty() {
+            return Err(BusError::Config(format!(
+                "{ty} v{version} breaks v{} ({} compatibility, the subsystem's): {}",
+                latest.version,
+                reg.spec.compatibility.as_str(),
+                breaks.join("; ")
+            )));
+        }
+        let sequence = self
+            .publisher
+            .publish(
+                RegistryEvent::Schema(Box::new(live::SchemaRegistered {
+                    subsystem: reg.spec.name.clone(),
+                    event,
+                    by: self.by.clone(),
+                }))
+                .draft(Utc::now(), reg.schema_sequence),
+            )
+            .await
+            .map_err(|e| match e {
+                BusError::Conflict { .. } => BusError::Config(format!(
+                    "{} changed meanwhile (another version registered?): run it again",
+                    reg.spec.name
+                )),
+                other => other,
+            })?
+            .sequence;
+        live::load(&self.reader).await?;
+        Ok((sequence, version))
     }
 
     /// The name, stream and types of `spec` are nobody's: not a compiled subsystem's, not

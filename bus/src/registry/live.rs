@@ -120,8 +120,11 @@ pub struct Registration {
     pub ingress_token_sha256: String,
     pub registered_at: DateTime<Utc>,
     pub registered_by: String,
-    /// `REGISTRY`'s sequence of its last change (what the next change expects).
+    /// `REGISTRY`'s sequence of its last change.
     pub sequence: u64,
+    /// `REGISTRY`'s sequence of its last schema version (0: none yet): what the next one
+    /// expects, so that two operators cannot both add the same version.
+    pub schema_sequence: u64,
 }
 
 #[derive(Default)]
@@ -215,6 +218,10 @@ pub fn install(sequence: u64, time: DateTime<Utc>, event: &RegistryEvent) -> Res
                 };
                 live.subsystems.push(Box::leak(Box::new(entry)));
             }
+            let schema_sequence = live
+                .registrations
+                .get(&spec.name)
+                .map_or(0, |r| r.schema_sequence);
             live.registrations.insert(
                 spec.name.clone(),
                 Arc::new(Registration {
@@ -224,6 +231,7 @@ pub fn install(sequence: u64, time: DateTime<Utc>, event: &RegistryEvent) -> Res
                     registered_at: time,
                     registered_by: e.by.clone(),
                     sequence,
+                    schema_sequence,
                 }),
             );
             live.sequence = live.sequence.max(sequence);
@@ -248,6 +256,7 @@ pub fn install(sequence: u64, time: DateTime<Utc>, event: &RegistryEvent) -> Res
                 r.spec.events.push(e.event.clone());
             }
             r.sequence = sequence;
+            r.schema_sequence = sequence;
             live.registrations.insert(e.subsystem.clone(), Arc::new(r));
             live.sequence = live.sequence.max(sequence);
         }

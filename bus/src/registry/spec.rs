@@ -52,6 +52,32 @@ pub enum Compatibility {
 }
 
 impl Compatibility {
+    /// Every way version `new` of a schema breaks this compatibility with version `old`,
+    /// by the rules `lienthong schema check` applies to the compiled schemas
+    /// ([`crate::evolution`]): backward, `new` accepts everything `old` did; forward, `old`
+    /// accepts everything `new` does; full, both.
+    pub fn breaking_changes(
+        self,
+        resolver: &crate::evolution::Resolver,
+        old: (&str, &Value),
+        new: (&str, &Value),
+    ) -> Vec<String> {
+        use crate::evolution::breaking_changes;
+        let backward = || breaking_changes(resolver, old.0, old.1, new.0, new.1, "");
+        let forward = || {
+            breaking_changes(resolver, new.0, new.1, old.0, old.1, "")
+                .into_iter()
+                .map(|p| format!("{p} (the previous version would not accept what it allows)"))
+                .collect::<Vec<_>>()
+        };
+        match self {
+            Self::Backward => backward(),
+            Self::Forward => forward(),
+            Self::Full => backward().into_iter().chain(forward()).collect(),
+            Self::None => Vec::new(),
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Backward => "backward",
@@ -354,7 +380,7 @@ fn pointed<'a>(schema: &'a Value, pointer: &str) -> std::result::Result<&'a Valu
 
 /// An event type's schema compiles alone (draft 2020-12; `$ref`s to the bus's common
 /// definitions resolve), is an object, and holds the key and the time where the spec says.
-fn check_event_schema(e: &EventSpec) -> std::result::Result<(), String> {
+pub(crate) fn check_event_schema(e: &EventSpec) -> std::result::Result<(), String> {
     if e.schema.get("type").and_then(Value::as_str) != Some("object") {
         return Err("the data must be a JSON object (`\"type\": \"object\"`)".into());
     }

@@ -31,6 +31,10 @@ use crate::subject::EventType;
 pub mod registered;
 pub use registered::compile_registered;
 
+/// The annotation of a schema version whose readers upcast the previous version's data (it
+/// may then break it; the replay service's upcasters must know the step).
+pub const UPCAST_KEYWORD: &str = "x-lienthong-upcast";
+
 /// The base of every schema `$id`.
 pub const SCHEMA_BASE: &str = "https://lienthong.vn/schemas/";
 
@@ -331,7 +335,10 @@ impl SchemaRegistry {
         let mut previous: Option<(&str, u32, &str)> = None;
         for ((ty, version), id) in &self.by_type {
             if let Some((pty, pversion, pid)) = previous {
-                if pty == ty {
+                // A version whose readers upcast the previous one's data says so
+                // (`x-lienthong-upcast`): its breaking changes are a migration, not a mistake.
+                let migrated = self.files[id].json.get(UPCAST_KEYWORD).is_some();
+                if pty == ty && !migrated {
                     for p in crate::evolution::breaking_changes(
                         &resolver,
                         pid,
