@@ -307,9 +307,26 @@ pub const FOLLOW_EVERY: Duration = Duration::from_millis(500);
 /// serves registered subsystems runs this with a role that may read `REGISTRY`.
 pub async fn follow(reader: StreamReader, stop: impl std::future::Future<Output = ()>) {
     tokio::pin!(stop);
+    // Said once per kind of failure, not every half second (a ward site's server has no
+    // `REGISTRY`: the registry is central).
+    let mut said: Option<String> = None;
     loop {
-        if let Err(e) = load(&reader).await {
-            warn!("reading the subsystem registry: {e}");
+        match load(&reader).await {
+            Ok(_) => {
+                if said.take().is_some() {
+                    info!("the subsystem registry reads again");
+                }
+            }
+            Err(e) => {
+                let e = e.to_string();
+                if said.as_deref() != Some(e.as_str()) {
+                    warn!(
+                        "reading the subsystem registry: {e} (tried again every {} ms; said once)",
+                        FOLLOW_EVERY.as_millis()
+                    );
+                    said = Some(e);
+                }
+            }
         }
         tokio::select! {
             _ = &mut stop => return,

@@ -225,12 +225,15 @@ pub fn local_stream(stream: &str, domain: &str) -> String {
     format!("{stream}_{}", domain.to_ascii_uppercase())
 }
 
-/// The contract's streams a ward site keeps and the hub sources: every subsystem's and the
-/// dead letters (the audit trail and the agency registry are central).
+/// The contract's streams a ward site keeps and the hub sources: every compiled subsystem's
+/// and the dead letters (the audit trail and the agency and subsystem registries are central;
+/// subsystems registered on the running bus publish at the centre).
 pub fn ward_streams() -> Vec<crate::topology::StreamSpec> {
     crate::topology::streams()
         .into_iter()
-        .filter(|s| s.name != registry::AUDIT.name && s.name != registry::AGENCIES.name)
+        .filter(|s| {
+            s.name == registry::DLQ.name || registry::SUBSYSTEMS.iter().any(|c| c.stream == s.name)
+        })
         .collect()
 }
 
