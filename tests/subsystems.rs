@@ -399,6 +399,123 @@ async fn a_subsystem_registered_on_a_running_bus_gets_its_stream_role_ingress_au
         "https://lienthong.vn/schemas/gauges/level.measured/v2.json"
     );
 
+    // Its generic read model: events per type and month (the subsystem's time, UTC+7),
+    // the latest state per aggregate, a dataset in the DCAT catalogue.
+    let get = |path: String| {
+        let http = http.clone();
+        let base = up.base.clone();
+        async move {
+            let r = http.get(format!("{base}{path}")).send().await.unwrap();
+            (r.status().as_u16(), r.text().await.unwrap())
+        }
+    };
+    let month_now = chrono::Utc::now()
+        .with_timezone(&chrono::FixedOffset::east_opt(7 * 3600).unwrap())
+        .format("%Y-%m")
+        .to_string();
+    wait_for(
+        "the generic read model holds the three readings",
+        Duration::from_secs(30),
+        || async {
+            let (_, body) = get("/api/v1/registered/gauges".into()).await;
+            serde_json::from_str::<Value>(&body).is_ok_and(|v| v["events"] == 3)
+        },
+        || up.log_tail(20),
+    )
+    .await;
+    let (_, body) = get("/api/v1/registered/gauges".into()).await;
+    let counts: Value = serde_json::from_str(&body).unwrap();
+    let per_month: Vec<(String, u64)> = counts["per_type_and_month"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            assert_eq!(c["type"], ty);
+            (
+                c["month"].as_str().unwrap().to_string(),
+                c["events"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    let mut expected = vec![("2026-10".to_string(), 2), (month_now, 1)];
+    expected.sort();
+    assert_eq!(per_month, expected, "{body}");
+    assert_eq!(counts["aggregates"], 3);
+    let (status, body) = get("/api/v1/registered/gauges/latest/CATY-03".into()).await;
+    assert_eq!(status, 200, "{body}");
+    let latest: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(latest["data"]["battery_v"], 12.6);
+    assert_eq!(latest["version"], 2);
+    let (_, body) = get("/api/v1/registered/gauges/latest?limit=2".into()).await;
+    let page: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(page["items"].as_array().unwrap().len(), 2);
+    assert_eq!(page["next_after"], "CATY-02");
+    let (status, _) = get("/api/v1/registered/nothing".into()).await;
+    assert_eq!(status, 404);
+    let (_, body) = get("/api/v1/registered".into()).await;
+    assert!(
+        body.contains("\"GAUGES\"") && body.contains("flood-control integrator"),
+        "{body}"
+    );
+    let (status, body) = get("/api/v1/datasets/gauges-monthly/data.csv".into()).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body.lines()
+            .any(|l| l.contains("2026-10") && l.contains(ty) && l.ends_with(",2")),
+        "{body}"
+    );
+    let (_, body) = get("/api/v1/datasets/catalog.jsonld".into()).await;
+    assert!(body.contains("gauges-monthly"), "not in the DCAT catalogue");
+
+    // Agencies may be granted it: the flood-control board reads its copy.
+    let out = lienthong(&[
+        "--env",
+        operator,
+        "agency",
+        "add",
+        "flood",
+        "--streams",
+        "GAUGES",
+        "--credentials-dir",
+        creds,
+    ]);
+    assert!(out.contains("agency flood may read GAUGES"), "{out}");
+    let agency_env = creds_dir.path().join("agency-flood.env");
+    wait_for(
+        "the agency's copy of GAUGES holds the readings",
+        Duration::from_secs(30),
+        || async {
+            let (ok, out) = lienthong_status(&[
+                "--env",
+                agency_env.to_str().unwrap(),
+                "tail",
+                "GAUGES",
+                "--no-follow",
+                "--all",
+            ]);
+            ok && out.contains("CATY-03")
+        },
+        || {
+            lienthong_status(&[
+                "--env",
+                agency_env.to_str().unwrap(),
+                "tail",
+                "GAUGES",
+                "--no-follow",
+            ])
+            .1
+        },
+    )
+    .await;
+    let (ok, out) = lienthong_status(&[
+        "--env",
+        agency_env.to_str().unwrap(),
+        "tail",
+        "FIELD_REPORTS",
+        "--no-follow",
+    ]);
+    assert!(!ok, "{out}");
+
     // And all of it without a restart.
     assert_eq!(up.pid(), pid);
     assert!(

@@ -127,10 +127,17 @@ impl AppState {
     }
 
     /// Each read model with the last stream sequence folded into it.
+    /// (The generic read models of registered subsystems too, named after them.)
     pub fn checkpoints(&self) -> crate::Result<Vec<(&'static str, u64)>> {
         crate::read_models::projections()
             .iter()
-            .map(|p| Ok((p.name(), checkpoint(&self.store.current(p.name())?)?)))
+            .map(|p| p.name())
+            .chain(
+                lienthong_bus::registry::live::subsystems()
+                    .into_iter()
+                    .map(|s| s.name),
+            )
+            .map(|name| Ok((name, checkpoint(&self.store.current(name)?)?)))
             .collect()
     }
 

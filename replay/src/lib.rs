@@ -43,6 +43,7 @@ pub mod open_data;
 pub mod projection;
 pub mod read_models;
 pub mod reference;
+pub mod registered;
 pub mod runner;
 pub mod seal;
 pub mod service;

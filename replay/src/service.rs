@@ -37,6 +37,64 @@ pub fn runners(
         .collect()
 }
 
+/// Folds each subsystem registered on the bus into its generic read model
+/// ([`crate::registered`]), starting a follower for each one as this process learns of it,
+/// until `stop` turns true.
+async fn follow_registered(
+    js: jetstream::Context,
+    registry: Arc<SchemaRegistry>,
+    store: ReadStore,
+    metrics: Arc<Metrics>,
+    max_batch: usize,
+    only_streams: Option<Vec<String>>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> Result<()> {
+    let mut started = std::collections::BTreeSet::new();
+    let mut followers = Vec::new();
+    loop {
+        for sub in lienthong_bus::registry::live::subsystems() {
+            let kept = only_streams
+                .as_ref()
+                .is_none_or(|s| s.iter().any(|x| x == sub.stream));
+            if !kept || !started.insert(sub.name) {
+                continue;
+            }
+            info!(
+                subsystem = sub.name,
+                stream = sub.stream,
+                "a registered subsystem: its read model follows its stream"
+            );
+            let runner = Runner::new(
+                js.clone(),
+                registry.clone(),
+                store.clone(),
+                Arc::new(crate::registered::RegisteredProjection { subsystem: sub }),
+                metrics.clone(),
+            )
+            .with_max_batch(max_batch);
+            let mut rx = stop.clone();
+            followers.push(tokio::spawn(async move {
+                if let Err(e) = runner
+                    .follow(async move {
+                        let _ = rx.wait_for(|s| *s).await;
+                    })
+                    .await
+                {
+                    error!(subsystem = sub.name, "its read model stopped: {e}");
+                }
+            }));
+        }
+        tokio::select! {
+            _ = stop.wait_for(|s| *s) => break,
+            _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+        }
+    }
+    for f in followers {
+        let _ = f.await;
+    }
+    Ok(())
+}
+
 /// How the service runs.
 #[derive(Clone)]
 pub struct ServeOptions {
@@ -131,6 +189,18 @@ pub async fn serve(
                     .await
             }));
         }
+    }
+    if let Some(js) = &js {
+        // Registered subsystems' generic read models, started as their registrations are read.
+        tasks.push(tokio::spawn(follow_registered(
+            js.clone(),
+            registry.clone(),
+            store.clone(),
+            metrics.clone(),
+            options.max_batch,
+            options.only_streams.clone(),
+            stop_rx.clone(),
+        )));
     }
     let admin = match (&js, options.admin_token.clone()) {
         (Some(js), Some(token)) => Some(crate::http::Admin {

@@ -45,7 +45,7 @@ pub enum Command {
     },
     /// Who could read a stream (now, or at a past instant), and every change of that.
     Readers {
-        #[arg(value_parser = clap::builder::PossibleValuesParser::new(lienthong_bus::registry::stream_names()))]
+        /// A stream of the bus (a registered subsystem's too).
         stream: String,
         #[arg(long)]
         at: Option<DateTime<Utc>>,
@@ -185,6 +185,8 @@ fn credentials_dir(global: &Global, who: &Who) -> PathBuf {
 
 async fn admin(global: &Global, who: &Who) -> anyhow::Result<AgencyAdmin> {
     let session = global.session("lienthong-agency").await?;
+    // Streams of subsystems registered on the bus may be granted too.
+    lienthong_bus::registry::live::load(&session.reader).await?;
     Ok(AgencyAdmin::new(
         session.client.clone(),
         session.refusals.clone(),
@@ -204,11 +206,10 @@ async fn registry(global: &Global, at: Option<DateTime<Utc>>) -> anyhow::Result<
 pub async fn run(global: &Global, cmd: Command) -> anyhow::Result<ExitCode> {
     match cmd {
         Command::Add { name, grant } => {
+            // (The admin first: it reads which registered subsystems may be granted.)
+            let admin = admin(global, &grant.who).await?;
             let grants = agencies::grants(&grant.streams, &grant.subjects)?;
-            let files = admin(global, &grant.who)
-                .await?
-                .add(&name, grants.clone(), grant.note)
-                .await?;
+            let files = admin.add(&name, grants.clone(), grant.note).await?;
             println!(
                 "agency {name} may read {}",
                 grants
@@ -225,11 +226,9 @@ pub async fn run(global: &Global, cmd: Command) -> anyhow::Result<ExitCode> {
             );
         }
         Command::Grant { name, grant } => {
+            let admin = admin(global, &grant.who).await?;
             let grants = agencies::grants(&grant.streams, &grant.subjects)?;
-            admin(global, &grant.who)
-                .await?
-                .grant(&name, grants.clone(), grant.note)
-                .await?;
+            admin.grant(&name, grants.clone(), grant.note).await?;
             println!(
                 "agency {name} may now read {}",
                 grants
@@ -332,7 +331,15 @@ pub async fn run(global: &Global, cmd: Command) -> anyhow::Result<ExitCode> {
             }
         }
         Command::Readers { stream, at, json } => {
-            let r = registry(global, at).await?;
+            let session = global.session("lienthong-agency").await?;
+            if !lienthong_bus::registry::stream_names().contains(&stream.as_str()) {
+                let _ = lienthong_bus::registry::live::load(&session.reader).await;
+            }
+            let streams = lienthong_bus::registry::stream_names();
+            if !streams.contains(&stream.as_str()) {
+                anyhow::bail!("no stream {stream:?}: use one of {}", streams.join(", "));
+            }
+            let r = AgencyRegistry::load(&session.reader, at).await?;
             let readers: Vec<_> = r
                 .readers_of(&stream)
                 .into_iter()

@@ -9,8 +9,8 @@ use super::Global;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The stream.
-    #[arg(value_parser = clap::builder::PossibleValuesParser::new(lienthong_bus::registry::stream_names()))]
+    /// The stream: a subsystem's (DOCUMENTS, SSO, FIELD_REPORTS, OPEN_DATA, MEETINGS, or one
+    /// registered on the bus), or the bus's own (DLQ, AUDIT, AGENCIES, REGISTRY).
     stream: String,
     /// Only subjects matching this filter, e.g. 'egov.field_reports.report.*.reopened'.
     #[arg(long)]
@@ -38,6 +38,21 @@ pub async fn run(global: &Global, a: Args) -> anyhow::Result<ExitCode> {
     let registry = global.registry()?;
     let session = global.session("lienthong-tail").await?;
     let reader = &session.reader;
+    // The streams of subsystems registered on the bus are named too (read only for a name
+    // the binary does not know: not every role may read the registry).
+    // A role that may not read it (an agency reading its copies) is answered by the server.
+    if !lienthong_bus::registry::stream_names().contains(&a.stream.as_str())
+        && lienthong_bus::registry::live::load(reader).await.is_ok()
+    {
+        let streams = lienthong_bus::registry::stream_names();
+        if !streams.contains(&a.stream.as_str()) {
+            anyhow::bail!(
+                "no stream {:?} on the bus: use one of {}",
+                a.stream,
+                streams.join(", ")
+            );
+        }
+    }
     let last = reader
         .last_sequence(&a.stream)
         .await

@@ -32,9 +32,6 @@ use crate::subject::EventType;
 /// The source of the events the `subsystem` and `schema register` commands publish.
 pub const SOURCE: &str = "urn:lienthong:registry";
 
-/// The read model every registered subsystem is folded into.
-pub const GENERIC_PROJECTION: &str = "registered";
-
 /// A subsystem was registered.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SubsystemRegistered {
@@ -212,7 +209,8 @@ pub fn install(sequence: u64, time: DateTime<Utc>, event: &RegistryEvent) -> Res
                     default_source: leak(&spec.source),
                     audited: spec.audited,
                     grantable: spec.grantable,
-                    projections: &[GENERIC_PROJECTION],
+                    // Its generic read model's tree is named after it.
+                    projections: Box::leak(vec![leak(&spec.name)].into_boxed_slice()),
                     kpi_section: None,
                     docs: "docs/registering-a-subsystem.md",
                 };

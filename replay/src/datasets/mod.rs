@@ -147,11 +147,12 @@ pub struct Table {
     pub min_cell: u64,
 }
 
-/// Every dataset of every read model.
+/// Every dataset of every read model (the registered subsystems' generic ones included).
 pub fn specs() -> Vec<DatasetSpec> {
     crate::read_models::all()
         .into_iter()
         .flat_map(|m| m.datasets)
+        .chain(crate::registered::dataset_specs())
         .collect()
 }
 

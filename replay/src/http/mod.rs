@@ -41,6 +41,7 @@ pub fn router(state: AppState) -> Router {
         .route("/schemas/{*path}", get(schema_file));
     router = crate::datasets::http::routes(router);
     router = crate::dashboard::http::routes(router);
+    router = crate::registered::http::routes(router);
     for model in crate::read_models::all() {
         router = (model.routes)(router);
     }

@@ -114,6 +114,7 @@ pub const SERVICE: &[Op] = &[
 /// Every operation: the service's and each read model's.
 pub fn operations() -> Vec<Op> {
     let mut ops: Vec<Op> = SERVICE.to_vec();
+    ops.extend_from_slice(crate::registered::http::API);
     for m in crate::read_models::all() {
         ops.extend_from_slice(m.api);
     }
@@ -189,6 +190,7 @@ pub fn document(server: &str) -> Value {
             {"name": "kpi"}, {"name": "field-reports"}, {"name": "documents"}, {"name": "sso"},
             {"name": "open-data"}, {"name": "meetings"}, {"name": "datasets"}, {"name": "catalogue"},
             {"name": "audit"}, {"name": "service"}, {"name": "admin"}, {"name": "dashboard"},
+            {"name": "registered"},
         ],
         "paths": paths,
         "components": {

@@ -1,0 +1,208 @@
+//! `/api/v1/registered`: the generic read models of the subsystems registered on the bus.
+//!
+//! - `GET /api/v1/registered` — each registered subsystem: stream, titles, who registered it
+//!   and when, its event types, how many events and aggregates its read model holds;
+//! - `GET /api/v1/registered/{name}` — events per type and month (CSV with `?format=csv`);
+//! - `GET /api/v1/registered/{name}/latest?after=KEY&limit=N` — the latest state of each
+//!   aggregate, in key order, a page at a time (at most 1,000);
+//! - `GET /api/v1/registered/{name}/latest/{key}` — one aggregate's latest state.
+//!
+//! The latest states carry the events' data: for a subsystem registered `confidential` or
+//! `restricted` they are not served here (403), only the counts.
+
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use lienthong_bus::registry::live;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::RegisteredView;
+use crate::api::{csv_response, problem, wants_csv, AppState, Unavailable};
+use crate::http::openapi::{ok, path, query, Op, FORMAT, JSON, JSON_OR_CSV, NOT_FOUND};
+
+/// Adds the routes.
+pub fn routes(r: Router<AppState>) -> Router<AppState> {
+    r.route("/api/v1/registered", get(list))
+        .route("/api/v1/registered/{name}", get(counts))
+        .route("/api/v1/registered/{name}/latest", get(latest))
+        .route("/api/v1/registered/{name}/latest/{key}", get(one))
+}
+
+pub const API: &[Op] = &[
+    Op {
+        method: "get",
+        path: "/api/v1/registered",
+        tag: "registered",
+        summary: "The subsystems registered on the running bus and their read models",
+        params: &[],
+        answers: &[ok(JSON, "Registered subsystems")],
+    },
+    Op {
+        method: "get",
+        path: "/api/v1/registered/{name}",
+        tag: "registered",
+        summary: "A registered subsystem's events per type and month",
+        params: &[path("name", "The subsystem"), FORMAT],
+        answers: &[ok(JSON_OR_CSV, "Events per type and month"), NOT_FOUND],
+    },
+    Op {
+        method: "get",
+        path: "/api/v1/registered/{name}/latest",
+        tag: "registered",
+        summary: "The latest state of each aggregate of a registered subsystem",
+        params: &[
+            path("name", "The subsystem"),
+            query("after", "Key to start after"),
+            query("limit", "At most this many (1,000)"),
+        ],
+        answers: &[ok(JSON, "Latest states"), NOT_FOUND],
+    },
+    Op {
+        method: "get",
+        path: "/api/v1/registered/{name}/latest/{key}",
+        tag: "registered",
+        summary: "One aggregate's latest state",
+        params: &[
+            path("name", "The subsystem"),
+            path("key", "The aggregate key"),
+        ],
+        answers: &[ok(JSON, "Its latest state"), NOT_FOUND],
+    },
+];
+
+fn unknown(name: &str) -> Response {
+    problem(
+        StatusCode::NOT_FOUND,
+        "no such registered subsystem",
+        &format!(
+            "no subsystem {name:?} is registered on this bus (GET /api/v1/registered lists them)"
+        ),
+    )
+}
+
+async fn list(State(s): State<AppState>) -> Result<Response, Unavailable> {
+    let mut out = Vec::new();
+    for r in live::registrations() {
+        let tree = s.tree(&r.spec.name)?;
+        let view = RegisteredView { tree: &tree };
+        let events: u64 = view.counts()?.iter().map(|c| c.2).sum();
+        out.push(json!({
+            "name": r.spec.name,
+            "stream": r.spec.stream,
+            "title": r.spec.title,
+            "title_vi": r.spec.title_vi,
+            "classification": r.spec.classification.as_str(),
+            "registered_at": r.registered_at,
+            "registered_by": r.registered_by,
+            "types": r.spec.latest_events().iter().map(|e| json!({"type": e.ty, "version": e.version, "key": e.key, "time": e.time})).collect::<Vec<_>>(),
+            "events": events,
+            "aggregates": view.aggregates(),
+            "checkpoint": crate::store::checkpoint(&tree)?,
+            "dataset": format!("{}-monthly", r.spec.name.replace('_', "-")),
+        }));
+    }
+    Ok(Json(json!({ "subsystems": out })).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+struct FormatQ {
+    format: Option<String>,
+}
+
+async fn counts(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    Query(q): Query<FormatQ>,
+) -> Result<Response, Unavailable> {
+    if live::registration(&name).is_none() {
+        return Ok(unknown(&name));
+    }
+    let tree = s.tree(&name)?;
+    let view = RegisteredView { tree: &tree };
+    let counts = view.counts()?;
+    if wants_csv(&headers, q.format.as_deref()) {
+        return Ok(csv_response(
+            &format!("{name}-monthly.csv"),
+            &["type", "month", "events"],
+            counts
+                .iter()
+                .map(|(t, m, n)| vec![t.clone(), m.clone(), n.to_string()]),
+        ));
+    }
+    Ok(Json(json!({
+        "subsystem": name,
+        "events": counts.iter().map(|c| c.2).sum::<u64>(),
+        "aggregates": view.aggregates(),
+        "per_type_and_month": counts.iter().map(|(t, m, n)| json!({"type": t, "month": m, "events": n})).collect::<Vec<_>>(),
+    }))
+    .into_response())
+}
+
+#[derive(Debug, Deserialize)]
+struct PageQ {
+    after: Option<String>,
+    limit: Option<usize>,
+}
+
+/// Whether the latest states (the events' data) of `name` may be served here.
+fn data_served(name: &str) -> Option<Response> {
+    let r = live::registration(name)?;
+    use lienthong_bus::Classification::{Confidential, Restricted};
+    matches!(r.spec.classification, Confidential | Restricted).then(|| {
+        problem(
+            StatusCode::FORBIDDEN,
+            "not served",
+            &format!(
+                "{name} is registered {}: its events' data is read on the bus by those granted {}, not here",
+                r.spec.classification.as_str(),
+                r.spec.stream
+            ),
+        )
+    })
+}
+
+async fn latest(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    Query(q): Query<PageQ>,
+) -> Result<Response, Unavailable> {
+    if live::registration(&name).is_none() {
+        return Ok(unknown(&name));
+    }
+    if let Some(refused) = data_served(&name) {
+        return Ok(refused);
+    }
+    let tree = s.tree(&name)?;
+    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    let items = RegisteredView { tree: &tree }.latest(q.after.as_deref(), limit)?;
+    let next: Value = match items.last() {
+        Some(l) if items.len() == limit => json!(l.key),
+        _ => Value::Null,
+    };
+    Ok(Json(json!({ "subsystem": name, "items": items, "next_after": next })).into_response())
+}
+
+async fn one(
+    State(s): State<AppState>,
+    Path((name, key)): Path<(String, String)>,
+) -> Result<Response, Unavailable> {
+    if live::registration(&name).is_none() {
+        return Ok(unknown(&name));
+    }
+    if let Some(refused) = data_served(&name) {
+        return Ok(refused);
+    }
+    let tree = s.tree(&name)?;
+    Ok(match (RegisteredView { tree: &tree }).one(&key)? {
+        Some(l) => Json(l).into_response(),
+        None => problem(
+            StatusCode::NOT_FOUND,
+            "no such aggregate",
+            &format!("{name} has no aggregate {key:?}"),
+        ),
+    })
+}
