@@ -35,15 +35,18 @@ fn reading(id: &str, gauge: &str, level: f64) -> Value {
     })
 }
 
+/// POSTs a structured event: its status and answer (0 while the ingress does not answer).
 async fn post(http: &reqwest::Client, url: &str, token: &str, body: &Value) -> (u16, Value) {
-    let r = http
+    let Ok(r) = http
         .post(url)
         .bearer_auth(token)
         .header("content-type", "application/cloudevents+json")
         .body(body.to_string())
         .send()
         .await
-        .unwrap();
+    else {
+        return (0, Value::Null);
+    };
     let status = r.status().as_u16();
     (status, r.json().await.unwrap_or(Value::Null))
 }
@@ -51,7 +54,7 @@ async fn post(http: &reqwest::Client, url: &str, token: &str, body: &Value) -> (
 #[tokio::test]
 async fn a_subsystem_registered_on_a_running_bus_gets_its_stream_role_ingress_audit_and_catalogue()
 {
-    let up = Up::start(&["--demo", "--demo-scale", "0.01"]);
+    let mut up = Up::start(&["--demo", "--demo-scale", "0.01"]);
     let http = reqwest::Client::new();
     wait_for(
         "the bus answers",
@@ -401,12 +404,15 @@ async fn a_subsystem_registered_on_a_running_bus_gets_its_stream_role_ingress_au
 
     // Its generic read model: events per type and month (the subsystem's time, UTC+7),
     // the latest state per aggregate, a dataset in the DCAT catalogue.
+    let base = up.base.clone();
     let get = |path: String| {
         let http = http.clone();
-        let base = up.base.clone();
+        let base = base.clone();
         async move {
-            let r = http.get(format!("{base}{path}")).send().await.unwrap();
-            (r.status().as_u16(), r.text().await.unwrap())
+            match http.get(format!("{base}{path}")).send().await {
+                Ok(r) => (r.status().as_u16(), r.text().await.unwrap_or_default()),
+                Err(_) => (0, String::new()), // not answering (yet)
+            }
         }
     };
     let month_now = chrono::Utc::now()
@@ -523,4 +529,53 @@ async fn a_subsystem_registered_on_a_running_bus_gets_its_stream_role_ingress_au
         "{}",
         up.log_tail(40)
     );
+
+    // A registration is permanent: after a restart of the bus, the same token and role work,
+    // the read model goes on from where it was.
+
+    up.restart_after(|_| ());
+    let mut status = 0;
+    for _ in 0..100 {
+        (status, _) = post(
+            &http,
+            &url,
+            &token,
+            &reading("after-restart", "CATY-04", 77.0),
+        )
+        .await;
+        if status == 202 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert_eq!(status, 202, "{}", up.log_tail(30));
+    let (client, _) = lienthong_bus::ConnectSettings::resolve(Some(&adapter_env))
+        .unwrap()
+        .connect_watched("test-gauges-again")
+        .await
+        .unwrap();
+    let js = async_nats::jetstream::new(client);
+    // As any NATS client would publish it (structured mode, its dataschema named).
+    let mut raw = reading("nats-raw", "CATY-05", 10.0);
+    raw["dataschema"] = json!("https://lienthong.vn/schemas/gauges/level.measured/v2.json");
+    let ack = async {
+        js.publish("egov.gauges.level.CATY-05.measured", raw.to_string().into())
+            .await?
+            .await
+    }
+    .await;
+    assert!(
+        ack.is_ok(),
+        "adapter-gauges cannot publish after a restart: {ack:?}"
+    );
+    wait_for(
+        "the read model after the restart",
+        Duration::from_secs(30),
+        || async {
+            let (_, body) = get("/api/v1/registered/gauges".into()).await;
+            serde_json::from_str::<Value>(&body).is_ok_and(|v| v["events"] == 5)
+        },
+        || up.log_tail(20),
+    )
+    .await;
 }

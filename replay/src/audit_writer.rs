@@ -204,15 +204,17 @@ impl AuditWriter {
         let mut tasks = Vec::new();
         let mut followed = std::collections::BTreeSet::new();
         let mut stopping = shutdown.clone();
+        let mut first = true;
         loop {
             for s in lienthong_bus::registry::audited_streams() {
                 if followed.insert(s) {
-                    if !tasks.is_empty() {
+                    if !first {
                         info!(stream = s, "a registered subsystem: its audit chain starts");
                     }
                     tasks.push(tokio::spawn(self.clone().chain(s, shutdown.clone())));
                 }
             }
+            first = false;
             tokio::select! {
                 _ = stopping.wait_for(|s| *s) => break,
                 _ = tokio::time::sleep(Duration::from_secs(1)) => {}
