@@ -13,6 +13,7 @@
 //! - [`sso`]: central sign-on, Keycloak events, pseudonymised ([`SsoAdapter`](sso::SsoAdapter)).
 //! - [`open_data`]: the CKAN open-data catalogue ([`OpenDataAdapter`](open_data::OpenDataAdapter)).
 //! - [`meetings`]: online meetings, BigBlueButton and Jitsi ([`MeetingsAdapter`](meetings::MeetingsAdapter)).
+//! - [`devices`]: monitoring stations' data files, for the registered subsystem `devices` ([`DevicesAdapter`](devices::DevicesAdapter)).
 //! - [`ingress`]: the HTTP CloudEvents ingress for systems not written in Rust ([`Ingress`](ingress::Ingress)).
 //! - [`wards`]: the 18 wards and communes of Phan Thiết, and ward derivation ([`Wards`]).
 //! - [`pii`]: masking personal data in free text.
@@ -26,6 +27,7 @@
 
 pub mod demo;
 pub mod demo_events;
+pub mod devices;
 pub mod documents;
 pub mod error;
 pub mod field_reports;
@@ -119,6 +121,8 @@ adapters! {
     Sso("sso", sso::SsoConfig, sso::SsoAdapter),
     OpenData("open_data", open_data::OpenDataConfig, open_data::OpenDataAdapter),
     Meetings("meetings", meetings::MeetingsConfig, meetings::MeetingsAdapter),
+    // A subsystem registered on the running bus (its schemas come from the registry).
+    Devices("devices", devices::DevicesConfig, devices::DevicesAdapter),
 }
 
 #[cfg(test)]

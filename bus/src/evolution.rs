@@ -127,7 +127,9 @@ fn covers(new: &BTreeSet<String>, atom: &str) -> bool {
     }
 }
 
-/// Every way `new` fails to accept what `old` accepted, with JSON pointers.
+/// Every way `new` fails to accept what `old` accepted, with JSON pointers. A property of
+/// `old` missing from `new` counts as a break (consumers lose a documented field), as does
+/// any keyword this check does not judge that differs between them.
 pub fn breaking_changes(
     r: &Resolver,
     old_base: &str,
@@ -135,6 +137,67 @@ pub fn breaking_changes(
     new_base: &str,
     new: &Value,
     at: &str,
+) -> Vec<String> {
+    changes(r, old_base, old, new_base, new, at, true)
+}
+
+/// Every way `new` fails to accept what `old` accepted — acceptance only: a property of `old`
+/// that `new` does not describe is a break only where `new` is closed to other properties.
+/// (A forward-compatible change is one `old` accepts all of: `accepted_by(old ← new)`.)
+pub fn acceptance_breaks(
+    r: &Resolver,
+    old_base: &str,
+    old: &Value,
+    new_base: &str,
+    new: &Value,
+) -> Vec<String> {
+    changes(r, old_base, old, new_base, new, "", false)
+}
+
+/// The keywords this check judges (or that never change what is accepted).
+const JUDGED: &[&str] = &[
+    "type",
+    "enum",
+    "const",
+    "properties",
+    "required",
+    "items",
+    "$ref",
+    "oneOf",
+    "anyOf",
+    "minimum",
+    "maximum",
+    "exclusiveMinimum",
+    "exclusiveMaximum",
+    "minLength",
+    "maxLength",
+    "minItems",
+    "maxItems",
+    "pattern",
+    "format",
+    "additionalProperties",
+    "title",
+    "description",
+    "$schema",
+    "$id",
+    "$defs",
+    "examples",
+    "default",
+    "$comment",
+    "deprecated",
+    "readOnly",
+    "writeOnly",
+    "x-lienthong-upcast",
+];
+
+fn changes(
+    r: &Resolver,
+    old_base: &str,
+    old: &Value,
+    new_base: &str,
+    new: &Value,
+    at: &str,
+    removal_breaks: bool,
 ) -> Vec<String> {
     let mut out = Vec::new();
     let (old_base, old) = r.effective(old_base, old, 0);
@@ -165,6 +228,24 @@ pub fn breaking_changes(
         _ => {}
     }
     out.extend(tightened(&old, &new, here));
+    // Keywords not judged here: any difference is refused rather than let through.
+    let keywords = |n: &Value| -> BTreeSet<String> {
+        n.as_object()
+            .map(|o| {
+                o.keys()
+                    .filter(|k| !JUDGED.contains(&k.as_str()))
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    for k in keywords(&old).union(&keywords(&new)) {
+        if old.get(k) != new.get(k) {
+            out.push(format!(
+                "{here}: {k} changed — not a change this check can judge; keep it as it was"
+            ));
+        }
+    }
     let props = |n: &Value| {
         n.get("properties")
             .and_then(Value::as_object)
@@ -183,31 +264,39 @@ pub fn breaking_changes(
             .unwrap_or_default()
     };
     let (op, np) = (props(&old), props(&new));
+    let closed = new.get("additionalProperties") == Some(&Value::Bool(false));
     for (name, old_schema) in &op {
         match np.get(name) {
-            None => out.push(format!("{at}/{name}: property removed")),
-            Some(new_schema) => out.extend(breaking_changes(
+            None if removal_breaks || closed => out.push(format!("{at}/{name}: property removed")),
+            None => {}
+            Some(new_schema) => out.extend(changes(
                 r,
                 &old_base,
                 old_schema,
                 &new_base,
                 new_schema,
                 &format!("{at}/{name}"),
+                removal_breaks,
             )),
         }
     }
     for name in required(&new).difference(&required(&old)) {
         out.push(format!("{at}/{name}: now required"));
     }
-    if let (Some(oi), Some(ni)) = (old.get("items"), new.get("items")) {
-        out.extend(breaking_changes(
+    match (old.get("items"), new.get("items")) {
+        (Some(oi), Some(ni)) => out.extend(changes(
             r,
             &old_base,
             oi,
             &new_base,
             ni,
             &format!("{at}/items"),
-        ));
+            removal_breaks,
+        )),
+        (None, Some(_)) => out.push(format!(
+            "{at}/items: items constrained where any was allowed"
+        )),
+        _ => {}
     }
     out
 }
@@ -246,7 +335,7 @@ fn tightened(old: &Value, new: &Value, here: &str) -> Vec<String> {
         }
     }
     let closed = |n: &Value| n.get("additionalProperties") == Some(&Value::Bool(false));
-    if closed(new) && !closed(old) && old.get("properties").is_some() {
+    if closed(new) && !closed(old) {
         out.push(format!("{here}: closed to additional properties"));
     }
     out
@@ -317,6 +406,29 @@ mod tests {
         let mut looser = old.clone();
         looser["properties"]["n"]["maximum"] = json!(20);
         assert!(check(old, looser).is_empty());
+    }
+
+    #[test]
+    fn acceptance_alone_lets_an_open_schema_take_new_properties_and_unjudged_keywords_are_refused()
+    {
+        let schemas = BTreeMap::new();
+        let r = Resolver { schemas: &schemas };
+        let old = v1();
+        let mut new = v1();
+        new["properties"]["d"] = json!({"type": "string"});
+        // Forward: the old version must accept what the new one allows.
+        assert!(
+            acceptance_breaks(&r, "https://x/b.json", &new, "https://x/a.json", &old).is_empty()
+        );
+        let mut closed = old.clone();
+        closed["additionalProperties"] = json!(false);
+        assert_eq!(
+            acceptance_breaks(&r, "https://x/b.json", &new, "https://x/a.json", &closed),
+            ["/: closed to additional properties", "/d: property removed"]
+        );
+        let mut odd = v1();
+        odd["properties"]["a"]["multipleOf"] = json!(2);
+        assert!(check(v1(), odd)[0].contains("multipleOf changed"));
     }
 
     #[test]

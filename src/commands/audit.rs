@@ -137,7 +137,7 @@ pub async fn run(global: &Global, cmd: Command) -> anyhow::Result<ExitCode> {
             let key = load_public_key(&public_key)?;
             let js = global.session("lienthong-audit-verify").await?.reader;
             // Subsystems registered on the bus are audited too.
-            load_registry(&js).await;
+            load_registry(&js).await?;
             let witness = match &witness {
                 Some(env) => {
                     let (client, refusals) = lienthong_bus::ConnectSettings::resolve(Some(env))?
@@ -283,7 +283,7 @@ pub async fn run(global: &Global, cmd: Command) -> anyhow::Result<ExitCode> {
         }
         Command::Checkpoints { out } => {
             let js = global.session("lienthong-audit-checkpoints").await?.reader;
-            load_registry(&js).await;
+            load_registry(&js).await?;
             std::fs::create_dir_all(&out)?;
             for stream in audited_streams() {
                 let cps = checkpoints_from_audit(&js, stream).await?;
@@ -355,11 +355,11 @@ fn compare_with_witness(
 }
 
 /// Learns the subsystems registered on the bus (their streams are audited like the compiled
-/// ones'); a bus without a registry has none.
-async fn load_registry(reader: &lienthong_bus::StreamReader) {
-    if let Err(e) = lienthong_bus::registry::live::load(reader).await {
-        tracing::warn!(
-            "reading the subsystem registry: {e}; only the compiled subsystems are verified"
-        );
-    }
+/// ones'); a bus without a registry has none. A registry that cannot be read fails the
+/// verification: it would pass on a part of the history.
+async fn load_registry(reader: &lienthong_bus::StreamReader) -> anyhow::Result<()> {
+    lienthong_bus::registry::live::load(reader)
+        .await
+        .map(|_| ())
+        .context("reading the subsystem registry (REGISTRY), to know every audited stream")
 }

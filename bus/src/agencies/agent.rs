@@ -78,7 +78,8 @@ pub struct Access {
     pub agencies: BTreeMap<String, AccessHashes>,
     /// The ward sites.
     pub sites: Vec<SiteRecord>,
-    /// The password hash of each registered subsystem's publishing role.
+    /// The password hashes of registered subsystems' publishing roles, by
+    /// `<role>.<attempt>` (the registration names the attempt in force).
     pub publishers: BTreeMap<String, String>,
 }
 
@@ -163,7 +164,17 @@ impl Agent {
             }
         }
         let subsystems_sequence = crate::registry::live::load(&self.reader).await?;
-        crate::roles::apply_registry(&mut accounts, &access.publishers);
+        // Each registered publisher with the credentials its registration records.
+        let publishers: BTreeMap<String, String> = crate::registry::live::registrations()
+            .iter()
+            .filter_map(|r| {
+                let hash = access
+                    .publishers
+                    .get(&format!("{}.{}", r.role, r.credentials))?;
+                Some((r.role.clone(), hash.clone()))
+            })
+            .collect();
+        crate::roles::apply_registry(&mut accounts, &publishers);
         add_agencies(&mut accounts, &agencies, &hashes);
         crate::sites::add_sites(&mut accounts, &self.sites(&access));
         let at = Applied {

@@ -5,10 +5,13 @@
 //! 2. its stream is created (file storage, deny delete and purge, its retention), at as
 //!    many replicas as the bus's own `DLQ`;
 //! 3. its publishing role `adapter-<name>` gets a password and the HTTP ingress a bearer
-//!    token: the credentials are written (mode 0600) beside the others, the password's bcrypt
-//!    hash goes to the operator-only bucket `AGENCY_ACCESS` (`publisher.<role>`);
+//!    token, this attempt's own: the credentials are written (mode 0600) beside the others
+//!    under pending names, the password's bcrypt hash goes to the operator-only bucket
+//!    `AGENCY_ACCESS` (`publisher.<role>.<attempt>`);
 //! 4. the registration is recorded on `REGISTRY` (the commit: what was registered, by whom,
-//!    when, with which schemas), only if nobody registered the name meanwhile;
+//!    when, with which schemas, which attempt's credentials), only if nobody registered the
+//!    name meanwhile — a losing attempt removes its credentials — and the files are put in
+//!    place (a run that stopped here is finished by running it again);
 //! 5. every server's configuration agent renders the new role and every role's permissions
 //!    on the new stream, and reloads; the command waits for it. The ingress, the replay
 //!    service (generic read model, audit chain, catalogue) follow `REGISTRY` themselves.
@@ -31,7 +34,7 @@ use crate::roles::{hash_password, inbox};
 use crate::topology::{self, Provisioned, AGENCY_ACCESS_BUCKET};
 use crate::{Publisher, SchemaRegistry};
 
-/// Keys of `AGENCY_ACCESS` holding a registered publisher's hash: `publisher.<role>`.
+/// Keys of `AGENCY_ACCESS` holding a registered publisher's hash: `publisher.<role>.<attempt>`.
 pub const PUBLISHER_KEY_PREFIX: &str = "publisher.";
 
 /// How long the command waits for a server to apply a registration.
@@ -63,6 +66,41 @@ pub struct Outcome {
 pub fn retention(spec: &SubsystemSpec) -> Duration {
     spec.retention_days.map_or(Duration::ZERO, |d| {
         Duration::from_secs(u64::from(d) * 86_400)
+    })
+}
+
+/// Why `spec`'s name or stream is not free, if it is not: the bus's own names, a compiled
+/// subsystem's, or one of `registered`. The one rule for the command and for every process
+/// installing a registration.
+pub fn taken(
+    spec: &SubsystemSpec,
+    registered: impl IntoIterator<Item = &'static Subsystem>,
+) -> Option<String> {
+    let reserved = ["common", "intake", "registered"];
+    if reserved.contains(&spec.name.as_str())
+        || SYSTEM_STREAMS.iter().any(|s| s.subject_root == spec.name)
+    {
+        return Some(format!("the name {:?} is the bus's own", spec.name));
+    }
+    if SYSTEM_STREAMS.iter().any(|s| s.name == spec.stream)
+        || spec.stream == crate::sites::intake::INTAKE
+        || spec.stream.starts_with("KV_")
+        || spec.stream.starts_with("OBJ_")
+    {
+        return Some(format!("the stream {} is the bus's own", spec.stream));
+    }
+    let clash = |s: &Subsystem| s.name == spec.name || s.stream == spec.stream;
+    if let Some(s) = SUBSYSTEMS.iter().find(|s| clash(s)) {
+        return Some(format!(
+            "the name or stream is the compiled subsystem {} ({})",
+            s.name, s.stream
+        ));
+    }
+    registered.into_iter().find(|s| clash(s)).map(|s| {
+        format!(
+            "the name or stream is registered for {} ({})",
+            s.name, s.stream
+        )
     })
 }
 
@@ -118,29 +156,53 @@ impl RegistryAdmin {
         )
     }
 
+    /// The credentials files of an attempt at registering, before it is recorded.
+    fn pending(path: &Path, attempt: &str) -> PathBuf {
+        let mut name = path.file_name().unwrap_or_default().to_os_string();
+        name.push(format!(".{attempt}.pending"));
+        path.with_file_name(name)
+    }
+
     /// Registers `spec` (see the module documentation).
     pub async fn register(&self, spec: &SubsystemSpec) -> Result<Outcome> {
         spec.check()?;
         live::load(&self.reader).await?;
         let (credentials, ingress_token) = self.credentials(&spec.name);
         if let Some(have) = live::registration(&spec.name) {
-            if have.spec == *spec {
-                return Ok(Outcome {
-                    sequence: have.sequence,
-                    stream: Provisioned::Unchanged(spec.stream.clone()),
-                    role: have.role.clone(),
-                    credentials,
-                    ingress_token,
-                    unchanged: true,
-                });
+            // The registration as first recorded (later schema versions are not the file's).
+            let mut first = have.spec.clone();
+            first.events.retain(|e| e.version == 1);
+            if first != *spec {
+                return Err(BusError::Config(format!(
+                    "subsystem {} is already registered (REGISTRY sequence {}) with another description; \
+                     a registration is permanent: add schema versions with `lienthong schema register`",
+                    spec.name, have.sequence
+                )));
             }
+            // Recorded by a run that stopped before it put its credentials files in place.
+            for path in [&credentials, &ingress_token] {
+                let pending = Self::pending(path, &have.credentials);
+                if pending.exists() {
+                    std::fs::rename(&pending, path)
+                        .map_err(|e| BusError::io(format!("moving {}", pending.display()), e))?;
+                }
+            }
+            return Ok(Outcome {
+                sequence: have.sequence,
+                stream: Provisioned::Unchanged(spec.stream.clone()),
+                role: have.role.clone(),
+                credentials,
+                ingress_token,
+                unchanged: true,
+            });
+        }
+        if let Some(reason) = taken(spec, live::subsystems()) {
             return Err(BusError::Config(format!(
-                "subsystem {} is already registered (REGISTRY sequence {}, by {}) with another description; \
-                 a registration is permanent: add schema versions with `lienthong schema register`",
-                spec.name, have.sequence, have.registered_by
+                "subsystem {}: {reason}",
+                spec.name
             )));
         }
-        self.check_free(spec).await?;
+        self.check_server(spec).await?;
         // Its stream as the registration will derive it (see `topology::streams`).
         let config = async_nats::jetstream::stream::Config {
             name: spec.stream.clone(),
@@ -157,21 +219,29 @@ impl RegistryAdmin {
             .await?
             .remove(0);
 
+        // This attempt's credentials, apart from any other attempt's: only the one the
+        // registration records is ever in force, and its files are put in place after.
+        let attempt = hex::encode(rand::random::<[u8; 8]>());
         let role = format!("adapter-{}", spec.name);
         let password = crate::credentials::new_password();
         let token = crate::credentials::new_password();
-        self.write_env(&credentials, &role, &password)?;
-        write_private(&ingress_token, &format!("{token}\n"))?;
+        let (pending_env, pending_token) = (
+            Self::pending(&credentials, &attempt),
+            Self::pending(&ingress_token, &attempt),
+        );
+        self.write_env(&pending_env, &role, &password)?;
+        write_private(&pending_token, &format!("{token}\n"))?;
         let kv = self
             .js
             .get_key_value(AGENCY_ACCESS_BUCKET)
             .await
             .map_err(|e| BusError::nats(format!("opening KV {AGENCY_ACCESS_BUCKET}"), e))?;
+        let key = format!("{PUBLISHER_KEY_PREFIX}{role}.{attempt}");
         let access = PublisherAccess {
             password: hash_password(&password)?,
         };
         kv.put(
-            format!("{PUBLISHER_KEY_PREFIX}{role}"),
+            &key,
             serde_json::to_vec(&access).expect("serialises").into(),
         )
         .await
@@ -183,20 +253,32 @@ impl RegistryAdmin {
             ingress_token_sha256: hex::encode(<sha2::Sha256 as sha2::Digest>::digest(
                 token.as_bytes(),
             )),
+            credentials: attempt.clone(),
             by: self.by.clone(),
         }));
-        let sequence = self
-            .publisher
-            .publish(event.draft(Utc::now(), 0))
-            .await
-            .map_err(|e| match e {
-                BusError::Conflict { .. } => BusError::Config(format!(
-                    "subsystem {} was registered by someone else meanwhile: run `lienthong subsystem list`",
-                    spec.name
-                )),
-                other => other,
-            })?
-            .sequence;
+        let sequence = match self.publisher.publish(event.draft(Utc::now(), 0)).await {
+            Ok(p) => p.sequence,
+            Err(e) => {
+                // Nothing of this attempt may stay (another one may have won).
+                let _ = std::fs::remove_file(&pending_env);
+                let _ = std::fs::remove_file(&pending_token);
+                let _ = kv.delete(&key).await;
+                return Err(match e {
+                    BusError::Conflict { .. } => BusError::Config(format!(
+                        "subsystem {} was registered by someone else meanwhile: run `lienthong subsystem list`",
+                        spec.name
+                    )),
+                    other => other,
+                });
+            }
+        };
+        for (pending, path) in [
+            (&pending_env, &credentials),
+            (&pending_token, &ingress_token),
+        ] {
+            std::fs::rename(pending, path)
+                .map_err(|e| BusError::io(format!("moving {}", pending.display()), e))?;
+        }
         live::load(&self.reader).await?;
         self.wait_applied(sequence).await?;
         Ok(Outcome {
@@ -251,19 +333,8 @@ impl RegistryAdmin {
         };
         let version = latest.version + 1;
         let id = super::spec::schema_id(&parsed, version);
-        match schema.get("$id").and_then(serde_json::Value::as_str) {
-            None => {
-                if let Some(o) = schema.as_object_mut() {
-                    o.insert("$id".into(), serde_json::Value::String(id.clone()));
-                }
-            }
-            Some(have) if have == id => {}
-            Some(have) => {
-                return Err(BusError::Config(format!(
-                    "{ty} v{version}: `$id` {have:?}: leave it out (the bus gives it {id:?}) or use that"
-                )))
-            }
-        }
+        super::spec::give_bus_id(&parsed, version, &mut schema)
+            .map_err(|r| BusError::Config(format!("{ty} v{version}: {r}")))?;
         let event = super::spec::EventSpec {
             ty: ty.to_string(),
             version,
@@ -318,68 +389,37 @@ impl RegistryAdmin {
         Ok((sequence, version))
     }
 
-    /// The name, stream and types of `spec` are nobody's: not a compiled subsystem's, not
-    /// the bus's own, not another registration's, and no stream of that name on the server.
-    async fn check_free(&self, spec: &SubsystemSpec) -> Result<()> {
-        let taken = |what: &str| {
-            Err(BusError::Config(format!(
-                "subsystem {}: {what}; choose another",
-                spec.name
-            )))
-        };
-        let reserved = ["common", "intake", crate::sites::intake::INTAKE];
-        if reserved.contains(&spec.name.as_str())
-            || SYSTEM_STREAMS.iter().any(|s| s.subject_root == spec.name)
-        {
-            return taken(&format!("the name {:?} is the bus's own", spec.name));
-        }
-        if SYSTEM_STREAMS.iter().any(|s| s.name == spec.stream)
-            || spec.stream == crate::sites::intake::INTAKE
-            || spec.stream.starts_with("KV_")
-        {
-            return taken(&format!("the stream {} is the bus's own", spec.stream));
-        }
-        let clash = |s: &&Subsystem| s.name == spec.name || s.stream == spec.stream;
-        if let Some(s) = SUBSYSTEMS.iter().find(clash) {
-            return taken(&format!(
-                "the name or stream is the compiled subsystem {} ({})",
-                s.name, s.stream
-            ));
-        }
-        if let Some(s) = live::subsystems().into_iter().find(|s| clash(s)) {
-            return taken(&format!(
-                "the stream {} is registered for {}",
-                s.stream, s.name
-            ));
-        }
+    /// No stream of the spec's name on the server, or an empty one for its subjects (left by
+    /// an attempt that stopped before it was recorded).
+    async fn check_server(&self, spec: &SubsystemSpec) -> Result<()> {
         match self.js.get_stream(&spec.stream).await {
             Ok(mut s) => {
-                let state = s
+                let info = s
                     .info()
                     .await
-                    .map_err(|e| BusError::nats(format!("reading stream {}", spec.stream), e))?
-                    .state
-                    .messages;
-                if state > 0 {
-                    return taken(&format!(
-                        "a stream {} holding {state} messages exists on the server and is not registered",
-                        spec.stream
-                    ));
+                    .map_err(|e| BusError::nats(format!("reading stream {}", spec.stream), e))?;
+                let subjects = vec![format!("egov.{}.>", spec.name)];
+                if info.state.messages > 0 || info.config.subjects != subjects {
+                    return Err(BusError::Config(format!(
+                        "subsystem {}: a stream {} ({} messages, subjects {:?}) exists on the server and is not registered; choose another",
+                        spec.name, spec.stream, info.state.messages, info.config.subjects
+                    )));
                 }
+                Ok(())
             }
             Err(e)
                 if matches!(
                     e.kind(),
                     jetstream::context::GetStreamErrorKind::JetStream(_)
-                ) => {}
-            Err(e) => {
-                return Err(BusError::nats(
-                    format!("looking for stream {}", spec.stream),
-                    e,
-                ))
+                ) =>
+            {
+                Ok(())
             }
+            Err(e) => Err(BusError::nats(
+                format!("looking for stream {}", spec.stream),
+                e,
+            )),
         }
-        Ok(())
     }
 
     /// The bus's number of replicas (its `DLQ`'s).

@@ -41,6 +41,9 @@ pub struct SubsystemRegistered {
     /// Hex SHA-256 of the bearer token its publishers present to the HTTP ingress (never
     /// the token).
     pub ingress_token_sha256: String,
+    /// Which credentials of the role are the registration's: the operator-only bucket holds
+    /// the password's hash under `publisher.<role>.<credentials>`.
+    pub credentials: String,
     pub by: String,
 }
 
@@ -115,6 +118,8 @@ pub struct Registration {
     pub spec: SubsystemSpec,
     pub role: String,
     pub ingress_token_sha256: String,
+    /// Which credentials of the role are in force (see [`SubsystemRegistered::credentials`]).
+    pub credentials: String,
     pub registered_at: DateTime<Utc>,
     pub registered_by: String,
     /// `REGISTRY`'s sequence of its last change.
@@ -167,106 +172,145 @@ pub fn sequence() -> u64 {
     LIVE.read().expect("registry lock").sequence
 }
 
-/// Installs one event of `REGISTRY` stored at `sequence`. An event that contradicts what is
-/// installed (a name or stream taken by a compiled subsystem, a schema version changed) is
-/// refused and left out: the commands check before they record, so only a hand-written
-/// event can do that.
-pub fn install(sequence: u64, time: DateTime<Utc>, event: &RegistryEvent) -> Result<()> {
-    let refuse =
-        |reason: String| BusError::Config(format!("REGISTRY sequence {sequence}: {reason}"));
+/// Why `event` cannot be installed over what `live` holds, if it cannot: every rule the
+/// commands check before they record (a hand-written event may break them), checked before
+/// anything is installed.
+fn refusal(live: &Live, event: &RegistryEvent) -> Option<String> {
     match event {
         RegistryEvent::Subsystem(e) => {
             let spec = &e.spec;
-            spec.check().map_err(|err| refuse(err.to_string()))?;
-            if let Some(other) = super::SUBSYSTEMS
+            if let Err(err) = spec.check() {
+                return Some(err.to_string());
+            }
+            if let Some(reason) = super::admin::taken(spec, live.subsystems.iter().copied()) {
+                return Some(reason);
+            }
+            if e.role != format!("adapter-{}", spec.name) {
+                return Some(format!("role {:?} is not adapter-{}", e.role, spec.name));
+            }
+            spec.events
                 .iter()
-                .find(|s| s.name == spec.name || s.stream == spec.stream)
+                .find_map(|ev| crate::schema::registered::conflict(&ev.ty, ev.version, &ev.schema))
+        }
+        RegistryEvent::Schema(e) => {
+            let Some(have) = live.registrations.get(&e.subsystem) else {
+                return Some(format!(
+                    "a schema for {}, which is not registered",
+                    e.subsystem
+                ));
+            };
+            let Some(latest) = have
+                .spec
+                .latest_events()
+                .into_iter()
+                .find(|x| x.ty == e.event.ty)
+            else {
+                return Some(format!("{} is not a type of {}", e.event.ty, e.subsystem));
+            };
+            if e.event.version != latest.version + 1 {
+                return Some(format!(
+                    "{} v{} does not follow v{}",
+                    e.event.ty, e.event.version, latest.version
+                ));
+            }
+            if (e.event.key.as_str(), e.event.time.as_str())
+                != (latest.key.as_str(), latest.time.as_str())
             {
-                return Err(refuse(format!(
-                    "{} / {} is the compiled subsystem {}",
-                    spec.name, spec.stream, other.name
-                )));
+                return Some(format!("{} moves its key or time", e.event.ty));
             }
-            for ev in &spec.events {
-                crate::schema::registered::install(&ev.ty, ev.version, &ev.schema)
-                    .map_err(refuse)?;
+            super::spec::check_event_schema(&e.event).err().or_else(|| {
+                crate::schema::registered::conflict(&e.event.ty, e.event.version, &e.event.schema)
+            })
+        }
+    }
+}
+
+/// Installs one event of `REGISTRY` stored at `sequence`. An event that breaks a rule of the
+/// registry (see [`refusal`]) is refused and changes nothing; the sequences it takes are
+/// still counted, so that later changes expect the right ones.
+pub fn install(sequence: u64, time: DateTime<Utc>, event: &RegistryEvent) -> Result<()> {
+    let mut live = LIVE.write().expect("registry lock");
+    live.sequence = live.sequence.max(sequence);
+    if let Some(reason) = refusal(&live, event) {
+        if let RegistryEvent::Schema(e) = event {
+            if let Some(have) = live.registrations.get(&e.subsystem) {
+                let mut r = (**have).clone();
+                r.schema_sequence = sequence;
+                live.registrations.insert(e.subsystem.clone(), Arc::new(r));
             }
-            let mut live = LIVE.write().expect("registry lock");
-            if let Some(have) = live.registrations.get(&spec.name) {
-                if have.spec.stream != spec.stream {
-                    return Err(refuse(format!(
-                        "{} is already registered with the stream {}",
-                        spec.name, have.spec.stream
-                    )));
-                }
-            } else {
-                let entry = Subsystem {
-                    name: leak(&spec.name),
-                    stream: leak(&spec.stream),
-                    title: leak(&spec.title),
-                    title_vi: leak(&spec.title_vi),
-                    formats: leak(&spec.formats),
-                    default_source: leak(&spec.source),
-                    audited: spec.audited,
-                    grantable: spec.grantable,
-                    // Its generic read model's tree is named after it.
-                    projections: Box::leak(vec![leak(&spec.name)].into_boxed_slice()),
-                    kpi_section: None,
-                    docs: "docs/registering-a-subsystem.md",
-                };
-                live.subsystems.push(Box::leak(Box::new(entry)));
-            }
-            let schema_sequence = live
-                .registrations
-                .get(&spec.name)
-                .map_or(0, |r| r.schema_sequence);
+        }
+        return Err(BusError::Config(format!(
+            "REGISTRY sequence {sequence}: {reason}"
+        )));
+    }
+    let schemas = match event {
+        RegistryEvent::Subsystem(e) => e.spec.events.iter().collect::<Vec<_>>(),
+        RegistryEvent::Schema(e) => vec![&e.event],
+    };
+    for ev in schemas {
+        // Checked by `refusal`: it compiles and nothing else holds its id.
+        crate::schema::registered::install(&ev.ty, ev.version, &ev.schema)
+            .map_err(|r| BusError::Config(format!("REGISTRY sequence {sequence}: {r}")))?;
+    }
+    match event {
+        RegistryEvent::Subsystem(e) => {
+            let spec = &e.spec;
+            let entry = Subsystem {
+                name: leak(&spec.name),
+                stream: leak(&spec.stream),
+                title: leak(&spec.title),
+                title_vi: leak(&spec.title_vi),
+                formats: leak(&spec.formats),
+                default_source: leak(&spec.source),
+                audited: spec.audited,
+                grantable: spec.grantable,
+                // Its generic read model's tree is named after it.
+                projections: Box::leak(vec![leak(&spec.name)].into_boxed_slice()),
+                kpi_section: None,
+                docs: "docs/registering-a-subsystem.md",
+            };
+            live.subsystems.push(Box::leak(Box::new(entry)));
             live.registrations.insert(
                 spec.name.clone(),
                 Arc::new(Registration {
                     spec: spec.clone(),
                     role: e.role.clone(),
                     ingress_token_sha256: e.ingress_token_sha256.clone(),
+                    credentials: e.credentials.clone(),
                     registered_at: time,
                     registered_by: e.by.clone(),
                     sequence,
-                    schema_sequence,
+                    schema_sequence: 0,
                 }),
             );
-            live.sequence = live.sequence.max(sequence);
         }
         RegistryEvent::Schema(e) => {
-            crate::schema::registered::install(&e.event.ty, e.event.version, &e.event.schema)
-                .map_err(refuse)?;
-            let mut live = LIVE.write().expect("registry lock");
-            let Some(have) = live.registrations.get(&e.subsystem) else {
-                return Err(refuse(format!(
-                    "a schema for {}, which is not registered",
-                    e.subsystem
-                )));
-            };
-            let mut r = (**have).clone();
-            if !r
-                .spec
-                .events
-                .iter()
-                .any(|x| x.ty == e.event.ty && x.version == e.event.version)
-            {
-                r.spec.events.push(e.event.clone());
-            }
+            let mut r = (**live.registrations.get(&e.subsystem).expect("checked")).clone();
+            r.spec.events.push(e.event.clone());
             r.sequence = sequence;
             r.schema_sequence = sequence;
             live.registrations.insert(e.subsystem.clone(), Arc::new(r));
-            live.sequence = live.sequence.max(sequence);
         }
     }
     Ok(())
 }
 
+/// One reader of `REGISTRY` at a time in a process: events are installed in their order.
+static LOADING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// Reads `REGISTRY` from after what this process installed and installs it. Returns the
-/// last sequence installed.
+/// last sequence installed. A bus without `REGISTRY` (a ward site's server, a bus not
+/// provisioned by this version) has nothing registered.
 pub async fn load(reader: &StreamReader) -> Result<u64> {
+    let _one = LOADING.lock().await;
     let from = sequence() + 1;
-    let last = reader.last_sequence(REGISTRY.name).await?;
+    let last = match reader.last_sequence(REGISTRY.name).await {
+        Ok(l) => l,
+        Err(BusError::Refused { reason, .. }) if reason.contains("stream not found") => {
+            return Ok(sequence())
+        }
+        Err(e) => return Err(e),
+    };
     if last < from {
         return Ok(sequence());
     }

@@ -62,10 +62,10 @@ impl Compatibility {
         old: (&str, &Value),
         new: (&str, &Value),
     ) -> Vec<String> {
-        use crate::evolution::breaking_changes;
+        use crate::evolution::{acceptance_breaks, breaking_changes};
         let backward = || breaking_changes(resolver, old.0, old.1, new.0, new.1, "");
         let forward = || {
-            breaking_changes(resolver, new.0, new.1, old.0, old.1, "")
+            acceptance_breaks(resolver, new.0, new.1, old.0, old.1)
                 .into_iter()
                 .map(|p| format!("{p} (the previous version would not accept what it allows)"))
                 .collect::<Vec<_>>()
@@ -218,28 +218,14 @@ impl SubsystemSpec {
         Ok(spec)
     }
 
-    /// Gives each schema the bus's `$id` (`https://lienthong.vn/schemas/<name>/<entity>.<action>/v<N>.json`);
-    /// one that names another id is refused (its `$ref`s would not resolve the same way).
+    /// Gives each schema the bus's `$id` ([`give_bus_id`]).
     fn set_ids(&mut self, shown: &str) -> Result<()> {
         for e in &mut self.events {
             let Ok(ty) = EventType::parse(&e.ty) else {
                 continue; // named by check()
             };
-            let id = schema_id(&ty, e.version);
-            match e.schema.get("$id").and_then(Value::as_str) {
-                None => {
-                    if let Some(o) = e.schema.as_object_mut() {
-                        o.insert("$id".into(), Value::String(id));
-                    }
-                }
-                Some(have) if have == id => {}
-                Some(have) => {
-                    return Err(invalid(
-                        &format!("{shown}: {} schema $id", e.ty),
-                        format!("{have:?}: leave `$id` out (the bus gives it {id:?}) or use that"),
-                    ))
-                }
-            }
+            give_bus_id(&ty, e.version, &mut e.schema)
+                .map_err(|r| invalid(&format!("{shown}: {} schema", e.ty), r))?;
         }
         Ok(())
     }
@@ -278,12 +264,22 @@ impl SubsystemSpec {
                 return Err(invalid(&at(field), "1 to 200 characters"));
             }
         }
-        if self.source.parse::<url::Url>().is_err() {
+        let source = expected_source(&self.name);
+        if self.source != source {
             return Err(invalid(
                 &at("source"),
                 format!(
-                    "{:?} is not a URI (e.g. urn:lienthong:phanthiet:{})",
-                    self.source, self.name
+                    "{:?}: a registered subsystem speaks as {source:?} (the centre's namespace and its name: no ward's, no other subsystem's)",
+                    self.source
+                ),
+            ));
+        }
+        let size = serde_json::to_vec(self).map_or(usize::MAX, |v| v.len());
+        if size > MAX_SPEC_BYTES {
+            return Err(invalid(
+                &at("events"),
+                format!(
+                    "the description with its schemas is {size} bytes; at most {MAX_SPEC_BYTES} (it is recorded as one event)"
                 ),
             ));
         }
@@ -335,6 +331,42 @@ impl SubsystemSpec {
             "{}/{}.{}/v{}.json",
             ty.subsystem, ty.entity, ty.action, e.version
         ))
+    }
+}
+
+/// The most a description with its schemas may weigh (it is one event on `REGISTRY`).
+pub const MAX_SPEC_BYTES: usize = 512 * 1024;
+
+/// The source of registered subsystem `name`: `urn:lienthong:<city>:<name>`, in the
+/// namespace of the centre's compiled subsystems (which wards may not take).
+pub fn expected_source(name: &str) -> String {
+    let city = super::SUBSYSTEMS[0]
+        .default_source
+        .strip_prefix("urn:lienthong:")
+        .and_then(|r| r.split(':').next())
+        .unwrap_or("city");
+    format!("urn:lienthong:{city}:{name}")
+}
+
+/// Gives `schema` the bus's `$id` for version `version` of `ty` when it has none; one that
+/// names another id is refused (its `$ref`s would not resolve the same way).
+pub fn give_bus_id(
+    ty: &EventType,
+    version: u32,
+    schema: &mut Value,
+) -> std::result::Result<(), String> {
+    let id = schema_id(ty, version);
+    match schema.get("$id").and_then(Value::as_str) {
+        None => {
+            if let Some(o) = schema.as_object_mut() {
+                o.insert("$id".into(), Value::String(id));
+            }
+            Ok(())
+        }
+        Some(have) if have == id => Ok(()),
+        Some(have) => Err(format!(
+            "`$id` {have:?}: leave it out (the bus gives it {id:?}) or use that"
+        )),
     }
 }
 
@@ -390,7 +422,9 @@ pub(crate) fn check_event_schema(e: &EventSpec) -> std::result::Result<(), Strin
         return Err(format!("key {:?}: must be a string in the schema", e.key));
     }
     let time = pointed(&e.schema, &e.time).map_err(|r| format!("time {r}"))?;
-    if time.get("format").and_then(Value::as_str) != Some("date-time") {
+    if time.get("type").and_then(Value::as_str) != Some("string")
+        || time.get("format").and_then(Value::as_str) != Some("date-time")
+    {
         return Err(format!(
             "time {:?}: must be a string with `\"format\": \"date-time\"` (RFC 3339)",
             e.time
@@ -448,6 +482,11 @@ mod tests {
             (Box::new(|s| s.name = "Gauges".into()), "name"),
             (Box::new(|s| s.stream = "gauges".into()), "stream"),
             (Box::new(|s| s.source = "not a uri".into()), "source"),
+            (
+                Box::new(|s| s.source = "urn:lienthong:phuthuy:gauges".into()),
+                "the centre's namespace",
+            ),
+            (Box::new(|s| s.source = "urn:lienthong:*".into()), "source"),
             (Box::new(|s| s.retention_days = Some(0)), "retention_days"),
             (
                 Box::new(|s| s.events[0].ty = "vn.egov.other.level.measured".into()),

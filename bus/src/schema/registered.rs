@@ -69,6 +69,26 @@ pub fn compile_registered(schema: &Value) -> Result<(), String> {
     compile::<jsonschema::json::SerdeJson>(schema).map(|_| ())
 }
 
+/// Why version `version` of `ty`'s schema cannot be installed (a bad type, a schema that
+/// does not compile, another schema under its id), if it cannot. Nothing is installed.
+pub fn conflict(ty: &str, version: u32, schema: &Value) -> Option<String> {
+    let parsed = match EventType::parse(ty) {
+        Ok(t) => t,
+        Err(e) => return Some(e.to_string()),
+    };
+    let id = crate::registry::spec::schema_id(&parsed, version);
+    if let Some(have) = by_id(&id) {
+        return (have.file.json != *schema)
+            .then(|| format!("{id}: a different schema is already registered"));
+    }
+    if schema.get("$id").and_then(Value::as_str) != Some(id.as_str()) {
+        return Some(format!("{ty} v{version}: its `$id` must be {id}"));
+    }
+    compile_registered(schema)
+        .err()
+        .map(|e| format!("{ty} v{version}: {e}"))
+}
+
 /// Installs version `version` of `ty`'s schema. The same schema again changes nothing; a
 /// different one under the same version is refused.
 pub fn install(ty: &str, version: u32, schema: &Value) -> Result<(), String> {

@@ -122,7 +122,11 @@ pub fn reserved_names() -> Vec<String> {
     crate::registry::SUBSYSTEMS
         .iter()
         .map(|s| s.default_source)
-        .chain([crate::agencies::events::SOURCE, SOURCE])
+        .chain([
+            crate::agencies::events::SOURCE,
+            SOURCE,
+            crate::registry::live::SOURCE,
+        ])
         .filter_map(|s| s.strip_prefix("urn:lienthong:"))
         .map(|rest| rest.split(':').next().unwrap_or(rest).to_string())
         .collect::<std::collections::BTreeSet<_>>()
@@ -235,11 +239,16 @@ pub fn decide(
             );
         }
     }
-    // Only the subsystems' events: the audit trail, the agency registry and the dead
-    // letters are the centre's.
+    // Only the compiled subsystems' events: the audit trail, the agency and subsystem
+    // registries, the dead letters and the subsystems registered on the running bus (they
+    // publish at the centre) are the centre's.
     let subsystem = crate::subject::EventType::parse(event.ty())
         .ok()
-        .filter(|t| crate::registry::subsystem(&t.subsystem).is_some());
+        .filter(|t| {
+            crate::registry::SUBSYSTEMS
+                .iter()
+                .any(|s| s.name == t.subsystem)
+        });
     if subsystem.is_none() {
         let message = format!(
             "a ward publishes only the subsystems' events, not {}",

@@ -7,8 +7,9 @@
 //!   aggregate, in key order, a page at a time (at most 1,000);
 //! - `GET /api/v1/registered/{name}/latest/{key}` — one aggregate's latest state.
 //!
-//! The latest states carry the events' data: for a subsystem registered `confidential` or
-//! `restricted` they are not served here (403), only the counts.
+//! The latest states carry the events' data: they are served only for a subsystem registered
+//! `public` (403 otherwise); the counts of one that is not public withhold small numbers, as
+//! its dataset does.
 
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -88,7 +89,11 @@ async fn list(State(s): State<AppState>) -> Result<Response, Unavailable> {
     for r in live::registrations() {
         let tree = s.tree(&r.spec.name)?;
         let view = RegisteredView { tree: &tree };
-        let events: u64 = view.counts()?.iter().map(|c| c.2).sum();
+        let events = withheld(
+            &r.spec.name,
+            view.counts()?.iter().map(|c| c.2).sum(),
+            s.publication.min_cell,
+        );
         out.push(json!({
             "name": r.spec.name,
             "stream": r.spec.stream,
@@ -96,12 +101,11 @@ async fn list(State(s): State<AppState>) -> Result<Response, Unavailable> {
             "title_vi": r.spec.title_vi,
             "classification": r.spec.classification.as_str(),
             "registered_at": r.registered_at,
-            "registered_by": r.registered_by,
             "types": r.spec.latest_events().iter().map(|e| json!({"type": e.ty, "version": e.version, "key": e.key, "time": e.time})).collect::<Vec<_>>(),
             "events": events,
-            "aggregates": view.aggregates(),
+            "aggregates": withheld(&r.spec.name, view.aggregates() as u64, s.publication.min_cell),
             "checkpoint": crate::store::checkpoint(&tree)?,
-            "dataset": format!("{}-monthly", r.spec.name.replace('_', "-")),
+            "dataset": super::dataset_id(&r.spec.name),
         }));
     }
     Ok(Json(json!({ "subsystems": out })).into_response())
@@ -124,20 +128,30 @@ async fn counts(
     let tree = s.tree(&name)?;
     let view = RegisteredView { tree: &tree };
     let counts = view.counts()?;
+    let min_cell = s.publication.min_cell;
+    let shown = |n: u64| withheld(&name, n, min_cell);
     if wants_csv(&headers, q.format.as_deref()) {
         return Ok(csv_response(
             &format!("{name}-monthly.csv"),
             &["type", "month", "events"],
-            counts
-                .iter()
-                .map(|(t, m, n)| vec![t.clone(), m.clone(), n.to_string()]),
+            counts.iter().map(|(t, m, n)| {
+                vec![
+                    t.clone(),
+                    m.clone(),
+                    shown(*n)
+                        .as_u64()
+                        .map(|n| n.to_string())
+                        .unwrap_or_default(),
+                ]
+            }),
         ));
     }
     Ok(Json(json!({
         "subsystem": name,
-        "events": counts.iter().map(|c| c.2).sum::<u64>(),
-        "aggregates": view.aggregates(),
-        "per_type_and_month": counts.iter().map(|(t, m, n)| json!({"type": t, "month": m, "events": n})).collect::<Vec<_>>(),
+        "events": shown(counts.iter().map(|c| c.2).sum::<u64>()),
+        "aggregates": shown(view.aggregates() as u64),
+        "min_cell": min_cell,
+        "per_type_and_month": counts.iter().map(|(t, m, n)| json!({"type": t, "month": m, "events": shown(*n)})).collect::<Vec<_>>(),
     }))
     .into_response())
 }
@@ -148,11 +162,11 @@ struct PageQ {
     limit: Option<usize>,
 }
 
-/// Whether the latest states (the events' data) of `name` may be served here.
+/// Whether the latest states (the events' data) of `name` may be served here: only a
+/// subsystem registered `public`.
 fn data_served(name: &str) -> Option<Response> {
     let r = live::registration(name)?;
-    use lienthong_bus::Classification::{Confidential, Restricted};
-    matches!(r.spec.classification, Confidential | Restricted).then(|| {
+    (r.spec.classification != lienthong_bus::Classification::Public).then(|| {
         problem(
             StatusCode::FORBIDDEN,
             "not served",
@@ -163,6 +177,17 @@ fn data_served(name: &str) -> Option<Response> {
             ),
         )
     })
+}
+
+/// The counts of a subsystem that is not public, small ones withheld as in its dataset.
+fn withheld(name: &str, n: u64, min_cell: u64) -> Value {
+    let public = live::registration(name)
+        .is_some_and(|r| r.spec.classification == lienthong_bus::Classification::Public);
+    if public || n == 0 || n >= min_cell {
+        json!(n)
+    } else {
+        Value::Null
+    }
 }
 
 async fn latest(

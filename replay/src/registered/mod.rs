@@ -57,6 +57,14 @@ impl Projection for RegisteredProjection {
     }
 
     fn apply(&self, changes: &mut Changes<'_>, ev: &ProjectedEvent) -> Result<()> {
+        // The key and the subsystem's time where the registration says they are in the data
+        // (the envelope's `subject` and `time` when the type is not registered any more).
+        let (key, time) = self.key_and_time(ev);
+        let ev = &ProjectedEvent {
+            key,
+            time,
+            ..ev.clone()
+        };
         changes.add(format!("c/{}/{}", ev.ty, month(ev)).into_bytes(), 1)?;
         let Some(key) = &ev.key else {
             return Ok(());
@@ -81,6 +89,35 @@ impl Projection for RegisteredProjection {
             )?;
         }
         Ok(())
+    }
+}
+
+impl RegisteredProjection {
+    fn key_and_time(
+        &self,
+        ev: &ProjectedEvent,
+    ) -> (Option<String>, Option<chrono::DateTime<chrono::Utc>>) {
+        use sonic_rs::JsonValueTrait;
+        let pointers =
+            lienthong_bus::registry::live::registration(self.subsystem.name).and_then(|r| {
+                r.spec
+                    .events
+                    .iter()
+                    .find(|e| e.ty == ev.ty)
+                    .map(|e| (e.key.clone(), e.time.clone()))
+            });
+        let Some((key, time)) = pointers else {
+            return (ev.key.clone(), ev.time);
+        };
+        let key = crate::projection::pointer(&ev.data, &key)
+            .and_then(|v| v.as_str().map(str::to_string))
+            .or_else(|| ev.key.clone());
+        let time = crate::projection::pointer(&ev.data, &time)
+            .and_then(|v| v.as_str())
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+            .map(|t| t.to_utc())
+            .or(ev.time);
+        (key, time)
     }
 }
 
@@ -195,6 +232,12 @@ fn leak(s: String) -> &'static str {
     Box::leak(s.into_boxed_str())
 }
 
+/// The dataset of registered subsystem `name`: `registered-<name>-monthly` (apart from every
+/// compiled read model's).
+pub fn dataset_id(name: &str) -> String {
+    format!("registered-{}-monthly", name.replace('_', "-"))
+}
+
 /// The dataset of each registered subsystem the process knows (`<name>-monthly`). Interned
 /// once per subsystem, like the registrations themselves.
 pub fn dataset_specs() -> Vec<DatasetSpec> {
@@ -210,7 +253,7 @@ pub fn dataset_specs() -> Vec<DatasetSpec> {
         }
         let public = r.spec.classification == lienthong_bus::Classification::Public;
         made.push(DatasetSpec {
-            id: leak(format!("{}-monthly", sub.name.replace('_', "-"))),
+            id: leak(dataset_id(sub.name)),
             projection: sub.name,
             stream: sub.stream,
             title_vi: leak(format!("{} — số sự kiện theo loại và tháng", sub.title_vi)),

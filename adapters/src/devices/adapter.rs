@@ -1,0 +1,329 @@
+//! The monitoring stations' data files, taken from the folder their FTP transfers fill.
+//!
+//! The stations write `<station>/<yyyy>/<MM>/<dd>/<station>_<time>.txt` under `inbox`
+//! ([`super::files`]). Each look at the folder:
+//! - finds every data file not yet taken (anywhere under `inbox`, but for `processed/` and
+//!   `failed/`), leaving those modified less than `settle_secs` ago for the next look (an
+//!   upload may still be writing them);
+//! - takes each station's files in the order of their time, at most `files_per_station` of a
+//!   station before the next station's: a station sending back 60 days after an outage does
+//!   not hold the others up, and its own readings go in order;
+//! - publishes each file's readings (ids from station, parameter and measurement time: a file
+//!   sent twice, or taken again after a crash, adds nothing), readings taken while the device
+//!   was calibrating or faulty marked so, never left out; lines that cannot be read go to the
+//!   DLQ with their number and reason (as a digest: the content stays with the station);
+//! - moves the file to `processed/` (or, when nothing of it could be read, to `failed/`),
+//!   keeping its path.
+//!
+//! The subsystem must be registered on the bus first (`lienthong subsystem register
+//! subsystems/devices/devices.toml`): its schemas come from the registry.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use lienthong_bus::{DeadLetter, Outcomes, Publisher};
+use serde::{Deserialize, Serialize};
+use tracing::{info, warn};
+
+use super::files::{self, parse_lines, parse_name, FileName};
+use super::SUBSYSTEM;
+use crate::error::AdapterError;
+use crate::publish::{publish_all, Tally};
+use crate::AdapterContext;
+
+fn default_source() -> String {
+    "urn:lienthong:phanthiet:devices".to_string()
+}
+const fn default_poll_interval_secs() -> u64 {
+    10
+}
+const fn default_settle_secs() -> u64 {
+    5
+}
+const fn default_files_per_station() -> usize {
+    288
+}
+
+/// Configuration of the devices adapter (`[devices]`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DevicesConfig {
+    /// CloudEvents `source` of the events (the registration's).
+    #[serde(default = "default_source")]
+    pub source: String,
+    /// The folder the stations' data files arrive in.
+    pub inbox: PathBuf,
+    /// Seconds between two looks at the folder.
+    #[serde(default = "default_poll_interval_secs")]
+    pub poll_interval_secs: u64,
+    /// Files modified less than this many seconds ago are left for the next look.
+    #[serde(default = "default_settle_secs")]
+    pub settle_secs: u64,
+    /// At most this many files of one station before the next station's (288: a day at one
+    /// file every 5 minutes).
+    #[serde(default = "default_files_per_station")]
+    pub files_per_station: usize,
+}
+
+/// What one look at the folder did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Intake {
+    pub files: usize,
+    #[serde(flatten)]
+    pub tally: Tally,
+    /// Lines or files that could not be read (kept in the DLQ as digests).
+    pub unreadable: usize,
+    /// Readings taken while the device was calibrating or faulty (published, marked).
+    pub marked: usize,
+}
+
+#[derive(Clone)]
+pub struct DevicesAdapter {
+    config: DevicesConfig,
+    publisher: Publisher,
+    outcomes: Outcomes,
+}
+
+/// One data file found, with its place in the order.
+#[derive(Debug, Clone)]
+struct Found {
+    path: PathBuf,
+    name: FileName,
+}
+
+impl DevicesAdapter {
+    pub async fn build(config: DevicesConfig, ctx: AdapterContext) -> Result<Self, AdapterError> {
+        if config.source.parse::<url::Url>().is_err() {
+            return Err(AdapterError::Config(format!(
+                "devices: source {:?} must be a URI",
+                config.source
+            )));
+        }
+        for sub in ["", "processed", "failed"] {
+            std::fs::create_dir_all(config.inbox.join(sub)).map_err(|e| {
+                AdapterError::Config(format!("inbox {}: {e}", config.inbox.join(sub).display()))
+            })?;
+        }
+        // The subsystem's event types and schemas are the bus's registry's.
+        let reader =
+            lienthong_bus::StreamReader::new(ctx.js.client().clone(), ctx.refusals.clone());
+        lienthong_bus::registry::live::load(&reader).await?;
+        let Some(registration) = lienthong_bus::registry::live::registration(SUBSYSTEM) else {
+            return Err(AdapterError::Config(
+                "devices is not registered on this bus: run `lienthong subsystem register subsystems/devices/devices.toml` (as the operator) first".into(),
+            ));
+        };
+        if registration.spec.source != config.source {
+            return Err(AdapterError::Config(format!(
+                "devices: source {:?} is not the registration's ({:?})",
+                config.source, registration.spec.source
+            )));
+        }
+        tokio::spawn(lienthong_bus::registry::live::follow(
+            reader,
+            std::future::pending(),
+        ));
+        Ok(Self {
+            publisher: ctx.publisher(config.source.clone()),
+            outcomes: Outcomes::new(&ctx.metrics, "devices.files"),
+            config,
+        })
+    }
+
+    /// What became of the files' readings (`devices.files`).
+    pub fn outcomes(&self) -> &Outcomes {
+        &self.outcomes
+    }
+
+    /// Every data file under the inbox not yet taken, settled, by station then time.
+    fn find(&self) -> Result<BTreeMap<String, Vec<Found>>, AdapterError> {
+        let settle = Duration::from_secs(self.config.settle_secs);
+        let mut by_station: BTreeMap<String, Vec<Found>> = BTreeMap::new();
+        let mut dirs = vec![self.config.inbox.clone()];
+        while let Some(dir) = dirs.pop() {
+            let entries = std::fs::read_dir(&dir).map_err(|e| AdapterError::Source {
+                url: dir.display().to_string(),
+                reason: e.to_string(),
+            })?;
+            for entry in entries.flatten() {
+                let path = entry.path();
+                let Ok(meta) = entry.metadata() else { continue };
+                if meta.is_dir() {
+                    let top = dir == self.config.inbox;
+                    let name = entry.file_name();
+                    if !(top && (name == "processed" || name == "failed")) {
+                        dirs.push(path);
+                    }
+                    continue;
+                }
+                let fresh = meta
+                    .modified()
+                    .ok()
+                    .and_then(|m| m.elapsed().ok())
+                    .is_some_and(|age| age < settle);
+                let name = entry.file_name().to_string_lossy().to_string();
+                if !meta.is_file() || fresh || !name.to_ascii_lowercase().ends_with(".txt") {
+                    continue;
+                }
+                let parsed = parse_name(&name).unwrap_or(FileName {
+                    // Named wrongly: taken (and refused) on its own.
+                    station: String::new(),
+                    made_at: chrono::NaiveDateTime::default(),
+                });
+                by_station
+                    .entry(parsed.station.clone())
+                    .or_default()
+                    .push(Found { path, name: parsed });
+            }
+        }
+        for files in by_station.values_mut() {
+            files.sort_by(|a, b| (a.name.made_at, &a.path).cmp(&(b.name.made_at, &b.path)));
+        }
+        Ok(by_station)
+    }
+
+    /// Takes every settled data file, station by station in rounds (see the module docs).
+    pub async fn poll_inbox(&self) -> Result<Intake, AdapterError> {
+        let mut queues: Vec<std::collections::VecDeque<Found>> =
+            self.find()?.into_values().map(Into::into).collect();
+        let per_round = self.config.files_per_station.max(1);
+        let mut total = Intake::default();
+        while queues.iter().any(|q| !q.is_empty()) {
+            for q in &mut queues {
+                for _ in 0..per_round {
+                    let Some(f) = q.pop_front() else { break };
+                    let i = self.take(&f.path).await?;
+                    total.files += 1;
+                    total.tally.add(i.tally);
+                    total.unreadable += i.unreadable;
+                    total.marked += i.marked;
+                }
+            }
+        }
+        Ok(total)
+    }
+
+    /// One data file: published, then moved (see the module docs).
+    pub async fn take(&self, path: &Path) -> Result<Intake, AdapterError> {
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_default();
+        let bytes = std::fs::read(path).map_err(|e| AdapterError::Source {
+            url: path.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        let mut intake = Intake::default();
+        let file = match parse_name(&name) {
+            Ok(f) => f,
+            Err(reason) => {
+                self.unreadable(&name, &bytes, reason).await?;
+                intake.unreadable = 1;
+                self.move_to(path, "failed")?;
+                return Ok(intake);
+            }
+        };
+        let text = match std::str::from_utf8(&bytes) {
+            Ok(t) => t,
+            Err(e) => {
+                self.unreadable(&name, &bytes, format!("not UTF-8 text: {e}"))
+                    .await?;
+                intake.unreadable = 1;
+                self.move_to(path, "failed")?;
+                return Ok(intake);
+            }
+        };
+        let (readings, bad) = parse_lines(text);
+        for (n, reason) in &bad {
+            let line = text.lines().nth(n - 1).unwrap_or_default();
+            self.unreadable(&format!("{name} line {n}"), line.as_bytes(), reason.clone())
+                .await?;
+        }
+        intake.unreadable = bad.len();
+        intake.marked = readings
+            .iter()
+            .filter(|r| r.status != files::Status::Measuring)
+            .count();
+        let drafts = readings
+            .iter()
+            .map(|r| files::to_event(&file.station, &name, r))
+            .collect();
+        intake.tally = publish_all(&self.publisher, drafts).await?;
+        intake.tally.record(&self.outcomes);
+        self.outcomes.dead_lettered.add(intake.unreadable as u64);
+        let whole_file_unreadable = readings.is_empty() && !bad.is_empty();
+        self.move_to(
+            path,
+            if whole_file_unreadable {
+                "failed"
+            } else {
+                "processed"
+            },
+        )?;
+        Ok(intake)
+    }
+
+    /// Keeps a trace of what could not be read in the DLQ: its digest and the reason.
+    async fn unreadable(
+        &self,
+        what: &str,
+        bytes: &[u8],
+        reason: String,
+    ) -> Result<(), AdapterError> {
+        let letter = DeadLetter::unreadable_digest(
+            self.publisher.source(),
+            &files::reading_type().to_string(),
+            what,
+            bytes,
+            format!("{what} could not be read: {reason}"),
+        );
+        warn!(adapter = SUBSYSTEM, input = what, %reason, "unreadable monitoring data kept in the DLQ (digest only)");
+        self.publisher.keep_dead_letter(&letter).await?;
+        Ok(())
+    }
+
+    /// Moves a taken file under `processed/` or `failed/`, keeping its path under the inbox.
+    fn move_to(&self, path: &Path, to: &str) -> Result<(), AdapterError> {
+        let rel = path.strip_prefix(&self.config.inbox).unwrap_or(path);
+        let dest = self.config.inbox.join(to).join(rel);
+        let fail = |e: std::io::Error| AdapterError::Source {
+            url: path.display().to_string(),
+            reason: format!("moving to {}: {e}", dest.display()),
+        };
+        if let Some(parent) = dest.parent() {
+            std::fs::create_dir_all(parent).map_err(fail)?;
+        }
+        std::fs::rename(path, &dest).map_err(fail)
+    }
+
+    /// Looks at the folder every `poll_interval_secs` until `shutdown`.
+    pub async fn run(
+        self,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> Result<(), AdapterError> {
+        let interval = Duration::from_secs(self.config.poll_interval_secs.max(1));
+        crate::poll::every(
+            SUBSYSTEM,
+            "monitoring files",
+            interval,
+            shutdown,
+            || async {
+                let i = self.poll_inbox().await?;
+                if i.files > 0 {
+                    info!(
+                        adapter = SUBSYSTEM,
+                        files = i.files,
+                        published = i.tally.published,
+                        duplicates = i.tally.duplicates,
+                        marked = i.marked,
+                        dead_lettered = i.tally.dead_lettered + i.unreadable,
+                        "monitoring files"
+                    );
+                }
+                Ok(())
+            },
+        )
+        .await
+    }
+}
