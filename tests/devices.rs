@@ -158,7 +158,8 @@ async fn monitoring_files_are_taken_in_once_each_in_order_with_calibrating_and_f
     std::fs::write(
         &config,
         format!(
-            "[devices]\ninbox = {:?}\npoll_interval_secs = 1\nsettle_secs = 0\nfiles_per_station = 50\n",
+            "[devices]\ninbox = {:?}\npoll_interval_secs = 1\nsettle_secs = 0\nfiles_per_station = 50\n\
+             [devices.analysis]\nalarm_levels = {{ BTH_CATY_MN01 = [{{ name = \"báo động 1\", level = 150.0 }}] }}\n",
             inbox.to_str().unwrap()
         ),
     )
@@ -188,9 +189,25 @@ async fn monitoring_files_are_taken_in_once_each_in_order_with_calibrating_and_f
         .join("processed/BTH_PTHIET_KK01/2026/10/14/BTH_PTHIET_KK01_20261014084000.txt")
         .exists());
 
-    let stored = events(&up, "DEVICES").await;
+    wait_for(
+        "the water level's alarm",
+        Duration::from_secs(30),
+        || async { events(&up, "DEVICES").await.len() >= 18 },
+        log_tail,
+    )
+    .await;
+    let all = events(&up, "DEVICES").await;
+    let (stored, alarms): (Vec<Value>, Vec<Value>) = all
+        .into_iter()
+        .partition(|e| e["type"] == "vn.egov.devices.reading.measured");
     // 3 files × 5 parameters of the air station, 2 readable water levels.
     assert_eq!(stored.len(), 17, "{stored:#?}");
+    // The water level over the flood-control board's alarm level 1, once.
+    assert_eq!(alarms.len(), 1, "{alarms:#?}");
+    assert_eq!(alarms[0]["type"], "vn.egov.devices.threshold.exceeded");
+    assert_eq!(alarms[0]["data"]["standard"], "báo động 1");
+    assert_eq!(alarms[0]["data"]["value"], 182.0);
+    assert_eq!(alarms[0]["data"]["at"], "2026-10-14T08:30:00+07:00");
     let mut ids = std::collections::BTreeSet::new();
     for e in &stored {
         assert_eq!(e["type"], "vn.egov.devices.reading.measured");
@@ -270,7 +287,11 @@ async fn monitoring_files_are_taken_in_once_each_in_order_with_calibrating_and_f
         log_tail,
     )
     .await;
-    let stored = events(&up, "DEVICES").await;
+    let stored: Vec<Value> = events(&up, "DEVICES")
+        .await
+        .into_iter()
+        .filter(|e| e["type"] == "vn.egov.devices.reading.measured")
+        .collect();
     assert_eq!(stored.len(), 17 + backlog_files + 1, "{}", log_tail());
     let positions: BTreeMap<&str, Vec<usize>> =
         stored
@@ -296,4 +317,72 @@ async fn monitoring_files_are_taken_in_once_each_in_order_with_calibrating_and_f
         other_at < backlog_last - 500,
         "the other station waited for the backlog (at {other_at}, the backlog ended at {backlog_last})"
     );
+
+    // NO2 of the air station: hour 10 averages 260 µg/Nm³ (over QCVN 05:2023's 200 for one
+    // hour; a calibration value of 9999 is not averaged in), hour 11 averages 50.
+    let day = inbox.join("BTH_PTHIET_KK01/2026/10/15");
+    std::fs::create_dir_all(&day).unwrap();
+    for (time, line) in [
+        ("20261015100000", "NO2\t260\tµg/Nm3\t20261015100000\t00"),
+        ("20261015100500", "NO2\t9999\tµg/Nm3\t20261015100500\t01"),
+        ("20261015110000", "NO2\t50\tµg/Nm3\t20261015110000\t00"),
+        ("20261015120000", "NO2\t40\tµg/Nm3\t20261015120000\t00"),
+    ] {
+        std::fs::write(
+            day.join(format!("BTH_PTHIET_KK01_{time}.txt")),
+            format!("{line}\r\n"),
+        )
+        .unwrap();
+    }
+    let thresholds = || async {
+        events(&up, "DEVICES")
+            .await
+            .into_iter()
+            .filter(|e| {
+                e["data"]["parameter"] == "NO2" && e["type"] != "vn.egov.devices.reading.measured"
+            })
+            .collect::<Vec<Value>>()
+    };
+    wait_for(
+        "NO2 exceeded and cleared",
+        Duration::from_secs(60),
+        || async { thresholds().await.len() >= 2 },
+        log_tail,
+    )
+    .await;
+    let no2 = thresholds().await;
+    let seen: Vec<(&str, &str, f64)> = no2
+        .iter()
+        .map(|e| {
+            (
+                e["type"].as_str().unwrap(),
+                e["data"]["at"].as_str().unwrap(),
+                e["data"]["value"].as_f64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            (
+                "vn.egov.devices.threshold.exceeded",
+                "2026-10-15T11:00:00+07:00",
+                260.0
+            ),
+            (
+                "vn.egov.devices.threshold.cleared",
+                "2026-10-15T12:00:00+07:00",
+                50.0
+            )
+        ]
+    );
+    assert_eq!(no2[0]["data"]["standard"], "QCVN 05:2023/BTNMT");
+    assert_eq!(no2[0]["data"]["averaging"], "1h");
+
+    // The adapter started again goes on from where it was: nothing is said twice.
+    let before = events(&up, "DEVICES").await.len();
+    drop(_adapter);
+    let _adapter = start_adapter(&creds.join("adapter-devices.env"), &config, &log);
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(events(&up, "DEVICES").await.len(), before, "{}", log_tail());
 }

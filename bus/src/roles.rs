@@ -135,9 +135,13 @@ fn adapter(s: &Subsystem) -> Role {
     let mut publish = vec![s.subjects(), s.dead_letter_subjects()];
     publish.extend(adapter_state(s.name));
     // A registered subsystem's publishers learn its event types and schemas from the
-    // registry (a compiled adapter has them built in).
+    // registry (a compiled adapter has them built in), and may read their own stream (what
+    // they published: its analysis, e.g. the stations' thresholds).
     if !SUBSYSTEMS.iter().any(|c| c.name == s.name) {
-        publish.extend(js_read_only(&[registry::REGISTRY.name.to_string()]));
+        publish.extend(js_read_only(&[
+            registry::REGISTRY.name.to_string(),
+            s.stream.to_string(),
+        ]));
     }
     Role {
         purpose: format!(

@@ -52,8 +52,12 @@ pub struct DevicesConfig {
     /// CloudEvents `source` of the events (the registration's).
     #[serde(default = "default_source")]
     pub source: String,
-    /// The folder the stations' data files arrive in.
-    pub inbox: PathBuf,
+    /// The folder the stations' data files arrive in (none: no files taken here).
+    #[serde(default)]
+    pub inbox: Option<PathBuf>,
+    /// Analyse what `DEVICES` holds: thresholds crossed and cleared ([`super::analysis`]).
+    #[serde(default)]
+    pub analysis: Option<AnalysisConfig>,
     /// Seconds between two looks at the folder.
     #[serde(default = "default_poll_interval_secs")]
     pub poll_interval_secs: u64,
@@ -64,6 +68,24 @@ pub struct DevicesConfig {
     /// file every 5 minutes).
     #[serde(default = "default_files_per_station")]
     pub files_per_station: usize,
+}
+
+/// The analysis (`[devices.analysis]`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AnalysisConfig {
+    /// Each water-level station's alarm levels, e.g.
+    /// `BTH_CATY_MN01 = [{ name = "báo động 1", level = 150.0 }]` (the unit it sends).
+    #[serde(default)]
+    pub alarm_levels: BTreeMap<String, Vec<super::analysis::AlarmLevel>>,
+}
+
+/// Where the analysis is, kept in `ADAPTER_STATE` after each batch.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct AnalysisState {
+    /// The last `DEVICES` sequence folded.
+    sequence: u64,
+    analyser: super::analysis::Analyser,
 }
 
 /// What one look at the folder did.
@@ -83,6 +105,9 @@ pub struct DevicesAdapter {
     config: DevicesConfig,
     publisher: Publisher,
     outcomes: Outcomes,
+    /// Reads `DEVICES` (the analysis) and the registry.
+    reader: lienthong_bus::StreamReader,
+    state: crate::state::AdapterState,
 }
 
 /// One data file found, with its place in the order.
@@ -100,10 +125,17 @@ impl DevicesAdapter {
                 config.source
             )));
         }
-        for sub in ["", "processed", "failed"] {
-            std::fs::create_dir_all(config.inbox.join(sub)).map_err(|e| {
-                AdapterError::Config(format!("inbox {}: {e}", config.inbox.join(sub).display()))
-            })?;
+        if config.inbox.is_none() && config.analysis.is_none() {
+            return Err(AdapterError::Config(
+                "devices: give an `inbox` folder, an `[devices.analysis]`, or both".into(),
+            ));
+        }
+        if let Some(inbox) = &config.inbox {
+            for sub in ["", "processed", "failed"] {
+                std::fs::create_dir_all(inbox.join(sub)).map_err(|e| {
+                    AdapterError::Config(format!("inbox {}: {e}", inbox.join(sub).display()))
+                })?;
+            }
         }
         // The subsystem's event types and schemas are the bus's registry's.
         let reader =
@@ -121,12 +153,15 @@ impl DevicesAdapter {
             )));
         }
         tokio::spawn(lienthong_bus::registry::live::follow(
-            reader,
+            reader.clone(),
             std::future::pending(),
         ));
+        let instance = crate::state::instance_name(None, &config.source)?;
         Ok(Self {
             publisher: ctx.publisher(config.source.clone()),
             outcomes: Outcomes::new(&ctx.metrics, "devices.files"),
+            state: crate::state::AdapterState::open(&ctx, SUBSYSTEM, &instance).await?,
+            reader,
             config,
         })
     }
@@ -140,7 +175,10 @@ impl DevicesAdapter {
     fn find(&self) -> Result<BTreeMap<String, Vec<Found>>, AdapterError> {
         let settle = Duration::from_secs(self.config.settle_secs);
         let mut by_station: BTreeMap<String, Vec<Found>> = BTreeMap::new();
-        let mut dirs = vec![self.config.inbox.clone()];
+        let Some(inbox) = &self.config.inbox else {
+            return Ok(by_station);
+        };
+        let mut dirs = vec![inbox.clone()];
         while let Some(dir) = dirs.pop() {
             let entries = std::fs::read_dir(&dir).map_err(|e| AdapterError::Source {
                 url: dir.display().to_string(),
@@ -150,7 +188,7 @@ impl DevicesAdapter {
                 let path = entry.path();
                 let Ok(meta) = entry.metadata() else { continue };
                 if meta.is_dir() {
-                    let top = dir == self.config.inbox;
+                    let top = dir == *inbox;
                     let name = entry.file_name();
                     if !(top && (name == "processed" || name == "failed")) {
                         dirs.push(path);
@@ -285,8 +323,9 @@ impl DevicesAdapter {
 
     /// Moves a taken file under `processed/` or `failed/`, keeping its path under the inbox.
     fn move_to(&self, path: &Path, to: &str) -> Result<(), AdapterError> {
-        let rel = path.strip_prefix(&self.config.inbox).unwrap_or(path);
-        let dest = self.config.inbox.join(to).join(rel);
+        let inbox = self.config.inbox.as_deref().unwrap_or(Path::new("."));
+        let rel = path.strip_prefix(inbox).unwrap_or(path);
+        let dest = inbox.join(to).join(rel);
         let fail = |e: std::io::Error| AdapterError::Source {
             url: path.display().to_string(),
             reason: format!("moving to {}: {e}", dest.display()),
@@ -297,7 +336,54 @@ impl DevicesAdapter {
         std::fs::rename(path, &dest).map_err(fail)
     }
 
-    /// Looks at the folder every `poll_interval_secs` until `shutdown`.
+    /// Folds what `DEVICES` holds after the kept position into the analysis and publishes
+    /// the thresholds crossed; keeps the new position with the analysis. Returns how many
+    /// thresholds were crossed or cleared.
+    pub async fn analyse(&self) -> Result<usize, AdapterError> {
+        let Some(config) = &self.config.analysis else {
+            return Ok(0);
+        };
+        let mut state: AnalysisState = self.state.get("analysis").await?.unwrap_or_default();
+        let mut crossings = 0;
+        loop {
+            let batch = self
+                .reader
+                .batch(
+                    "DEVICES",
+                    state.sequence + 1,
+                    Some("egov.devices.reading.>"),
+                    500,
+                )
+                .await?;
+            let Some(last) = batch.messages.last().map(|m| m.sequence) else {
+                return Ok(crossings);
+            };
+            let mut drafts = Vec::new();
+            for m in &batch.messages {
+                let Some(r) = analysed_reading(&m.payload) else {
+                    continue;
+                };
+                drafts.extend(
+                    state
+                        .analyser
+                        .feed(&r, &config.alarm_levels)
+                        .iter()
+                        .map(super::analysis::Crossing::to_event),
+                );
+            }
+            crossings += drafts.len();
+            // Published before the position moves: after a crash they are published again,
+            // with the same ids (nothing twice).
+            publish_all(&self.publisher, drafts).await?;
+            state.sequence = last;
+            self.state.put("analysis", &state).await?;
+            if batch.pending == 0 {
+                return Ok(crossings);
+            }
+        }
+    }
+
+    /// Looks at the folder and the stream every `poll_interval_secs` until `shutdown`.
     pub async fn run(
         self,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
@@ -309,6 +395,13 @@ impl DevicesAdapter {
             interval,
             shutdown,
             || async {
+                let crossed = self.analyse().await?;
+                if crossed > 0 {
+                    info!(
+                        adapter = SUBSYSTEM,
+                        crossed, "thresholds crossed or cleared"
+                    );
+                }
                 let i = self.poll_inbox().await?;
                 if i.files > 0 {
                     info!(
@@ -326,4 +419,18 @@ impl DevicesAdapter {
         )
         .await
     }
+}
+
+/// A reading of `DEVICES` (structured CloudEvent) as the analysis takes it.
+fn analysed_reading(payload: &[u8]) -> Option<super::analysis::Reading> {
+    let event: serde_json::Value = serde_json::from_slice(payload).ok()?;
+    let d = event.get("data")?;
+    Some(super::analysis::Reading {
+        station: d.get("station")?.as_str()?.to_string(),
+        parameter: d.get("parameter")?.as_str()?.to_string(),
+        value: d.get("value")?.as_f64()?,
+        unit: d.get("unit")?.as_str()?.to_string(),
+        measured_at: chrono::DateTime::parse_from_rfc3339(d.get("measured_at")?.as_str()?).ok()?,
+        measuring: d.get("status")?.as_str()? == "measuring",
+    })
 }

@@ -4,10 +4,12 @@
 //! this adapter only reads the stations' own formats.
 //!
 //! - [`files`]: the data files of automatic continuous monitoring stations (10/2021/TT-BTNMT).
-//! - [`adapter`]: the folder the stations' FTP transfers fill, taken in once each
-//!   ([`DevicesAdapter`](adapter::DevicesAdapter)).
+//! - [`adapter`]: the folder the stations' FTP transfers fill, taken in once each, and the
+//!   analysis of what the stream holds ([`DevicesAdapter`](adapter::DevicesAdapter)).
+//! - [`analysis`]: hourly averages against QCVN 05:2023/BTNMT and water-level alarm levels.
 
 pub mod adapter;
+pub mod analysis;
 pub mod files;
 
 pub use adapter::{DevicesAdapter, DevicesConfig};
