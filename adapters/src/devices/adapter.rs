@@ -32,6 +32,9 @@ use crate::error::AdapterError;
 use crate::publish::{publish_all, Tally};
 use crate::AdapterContext;
 
+/// The largest data file taken (a station's file is a few kilobytes).
+pub const MAX_FILE_BYTES: u64 = 8 * 1024 * 1024;
+
 fn default_source() -> String {
     "urn:lienthong:phanthiet:devices".to_string()
 }
@@ -248,11 +251,20 @@ impl DevicesAdapter {
             .file_name()
             .map(|n| n.to_string_lossy().to_string())
             .unwrap_or_default();
+        let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+        let mut intake = Intake::default();
+        if size > MAX_FILE_BYTES {
+            // Not a datalogger's file (a few kilobytes every few minutes): kept aside, named.
+            let reason = format!("{size} bytes, more than a data file holds ({MAX_FILE_BYTES})");
+            self.unreadable(&name, name.as_bytes(), reason).await?;
+            intake.unreadable = 1;
+            self.move_to(path, "failed")?;
+            return Ok(intake);
+        }
         let bytes = std::fs::read(path).map_err(|e| AdapterError::Source {
             url: path.display().to_string(),
             reason: e.to_string(),
         })?;
-        let mut intake = Intake::default();
         let file = match parse_name(&name) {
             Ok(f) => f,
             Err(reason) => {
