@@ -120,18 +120,7 @@ async fn monitoring_files_are_taken_in_once_each_in_order_with_calibrating_and_f
 ) {
     let up = Up::start(&[]);
     let http = reqwest::Client::new();
-    wait_for(
-        "the bus answers",
-        Duration::from_secs(120),
-        || async {
-            http.get(format!("{}/healthz", up.base))
-                .send()
-                .await
-                .is_ok_and(|r| r.status().is_success())
-        },
-        || up.log_tail(20),
-    )
-    .await;
+    up.wait_healthy(&http).await;
     let work = tempfile::tempdir().unwrap();
     let creds = work.path().join("credentials");
     let spec: PathBuf = [

@@ -56,18 +56,7 @@ async fn a_subsystem_registered_on_a_running_bus_gets_its_stream_role_ingress_au
 {
     let mut up = Up::start(&["--demo", "--demo-scale", "0.01"]);
     let http = reqwest::Client::new();
-    wait_for(
-        "the bus answers",
-        Duration::from_secs(120),
-        || async {
-            http.get(format!("{}/healthz", up.base))
-                .send()
-                .await
-                .is_ok_and(|r| r.status().is_success())
-        },
-        || up.log_tail(20),
-    )
-    .await;
+    up.wait_healthy(&http).await;
     let pid = up.pid();
     let operator = up.credentials("operator.env");
     let operator = operator.to_str().unwrap();

@@ -130,9 +130,8 @@ async fn a_killed_nats_server_is_restarted_on_its_store_and_nothing_is_lost() {
 #[tokio::test]
 async fn up_killed_under_load_and_started_again_at_once_comes_back_and_loses_nothing() {
     let mut up = Up::start(&["--demo", "--demo-scale", "0.02"]);
-    let base = up.base.clone();
     let http = reqwest::Client::new();
-    wait_healthy(&http, &base, &up).await;
+    up.wait_healthy(&http).await;
     let caller = ingress_caller(&up.credentials("ingress-demo.env"));
 
     let writer = Writer::start(caller, "restart");
@@ -152,7 +151,7 @@ async fn up_killed_under_load_and_started_again_at_once_comes_back_and_loses_not
     let restarted = Instant::now();
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert!(signal("-CONT").success());
-    wait_healthy(&http, &base, &up).await;
+    up.wait_healthy(&http).await;
     eprintln!(
         "up killed and started again at once: healthy after {:.1} s",
         restarted.elapsed().as_secs_f64()
@@ -178,24 +177,6 @@ async fn up_killed_under_load_and_started_again_at_once_comes_back_and_loses_not
     assert!(acked.len() > 20, "the writer hardly wrote: {}", acked.len());
     assert!(lost.is_empty(), "lost: {lost:?}");
     assert_eq!(duplicated, 0);
-}
-
-/// Waits (at most 60 s) until `up`'s `/healthz` answers 200.
-async fn wait_healthy(http: &reqwest::Client, base: &str, up: &Up) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Ok(r) = http.get(format!("{base}/healthz")).send().await {
-            if r.status() == 200 {
-                return;
-            }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "up never became healthy\n{}",
-            up.log_tail(30)
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
 }
 
 /// A NATS port held by another program (not a previous run's server on this store) is still

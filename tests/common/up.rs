@@ -160,6 +160,22 @@ impl Up {
         self.child.id()
     }
 
+    /// Waits until its replay service answers `/healthz` with success (at most 120 s).
+    pub async fn wait_healthy(&self, http: &reqwest::Client) {
+        wait_for(
+            "the bus answers",
+            Duration::from_secs(120),
+            || async {
+                http.get(format!("{}/healthz", self.base))
+                    .send()
+                    .await
+                    .is_ok_and(|r| r.status().is_success())
+            },
+            || self.log_tail(20),
+        )
+        .await;
+    }
+
     /// Whether the process still runs.
     pub fn running(&mut self) -> bool {
         self.child.try_wait().unwrap().is_none()

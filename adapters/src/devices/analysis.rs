@@ -228,6 +228,44 @@ struct Series {
     exceeded: Vec<(Averaging, String)>,
 }
 
+/// A value to hold against a limit.
+struct Check<'a> {
+    averaging: Averaging,
+    limit: f64,
+    value: f64,
+    unit: &'a str,
+    standard: &'a str,
+    at: DateTime<FixedOffset>,
+}
+
+impl Series {
+    /// The crossing `c` makes, if it makes one (the limit's state changes).
+    fn check(&mut self, r: &Reading, c: Check) -> Option<Crossing> {
+        let limit_key = format!("{}/{}", c.averaging.as_str(), c.limit);
+        let now = c.value > c.limit;
+        let was = self.exceeded.iter().any(|(_, k)| *k == limit_key);
+        if now == was {
+            return None;
+        }
+        if now {
+            self.exceeded.push((c.averaging, limit_key));
+        } else {
+            self.exceeded.retain(|(_, k)| *k != limit_key);
+        }
+        Some(Crossing {
+            exceeded: now,
+            station: r.station.clone(),
+            parameter: r.parameter.clone(),
+            value: c.value,
+            limit: c.limit,
+            unit: c.unit.to_string(),
+            averaging: c.averaging,
+            standard: c.standard.to_string(),
+            at: c.at,
+        })
+    }
+}
+
 /// The fold: everything it needs to go on from where it was (kept in `ADAPTER_STATE`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Analyser {
@@ -258,27 +296,15 @@ impl Analyser {
         // Water levels: each reading against the station's alarm levels.
         if let Some(levels) = alarms.get(&r.station).filter(|_| parameter == "WATERLEVEL") {
             for l in levels {
-                let limit_key = format!("reading/{}", l.level);
-                let now = r.value > l.level;
-                let was = series.exceeded.iter().any(|(_, k)| *k == limit_key);
-                if now != was {
-                    if now {
-                        series.exceeded.push((Averaging::Reading, limit_key));
-                    } else {
-                        series.exceeded.retain(|(_, k)| *k != limit_key);
-                    }
-                    out.push(Crossing {
-                        exceeded: now,
-                        station: r.station.clone(),
-                        parameter: r.parameter.clone(),
-                        value: r.value,
-                        limit: l.level,
-                        unit: r.unit.clone(),
-                        averaging: Averaging::Reading,
-                        standard: l.name.clone(),
-                        at: r.measured_at,
-                    });
-                }
+                let check = Check {
+                    averaging: Averaging::Reading,
+                    limit: l.level,
+                    value: r.value,
+                    unit: &r.unit,
+                    standard: &l.name,
+                    at: r.measured_at,
+                };
+                out.extend(series.check(r, check));
             }
             return out;
         }
@@ -322,27 +348,15 @@ impl Analyser {
                     }
                 };
                 let Some(average) = average else { continue };
-                let limit_key = format!("{}/{}", l.averaging.as_str(), l.limit);
-                let now = average > l.limit;
-                let was = series.exceeded.iter().any(|(_, k)| *k == limit_key);
-                if now != was {
-                    if now {
-                        series.exceeded.push((l.averaging, limit_key));
-                    } else {
-                        series.exceeded.retain(|(_, k)| *k != limit_key);
-                    }
-                    out.push(Crossing {
-                        exceeded: now,
-                        station: r.station.clone(),
-                        parameter: r.parameter.clone(),
-                        value: average,
-                        limit: l.limit,
-                        unit: "µg/Nm3".into(),
-                        averaging: l.averaging,
-                        standard: QCVN.into(),
-                        at: end,
-                    });
-                }
+                let check = Check {
+                    averaging: l.averaging,
+                    limit: l.limit,
+                    value: average,
+                    unit: "µg/Nm3",
+                    standard: QCVN,
+                    at: end,
+                };
+                out.extend(series.check(r, check));
             }
         }
         out

@@ -179,6 +179,15 @@ fn data_served(name: &str) -> Option<Response> {
     })
 }
 
+/// Why the latest states of `name` are not served here, if they are not: no such registered
+/// subsystem (404), or not a public one (403).
+fn data_refused(name: &str) -> Option<Response> {
+    match live::registration(name) {
+        None => Some(unknown(name)),
+        Some(_) => data_served(name),
+    }
+}
+
 /// The counts of a subsystem that is not public, small ones withheld as in its dataset.
 fn withheld(name: &str, n: u64, min_cell: u64) -> Value {
     let public = live::registration(name)
@@ -195,10 +204,7 @@ async fn latest(
     Path(name): Path<String>,
     Query(q): Query<PageQ>,
 ) -> Result<Response, Unavailable> {
-    if live::registration(&name).is_none() {
-        return Ok(unknown(&name));
-    }
-    if let Some(refused) = data_served(&name) {
+    if let Some(refused) = data_refused(&name) {
         return Ok(refused);
     }
     let tree = s.tree(&name)?;
@@ -215,10 +221,7 @@ async fn one(
     State(s): State<AppState>,
     Path((name, key)): Path<(String, String)>,
 ) -> Result<Response, Unavailable> {
-    if live::registration(&name).is_none() {
-        return Ok(unknown(&name));
-    }
-    if let Some(refused) = data_served(&name) {
+    if let Some(refused) = data_refused(&name) {
         return Ok(refused);
     }
     let tree = s.tree(&name)?;
