@@ -573,3 +573,141 @@ async fn a_subsystem_registered_on_a_running_bus_gets_its_stream_role_ingress_au
     )
     .await;
 }
+
+/// A registered subsystem's age limit (`retention_days`) removes its oldest events: that is
+/// neither tampering for `audit verify` (each removed one is checked against its record in
+/// the signed checkpoints) nor a lost message for the replay's guard.
+#[tokio::test]
+async fn what_a_registered_streams_age_limit_removes_is_verified_as_recorded_not_taken_for_tampering(
+) {
+    let up = Up::start(&[]);
+    let http = reqwest::Client::new();
+    up.wait_healthy(&http).await;
+    let operator = up.credentials("operator.env");
+    let creds = tempfile::tempdir().unwrap();
+    lienthong(&[
+        "--env",
+        operator.to_str().unwrap(),
+        "subsystem",
+        "register",
+        &fixture("gauges.toml"),
+        "--credentials-dir",
+        creds.path().to_str().unwrap(),
+    ]);
+    let (client, refusals) =
+        lienthong_bus::ConnectSettings::resolve(Some(&creds.path().join("adapter-gauges.env")))
+            .unwrap()
+            .connect_watched("test-gauges")
+            .await
+            .unwrap();
+    let reader = lienthong_bus::StreamReader::new(client.clone(), refusals.clone());
+    lienthong_bus::registry::live::load(&reader).await.unwrap();
+    let publisher = lienthong_bus::Publisher::new(
+        async_nats::jetstream::new(client.clone()),
+        std::sync::Arc::new(lienthong_bus::SchemaRegistry::embedded().unwrap()),
+        "urn:lienthong:phanthiet:gauges",
+    )
+    .with_refusals(refusals);
+    let ty = lienthong_bus::EventType::parse("vn.egov.gauges.level.measured").unwrap();
+    let publish = |id: String| {
+        let p = publisher.clone();
+        let ty = ty.clone();
+        async move {
+            p.publish(lienthong_bus::EventDraft::new(
+                ty,
+                id,
+                "CATY-01",
+                chrono::Utc::now(),
+                json!({"gauge": "CATY-01", "measured_at": chrono::Utc::now().to_rfc3339(), "level_cm": 120.0, "ward": "phu-thuy"}),
+                lienthong_bus::Classification::Public,
+            ))
+            .await
+            .unwrap();
+        }
+    };
+    for i in 0..5 {
+        publish(format!("old-{i}")).await;
+    }
+    let public_key = up.data.join("audit-public.key");
+    wait_for(
+        "the five readings checkpointed",
+        Duration::from_secs(60),
+        || async {
+            let (ok, out) = up.audit_verify(&public_key);
+            ok && out.contains("GAUGES: intact — sequences 1..=5")
+        },
+        || up.audit_verify(&public_key).1,
+    )
+    .await;
+
+    // The operator shortens the age limit to two seconds (as if 400 days had passed).
+    let js = async_nats::jetstream::new(
+        lienthong_bus::ConnectSettings::resolve(Some(&operator))
+            .unwrap()
+            .connect("test-operator")
+            .await
+            .unwrap(),
+    );
+    let mut config = js
+        .get_stream("GAUGES")
+        .await
+        .unwrap()
+        .info()
+        .await
+        .unwrap()
+        .config
+        .clone();
+    config.max_age = Duration::from_secs(2);
+    config.duplicate_window = Duration::from_secs(1);
+    js.update_stream(config).await.unwrap();
+    wait_for(
+        "the old readings removed by the age limit",
+        Duration::from_secs(30),
+        || async { reader.state("GAUGES").await.unwrap().messages == 0 },
+        String::new,
+    )
+    .await;
+    for i in 0..2 {
+        publish(format!("new-{i}")).await;
+    }
+    wait_for(
+        "verified across what the age limit removed",
+        Duration::from_secs(60),
+        || async {
+            let (ok, out) = up.audit_verify(&public_key);
+            ok && out.contains("GAUGES: intact — sequences 1..=7")
+                && out.contains("the first 5 removed by the stream's age limit")
+        },
+        || up.audit_verify(&public_key).1,
+    )
+    .await;
+    // The replay's guard takes it for no loss: no alarm, the read model goes on.
+    wait_for(
+        "the read model goes on",
+        Duration::from_secs(30),
+        || async {
+            let v: Value = match http
+                .get(format!("{}/api/v1/registered/gauges", up.base))
+                .send()
+                .await
+            {
+                Ok(r) => r.json().await.unwrap_or(Value::Null),
+                Err(_) => Value::Null,
+            };
+            v["events"] == 7
+        },
+        || up.log_tail(20),
+    )
+    .await;
+    let health = http
+        .get(format!("{}/healthz", up.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status().as_u16(), 200, "{}", up.log_tail(20));
+    assert!(
+        !up.log_tail(200).contains("replay alarm"),
+        "{}",
+        up.log_tail(40)
+    );
+}

@@ -65,6 +65,15 @@ pub struct StreamReport {
     /// tampering, but not silent either: `audit verify` fails on them unless accepted.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub resumed: Vec<String>,
+    /// Recorded messages the stream's age limit removed (a registered subsystem's
+    /// `retention_days`): each was checked against its record in the signed checkpoints (the
+    /// chain goes on through them) and was older than the limit. Not tampering.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub expired: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl StreamReport {
@@ -83,7 +92,7 @@ impl std::fmt::Display for StreamReport {
             ),
             (None, _) => write!(
                 f,
-                "{}: intact — sequences 1..={} match {} signed checkpoint(s){}{}",
+                "{}: intact — sequences 1..={} match {} signed checkpoint(s){}{}{}",
                 self.stream,
                 self.covered_to,
                 self.checkpoints,
@@ -91,6 +100,14 @@ impl std::fmt::Display for StreamReport {
                     format!(
                         "; {} newer message(s) await a checkpoint",
                         self.stream_last - self.covered_to
+                    )
+                } else {
+                    String::new()
+                },
+                if self.expired > 0 {
+                    format!(
+                        "; the first {} removed by the stream's age limit, as recorded",
+                        self.expired
                     )
                 } else {
                     String::new()
@@ -384,6 +401,19 @@ pub async fn verify_stream(
     progress: &(dyn Fn(u64, u64) + Sync),
 ) -> Result<StreamReport> {
     let (created, stream_last) = stream_created(reader, stream).await?;
+    let state = reader
+        .state(stream)
+        .await
+        .map_err(|e| AuditError::nats(format!("reading {stream}"), e))?;
+    // A message the stream's age limit removed: below the first it holds, and older than
+    // the limit by its recorded store time (a minute's leeway for clocks).
+    let now_ns = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX);
+    let limit_ns = i64::try_from(state.max_age.as_nanos()).unwrap_or(i64::MAX);
+    let expired = |seq: u64, recorded: &Entry| {
+        limit_ns > 0
+            && seq < state.first_sequence
+            && recorded.stored_ns.saturating_add(limit_ns) <= now_ns.saturating_add(60_000_000_000)
+    };
     let mut report = StreamReport {
         stream: stream.to_string(),
         checkpoints: checkpoints.len(),
@@ -393,6 +423,7 @@ pub async fn verify_stream(
         first_bad_seq: None,
         detail: None,
         resumed: Vec::new(),
+        expired: 0,
     };
     let Recorded {
         checkpoints,
@@ -463,6 +494,12 @@ pub async fn verify_stream(
         progress(seq.min(covered), covered);
         let want = recorded[(expected - 1) as usize];
         if seq > expected {
+            if want != Entry::ABSENT && expired(expected, &want) {
+                report.expired += 1;
+                held = Some((seq, entry));
+                expected += 1;
+                continue;
+            }
             if want != Entry::ABSENT {
                 fail(
                     &mut report,
@@ -500,6 +537,11 @@ pub async fn verify_stream(
         if seq >= stream_last {
             break;
         }
+    }
+    // The stream holds none of what remains (its age limit removed all of it).
+    while expected <= covered && expired(expected, &recorded[(expected - 1) as usize]) {
+        report.expired += 1;
+        expected += 1;
     }
     if expected <= covered {
         fail(

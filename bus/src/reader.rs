@@ -41,6 +41,24 @@ pub struct StreamState {
     pub created: Option<chrono::DateTime<chrono::Utc>>,
     pub last_sequence: u64,
     pub messages: u64,
+    /// The first sequence it holds (1, or after what its age limit removed).
+    pub first_sequence: u64,
+    /// Its age limit (zero: none; a registered subsystem's `retention_days`).
+    pub max_age: std::time::Duration,
+}
+
+impl StreamState {
+    /// How many messages it should hold: every sequence from its first, or, with an age
+    /// limit, from the first it still holds (the limit removes the oldest). Fewer: some were
+    /// lost or deleted.
+    pub fn expected_messages(&self) -> u64 {
+        let from = if self.max_age.is_zero() {
+            1
+        } else {
+            self.first_sequence.max(1)
+        };
+        (self.last_sequence + 1).saturating_sub(from)
+    }
 }
 
 impl StoredMessage {
@@ -121,6 +139,10 @@ impl StreamReader {
             created,
             last_sequence: info["state"]["last_seq"].as_u64().unwrap_or(0),
             messages: info["state"]["messages"].as_u64().unwrap_or(0),
+            first_sequence: info["state"]["first_seq"].as_u64().unwrap_or(0),
+            max_age: std::time::Duration::from_nanos(
+                info["config"]["max_age"].as_u64().unwrap_or(0),
+            ),
         })
     }
 

@@ -37,6 +37,7 @@ pub fn check(
     created: Option<DateTime<Utc>>,
     last_seq: u64,
     messages: u64,
+    expected_messages: u64,
 ) -> Result<Option<String>> {
     let folded = checkpoint(tree)?;
     match (stream_created(tree)?, created) {
@@ -50,13 +51,14 @@ pub fn check(
         _ => {}
     }
     // The contract's streams never delete (deny_delete, no limits): from sequence 1 to the
-    // last, every one holds a message. Fewer messages: they were lost on disk.
-    if messages < last_seq {
+    // last, every one holds a message (with an age limit, from the first it still holds).
+    // Fewer messages: they were lost on disk.
+    if messages < expected_messages {
         return Ok(Some(format!(
-            "{stream} is missing {} of its {last_seq} messages: its store was damaged on disk \
+            "{stream} is missing {} of its {expected_messages} messages: its store was damaged on disk \
              (or messages deleted); the read model is kept as it was — restore the stream from a \
              backup (lienthong restore) or, in a cluster, from a peer",
-            last_seq - messages
+            expected_messages - messages
         )));
     }
     if last_seq < folded {
@@ -88,14 +90,24 @@ mod tests {
             .unwrap()
             .to_utc();
         assert_eq!(
-            check(&tree, "S", Some(t0), 10, 10).unwrap(),
+            check(&tree, "S", Some(t0), 10, 10, 10).unwrap(),
             None,
             "first sight records"
         );
-        assert_eq!(check(&tree, "S", Some(t0), 25, 25).unwrap(), None, "grown");
-        let holed = check(&tree, "S", Some(t0), 25, 20).unwrap().unwrap();
+        assert_eq!(
+            check(&tree, "S", Some(t0), 25, 25, 25).unwrap(),
+            None,
+            "grown"
+        );
+        let holed = check(&tree, "S", Some(t0), 25, 20, 25).unwrap().unwrap();
+        // With an age limit, the oldest gone is no hole: 20 held from sequence 6 to 25.
+        assert_eq!(
+            check(&tree, "S", Some(t0), 25, 20, 20).unwrap(),
+            None,
+            "expired"
+        );
         assert!(holed.contains("missing 5 of its 25 messages"), "{holed}");
-        let shorter = check(&tree, "S", Some(t0), 4, 4).unwrap().unwrap();
+        let shorter = check(&tree, "S", Some(t0), 4, 4, 4).unwrap().unwrap();
         assert!(
             shorter.contains("holds 4 events, fewer than the 10"),
             "{shorter}"
@@ -103,7 +115,7 @@ mod tests {
         let t1 = DateTime::parse_from_rfc3339("2026-02-01T00:00:00Z")
             .unwrap()
             .to_utc();
-        let recreated = check(&tree, "S", Some(t1), 40, 40).unwrap().unwrap();
+        let recreated = check(&tree, "S", Some(t1), 40, 40, 40).unwrap().unwrap();
         assert!(recreated.contains("S was recreated"), "{recreated}");
         assert!(
             recreated.contains("2026-01-01T00:00:00+00:00"),

@@ -264,8 +264,15 @@ impl Runner {
 
     /// Whether `tree` may go on folding its stream ([`crate::guard::check`]).
     async fn guard(&self, tree: &sled::Tree) -> Result<Option<String>> {
-        let (created, last, messages) = self.stream_state().await?;
-        crate::guard::check(tree, self.projection.stream(), created, last, messages)
+        let (created, last, messages, expected) = self.stream_state().await?;
+        crate::guard::check(
+            tree,
+            self.projection.stream(),
+            created,
+            last,
+            messages,
+            expected,
+        )
     }
 
     /// Returns once the stream is no longer the one `tree` folds (checked every second).
@@ -278,9 +285,9 @@ impl Runner {
         }
     }
 
-    /// The stream's creation time and last sequence.
-    /// The stream's creation time, last sequence and number of messages.
-    async fn stream_state(&self) -> Result<(Option<DateTime<Utc>>, u64, u64)> {
+    /// The stream's creation time, last sequence, number of messages and how many it should
+    /// hold ([`lienthong_bus::reader::StreamState::expected_messages`]).
+    async fn stream_state(&self) -> Result<(Option<DateTime<Utc>>, u64, u64, u64)> {
         let nats = |e: &dyn std::fmt::Display| ReplayError::Nats {
             operation: format!("reading stream {}", self.projection.stream()),
             reason: e.to_string(),
@@ -290,7 +297,8 @@ impl Runner {
                 .state(self.projection.stream())
                 .await
                 .map_err(|e| nats(&e))?;
-            return Ok((state.created, state.last_sequence, state.messages));
+            let expected = state.expected_messages();
+            return Ok((state.created, state.last_sequence, state.messages, expected));
         }
         let mut stream = self
             .js
@@ -301,7 +309,17 @@ impl Runner {
         let created = i64::try_from(info.created.unix_timestamp_nanos())
             .ok()
             .map(DateTime::from_timestamp_nanos);
-        Ok((created, info.state.last_sequence, info.state.messages))
+        let expected = if info.config.max_age.is_zero() {
+            info.state.last_sequence
+        } else {
+            (info.state.last_sequence + 1).saturating_sub(info.state.first_sequence.max(1))
+        };
+        Ok((
+            created,
+            info.state.last_sequence,
+            info.state.messages,
+            expected,
+        ))
     }
 
     /// Builds a fresh generation from the start of the stream up to its current head,
@@ -316,7 +334,7 @@ impl Runner {
         at: PointInTime,
         progress: &(dyn Fn(u64, u64) + Sync),
     ) -> Result<Rebuilt> {
-        let (created, head, _) = self.stream_state().await?;
+        let (created, head, _, _) = self.stream_state().await?;
         let head = at.until_seq.map_or(head, |n| n.min(head));
         let (name, tree) = self.store.new_generation(self.projection.name())?;
         if let Some(created) = created {
