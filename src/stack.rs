@@ -390,6 +390,10 @@ impl Stack {
                 creds_dir.display()
             ));
         }
+        stack.lines.push(format!(
+            "  Register a system  lienthong subsystem register subsystems/devices/devices.toml --env {}/operator.env",
+            creds_dir.display()
+        ));
         reconcile_agency_copies(&creds, &url, &creds_dir, &opts.schemas).await?;
 
         // What to run: the demo's parts and ingress caller, then the adapters given.
