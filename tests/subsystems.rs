@@ -574,9 +574,11 @@ async fn a_subsystem_registered_on_a_running_bus_gets_its_stream_role_ingress_au
     .await;
 }
 
-/// A registered subsystem's age limit (`retention_days`) removes its oldest events: that is
-/// neither tampering for `audit verify` (each removed one is checked against its record in
-/// the signed checkpoints) nor a lost message for the replay's guard.
+/// A registered subsystem's age limit removes its oldest events: that is neither tampering for
+/// `audit verify` (each removed one is checked against its record in the signed checkpoints,
+/// and against the age limit its signed registration gives) nor a lost message for the
+/// replay's guard. An operator who shortens the stream's own limit does not get the same
+/// pass: what that removes is missing.
 #[tokio::test]
 async fn what_a_registered_streams_age_limit_removes_is_verified_as_recorded_not_taken_for_tampering(
 ) {
@@ -585,12 +587,26 @@ async fn what_a_registered_streams_age_limit_removes_is_verified_as_recorded_not
     up.wait_healthy(&http).await;
     let operator = up.credentials("operator.env");
     let creds = tempfile::tempdir().unwrap();
+    // The gauges, their readings kept 15 seconds.
+    std::fs::copy(
+        fixture("level.measured.v1.json"),
+        creds.path().join("level.measured.v1.json"),
+    )
+    .unwrap();
+    let spec = creds.path().join("gauges.toml");
+    std::fs::write(
+        &spec,
+        std::fs::read_to_string(fixture("gauges.toml"))
+            .unwrap()
+            .replace("retention_days = 400", "retention_seconds = 15"),
+    )
+    .unwrap();
     lienthong(&[
         "--env",
         operator.to_str().unwrap(),
         "subsystem",
         "register",
-        &fixture("gauges.toml"),
+        spec.to_str().unwrap(),
         "--credentials-dir",
         creds.path().to_str().unwrap(),
     ]);
@@ -639,30 +655,9 @@ async fn what_a_registered_streams_age_limit_removes_is_verified_as_recorded_not
         || up.audit_verify(&public_key).1,
     )
     .await;
-
-    // The operator shortens the age limit to two seconds (as if 400 days had passed).
-    let js = async_nats::jetstream::new(
-        lienthong_bus::ConnectSettings::resolve(Some(&operator))
-            .unwrap()
-            .connect("test-operator")
-            .await
-            .unwrap(),
-    );
-    let mut config = js
-        .get_stream("GAUGES")
-        .await
-        .unwrap()
-        .info()
-        .await
-        .unwrap()
-        .config
-        .clone();
-    config.max_age = Duration::from_secs(2);
-    config.duplicate_window = Duration::from_secs(1);
-    js.update_stream(config).await.unwrap();
     wait_for(
         "the old readings removed by the age limit",
-        Duration::from_secs(30),
+        Duration::from_secs(60),
         || async { reader.state("GAUGES").await.unwrap().messages == 0 },
         String::new,
     )
@@ -709,5 +704,55 @@ async fn what_a_registered_streams_age_limit_removes_is_verified_as_recorded_not
         !up.log_tail(200).contains("replay alarm"),
         "{}",
         up.log_tail(40)
+    );
+
+    // Two more readings, checkpointed; then the operator shortens the stream's own limit to a
+    // second: they go long before the registration's 15 seconds — missing, not expired.
+    for i in 0..2 {
+        publish(format!("late-{i}")).await;
+    }
+    wait_for(
+        "the late readings checkpointed",
+        Duration::from_secs(10),
+        || async {
+            let (ok, out) = up.audit_verify(&public_key);
+            ok && out.contains("GAUGES: intact — sequences 1..=9")
+        },
+        || up.audit_verify(&public_key).1,
+    )
+    .await;
+    let js = async_nats::jetstream::new(
+        lienthong_bus::ConnectSettings::resolve(Some(&operator))
+            .unwrap()
+            .connect("test-operator")
+            .await
+            .unwrap(),
+    );
+    let mut config = js
+        .get_stream("GAUGES")
+        .await
+        .unwrap()
+        .info()
+        .await
+        .unwrap()
+        .config
+        .clone();
+    config.max_age = Duration::from_secs(1);
+    config.duplicate_window = Duration::from_secs(1);
+    js.update_stream(config).await.unwrap();
+    wait_for(
+        "the late readings removed early",
+        Duration::from_secs(10),
+        || async { reader.state("GAUGES").await.unwrap().messages == 0 },
+        String::new,
+    )
+    .await;
+    let (ok, out) = up.audit_verify(&public_key);
+    assert!(!ok, "{out}");
+    // (The two readings before them are missing too when they were not yet 15 s old.)
+    assert!(
+        out.contains("GAUGES: TAMPERED — missing at sequence 8")
+            || out.contains("GAUGES: TAMPERED — missing at sequence 6"),
+        "{out}"
     );
 }

@@ -406,13 +406,20 @@ pub async fn verify_stream(
         .await
         .map_err(|e| AuditError::nats(format!("reading {stream}"), e))?;
     // A message the stream's age limit removed: below the first it holds, and older than
-    // the limit by its recorded store time (a minute's leeway for clocks).
+    // the limit by its recorded store time. The limit is the
+    // one the subsystem's signed registration gives (REGISTRY), never the stream's own
+    // configuration: shortening that removes messages this reports as missing.
     let now_ns = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX);
-    let limit_ns = i64::try_from(state.max_age.as_nanos()).unwrap_or(i64::MAX);
+    let limit_ns =
+        i64::try_from(lienthong_bus::registry::admin::registered_age_limit(stream).as_nanos())
+            .unwrap_or(i64::MAX);
+    // Leeway for the clocks of the server and this machine: a minute, or a tenth of a short
+    // limit.
+    let leeway_ns = (limit_ns / 10).min(60_000_000_000);
     let expired = |seq: u64, recorded: &Entry| {
         limit_ns > 0
             && seq < state.first_sequence
-            && recorded.stored_ns.saturating_add(limit_ns) <= now_ns.saturating_add(60_000_000_000)
+            && recorded.stored_ns.saturating_add(limit_ns) <= now_ns.saturating_add(leeway_ns)
     };
     let mut report = StreamReport {
         stream: stream.to_string(),

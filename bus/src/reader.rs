@@ -43,16 +43,17 @@ pub struct StreamState {
     pub messages: u64,
     /// The first sequence it holds (1, or after what its age limit removed).
     pub first_sequence: u64,
-    /// Its age limit (zero: none; a registered subsystem's `retention_days`).
+    /// Its configured age limit (zero: none). What may expire is the registry's to say
+    /// ([`crate::registry::admin::registered_age_limit`]), not this.
     pub max_age: std::time::Duration,
 }
 
 impl StreamState {
-    /// How many messages it should hold: every sequence from its first, or, with an age
-    /// limit, from the first it still holds (the limit removes the oldest). Fewer: some were
-    /// lost or deleted.
-    pub fn expected_messages(&self) -> u64 {
-        let from = if self.max_age.is_zero() {
+    /// How many messages it should hold: every sequence from its first, or, when the registry
+    /// gives it an age limit (`registered_limit`), from the first it still holds (the limit
+    /// removes the oldest). Fewer: some were lost or deleted.
+    pub fn expected_messages(&self, registered_limit: std::time::Duration) -> u64 {
+        let from = if registered_limit.is_zero() {
             1
         } else {
             self.first_sequence.max(1)

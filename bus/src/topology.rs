@@ -85,7 +85,12 @@ impl StreamSpec {
             max_messages: -1,
             max_bytes: -1,
             max_messages_per_subject: -1,
-            duplicate_window: DUPLICATE_WINDOW,
+            // The server wants it no longer than the age limit (a short-lived registered one).
+            duplicate_window: if self.max_age.is_zero() {
+                DUPLICATE_WINDOW
+            } else {
+                DUPLICATE_WINDOW.min(self.max_age)
+            },
             deny_delete: true,
             deny_purge: true,
             allow_direct: true,

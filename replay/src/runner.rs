@@ -297,7 +297,9 @@ impl Runner {
                 .state(self.projection.stream())
                 .await
                 .map_err(|e| nats(&e))?;
-            let expected = state.expected_messages();
+            let expected = state.expected_messages(
+                lienthong_bus::registry::admin::registered_age_limit(self.projection.stream()),
+            );
             return Ok((state.created, state.last_sequence, state.messages, expected));
         }
         let mut stream = self
@@ -309,7 +311,9 @@ impl Runner {
         let created = i64::try_from(info.created.unix_timestamp_nanos())
             .ok()
             .map(DateTime::from_timestamp_nanos);
-        let expected = if info.config.max_age.is_zero() {
+        let registered =
+            lienthong_bus::registry::admin::registered_age_limit(self.projection.stream());
+        let expected = if registered.is_zero() {
             info.state.last_sequence
         } else {
             (info.state.last_sequence + 1).saturating_sub(info.state.first_sequence.max(1))

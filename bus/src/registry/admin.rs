@@ -64,9 +64,22 @@ pub struct Outcome {
 
 /// How long `spec`'s events are kept (zero: for ever).
 pub fn retention(spec: &SubsystemSpec) -> Duration {
-    spec.retention_days.map_or(Duration::ZERO, |d| {
-        Duration::from_secs(u64::from(d) * 86_400)
-    })
+    match (spec.retention_days, spec.retention_seconds) {
+        (Some(d), _) => Duration::from_secs(u64::from(d) * 86_400),
+        (None, Some(s)) => Duration::from_secs(u64::from(s)),
+        (None, None) => Duration::ZERO,
+    }
+}
+
+/// The age limit the registry gives `stream` — the signed, audited record of what may expire,
+/// never the stream's own configuration (which whoever may update the stream could shorten).
+/// Zero for the contract's streams and every stream not registered with a retention.
+pub fn registered_age_limit(stream: &str) -> Duration {
+    live::subsystems()
+        .into_iter()
+        .find(|s| s.stream == stream)
+        .and_then(|s| live::registration(s.name))
+        .map_or(Duration::ZERO, |r| retention(&r.spec))
 }
 
 /// Why `spec`'s name or stream is not free, if it is not: the bus's own names, a compiled

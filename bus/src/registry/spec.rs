@@ -12,6 +12,7 @@
 //! audited = true                           # hash-chained, covered by signed checkpoints
 //! grantable = true                         # agencies may be granted its stream
 //! retention_days = 400                     # raw events kept this long; absent: for ever
+//!                                          # (retention_seconds for short-lived data)
 //! compatibility = "backward"               # how later schema versions must relate
 //!
 //! [[events]]
@@ -120,6 +121,8 @@ struct SpecFile {
     #[serde(default)]
     retention_days: Option<u32>,
     #[serde(default)]
+    retention_seconds: Option<u32>,
+    #[serde(default)]
     compatibility: Compatibility,
     events: Vec<EventFile>,
 }
@@ -159,6 +162,10 @@ pub struct SubsystemSpec {
     pub grantable: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retention_days: Option<u32>,
+    /// The same in seconds, for short-lived data (and tests); at least 10; not with
+    /// `retention_days`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention_seconds: Option<u32>,
     pub compatibility: Compatibility,
     pub events: Vec<EventSpec>,
 }
@@ -210,6 +217,7 @@ impl SubsystemSpec {
             audited: file.audited,
             grantable: file.grantable,
             retention_days: file.retention_days,
+            retention_seconds: file.retention_seconds,
             compatibility: file.compatibility,
             events,
         };
@@ -281,6 +289,14 @@ impl SubsystemSpec {
                 format!(
                     "the description with its schemas is {size} bytes; at most {MAX_SPEC_BYTES} (it is recorded as one event)"
                 ),
+            ));
+        }
+        if self.retention_seconds.is_some_and(|s| s < 10)
+            || (self.retention_seconds.is_some() && self.retention_days.is_some())
+        {
+            return Err(invalid(
+                &at("retention_seconds"),
+                "at least 10, and not with retention_days",
             ));
         }
         if self.retention_days == Some(0) {
@@ -450,6 +466,7 @@ mod tests {
             audited: true,
             grantable: true,
             retention_days: Some(400),
+            retention_seconds: None,
             compatibility: Compatibility::Backward,
             events: vec![EventSpec {
                 ty: "vn.egov.gauges.level.measured".into(),
