@@ -163,6 +163,12 @@ async fn monitoring_files_are_taken_in_once_each_in_order_with_calibrating_and_f
         "pH\t7.1\t-\t20261014083000\t00\r\n",
     )
     .unwrap();
+    // And a station's file left in another station's folder.
+    std::fs::write(
+        inbox.join("BTH_CATY_MN01/BTH_PTHIET_KK01_20261014090000.txt"),
+        "PM10\t10\tµg/Nm3\t20261014090000\t00\r\n",
+    )
+    .unwrap();
     let log = work.path().join("adapter.log");
     let _adapter = start_adapter(&creds.join("adapter-devices.env"), &config, &log);
     let log_tail = || std::fs::read_to_string(&log).unwrap_or_default();
@@ -174,6 +180,9 @@ async fn monitoring_files_are_taken_in_once_each_in_order_with_calibrating_and_f
     )
     .await;
     assert!(inbox.join("failed/readings.txt").exists());
+    assert!(inbox
+        .join("failed/BTH_CATY_MN01/BTH_PTHIET_KK01_20261014090000.txt")
+        .exists());
     assert!(inbox
         .join("processed/BTH_PTHIET_KK01/2026/10/14/BTH_PTHIET_KK01_20261014084000.txt")
         .exists());
@@ -248,7 +257,7 @@ async fn monitoring_files_are_taken_in_once_each_in_order_with_calibrating_and_f
     );
 
     // A file sent again (the datalogger resends after a timeout) adds nothing.
-    let again = inbox.join("again");
+    let again = inbox.join("BTH_PTHIET_KK01/resent");
     std::fs::create_dir_all(&again).unwrap();
     std::fs::copy(
         fixtures.join("BTH_PTHIET_KK01/2026/10/14/BTH_PTHIET_KK01_20261014083000.txt"),
@@ -311,12 +320,22 @@ async fn monitoring_files_are_taken_in_once_each_in_order_with_calibrating_and_f
     // hour; a calibration value of 9999 is not averaged in), hour 11 averages 50.
     let day = inbox.join("BTH_PTHIET_KK01/2026/10/15");
     std::fs::create_dir_all(&day).unwrap();
-    for (time, line) in [
-        ("20261015100000", "NO2\t260\tµg/Nm3\t20261015100000\t00"),
-        ("20261015100500", "NO2\t9999\tµg/Nm3\t20261015100500\t01"),
-        ("20261015110000", "NO2\t50\tµg/Nm3\t20261015110000\t00"),
-        ("20261015120000", "NO2\t40\tµg/Nm3\t20261015120000\t00"),
-    ] {
+    let mut lines = Vec::new();
+    for (hour, values) in [(10, [250, 260, 270]), (11, [50, 50, 50])] {
+        for (i, v) in values.iter().enumerate() {
+            let t = format!("20261015{hour}{:02}00", i * 20);
+            lines.push((t.clone(), format!("NO2\t{v}\tµg/Nm3\t{t}\t00")));
+        }
+    }
+    lines.push((
+        "20261015100500".to_string(),
+        "NO2\t9999\tµg/Nm3\t20261015100500\t01".to_string(),
+    ));
+    lines.push((
+        "20261015120000".to_string(),
+        "NO2\t40\tµg/Nm3\t20261015120000\t00".to_string(),
+    ));
+    for (time, line) in lines {
         std::fs::write(
             day.join(format!("BTH_PTHIET_KK01_{time}.txt")),
             format!("{line}\r\n"),

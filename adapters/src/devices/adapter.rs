@@ -34,6 +34,49 @@ use crate::AdapterContext;
 
 /// The largest data file taken (a station's file is a few kilobytes).
 pub const MAX_FILE_BYTES: u64 = 8 * 1024 * 1024;
+/// Lines of one file dead-lettered one by one; the rest in one.
+pub const MAX_BAD_LINES: usize = 20;
+/// A file whose last line is not finished is left this long for its upload to end.
+pub const UNFINISHED_WAIT: Duration = Duration::from_secs(600);
+
+/// What reading a data file gave.
+enum Read {
+    Bytes(Vec<u8>),
+    TooLarge(u64),
+    /// A link, a device, a folder: not read.
+    NotAFile,
+}
+
+/// Reads a data file without following a link put in its place, and no more than
+/// [`MAX_FILE_BYTES`].
+fn read_data_file(path: &Path) -> Result<Read, AdapterError> {
+    use std::io::Read as _;
+    use std::os::unix::fs::OpenOptionsExt;
+    let source = |e: std::io::Error| AdapterError::Source {
+        url: path.display().to_string(),
+        reason: e.to_string(),
+    };
+    let file = match std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+    {
+        Ok(f) => f,
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => return Ok(Read::NotAFile),
+        Err(e) => return Err(source(e)),
+    };
+    if !file.metadata().map_err(source)?.is_file() {
+        return Ok(Read::NotAFile);
+    }
+    let mut bytes = Vec::new();
+    file.take(MAX_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(source)?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Ok(Read::TooLarge(bytes.len() as u64));
+    }
+    Ok(Read::Bytes(bytes))
+}
 
 fn default_source() -> String {
     "urn:lienthong:phanthiet:devices".to_string()
@@ -183,10 +226,20 @@ impl DevicesAdapter {
         };
         let mut dirs = vec![inbox.clone()];
         while let Some(dir) = dirs.pop() {
-            let entries = std::fs::read_dir(&dir).map_err(|e| AdapterError::Source {
-                url: dir.display().to_string(),
-                reason: e.to_string(),
-            })?;
+            let entries = match std::fs::read_dir(&dir) {
+                Ok(e) => e,
+                Err(e) if dir != *inbox => {
+                    // One station's folder that cannot be read holds no other up.
+                    warn!(adapter = SUBSYSTEM, folder = %dir.display(), error = %e, "folder left for the next look");
+                    continue;
+                }
+                Err(e) => {
+                    return Err(AdapterError::Source {
+                        url: dir.display().to_string(),
+                        reason: e.to_string(),
+                    })
+                }
+            };
             for entry in entries.flatten() {
                 let path = entry.path();
                 let Ok(meta) = entry.metadata() else { continue };
@@ -234,7 +287,17 @@ impl DevicesAdapter {
             for q in &mut queues {
                 for _ in 0..per_round {
                     let Some(f) = q.pop_front() else { break };
-                    let i = self.take(&f.path).await?;
+                    // One file that cannot be read or moved (its rights changed, a disk
+                    // error) waits for the next look; the others go on. The bus failing stops
+                    // the look (nothing is moved that was not stored).
+                    let i = match self.take(&f.path).await {
+                        Ok(i) => i,
+                        Err(e @ AdapterError::Bus(_)) => return Err(e),
+                        Err(e) => {
+                            warn!(adapter = SUBSYSTEM, file = %f.path.display(), error = %e, "left for the next look");
+                            continue;
+                        }
+                    };
                     total.files += 1;
                     total.tally.add(i.tally);
                     total.unreadable += i.unreadable;
@@ -251,44 +314,86 @@ impl DevicesAdapter {
             .file_name()
             .map(|n| n.to_string_lossy().to_string())
             .unwrap_or_default();
-        let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
         let mut intake = Intake::default();
-        if size > MAX_FILE_BYTES {
-            // Not a datalogger's file (a few kilobytes every few minutes): kept aside, named.
-            let reason = format!("{size} bytes, more than a data file holds ({MAX_FILE_BYTES})");
-            self.unreadable(&name, name.as_bytes(), reason).await?;
-            intake.unreadable = 1;
-            self.move_to(path, "failed")?;
-            return Ok(intake);
+        let bytes =
+            match read_data_file(path)? {
+                Read::Bytes(b) => b,
+                Read::TooLarge(size) => {
+                    // Not a datalogger's file (a few kilobytes every few minutes): set aside, named.
+                    return self.refuse(
+                    path,
+                    &name,
+                    format!("{size} bytes or more, more than a data file holds ({MAX_FILE_BYTES})"),
+                    name.clone().into_bytes(),
+                )
+                .await;
+                }
+                Read::NotAFile => {
+                    return self
+                        .refuse(
+                            path,
+                            &name,
+                            "not a plain file".into(),
+                            name.clone().into_bytes(),
+                        )
+                        .await
+                }
+            };
+        // An upload still writing its last line is left for the next look (for a while).
+        let unfinished = !bytes.is_empty() && !bytes.ends_with(b"\n");
+        let age = std::fs::symlink_metadata(path)
+            .ok()
+            .and_then(|m| m.modified().ok())
+            .and_then(|m| m.elapsed().ok())
+            .unwrap_or_default();
+        if unfinished && age < UNFINISHED_WAIT {
+            return Ok(Intake::default());
         }
-        let bytes = std::fs::read(path).map_err(|e| AdapterError::Source {
-            url: path.display().to_string(),
-            reason: e.to_string(),
-        })?;
         let file = match parse_name(&name) {
             Ok(f) => f,
-            Err(reason) => {
-                self.unreadable(&name, &bytes, reason).await?;
-                intake.unreadable = 1;
-                self.move_to(path, "failed")?;
-                return Ok(intake);
-            }
+            Err(reason) => return self.refuse(path, &name, reason, bytes).await,
         };
+        // A station writes under its own folder (the layout's <station>/<yyyy>/<MM>/<dd>/):
+        // a file naming another station is not taken for it.
+        let inbox = self.config.inbox.as_deref().unwrap_or(Path::new("."));
+        let folder = path
+            .strip_prefix(inbox)
+            .ok()
+            .and_then(|rel| rel.components().next())
+            .map(|c| c.as_os_str().to_string_lossy().to_string());
+        if folder.as_deref() != Some(file.station.as_str()) {
+            return self
+                .refuse(
+                    path,
+                    &name,
+                    format!("not under its station's folder {}/", file.station),
+                    bytes,
+                )
+                .await;
+        }
         let text = match std::str::from_utf8(&bytes) {
             Ok(t) => t,
             Err(e) => {
-                self.unreadable(&name, &bytes, format!("not UTF-8 text: {e}"))
-                    .await?;
-                intake.unreadable = 1;
-                self.move_to(path, "failed")?;
-                return Ok(intake);
+                return self
+                    .refuse(path, &name, format!("not UTF-8 text: {e}"), bytes.clone())
+                    .await
             }
         };
-        let (readings, bad) = parse_lines(text);
-        for (n, reason) in &bad {
-            let line = text.lines().nth(n - 1).unwrap_or_default();
+        let (readings, bad) = parse_lines(text, chrono::Utc::now().with_timezone(&files::local()));
+        // The first lines that cannot be read each, then one for the rest (a file of garbage
+        // is not a flood of dead letters).
+        for (n, line, reason) in bad.iter().take(MAX_BAD_LINES) {
             self.unreadable(&format!("{name} line {n}"), line.as_bytes(), reason.clone())
                 .await?;
+        }
+        if bad.len() > MAX_BAD_LINES {
+            let rest = bad.len() - MAX_BAD_LINES;
+            self.unreadable(
+                &format!("{name} lines after {}", bad[MAX_BAD_LINES - 1].0),
+                &bytes,
+                format!("{rest} more lines could not be read"),
+            )
+            .await?;
         }
         intake.unreadable = bad.len();
         intake.marked = readings
@@ -312,6 +417,22 @@ impl DevicesAdapter {
             },
         )?;
         Ok(intake)
+    }
+
+    /// A whole file not taken: its digest and the reason in the DLQ, the file to `failed/`.
+    async fn refuse(
+        &self,
+        path: &Path,
+        name: &str,
+        reason: String,
+        bytes: Vec<u8>,
+    ) -> Result<Intake, AdapterError> {
+        self.unreadable(name, &bytes, reason).await?;
+        self.move_to(path, "failed")?;
+        Ok(Intake {
+            unreadable: 1,
+            ..Default::default()
+        })
     }
 
     /// Keeps a trace of what could not be read in the DLQ: its digest and the reason.
@@ -372,7 +493,7 @@ impl DevicesAdapter {
             };
             let mut drafts = Vec::new();
             for m in &batch.messages {
-                let Some(r) = analysed_reading(&m.payload) else {
+                let Some(r) = analysed_reading(m) else {
                     continue;
                 };
                 drafts.extend(
@@ -407,12 +528,14 @@ impl DevicesAdapter {
             interval,
             shutdown,
             || async {
-                let crossed = self.analyse().await?;
-                if crossed > 0 {
-                    info!(
+                // The analysis and the files apart: one failing does not stop the other.
+                match self.analyse().await {
+                    Ok(0) => {}
+                    Ok(crossed) => info!(
                         adapter = SUBSYSTEM,
                         crossed, "thresholds crossed or cleared"
-                    );
+                    ),
+                    Err(e) => warn!(adapter = SUBSYSTEM, error = %e, "analysis: tried again at the next look"),
                 }
                 let i = self.poll_inbox().await?;
                 if i.files > 0 {
@@ -434,8 +557,8 @@ impl DevicesAdapter {
 }
 
 /// A reading of `DEVICES` (structured CloudEvent) as the analysis takes it.
-fn analysed_reading(payload: &[u8]) -> Option<super::analysis::Reading> {
-    let event: serde_json::Value = serde_json::from_slice(payload).ok()?;
+fn analysed_reading(m: &lienthong_bus::reader::StoredMessage) -> Option<super::analysis::Reading> {
+    let event: serde_json::Value = serde_json::from_slice(&m.payload).ok()?;
     let d = event.get("data")?;
     Some(super::analysis::Reading {
         station: d.get("station")?.as_str()?.to_string(),
@@ -444,5 +567,6 @@ fn analysed_reading(payload: &[u8]) -> Option<super::analysis::Reading> {
         unit: d.get("unit")?.as_str()?.to_string(),
         measured_at: chrono::DateTime::parse_from_rfc3339(d.get("measured_at")?.as_str()?).ok()?,
         measuring: d.get("status")?.as_str()? == "measuring",
+        stored_at: chrono::DateTime::parse_from_rfc3339(&m.stored_at).ok()?,
     })
 }

@@ -170,6 +170,9 @@ pub struct Reading {
     pub unit: String,
     pub measured_at: DateTime<FixedOffset>,
     pub measuring: bool,
+    /// When the bus stored it: a reading measured more than an hour after that (a clock gone
+    /// wrong) is not analysed — it would close the hours of every true reading after it.
+    pub stored_at: DateTime<FixedOffset>,
 }
 
 /// A threshold crossed (or crossed back).
@@ -194,11 +197,12 @@ impl Crossing {
         EventDraft::new(
             EventType::new(super::SUBSYSTEM, "threshold", action),
             format!(
-                "{}/{}/{}/{}/{at}/{action}",
+                "{}/{}/{}/{}/{}/{at}/{action}",
                 self.station,
                 self.parameter,
                 self.averaging.as_str(),
-                self.limit
+                self.limit,
+                self.standard
             ),
             self.station.as_str(),
             self.at.to_utc(),
@@ -226,7 +230,15 @@ struct Series {
     hours: Vec<(DateTime<FixedOffset>, f64)>,
     /// The limits (averaging, limit) now exceeded.
     exceeded: Vec<(Averaging, String)>,
+    /// The latest reading time seen (water levels: an older reading arriving later changes
+    /// no alarm).
+    #[serde(default)]
+    last: Option<DateTime<FixedOffset>>,
 }
+
+/// The fewest valid readings an hourly average is made of (a station sends one every few
+/// minutes).
+pub const MIN_READINGS_PER_HOUR: u32 = 3;
 
 /// A value to hold against a limit.
 struct Check<'a> {
@@ -241,7 +253,7 @@ struct Check<'a> {
 impl Series {
     /// The crossing `c` makes, if it makes one (the limit's state changes).
     fn check(&mut self, r: &Reading, c: Check) -> Option<Crossing> {
-        let limit_key = format!("{}/{}", c.averaging.as_str(), c.limit);
+        let limit_key = format!("{}/{}/{}", c.averaging.as_str(), c.limit, c.standard);
         let now = c.value > c.limit;
         let was = self.exceeded.iter().any(|(_, k)| *k == limit_key);
         if now == was {
@@ -287,14 +299,28 @@ impl Analyser {
         alarms: &BTreeMap<String, Vec<AlarmLevel>>,
     ) -> Vec<Crossing> {
         let mut out = Vec::new();
-        if !r.measuring || !r.value.is_finite() {
+        if !r.measuring || !r.value.is_finite() || r.measured_at > r.stored_at + Duration::hours(1)
+        {
             return out;
         }
         let parameter = normalise(&r.parameter);
+        let levels = alarms.get(&r.station).filter(|_| parameter == "WATERLEVEL");
+        let limits: Vec<&AirLimit> = QCVN_05_2023
+            .iter()
+            .filter(|l| l.parameter == parameter)
+            .collect();
+        // Only what is analysed is kept (a file of made-up parameters grows nothing).
+        if levels.is_none() && limits.is_empty() {
+            return out;
+        }
         let key = format!("{}/{parameter}", r.station);
         let series = self.series.entry(key).or_default();
-        // Water levels: each reading against the station's alarm levels.
-        if let Some(levels) = alarms.get(&r.station).filter(|_| parameter == "WATERLEVEL") {
+        // Water levels: each reading against the station's alarm levels, in time order.
+        if let Some(levels) = levels {
+            if series.last.is_some_and(|last| r.measured_at < last) {
+                return out;
+            }
+            series.last = Some(r.measured_at);
             for l in levels {
                 let check = Check {
                     averaging: Averaging::Reading,
@@ -308,11 +334,7 @@ impl Analyser {
             }
             return out;
         }
-        let limits: Vec<&AirLimit> = QCVN_05_2023
-            .iter()
-            .filter(|l| l.parameter == parameter)
-            .collect();
-        let Some(value) = micrograms(r.value, &r.unit).filter(|_| !limits.is_empty()) else {
+        let Some(value) = micrograms(r.value, &r.unit) else {
             return out;
         };
         let hour = hour_of(r.measured_at);
@@ -327,6 +349,10 @@ impl Analyser {
         }
         // A later hour: the open one closes.
         if let Some((open, sum, n)) = series.hour.replace((hour, value, 1)) {
+            if n < MIN_READINGS_PER_HOUR {
+                // Too few readings for an hourly average: the hour counts as missing.
+                return out;
+            }
             series.hours.push((open, sum / f64::from(n)));
             if series.hours.len() > 24 {
                 series.hours.remove(0);
@@ -383,6 +409,7 @@ mod tests {
             unit: unit.into(),
             measured_at: t,
             measuring,
+            stored_at: t,
         }
     }
 
@@ -393,14 +420,14 @@ mod tests {
         let mut crossings = Vec::new();
         // NO2: hour 8 averages 250 (over 200), hour 9 averages 210, hour 10 averages 100.
         for (h, values) in [
-            (8, [240.0, 260.0]),
-            (9, [200.0, 220.0]),
-            (10, [90.0, 110.0]),
-            (11, [0.0, 0.0]),
+            (8, [240.0, 250.0, 260.0]),
+            (9, [200.0, 210.0, 220.0]),
+            (10, [90.0, 100.0, 110.0]),
+            (11, [0.0, 0.0, 0.0]),
         ] {
             for (i, v) in values.iter().enumerate() {
                 crossings.extend(a.feed(
-                    &reading("NO2", *v, "µg/Nm3", at(14, h, i as u32 * 30), true),
+                    &reading("NO2", *v, "µg/Nm3", at(14, h, i as u32 * 20), true),
                     &none,
                 ));
             }
@@ -418,7 +445,7 @@ mod tests {
         );
         assert_eq!(
             crossings[0].to_event().id,
-            "S/NO2/1h/200/20261014090000/exceeded"
+            "S/NO2/1h/200/QCVN 05:2023/BTNMT/20261014090000/exceeded"
         );
     }
 
@@ -442,9 +469,12 @@ mod tests {
         let mut a = Analyser::default();
         let none = BTreeMap::new();
         let mut crossings = Vec::new();
-        // PM2,5 at 0.06 mg/Nm3 (60 µg) every hour from midnight: the 24 h limit is 50.
+        // PM2,5 at 0.06 mg/Nm3 (60 µg) three times an hour from midnight: the 24 h limit is 50.
         for h in 0..20 {
-            crossings.extend(a.feed(&reading("PM2,5", 0.06, "mg/Nm3", at(14, h, 5), true), &none));
+            for m in [5, 25, 45] {
+                crossings
+                    .extend(a.feed(&reading("PM2,5", 0.06, "mg/Nm3", at(14, h, m), true), &none));
+            }
         }
         assert_eq!(crossings.len(), 1);
         assert_eq!(crossings[0].averaging, Averaging::H24);

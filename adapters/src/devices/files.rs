@@ -35,9 +35,10 @@ pub enum Status {
 impl Status {
     fn parse(code: &str) -> Option<Self> {
         match code {
-            "00" | "0" => Some(Self::Measuring),
-            "01" | "1" => Some(Self::Calibrating),
-            "02" | "2" => Some(Self::Fault),
+            // Two digits exactly: a line cut short (`…\t0` of `01`) is not read as measuring.
+            "00" => Some(Self::Measuring),
+            "01" => Some(Self::Calibrating),
+            "02" => Some(Self::Fault),
             _ => None,
         }
     }
@@ -103,11 +104,16 @@ fn timestamp(s: &str) -> Result<NaiveDateTime, String> {
         .map_err(|e| format!("{s:?} is not a time yyyyMMddHHmmss ({e})"))
 }
 
-/// Reads a data file's lines: the readings, and what could not be read (line number, why).
-pub fn parse_lines(text: &str) -> (Vec<Reading>, Vec<(usize, String)>) {
+/// A line that could not be read: its number, its text, why.
+pub type BadLine<'a> = (usize, &'a str, String);
+
+/// Reads a data file's lines: the readings, and what could not be read. A reading measured
+/// more than ten minutes after `now` (a datalogger's clock gone wrong) is not read.
+pub fn parse_lines(text: &str, now: DateTime<FixedOffset>) -> (Vec<Reading>, Vec<BadLine<'_>>) {
     let mut readings = Vec::new();
     let mut bad = Vec::new();
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let latest = now + chrono::Duration::minutes(10);
     for (i, line) in text.lines().enumerate() {
         let n = i + 1;
         let line = line.trim_end_matches('\r');
@@ -115,8 +121,13 @@ pub fn parse_lines(text: &str) -> (Vec<Reading>, Vec<(usize, String)>) {
             continue;
         }
         match parse_line(line) {
+            Ok(r) if r.measured_at > latest => bad.push((
+                n,
+                line,
+                "measured in the future (the datalogger's clock?)".into(),
+            )),
             Ok(r) => readings.push(r),
-            Err(e) => bad.push((n, e)),
+            Err(e) => bad.push((n, line, e)),
         }
     }
     (readings, bad)
@@ -140,9 +151,7 @@ fn parse_line(line: &str) -> Result<Reading, String> {
         || parameter.chars().count() > 40
         || parameter.chars().any(char::is_control)
     {
-        return Err(format!(
-            "parameter {parameter:?}: 1 to 40 printable characters"
-        ));
+        return Err("the parameter's symbol: 1 to 40 printable characters".into());
     }
     let decimal = if value.contains(',') && !value.contains('.') {
         value.replace(',', ".")
@@ -153,17 +162,18 @@ fn parse_line(line: &str) -> Result<Reading, String> {
         .parse::<f64>()
         .ok()
         .filter(|v| v.is_finite())
-        .ok_or_else(|| format!("value {value:?} is not a number"))?;
+        .ok_or_else(|| "the value is not a number".to_string())?;
     if unit.chars().count() > 20 || unit.chars().any(char::is_control) {
-        return Err(format!("unit {unit:?}: at most 20 printable characters"));
+        return Err("the unit: at most 20 printable characters".into());
     }
     let measured_at = local()
-        .from_local_datetime(&timestamp(time)?)
+        .from_local_datetime(
+            &timestamp(time).map_err(|_| "the time is not yyyyMMddHHmmss".to_string())?,
+        )
         .single()
-        .ok_or_else(|| format!("time {time:?} does not exist in UTC+7"))?;
-    let status = Status::parse(status).ok_or_else(|| {
-        format!("status {status:?}: 00 (measuring), 01 (calibrating) or 02 (fault)")
-    })?;
+        .ok_or_else(|| "the time does not exist in UTC+7".to_string())?;
+    let status = Status::parse(status)
+        .ok_or_else(|| "the status: 00 (measuring), 01 (calibrating) or 02 (fault)".to_string())?;
     Ok(Reading {
         parameter: parameter.to_string(),
         value,
@@ -231,7 +241,8 @@ O3\t40\tµg/Nm3\t20261014083000\t07\r\n";
 
     #[test]
     fn lines_are_read_with_their_status_and_bad_ones_named() {
-        let (readings, bad) = parse_lines(FILE);
+        let now = local().with_ymd_and_hms(2026, 10, 14, 9, 0, 0).unwrap();
+        let (readings, bad) = parse_lines(FILE, now);
         assert_eq!(readings.len(), 4);
         assert_eq!(readings[0].parameter, "PM2,5");
         assert_eq!(readings[0].value, 31.4);
@@ -244,19 +255,32 @@ O3\t40\tµg/Nm3\t20261014083000\t07\r\n";
         );
         assert_eq!(bad.len(), 2);
         assert_eq!(bad[0].0, 5);
-        assert!(bad[0].1.contains("not a number"), "{}", bad[0].1);
+        assert!(bad[0].2.contains("not a number"), "{}", bad[0].2);
+        assert!(
+            !bad[0].2.contains("-"),
+            "the reason quotes the station's content"
+        );
         assert_eq!(bad[1].0, 7);
-        assert!(bad[1].1.contains("status"), "{}", bad[1].1);
+        assert!(bad[1].2.contains("status"), "{}", bad[1].2);
         // Spaces instead of tabs, as some dataloggers write.
-        let (r, b) = parse_lines("pH 7.2 - 20261014083000 00\n");
+        let (r, b) = parse_lines("pH 7.2 - 20261014083000 00\n", now);
         assert_eq!((r.len(), b.len()), (1, 0));
-        let (r, b) = parse_lines("pH\t7.2\n");
+        let (r, b) = parse_lines("pH\t7.2\n", now);
         assert_eq!((r.len(), b.len()), (0, 1));
+        // A status cut short, a clock in the future.
+        let (r, b) = parse_lines("pH\t7.2\t-\t20261014083000\t0\n", now);
+        assert_eq!((r.len(), b.len()), (0, 1));
+        let (r, b) = parse_lines("pH\t7.2\t-\t20991014083000\t00\n", now);
+        assert_eq!((r.len(), b.len()), (0, 1));
+        assert!(b[0].2.contains("future"));
     }
 
     #[test]
     fn the_same_line_is_the_same_event() {
-        let (readings, _) = parse_lines(FILE);
+        let (readings, _) = parse_lines(
+            FILE,
+            local().with_ymd_and_hms(2026, 10, 14, 9, 0, 0).unwrap(),
+        );
         let a = to_event("BTH_NMDPT_KK01", "f1.txt", &readings[0]);
         let b = to_event("BTH_NMDPT_KK01", "f2.txt", &readings[0]);
         assert_eq!(a.id, b.id);
