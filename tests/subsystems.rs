@@ -35,6 +35,23 @@ fn reading(id: &str, gauge: &str, level: f64) -> Value {
     })
 }
 
+/// Waits until the gauges' generic read model has folded `n` events.
+async fn wait_read_model(http: &reqwest::Client, up: &Up, what: &str, n: u64) {
+    wait_for(
+        what,
+        Duration::from_secs(30),
+        || async {
+            let url = format!("{}/api/v1/registered/gauges", up.base);
+            match http.get(url).send().await {
+                Ok(r) => r.json::<Value>().await.is_ok_and(|v| v["events"] == n),
+                Err(_) => false, // not answering (yet)
+            }
+        },
+        || up.log_tail(20),
+    )
+    .await;
+}
+
 /// POSTs a structured event: its status and answer (0 while the ingress does not answer).
 async fn post(http: &reqwest::Client, url: &str, token: &str, body: &Value) -> (u16, Value) {
     let Ok(r) = http
@@ -408,14 +425,11 @@ async fn a_subsystem_registered_on_a_running_bus_gets_its_stream_role_ingress_au
         .with_timezone(&chrono::FixedOffset::east_opt(7 * 3600).unwrap())
         .format("%Y-%m")
         .to_string();
-    wait_for(
+    wait_read_model(
+        &http,
+        &up,
         "the generic read model holds the three readings",
-        Duration::from_secs(30),
-        || async {
-            let (_, body) = get("/api/v1/registered/gauges".into()).await;
-            serde_json::from_str::<Value>(&body).is_ok_and(|v| v["events"] == 3)
-        },
-        || up.log_tail(20),
+        3,
     )
     .await;
     let (_, body) = get("/api/v1/registered/gauges".into()).await;
@@ -562,16 +576,7 @@ async fn a_subsystem_registered_on_a_running_bus_gets_its_stream_role_ingress_au
         ack.is_ok(),
         "adapter-gauges cannot publish after a restart: {ack:?}"
     );
-    wait_for(
-        "the read model after the restart",
-        Duration::from_secs(30),
-        || async {
-            let (_, body) = get("/api/v1/registered/gauges".into()).await;
-            serde_json::from_str::<Value>(&body).is_ok_and(|v| v["events"] == 5)
-        },
-        || up.log_tail(20),
-    )
-    .await;
+    wait_read_model(&http, &up, "the read model after the restart", 5).await;
 }
 
 /// A registered subsystem's age limit removes its oldest events: that is neither tampering for
@@ -677,23 +682,7 @@ async fn what_a_registered_streams_age_limit_removes_is_verified_as_recorded_not
     )
     .await;
     // The replay's guard takes it for no loss: no alarm, the read model goes on.
-    wait_for(
-        "the read model goes on",
-        Duration::from_secs(30),
-        || async {
-            let v: Value = match http
-                .get(format!("{}/api/v1/registered/gauges", up.base))
-                .send()
-                .await
-            {
-                Ok(r) => r.json().await.unwrap_or(Value::Null),
-                Err(_) => Value::Null,
-            };
-            v["events"] == 7
-        },
-        || up.log_tail(20),
-    )
-    .await;
+    wait_read_model(&http, &up, "the read model goes on", 7).await;
     let health = http
         .get(format!("{}/healthz", up.base))
         .send()
