@@ -287,15 +287,31 @@ impl DevicesAdapter {
             for q in &mut queues {
                 for _ in 0..per_round {
                     let Some(f) = q.pop_front() else { break };
-                    // One file that cannot be read or moved (its rights changed, a disk
-                    // error) waits for the next look; the others go on. The bus failing stops
-                    // the look (nothing is moved that was not stored).
+                    // One file that cannot be taken (its rights changed, a disk error) is set
+                    // aside in failed/ with a dead letter naming it — looking again would not
+                    // help — and the others go on. The bus failing stops the look (nothing is
+                    // moved that was not stored); so does a file that cannot even be moved.
                     let i = match self.take(&f.path).await {
                         Ok(i) => i,
                         Err(e @ AdapterError::Bus(_)) => return Err(e),
                         Err(e) => {
-                            warn!(adapter = SUBSYSTEM, file = %f.path.display(), error = %e, "left for the next look");
-                            continue;
+                            let name = f
+                                .path
+                                .file_name()
+                                .map(|n| n.to_string_lossy().to_string())
+                                .unwrap_or_default();
+                            let reason = format!("could not be taken: {e}");
+                            match self
+                                .refuse(&f.path, &name, reason, name.clone().into_bytes())
+                                .await
+                            {
+                                Ok(i) => i,
+                                Err(e @ AdapterError::Bus(_)) => return Err(e),
+                                Err(e) => {
+                                    warn!(adapter = SUBSYSTEM, file = %f.path.display(), error = %e, "could not be taken nor set aside: left for the next look");
+                                    continue;
+                                }
+                            }
                         }
                     };
                     total.files += 1;

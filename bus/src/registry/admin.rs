@@ -75,9 +75,7 @@ pub fn retention(spec: &SubsystemSpec) -> Duration {
 /// never the stream's own configuration (which whoever may update the stream could shorten).
 /// Zero for the contract's streams and every stream not registered with a retention.
 pub fn registered_age_limit(stream: &str) -> Duration {
-    live::subsystems()
-        .into_iter()
-        .find(|s| s.stream == stream)
+    live::find(|s| s.stream == stream)
         .and_then(|s| live::registration(s.name))
         .map_or(Duration::ZERO, |r| retention(&r.spec))
 }

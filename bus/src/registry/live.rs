@@ -139,8 +139,20 @@ struct Live {
 
 static LIVE: LazyLock<RwLock<Live>> = LazyLock::new(Default::default);
 
-fn leak(s: &str) -> &'static str {
+/// Keeps `s` for the life of the process: what registrations add is never removed (see the
+/// module documentation), like the compiled registry's strings.
+pub fn intern(s: &str) -> &'static str {
     Box::leak(s.to_string().into_boxed_str())
+}
+
+/// The registered subsystem `pred` picks, without copying the list.
+pub fn find(pred: impl Fn(&Subsystem) -> bool) -> Option<&'static Subsystem> {
+    LIVE.read()
+        .expect("registry lock")
+        .subsystems
+        .iter()
+        .copied()
+        .find(|s| pred(s))
 }
 
 /// The registered subsystems, in the order they were registered.
@@ -256,16 +268,16 @@ pub fn install(sequence: u64, time: DateTime<Utc>, event: &RegistryEvent) -> Res
         RegistryEvent::Subsystem(e) => {
             let spec = &e.spec;
             let entry = Subsystem {
-                name: leak(&spec.name),
-                stream: leak(&spec.stream),
-                title: leak(&spec.title),
-                title_vi: leak(&spec.title_vi),
-                formats: leak(&spec.formats),
-                default_source: leak(&spec.source),
+                name: intern(&spec.name),
+                stream: intern(&spec.stream),
+                title: intern(&spec.title),
+                title_vi: intern(&spec.title_vi),
+                formats: intern(&spec.formats),
+                default_source: intern(&spec.source),
                 audited: spec.audited,
                 grantable: spec.grantable,
                 // Its generic read model's tree is named after it.
-                projections: Box::leak(vec![leak(&spec.name)].into_boxed_slice()),
+                projections: Box::leak(vec![intern(&spec.name)].into_boxed_slice()),
                 kpi_section: None,
                 docs: "docs/registering-a-subsystem.md",
             };

@@ -193,14 +193,20 @@ pub fn subsystems() -> Vec<&'static Subsystem> {
     SUBSYSTEMS.iter().chain(live::subsystems()).collect()
 }
 
-/// The subsystem named `name`.
+/// The subsystem named `name` (on the publish path: nothing is allocated).
 pub fn subsystem(name: &str) -> Option<&'static Subsystem> {
-    subsystems().into_iter().find(|s| s.name == name)
+    SUBSYSTEMS
+        .iter()
+        .find(|s| s.name == name)
+        .or_else(|| live::find(|s| s.name == name))
 }
 
 /// The subsystem whose stream is `stream`.
 pub fn subsystem_of_stream(stream: &str) -> Option<&'static Subsystem> {
-    subsystems().into_iter().find(|s| s.stream == stream)
+    SUBSYSTEMS
+        .iter()
+        .find(|s| s.stream == stream)
+        .or_else(|| live::find(|s| s.stream == stream))
 }
 
 /// Every stream, subsystems' first.

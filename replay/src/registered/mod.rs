@@ -21,6 +21,7 @@ use crate::datasets::{Column, ColumnType as T, DatasetSpec};
 use crate::error::Result;
 use crate::projection::{json_of, ProjectedEvent, Projection};
 use crate::store::{decode_u64, Changes};
+use lienthong_bus::registry::live::intern;
 
 /// The latest state of one aggregate.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -205,18 +206,7 @@ const OPEN_COLUMNS: &[Column] = &[
 ];
 
 /// The same, the counts withheld when small (a subsystem whose data is not public).
-const WITHHELD_COLUMNS: &[Column] = &[
-    OPEN_COLUMNS[0],
-    OPEN_COLUMNS[1],
-    Column::open(
-        "events",
-        T::Integer,
-        "Số sự kiện",
-        "Events",
-        "Events of the type in the month.",
-    )
-    .count(),
-];
+const WITHHELD_COLUMNS: &[Column] = &[OPEN_COLUMNS[0], OPEN_COLUMNS[1], OPEN_COLUMNS[2].count()];
 
 fn rows(tree: &sled::Tree) -> Result<Vec<Vec<Value>>> {
     let mut rows: Vec<Vec<Value>> = RegisteredView { tree }
@@ -226,10 +216,6 @@ fn rows(tree: &sled::Tree) -> Result<Vec<Vec<Value>>> {
         .collect();
     rows.sort_by(|a, b| a[0].as_str().cmp(&b[0].as_str()));
     Ok(rows)
-}
-
-fn leak(s: String) -> &'static str {
-    Box::leak(s.into_boxed_str())
 }
 
 /// The dataset of registered subsystem `name`: `registered-<name>-monthly` (apart from every
@@ -253,16 +239,16 @@ pub fn dataset_specs() -> Vec<DatasetSpec> {
         }
         let public = r.spec.classification == lienthong_bus::Classification::Public;
         made.push(DatasetSpec {
-            id: leak(dataset_id(sub.name)),
+            id: intern(&dataset_id(sub.name)),
             projection: sub.name,
             stream: sub.stream,
-            title_vi: leak(format!("{} — số sự kiện theo loại và tháng", sub.title_vi)),
-            title_en: leak(format!("{} — events by type and month", sub.title)),
-            description_vi: leak(format!(
+            title_vi: intern(&format!("{} — số sự kiện theo loại và tháng", sub.title_vi)),
+            title_en: intern(&format!("{} — events by type and month", sub.title)),
+            description_vi: intern(&format!(
                 "Số sự kiện mỗi loại của phân hệ {} theo tháng, từ luồng {} của trục liên thông.",
                 sub.title_vi, sub.stream
             )),
-            description_en: leak(format!(
+            description_en: intern(&format!(
                 "Events of each type of the registered subsystem {} by month, from the bus's stream {}.",
                 sub.title, sub.stream
             )),
